@@ -1,0 +1,3 @@
+//! The engines behind the `Store` contract.
+
+pub mod embedded;

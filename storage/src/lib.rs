@@ -1,0 +1,19 @@
+//! Gigafactory's storage room: an ordered key-value store with serializable transactions (the
+//! model FoundationDB gives), three engines behind one contract, the key layout and the record
+//! codec. Everything the coordinator persists goes through here.
+//!
+//! Architecture invariant: only this crate knows redb, etcd or FoundationDB.
+
+mod buffer;
+pub mod engine;
+pub mod error;
+pub mod limits;
+mod txn;
+
+pub use buffer::Buffered;
+pub use engine::embedded::EmbeddedStore;
+pub use error::{Error, Result};
+pub use txn::{
+    Attempt, Attempts, KeyRange, KeyValue, RangeOptions, RetryPolicy, Store, Transaction, Watch,
+    WatchTarget, prefix_end,
+};
