@@ -12,6 +12,10 @@ mod txn;
 
 pub use buffer::Buffered;
 pub use engine::embedded::EmbeddedStore;
+#[cfg(feature = "etcd")]
+pub use engine::etcd::EtcdStore;
+#[cfg(feature = "etcd")]
+pub use engine::etcd_cluster::LocalEtcdCluster;
 pub use error::{Error, Result};
 pub use txn::{
     Attempt, Attempts, KeyRange, KeyValue, RangeOptions, RetryPolicy, Store, Transaction, Watch,

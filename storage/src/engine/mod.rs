@@ -1,3 +1,7 @@
 //! The engines behind the `Store` contract.
 
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "etcd")]
+pub mod etcd_cluster;

@@ -422,12 +422,19 @@ pub async fn watches_fire_on_change_and_only_then<S: Store>(store: S) {
     let prefix = store.watch(WatchTarget::Prefix(k("w/p/"))).await.unwrap();
     put(&store, b"w/q", b"0").await;
     let prefix = assert_quiet(prefix).await;
+    put(&store, b"w/p/a1", b"0").await;
+    tokio::time::timeout(FIRE_DEADLINE, prefix)
+        .await
+        .expect("prefix watch fired")
+        .unwrap();
+    // Clearing a range that holds a key under the prefix is a change too.
+    let prefix = store.watch(WatchTarget::Prefix(k("w/p/"))).await.unwrap();
     transact!(store, |tx| tx
         .clear_range(&KeyRange::new(k("w/p/a"), k("w/p/b"))))
     .unwrap();
     tokio::time::timeout(FIRE_DEADLINE, prefix)
         .await
-        .expect("prefix watch fired")
+        .expect("prefix watch fired on clear")
         .unwrap();
 }
 
