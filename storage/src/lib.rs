@@ -5,8 +5,10 @@
 //! Architecture invariant: only this crate knows redb, etcd or FoundationDB.
 
 mod buffer;
+pub mod codec;
 pub mod engine;
 pub mod error;
+pub mod keys;
 pub mod limits;
 mod txn;
 

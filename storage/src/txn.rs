@@ -244,7 +244,7 @@ macro_rules! transact {
         $crate::transact!($store, $crate::RetryPolicy::default(), |$tx| $body)
     };
     ($store:expr, $policy:expr, |$tx:ident| $body:expr) => {{
-        use $crate::Store as _;
+        use $crate::{Store as _, Transaction as _};
         let store = &$store;
         let mut attempts = $crate::Attempts::new($policy);
         loop {

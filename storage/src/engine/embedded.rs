@@ -23,6 +23,9 @@ const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "gigafactory.redb";
 
+/// redb's page cache. Its default (1 GiB) would dominate the coordinator's memory; hot data
+/// (the ready index, leased jobs) is far smaller.
+const CACHE_BYTES: usize = 128 * 1024 * 1024;
 /// Most transactions the committer folds into one redb commit.
 const BATCH_MAX_TXNS: usize = 4096;
 /// Requests that may wait for the committer before senders wait too (backpressure).
@@ -71,7 +74,9 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
             .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(engine)?;
         txn.open_table(KV).map_err(engine)?;

@@ -1,0 +1,176 @@
+//! The key layout: every key is an order-preserving tuple (FoundationDB's tuple encoding) whose
+//! first element names its subspace. Ordering matters where it is read in order: the ready
+//! index sorts by priority then age, the lease-expiry index by deadline, events and log
+//! chunks by sequence. ARCHITECTURE.md lists the layout; change both together.
+
+use foundationdb_tuple::{Subspace, Uuid, pack, unpack};
+
+use crate::error::{Error, Result};
+use crate::txn::KeyRange;
+
+/// `("job", id)` → the job record.
+pub fn job(id: Uuid) -> Vec<u8> {
+    pack(&("job", id))
+}
+
+/// `("idem", product, idempotency key)` → id of the job submitted with that key.
+pub fn idempotency(product: &str, key: &str) -> Vec<u8> {
+    pack(&("idem", product, key))
+}
+
+/// `("ready", priority_rank, created_ms, id)` → nothing. Queued jobs in placement order:
+/// higher priority first (the rank is `u32::MAX - priority`), then older first.
+pub fn ready(priority: u32, created_ms: u64, id: Uuid) -> Vec<u8> {
+    pack(&("ready", u32::MAX - priority, created_ms, id))
+}
+
+/// Every entry of the ready index.
+pub fn ready_all() -> KeyRange {
+    subspace(&"ready")
+}
+
+/// The id in a ready-index key.
+pub fn ready_id(key: &[u8]) -> Result<Uuid> {
+    let (_, _, _, id): (String, u32, u64, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok(id)
+}
+
+/// `("lease_exp", expires_ms, id)` → the lease epoch. Leases in deadline order, for the reaper.
+pub fn lease_expiry(expires_ms: u64, id: Uuid) -> Vec<u8> {
+    pack(&("lease_exp", expires_ms, id))
+}
+
+/// Leases that expire at or before `now_ms`.
+pub fn leases_expired_by(now_ms: u64) -> KeyRange {
+    KeyRange::new(pack(&("lease_exp",)), pack(&("lease_exp", now_ms + 1)))
+}
+
+/// The deadline and id in a lease-expiry key.
+pub fn lease_expiry_parts(key: &[u8]) -> Result<(u64, Uuid)> {
+    let (_, at, id): (String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok((at, id))
+}
+
+/// `("event", job, seq)` → an event of the job's timeline.
+pub fn event(job: Uuid, seq: u64) -> Vec<u8> {
+    pack(&("event", job, seq))
+}
+
+/// All events of one job, in order.
+pub fn events_of(job: Uuid) -> KeyRange {
+    subspace(&("event", job))
+}
+
+/// `("log", job, attempt, seq)` → one chunk of a job's output.
+pub fn log_chunk(job: Uuid, attempt: u32, seq: u64) -> Vec<u8> {
+    pack(&("log", job, attempt, seq))
+}
+
+/// All log chunks of one job, attempt by attempt.
+pub fn logs_of(job: Uuid) -> KeyRange {
+    subspace(&("log", job))
+}
+
+/// `("child", parent, child)` → nothing: the DAG's edges, read from the parent side.
+pub fn child(parent: Uuid, child: Uuid) -> Vec<u8> {
+    pack(&("child", parent, child))
+}
+
+pub fn children_of(parent: Uuid) -> KeyRange {
+    subspace(&("child", parent))
+}
+
+/// `("factory", id)` → the factory record.
+pub fn factory(id: Uuid) -> Vec<u8> {
+    pack(&("factory", id))
+}
+
+pub fn factories() -> KeyRange {
+    subspace(&"factory")
+}
+
+/// `("token", sha256 of the secret)` → the token record (role, owner, revoked).
+pub fn token(hash: &[u8; 32]) -> Vec<u8> {
+    pack(&("token", hash.as_slice()))
+}
+
+/// `("budget", product, period)` → spend so far, an atomic little-endian counter.
+pub fn budget_spend(product: &str, period: &str) -> Vec<u8> {
+    pack(&("budget", product, period))
+}
+
+/// `("weights", product)` → the product's scoring weights.
+pub fn weights(product: &str) -> Vec<u8> {
+    pack(&("weights", product))
+}
+
+/// `("signal", name)` → a counter bumped (atomic add, never a conflict) by every transaction
+/// that makes something happen others wait for, such as a job becoming ready. Waiters watch
+/// it instead of polling.
+pub fn signal(name: &str) -> Vec<u8> {
+    pack(&("signal", name))
+}
+
+/// `("meta", name)` → store-wide facts (layout version, admin token created).
+pub fn meta(name: &str) -> Vec<u8> {
+    pack(&("meta", name))
+}
+
+fn subspace<T: foundationdb_tuple::TuplePack>(prefix: &T) -> KeyRange {
+    let (begin, end) = Subspace::all().subspace(prefix).range();
+    KeyRange::new(begin, end)
+}
+
+fn tuple_error(e: foundationdb_tuple::PackError) -> Error {
+    Error::Codec(format!("malformed key: {e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    proptest! {
+        #[test]
+        fn ready_keys_sort_by_priority_then_age(
+            a in (0u32..1000, 0u64..1u64 << 50, any::<u128>()),
+            b in (0u32..1000, 0u64..1u64 << 50, any::<u128>()),
+        ) {
+            let ka = ready(a.0, a.1, id(a.2));
+            let kb = ready(b.0, b.1, id(b.2));
+            let want = b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2));
+            prop_assert_eq!(ka.cmp(&kb), want);
+            prop_assert!(ready_all().contains(&ka));
+            prop_assert_eq!(ready_id(&ka).unwrap(), id(a.2));
+        }
+
+        #[test]
+        fn lease_expiry_keys_sort_by_deadline(t1 in 0u64..1 << 60, t2 in 0u64..1 << 60, n in any::<u128>()) {
+            let (k1, k2) = (lease_expiry(t1, id(n)), lease_expiry(t2, id(n)));
+            prop_assert_eq!(k1.cmp(&k2), t1.cmp(&t2));
+            prop_assert_eq!(leases_expired_by(t2).contains(&k1), t1 <= t2);
+            prop_assert_eq!(lease_expiry_parts(&k1).unwrap(), (t1, id(n)));
+        }
+
+        #[test]
+        fn events_stay_inside_their_job(job in any::<u128>(), other in any::<u128>(), s1 in any::<u64>(), s2 in any::<u64>()) {
+            prop_assert_eq!(event(id(job), s1).cmp(&event(id(job), s2)), s1.cmp(&s2));
+            prop_assert!(events_of(id(job)).contains(&event(id(job), s1)));
+            prop_assert_eq!(events_of(id(other)).contains(&event(id(job), s1)), job == other);
+        }
+    }
+
+    #[test]
+    fn malformed_keys_are_codec_errors() {
+        assert!(matches!(ready_id(b"\x01nonsense"), Err(Error::Codec(_))));
+        assert!(matches!(
+            lease_expiry_parts(&job(id(1))),
+            Err(Error::Codec(_))
+        ));
+    }
+}
