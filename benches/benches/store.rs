@@ -55,7 +55,12 @@ async fn run_phase<S: Store>(store: &S, writers: usize, length: Duration) -> Pha
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    Phase { writers, commits: all.len() as u64, elapsed: started.elapsed(), latency: Percentiles::of(&mut all) }
+    Phase {
+        writers,
+        commits: all.len() as u64,
+        elapsed: started.elapsed(),
+        latency: Percentiles::of(&mut all),
+    }
 }
 
 /// Rate of `write 300 bytes + fdatasync` on a file in `dir`.
@@ -73,14 +78,26 @@ fn raw_fsync_rate(dir: &std::path::Path, length: Duration) -> f64 {
 }
 
 async fn bench_engine<S: Store>(name: &str, store: S, length: Duration, fsync_rate: f64) {
-    println!("\n{name}: {} s per phase, load average before: {}", length.as_secs(), load_average());
-    println!("{:>8} {:>10} {:>12} {:>10} {:>10} {:>12}", "writers", "commits", "commits/s", "p50", "p99", "x raw fsync");
+    println!(
+        "\n{name}: {} s per phase, load average before: {}",
+        length.as_secs(),
+        load_average()
+    );
+    println!(
+        "{:>8} {:>10} {:>12} {:>10} {:>10} {:>12}",
+        "writers", "commits", "commits/s", "p50", "p99", "x raw fsync"
+    );
     for writers in WRITER_COUNTS {
         let p = run_phase(&store, writers, length).await;
         let rate = p.commits as f64 / p.elapsed.as_secs_f64();
         println!(
             "{:>8} {:>10} {:>12.0} {:>10.2?} {:>10.2?} {:>12.1}",
-            p.writers, p.commits, rate, p.latency.p50, p.latency.p99, rate / fsync_rate
+            p.writers,
+            p.commits,
+            rate,
+            p.latency.p50,
+            p.latency.p99,
+            rate / fsync_rate
         );
     }
     println!("load average after: {}", load_average());
@@ -89,7 +106,12 @@ async fn bench_engine<S: Store>(name: &str, store: S, length: Duration, fsync_ra
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let length = Duration::from_secs(arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5));
     let engine = arg("--engine").unwrap_or_else(|| "embedded".into());
 
@@ -110,7 +132,9 @@ async fn main() {
 #[cfg(feature = "etcd")]
 async fn etcd(length: Duration, fsync_rate: f64) {
     let cluster = Arc::new(
-        tokio::task::spawn_blocking(|| gigafactory_storage::LocalEtcdCluster::start(3).unwrap()).await.unwrap(),
+        tokio::task::spawn_blocking(|| gigafactory_storage::LocalEtcdCluster::start(3).unwrap())
+            .await
+            .unwrap(),
     );
     let store = gigafactory_storage::EtcdStore::new(&cluster.endpoints(), b"bench/").unwrap();
     bench_engine("etcd (3 members, loopback)", store, length, fsync_rate).await;

@@ -21,7 +21,11 @@ impl Percentiles {
                 samples[((samples.len() - 1) as f64 * q).round() as usize]
             }
         };
-        Percentiles { p50: at(0.50), p99: at(0.99), max: at(1.0) }
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 

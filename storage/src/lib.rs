@@ -13,11 +13,13 @@ pub mod limits;
 mod txn;
 
 pub use buffer::Buffered;
-pub use engine::embedded::EmbeddedStore;
+pub use engine::embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "etcd")]
 pub use engine::etcd::EtcdStore;
 #[cfg(feature = "etcd")]
 pub use engine::etcd_cluster::LocalEtcdCluster;
+#[cfg(feature = "fdb")]
+pub use engine::fdb::FdbStore;
 pub use error::{Error, Result};
 pub use txn::{
     Attempt, Attempts, KeyRange, KeyValue, RangeOptions, RetryPolicy, Store, Transaction, Watch,

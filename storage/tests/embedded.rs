@@ -11,3 +11,21 @@ fn open() -> (EmbeddedStore, tempfile::TempDir) {
 }
 
 conformance_suite!(open());
+
+/// The same suite with a memtable flushed every few KiB, so reads merge memtables, frozen
+/// memtables and the base file, and flushes run under the tests' load.
+mod small_memtable {
+    use super::*;
+    use gigafactory_storage::EmbeddedOptions;
+
+    fn open() -> (EmbeddedStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = EmbeddedOptions {
+            flush_bytes: 4 * 1024,
+        };
+        let store = EmbeddedStore::open_with(dir.path(), opts).expect("open store");
+        (store, dir)
+    }
+
+    conformance_suite!(open());
+}

@@ -23,6 +23,8 @@ fn acknowledged_commits_survive_sigkill() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_store-crash-writer"))
             .arg(dir.path())
             .arg(WRITERS.to_string())
+            // Small memtables: kills land before, during and after flushes into the base.
+            .arg(rng.random_range(16_384..262_144).to_string())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start writer");

@@ -3,20 +3,27 @@
 //! acknowledged, until it is killed. Each transaction writes two keys, so a reader can also
 //! check that no transaction was applied in part.
 //!
-//! Usage: `store-crash-writer DIR WRITERS`
+//! Usage: `store-crash-writer DIR WRITERS FLUSH_BYTES`
 
-use gigafactory_storage::{EmbeddedStore, Error, transact};
+use gigafactory_storage::{EmbeddedOptions, EmbeddedStore, Error, transact};
 use std::io::Write;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().expect("usage: store-crash-writer DIR WRITERS");
+    let dir = args
+        .next()
+        .expect("usage: store-crash-writer DIR WRITERS FLUSH_BYTES");
     let writers: u32 = args
         .next()
         .and_then(|w| w.parse().ok())
         .expect("WRITERS is a number");
-    let store = EmbeddedStore::open(&dir).expect("open store");
+    let flush_bytes: usize = args
+        .next()
+        .and_then(|f| f.parse().ok())
+        .expect("FLUSH_BYTES is a number");
+    let store =
+        EmbeddedStore::open_with(&dir, EmbeddedOptions { flush_bytes }).expect("open store");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, u64)>();
     for w in 0..writers {
         let (store, tx) = (store.clone(), tx.clone());

@@ -5,3 +5,5 @@ pub mod embedded;
 pub mod etcd;
 #[cfg(feature = "etcd")]
 pub mod etcd_cluster;
+#[cfg(feature = "fdb")]
+pub mod fdb;
