@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: only this crate knows redb, etcd or FoundationDB.
 
+mod any;
 mod buffer;
 pub mod codec;
 pub mod engine;
@@ -12,6 +13,7 @@ pub mod keys;
 pub mod limits;
 mod txn;
 
+pub use any::{AnyStore, AnyTxn, DEFAULT_STORE_URL};
 pub use buffer::Buffered;
 pub use engine::embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "etcd")]

@@ -367,12 +367,12 @@ impl FdbTxn {
         Err(refusal)
     }
 
-    /// Bumps the counter of every registered prefix that `written` overlaps, once per
-    /// transaction.
-    fn bump_watch_counters(&mut self, written: &KeyRange) {
+    /// Bumps the counter of every registered prefix that a write touches (`touches(prefix)`),
+    /// once per transaction.
+    fn bump_watch_counters(&mut self, touches: impl Fn(&[u8]) -> bool) {
         let one = 1i64.to_le_bytes();
         for (w, bumped) in self.store.shared.watched.iter().zip(&mut self.bumped) {
-            if !*bumped && KeyRange::prefix(&w.prefix).overlaps(written) {
+            if !*bumped && touches(&w.prefix) {
                 self.trx.atomic_op(&w.counter, &one, MutationType::Add);
                 *bumped = true;
             }
@@ -460,14 +460,14 @@ impl Transaction for FdbTxn {
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let full = self.admit_write(key, Some(value))?;
         self.trx.set(&full, value);
-        self.bump_watch_counters(&KeyRange::single(key));
+        self.bump_watch_counters(|prefix| key.starts_with(prefix));
         Ok(())
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<()> {
         let full = self.admit_write(key, None)?;
         self.trx.clear(&full);
-        self.bump_watch_counters(&KeyRange::single(key));
+        self.bump_watch_counters(|prefix| key.starts_with(prefix));
         Ok(())
     }
 
@@ -483,7 +483,7 @@ impl Transaction for FdbTxn {
         };
         self.trx
             .clear_range(&self.store.full(&range.begin), &self.store.full(&range.end));
-        self.bump_watch_counters(&range);
+        self.bump_watch_counters(|prefix| KeyRange::prefix(prefix).overlaps(&range));
         Ok(())
     }
 
@@ -493,7 +493,7 @@ impl Transaction for FdbTxn {
         // truncated to the operand's 8 bytes, wrapping.
         self.trx
             .atomic_op(&full, &delta.to_le_bytes(), MutationType::Add);
-        self.bump_watch_counters(&KeyRange::single(key));
+        self.bump_watch_counters(|prefix| key.starts_with(prefix));
         Ok(())
     }
 
