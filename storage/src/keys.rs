@@ -13,6 +13,11 @@ pub fn job(id: Uuid) -> Vec<u8> {
     pack(&("job", id))
 }
 
+/// Prefix of every job record.
+pub fn job_prefix() -> Vec<u8> {
+    pack(&("job",))
+}
+
 /// `("idem", product, idempotency key)` → id of the job submitted with that key.
 pub fn idempotency(product: &str, key: &str) -> Vec<u8> {
     pack(&("idem", product, key))
@@ -45,6 +50,11 @@ pub fn leases_expired_by(now_ms: u64) -> KeyRange {
     KeyRange::new(pack(&("lease_exp",)), pack(&("lease_exp", now_ms + 1)))
 }
 
+/// Prefix of every lease-expiry key.
+pub fn lease_expiry_prefix() -> Vec<u8> {
+    pack(&("lease_exp",))
+}
+
 /// The deadline and id in a lease-expiry key.
 pub fn lease_expiry_parts(key: &[u8]) -> Result<(u64, Uuid)> {
     let (_, at, id): (String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
@@ -66,6 +76,12 @@ pub fn log_chunk(job: Uuid, attempt: u32, seq: u64) -> Vec<u8> {
     pack(&("log", job, attempt, seq))
 }
 
+/// The job, attempt and sequence in a log-chunk key.
+pub fn log_chunk_parts(key: &[u8]) -> Result<(Uuid, u32, u64)> {
+    let (_, job, attempt, seq): (String, Uuid, u32, u64) = unpack(key).map_err(tuple_error)?;
+    Ok((job, attempt, seq))
+}
+
 /// All log chunks of one job, attempt by attempt.
 pub fn logs_of(job: Uuid) -> KeyRange {
     subspace(&("log", job))
@@ -78,6 +94,27 @@ pub fn child(parent: Uuid, child: Uuid) -> Vec<u8> {
 
 pub fn children_of(parent: Uuid) -> KeyRange {
     subspace(&("child", parent))
+}
+
+/// The parent and child in a DAG edge key.
+pub fn child_parts(key: &[u8]) -> Result<(Uuid, Uuid)> {
+    let (_, p, c): (String, Uuid, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok((p, c))
+}
+
+/// `("logsize", job)` → bytes of log kept for the job (atomic counter), for its bound.
+pub fn log_bytes(job: Uuid) -> Vec<u8> {
+    pack(&("logsize", job))
+}
+
+/// `("req", job, request id)` → the answer given to a factory write, so a retry with the same
+/// id gets the same answer. Cleared when the job is next claimed.
+pub fn request(job: Uuid, request_id: &str) -> Vec<u8> {
+    pack(&("req", job, request_id))
+}
+
+pub fn requests_of(job: Uuid) -> KeyRange {
+    subspace(&("req", job))
 }
 
 /// `("factory", id)` → the factory record.

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod repo;
 mod txn;
 
 pub use any::{AnyStore, AnyTxn, DEFAULT_STORE_URL};

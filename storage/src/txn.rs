@@ -230,7 +230,7 @@ impl RetryPolicy {
 }
 
 /// Runs a body in a transaction and commits it, retrying on conflict with capped, jittered
-/// exponential backoff: `transact!(store, |tx| { ...; Ok(value) })` or
+/// exponential backoff: `transact!(store, |tx| { ...; Ok(value) })` (with `tx: &mut Txn`) or
 /// `transact!(store, policy, |tx| ...)`. The body is an expression of type `Result<T, E>` with
 /// `E: From<Error>`; it must be idempotent, since it may run several times and only the last
 /// run's writes are committed. An error from the body aborts without writing.
@@ -248,13 +248,15 @@ macro_rules! transact {
         let store = &$store;
         let mut attempts = $crate::Attempts::new($policy);
         loop {
-            #[allow(unused_mut)]
-            let mut $tx = match store.begin().await {
+            let mut txn = match store.begin().await {
                 Ok(txn) => txn,
                 Err(e) => break Err(e.into()),
             };
-            let outcome = async { $body }.await;
-            match attempts.finish($tx, outcome).await {
+            let outcome = {
+                let $tx = &mut txn;
+                async { $body }.await
+            };
+            match attempts.finish(txn, outcome).await {
                 $crate::Attempt::Done(result) => break result,
                 $crate::Attempt::Retry => continue,
             }

@@ -1,0 +1,61 @@
+//! Tunables of a coordinator node. Each bound names its unit.
+
+use gigafactory_core::backoff::Backoff;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A lease's life without renewal; factories renew at a third of it.
+    pub lease_ttl_ms: u64,
+    /// A factory with no heartbeat for this long is marked offline.
+    pub heartbeat_window_ms: u64,
+    /// How often the reaper looks for expired leases.
+    pub reap_interval_ms: u64,
+    /// Expired leases handled per reaper pass.
+    pub reap_batch_max: usize,
+    /// How often the reaper checks wall-clock budgets of leased jobs.
+    pub budget_check_interval_ms: u64,
+    /// How long a preempted job has to checkpoint and release.
+    pub preempt_grace_ms: u64,
+    /// A job may preempt only jobs at least this many priority points lower.
+    pub preempt_min_priority_gap: u32,
+    /// Longest long-poll a claim may ask for.
+    pub claim_wait_max_ms: u64,
+    /// Most jobs one claim may take.
+    pub claim_batch_max: u32,
+    /// Queued jobs the scheduler scores per placement (best by priority and age first).
+    pub placement_candidates_max: usize,
+    /// Idle time after which a job actor is passivated.
+    pub job_idle_ms: u64,
+    /// Commands that may wait in one job actor's mailbox before callers get `overloaded`.
+    pub job_mailbox_max: usize,
+    /// Claims that may wait for work at once.
+    pub claim_waiters_max: usize,
+    /// Restarts of one singleton actor within `restart_window_ms` before the node reports
+    /// itself unhealthy.
+    pub restart_max: u32,
+    pub restart_window_ms: u64,
+    pub backoff: Backoff,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lease_ttl_ms: 15_000,
+            heartbeat_window_ms: 10_000,
+            reap_interval_ms: 500,
+            reap_batch_max: 256,
+            budget_check_interval_ms: 2_000,
+            preempt_grace_ms: 30_000,
+            preempt_min_priority_gap: 10,
+            claim_wait_max_ms: 30_000,
+            claim_batch_max: 64,
+            placement_candidates_max: 32,
+            job_idle_ms: 30_000,
+            job_mailbox_max: 256,
+            claim_waiters_max: 10_000,
+            restart_max: 5,
+            restart_window_ms: 60_000,
+            backoff: Backoff::default(),
+        }
+    }
+}

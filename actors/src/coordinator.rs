@@ -1,0 +1,890 @@
+//! The coordinator node's handle: what the API calls. It owns the actor tree's shared services
+//! (`Shared`: the store, the clock, the registries of virtual actors) and turns each request
+//! into a store transaction or a message to the actor that serializes it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use gigafactory_core::fleet::{Factory, FactoryStatus, Role, Token};
+use gigafactory_core::job::{self, Command, FactoryId, Job, JobId, JobState};
+use gigafactory_core::manifest::{self, JobSpec};
+use gigafactory_core::wire::{
+    ClaimedJob, EnrollRequest, EnrollResponse, Event, HeartbeatRequest, HeartbeatResponse,
+    LeaseAnswer, LogChunk, LogStream,
+};
+use gigafactory_storage::repo::{self, ReadyEntry};
+use gigafactory_storage::{AnyStore, KeyRange, RangeOptions, codec, keys, transact};
+use ractor::{Actor, ActorRef};
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+
+use crate::auth;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{CoordError, Result};
+use crate::factory_actor::{FactoryActor, FactoryMsg, factory_view};
+use crate::job_actor::{JobActor, JobActorArgs, JobMsg, lease_answer};
+use crate::scheduler::{ClaimAsk, SchedulerMsg, SchedulerSnapshot};
+use crate::supervisor::{Supervisor, SupervisorMsg};
+
+/// Rows a filtered job listing examines per page before it returns what it found.
+const LIST_SCAN_MAX_ROWS: usize = 10_000;
+/// Log lines a live follower may fall behind before it is dropped.
+const LOG_FOLLOW_BUFFER_LINES: usize = 1024;
+
+pub(crate) struct JobSlot {
+    pub actor: ActorRef<JobMsg>,
+    /// Commands sent and not yet handled: the mailbox bound.
+    pub queued: Arc<AtomicUsize>,
+}
+
+/// One line of a job's output.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    pub attempt: u32,
+    pub seq: u64,
+    pub stream: LogStream,
+    pub data: String,
+}
+
+pub(crate) struct Shared {
+    pub store: AnyStore,
+    pub config: Config,
+    clock: Arc<dyn Clock>,
+    pub scheduler: RwLock<Option<ActorRef<SchedulerMsg>>>,
+    supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
+    pub jobs: DashMap<JobId, JobSlot>,
+    pub factories: DashMap<FactoryId, ActorRef<FactoryMsg>>,
+    spawn_lock: tokio::sync::Mutex<()>,
+    pub unhealthy: AtomicBool,
+    logs: DashMap<JobId, broadcast::Sender<LogLine>>,
+}
+
+/// An operator's (or the scheduler's) action on a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAction {
+    Requeue,
+    Reject,
+    Cancel,
+    Ship,
+    Retry,
+    /// The scheduler makes room for job `by`.
+    Preempt {
+        by: JobId,
+    },
+}
+
+impl OperatorAction {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "requeue" => OperatorAction::Requeue,
+            "reject" => OperatorAction::Reject,
+            "cancel" => OperatorAction::Cancel,
+            "ship" => OperatorAction::Ship,
+            "retry" => OperatorAction::Retry,
+            _ => return None,
+        })
+    }
+}
+
+/// Which jobs a listing shows; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<String>,
+    pub product: Option<String>,
+    pub capability: Option<String>,
+    pub factory: Option<FactoryId>,
+    /// Case-insensitive substring of the title or key.
+    pub text: Option<String>,
+}
+
+impl JobFilter {
+    fn matches(&self, j: &Job) -> bool {
+        self.state.as_deref().is_none_or(|s| s == j.state.name())
+            && self.product.as_deref().is_none_or(|p| p == j.spec.product)
+            && self
+                .capability
+                .as_deref()
+                .is_none_or(|c| j.spec.capabilities.iter().any(|x| x == c))
+            && self
+                .factory
+                .is_none_or(|f| j.state.lease().is_some_and(|l| l.factory == f))
+            && self.text.as_deref().is_none_or(|t| {
+                let t = t.to_lowercase();
+                j.spec.title.to_lowercase().contains(&t) || j.spec.key.to_lowercase().contains(&t)
+            })
+    }
+}
+
+/// Who is calling, once their token checked out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub role: Role,
+    pub name: String,
+}
+
+impl Shared {
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn tell_scheduler(&self, msg: SchedulerMsg) {
+        if let Some(s) = self
+            .scheduler
+            .read()
+            .expect("scheduler lock poisoned")
+            .as_ref()
+            && s.cast(msg).is_err()
+        {
+            // The scheduler is restarting; it rebuilds from the store, which already holds
+            // the change this message announced.
+            tracing::debug!("scheduler unavailable; it will rebuild from the store");
+        }
+    }
+
+    pub async fn tell_factory(self: &Arc<Self>, id: FactoryId, msg: FactoryMsg) {
+        match self.factory_actor(id).await {
+            Ok(actor) => {
+                let _ = actor.cast(msg);
+            }
+            Err(e) => tracing::warn!(factory_id = %id, error = %e, "cannot reach factory actor"),
+        }
+    }
+
+    fn supervisor_cell(&self) -> Result<ractor::ActorCell> {
+        self.supervisor
+            .read()
+            .expect("supervisor lock poisoned")
+            .as_ref()
+            .map(|s| s.get_cell())
+            .ok_or_else(|| CoordError::Unavailable("coordinator is stopping".into()))
+    }
+
+    async fn factory_actor(self: &Arc<Self>, id: FactoryId) -> Result<ActorRef<FactoryMsg>> {
+        if let Some(a) = self.factories.get(&id) {
+            return Ok(a.clone());
+        }
+        let _guard = self.spawn_lock.lock().await;
+        if let Some(a) = self.factories.get(&id) {
+            return Ok(a.clone());
+        }
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            FactoryActor,
+            (self.clone(), id),
+            self.supervisor_cell()?,
+        )
+        .await
+        .map_err(|e| CoordError::Internal(format!("cannot start factory actor: {e}")))?;
+        self.factories.insert(id, actor.clone());
+        Ok(actor)
+    }
+
+    /// The job's actor, activated if it is not running, with its mailbox counter.
+    async fn job_actor(
+        self: &Arc<Self>,
+        id: JobId,
+    ) -> Result<(ActorRef<JobMsg>, Arc<AtomicUsize>)> {
+        if let Some(s) = self.jobs.get(&id) {
+            return Ok((s.actor.clone(), s.queued.clone()));
+        }
+        let _guard = self.spawn_lock.lock().await;
+        if let Some(s) = self.jobs.get(&id) {
+            return Ok((s.actor.clone(), s.queued.clone()));
+        }
+        let queued = Arc::new(AtomicUsize::new(0));
+        let args = JobActorArgs {
+            shared: self.clone(),
+            id,
+            queued: queued.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, JobActor, args, self.supervisor_cell()?)
+            .await
+            .map_err(|e| CoordError::Internal(format!("cannot start job actor: {e}")))?;
+        self.jobs.insert(
+            id,
+            JobSlot {
+                actor: actor.clone(),
+                queued: queued.clone(),
+            },
+        );
+        Ok((actor, queued))
+    }
+
+    /// Sends one command to the job's actor and waits for its answer; refuses with
+    /// `overloaded` when the actor's mailbox is full.
+    async fn ask_job(
+        self: &Arc<Self>,
+        id: JobId,
+        make: impl Fn(ractor::RpcReplyPort<Result<Job>>) -> JobMsg,
+    ) -> Result<Job> {
+        // An actor can stop (passivate) between lookup and send: then activate a new one.
+        for _ in 0..2 {
+            let (actor, queued) = self.job_actor(id).await?;
+            if queued.fetch_add(1, Ordering::Relaxed) >= self.config.job_mailbox_max {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(CoordError::Overloaded(format!(
+                    "job {id} has too many pending commands"
+                )));
+            }
+            let (tx, rx) = oneshot::channel();
+            if actor.send_message(make(tx.into())).is_err() {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                self.jobs
+                    .remove_if(&id, |_, s| s.actor.get_id() == actor.get_id());
+                continue;
+            }
+            return match rx.await {
+                Ok(r) => r,
+                // The actor failed while handling it: the supervisor logged why; the outcome of
+                // its transaction is unknown to us.
+                Err(_) => Err(CoordError::Unavailable(format!(
+                    "job {id} actor stopped; re-read the job"
+                ))),
+            };
+        }
+        Err(CoordError::Unavailable(format!(
+            "job {id} actor keeps stopping"
+        )))
+    }
+
+    pub async fn apply(
+        self: &Arc<Self>,
+        id: JobId,
+        cmd: Command,
+        actor: &str,
+        request_id: Option<String>,
+    ) -> Result<Job> {
+        let actor = actor.to_string();
+        self.ask_job(id, |reply| JobMsg::Apply {
+            cmd: cmd.clone(),
+            actor: actor.clone(),
+            request_id: request_id.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn operator_action(
+        self: &Arc<Self>,
+        id: JobId,
+        action: OperatorAction,
+        actor: &str,
+    ) -> Result<Job> {
+        let cmd = match action {
+            OperatorAction::Requeue => Command::Requeue,
+            OperatorAction::Reject => Command::Reject,
+            OperatorAction::Cancel => Command::Cancel,
+            OperatorAction::Ship => Command::Ship,
+            OperatorAction::Retry => Command::Retry,
+            OperatorAction::Preempt { by } => Command::Preempt {
+                by: Some(by),
+                grace_ms: self.config.preempt_grace_ms,
+            },
+        };
+        self.apply(id, cmd, actor, None).await
+    }
+
+    pub fn publish_log(&self, id: JobId, attempt: u32, chunk: &LogChunk) {
+        if let Some(tx) = self.logs.get(&id) {
+            let _ = tx.send(LogLine {
+                attempt,
+                seq: chunk.seq,
+                stream: chunk.stream,
+                data: chunk.data.clone(),
+            });
+        }
+    }
+}
+
+/// A running coordinator node. Cheap to clone.
+#[derive(Clone)]
+pub struct Coordinator {
+    shared: Arc<Shared>,
+}
+
+impl Coordinator {
+    /// Starts the actor tree on `store`.
+    pub async fn start(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            clock,
+            scheduler: RwLock::new(None),
+            supervisor: RwLock::new(None),
+            jobs: DashMap::new(),
+            factories: DashMap::new(),
+            spawn_lock: tokio::sync::Mutex::new(()),
+            unhealthy: AtomicBool::new(false),
+            logs: DashMap::new(),
+        });
+        let (sup, _) = Actor::spawn(None, Supervisor, shared.clone())
+            .await
+            .map_err(|e| CoordError::Internal(format!("cannot start the supervisor: {e}")))?;
+        *shared.supervisor.write().expect("supervisor lock poisoned") = Some(sup);
+        Ok(Coordinator { shared })
+    }
+
+    /// Stops the actor tree.
+    pub fn stop(&self) {
+        if let Some(s) = self
+            .shared
+            .supervisor
+            .write()
+            .expect("supervisor lock poisoned")
+            .take()
+        {
+            s.stop(Some("shutdown".into()));
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn now(&self) -> u64 {
+        self.shared.now()
+    }
+
+    pub fn store_engine(&self) -> &'static str {
+        self.shared.store.engine()
+    }
+
+    /// Ready to serve: the store answers and no actor is crash-looping.
+    pub async fn ready(&self) -> Result<()> {
+        if self.shared.unhealthy.load(Ordering::Relaxed) {
+            return Err(CoordError::Unavailable("an actor is crash-looping".into()));
+        }
+        transact!(self.shared.store, |tx| tx.get(&keys::meta("admin")).await)?;
+        Ok(())
+    }
+
+    pub async fn scheduler_snapshot(&self) -> Result<SchedulerSnapshot> {
+        let scheduler = self
+            .shared
+            .scheduler
+            .read()
+            .expect("scheduler lock poisoned")
+            .clone();
+        let s = scheduler.ok_or_else(|| CoordError::Unavailable("scheduler restarting".into()))?;
+        ractor::call!(s, crate::scheduler::SchedulerMsg::Snapshot)
+            .map_err(|e| CoordError::Unavailable(format!("scheduler: {e}")))
+    }
+
+    // ---- tokens ----
+
+    /// On the first start only: mints the admin token and returns its secret (shown once).
+    pub async fn bootstrap_admin(&self) -> Result<Option<String>> {
+        let secret = auth::new_secret();
+        let hash = auth::hash_secret(&secret);
+        let now = self.now();
+        let made = transact!(self.shared.store, |tx| {
+            if tx.get(&keys::meta("admin")).await?.is_some() {
+                return Ok::<_, CoordError>(false);
+            }
+            tx.set(&keys::meta("admin"), &now.to_le_bytes())?;
+            repo::save_token(
+                tx,
+                &hash,
+                &Token {
+                    role: Role::Admin,
+                    name: "admin".into(),
+                    created_at: now,
+                    revoked: false,
+                },
+            )?;
+            Ok(true)
+        })?;
+        Ok(made.then_some(secret))
+    }
+
+    /// Mints a token for `role` (admin, operator, viewer or enrollment).
+    pub async fn mint_token(&self, role: Role, name: &str) -> Result<String> {
+        if matches!(role, Role::Factory(_)) {
+            return Err(CoordError::Invalid(
+                "factory tokens come from enrollment".into(),
+            ));
+        }
+        let secret = auth::new_secret();
+        let hash = auth::hash_secret(&secret);
+        let token = Token {
+            role,
+            name: name.into(),
+            created_at: self.now(),
+            revoked: false,
+        };
+        transact!(self.shared.store, |tx| repo::save_token(tx, &hash, &token))?;
+        Ok(secret)
+    }
+
+    /// Who holds `secret`; revoked and unknown tokens are refused at once.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
+        let hash = auth::hash_secret(secret);
+        let token = transact!(self.shared.store, |tx| repo::load_token(tx, &hash).await)?;
+        match token {
+            Some(t) if !t.revoked => Ok(Principal {
+                role: t.role,
+                name: t.name,
+            }),
+            Some(_) => Err(CoordError::Unauthorized("token revoked".into())),
+            None => Err(CoordError::Unauthorized("unknown token".into())),
+        }
+    }
+
+    /// Spends an enrollment token to register a factory; returns its id and own token.
+    pub async fn enroll(
+        &self,
+        enrollment_secret: &str,
+        req: EnrollRequest,
+    ) -> Result<EnrollResponse> {
+        if req.slots == 0 || req.slots > 1024 {
+            return Err(CoordError::Invalid("slots must be within 1..=1024".into()));
+        }
+        if req.name.trim().is_empty() || req.name.len() > 128 {
+            return Err(CoordError::Invalid(
+                "name must be 1 to 128 characters".into(),
+            ));
+        }
+        if !req.cost_per_hour_usd.is_finite() || req.cost_per_hour_usd < 0.0 {
+            return Err(CoordError::Invalid(
+                "cost_per_hour_usd must be a non-negative number".into(),
+            ));
+        }
+        let enroll_hash = auth::hash_secret(enrollment_secret);
+        let id = FactoryId(Uuid::now_v7());
+        let secret = auth::new_secret();
+        let hash = auth::hash_secret(&secret);
+        let now = self.now();
+        let mut capabilities = req.capabilities.clone();
+        capabilities.sort();
+        capabilities.dedup();
+        let factory = Factory {
+            id,
+            name: req.name.clone(),
+            os: req.os.clone(),
+            arch: req.arch.clone(),
+            capabilities,
+            engine_classes: req.engine_classes.clone(),
+            slots: req.slots,
+            cost_per_hour_micros: (req.cost_per_hour_usd * 1e6) as u64,
+            status: FactoryStatus::Online,
+            enrolled_at: now,
+            last_heartbeat: now,
+            slots_busy: 0,
+            token_hash: hash,
+        };
+        transact!(self.shared.store, |tx| {
+            let mut t = match repo::load_token(tx, &enroll_hash).await? {
+                Some(t) if t.role == Role::Enrollment && !t.revoked => t,
+                Some(t) if t.revoked => {
+                    return Err(CoordError::Unauthorized(
+                        "enrollment token already used or revoked".into(),
+                    ));
+                }
+                Some(_) => return Err(CoordError::Forbidden("not an enrollment token".into())),
+                None => return Err(CoordError::Unauthorized("unknown token".into())),
+            };
+            t.revoked = true;
+            repo::save_token(tx, &enroll_hash, &t)?;
+            repo::save_factory(tx, &factory)?;
+            repo::save_token(
+                tx,
+                &hash,
+                &Token {
+                    role: Role::Factory(id),
+                    name: req.name.clone(),
+                    created_at: now,
+                    revoked: false,
+                },
+            )?;
+            Ok(())
+        })?;
+        tracing::info!(factory_id = %id, name = %req.name, slots = req.slots, "factory enrolled");
+        Ok(EnrollResponse {
+            factory_id: id,
+            token: secret,
+        })
+    }
+
+    /// Replaces a factory's token; the old one stops working at once.
+    pub async fn rotate_factory(&self, id: FactoryId) -> Result<String> {
+        let secret = auth::new_secret();
+        let hash = auth::hash_secret(&secret);
+        let now = self.now();
+        transact!(self.shared.store, |tx| {
+            let mut f = repo::load_factory(tx, id)
+                .await?
+                .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
+            if f.status == FactoryStatus::Revoked {
+                return Err(CoordError::IllegalTransition {
+                    command: "rotate",
+                    state: "revoked",
+                });
+            }
+            if let Some(mut old) = repo::load_token(tx, &f.token_hash).await? {
+                old.revoked = true;
+                repo::save_token(tx, &f.token_hash, &old)?;
+            }
+            f.token_hash = hash;
+            repo::save_factory(tx, &f)?;
+            repo::save_token(
+                tx,
+                &hash,
+                &Token {
+                    role: Role::Factory(id),
+                    name: f.name.clone(),
+                    created_at: now,
+                    revoked: false,
+                },
+            )?;
+            Ok(())
+        })?;
+        Ok(secret)
+    }
+
+    /// Revokes a factory: its token stops working at once; its leases expire and are reaped.
+    pub async fn revoke_factory(&self, id: FactoryId) -> Result<()> {
+        transact!(self.shared.store, |tx| {
+            let mut f = repo::load_factory(tx, id)
+                .await?
+                .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
+            if let Some(mut t) = repo::load_token(tx, &f.token_hash).await? {
+                t.revoked = true;
+                repo::save_token(tx, &f.token_hash, &t)?;
+            }
+            f.status = FactoryStatus::Revoked;
+            repo::save_factory(tx, &f)?;
+            Ok::<_, CoordError>(())
+        })
+    }
+
+    pub async fn drain_factory(&self, id: FactoryId) -> Result<()> {
+        let actor = self.shared.factory_actor(id).await?;
+        ractor::call!(actor, FactoryMsg::Drain)
+            .map_err(|e| CoordError::Unavailable(format!("factory actor: {e}")))?
+    }
+
+    pub async fn factories(&self) -> Result<Vec<Factory>> {
+        Ok(transact!(self.shared.store, |tx| repo::factories(tx).await)?)
+    }
+
+    pub async fn factory(&self, id: FactoryId) -> Result<Factory> {
+        transact!(self.shared.store, |tx| repo::load_factory(tx, id).await)?
+            .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))
+    }
+
+    // ---- factories' calls ----
+
+    pub async fn heartbeat(
+        &self,
+        id: FactoryId,
+        req: HeartbeatRequest,
+    ) -> Result<HeartbeatResponse> {
+        let actor = self.shared.factory_actor(id).await?;
+        ractor::call!(actor, FactoryMsg::Heartbeat, req)
+            .map_err(|e| CoordError::Unavailable(format!("factory actor: {e}")))?
+    }
+
+    /// Long-poll claim: up to `max` jobs for the factory, waiting up to `wait_ms` for work.
+    pub async fn claim(&self, id: FactoryId, max: u32, wait_ms: u64) -> Result<Vec<ClaimedJob>> {
+        let factory = self.factory(id).await?;
+        match factory.status {
+            FactoryStatus::Revoked => {
+                return Err(CoordError::Unauthorized("factory revoked".into()));
+            }
+            FactoryStatus::Draining => return Ok(Vec::new()),
+            FactoryStatus::Online | FactoryStatus::Offline => {}
+        }
+        let max = max.clamp(1, self.shared.config.claim_batch_max);
+        let wait_ms = wait_ms.min(self.shared.config.claim_wait_max_ms);
+        let (reply, answer) = oneshot::channel();
+        let ask = ClaimAsk {
+            factory_id: id,
+            factory: factory_view(&factory),
+            max,
+            deadline: self.now() + wait_ms,
+            reply,
+        };
+        self.shared.tell_scheduler(SchedulerMsg::Claim(ask));
+        let started = std::time::Instant::now();
+        let out = match tokio::time::timeout(Duration::from_millis(wait_ms + 5_000), answer).await {
+            Ok(Ok(jobs)) => Ok(jobs),
+            Ok(Err(_)) => Err(CoordError::Unavailable(
+                "scheduler restarted; claim again".into(),
+            )),
+            Err(_) => Ok(Vec::new()),
+        };
+        metrics::histogram!("gigafactory_claim_latency_seconds")
+            .record(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// A fenced factory write (renew, stage, complete, fail, release).
+    pub async fn factory_write(
+        &self,
+        id: JobId,
+        cmd: Command,
+        request_id: String,
+    ) -> Result<LeaseAnswer> {
+        if request_id.is_empty() || request_id.len() > 128 {
+            return Err(CoordError::Invalid(
+                "request_id must be 1 to 128 characters".into(),
+            ));
+        }
+        let actor = match &cmd {
+            Command::Renew { factory, .. }
+            | Command::Stage { factory, .. }
+            | Command::Complete { factory, .. }
+            | Command::Fail { factory, .. }
+            | Command::Release { factory, .. } => format!("factory:{factory}"),
+            _ => return Err(CoordError::Internal("not a factory write".into())),
+        };
+        let job = self.shared.apply(id, cmd, &actor, Some(request_id)).await?;
+        Ok(lease_answer(&job))
+    }
+
+    pub async fn append_log(
+        &self,
+        factory: FactoryId,
+        id: JobId,
+        epoch: u64,
+        chunk: LogChunk,
+    ) -> Result<LeaseAnswer> {
+        if chunk.data.len() > 64 * 1024 {
+            return Err(CoordError::Invalid(
+                "a log chunk holds at most 64 KiB".into(),
+            ));
+        }
+        let job = self
+            .shared
+            .ask_job(id, |reply| JobMsg::AppendLog {
+                factory,
+                epoch,
+                chunk: chunk.clone(),
+                reply,
+            })
+            .await?;
+        Ok(lease_answer(&job))
+    }
+
+    // ---- operators ----
+
+    /// Submits one job; `parents` must exist. With an idempotency key used before, returns the
+    /// job made then (`created` false).
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        parents: Vec<JobId>,
+        actor: &str,
+    ) -> Result<(Job, bool)> {
+        manifest::validate_job_spec(&spec).map_err(|e| {
+            CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
+        })?;
+        let now = self.now();
+        let mut job = job::new_job(JobId(Uuid::now_v7()), spec, parents.clone(), now);
+        let (id, created) = transact!(self.shared.store, |tx| {
+            let mut all_done = true;
+            for p in &parents {
+                let parent = repo::load_job(tx, *p)
+                    .await?
+                    .ok_or_else(|| CoordError::Invalid(format!("parent job {p} does not exist")))?;
+                all_done &= parent.state.is_success();
+            }
+            if all_done {
+                job.state = JobState::Queued { not_before: now };
+            }
+            Ok::<_, CoordError>(repo::submit(tx, &job, actor).await?)
+        })?;
+        let stored = self.job(id).await?;
+        if created && let Some(entry) = ReadyEntry::of(&stored) {
+            self.shared.tell_scheduler(SchedulerMsg::JobReady(entry));
+        }
+        metrics::counter!("gigafactory_jobs_submitted_total").increment(u64::from(created));
+        Ok((stored, created))
+    }
+
+    /// Submits a manifest, all or nothing: every job or none.
+    pub async fn submit_manifest(&self, text: &str, actor: &str) -> Result<Vec<(String, JobId)>> {
+        let m = manifest::parse_manifest(text).map_err(|e| {
+            CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
+        })?;
+        let now = self.now();
+        let ids: BTreeMap<String, JobId> = m
+            .jobs
+            .iter()
+            .map(|j| (j.key.clone(), JobId(Uuid::now_v7())))
+            .collect();
+        let jobs: Vec<Job> = m
+            .jobs
+            .iter()
+            .map(|spec| {
+                let parents = spec.deps.iter().map(|d| ids[d]).collect();
+                job::new_job(ids[&spec.key], spec.clone(), parents, now)
+            })
+            .collect();
+        let made = transact!(self.shared.store, |tx| {
+            let mut made = Vec::with_capacity(jobs.len());
+            // Keys resolve to the ids actually stored, which differ for idempotent repeats.
+            let mut resolved: BTreeMap<JobId, JobId> = BTreeMap::new();
+            for j in &jobs {
+                let mut j = j.clone();
+                j.parents = j
+                    .parents
+                    .iter()
+                    .map(|p| resolved.get(p).copied().unwrap_or(*p))
+                    .collect();
+                let (id, created) = repo::submit(tx, &j, actor).await?;
+                resolved.insert(j.id, id);
+                made.push((j.spec.key.clone(), id, created));
+            }
+            Ok::<_, CoordError>(made)
+        })?;
+        for (_, id, created) in &made {
+            if *created {
+                let job = self.job(*id).await?;
+                if let Some(entry) = ReadyEntry::of(&job) {
+                    self.shared.tell_scheduler(SchedulerMsg::JobReady(entry));
+                }
+            }
+        }
+        Ok(made.into_iter().map(|(k, id, _)| (k, id)).collect())
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<Job> {
+        transact!(self.shared.store, |tx| repo::load_job(tx, id).await)?
+            .ok_or_else(|| CoordError::NotFound(format!("job {id}")))
+    }
+
+    /// A page of jobs in creation order after `cursor`, filtered; the next cursor is set when
+    /// more rows remain.
+    pub async fn list_jobs(
+        &self,
+        filter: &JobFilter,
+        cursor: Option<JobId>,
+        limit: usize,
+    ) -> Result<(Vec<Job>, Option<JobId>)> {
+        let limit = limit.clamp(1, 500);
+        let mut range = KeyRange::prefix(&keys::job_prefix());
+        if let Some(c) = cursor {
+            range.begin = KeyRange::single(&keys::job(c.0)).end;
+        }
+        let mut out = Vec::new();
+        let mut scanned = 0;
+        let mut last = None;
+        while out.len() < limit && scanned < LIST_SCAN_MAX_ROWS {
+            let rows = transact!(self.shared.store, |tx| tx
+                .get_range(&range, RangeOptions::limit(500).snapshot())
+                .await)?;
+            let exhausted = rows.len() < 500;
+            for (k, v) in &rows {
+                scanned += 1;
+                range.begin = KeyRange::single(k).end;
+                let job: Job = codec::decode(v)?;
+                last = Some(job.id);
+                if filter.matches(&job) {
+                    out.push(job);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted && (out.len() < limit || rows.is_empty()) {
+                return Ok((out, None));
+            }
+        }
+        Ok((out, last))
+    }
+
+    pub async fn events(&self, id: JobId, after: Option<u64>, limit: usize) -> Result<Vec<Event>> {
+        self.job(id).await?;
+        Ok(transact!(self.shared.store, |tx| repo::events(
+            tx,
+            id,
+            after,
+            limit.clamp(1, 1000)
+        )
+        .await)?)
+    }
+
+    /// Stored output after position `(attempt, seq)`, in order.
+    pub async fn logs(
+        &self,
+        id: JobId,
+        after: Option<(u32, u64)>,
+        limit: usize,
+    ) -> Result<Vec<LogLine>> {
+        let mut range = keys::logs_of(id.0);
+        if let Some((a, s)) = after {
+            range.begin = KeyRange::single(&keys::log_chunk(id.0, a, s)).end;
+        }
+        let rows = transact!(self.shared.store, |tx| tx
+            .get_range(
+                &range,
+                RangeOptions::limit(limit.clamp(1, 10_000)).snapshot()
+            )
+            .await)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let (_, attempt, seq) = keys::log_chunk_parts(&k)?;
+                let stream = if v.first() == Some(&b'e') {
+                    LogStream::Stderr
+                } else {
+                    LogStream::Stdout
+                };
+                let data = String::from_utf8_lossy(v.get(1..).unwrap_or_default()).into_owned();
+                Ok(LogLine {
+                    attempt,
+                    seq,
+                    stream,
+                    data,
+                })
+            })
+            .collect::<std::result::Result<_, gigafactory_storage::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// New output of a job as it arrives on this node (a bounded buffer: a follower that falls
+    /// behind is dropped and resumes from the store).
+    pub fn follow_logs(&self, id: JobId) -> broadcast::Receiver<LogLine> {
+        self.shared
+            .logs
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(LOG_FOLLOW_BUFFER_LINES).0)
+            .subscribe()
+    }
+
+    pub async fn act(&self, id: JobId, action: OperatorAction, actor: &str) -> Result<Job> {
+        if matches!(action, OperatorAction::Preempt { .. }) {
+            return Err(CoordError::Invalid("preemption is the scheduler's".into()));
+        }
+        self.shared.operator_action(id, action, actor).await
+    }
+
+    /// Children of a job (ids and states), and its parents.
+    pub async fn dag(&self, id: JobId) -> Result<(Job, Vec<Job>, Vec<Job>)> {
+        let job = self.job(id).await?;
+        let child_ids = transact!(self.shared.store, |tx| repo::children(tx, id).await)?;
+        let mut children = Vec::new();
+        for c in child_ids {
+            children.push(self.job(c).await?);
+        }
+        let mut parents = Vec::new();
+        for p in &job.parents {
+            parents.push(self.job(*p).await?);
+        }
+        Ok((job, parents, children))
+    }
+
+    pub async fn add_child(
+        &self,
+        parent: JobId,
+        spec: JobSpec,
+        actor: &str,
+    ) -> Result<(Job, bool)> {
+        self.job(parent).await?;
+        self.submit(spec, vec![parent], actor).await
+    }
+}

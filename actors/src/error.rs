@@ -1,0 +1,101 @@
+//! The actor room's error type. The API maps each variant to one HTTP status and a stable
+//! `error` code, in one place.
+
+use gigafactory_core::job::JobError;
+use gigafactory_storage::repo::RepoError;
+
+pub type Result<T, E = CoordError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CoordError {
+    /// No such job, factory or token. Check the id.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The write's epoch is not the job's current one: the writer lost its lease and must stop.
+    #[error("stale epoch {presented}: the job's epoch is {current}")]
+    Fenced { presented: u64, current: u64 },
+    /// The lease belongs to another factory.
+    #[error("the lease is held by another factory")]
+    NotLeaseHolder,
+    /// The action makes no sense in the job's state; nothing changed.
+    #[error("cannot {command} a job that is {state}")]
+    IllegalTransition {
+        command: &'static str,
+        state: &'static str,
+    },
+    /// The request is malformed or breaks a rule; nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The manifest has these problems; nothing was submitted.
+    #[error("invalid manifest: {} problem(s)", .0.len())]
+    InvalidManifest(Vec<String>),
+    /// Missing, unknown or revoked credentials.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Valid credentials without the right to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Too much work queued for this target; retry after a short wait.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The store cannot be reached or a commit's outcome is unknown; re-read, then retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an invariant broken; logged with details.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<gigafactory_storage::Error> for CoordError {
+    fn from(e: gigafactory_storage::Error) -> Self {
+        use gigafactory_storage::Error as E;
+        match e {
+            E::KeyTooLarge { .. } | E::ValueTooLarge { .. } | E::TransactionTooLarge { .. } => {
+                CoordError::Invalid(e.to_string())
+            }
+            E::RetryLimitReached { .. } => CoordError::Overloaded(e.to_string()),
+            E::CommitUnknown(_)
+            | E::Unavailable(_)
+            | E::Closed
+            | E::TransactionTooOld { .. }
+            | E::Conflict => CoordError::Unavailable(e.to_string()),
+            E::Engine(_) | E::Codec(_) | E::Config(_) => CoordError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<JobError> for CoordError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Fenced { presented, current } => CoordError::Fenced { presented, current },
+            JobError::NotLeaseHolder => CoordError::NotLeaseHolder,
+            JobError::IllegalTransition { command, state } => {
+                CoordError::IllegalTransition { command, state }
+            }
+            JobError::NotReady { not_before } => CoordError::IllegalTransition {
+                command: "claim",
+                state: if not_before > 0 {
+                    "backing off"
+                } else {
+                    "queued"
+                },
+            },
+        }
+    }
+}
+
+impl From<RepoError> for CoordError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::NotFound(id) => CoordError::NotFound(format!("job {id}")),
+            RepoError::Job(j) => j.into(),
+            RepoError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ractor::RactorErr<()>> for CoordError {
+    fn from(e: ractor::RactorErr<()>) -> Self {
+        CoordError::Unavailable(format!("actor unavailable: {e}"))
+    }
+}

@@ -1,0 +1,178 @@
+//! `FactoryActor`: one per enrolled factory seen by this node. It takes the factory's
+//! heartbeats (persisting liveness and slot use), holds the commands waiting for it (cancel,
+//! preempt, drain) until its next heartbeat, and marks it offline when heartbeats stop for
+//! `heartbeat_window_ms`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gigafactory_core::fleet::FactoryStatus;
+use gigafactory_core::job::FactoryId;
+use gigafactory_core::scoring::FactoryView;
+use gigafactory_core::wire::{FactoryCommand, HeartbeatRequest, HeartbeatResponse};
+use gigafactory_storage::repo;
+use gigafactory_storage::transact;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::coordinator::Shared;
+use crate::error::{CoordError, Result};
+use crate::scheduler::SchedulerMsg;
+
+/// Commands held for one factory at most; older ones are dropped first (a cancel is repeated
+/// by the fenced answer the factory gets at its next write anyway).
+const PENDING_COMMANDS_MAX: usize = 1024;
+
+pub(crate) enum FactoryMsg {
+    Heartbeat(HeartbeatRequest, RpcReplyPort<Result<HeartbeatResponse>>),
+    /// Deliver at the next heartbeat.
+    Enqueue(FactoryCommand),
+    /// Stop taking new work.
+    Drain(RpcReplyPort<Result<()>>),
+    /// Mark offline if no heartbeat came since `seen`.
+    LivenessCheck(u64),
+}
+
+pub(crate) struct FactoryActor;
+
+pub(crate) struct FactoryActorState {
+    shared: Arc<Shared>,
+    id: FactoryId,
+    pending: Vec<FactoryCommand>,
+    beats: u64,
+}
+
+impl Actor for FactoryActor {
+    type Msg = FactoryMsg;
+    type State = FactoryActorState;
+    type Arguments = (Arc<Shared>, FactoryId);
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<FactoryMsg>,
+        (shared, id): (Arc<Shared>, FactoryId),
+    ) -> Result<FactoryActorState, ActorProcessingErr> {
+        Ok(FactoryActorState {
+            shared,
+            id,
+            pending: Vec::new(),
+            beats: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<FactoryMsg>,
+        state: &mut FactoryActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        state
+            .shared
+            .factories
+            .remove_if(&state.id, |_, r| r.get_id() == myself.get_id());
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<FactoryMsg>,
+        msg: FactoryMsg,
+        state: &mut FactoryActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::info_span!("factory_actor", factory_id = %state.id);
+        let _enter = span.enter();
+        match msg {
+            FactoryMsg::Heartbeat(req, reply) => {
+                let outcome = state.heartbeat(req).await;
+                let _ = reply.send(outcome);
+                state.beats += 1;
+                let seen = state.beats;
+                myself.send_after(
+                    Duration::from_millis(state.shared.config.heartbeat_window_ms),
+                    move || FactoryMsg::LivenessCheck(seen),
+                );
+            }
+            FactoryMsg::Enqueue(cmd) => {
+                if state.pending.len() >= PENDING_COMMANDS_MAX {
+                    state.pending.remove(0);
+                }
+                state.pending.push(cmd);
+            }
+            FactoryMsg::Drain(reply) => {
+                let outcome = state.set_status(FactoryStatus::Draining).await;
+                if outcome.is_ok() {
+                    state.pending.push(FactoryCommand::Drain);
+                }
+                let _ = reply.send(outcome);
+            }
+            FactoryMsg::LivenessCheck(seen) => {
+                if seen == state.beats {
+                    tracing::warn!(factory_id = %state.id, "heartbeats stopped: factory offline");
+                    if let Err(e) = state.set_status(FactoryStatus::Offline).await {
+                        tracing::error!(error = %e, "cannot mark factory offline");
+                    }
+                    myself.stop(Some("offline".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FactoryActorState {
+    async fn heartbeat(&mut self, req: HeartbeatRequest) -> Result<HeartbeatResponse> {
+        let now = self.shared.now();
+        let id = self.id;
+        let factory = transact!(self.shared.store, |tx| {
+            let mut f = repo::load_factory(tx, id)
+                .await?
+                .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
+            if f.status == FactoryStatus::Revoked {
+                return Err(CoordError::Unauthorized("factory revoked".into()));
+            }
+            f.last_heartbeat = now;
+            f.slots_busy = req.slots_busy.min(f.slots);
+            if f.status == FactoryStatus::Offline {
+                f.status = FactoryStatus::Online;
+            }
+            repo::save_factory(tx, &f)?;
+            Ok(f)
+        })?;
+        self.shared
+            .tell_scheduler(SchedulerMsg::FactorySeen(id, factory_view(&factory)));
+        let mut commands = std::mem::take(&mut self.pending);
+        if factory.status == FactoryStatus::Draining && !commands.contains(&FactoryCommand::Drain) {
+            commands.push(FactoryCommand::Drain);
+        }
+        Ok(HeartbeatResponse {
+            commands,
+            lease_ttl_ms: self.shared.config.lease_ttl_ms,
+        })
+    }
+
+    async fn set_status(&mut self, status: FactoryStatus) -> Result<()> {
+        let id = self.id;
+        transact!(self.shared.store, |tx| {
+            let mut f = repo::load_factory(tx, id)
+                .await?
+                .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
+            if f.status != FactoryStatus::Revoked {
+                f.status = status;
+                repo::save_factory(tx, &f)?;
+            }
+            Ok::<_, CoordError>(())
+        })
+    }
+}
+
+/// The scheduler's view of a factory.
+pub(crate) fn factory_view(f: &gigafactory_core::fleet::Factory) -> FactoryView {
+    FactoryView {
+        id: f.id.0.as_u128(),
+        capabilities: f.capabilities.clone(),
+        engine_classes: f.engine_classes.clone(),
+        slots: f.slots,
+        slots_busy: f.slots_busy,
+        cost_per_hour_micros: f.cost_per_hour_micros,
+        warm_repos: Vec::new(),
+        success_by_engine: Vec::new(),
+    }
+}

@@ -1,0 +1,29 @@
+//! Gigafactory's actor room: the ractor supervision tree that runs a coordinator node.
+//!
+//! ```text
+//! Supervisor ─┬─ SchedulerActor   queued-job index, placement, long-poll claims, preemption
+//!             ├─ ReaperActor      expired leases → requeue or dead; wall-clock budgets
+//!             ├─ JobActor × n     one per active job: serializes every command on it
+//!             └─ FactoryActor × n one per factory: heartbeats, pending commands, liveness
+//! ```
+//!
+//! Every state change is one store transaction; an actor commits first, then updates what it
+//! holds in memory and runs the effects. [`Coordinator`] is the handle the API calls.
+
+pub mod auth;
+mod clock;
+mod config;
+mod coordinator;
+mod effects;
+mod error;
+mod factory_actor;
+mod job_actor;
+mod reaper;
+mod scheduler;
+mod supervisor;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use coordinator::{Coordinator, JobFilter, LogLine, OperatorAction, Principal};
+pub use error::{CoordError, Result};
+pub use scheduler::SchedulerSnapshot;

@@ -1,0 +1,457 @@
+//! `SchedulerActor`: places queued jobs on factories. It keeps an in-memory index of queued
+//! jobs (entries, not actors: a million queued jobs cost a few hundred MB), answers claims —
+//! long-polls wait here until work arrives — scores candidates with `core::scoring`, records
+//! the breakdown of every placement, and preempts lower-priority work when a job cannot be
+//! placed. The index is rebuilt from the store's ready index whenever the actor starts, so a
+//! restart loses nothing: every change it hears about was committed first.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gigafactory_core::job::{Command, FactoryId, Job, JobId, Millis};
+use gigafactory_core::scoring::{self, FactoryView, JobView, RunningView, ScoreBreakdown, Weights};
+use gigafactory_core::wire::ClaimedJob;
+use gigafactory_storage::repo::{self, ReadyEntry, RepoError};
+use gigafactory_storage::transact;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
+
+use crate::coordinator::{OperatorAction, Shared};
+
+/// Ready-index entries examined per placement, so a factory that fits few jobs cannot make one
+/// claim scan a million.
+const SCAN_MAX_ENTRIES: usize = 4096;
+/// How often the scheduler expires long-polls and looks for preemptions.
+const TICK_MS: u64 = 250;
+
+/// Placement order: higher priority first, then older, then id.
+type IndexKey = (Reverse<u32>, Millis, JobId);
+
+fn index_key(e: &ReadyEntry) -> IndexKey {
+    (Reverse(e.priority), e.created_at, e.id)
+}
+
+fn job_view(e: &ReadyEntry) -> JobView {
+    JobView {
+        id: e.id.0.as_u128(),
+        priority: e.priority,
+        queued_at_ms: e.created_at,
+        capabilities: e.capabilities.clone(),
+        engine_class: e.engine_class.clone(),
+        product: e.product.clone(),
+        repo_hint: None,
+        preemptible: e.preemptible,
+    }
+}
+
+/// A claim waiting for an answer.
+pub(crate) struct ClaimAsk {
+    pub factory_id: FactoryId,
+    pub factory: FactoryView,
+    pub max: u32,
+    /// Answer empty at this time if nothing came.
+    pub deadline: Millis,
+    pub reply: oneshot::Sender<Vec<ClaimedJob>>,
+}
+
+pub(crate) enum SchedulerMsg {
+    /// A job became claimable (submitted, released, requeued, backing off).
+    JobReady(ReadyEntry),
+    /// A job is no longer claimable.
+    JobGone(JobId),
+    /// A job no longer holds a lease.
+    LeaseEnded(JobId),
+    Claim(ClaimAsk),
+    /// Claims whose commit failed for a reason that may pass: put the entries back.
+    Unclaimed(Vec<ReadyEntry>),
+    /// Claims committed: these jobs now run on `factory`.
+    Claimed {
+        factory: FactoryId,
+        jobs: Vec<(ReadyEntry, Millis)>,
+    },
+    /// A factory's current shape, from its heartbeat.
+    FactorySeen(FactoryId, FactoryView),
+    /// Expire long-polls and look for preemptions.
+    Tick,
+    Snapshot(RpcReplyPort<SchedulerSnapshot>),
+}
+
+/// What the scheduler holds, for tests, `/readyz` and the UI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerSnapshot {
+    pub queued: usize,
+    pub waiting_claims: usize,
+    pub running: usize,
+    pub preemptions_pending: usize,
+}
+
+pub(crate) struct SchedulerActor;
+
+pub(crate) struct SchedulerState {
+    shared: Arc<Shared>,
+    index: BTreeMap<IndexKey, ReadyEntry>,
+    keys: HashMap<JobId, IndexKey>,
+    waiters: VecDeque<ClaimAsk>,
+    running: HashMap<JobId, RunningView>,
+    factories: HashMap<FactoryId, FactoryView>,
+    /// A job that preempted, and the factory whose slot it waits for.
+    reserved: HashMap<FactoryId, JobId>,
+    weights: Weights,
+}
+
+impl Actor for SchedulerActor {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<SchedulerState, ActorProcessingErr> {
+        let mut state = SchedulerState {
+            shared: shared.clone(),
+            index: BTreeMap::new(),
+            keys: HashMap::new(),
+            waiters: VecDeque::new(),
+            running: HashMap::new(),
+            factories: HashMap::new(),
+            reserved: HashMap::new(),
+            weights: Weights::default(),
+        };
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = transact!(shared.store, |tx| repo::ready_page(
+                tx,
+                after.as_deref(),
+                10_000
+            )
+            .await)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, entry) in page {
+                state.insert(entry);
+            }
+        }
+        tracing::info!(
+            queued = state.index.len(),
+            "scheduler index rebuilt from the store"
+        );
+        myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        msg: SchedulerMsg,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SchedulerMsg::JobReady(entry) => {
+                state.insert(entry);
+                state.serve_waiters(&myself);
+            }
+            SchedulerMsg::JobGone(id) => state.remove(id),
+            SchedulerMsg::LeaseEnded(id) => {
+                state.running.remove(&id);
+            }
+            SchedulerMsg::Claim(ask) => state.claim(&myself, ask),
+            SchedulerMsg::Unclaimed(entries) => {
+                for e in entries {
+                    state.insert(e);
+                }
+                state.serve_waiters(&myself);
+            }
+            SchedulerMsg::Claimed { factory, jobs } => {
+                for (entry, at) in jobs {
+                    state.reserved.retain(|_, j| *j != entry.id);
+                    state.running.insert(
+                        entry.id,
+                        RunningView {
+                            job: job_view(&entry),
+                            factory_id: factory.0.as_u128(),
+                            started_at_ms: at,
+                            progress_ms: 0,
+                        },
+                    );
+                }
+            }
+            SchedulerMsg::FactorySeen(id, view) => {
+                state.factories.insert(id, view);
+            }
+            SchedulerMsg::Tick => {
+                state.expire_waiters();
+                state.consider_preemption().await;
+                state.serve_waiters(&myself);
+            }
+            SchedulerMsg::Snapshot(reply) => {
+                let _ = reply.send(SchedulerSnapshot {
+                    queued: state.index.len(),
+                    waiting_claims: state.waiters.len(),
+                    running: state.running.len(),
+                    preemptions_pending: state.reserved.len(),
+                });
+            }
+        }
+        metrics::gauge!("gigafactory_queued_jobs").set(state.index.len() as f64);
+        Ok(())
+    }
+}
+
+impl SchedulerState {
+    fn insert(&mut self, entry: ReadyEntry) {
+        let key = index_key(&entry);
+        if let Some(old) = self.keys.insert(entry.id, key) {
+            self.index.remove(&old);
+        }
+        self.index.insert(key, entry);
+    }
+
+    fn remove(&mut self, id: JobId) {
+        if let Some(key) = self.keys.remove(&id) {
+            self.index.remove(&key);
+        }
+    }
+
+    /// Picks up to `ask.max` jobs for the asking factory, removing them from the index.
+    fn place(&mut self, ask: &ClaimAsk, now: Millis) -> Vec<(ReadyEntry, ScoreBreakdown)> {
+        let mut factory = ask.factory.clone();
+        let mut picked = Vec::new();
+        // A job that preempted for this factory's slot goes first.
+        if let Some(job) = self.reserved.get(&ask.factory_id).copied()
+            && let Some(key) = self.keys.get(&job).copied()
+        {
+            let view = job_view(&self.index[&key]);
+            if scoring::eligible(&view, &factory) {
+                let breakdown = scoring::score_candidate(&view, &factory, &self.weights, now);
+                let entry = self.index.remove(&key).expect("indexed");
+                self.keys.remove(&job);
+                factory.slots_busy += 1;
+                picked.push((entry, breakdown));
+            }
+        }
+        let reserved_elsewhere: Vec<JobId> = self
+            .reserved
+            .iter()
+            .filter(|(f, _)| **f != ask.factory_id)
+            .map(|(_, j)| *j)
+            .collect();
+        while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
+            let candidates: Vec<(IndexKey, JobView)> = self
+                .index
+                .iter()
+                .take(SCAN_MAX_ENTRIES)
+                .filter(|(_, e)| e.not_before <= now && !reserved_elsewhere.contains(&e.id))
+                .map(|(k, e)| (*k, job_view(e)))
+                .filter(|(_, v)| scoring::eligible(v, &factory))
+                .take(self.shared.config.placement_candidates_max)
+                .collect();
+            let views: Vec<JobView> = candidates.iter().map(|(_, v)| v.clone()).collect();
+            let Some((i, breakdown)) = scoring::select_job(&views, &factory, &self.weights, now)
+            else {
+                break;
+            };
+            let key = candidates[i].0;
+            let entry = self.index.remove(&key).expect("candidate is indexed");
+            self.keys.remove(&entry.id);
+            factory.slots_busy += 1;
+            picked.push((entry, breakdown));
+        }
+        picked
+    }
+
+    fn claim(&mut self, myself: &ActorRef<SchedulerMsg>, ask: ClaimAsk) {
+        self.factories.insert(ask.factory_id, ask.factory.clone());
+        let now = self.shared.now();
+        let picked = self.place(&ask, now);
+        if !picked.is_empty() || ask.deadline <= now {
+            self.commit(myself, ask, picked, now);
+        } else if self.waiters.len() >= self.shared.config.claim_waiters_max {
+            // Bounded: answer at once rather than hold the connection.
+            let _ = ask.reply.send(Vec::new());
+        } else {
+            self.waiters.push_back(ask);
+        }
+    }
+
+    fn serve_waiters(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        let now = self.shared.now();
+        let mut still = VecDeque::with_capacity(self.waiters.len());
+        while let Some(ask) = self.waiters.pop_front() {
+            if ask.reply.is_closed() {
+                continue;
+            }
+            if self.index.is_empty() {
+                still.push_back(ask);
+                continue;
+            }
+            let picked = self.place(&ask, now);
+            if picked.is_empty() {
+                still.push_back(ask);
+            } else {
+                self.commit(myself, ask, picked, now);
+            }
+        }
+        self.waiters = still;
+    }
+
+    fn expire_waiters(&mut self) {
+        let now = self.shared.now();
+        let (expired, kept): (VecDeque<_>, VecDeque<_>) = self
+            .waiters
+            .drain(..)
+            .partition(|w| w.deadline <= now || w.reply.is_closed());
+        self.waiters = kept;
+        for w in expired {
+            let _ = w.reply.send(Vec::new());
+        }
+    }
+
+    /// Commits the claims in one transaction, off the actor, and answers the factory. A job
+    /// whose state changed since it was indexed (cancelled, say) is skipped.
+    fn commit(
+        &self,
+        myself: &ActorRef<SchedulerMsg>,
+        ask: ClaimAsk,
+        picked: Vec<(ReadyEntry, ScoreBreakdown)>,
+        now: Millis,
+    ) {
+        if picked.is_empty() {
+            let _ = ask.reply.send(Vec::new());
+            return;
+        }
+        let shared = self.shared.clone();
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let ttl_ms = shared.config.lease_ttl_ms;
+            let backoff = shared.config.backoff;
+            let factory = ask.factory_id;
+            let started = std::time::Instant::now();
+            let outcome = transact!(shared.store, |tx| {
+                let mut claimed: Vec<Job> = Vec::new();
+                for (entry, breakdown) in &picked {
+                    repo::forget_answers(tx, entry.id)?;
+                    let cmd = Command::Claim {
+                        factory,
+                        ttl_ms,
+                        placement: Some(breakdown.clone()),
+                    };
+                    match repo::transition(
+                        tx,
+                        entry.id,
+                        cmd,
+                        &format!("factory:{factory}"),
+                        now,
+                        &backoff,
+                    )
+                    .await
+                    {
+                        Ok((job, _)) => claimed.push(job),
+                        Err(RepoError::Job(_) | RepoError::NotFound(_)) => {}
+                        Err(RepoError::Store(e)) => return Err(e),
+                    }
+                }
+                Ok(claimed)
+            });
+            match outcome {
+                Ok(jobs) => {
+                    metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
+                    metrics::histogram!("gigafactory_claim_commit_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    let running = picked
+                        .iter()
+                        .filter(|(e, _)| jobs.iter().any(|j| j.id == e.id))
+                        .map(|(e, _)| (e.clone(), now))
+                        .collect();
+                    let _ = myself.cast(SchedulerMsg::Claimed {
+                        factory,
+                        jobs: running,
+                    });
+                    for job in &jobs {
+                        tracing::info!(job_id = %job.id, factory_id = %factory, epoch = job.epoch, "job claimed");
+                    }
+                    let answer = jobs.iter().map(|j| claimed_job(j, ttl_ms)).collect();
+                    if ask.reply.send(answer).is_err() {
+                        // The factory went away after the commit: its leases expire and the
+                        // reaper requeues the jobs.
+                        tracing::warn!(factory_id = %factory, "claim answered to nobody");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(factory_id = %factory, error = %e, "claim commit failed");
+                    if !matches!(e, gigafactory_storage::Error::CommitUnknown(_)) {
+                        let _ = myself.cast(SchedulerMsg::Unclaimed(
+                            picked.into_iter().map(|(e, _)| e).collect(),
+                        ));
+                    }
+                    // On an unknown outcome the jobs are either leased (and will expire) or
+                    // still in the store's ready index (and come back at the next rebuild).
+                    let _ = ask.reply.send(Vec::new());
+                }
+            }
+        });
+    }
+
+    /// When the best queued job fits no factory's free slot, asks a lower-priority
+    /// preemptible job to make room (DESIGN §4.4) and reserves the slot it frees.
+    async fn consider_preemption(&mut self) {
+        let now = self.shared.now();
+        let Some(top) = self
+            .index
+            .values()
+            .find(|e| e.not_before <= now && !self.reserved.values().any(|j| *j == e.id))
+        else {
+            return;
+        };
+        let view = job_view(top);
+        if self.factories.values().any(|f| scoring::eligible(&view, f)) {
+            return;
+        }
+        let running: Vec<RunningView> = self.running.values().cloned().collect();
+        let factories: Vec<FactoryView> = self.factories.values().cloned().collect();
+        let gap = self.shared.config.preempt_min_priority_gap;
+        let Some(i) = scoring::select_preemption_victim(&view, &running, &factories, gap) else {
+            return;
+        };
+        let victim = &running[i];
+        let victim_id = JobId(uuid::Uuid::from_u128(victim.job.id));
+        let factory_id = FactoryId(uuid::Uuid::from_u128(victim.factory_id));
+        let by = top.id;
+        let shared = self.shared.clone();
+        match shared
+            .operator_action(victim_id, OperatorAction::Preempt { by }, "scheduler")
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(job_id = %victim_id, factory_id = %factory_id, by = %by, "preempting for a higher-priority job");
+                metrics::counter!("gigafactory_preemptions_total").increment(1);
+                self.reserved.insert(factory_id, by);
+                self.running.remove(&victim_id);
+            }
+            Err(e) => {
+                tracing::debug!(job_id = %victim_id, error = %e, "preemption refused");
+                self.running.remove(&victim_id);
+            }
+        }
+    }
+}
+
+/// The lease handed to a factory.
+pub(crate) fn claimed_job(job: &Job, ttl_ms: u64) -> ClaimedJob {
+    let expires_at = job.state.lease().map_or(0, |l| l.expires_at);
+    ClaimedJob {
+        job_id: job.id,
+        epoch: job.epoch,
+        attempt: job.attempts,
+        expires_at,
+        lease_ttl_ms: ttl_ms,
+        title: job.spec.title.clone(),
+        payload: job.spec.payload.clone(),
+        allowed_scope: job.spec.allowed_scope.clone(),
+        wall_clock_ms: job.spec.wall_clock_ms,
+        checkpoint: job.checkpoint.clone(),
+    }
+}

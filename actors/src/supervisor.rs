@@ -1,0 +1,129 @@
+//! `Supervisor`: the root of a node's actor tree. It restarts the scheduler and the reaper when
+//! they fail — each rebuilds what it holds from the store — and escalates a crash loop (more
+//! than `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
+//! `/readyz` reports. Job and factory actors are virtual: when one fails, the supervisor only
+//! logs it; the next command for that job or factory activates a fresh one. ractor's default
+//! (stop the supervisor when any child stops) would take the node down with one job.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use crate::coordinator::Shared;
+use crate::reaper::ReaperActor;
+use crate::scheduler::SchedulerActor;
+
+pub(crate) enum SupervisorMsg {}
+
+pub(crate) struct Supervisor;
+
+pub(crate) struct SupervisorState {
+    shared: Arc<Shared>,
+    scheduler: Option<ActorCell>,
+    reaper: Option<ActorCell>,
+    /// When singleton restarts happened, for crash-loop detection.
+    restarts: VecDeque<u64>,
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let mut state = SupervisorState {
+            shared,
+            scheduler: None,
+            reaper: None,
+            restarts: VecDeque::new(),
+        };
+        state.start_scheduler(&myself).await?;
+        state.start_reaper(&myself).await?;
+        Ok(state)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        evt: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, format!("stopped: {}", reason.unwrap_or_default()))
+            }
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        if state.scheduler.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "scheduler stopped; restarting it from the store");
+            state.note_restart();
+            state.start_scheduler(&myself).await?;
+        } else if state.reaper.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "reaper stopped; restarting it");
+            state.note_restart();
+            state.start_reaper(&myself).await?;
+        } else if why.starts_with("failed") {
+            // A job or factory actor: virtual, re-activated by its next command.
+            tracing::warn!(actor = %id, why, "actor failed; it will be re-activated from the store");
+            metrics::counter!("gigafactory_actor_failures_total").increment(1);
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    async fn start_scheduler(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) =
+            Actor::spawn_linked(None, SchedulerActor, self.shared.clone(), myself.get_cell())
+                .await?;
+        self.scheduler = Some(r.get_cell());
+        *self
+            .shared
+            .scheduler
+            .write()
+            .expect("scheduler lock poisoned") = Some(r);
+        Ok(())
+    }
+
+    async fn start_reaper(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) =
+            Actor::spawn_linked(None, ReaperActor, self.shared.clone(), myself.get_cell()).await?;
+        self.reaper = Some(r.get_cell());
+        Ok(())
+    }
+
+    fn note_restart(&mut self) {
+        let now = self.shared.now();
+        let window = self.shared.config.restart_window_ms;
+        self.restarts.push_back(now);
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) > window)
+        {
+            self.restarts.pop_front();
+        }
+        metrics::counter!("gigafactory_actor_restarts_total").increment(1);
+        if self.restarts.len() as u32 > self.shared.config.restart_max {
+            tracing::error!(
+                restarts = self.restarts.len(),
+                "crash loop: node marked unhealthy"
+            );
+            self.shared.unhealthy.store(true, Ordering::Relaxed);
+        }
+    }
+}

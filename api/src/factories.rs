@@ -1,0 +1,382 @@
+//! Routes factories call (enroll, heartbeat, claim, and the fenced writes on their leases)
+//! and the fleet routes operators call (list, rotate, revoke, drain, tokens).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gigafactory_actors::CoordError;
+use gigafactory_core::fleet::{Factory, Role};
+use gigafactory_core::job::{Command, FactoryId, JobId};
+use gigafactory_core::wire::{
+    ClaimRequest, ClaimResponse, Complete, EnrollRequest, EnrollResponse, Fail, FencedWrite,
+    HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage,
+};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body, with a malformed one answered in our error format.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(Body(v))
+    }
+}
+
+pub(crate) fn parse_job_id(s: &str) -> ApiResult<JobId> {
+    uuid::Uuid::parse_str(s)
+        .map(JobId)
+        .map_err(|_| ApiError::Malformed(format!("{s:?} is not a job id")))
+}
+
+fn parse_factory_id(s: &str) -> ApiResult<FactoryId> {
+    uuid::Uuid::parse_str(s)
+        .map(FactoryId)
+        .map_err(|_| ApiError::Malformed(format!("{s:?} is not a factory id")))
+}
+
+pub(crate) async fn enroll(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<EnrollRequest>,
+) -> ApiResult<Json<EnrollResponse>> {
+    let secret = caller.secret.ok_or_else(|| {
+        ApiError::Coord(CoordError::Unauthorized(
+            "enrolling needs an enrollment token".into(),
+        ))
+    })?;
+    Ok(Json(s.coord.enroll(&secret, req).await?))
+}
+
+pub(crate) async fn heartbeat(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<HeartbeatRequest>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    let id = parse_factory_id(&id)?;
+    if caller.factory()? != id {
+        return Err(ApiError::Coord(CoordError::Forbidden(
+            "a factory may heartbeat only for itself".into(),
+        )));
+    }
+    Ok(Json(s.coord.heartbeat(id, req).await?))
+}
+
+pub(crate) async fn claim(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<ClaimRequest>,
+) -> ApiResult<Response> {
+    let factory = caller.factory()?;
+    if req.max_jobs == 0 {
+        return Err(ApiError::Coord(CoordError::Invalid(
+            "max_jobs must be at least 1".into(),
+        )));
+    }
+    let jobs = s.coord.claim(factory, req.max_jobs, req.wait_ms).await?;
+    if jobs.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(ClaimResponse { jobs }).into_response())
+}
+
+async fn write(
+    s: &AppState,
+    id: &str,
+    cmd: Command,
+    request_id: String,
+) -> ApiResult<Json<LeaseAnswer>> {
+    Ok(Json(
+        s.coord
+            .factory_write(parse_job_id(id)?, cmd, request_id)
+            .await?,
+    ))
+}
+
+pub(crate) async fn renew(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(w): Body<FencedWrite<Renew>>,
+) -> ApiResult<Json<LeaseAnswer>> {
+    let factory = caller.factory()?;
+    let ttl_ms = s.coord.config().lease_ttl_ms;
+    write(
+        &s,
+        &id,
+        Command::Renew {
+            factory,
+            epoch: w.epoch,
+            ttl_ms,
+        },
+        w.request_id,
+    )
+    .await
+}
+
+pub(crate) async fn stage(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(w): Body<FencedWrite<Stage>>,
+) -> ApiResult<Json<LeaseAnswer>> {
+    let factory = caller.factory()?;
+    let stage = w.body.stage.trim().to_string();
+    if stage.is_empty() || stage.len() > 64 {
+        return Err(ApiError::Coord(CoordError::Invalid(
+            "stage must be 1 to 64 characters".into(),
+        )));
+    }
+    write(
+        &s,
+        &id,
+        Command::Stage {
+            factory,
+            epoch: w.epoch,
+            stage,
+        },
+        w.request_id,
+    )
+    .await
+}
+
+pub(crate) async fn complete(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(w): Body<FencedWrite<Complete>>,
+) -> ApiResult<Json<LeaseAnswer>> {
+    let factory = caller.factory()?;
+    write(
+        &s,
+        &id,
+        Command::Complete {
+            factory,
+            epoch: w.epoch,
+        },
+        w.request_id,
+    )
+    .await
+}
+
+pub(crate) async fn fail(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(w): Body<FencedWrite<Fail>>,
+) -> ApiResult<Json<LeaseAnswer>> {
+    let factory = caller.factory()?;
+    let jitter = rand::rng().random::<f64>();
+    let f = w.body;
+    let error: String = f.error.chars().take(4096).collect();
+    let cmd = Command::Fail {
+        factory,
+        epoch: w.epoch,
+        error,
+        exit_code: f.exit_code,
+        retryable: f.retryable,
+        jitter,
+    };
+    write(&s, &id, cmd, w.request_id).await
+}
+
+pub(crate) async fn release(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(w): Body<FencedWrite<Release>>,
+) -> ApiResult<Json<LeaseAnswer>> {
+    let factory = caller.factory()?;
+    write(
+        &s,
+        &id,
+        Command::Release {
+            factory,
+            epoch: w.epoch,
+            checkpoint: w.body.checkpoint,
+        },
+        w.request_id,
+    )
+    .await
+}
+
+pub(crate) async fn logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(w): Body<FencedWrite<LogChunk>>,
+) -> ApiResult<Json<LeaseAnswer>> {
+    let factory = caller.factory()?;
+    Ok(Json(
+        s.coord
+            .append_log(factory, parse_job_id(&id)?, w.epoch, w.body)
+            .await?,
+    ))
+}
+
+/// A factory as operators see it (no token hash).
+#[derive(Serialize)]
+pub(crate) struct FactoryView {
+    id: FactoryId,
+    name: String,
+    os: String,
+    arch: String,
+    capabilities: Vec<String>,
+    engine_classes: Vec<String>,
+    slots: u32,
+    slots_busy: u32,
+    cost_per_hour_usd: f64,
+    status: &'static str,
+    enrolled_at: u64,
+    last_heartbeat: u64,
+}
+
+impl From<Factory> for FactoryView {
+    fn from(f: Factory) -> Self {
+        FactoryView {
+            id: f.id,
+            name: f.name,
+            os: f.os,
+            arch: f.arch,
+            capabilities: f.capabilities,
+            engine_classes: f.engine_classes,
+            slots: f.slots,
+            slots_busy: f.slots_busy,
+            cost_per_hour_usd: f.cost_per_hour_micros as f64 / 1e6,
+            status: f.status.name(),
+            enrolled_at: f.enrolled_at,
+            last_heartbeat: f.last_heartbeat,
+        }
+    }
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<FactoryView>>> {
+    caller.require_view()?;
+    Ok(Json(
+        s.coord
+            .factories()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FactoryView>> {
+    caller.require_view()?;
+    Ok(Json(s.coord.factory(parse_factory_id(&id)?).await?.into()))
+}
+
+#[derive(Serialize)]
+pub(crate) struct TokenResponse {
+    /// The secret; shown this once.
+    token: String,
+}
+
+pub(crate) async fn rotate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenResponse>> {
+    caller.require_admin()?;
+    Ok(Json(TokenResponse {
+        token: s.coord.rotate_factory(parse_factory_id(&id)?).await?,
+    }))
+}
+
+pub(crate) async fn revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    s.coord.revoke_factory(parse_factory_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn drain(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_operate()?;
+    s.coord.drain_factory(parse_factory_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnrollmentTokenRequest {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The body is optional: `{}` or `{"name": "..."}`.
+pub(crate) async fn enrollment_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: String,
+) -> ApiResult<Json<TokenResponse>> {
+    caller.require_admin()?;
+    let req: EnrollmentTokenRequest = if body.trim().is_empty() {
+        EnrollmentTokenRequest::default()
+    } else {
+        serde_json::from_str(&body).map_err(|e| ApiError::Malformed(e.to_string()))?
+    };
+    let name = req.name.unwrap_or_else(|| "enrollment".into());
+    Ok(Json(TokenResponse {
+        token: s.coord.mint_token(Role::Enrollment, &name).await?,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MintTokenRequest {
+    role: String,
+    name: String,
+}
+
+pub(crate) async fn mint_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<MintTokenRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    caller.require_admin()?;
+    let role = match req.role.as_str() {
+        "admin" => Role::Admin,
+        "operator" => Role::Operator,
+        "viewer" => Role::Viewer,
+        "enrollment" => Role::Enrollment,
+        other => {
+            return Err(ApiError::Coord(CoordError::Invalid(format!(
+                "unknown role {other:?}: use admin, operator, viewer or enrollment"
+            ))));
+        }
+    };
+    if req.name.trim().is_empty() || req.name.len() > 128 {
+        return Err(ApiError::Coord(CoordError::Invalid(
+            "name must be 1 to 128 characters".into(),
+        )));
+    }
+    Ok(Json(TokenResponse {
+        token: s.coord.mint_token(role, &req.name).await?,
+    }))
+}

@@ -1,0 +1,403 @@
+//! Operator routes on jobs: submit (one job or a manifest), list, show, events, logs (JSON or
+//! SSE with `Last-Event-ID` resume), actions, children, DAG, explain; and `/readyz`,
+//! `/metrics`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use gigafactory_actors::{CoordError, JobFilter, OperatorAction};
+use gigafactory_core::job::{Job, JobId};
+use gigafactory_core::manifest::JobSpec;
+use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse, SubmitResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::factories::{Body, parse_job_id};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Log lines sent per page when catching up from the store.
+const LOG_PAGE_LINES: usize = 1000;
+/// SSE keep-alive comment interval.
+const KEEP_ALIVE_SECS: u64 = 15;
+
+fn parents_of(spec: &JobSpec) -> ApiResult<Vec<JobId>> {
+    spec.deps.iter().map(|d| parse_job_id(d)).collect()
+}
+
+pub(crate) async fn submit(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(spec): Body<JobSpec>,
+) -> ApiResult<Response> {
+    caller.require_operate()?;
+    let parents = parents_of(&spec)?;
+    let (job, created) = s.coord.submit(spec, parents, &caller.actor()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            id: job.id,
+            created,
+            job: JobView::from(&job),
+        }),
+    )
+        .into_response())
+}
+
+pub(crate) async fn submit_manifest(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: String,
+) -> ApiResult<Json<ManifestResponse>> {
+    caller.require_operate()?;
+    Ok(Json(ManifestResponse {
+        jobs: s.coord.submit_manifest(&body, &caller.actor()).await?,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    product: Option<String>,
+    capability: Option<String>,
+    factory: Option<String>,
+    q: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<JobPage>> {
+    caller.require_view()?;
+    let Query(q) = q?;
+    let factory = match q.factory {
+        Some(f) => Some(gigafactory_core::job::FactoryId(
+            uuid::Uuid::parse_str(&f)
+                .map_err(|_| ApiError::Malformed(format!("{f:?} is not a factory id")))?,
+        )),
+        None => None,
+    };
+    let filter = JobFilter {
+        state: q.state,
+        product: q.product,
+        capability: q.capability,
+        factory,
+        text: q.q,
+    };
+    let cursor = q.cursor.as_deref().map(parse_job_id).transpose()?;
+    let (jobs, next) = s
+        .coord
+        .list_jobs(&filter, cursor, q.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(JobPage {
+        jobs: jobs.iter().map(JobView::from).collect(),
+        next_cursor: next.map(|c| c.to_string()),
+    }))
+}
+
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    caller.require_view()?;
+    Ok(Json(JobView::from(&s.coord.job(parse_job_id(&id)?).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn events(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Vec<Event>>> {
+    caller.require_view()?;
+    let Query(q) = q?;
+    Ok(Json(
+        s.coord
+            .events(parse_job_id(&id)?, q.after, q.limit.unwrap_or(200))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogsQuery {
+    /// `attempt:seq` of the last line already seen.
+    after: Option<String>,
+    /// Stream new lines as they arrive (SSE), as `Accept: text/event-stream` does.
+    follow: Option<bool>,
+}
+
+fn parse_position(s: &str) -> ApiResult<(u32, u64)> {
+    let bad = || ApiError::Malformed(format!("{s:?} is not a log position (attempt:seq)"));
+    let (a, q) = s.split_once(':').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, q.parse().map_err(|_| bad())?))
+}
+
+#[derive(Serialize)]
+struct LogLineJson<'a> {
+    attempt: u32,
+    seq: u64,
+    stream: gigafactory_core::wire::LogStream,
+    data: &'a str,
+}
+
+pub(crate) async fn logs(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    caller.require_view()?;
+    let Query(q) = q?;
+    let id = parse_job_id(&id)?;
+    s.coord.job(id).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.after);
+    let after = resume.as_deref().map(parse_position).transpose()?;
+    let wants_sse = q.follow.unwrap_or(false)
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+    if !wants_sse {
+        return Ok(Json(s.coord.logs(id, after, LOG_PAGE_LINES).await?).into_response());
+    }
+    Ok(Sse::new(log_stream(s, id, after))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_SECS)))
+        .into_response())
+}
+
+/// Stored lines after `after`, then live ones, each with id `attempt:seq` so a reconnect with
+/// `Last-Event-ID` resumes without losing or repeating a line. A follower that falls behind the
+/// live buffer catches up from the store again.
+fn log_stream(
+    s: AppState,
+    id: JobId,
+    after: Option<(u32, u64)>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    struct St {
+        s: AppState,
+        id: JobId,
+        last: Option<(u32, u64)>,
+        live: Option<tokio::sync::broadcast::Receiver<gigafactory_actors::LogLine>>,
+        pending: std::collections::VecDeque<gigafactory_actors::LogLine>,
+    }
+    let st = St {
+        s,
+        id,
+        last: after,
+        live: None,
+        pending: Default::default(),
+    };
+    stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(line) = st.pending.pop_front() {
+                if st.last.is_some_and(|l| (line.attempt, line.seq) <= l) {
+                    continue;
+                }
+                st.last = Some((line.attempt, line.seq));
+                let data = serde_json::to_string(&LogLineJson {
+                    attempt: line.attempt,
+                    seq: line.seq,
+                    stream: line.stream,
+                    data: &line.data,
+                })
+                .unwrap_or_default();
+                let ev = SseEvent::default()
+                    .id(format!("{}:{}", line.attempt, line.seq))
+                    .event("log")
+                    .data(data);
+                return Some((Ok(ev), st));
+            }
+            if st.live.is_none() {
+                // Subscribe before reading the store, so nothing falls between the two.
+                st.live = Some(st.s.coord.follow_logs(st.id));
+                match st.s.coord.logs(st.id, st.last, LOG_PAGE_LINES).await {
+                    Ok(lines) if !lines.is_empty() => {
+                        let full = lines.len() == LOG_PAGE_LINES;
+                        st.pending.extend(lines);
+                        if full {
+                            st.live = None;
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let ev = SseEvent::default().event("error").data(e.to_string());
+                        return Some((Ok(ev), st));
+                    }
+                }
+            }
+            let rx = st.live.as_mut().expect("subscribed above");
+            match rx.recv().await {
+                Ok(line) => st.pending.push_back(line),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => st.live = None,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+pub(crate) async fn act(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult<Json<JobView>> {
+    caller.require_operate()?;
+    let action = OperatorAction::parse(&action).ok_or_else(|| {
+        ApiError::Coord(CoordError::Invalid(format!(
+            "unknown action {action:?}: use requeue, reject, cancel, ship or retry"
+        )))
+    })?;
+    Ok(Json(JobView::from(
+        &s.coord
+            .act(parse_job_id(&id)?, action, &caller.actor())
+            .await?,
+    )))
+}
+
+pub(crate) async fn add_child(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(spec): Body<JobSpec>,
+) -> ApiResult<Response> {
+    caller.require_operate()?;
+    if !spec.deps.is_empty() {
+        return Err(ApiError::Coord(CoordError::Invalid(
+            "a child's parent is the job in the path; leave deps empty".into(),
+        )));
+    }
+    let (job, created) = s
+        .coord
+        .add_child(parse_job_id(&id)?, spec, &caller.actor())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            id: job.id,
+            created,
+            job: JobView::from(&job),
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+pub(crate) struct DagNode {
+    id: JobId,
+    key: String,
+    title: String,
+    state: &'static str,
+}
+
+impl From<&Job> for DagNode {
+    fn from(j: &Job) -> Self {
+        DagNode {
+            id: j.id,
+            key: j.spec.key.clone(),
+            title: j.spec.title.clone(),
+            state: j.state.name(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct DagView {
+    job: DagNode,
+    parents: Vec<DagNode>,
+    children: Vec<DagNode>,
+}
+
+pub(crate) async fn dag(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DagView>> {
+    caller.require_view()?;
+    let (job, parents, children) = s.coord.dag(parse_job_id(&id)?).await?;
+    Ok(Json(DagView {
+        job: (&job).into(),
+        parents: parents.iter().map(Into::into).collect(),
+        children: children.iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct Explain {
+    job_id: JobId,
+    state: &'static str,
+    /// The factory the last placement chose.
+    factory_id: Option<gigafactory_core::job::FactoryId>,
+    placement: Option<gigafactory_core::scoring::ScoreBreakdown>,
+}
+
+pub(crate) async fn explain(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Explain>> {
+    caller.require_view()?;
+    let job = s.coord.job(parse_job_id(&id)?).await?;
+    Ok(Json(Explain {
+        job_id: job.id,
+        state: job.state.name(),
+        factory_id: job.state.lease().map(|l| l.factory),
+        placement: job.placement,
+    }))
+}
+
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
+    match s.coord.ready().await {
+        Ok(()) => (
+            StatusCode::OK,
+            format!("ready ({} store)", s.coord.store_engine()),
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
+    let body = s
+        .opts
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

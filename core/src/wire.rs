@@ -1,0 +1,308 @@
+//! The JSON bodies of the REST API (DESIGN §6), shared by the coordinator's routes, the
+//! factory agent and the CLI so that all three agree on the contract. Field names are the
+//! API's; changing one is a breaking change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{FactoryId, Job, JobId, JobState, Millis};
+use crate::manifest::Payload;
+use crate::scoring::ScoreBreakdown;
+
+/// Every error response: a stable machine-readable `error` code and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+    /// With `fenced`: the epoch the job is at now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_epoch: Option<u64>,
+    /// With `invalid_manifest`: every problem, with its location.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+// ---- factories ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub name: String,
+    pub os: String,
+    pub arch: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub engine_classes: Vec<String>,
+    pub slots: u32,
+    #[serde(default)]
+    pub cost_per_hour_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub factory_id: FactoryId,
+    /// The factory's own secret; shown once.
+    pub token: String,
+}
+
+/// What a factory runs now, as it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLease {
+    pub job_id: JobId,
+    pub epoch: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub slots_busy: u32,
+    #[serde(default)]
+    pub running: Vec<HeldLease>,
+}
+
+/// What the coordinator asks of a factory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FactoryCommand {
+    /// Stop the job (SIGTERM, grace, SIGKILL) and report nothing more for this epoch.
+    Cancel { job_id: JobId, epoch: u64 },
+    /// Checkpoint and release the job by `deadline`.
+    Preempt {
+        job_id: JobId,
+        epoch: u64,
+        deadline: Millis,
+    },
+    /// Take no new work; finish what runs.
+    Drain,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub commands: Vec<FactoryCommand>,
+    /// The lease TTL the coordinator grants; renew at a third of it.
+    pub lease_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Most jobs wanted now (the factory's free slots).
+    pub max_jobs: u32,
+    /// Long-poll: how long to wait for work before answering 204.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// A job handed to a factory with its lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedJob {
+    pub job_id: JobId,
+    pub epoch: u64,
+    pub attempt: u32,
+    pub expires_at: Millis,
+    pub lease_ttl_ms: u64,
+    pub title: String,
+    pub payload: Payload,
+    pub allowed_scope: Vec<String>,
+    pub wall_clock_ms: Option<u64>,
+    pub checkpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub jobs: Vec<ClaimedJob>,
+}
+
+/// Every factory write carries the epoch it believes current and a request id: a retry with
+/// the same id gets the same answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FencedWrite<T> {
+    pub epoch: u64,
+    pub request_id: String,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Renew {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub stage: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// Position of this chunk in the attempt's output, from 0.
+    pub seq: u64,
+    pub stream: LogStream,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Complete {
+    /// Workspace paths the job changed.
+    #[serde(default)]
+    pub changed_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fail {
+    pub error: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// `false` for failures a retry cannot fix.
+    #[serde(default = "yes")]
+    pub retryable: bool,
+    #[serde(default)]
+    pub changed_paths: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
+
+/// The answer to a factory write: the lease as it stands, and whether to stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseAnswer {
+    pub job_id: JobId,
+    pub epoch: u64,
+    pub state: String,
+    pub expires_at: Option<Millis>,
+    /// Set when the holder must checkpoint and release by this time.
+    pub preempt_deadline: Option<Millis>,
+}
+
+// ---- operators ----
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseView {
+    pub factory_id: FactoryId,
+    pub epoch: u64,
+    pub granted_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub key: String,
+    pub title: String,
+    pub product: String,
+    pub state: String,
+    pub stage: Option<String>,
+    pub priority: u32,
+    pub capabilities: Vec<String>,
+    pub engine_class: Option<String>,
+    pub payload: Payload,
+    pub parents: Vec<JobId>,
+    pub epoch: u64,
+    pub attempts: u32,
+    pub failures: u32,
+    pub max_attempts: u32,
+    pub lease: Option<LeaseView>,
+    /// When a queued or failed job may be placed.
+    pub ready_at: Option<Millis>,
+    pub preemptible: bool,
+    pub review: bool,
+    pub last_error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub checkpoint: Option<String>,
+    pub placement: Option<ScoreBreakdown>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl From<&Job> for JobView {
+    fn from(j: &Job) -> Self {
+        let lease = j.state.lease().map(|l| LeaseView {
+            factory_id: l.factory,
+            epoch: l.epoch,
+            granted_at: l.granted_at,
+            expires_at: l.expires_at,
+        });
+        JobView {
+            id: j.id,
+            key: j.spec.key.clone(),
+            title: j.spec.title.clone(),
+            product: j.spec.product.clone(),
+            state: j.state.name().into(),
+            stage: j.stage.clone(),
+            priority: j.spec.priority,
+            capabilities: j.spec.capabilities.clone(),
+            engine_class: j.spec.engine_class.clone(),
+            payload: j.spec.payload.clone(),
+            parents: j.parents.clone(),
+            epoch: j.epoch,
+            attempts: j.attempts,
+            failures: j.failures,
+            max_attempts: j.spec.max_attempts,
+            lease,
+            ready_at: j.state.ready_at(),
+            preemptible: j.spec.preemptible,
+            review: j.spec.review,
+            last_error: j.last_error.clone(),
+            exit_code: j.exit_code,
+            checkpoint: j.checkpoint.clone(),
+            placement: j.placement.clone(),
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        }
+    }
+}
+
+/// The state name of a [`JobState`], for filters.
+pub fn state_name(s: &JobState) -> &'static str {
+    s.name()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub id: JobId,
+    /// False when an earlier submit with the same idempotency key already made this job.
+    pub created: bool,
+    pub job: JobView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestResponse {
+    /// Manifest key → job id, in submission order.
+    pub jobs: Vec<(String, JobId)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One entry of a job's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: Millis,
+    pub kind: String,
+    /// Who caused it: `factory:<id>`, `operator:<token name>`, `scheduler`, `reaper`.
+    pub actor: String,
+    pub epoch: u64,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}

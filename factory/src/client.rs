@@ -1,0 +1,338 @@
+//! The agent's HTTP client for the coordinator's factory API. It owns the retry policy: transport
+//! errors, `5xx` and `429` are retried with capped exponential backoff and jitter (honouring
+//! `Retry-After`), transport errors move on to the next coordinator URL, and any other answer
+//! goes back to the caller to interpret. A fenced write is serialized once, so every retry of it
+//! carries the same `request_id` and the coordinator answers the retry as it answered the first.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gigafactory_core::job::JobId;
+use gigafactory_core::wire::{ErrorBody, FencedWrite, LeaseAnswer};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use crate::backoff::{parse_retry_after, retry_delay_after};
+use crate::error::AgentError;
+
+/// Any request but a claim gives up on one coordinator after this long.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Opening a connection gives up after this long, so a dead node is skipped quickly.
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// A claim long-polls for its `wait_ms`; the coordinator gets this much more to answer.
+pub const CLAIM_TIMEOUT_MARGIN_MS: u64 = 10_000;
+/// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
+const IDLE_CONNECTIONS_MAX: usize = 16;
+
+/// How many times a request is sent before the caller hears it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Once: the caller has its own schedule (heartbeats, claims).
+    Once,
+    /// At most this many sends in all.
+    Attempts(u32),
+    /// Until the coordinator answers: a running job's reports must get through. The caller
+    /// stops it by dropping the future (on fencing or shutdown).
+    Forever,
+}
+
+impl Retry {
+    fn allows(self, sends_so_far: u32) -> bool {
+        match self {
+            Retry::Once => false,
+            Retry::Attempts(max) => sends_so_far < max,
+            Retry::Forever => true,
+        }
+    }
+}
+
+/// Why a request did not get a successful answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// The coordinator answered with a status the caller must interpret (a `4xx` other than
+    /// `429`), and the error body if it sent one.
+    Status { status: u16, body: ErrorBody },
+    /// No usable answer (transport errors, `5xx`, `429`) before the retry budget ran out.
+    Unavailable(String),
+    /// A successful answer whose body is not what the API promises: the two sides disagree on
+    /// the contract.
+    Decode(String),
+}
+
+impl CallError {
+    /// Whether the coordinator refused our token.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, CallError::Status { status: 401, .. })
+    }
+
+    /// The agent error for a refusal nothing can fix.
+    pub fn into_refused(self, what: &'static str) -> AgentError {
+        match self {
+            CallError::Status { status, body } => AgentError::Refused {
+                what,
+                status,
+                code: body.error,
+                message: body.message,
+            },
+            CallError::Unavailable(m) | CallError::Decode(m) => AgentError::Refused {
+                what,
+                status: 0,
+                code: "unavailable".into(),
+                message: m,
+            },
+        }
+    }
+}
+
+/// How the coordinator took a fenced write.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// Applied (or applied before: a retry gets the first answer).
+    Accepted(LeaseAnswer),
+    /// The lease is gone: `409` (fenced, or any other conflict with the job's state), `404`
+    /// (no such job) or `403` (another factory holds it). Stop the job and report nothing more.
+    Lost {
+        status: u16,
+        code: String,
+        current_epoch: Option<u64>,
+    },
+}
+
+/// The coordinator nodes, and the one we talk to now.
+#[derive(Debug)]
+pub struct Coordinator {
+    http: reqwest::Client,
+    /// Base URLs without a trailing `/`.
+    urls: Vec<String>,
+    /// Index into `urls` of the node in use; moved on by transport errors.
+    current: AtomicUsize,
+}
+
+impl Coordinator {
+    /// A client for these base URLs (`http://host:port`, tried in order).
+    pub fn new(urls: &[String]) -> Result<Self, AgentError> {
+        if urls.is_empty() {
+            return Err(AgentError::Config("no coordinator URL given".into()));
+        }
+        let mut clean = Vec::with_capacity(urls.len());
+        for url in urls {
+            let url = url.trim().trim_end_matches('/');
+            // This build has no TLS (it keeps the agent free of C dependencies): say so up front
+            // rather than failing every request later.
+            if !url.starts_with("http://") {
+                return Err(AgentError::Config(format!(
+                    "coordinator URL {url:?} must start with http:// (this build has no TLS)"
+                )));
+            }
+            clean.push(url.to_owned());
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
+            .build()
+            .map_err(AgentError::Http)?;
+        Ok(Coordinator {
+            http,
+            urls: clean,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// The first coordinator URL, as handed to jobs in `GF_COORDINATOR`.
+    pub fn first_url(&self) -> &str {
+        &self.urls[0]
+    }
+
+    /// Moves on to the next node after `failed` did not answer. Concurrent failures of the same
+    /// node move on once, not once each.
+    fn fail_over(&self, failed: usize) {
+        let next = (failed + 1) % self.urls.len();
+        let _ = self
+            .current
+            .compare_exchange(failed, next, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// POSTs `body` to `path` with `token`, retrying as `retry` allows. `Ok(None)` is a `204`.
+    pub async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+        body: &B,
+        timeout: Duration,
+        retry: Retry,
+    ) -> Result<Option<R>, CallError> {
+        // Serialized once: a retry sends exactly the same bytes (and request id).
+        let bytes = serde_json::to_vec(body).map_err(|e| CallError::Decode(e.to_string()))?;
+        let Some(answer) = self.post_bytes(path, token, bytes, timeout, retry).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&answer)
+            .map(Some)
+            .map_err(|e| CallError::Decode(format!("{path}: {e}")))
+    }
+
+    async fn post_bytes(
+        &self,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+        retry: Retry,
+    ) -> Result<Option<Vec<u8>>, CallError> {
+        let mut sends: u32 = 0;
+        loop {
+            let index = self.current.load(Ordering::Acquire) % self.urls.len();
+            let url = format!("{}{path}", self.urls[index]);
+            sends = sends.saturating_add(1);
+            let sent = self
+                .http
+                .post(&url)
+                .bearer_auth(token)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .timeout(timeout)
+                .send()
+                .await;
+            let (why, retry_after) = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(parse_retry_after);
+                    if status == StatusCode::NO_CONTENT {
+                        return Ok(None);
+                    }
+                    if status.is_success() {
+                        match response.bytes().await {
+                            Ok(b) => return Ok(Some(b.to_vec())),
+                            // The answer was lost on the way: for a fenced write the retry
+                            // (same request id) gets the same answer again.
+                            Err(e) => {
+                                self.fail_over(index);
+                                (format!("reading the answer from {url}: {e}"), None)
+                            }
+                        }
+                    } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        (
+                            format!("{url} answered http {}", status.as_u16()),
+                            retry_after,
+                        )
+                    } else {
+                        let text = response.bytes().await.unwrap_or_default();
+                        let body =
+                            serde_json::from_slice::<ErrorBody>(&text).unwrap_or_else(|_| {
+                                ErrorBody {
+                                    error: "unknown".into(),
+                                    message: String::from_utf8_lossy(&text)
+                                        .chars()
+                                        .take(200)
+                                        .collect(),
+                                    current_epoch: None,
+                                    details: Vec::new(),
+                                }
+                            });
+                        return Err(CallError::Status {
+                            status: status.as_u16(),
+                            body,
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.fail_over(index);
+                    (format!("{url}: {e}"), None)
+                }
+            };
+            if !retry.allows(sends) {
+                return Err(CallError::Unavailable(why));
+            }
+            let delay = retry_delay_after(sends - 1, rand::random::<f64>(), retry_after);
+            if sends == 1 {
+                warn!(error = %why, retry_in_ms = delay.as_millis() as u64, "coordinator request failed, retrying");
+            } else {
+                debug!(error = %why, sends, retry_in_ms = delay.as_millis() as u64, "coordinator request failed again");
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends one fenced write (`renew`, `stage`, `logs`, `complete`, `fail`, `release`) for the
+    /// lease `(job_id, epoch)`.
+    pub async fn write<T: Serialize>(
+        &self,
+        token: &str,
+        job_id: JobId,
+        action: &'static str,
+        epoch: u64,
+        body: T,
+        retry: Retry,
+    ) -> Result<WriteOutcome, CallError> {
+        let write = FencedWrite {
+            epoch,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            body,
+        };
+        let path = format!("/v1/jobs/{job_id}/{action}");
+        let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+        match self
+            .post::<_, LeaseAnswer>(&path, token, &write, timeout, retry)
+            .await
+        {
+            Ok(Some(answer)) => Ok(WriteOutcome::Accepted(answer)),
+            Ok(None) => Err(CallError::Decode(format!(
+                "{path}: empty answer to a fenced write"
+            ))),
+            Err(CallError::Status {
+                status: status @ (403 | 404 | 409),
+                body,
+            }) => Ok(WriteOutcome::Lost {
+                status,
+                code: body.error,
+                current_epoch: body.current_epoch,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_budgets_count_every_send() {
+        assert!(!Retry::Once.allows(1));
+        assert!(Retry::Attempts(3).allows(2));
+        assert!(!Retry::Attempts(3).allows(3));
+        assert!(Retry::Forever.allows(u32::MAX));
+    }
+
+    #[test]
+    fn refuses_urls_it_cannot_speak_to() {
+        assert!(matches!(Coordinator::new(&[]), Err(AgentError::Config(_))));
+        let tls = Coordinator::new(&["https://coordinator:7070".into()]);
+        assert!(matches!(tls, Err(AgentError::Config(_))));
+        let ok = Coordinator::new(&["http://a:1/".into(), "http://b:2".into()]).unwrap();
+        assert_eq!(ok.first_url(), "http://a:1");
+    }
+
+    #[test]
+    fn fail_over_moves_once_per_failed_node() {
+        let c = Coordinator::new(&[
+            "http://a:1".into(),
+            "http://b:2".into(),
+            "http://c:3".into(),
+        ])
+        .unwrap();
+        c.fail_over(0);
+        c.fail_over(0); // a second request that also failed on node 0 must not skip node 1
+        assert_eq!(c.current.load(Ordering::Acquire), 1);
+        c.fail_over(1);
+        c.fail_over(2);
+        assert_eq!(c.current.load(Ordering::Acquire), 0, "wraps around");
+    }
+}

@@ -1,0 +1,707 @@
+//! One claimed job, from its workspace to its last report. The job's task starts the process
+//! and four helpers — the output pump, the log sender, the lease renewer and the stage watcher —
+//! then supervises the process: it exits, or a stop is asked for (cancel, preempt, lost lease,
+//! budget, shutdown) and carried out with SIGTERM, a grace period and SIGKILL. Then the rest of
+//! the output is delivered, the changed paths computed, and the end reported: `complete`,
+//! `fail` or `release`, retried until the coordinator takes it. A lost lease (`409`, `404`)
+//! anywhere ends everything at once: SIGKILL, and not another word to the coordinator.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gigafactory_core::job::Millis;
+use gigafactory_core::manifest::Payload;
+use gigafactory_core::wire::{
+    ClaimedJob, Complete, Fail, LeaseAnswer, LogStream, Release, Renew, Stage,
+};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Child;
+use tokio::sync::{oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{Instrument, error, info, warn};
+
+use crate::agent::Shared;
+use crate::client::{CallError, Retry, WriteOutcome};
+use crate::control::{self, RunningMarker};
+use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
+use crate::process::{self, JOB_ID_ENV, Launch, Signal};
+use crate::workspace::{self, CHANGED_PATHS_MAX, Workspace};
+
+/// The error reported when a job outlives its wall-clock budget.
+pub const BUDGET_EXCEEDED_ERROR: &str = "wall-clock budget exceeded";
+/// After the process exits, its output pipes get this long to reach end of file (a process
+/// outside the job's group may hold them open).
+const LOG_DRAIN_MS: u64 = 2_000;
+/// A preempted job gets at least this long to checkpoint, whatever the deadline says: the
+/// coordinator's clock and ours may disagree by this much.
+const PREEMPT_WAIT_MIN_MS: u64 = 1_000;
+/// ...and at most this long, so a deadline far in the future cannot park a slot.
+const PREEMPT_WAIT_MAX_MS: u64 = 15 * 60 * 1_000;
+/// Out-of-scope paths named one by one in the job's log; the rest are counted.
+const SCOPE_NOTICE_PATHS_MAX: usize = 20;
+
+/// Why a job is being stopped. When several are asked for, the strongest wins (see
+/// [`escalate`]): a lost lease beats a cancel, which beats the budget, which beats a
+/// preemption, which beats a shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The agent shuts down: SIGTERM, grace, SIGKILL, then release with the checkpoint.
+    Shutdown,
+    /// The coordinator wants the slot back by `deadline`: SIGTERM, wait until the deadline,
+    /// SIGKILL, then release with the checkpoint.
+    Preempt { deadline: Millis },
+    /// The job ran out of wall-clock time: SIGTERM, grace, SIGKILL, then a non-retryable fail.
+    Budget,
+    /// The coordinator cancelled the job (or the agent cannot report any more): SIGTERM,
+    /// grace, SIGKILL, and no report.
+    Cancel,
+    /// The lease is lost: SIGKILL at once, and no report.
+    Fenced,
+}
+
+impl Stop {
+    fn rank(self) -> u8 {
+        match self {
+            Stop::Shutdown => 0,
+            Stop::Preempt { .. } => 1,
+            Stop::Budget => 2,
+            Stop::Cancel => 3,
+            Stop::Fenced => 4,
+        }
+    }
+
+    /// Whether the coordinator must hear nothing more about the job.
+    fn silences(self) -> bool {
+        matches!(self, Stop::Cancel | Stop::Fenced)
+    }
+}
+
+/// Folds a new stop request into the current one; whether it changed. Of two preemptions the
+/// earlier deadline wins.
+pub fn escalate(current: &mut Option<Stop>, new: Stop) -> bool {
+    let next = match *current {
+        None => new,
+        Some(Stop::Preempt { deadline: a }) if matches!(new, Stop::Preempt { .. }) => {
+            let Stop::Preempt { deadline: b } = new else {
+                unreachable!("matched above")
+            };
+            Stop::Preempt { deadline: a.min(b) }
+        }
+        Some(old) if new.rank() > old.rank() => new,
+        Some(old) => old,
+    };
+    let changed = *current != Some(next);
+    *current = Some(next);
+    changed
+}
+
+/// What a job's helpers share.
+struct JobCtx {
+    shared: Arc<Shared>,
+    job: ClaimedJob,
+    stop: Arc<watch::Sender<Option<Stop>>>,
+}
+
+/// How a fenced write went, from the job's point of view.
+enum Written {
+    Accepted(LeaseAnswer),
+    /// The lease is gone or the agent can no longer report: a stop was requested already.
+    Ended,
+    /// The coordinator refused this one write for good (a bug on one side); carry on.
+    Refused(String),
+}
+
+impl JobCtx {
+    fn request(&self, stop: Stop) {
+        self.stop
+            .send_if_modified(|current| escalate(current, stop));
+    }
+
+    async fn write<T: Serialize>(&self, action: &'static str, body: T, retry: Retry) -> Written {
+        let shared = &self.shared;
+        let sent = shared
+            .coordinator
+            .write(
+                &shared.identity.token,
+                self.job.job_id,
+                action,
+                self.job.epoch,
+                body,
+                retry,
+            )
+            .await;
+        match sent {
+            Ok(WriteOutcome::Accepted(answer)) => Written::Accepted(answer),
+            Ok(WriteOutcome::Lost {
+                status,
+                code,
+                current_epoch,
+            }) => {
+                warn!(
+                    action,
+                    status, code, current_epoch, "lease lost: killing the job"
+                );
+                self.request(Stop::Fenced);
+                Written::Ended
+            }
+            Err(e) if e.is_unauthorized() => {
+                shared.raise_fatal(shared.revoked());
+                self.request(Stop::Cancel);
+                Written::Ended
+            }
+            Err(CallError::Status { status, body }) => {
+                error!(action, status, code = %body.error, message = %body.message, "the coordinator refused a write");
+                Written::Refused(body.error)
+            }
+            Err(e) => {
+                error!(action, error = ?e, "a write failed");
+                Written::Refused(format!("{e:?}"))
+            }
+        }
+    }
+
+    /// Resolves once the job must not be reported any more.
+    async fn silenced(&self) {
+        let mut rx = self.stop.subscribe();
+        if rx
+            .wait_for(|s| s.is_some_and(Stop::silences))
+            .await
+            .is_err()
+        {
+            // The sender lives as long as this context: unreachable, but never a busy loop.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// How the job ends, as reported.
+enum Report {
+    Complete(Complete),
+    Fail(Fail),
+    Release(Release),
+}
+
+/// Kills what is left of the job's process group if the job's task ends early (aborted at
+/// shutdown, or a panic).
+struct GroupGuard {
+    pgid: i32,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            process::signal_group(self.pgid, Signal::Kill);
+        }
+    }
+}
+
+/// Aborts the job's helper tasks however the job's task ends.
+struct Helpers(Vec<AbortHandle>);
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Runs one claimed job to its end. `stop` carries stop requests from the agent; `pgid_slot`
+/// gets the process group once the process started.
+pub async fn run_job(
+    shared: Arc<Shared>,
+    job: ClaimedJob,
+    stop: Arc<watch::Sender<Option<Stop>>>,
+    pgid_slot: Arc<AtomicI32>,
+) {
+    let ctx = Arc::new(JobCtx { shared, job, stop });
+    let config = &ctx.shared.config;
+    let (workdir, job_id, attempt) = (config.workdir.clone(), ctx.job.job_id, ctx.job.attempt);
+    let ws = match tokio::task::spawn_blocking(move || Workspace::create(&workdir, job_id, attempt))
+        .await
+    {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            return finish_early(&ctx, format!("cannot prepare the workspace: {e}"), true).await;
+        }
+        Err(e) => {
+            return finish_early(&ctx, format!("cannot prepare the workspace: {e}"), true).await;
+        }
+    };
+    let launch = match launch_for(&ctx, &ws) {
+        Ok(launch) => launch,
+        Err(why) => return finish_early(&ctx, why, false).await,
+    };
+    let work = ws.work.clone();
+    let before = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
+        .await
+        .unwrap_or_default();
+    let mut child = match process::spawn(&launch) {
+        Ok(child) => child,
+        Err(e) => {
+            // A missing agent program will be missing on the next attempt here too: say so
+            // once instead of burning attempts. A missing `sh` is this machine's problem.
+            let prompt = matches!(ctx.job.payload, Payload::Prompt(_));
+            let retryable = !(prompt && e.kind() == io::ErrorKind::NotFound);
+            return finish_early(
+                &ctx,
+                format!("cannot start `{}`: {e}", launch.program),
+                retryable,
+            )
+            .await;
+        }
+    };
+    let started = Instant::now();
+    let pgid = child.id().map_or(0, |id| id as i32);
+    pgid_slot.store(pgid, Ordering::Release);
+    let mut group = GroupGuard { pgid, armed: true };
+    let marker = RunningMarker {
+        job_id: ctx.job.job_id,
+        epoch: ctx.job.epoch,
+        attempt: ctx.job.attempt,
+        pid: pgid as u32,
+        pgid,
+        started_at_ms: now_ms(),
+    };
+    if let Err(e) = marker.write(&ws.control) {
+        // Only crash recovery needs it: run the job anyway.
+        warn!(error = %e, "cannot write the running marker");
+    }
+    info!(pgid, program = %launch.program, "job started");
+
+    let mut helpers = Vec::new();
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), launch.stdin.clone()) {
+        let feed = async move {
+            // A job that exits without reading its prompt closes the pipe: not our error.
+            let _ = stdin.write_all(input.as_bytes()).await;
+        };
+        helpers.push(tokio::spawn(feed.in_current_span()).abort_handle());
+    }
+    let queue = LogQueue::new(LOG_QUEUE_MAX_BYTES);
+    let (give_up, give_up_rx) = oneshot::channel();
+    let mut pump = tokio::spawn(
+        logs::pump(
+            child.stdout.take(),
+            child.stderr.take(),
+            queue.clone(),
+            give_up_rx,
+        )
+        .in_current_span(),
+    );
+    let mut sender = tokio::spawn(send_logs(ctx.clone(), queue.clone()).in_current_span());
+    let renewer = tokio::spawn(renew_loop(ctx.clone()).in_current_span());
+    let stager = tokio::spawn(stage_loop(ctx.clone(), ws.control.clone()).in_current_span());
+    helpers.extend([
+        pump.abort_handle(),
+        sender.abort_handle(),
+        renewer.abort_handle(),
+        stager.abort_handle(),
+    ]);
+    let _helpers = Helpers(helpers);
+
+    let budget_at = ctx
+        .job
+        .wall_clock_ms
+        .map(|ms| started + Duration::from_millis(ms));
+    let (status, ended_by) = supervise(&ctx, &mut child, pgid, budget_at).await;
+    // Whatever the job left behind in its group goes with it; and until the stragglers are
+    // gone its pipes would not reach end of file.
+    process::signal_group(pgid, Signal::Kill);
+    group.armed = false;
+    stager.abort();
+    if tokio::time::timeout(Duration::from_millis(LOG_DRAIN_MS), &mut pump)
+        .await
+        .is_err()
+    {
+        warn!("the job's output pipes stayed open after it exited; not waiting for them");
+        let _ = give_up.send(());
+        let _ = pump.await;
+    }
+    if ctx.stop.borrow().is_some_and(Stop::silences) {
+        // Cancelled or fenced: the coordinator wants no more from this epoch.
+        info!(stop = ?*ctx.stop.borrow(), "job stopped");
+        RunningMarker::remove(&ws.control);
+        return;
+    }
+
+    let work = ws.work.clone();
+    let after = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
+        .await
+        .unwrap_or_default();
+    let changed = workspace::changed_paths(&before, &after, CHANGED_PATHS_MAX);
+    check_scope(&ctx, &changed, &queue);
+    queue.close();
+    // All output goes before the end: after it the lease is gone and more output would be
+    // refused.
+    tokio::select! {
+        _ = &mut sender => {}
+        _ = ctx.silenced() => {
+            info!("job stopped while its output was delivered");
+            RunningMarker::remove(&ws.control);
+            return;
+        }
+    }
+
+    let report = final_report(&ws, status, ended_by, changed);
+    tokio::select! {
+        _ = send_report(&ctx, report) => {}
+        _ = ctx.silenced() => info!("job stopped before its end was delivered"),
+    }
+    renewer.abort();
+    RunningMarker::remove(&ws.control);
+    let shared = ctx.shared.clone();
+    let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;
+}
+
+/// Waits for the process to exit, carrying out stop requests meanwhile; returns how it exited
+/// and the stop that was asked for by then, if any.
+async fn supervise(
+    ctx: &JobCtx,
+    child: &mut Child,
+    pgid: i32,
+    mut budget_at: Option<Instant>,
+) -> (io::Result<ExitStatus>, Option<Stop>) {
+    let grace = ctx.shared.config.grace;
+    let mut requests = ctx.stop.subscribe();
+    let mut requests_open = true;
+    let mut acted: Option<Stop> = None;
+    let mut terminated = false;
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        let wanted = *requests.borrow_and_update();
+        if wanted != acted
+            && let Some(stop) = wanted
+        {
+            if stop == Stop::Fenced {
+                info!("lease lost: SIGKILL");
+                process::signal_job(child, pgid, Signal::Kill);
+                kill_at = None;
+            } else {
+                if !terminated {
+                    info!(
+                        ?stop,
+                        grace_ms = grace.as_millis() as u64,
+                        "stopping the job: SIGTERM"
+                    );
+                    process::signal_job(child, pgid, Signal::Term);
+                    terminated = true;
+                }
+                let by = match stop {
+                    Stop::Preempt { deadline } => Instant::now() + preempt_wait(deadline, now_ms()),
+                    _ => Instant::now() + grace,
+                };
+                kill_at = Some(kill_at.map_or(by, |at| at.min(by)));
+            }
+            acted = wanted;
+        }
+        tokio::select! {
+            status = child.wait() => return (status, acted),
+            _ = sleep_until(budget_at) => {
+                budget_at = None;
+                warn!(wall_clock_ms = ctx.job.wall_clock_ms, "wall-clock budget exceeded");
+                ctx.request(Stop::Budget);
+            }
+            _ = sleep_until(kill_at) => {
+                warn!("the job did not stop in time: SIGKILL");
+                process::signal_job(child, pgid, Signal::Kill);
+                kill_at = None;
+            }
+            changed = requests.changed(), if requests_open => requests_open = changed.is_ok(),
+        }
+    }
+}
+
+/// How long a preempted job may take, from the coordinator's deadline and our clock.
+fn preempt_wait(deadline: Millis, now: Millis) -> Duration {
+    let ms = deadline
+        .saturating_sub(now)
+        .clamp(PREEMPT_WAIT_MIN_MS, PREEMPT_WAIT_MAX_MS);
+    Duration::from_millis(ms)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The report for how the job ended.
+fn final_report(
+    ws: &Workspace,
+    status: io::Result<ExitStatus>,
+    ended_by: Option<Stop>,
+    changed_paths: Vec<String>,
+) -> Report {
+    let exit_code = status.as_ref().ok().and_then(ExitStatus::code);
+    match ended_by {
+        Some(Stop::Budget) => Report::Fail(Fail {
+            error: BUDGET_EXCEEDED_ERROR.into(),
+            exit_code,
+            retryable: false,
+            changed_paths,
+        }),
+        Some(Stop::Preempt { .. } | Stop::Shutdown) => {
+            let checkpoint = control::read_checkpoint(&ws.control);
+            info!(checkpoint = ?checkpoint, "releasing the job");
+            Report::Release(Release { checkpoint })
+        }
+        // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
+        Some(Stop::Cancel | Stop::Fenced) | None => match status {
+            Ok(status) if status.success() => Report::Complete(Complete { changed_paths }),
+            Ok(status) => {
+                let (error, exit_code) = process::describe_exit(status);
+                Report::Fail(Fail {
+                    error,
+                    exit_code,
+                    retryable: true,
+                    changed_paths,
+                })
+            }
+            Err(e) => Report::Fail(Fail {
+                error: format!("cannot wait for the job's process: {e}"),
+                exit_code: None,
+                retryable: true,
+                changed_paths,
+            }),
+        },
+    }
+}
+
+/// Sends the end of the job until the coordinator takes it.
+async fn send_report(ctx: &JobCtx, report: Report) {
+    let (action, written) = match report {
+        Report::Complete(body) => (
+            "complete",
+            ctx.write("complete", body, Retry::Forever).await,
+        ),
+        Report::Fail(body) => {
+            info!(error = %body.error, exit_code = ?body.exit_code, retryable = body.retryable, "job failed");
+            ("fail", ctx.write("fail", body, Retry::Forever).await)
+        }
+        Report::Release(body) => ("release", ctx.write("release", body, Retry::Forever).await),
+    };
+    match written {
+        Written::Accepted(answer) => info!(action, state = %answer.state, "job end reported"),
+        Written::Ended => {}
+        Written::Refused(why) => error!(
+            action,
+            why, "the job's end was refused; its lease will expire"
+        ),
+    }
+}
+
+/// Reports a job that never started.
+async fn finish_early(ctx: &JobCtx, error: String, retryable: bool) {
+    warn!(error, retryable, "the job cannot run");
+    let fail = Report::Fail(Fail {
+        error,
+        exit_code: None,
+        retryable,
+        changed_paths: Vec::new(),
+    });
+    tokio::select! {
+        _ = send_report(ctx, fail) => {}
+        _ = ctx.silenced() => {}
+    }
+}
+
+/// What to start for the job's payload.
+fn launch_for(ctx: &JobCtx, ws: &Workspace) -> Result<Launch, String> {
+    let job = &ctx.job;
+    let (program, args, stdin) = match &job.payload {
+        Payload::Command(command) => {
+            #[cfg(windows)]
+            let (program, flag) = ("cmd", "/C");
+            #[cfg(not(windows))]
+            let (program, flag) = ("sh", "-c");
+            (
+                program.to_owned(),
+                vec![flag.to_owned(), command.clone()],
+                None,
+            )
+        }
+        Payload::Prompt(prompt) => {
+            let configured = ctx.shared.config.agent_command.as_deref().unwrap_or("");
+            let mut words = configured.split_whitespace().map(str::to_owned);
+            let Some(program) = words.next() else {
+                return Err("this factory has no agent command configured (--agent-command) to run prompt jobs".into());
+            };
+            (program, words.collect(), Some(prompt.clone()))
+        }
+    };
+    let mut env = vec![
+        (JOB_ID_ENV.to_owned(), job.job_id.to_string()),
+        ("GF_EPOCH".to_owned(), job.epoch.to_string()),
+        (
+            "GF_COORDINATOR".to_owned(),
+            ctx.shared.coordinator.first_url().to_owned(),
+        ),
+        ("GF_ATTEMPT".to_owned(), job.attempt.to_string()),
+        (
+            control::CONTROL_DIR_ENV.to_owned(),
+            ws.control.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(checkpoint) = &job.checkpoint {
+        env.push(("GF_CHECKPOINT".to_owned(), checkpoint.clone()));
+    }
+    Ok(Launch {
+        program,
+        args,
+        cwd: ws.work.clone(),
+        env,
+        stdin,
+    })
+}
+
+/// Warns about changed paths outside the job's allowed scope, in our log and in the job's
+/// output (which the coordinator keeps with the job). It never fails the job.
+fn check_scope(ctx: &JobCtx, changed: &[String], queue: &LogQueue) {
+    let (outside, invalid) = workspace::out_of_scope(&ctx.job.allowed_scope, changed);
+    for glob in &invalid {
+        warn!(
+            glob,
+            "an allowed_scope glob does not parse; it matches nothing"
+        );
+    }
+    if outside.is_empty() {
+        return;
+    }
+    warn!(count = outside.len(), paths = ?&outside[..outside.len().min(SCOPE_NOTICE_PATHS_MAX)], "the job changed paths outside its allowed scope");
+    let mut notice = format!(
+        "[gigafactory: {} changed paths outside allowed_scope:",
+        outside.len()
+    );
+    for path in outside.iter().take(SCOPE_NOTICE_PATHS_MAX) {
+        notice.push(' ');
+        notice.push_str(path);
+    }
+    if outside.len() > SCOPE_NOTICE_PATHS_MAX {
+        notice.push_str(" ...");
+    }
+    notice.push_str("]\n");
+    queue.push(LogStream::Stderr, notice);
+}
+
+/// Delivers the job's output in order, one chunk in flight.
+async fn send_logs(ctx: Arc<JobCtx>, queue: Arc<LogQueue>) {
+    while let Some(chunk) = queue.next().await {
+        let seq = chunk.seq;
+        match ctx.write("logs", chunk, Retry::Forever).await {
+            Written::Accepted(_) => {}
+            Written::Ended => return,
+            Written::Refused(why) => warn!(seq, why, "a log chunk was refused; skipping it"),
+        }
+    }
+}
+
+/// Renews the lease at once (which also tells the coordinator the job runs), then every third
+/// of the lease TTL; learns of preemption from the answers.
+async fn renew_loop(ctx: Arc<JobCtx>) {
+    loop {
+        match ctx.write("renew", Renew {}, Retry::Forever).await {
+            Written::Accepted(answer) => {
+                if let Some(deadline) = answer.preempt_deadline {
+                    ctx.request(Stop::Preempt { deadline });
+                }
+            }
+            Written::Ended => return,
+            Written::Refused(_) => {}
+        }
+        tokio::time::sleep(ctx.shared.renew_interval()).await;
+    }
+}
+
+/// Sends the job's stage whenever its stage file changes.
+async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
+    let mut tick = tokio::time::interval(ctx.shared.config.stage_poll_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sent: Option<String> = None;
+    loop {
+        tick.tick().await;
+        // A read of one small local file: cheaper than a trip to a blocking thread.
+        let Some(stage) = control::read_stage(&control_dir) else {
+            continue;
+        };
+        if sent.as_ref() == Some(&stage) {
+            continue;
+        }
+        match ctx
+            .write(
+                "stage",
+                Stage {
+                    stage: stage.clone(),
+                },
+                Retry::Forever,
+            )
+            .await
+        {
+            Written::Accepted(_) => info!(stage, "stage reported"),
+            Written::Ended => return,
+            // Not retried: the same stage would be refused again.
+            Written::Refused(_) => {}
+        }
+        sent = Some(stage);
+    }
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_strongest_stop_wins() {
+        let mut s = None;
+        assert!(escalate(&mut s, Stop::Shutdown));
+        assert!(escalate(&mut s, Stop::Preempt { deadline: 100 }));
+        assert!(!escalate(&mut s, Stop::Shutdown), "weaker: ignored");
+        assert!(
+            escalate(&mut s, Stop::Preempt { deadline: 50 }),
+            "an earlier deadline wins"
+        );
+        assert!(!escalate(&mut s, Stop::Preempt { deadline: 80 }));
+        assert_eq!(s, Some(Stop::Preempt { deadline: 50 }));
+        assert!(escalate(&mut s, Stop::Budget));
+        assert!(escalate(&mut s, Stop::Cancel));
+        assert!(!escalate(&mut s, Stop::Budget));
+        assert!(escalate(&mut s, Stop::Fenced));
+        for weaker in [
+            Stop::Shutdown,
+            Stop::Preempt { deadline: 1 },
+            Stop::Budget,
+            Stop::Cancel,
+            Stop::Fenced,
+        ] {
+            assert!(!escalate(&mut s, weaker));
+        }
+        assert_eq!(s, Some(Stop::Fenced));
+    }
+
+    #[test]
+    fn preemption_waits_are_bounded_both_ways() {
+        assert_eq!(preempt_wait(10_000, 4_000), Duration::from_millis(6_000));
+        assert_eq!(
+            preempt_wait(1_000, 5_000),
+            Duration::from_millis(PREEMPT_WAIT_MIN_MS),
+            "a deadline in the past"
+        );
+        assert_eq!(
+            preempt_wait(u64::MAX, 0),
+            Duration::from_millis(PREEMPT_WAIT_MAX_MS)
+        );
+    }
+}

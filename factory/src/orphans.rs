@@ -1,0 +1,103 @@
+//! Jobs orphaned by an agent that died: at start-up, every workspace still holding a
+//! `running.json` marker was running when the previous agent stopped without reporting its end.
+//! Its processes (if they still run that job) are killed, and the coordinator is told the
+//! attempt failed, retryably, so the job is requeued now instead of when its lease expires. The
+//! marker goes once the coordinator took the report (or answered that the lease is gone).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gigafactory_core::wire::Fail;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::agent::Shared;
+use crate::client::{CallError, Retry, WriteOutcome};
+use crate::control::RunningMarker;
+use crate::process::{self, Signal};
+use crate::workspace::JOBS_DIR;
+
+/// The error reported for an orphaned attempt.
+pub const ORPHANED_ERROR: &str = "orphaned by a factory restart";
+/// Sends of one orphan report before giving up until the next start (about a minute with the
+/// capped backoff).
+const ORPHAN_REPORT_SENDS_MAX: u32 = 20;
+
+/// The control directories holding a running marker, with the marker.
+pub fn find(workdir: &Path) -> Vec<(PathBuf, RunningMarker)> {
+    let mut found = Vec::new();
+    let Ok(job_dirs) = std::fs::read_dir(workdir.join(JOBS_DIR)) else {
+        return found;
+    };
+    for job_dir in job_dirs.filter_map(|e| e.ok()) {
+        let Ok(attempts) = std::fs::read_dir(job_dir.path()) else {
+            continue;
+        };
+        for attempt in attempts.filter_map(|e| e.ok()) {
+            let control = attempt.path().join("control");
+            if let Some(marker) = RunningMarker::read(&control) {
+                found.push((control, marker));
+            } else if control.join(crate::control::RUNNING_MARKER_FILE).exists() {
+                // Unreadable: we cannot report it (no epoch), and keeping it would pin the
+                // workspace forever.
+                warn!(dir = %control.display(), "removing an unreadable running marker");
+                RunningMarker::remove(&control);
+            }
+        }
+    }
+    found
+}
+
+/// Kills the orphans' processes now and reports each orphan in its own task.
+pub fn recover(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    find(&shared.config.workdir)
+        .into_iter()
+        .map(|(control, marker)| {
+            let span = info_span!("orphan", job_id = %marker.job_id, epoch = marker.epoch, factory_id = %shared.identity.factory_id);
+            span.in_scope(|| {
+                if process::orphan_group_runs(marker.pgid, marker.job_id) {
+                    warn!(pgid = marker.pgid, "killing the processes of a job orphaned by a restart");
+                    process::signal_group(marker.pgid, Signal::Kill);
+                }
+            });
+            tokio::spawn(report(shared.clone(), control, marker).instrument(span))
+        })
+        .collect()
+}
+
+async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
+    let fail = Fail {
+        error: ORPHANED_ERROR.into(),
+        exit_code: None,
+        retryable: true,
+        changed_paths: Vec::new(),
+    };
+    let sent = shared
+        .coordinator
+        .write(
+            &shared.identity.token,
+            marker.job_id,
+            "fail",
+            marker.epoch,
+            fail,
+            Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
+        )
+        .await;
+    match sent {
+        Ok(WriteOutcome::Accepted(_)) => info!("reported a job orphaned by a restart"),
+        Ok(WriteOutcome::Lost { code, .. }) => {
+            info!(code, "an orphaned job's lease was already gone")
+        }
+        Err(e) if e.is_unauthorized() => {
+            shared.raise_fatal(shared.revoked());
+            return;
+        }
+        Err(CallError::Unavailable(e)) => {
+            // Kept: the next start tries again.
+            warn!(error = %e, "cannot report an orphaned job now; will retry at the next start");
+            return;
+        }
+        Err(e) => warn!(error = ?e, "the coordinator refused the orphan report"),
+    }
+    RunningMarker::remove(&control);
+}

@@ -1,0 +1,207 @@
+//! `gigafactory demo`: a coordinator on the embedded store, two factory processes and a sample
+//! manifest, with progress printed until every job is finished. Everything lives in one
+//! directory (`--dir`, default `./gigafactory-demo`), removed at the start of each run.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use gigafactory_core::wire::JobPage;
+use serde_json::Value;
+
+use crate::Remote;
+use crate::client::Client;
+use crate::serve::{ServeArgs, start};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its store and factory workspaces.
+    #[arg(long, default_value = "./gigafactory-demo")]
+    dir: PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+/// The sample: a small DAG with stages, a retry and a review.
+const SAMPLE_MANIFEST: &str = r#"
+product = "demo"
+
+[profiles.quick]
+capabilities = ["linux"]
+max_attempts = 3
+preemptible = true
+
+[[jobs]]
+key = "plan"
+title = "Plan the change"
+profile = "quick"
+command = "gigafactory job stage planning; echo planning the change; sleep 1; echo plan ready"
+
+[[jobs]]
+key = "api"
+title = "Build the API"
+profile = "quick"
+deps = ["plan"]
+command = "gigafactory job stage coding; for i in 1 2 3; do echo api step $i; sleep 1; done; gigafactory job stage testing; echo tests pass"
+
+[[jobs]]
+key = "ui"
+title = "Build the UI"
+profile = "quick"
+deps = ["plan"]
+command = "gigafactory job stage coding; for i in 1 2 3 4; do echo ui step $i; sleep 1; done"
+
+[[jobs]]
+key = "flaky"
+title = "A flaky integration test (fails on its first attempt)"
+profile = "quick"
+deps = ["plan"]
+command = "if [ \"$GF_ATTEMPT\" = 1 ]; then echo first attempt fails; exit 1; fi; echo passed on attempt $GF_ATTEMPT"
+
+[[jobs]]
+key = "release"
+title = "Release notes (needs review)"
+profile = "quick"
+deps = ["api", "ui", "flaky"]
+review = true
+command = "echo writing release notes; sleep 1; echo done"
+"#;
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let dir = std::path::absolute(&args.dir)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let serve = ServeArgs {
+        store: Some(format!("embedded:{}", dir.join("store").display())),
+        listen: Some("127.0.0.1:0".parse()?),
+        lease_ttl_ms: Some(6_000),
+        ..ServeArgs::default()
+    };
+    let mut settings = serve.resolve()?;
+    settings.config.backoff = gigafactory_core::backoff::Backoff {
+        base_ms: 500,
+        cap_ms: 5_000,
+    };
+    let node = start(settings).await?;
+    let admin = node
+        .admin_token
+        .clone()
+        .context("a fresh demo store has an admin token")?;
+    let url = format!("http://{}", node.addr);
+    println!("coordinator: {url}  (admin token: {admin})");
+    let client = Client::new(&Remote {
+        coordinator: url.clone(),
+        token: Some(admin.clone()),
+    });
+
+    // The factories run jobs that call `gigafactory job stage`: put this binary on their PATH.
+    let exe = std::env::current_exe()?;
+    let path = format!(
+        "{}:{}",
+        exe.parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut factories = Vec::new();
+    for (i, slots) in [(1, 2), (2, 1)] {
+        let token: Value = client.post("/v1/enrollment-tokens", None).await?;
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "factory",
+                "--coordinator",
+                &url,
+                "--slots",
+                &slots.to_string(),
+                "--capabilities",
+                "linux,rust",
+            ])
+            .arg("--name")
+            .arg(format!("demo-factory-{i}"))
+            .arg("--workdir")
+            .arg(dir.join(format!("factory-{i}")))
+            .arg("--enroll-token")
+            .arg(token["token"].as_str().unwrap_or_default())
+            .env("PATH", &path)
+            .env("GIGAFACTORY_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a factory")?;
+        factories.push(child);
+    }
+
+    let made: gigafactory_core::wire::ManifestResponse = client
+        .post_text("/v1/manifests", SAMPLE_MANIFEST.into())
+        .await?;
+    println!("submitted {} jobs\n", made.jobs.len());
+    let started = Instant::now();
+    let mut shipped = false;
+    let outcome = loop {
+        let page: JobPage = client.get("/v1/jobs?product=demo&limit=100").await?;
+        let line: Vec<String> = page
+            .jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "{}={}{}",
+                    j.key,
+                    j.state,
+                    j.stage
+                        .as_deref()
+                        .map(|s| format!("({s})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        println!(
+            "[{:>4.1}s] {}",
+            started.elapsed().as_secs_f64(),
+            line.join("  ")
+        );
+        if let Some(review) = page.jobs.iter().find(|j| j.state == "review")
+            && !shipped
+        {
+            println!("         release notes are in review: shipping them as an operator would");
+            client
+                .post::<Value>(&format!("/v1/jobs/{}/actions/ship", review.id), None)
+                .await?;
+            shipped = true;
+        }
+        let done = page.jobs.iter().all(|j| {
+            matches!(
+                j.state.as_str(),
+                "succeeded" | "shipped" | "rejected" | "dead" | "cancelled"
+            )
+        });
+        if done && !page.jobs.is_empty() {
+            break Ok(page);
+        }
+        if started.elapsed() > Duration::from_secs(args.timeout_secs) {
+            break Err(anyhow::anyhow!(
+                "the demo did not finish in {} s",
+                args.timeout_secs
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    for mut f in factories {
+        let _ = f.start_kill();
+        let _ = f.wait().await;
+    }
+    node.stop();
+    let page = outcome?;
+    println!("\nall {} jobs finished:", page.jobs.len());
+    for j in &page.jobs {
+        println!(
+            "  {:<8} {:<9} attempts {}  {}",
+            j.key, j.state, j.attempts, j.title
+        );
+    }
+    println!(
+        "\nlook around: gigafactory jobs ls --coordinator URL --token TOKEN (while a coordinator runs)"
+    );
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The `gigafactory` binary: wiring only. `serve` runs a coordinator node, `factory` the agent
+//! of a worker machine, `demo` both on one machine; the other commands are a thin client of
+//! the REST API.
+
+mod client;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gigafactory",
+    version,
+    about = "Run AI coding agents and other long jobs on a fleet of worker machines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Where the CLI's client commands find the coordinator.
+#[derive(clap::Args, Clone)]
+pub struct Remote {
+    /// Coordinator URL.
+    #[arg(
+        long,
+        env = "GIGAFACTORY_COORDINATOR",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
+    pub coordinator: String,
+    /// Bearer token (operator, viewer or admin).
+    #[arg(long, env = "GIGAFACTORY_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a coordinator node.
+    Serve(serve::ServeArgs),
+    /// Run the factory agent of this machine.
+    Factory(FactoryArgs),
+    /// Submit a manifest (TOML or JSON) of jobs.
+    Submit {
+        /// The manifest file.
+        file: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Look at and act on jobs.
+    Jobs {
+        #[command(subcommand)]
+        cmd: client::JobsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List and manage factories.
+    Factories {
+        #[command(subcommand)]
+        cmd: client::FactoriesCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Mint tokens (admin).
+    Tokens {
+        #[command(subcommand)]
+        cmd: client::TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Commands for a job to run from inside its workspace.
+    Job {
+        #[command(subcommand)]
+        cmd: JobSelfCmd,
+    },
+    /// Start a coordinator, two factories and a sample manifest, and show progress.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct FactoryArgs {
+    /// Coordinator URLs, comma-separated; the agent fails over between them.
+    #[arg(
+        long,
+        env = "GIGAFACTORY_COORDINATOR",
+        value_delimiter = ',',
+        required = true
+    )]
+    coordinator: Vec<String>,
+    /// The enrollment token (used once; the factory keeps its own token in its workdir).
+    #[arg(
+        long,
+        env = "GIGAFACTORY_ENROLL_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    enroll_token: String,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 1)]
+    slots: u32,
+    /// Capabilities this machine offers (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    capabilities: Vec<String>,
+    /// Engine classes (agent kinds) this machine runs.
+    #[arg(long, value_delimiter = ',')]
+    engine_classes: Vec<String>,
+    /// Where the identity and the job workspaces live.
+    #[arg(long, default_value = "./gigafactory-factory")]
+    workdir: PathBuf,
+    /// The factory's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// What an hour of this machine costs, in USD (used in scoring).
+    #[arg(long, default_value_t = 0.0)]
+    cost_per_hour: f64,
+    /// Seconds between SIGTERM and SIGKILL when a job is stopped.
+    #[arg(long, default_value_t = 10)]
+    grace_secs: u64,
+    /// The command that runs prompt jobs (the prompt goes to its stdin).
+    #[arg(long, default_value = "claude -p")]
+    agent_command: String,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_secs: u64,
+}
+
+#[derive(Subcommand)]
+enum JobSelfCmd {
+    /// Report the job's stage (planning, coding, testing...).
+    Stage { name: String },
+    /// Save a checkpoint reference the next attempt gets as GF_CHECKPOINT.
+    Checkpoint { reference: String },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GIGAFACTORY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::Serve(args) => {
+            init_tracing();
+            rt.block_on(serve::run(args))
+        }
+        Cmd::Factory(a) => {
+            init_tracing();
+            let mut config =
+                gigafactory_factory::AgentConfig::new(a.coordinator, a.enroll_token, a.workdir);
+            config.name = a.name;
+            config.slots = a.slots;
+            config.capabilities = a.capabilities;
+            config.engine_classes = a.engine_classes;
+            config.cost_per_hour_usd = a.cost_per_hour;
+            config.grace = std::time::Duration::from_secs(a.grace_secs);
+            config.agent_command = Some(a.agent_command).filter(|c| !c.trim().is_empty());
+            config.heartbeat_interval = std::time::Duration::from_secs(a.heartbeat_secs.max(1));
+            rt.block_on(gigafactory_factory::run(config, serve::shutdown_signal()))?;
+            Ok(())
+        }
+        Cmd::Submit { file, remote } => rt.block_on(client::submit(&remote, &file)),
+        Cmd::Jobs { cmd, remote } => rt.block_on(client::jobs(&remote, cmd)),
+        Cmd::Factories { cmd, remote } => rt.block_on(client::factories(&remote, cmd)),
+        Cmd::Tokens { cmd, remote } => rt.block_on(client::tokens(&remote, cmd)),
+        Cmd::Job { cmd } => {
+            match cmd {
+                JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,
+                JobSelfCmd::Checkpoint { reference } => {
+                    gigafactory_factory::write_checkpoint(&reference)?
+                }
+            }
+            Ok(())
+        }
+        Cmd::Demo(args) => {
+            init_tracing();
+            rt.block_on(demo::run(args))
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `gigafactory serve`: one coordinator node. Settings come from flags, then the environment,
+//! then a TOML file (`--config`), then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use gigafactory_actors::{Config, Coordinator, SystemClock};
+use gigafactory_api::ApiOptions;
+use gigafactory_storage::{AnyStore, DEFAULT_STORE_URL};
+use serde::Deserialize;
+
+#[derive(clap::Args, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms.
+    #[arg(long, env = "GIGAFACTORY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Store URL: embedded:PATH, etcd://host:port,..., or fdb:CLUSTER_FILE.
+    #[arg(long, env = "GIGAFACTORY_STORE")]
+    pub store: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "GIGAFACTORY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Serve operator routes without a token (local development only).
+    #[arg(long, env = "GIGAFACTORY_INSECURE_DEV")]
+    pub insecure_dev: bool,
+    /// On the first start, also write the new admin token to this file (mode 0600).
+    #[arg(long, env = "GIGAFACTORY_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Lease time-to-live in milliseconds; factories renew at a third of it.
+    #[arg(long, env = "GIGAFACTORY_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    store: Option<String>,
+    listen: Option<SocketAddr>,
+    insecure_dev: Option<bool>,
+    admin_token_file: Option<PathBuf>,
+    lease_ttl_ms: Option<u64>,
+}
+
+/// The settings of a node, resolved.
+pub struct Settings {
+    pub store: String,
+    pub listen: SocketAddr,
+    pub insecure_dev: bool,
+    pub admin_token_file: Option<PathBuf>,
+    pub config: Config,
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<Settings> {
+        let file: FileConfig = match &self.config {
+            Some(p) => toml::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("parsing {}", p.display()))?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        if let Some(ttl) = self.lease_ttl_ms.or(file.lease_ttl_ms) {
+            anyhow::ensure!(
+                (1_000..=3_600_000).contains(&ttl),
+                "lease_ttl_ms must be within 1000..=3600000"
+            );
+            config.lease_ttl_ms = ttl;
+        }
+        Ok(Settings {
+            store: self
+                .store
+                .or(file.store)
+                .unwrap_or_else(|| DEFAULT_STORE_URL.into()),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:7070".parse().expect("valid address")),
+            insecure_dev: self.insecure_dev || file.insecure_dev.unwrap_or(false),
+            admin_token_file: self.admin_token_file.or(file.admin_token_file),
+            config,
+        })
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}")?;
+    Ok(())
+}
+
+/// A running node: its coordinator and the address it listens on.
+pub struct Node {
+    pub coord: Coordinator,
+    pub addr: SocketAddr,
+    pub admin_token: Option<String>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    pub fn stop(self) {
+        self.server.abort();
+        self.coord.stop();
+    }
+}
+
+/// Opens the store, starts the actor tree and the HTTP server.
+pub async fn start(settings: Settings) -> Result<Node> {
+    let store = AnyStore::open(&settings.store)
+        .with_context(|| format!("opening store {}", settings.store))?;
+    let coord = Coordinator::start(store, settings.config, Arc::new(SystemClock)).await?;
+    let admin_token = coord.bootstrap_admin().await?;
+    if let Some(secret) = &admin_token {
+        eprintln!(
+            "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
+        );
+        if let Some(path) = &settings.admin_token_file {
+            write_secret(path, secret)?;
+        }
+    }
+    if settings.insecure_dev {
+        tracing::warn!(
+            "--insecure-dev: operator routes accept requests without a token; never use this outside a laptop"
+        );
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::debug!("a metrics recorder was already installed");
+    }
+    let app = gigafactory_api::router(
+        coord.clone(),
+        ApiOptions {
+            insecure_dev: settings.insecure_dev,
+            metrics: Some(handle),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %settings.store, "coordinator listening");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Node {
+        coord,
+        addr,
+        admin_token,
+        server,
+    })
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let node = start(args.resolve()?).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.stop();
+    Ok(())
+}

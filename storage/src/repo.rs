@@ -1,0 +1,382 @@
+//! Typed repository functions: jobs, their events and logs, factories and tokens, read and
+//! written inside a caller's transaction. Each keeps the secondary indexes in step with the
+//! record (`save_job` derives them from the job's state), so an index can never disagree with
+//! the job it points at.
+
+use gigafactory_core::backoff::Backoff;
+use gigafactory_core::fleet::{Factory, Token};
+use gigafactory_core::job::{self, Command, Effect, FactoryId, Job, JobError, JobId, Millis};
+use gigafactory_core::wire::{Event, LeaseAnswer};
+
+use crate::codec::{self, Record};
+use crate::error::Error;
+use crate::keys;
+use crate::txn::{KeyRange, RangeOptions, Transaction};
+
+impl Record for Job {
+    const KIND: &'static str = "job";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for Event {
+    const KIND: &'static str = "event";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for Factory {
+    const KIND: &'static str = "factory";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for Token {
+    const KIND: &'static str = "token";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for LeaseAnswer {
+    const KIND: &'static str = "lease_answer";
+    const SCHEMA: u16 = 1;
+}
+
+/// What the ready index holds for each queued job: enough to place it without loading it, so
+/// a scheduler can rebuild its in-memory index from one range read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReadyEntry {
+    pub id: JobId,
+    pub priority: u32,
+    pub created_at: Millis,
+    pub not_before: Millis,
+    pub product: String,
+    pub capabilities: Vec<String>,
+    pub engine_class: Option<String>,
+    pub preemptible: bool,
+}
+
+impl ReadyEntry {
+    pub fn of(job: &Job) -> Option<ReadyEntry> {
+        Some(ReadyEntry {
+            id: job.id,
+            priority: job.spec.priority,
+            created_at: job.created_at,
+            not_before: job.state.ready_at()?,
+            product: job.spec.product.clone(),
+            capabilities: job.spec.capabilities.clone(),
+            engine_class: job.spec.engine_class.clone(),
+            preemptible: job.spec.preemptible,
+        })
+    }
+}
+
+impl Record for ReadyEntry {
+    const KIND: &'static str = "ready_entry";
+    const SCHEMA: u16 = 1;
+}
+
+/// Why a repository call refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RepoError {
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The state machine refused the command; nothing changed.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The store failed; see [`Error`] for what to do.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+/// Most log bytes kept per job; later chunks are refused with an event saying so.
+pub const LOG_MAX_BYTES_PER_JOB: i64 = 16 * 1024 * 1024;
+
+pub async fn load_job<T: Transaction>(tx: &mut T, id: JobId) -> Result<Option<Job>, Error> {
+    match tx.get(&keys::job(id.0)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes `new` (whose previous version is `old`) and moves its index entries: the ready
+/// index holds exactly the queued and failed jobs, the lease-expiry index exactly the leased
+/// ones. A job that became ready bumps the `ready` signal that waiting claims watch.
+pub fn save_job<T: Transaction>(tx: &mut T, old: Option<&Job>, new: &Job) -> Result<(), Error> {
+    tx.set(&keys::job(new.id.0), &codec::encode(new)?)?;
+    let ready_key = |j: &Job| {
+        j.state
+            .ready_at()
+            .map(|_| keys::ready(j.spec.priority, j.created_at, j.id.0))
+    };
+    let lease_key = |j: &Job| {
+        j.state
+            .lease()
+            .map(|l| keys::lease_expiry(l.expires_at, j.id.0))
+    };
+    let (old_ready, new_ready) = (old.and_then(ready_key), ready_key(new));
+    let became_ready =
+        new_ready.is_some() && old.and_then(|o| o.state.ready_at()) != new.state.ready_at();
+    if old_ready != new_ready || became_ready {
+        if let Some(k) = &old_ready {
+            tx.clear(k)?;
+        }
+        if let (Some(k), Some(entry)) = (&new_ready, ReadyEntry::of(new)) {
+            tx.set(k, &codec::encode(&entry)?)?;
+            tx.atomic_add(&keys::signal("ready"), 1)?;
+        }
+    }
+    let (old_lease, new_lease) = (old.and_then(lease_key), lease_key(new));
+    if old_lease != new_lease {
+        if let Some(k) = &old_lease {
+            tx.clear(k)?;
+        }
+        if let Some(k) = &new_lease {
+            tx.set(k, &new.epoch.to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends an event to the job's timeline. Its sequence is the job's `rev` at the write, which
+/// grows with every write, so events of one job never collide.
+pub fn append_event<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    kind: &str,
+    actor: &str,
+    detail: Option<String>,
+    now: Millis,
+) -> Result<(), Error> {
+    let event = Event {
+        seq: job.rev,
+        at: now,
+        kind: kind.into(),
+        actor: actor.into(),
+        epoch: job.epoch,
+        state: job.state.name().into(),
+        detail,
+    };
+    tx.set(&keys::event(job.id.0, job.rev), &codec::encode(&event)?)
+}
+
+/// Submits a new job. With an idempotency key that was used before, returns the job made then
+/// and writes nothing (`created` is false).
+pub async fn submit<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    actor: &str,
+) -> Result<(JobId, bool), Error> {
+    if let Some(idem) = &job.spec.idempotency_key {
+        let key = keys::idempotency(&job.spec.product, idem);
+        if let Some(existing) = tx.get(&key).await? {
+            let id = uuid::Uuid::from_slice(&existing).map_err(|e| Error::Codec(e.to_string()))?;
+            return Ok((JobId(id), false));
+        }
+        tx.set(&key, job.id.0.as_bytes())?;
+    }
+    save_job(tx, None, job)?;
+    for parent in &job.parents {
+        tx.set(&keys::child(parent.0, job.id.0), &[])?;
+    }
+    append_event(tx, job, "submitted", actor, None, job.created_at)?;
+    Ok((job.id, true))
+}
+
+/// Applies `cmd` to job `id` and persists the outcome with an event. Nothing is written when
+/// the state machine refuses.
+pub async fn transition<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    cmd: Command,
+    actor: &str,
+    now: Millis,
+    backoff: &Backoff,
+) -> Result<(Job, Vec<Effect>), RepoError> {
+    let old = load_job(tx, id).await?.ok_or(RepoError::NotFound(id))?;
+    let kind = cmd.name();
+    let detail = match &cmd {
+        Command::Stage { stage, .. } => Some(stage.clone()),
+        Command::Fail { error, .. } => Some(error.clone()),
+        Command::Claim { factory, .. } => Some(format!("factory {factory}")),
+        Command::Preempt { by: Some(by), .. } => Some(format!("for job {by}")),
+        _ => None,
+    };
+    let (new, effects) = job::apply(&old, cmd, now, backoff)?;
+    save_job(tx, Some(&old), &new)?;
+    // Renewals are frequent and say nothing new: keep them out of the timeline.
+    if kind != "renew" {
+        append_event(tx, &new, kind, actor, detail, now)?;
+    }
+    Ok((new, effects))
+}
+
+/// Leases that expired at or before `now`, oldest first: `(expires_at, job)`.
+pub async fn expired_leases<T: Transaction>(
+    tx: &mut T,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<(Millis, JobId)>, Error> {
+    let rows = tx
+        .get_range(
+            &keys::leases_expired_by(now),
+            RangeOptions::limit(limit).snapshot(),
+        )
+        .await?;
+    rows.iter()
+        .map(|(k, _)| keys::lease_expiry_parts(k).map(|(at, id)| (at, JobId(id))))
+        .collect()
+}
+
+/// A page of the ready index after `after` (a key from a previous page), in placement order.
+pub async fn ready_page<T: Transaction>(
+    tx: &mut T,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, ReadyEntry)>, Error> {
+    let mut range = keys::ready_all();
+    if let Some(a) = after {
+        range.begin = KeyRange::single(a).end;
+    }
+    let rows = tx
+        .get_range(&range, RangeOptions::limit(limit).snapshot())
+        .await?;
+    rows.into_iter()
+        .map(|(k, v)| codec::decode(&v).map(|e| (k, e)))
+        .collect()
+}
+
+pub async fn events<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Event>, Error> {
+    let mut range = keys::events_of(id.0);
+    if let Some(a) = after {
+        range.begin = KeyRange::single(&keys::event(id.0, a)).end;
+    }
+    let rows = tx
+        .get_range(&range, RangeOptions::limit(limit).snapshot())
+        .await?;
+    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
+/// Ids of the jobs that depend on `parent`.
+pub async fn children<T: Transaction>(tx: &mut T, parent: JobId) -> Result<Vec<JobId>, Error> {
+    let rows = tx
+        .get_range(&keys::children_of(parent.0), RangeOptions::limit(10_000))
+        .await?;
+    rows.iter()
+        .map(|(k, _)| keys::child_parts(k).map(|(_, c)| JobId(c)))
+        .collect()
+}
+
+/// Moves every pending child of `parent` whose parents have all succeeded to the queue.
+pub async fn release_children<T: Transaction>(
+    tx: &mut T,
+    parent: JobId,
+    now: Millis,
+    backoff: &Backoff,
+) -> Result<Vec<JobId>, RepoError> {
+    let mut released = Vec::new();
+    for child in children(tx, parent).await? {
+        let Some(c) = load_job(tx, child).await? else {
+            continue;
+        };
+        if !matches!(c.state, job::JobState::Pending) {
+            continue;
+        }
+        let mut all_done = true;
+        for p in &c.parents {
+            let done = load_job(tx, *p)
+                .await?
+                .is_some_and(|pj| pj.state.is_success());
+            all_done &= done;
+        }
+        if all_done {
+            transition(tx, child, Command::ParentsDone, "scheduler", now, backoff).await?;
+            released.push(child);
+        }
+    }
+    Ok(released)
+}
+
+/// The answer an earlier request with this id got, if any (a retried factory write).
+pub async fn remembered_answer<T: Transaction>(
+    tx: &mut T,
+    job: JobId,
+    request_id: &str,
+) -> Result<Option<LeaseAnswer>, Error> {
+    match tx.get(&keys::request(job.0, request_id)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Records the answer to a factory write so that a retry with the same id gets it again.
+/// Answers of a job are dropped when it is next claimed (`forget_answers`).
+pub fn remember_answer<T: Transaction>(
+    tx: &mut T,
+    job: JobId,
+    request_id: &str,
+    answer: &LeaseAnswer,
+) -> Result<(), Error> {
+    tx.set(&keys::request(job.0, request_id), &codec::encode(answer)?)
+}
+
+pub fn forget_answers<T: Transaction>(tx: &mut T, job: JobId) -> Result<(), Error> {
+    tx.clear_range(&keys::requests_of(job.0))
+}
+
+/// Appends a log chunk unless the job's log is full; returns whether it was kept.
+pub async fn append_log<T: Transaction>(
+    tx: &mut T,
+    job: JobId,
+    attempt: u32,
+    seq: u64,
+    chunk: &[u8],
+) -> Result<bool, Error> {
+    let size_key = keys::log_bytes(job.0);
+    let used = tx.get_snapshot(&size_key).await?.map_or(0, |v| {
+        i64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8]))
+    });
+    if used + chunk.len() as i64 > LOG_MAX_BYTES_PER_JOB {
+        return Ok(false);
+    }
+    tx.set(&keys::log_chunk(job.0, attempt, seq), chunk)?;
+    tx.atomic_add(&size_key, chunk.len() as i64)?;
+    Ok(true)
+}
+
+pub async fn load_factory<T: Transaction>(
+    tx: &mut T,
+    id: FactoryId,
+) -> Result<Option<Factory>, Error> {
+    match tx.get(&keys::factory(id.0)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn save_factory<T: Transaction>(tx: &mut T, f: &Factory) -> Result<(), Error> {
+    tx.set(&keys::factory(f.id.0), &codec::encode(f)?)
+}
+
+pub async fn factories<T: Transaction>(tx: &mut T) -> Result<Vec<Factory>, Error> {
+    let rows = tx
+        .get_range(&keys::factories(), RangeOptions::limit(100_000).snapshot())
+        .await?;
+    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
+pub async fn load_token<T: Transaction>(
+    tx: &mut T,
+    hash: &[u8; 32],
+) -> Result<Option<Token>, Error> {
+    match tx.get(&keys::token(hash)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn save_token<T: Transaction>(tx: &mut T, hash: &[u8; 32], token: &Token) -> Result<(), Error> {
+    tx.set(&keys::token(hash), &codec::encode(token)?)
+}
