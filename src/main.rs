@@ -2,6 +2,7 @@
 //! of a worker machine, `demo` both on one machine; the other commands are a thin client of
 //! the REST API.
 
+mod bench;
 mod client;
 mod demo;
 mod serve;
@@ -79,6 +80,8 @@ enum Cmd {
     },
     /// Start a coordinator, two factories and a sample manifest, and show progress.
     Demo(demo::DemoArgs),
+    /// Load-test a coordinator over loopback with simulated factories: jobs/s, latencies, RSS.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -187,5 +190,6 @@ fn main() -> Result<()> {
             init_tracing();
             rt.block_on(demo::run(args))
         }
+        Cmd::Bench(args) => rt.block_on(bench::run(args)),
     }
 }

@@ -303,6 +303,6 @@ pub struct Event {
     pub actor: String,
     pub epoch: u64,
     pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Stored with the record codec (bincode, not self-describing): no skipped fields here.
     pub detail: Option<String>,
 }

@@ -81,6 +81,22 @@ struct JobEntry {
 }
 
 impl Shared {
+    fn new(config: AgentConfig, coordinator: Coordinator, identity: Identity) -> Self {
+        Shared {
+            config,
+            coordinator,
+            identity,
+            lease_ttl_ms: AtomicU64::new(LEASE_TTL_DEFAULT_MS),
+            jobs: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            slot_freed: Notify::new(),
+            job_ended: Notify::new(),
+            fatal: Mutex::new(None),
+            fatal_raised: Notify::new(),
+            prune_lock: Mutex::new(()),
+        }
+    }
+
     /// How long to wait between two renewals of a lease.
     pub fn renew_interval(&self) -> Duration {
         let ttl = self.lease_ttl_ms.load(Ordering::Relaxed);
@@ -196,19 +212,7 @@ pub async fn serve(
     identity: Identity,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let shared = Arc::new(Shared {
-        config,
-        coordinator,
-        identity,
-        lease_ttl_ms: AtomicU64::new(LEASE_TTL_DEFAULT_MS),
-        jobs: Mutex::new(HashMap::new()),
-        draining: AtomicBool::new(false),
-        slot_freed: Notify::new(),
-        job_ended: Notify::new(),
-        fatal: Mutex::new(None),
-        fatal_raised: Notify::new(),
-        prune_lock: Mutex::new(()),
-    });
+    let shared = Arc::new(Shared::new(config, coordinator, identity));
     info!(
         slots = shared.config.slots,
         coordinator = shared.coordinator.first_url(),
@@ -470,22 +474,14 @@ mod tests {
 
     #[test]
     fn renewals_come_at_a_third_of_the_ttl_and_never_too_often() {
-        let shared = Shared {
-            config: AgentConfig::new(vec!["http://x:1".into()], "t", "/tmp/none"),
-            coordinator: Coordinator::new(&["http://x:1".into()]).unwrap(),
-            identity: Identity {
+        let shared = Shared::new(
+            AgentConfig::new(vec!["http://x:1".into()], "t", "/tmp/none"),
+            Coordinator::new(&["http://x:1".into()]).unwrap(),
+            Identity {
                 factory_id: gigafactory_core::job::FactoryId(uuid::Uuid::new_v4()),
                 token: "t".into(),
             },
-            lease_ttl_ms: AtomicU64::new(LEASE_TTL_DEFAULT_MS),
-            jobs: Mutex::new(HashMap::new()),
-            draining: AtomicBool::new(false),
-            slot_freed: Notify::new(),
-            job_ended: Notify::new(),
-            fatal: Mutex::new(None),
-            fatal_raised: Notify::new(),
-            prune_lock: Mutex::new(()),
-        };
+        );
         assert_eq!(shared.renew_interval(), Duration::from_millis(5_000));
         shared.set_lease_ttl(0);
         assert_eq!(

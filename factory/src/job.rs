@@ -224,15 +224,15 @@ pub async fn run_job(
     let ctx = Arc::new(JobCtx { shared, job, stop });
     let config = &ctx.shared.config;
     let (workdir, job_id, attempt) = (config.workdir.clone(), ctx.job.job_id, ctx.job.attempt);
-    let ws = match tokio::task::spawn_blocking(move || Workspace::create(&workdir, job_id, attempt))
+    let created = tokio::task::spawn_blocking(move || Workspace::create(&workdir, job_id, attempt))
         .await
-    {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            return finish_early(&ctx, format!("cannot prepare the workspace: {e}"), true).await;
-        }
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let ws = match created {
+        Ok(ws) => ws,
         Err(e) => {
-            return finish_early(&ctx, format!("cannot prepare the workspace: {e}"), true).await;
+            let why = format!("cannot prepare the workspace: {e}");
+            return finish_early(&ctx, why, true).await;
         }
     };
     let launch = match launch_for(&ctx, &ws) {
@@ -259,14 +259,16 @@ pub async fn run_job(
         }
     };
     let started = Instant::now();
-    let pgid = child.id().map_or(0, |id| id as i32);
+    // The job leads its own group, so its group id is its pid.
+    let pid = child.id().unwrap_or(0);
+    let pgid = pid as i32;
     pgid_slot.store(pgid, Ordering::Release);
     let mut group = GroupGuard { pgid, armed: true };
     let marker = RunningMarker {
         job_id: ctx.job.job_id,
         epoch: ctx.job.epoch,
         attempt: ctx.job.attempt,
-        pid: pgid as u32,
+        pid,
         pgid,
         started_at_ms: now_ms(),
     };
@@ -349,12 +351,14 @@ pub async fn run_job(
         }
     }
 
+    // No renewal may race the end: one answered after the end was applied would read as a
+    // lost lease. The end itself is retried within what is left of the lease.
+    renewer.abort();
     let report = final_report(&ws, status, ended_by, changed);
     tokio::select! {
         _ = send_report(&ctx, report) => {}
         _ = ctx.silenced() => info!("job stopped before its end was delivered"),
     }
-    renewer.abort();
     RunningMarker::remove(&ws.control);
     let shared = ctx.shared.clone();
     let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;

@@ -1,6 +1,9 @@
 //! The factory agent end to end: the real agent, real job processes, and a small in-memory fake
 //! coordinator (axum) that implements the factory routes, hands out prepared jobs and records
 //! every request, so each test can check what the coordinator was told and in which order.
+//! Unix only: the tests inspect process groups.
+
+#![cfg(unix)]
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -69,8 +72,8 @@ struct Fake {
     fence: AtomicBool,
     /// Answer `401` to heartbeats and claims.
     revoked: AtomicBool,
-    /// Send this preemption with every heartbeat.
-    preempt: Mutex<Option<FactoryCommand>>,
+    /// Send this command (a preemption, a cancel) with every heartbeat.
+    command: Mutex<Option<FactoryCommand>>,
 }
 
 impl Fake {
@@ -82,7 +85,7 @@ impl Fake {
             queue: Mutex::new(jobs.into()),
             fence: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
-            preempt: Mutex::new(None),
+            command: Mutex::new(None),
         })
     }
 
@@ -173,7 +176,7 @@ async fn heartbeat(
     if token != FACTORY_TOKEN || fake.revoked.load(Ordering::SeqCst) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", None);
     }
-    let commands = fake.preempt.lock().unwrap().iter().cloned().collect();
+    let commands = fake.command.lock().unwrap().iter().cloned().collect();
     Json(HeartbeatResponse {
         commands,
         lease_ttl_ms: fake.lease_ttl_ms,
@@ -558,7 +561,7 @@ wait"#;
         .unwrap()
         .as_millis() as u64
         + 10_000;
-    *fake.preempt.lock().unwrap() = Some(FactoryCommand::Preempt {
+    *fake.command.lock().unwrap() = Some(FactoryCommand::Preempt {
         job_id: job.job_id,
         epoch: 9,
         deadline,
@@ -671,5 +674,121 @@ async fn kills_and_reports_a_job_orphaned_by_a_crash() {
         (!control.join("running.json").exists()).then_some(())
     })
     .await;
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_prompts_through_the_agent_command_and_refuses_a_missing_one() {
+    let mut echoed = claimed("", 1, None);
+    echoed.payload = Payload::Prompt("write the tests".into());
+    let fake = Fake::new(15_000, vec![echoed.clone()]);
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&url, workdir.path());
+    // `cat` stands in for the agent: it prints the prompt it reads on stdin.
+    cfg.agent_command = Some("cat".into());
+    let agent = Agent::start(cfg);
+    let complete: FencedWrite<Complete> = eventually("the prompt job to complete", || {
+        fake.write_of(echoed.job_id, "complete")
+    })
+    .await;
+    assert_eq!(complete.epoch, 1);
+    let output: String = fake
+        .writes(echoed.job_id)
+        .into_iter()
+        .filter(|(a, _, _)| a == "logs")
+        .map(|(_, body, _)| {
+            serde_json::from_value::<FencedWrite<LogChunk>>(body)
+                .unwrap()
+                .body
+                .data
+        })
+        .collect();
+    assert_eq!(output, "write the tests");
+    agent.shutdown().await.unwrap();
+
+    let mut missing = claimed("", 2, None);
+    missing.payload = Payload::Prompt("anything".into());
+    fake.queue.lock().unwrap().push_back(missing.clone());
+    let mut cfg = config(&url, workdir.path());
+    cfg.agent_command = Some("gigafactory-test-no-such-agent -p".into());
+    let agent = Agent::start(cfg);
+    let fail: FencedWrite<Fail> = eventually("the missing agent's fail", || {
+        fake.write_of(missing.job_id, "fail")
+    })
+    .await;
+    assert!(
+        !fail.body.retryable,
+        "another attempt here would fail the same way"
+    );
+    assert!(
+        fail.body.error.contains("gigafactory-test-no-such-agent"),
+        "{}",
+        fail.body.error
+    );
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_next_coordinator_when_one_is_down() {
+    let job = claimed("exit 0", 4, None);
+    let fake = Fake::new(15_000, vec![job.clone()]);
+    let url = serve(fake.clone()).await;
+    // A port nobody listens on: connections are refused at once.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let workdir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&url, workdir.path());
+    cfg.coordinators = vec![dead, url.clone()];
+    let agent = Agent::start(cfg);
+    let complete: FencedWrite<Complete> = eventually("the job to complete", || {
+        fake.write_of(job.job_id, "complete")
+    })
+    .await;
+    assert_eq!(complete.epoch, 4);
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_is_stopped_and_not_reported() {
+    // A job that ignores SIGTERM: only the SIGKILL after the grace period ends it.
+    let job = claimed("trap '' TERM; sleep 30 & wait; wait", 6, None);
+    let fake = Fake::new(15_000, vec![job.clone()]);
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(config(&url, workdir.path()));
+    let marker = marker_path(workdir.path(), &job);
+    let pgid = eventually("the running marker", || {
+        let value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&marker).ok()?).ok()?;
+        value["pgid"].as_i64().map(|p| p as i32)
+    })
+    .await;
+
+    *fake.command.lock().unwrap() = Some(FactoryCommand::Cancel {
+        job_id: job.job_id,
+        epoch: 6,
+    });
+    eventually("the job's process group to die", || {
+        (!group_alive(pgid)).then_some(())
+    })
+    .await;
+    let after_kill = fake.seen().len();
+    eventually("a heartbeat without the job", || {
+        fake.seen()[after_kill..]
+            .iter()
+            .any(|s| matches!(s, Seen::Heartbeat { request, .. } if request.running.is_empty()))
+            .then_some(())
+    })
+    .await;
+    let writes = fake.writes(job.job_id);
+    assert!(
+        !writes
+            .iter()
+            .any(|(a, _, _)| ["complete", "fail", "release"].contains(&a.as_str())),
+        "a cancelled job is not reported: {writes:?}"
+    );
     agent.shutdown().await.unwrap();
 }

@@ -1,0 +1,313 @@
+//! Harness for end-to-end tests: real `gigafactory serve` and `gigafactory factory` processes on
+//! loopback ports, an HTTP helper, and bounded waits. Every process is killed when its handle
+//! drops, so a failing test leaves nothing running.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gigafactory");
+
+/// End-to-end tests run one at a time: each starts several processes and leases are timed.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A PATH with this binary first, for jobs that call `gigafactory job stage`.
+fn job_path() -> String {
+    let dir = Path::new(BIN).parent().unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+pub struct Coordinator {
+    child: Option<Child>,
+    pub url: String,
+    pub admin: String,
+    dir: PathBuf,
+    port: u16,
+    lease_ttl_ms: u64,
+}
+
+impl Coordinator {
+    pub fn start(dir: &Path, lease_ttl_ms: u64) -> Self {
+        let mut c = Coordinator {
+            child: None,
+            url: String::new(),
+            admin: String::new(),
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            lease_ttl_ms,
+        };
+        c.spawn();
+        c.admin = std::fs::read_to_string(dir.join("admin-token"))
+            .expect("admin token written on first start")
+            .trim()
+            .to_string();
+        c
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("coordinator.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--store")
+            .arg(format!("embedded:{}", self.dir.join("store").display()))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--admin-token-file")
+            .arg(self.dir.join("admin-token"))
+            .arg("--lease-ttl-ms")
+            .arg(self.lease_ttl_ms.to_string())
+            .env("GIGAFACTORY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start coordinator");
+        self.child = Some(child);
+        self.url = format!("http://127.0.0.1:{}", self.port);
+        wait_for(Duration::from_secs(30), "coordinator ready", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.dir.join("admin-token").exists()
+        });
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Restarts on the same store and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("coordinator.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Factory {
+    child: Option<Child>,
+    pub workdir: PathBuf,
+}
+
+impl Factory {
+    pub fn start(
+        coord: &Coordinator,
+        name: &str,
+        slots: u32,
+        capabilities: &str,
+        workdir: &Path,
+    ) -> Self {
+        let token = enrollment_token(coord);
+        let log = std::fs::File::create(workdir.with_extension("log")).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "factory",
+                "--coordinator",
+                &coord.url,
+                "--slots",
+                &slots.to_string(),
+            ])
+            .args([
+                "--capabilities",
+                capabilities,
+                "--name",
+                name,
+                "--heartbeat-secs",
+                "1",
+                "--grace-secs",
+                "2",
+            ])
+            .arg("--workdir")
+            .arg(workdir)
+            .arg("--enroll-token")
+            .arg(token)
+            .env("PATH", job_path())
+            .env("GIGAFACTORY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start factory");
+        Factory {
+            child: Some(child),
+            workdir: workdir.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to a child we own.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// The factory's own token and id, from the identity it stored after enrolling.
+    pub fn identity(&self) -> (String, String) {
+        let v: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.workdir.join(".gigafactory/identity.json")).unwrap(),
+        )
+        .unwrap();
+        (
+            v["factory_id"].as_str().unwrap().to_string(),
+            v["token"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+impl Drop for Factory {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(libc::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `within`.
+pub fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTP call: status and JSON body (Null when empty or not JSON).
+pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method];
+    let auth;
+    if let Some(t) = token {
+        auth = format!("Authorization: Bearer {t}");
+        args.extend(["-H", &auth]);
+    }
+    if let Some(b) = body {
+        args.extend(["-H", "content-type: application/json", "--data-binary", b]);
+    }
+    args.push(url);
+    let out = Command::new("curl").args(&args).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+pub fn get(coord: &Coordinator, path: &str) -> Value {
+    let (status, v) = call(
+        "GET",
+        &format!("{}{path}", coord.url),
+        Some(&coord.admin),
+        None,
+    );
+    assert_eq!(status, 200, "GET {path}: {v}");
+    v
+}
+
+pub fn post(coord: &Coordinator, path: &str, body: &str) -> (u16, Value) {
+    call(
+        "POST",
+        &format!("{}{path}", coord.url),
+        Some(&coord.admin),
+        Some(body),
+    )
+}
+
+pub fn enrollment_token(coord: &Coordinator) -> String {
+    let (status, v) = post(coord, "/v1/enrollment-tokens", "{}");
+    assert_eq!(status, 200, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+pub fn submit_manifest(coord: &Coordinator, manifest: &str) -> Vec<(String, String)> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {}", coord.admin),
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("{}/v1/manifests", coord.url))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(manifest.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("manifest refused: {v}"))
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn job(coord: &Coordinator, id: &str) -> Value {
+    get(coord, &format!("/v1/jobs/{id}"))
+}
+
+pub fn events(coord: &Coordinator, id: &str) -> Vec<Value> {
+    get(coord, &format!("/v1/jobs/{id}/events"))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+pub fn state(coord: &Coordinator, id: &str) -> String {
+    job(coord, id)["state"].as_str().unwrap().to_string()
+}
