@@ -215,19 +215,32 @@ pub fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// One HTTP call: status and JSON body (Null when empty or not JSON).
+/// One HTTP call: status and JSON body (Null when empty or not JSON). The body goes through
+/// stdin, so it may be larger than an argument list allows.
 pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
-    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method];
-    let auth;
+    use std::io::Write;
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
     if let Some(t) = token {
-        auth = format!("Authorization: Bearer {t}");
-        args.extend(["-H", &auth]);
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
+    if body.is_some() {
+        cmd.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    cmd.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("curl");
+    let mut stdin = child.stdin.take().unwrap();
     if let Some(b) = body {
-        args.extend(["-H", "content-type: application/json", "--data-binary", b]);
+        // The server may answer (413) before reading it all; a broken pipe is fine then.
+        let _ = stdin.write_all(b.as_bytes());
     }
-    args.push(url);
-    let out = Command::new("curl").args(&args).output().expect("curl");
+    drop(stdin);
+    let out = child.wait_with_output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (
@@ -263,27 +276,12 @@ pub fn enrollment_token(coord: &Coordinator) -> String {
 }
 
 pub fn submit_manifest(coord: &Coordinator, manifest: &str) -> Vec<(String, String)> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-X",
-            "POST",
-            "-H",
-            &format!("Authorization: Bearer {}", coord.admin),
-            "--data-binary",
-            "@-",
-        ])
-        .arg(format!("{}/v1/manifests", coord.url))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(manifest.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let (_, v) = call(
+        "POST",
+        &format!("{}/v1/manifests", coord.url),
+        Some(&coord.admin),
+        Some(manifest),
+    );
     v["jobs"]
         .as_array()
         .unwrap_or_else(|| panic!("manifest refused: {v}"))
