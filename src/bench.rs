@@ -279,6 +279,8 @@ impl Target {
             .env_remove("GIGAFACTORY_CONFIG")
             .env_remove("GIGAFACTORY_INSECURE_DEV")
             .env_remove("GIGAFACTORY_LEASE_TTL_MS")
+            // A log file, not a terminal: no colour codes in it.
+            .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -352,10 +354,12 @@ impl Target {
             .map(|c| dir_bytes(&c.dir.0.join("store")))
     }
 
+    /// The end of the child's log, with the admin token (printed there on the first start)
+    /// masked: the tail goes to the terminal.
     fn log_tail(&self) -> Option<String> {
         self.child
             .as_ref()
-            .map(|c| tail(&c.dir.0.join("coordinator.log")))
+            .map(|c| tail(&c.dir.0.join("coordinator.log")).replace(&self.admin, "<admin token>"))
     }
 
     async fn stop(self) {

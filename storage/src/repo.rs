@@ -380,3 +380,113 @@ pub async fn load_token<T: Transaction>(
 pub fn save_token<T: Transaction>(tx: &mut T, hash: &[u8; 32], token: &Token) -> Result<(), Error> {
     tx.set(&keys::token(hash), &codec::encode(token)?)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Golden bytes of every stored record: a change of a record's shape fails here instead of
+    //! silently breaking data already on disk. After a deliberate change (with a bumped
+    //! `SCHEMA` and an `upgrade` for the old shape), regenerate with `GOLDEN_UPDATE=1`.
+
+    use gigafactory_core::fleet::{FactoryStatus, Role};
+    use gigafactory_core::job::{JobState, Lease};
+    use gigafactory_core::manifest::{JobSpec, Payload};
+    use gigafactory_core::scoring::{Factor, ScoreBreakdown};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            key: "build".into(),
+            title: "Build".into(),
+            product: "payments".into(),
+            payload: Payload::Command("cargo build".into()),
+            priority: 80,
+            capabilities: vec!["linux".into(), "rust".into()],
+            engine_class: Some("claude".into()),
+            profile: Some("agent".into()),
+            deps: vec!["plan".into()],
+            idempotency_key: Some("payments/build".into()),
+            allowed_scope: vec!["src/**".into()],
+            max_attempts: 3,
+            wall_clock_ms: Some(600_000),
+            cost_budget_micros: Some(2_500_000),
+            preemptible: true,
+            review: false,
+        }
+    }
+
+    fn job() -> Job {
+        let factory = FactoryId(Uuid::from_u128(2));
+        Job {
+            id: JobId(Uuid::from_u128(1)),
+            spec: spec(),
+            parents: vec![JobId(Uuid::from_u128(3))],
+            state: JobState::Running { lease: Lease { epoch: 4, factory, granted_at: 1_000, expires_at: 16_000 } },
+            stage: Some("coding".into()),
+            epoch: 4,
+            attempts: 2,
+            failures: 1,
+            checkpoint: Some("ckpt".into()),
+            placement: Some(ScoreBreakdown {
+                total: 0.5,
+                factors: vec![Factor { name: "priority".into(), raw: 0.5, weight: 1.0, contribution: 0.5 }],
+            }),
+            last_error: Some("exit status 1".into()),
+            exit_code: Some(1),
+            run_ms: 1234,
+            created_at: 500,
+            updated_at: 1_500,
+            rev: 7,
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn check<R: Record + std::fmt::Debug + PartialEq>(name: &str, record: &R) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/golden").join(format!("{name}.hex"));
+        let bytes = codec::encode(record).unwrap();
+        if std::env::var_os("GOLDEN_UPDATE").is_some() {
+            std::fs::write(&path, hex(&bytes) + "\n").unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+        assert_eq!(hex(&bytes), golden.trim(), "{name}: the stored shape changed");
+        assert_eq!(&codec::decode::<R>(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn stored_records_match_their_golden_bytes() {
+        let factory_id = FactoryId(Uuid::from_u128(2));
+        check("job", &job());
+        check(
+            "event",
+            &Event { seq: 7, at: 1_500, kind: "stage".into(), actor: "factory:x".into(), epoch: 4, state: "running".into(), detail: Some("coding".into()) },
+        );
+        check(
+            "factory",
+            &Factory {
+                id: factory_id,
+                name: "mac-1".into(),
+                os: "macos".into(),
+                arch: "aarch64".into(),
+                capabilities: vec!["rust".into()],
+                engine_classes: vec!["claude".into()],
+                slots: 4,
+                cost_per_hour_micros: 1_500_000,
+                status: FactoryStatus::Draining,
+                enrolled_at: 10,
+                last_heartbeat: 20,
+                slots_busy: 1,
+                token_hash: [9; 32],
+            },
+        );
+        check("token", &Token { role: Role::Factory(factory_id), name: "mac-1".into(), created_at: 10, revoked: false });
+        check("ready_entry", &ReadyEntry::of(&Job { state: JobState::Failed { retry_at: 42 }, ..job() }).unwrap());
+        check(
+            "lease_answer",
+            &LeaseAnswer { job_id: JobId(Uuid::from_u128(1)), epoch: 4, state: "preempting".into(), expires_at: Some(9), preempt_deadline: Some(8) },
+        );
+    }
+}
