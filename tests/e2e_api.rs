@@ -145,6 +145,103 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
     );
     assert_eq!(jobs_count(&coord), 0, "no refused request made a job");
 
+    // Weights: out of range is refused whole; a valid override is what placement then uses.
+    expect(
+        call(
+            "PUT",
+            &url("/v1/products/e2e/weights"),
+            admin,
+            Some(r#"{"priority": 20.0}"#),
+        ),
+        400,
+        "invalid_request",
+    );
+    expect(
+        call(
+            "PUT",
+            &url("/v1/products/e2e/weights"),
+            admin,
+            Some(r#"{"colour": 1.0}"#),
+        ),
+        400,
+        "malformed_request",
+    );
+    expect(
+        call(
+            "PUT",
+            &url("/v1/products/e2e/weights"),
+            Some(&viewer),
+            Some(r#"{"age": 2.0}"#),
+        ),
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        get(&coord, "/v1/products/e2e/weights")["effective"]["age"],
+        0.5,
+        "refused writes changed nothing"
+    );
+    let (s, w) = call(
+        "PUT",
+        &url("/v1/products/e2e/weights"),
+        admin,
+        Some(r#"{"age": 2.0}"#),
+    );
+    assert_eq!(s, 200, "{w}");
+    let w = get(&coord, "/v1/products/e2e/weights");
+    assert_eq!(
+        (
+            w["effective"]["age"].as_f64(),
+            w["effective"]["priority"].as_f64()
+        ),
+        (Some(2.0), Some(1.0))
+    );
+
+    // Paths changed outside a job's scope become a warning event, never a failure.
+    let scoped = r#"{"key": "scoped", "title": "scoped", "product": "e2e", "payload": {"command": "true"}, "allowed_scope": ["src/**"]}"#;
+    let scoped_id = post(&coord, "/v1/jobs", scoped).1["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, f0) = call(
+        "POST",
+        &url("/v1/factories/enroll"),
+        Some(&enrollment_token(&coord)),
+        Some(r#"{"name": "f0", "os": "linux", "arch": "x86_64", "slots": 1}"#),
+    );
+    let f0_token = f0["token"].as_str().unwrap().to_string();
+    let (_, c) = call(
+        "POST",
+        &url("/v1/claims"),
+        Some(&f0_token),
+        Some(r#"{"max_jobs": 1, "wait_ms": 2000}"#),
+    );
+    assert_eq!(c["jobs"][0]["job_id"].as_str(), Some(scoped_id.as_str()));
+    let done = format!(
+        r#"{{"epoch": {}, "request_id": "c1", "changed_paths": ["src/a.rs", "secrets.txt"]}}"#,
+        c["jobs"][0]["epoch"]
+    );
+    assert_eq!(
+        call(
+            "POST",
+            &url(&format!("/v1/jobs/{scoped_id}/complete")),
+            Some(&f0_token),
+            Some(&done)
+        )
+        .0,
+        200
+    );
+    assert_eq!(state(&coord, &scoped_id), "succeeded");
+    let warning = events(&coord, &scoped_id)
+        .into_iter()
+        .find(|e| e["kind"] == "scope_warning")
+        .expect("a scope warning event");
+    let detail = warning["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("secrets.txt") && !detail.contains("src/a.rs"),
+        "{detail}"
+    );
+
     // Illegal transitions.
     let (status, made) = post(&coord, "/v1/jobs", job_body);
     assert_eq!(status, 201, "{made}");

@@ -32,6 +32,8 @@ use crate::supervisor::{Supervisor, SupervisorMsg};
 
 /// Rows a filtered job listing examines per page before it returns what it found.
 const LIST_SCAN_MAX_ROWS: usize = 10_000;
+/// Changed paths one report may list (the agent caps its list at the same number).
+const CHANGED_PATHS_MAX: usize = 10_000;
 /// Log lines a live follower may fall behind before it is dropped.
 const LOG_FOLLOW_BUFFER_LINES: usize = 1024;
 
@@ -257,12 +259,14 @@ impl Shared {
         cmd: Command,
         actor: &str,
         request_id: Option<String>,
+        changed_paths: Vec<String>,
     ) -> Result<Job> {
         let actor = actor.to_string();
         self.ask_job(id, |reply| JobMsg::Apply {
             cmd: cmd.clone(),
             actor: actor.clone(),
             request_id: request_id.clone(),
+            changed_paths: changed_paths.clone(),
             reply,
         })
         .await
@@ -285,7 +289,7 @@ impl Shared {
                 grace_ms: self.config.preempt_grace_ms,
             },
         };
-        self.apply(id, cmd, actor, None).await
+        self.apply(id, cmd, actor, None, Vec::new()).await
     }
 
     pub fn publish_log(&self, id: JobId, attempt: u32, chunk: &LogChunk) {
@@ -622,13 +626,20 @@ impl Coordinator {
         out
     }
 
-    /// A fenced factory write (renew, stage, complete, fail, release).
+    /// A fenced factory write (renew, stage, complete, fail, release). `changed_paths` (with
+    /// complete and fail) outside the job's scope become a warning event.
     pub async fn factory_write(
         &self,
         id: JobId,
         cmd: Command,
         request_id: String,
+        changed_paths: Vec<String>,
     ) -> Result<LeaseAnswer> {
+        if changed_paths.len() > CHANGED_PATHS_MAX {
+            return Err(CoordError::Invalid(format!(
+                "at most {CHANGED_PATHS_MAX} changed paths"
+            )));
+        }
         if request_id.is_empty() || request_id.len() > 128 {
             return Err(CoordError::Invalid(
                 "request_id must be 1 to 128 characters".into(),
@@ -642,7 +653,10 @@ impl Coordinator {
             | Command::Release { factory, .. } => format!("factory:{factory}"),
             _ => return Err(CoordError::Internal("not a factory write".into())),
         };
-        let job = self.shared.apply(id, cmd, &actor, Some(request_id)).await?;
+        let job = self
+            .shared
+            .apply(id, cmd, &actor, Some(request_id), changed_paths)
+            .await?;
         Ok(lease_answer(&job))
     }
 
@@ -861,6 +875,47 @@ impl Coordinator {
             return Err(CoordError::Invalid("preemption is the scheduler's".into()));
         }
         self.shared.operator_action(id, action, actor).await
+    }
+
+    /// A product's weights: its override (empty when none) and the resolved set the scheduler
+    /// uses.
+    pub async fn weights(
+        &self,
+        product: &str,
+    ) -> Result<(
+        gigafactory_core::scoring::WeightsOverride,
+        gigafactory_core::scoring::Weights,
+    )> {
+        let o = transact!(self.shared.store, |tx| repo::load_weights(tx, product)
+            .await)?
+        .unwrap_or_default();
+        let w = gigafactory_core::scoring::resolve_weights(&Default::default(), Some(&o), None)
+            .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        Ok((o, w))
+    }
+
+    /// Replaces a product's weights override; refused whole if any weight is out of range.
+    pub async fn set_weights(
+        &self,
+        product: &str,
+        o: gigafactory_core::scoring::WeightsOverride,
+    ) -> Result<gigafactory_core::scoring::Weights> {
+        if product.is_empty()
+            || product.len() > 128
+            || !product
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(CoordError::Invalid(format!(
+                "{product:?} is not a product name"
+            )));
+        }
+        let w = gigafactory_core::scoring::resolve_weights(&Default::default(), Some(&o), None)
+            .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        transact!(self.shared.store, |tx| repo::save_weights(tx, product, &o))?;
+        self.shared
+            .tell_scheduler(SchedulerMsg::WeightsChanged(product.to_string(), w));
+        Ok(w)
     }
 
     /// Children of a job (ids and states), and its parents.

@@ -20,10 +20,12 @@ use crate::error::{CoordError, Result};
 
 pub(crate) enum JobMsg {
     /// Apply a state-machine command. `request_id` makes a factory write idempotent.
+    /// `changed_paths`: what the job changed in its workspace (with complete or fail).
     Apply {
         cmd: Command,
         actor: String,
         request_id: Option<String>,
+        changed_paths: Vec<String>,
         reply: RpcReplyPort<Result<Job>>,
     },
     /// Append a chunk of output, fenced like any factory write.
@@ -36,6 +38,9 @@ pub(crate) enum JobMsg {
     /// Stop if nothing arrived since `seen` commands.
     IdleCheck(u64),
 }
+
+/// Paths a scope warning lists; the count says how many more there were.
+const SCOPE_WARNING_PATHS_MAX: usize = 20;
 
 pub(crate) struct JobActorArgs {
     pub shared: Arc<Shared>,
@@ -112,10 +117,11 @@ impl Actor for JobActor {
                 cmd,
                 actor,
                 request_id,
+                changed_paths,
                 reply,
             } => {
                 state.queued.fetch_sub(1, Ordering::Relaxed);
-                let outcome = state.apply(cmd, &actor, request_id).await;
+                let outcome = state.apply(cmd, &actor, request_id, changed_paths).await;
                 let terminal = matches!(&outcome, Ok(job) if job.state.is_terminal());
                 let _ = reply.send(outcome);
                 state.after_command(&myself, terminal);
@@ -160,6 +166,7 @@ impl JobActorState {
         cmd: Command,
         actor: &str,
         request_id: Option<String>,
+        changed_paths: Vec<String>,
     ) -> Result<Job> {
         let id = self.id;
         let now = self.shared.now();
@@ -176,6 +183,21 @@ impl JobActorState {
             }
             let (job, effects) =
                 repo::transition(tx, id, cmd.clone(), actor, now, &backoff).await?;
+            let (outside, _) =
+                gigafactory_core::scope::out_of_scope(&job.spec.allowed_scope, &changed_paths);
+            if !outside.is_empty() {
+                let listed: Vec<&str> = outside
+                    .iter()
+                    .take(SCOPE_WARNING_PATHS_MAX)
+                    .map(String::as_str)
+                    .collect();
+                let detail = format!(
+                    "{} changed path(s) outside allowed_scope: {}",
+                    outside.len(),
+                    listed.join(", ")
+                );
+                repo::append_event_n(tx, &job, 1, "scope_warning", actor, Some(detail), now)?;
+            }
             if let Some(rid) = &request_id {
                 repo::remember_answer(tx, id, rid, &lease_answer(&job))?;
             }

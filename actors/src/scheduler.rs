@@ -71,6 +71,8 @@ pub(crate) enum SchedulerMsg {
         factory: FactoryId,
         jobs: Vec<(ReadyEntry, Millis)>,
     },
+    /// A product's resolved scoring weights changed.
+    WeightsChanged(String, Weights),
     /// A factory's current shape, from its heartbeat.
     FactorySeen(FactoryId, FactoryView),
     /// Expire long-polls and look for preemptions.
@@ -98,7 +100,8 @@ pub(crate) struct SchedulerState {
     factories: HashMap<FactoryId, FactoryView>,
     /// A job that preempted, and the factory whose slot it waits for.
     reserved: HashMap<FactoryId, JobId>,
-    weights: Weights,
+    /// Resolved weights of products that override the defaults.
+    weights: HashMap<String, Weights>,
 }
 
 impl Actor for SchedulerActor {
@@ -119,8 +122,18 @@ impl Actor for SchedulerActor {
             running: HashMap::new(),
             factories: HashMap::new(),
             reserved: HashMap::new(),
-            weights: Weights::default(),
+            weights: HashMap::new(),
         };
+        for (product, o) in transact!(shared.store, |tx| repo::all_weights(tx).await)? {
+            match scoring::resolve_weights(&Weights::default(), Some(&o), None) {
+                Ok(w) => {
+                    state.weights.insert(product, w);
+                }
+                Err(e) => {
+                    tracing::error!(product, error = %e, "stored weights are invalid; using the defaults")
+                }
+            }
+        }
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = transact!(shared.store, |tx| repo::ready_page(
@@ -179,6 +192,9 @@ impl Actor for SchedulerActor {
                     );
                 }
             }
+            SchedulerMsg::WeightsChanged(product, w) => {
+                state.weights.insert(product, w);
+            }
             SchedulerMsg::FactorySeen(id, view) => {
                 state.factories.insert(id, view);
             }
@@ -202,6 +218,13 @@ impl Actor for SchedulerActor {
 }
 
 impl SchedulerState {
+    fn weights_of(&self, product: &str) -> &Weights {
+        static DEFAULT: std::sync::OnceLock<Weights> = std::sync::OnceLock::new();
+        self.weights
+            .get(product)
+            .unwrap_or_else(|| DEFAULT.get_or_init(Weights::default))
+    }
+
     fn insert(&mut self, entry: ReadyEntry) {
         let key = index_key(&entry);
         if let Some(old) = self.keys.insert(entry.id, key) {
@@ -226,7 +249,8 @@ impl SchedulerState {
         {
             let view = job_view(&self.index[&key]);
             if scoring::eligible(&view, &factory) {
-                let breakdown = scoring::score_candidate(&view, &factory, &self.weights, now);
+                let breakdown =
+                    scoring::score_candidate(&view, &factory, self.weights_of(&view.product), now);
                 let entry = self.index.remove(&key).expect("indexed");
                 self.keys.remove(&job);
                 factory.slots_busy += 1;
@@ -249,11 +273,31 @@ impl SchedulerState {
                 .filter(|(_, v)| scoring::eligible(v, &factory))
                 .take(self.shared.config.placement_candidates_max)
                 .collect();
-            let views: Vec<JobView> = candidates.iter().map(|(_, v)| v.clone()).collect();
-            let Some((i, breakdown)) = scoring::select_job(&views, &factory, &self.weights, now)
-            else {
-                break;
-            };
+            // Each product's jobs are scored with that product's weights; the best of each
+            // product then compete on their totals (ties: the index order, priority then age).
+            let mut best: Option<(usize, ScoreBreakdown)> = None;
+            let mut products: Vec<&str> =
+                candidates.iter().map(|(_, v)| v.product.as_str()).collect();
+            products.sort_unstable();
+            products.dedup();
+            for product in products {
+                let members: Vec<usize> = (0..candidates.len())
+                    .filter(|&i| candidates[i].1.product == product)
+                    .collect();
+                let views: Vec<JobView> =
+                    members.iter().map(|&i| candidates[i].1.clone()).collect();
+                if let Some((j, b)) =
+                    scoring::select_job(&views, &factory, self.weights_of(product), now)
+                {
+                    let i = members[j];
+                    if best.as_ref().is_none_or(|(bi, bb)| {
+                        b.total > bb.total || (b.total == bb.total && i < *bi)
+                    }) {
+                        best = Some((i, b));
+                    }
+                }
+            }
+            let Some((i, breakdown)) = best else { break };
             let key = candidates[i].0;
             let entry = self.index.remove(&key).expect("candidate is indexed");
             self.keys.remove(&entry.id);

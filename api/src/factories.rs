@@ -91,15 +91,17 @@ pub(crate) async fn claim(
     Ok(Json(ClaimResponse { jobs }).into_response())
 }
 
+/// Applies a fenced write; `changed_paths` (from complete and fail) feed scope warnings.
 async fn write(
     s: &AppState,
     id: &str,
     cmd: Command,
     request_id: String,
+    changed_paths: Vec<String>,
 ) -> ApiResult<Json<LeaseAnswer>> {
     Ok(Json(
         s.coord
-            .factory_write(parse_job_id(id)?, cmd, request_id)
+            .factory_write(parse_job_id(id)?, cmd, request_id, changed_paths)
             .await?,
     ))
 }
@@ -121,6 +123,7 @@ pub(crate) async fn renew(
             ttl_ms,
         },
         w.request_id,
+        Vec::new(),
     )
     .await
 }
@@ -147,6 +150,7 @@ pub(crate) async fn stage(
             stage,
         },
         w.request_id,
+        Vec::new(),
     )
     .await
 }
@@ -166,6 +170,7 @@ pub(crate) async fn complete(
             epoch: w.epoch,
         },
         w.request_id,
+        w.body.changed_paths,
     )
     .await
 }
@@ -188,7 +193,7 @@ pub(crate) async fn fail(
         retryable: f.retryable,
         jitter,
     };
-    write(&s, &id, cmd, w.request_id).await
+    write(&s, &id, cmd, w.request_id, f.changed_paths).await
 }
 
 pub(crate) async fn release(
@@ -207,6 +212,7 @@ pub(crate) async fn release(
             checkpoint: w.body.checkpoint,
         },
         w.request_id,
+        Vec::new(),
     )
     .await
 }

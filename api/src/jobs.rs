@@ -381,6 +381,48 @@ pub(crate) async fn explain(
     }))
 }
 
+#[derive(Serialize)]
+pub(crate) struct WeightsView {
+    product: String,
+    /// What the product sets; unset weights come from the defaults.
+    #[serde(rename = "override")]
+    overrides: gigafactory_core::scoring::WeightsOverride,
+    /// The weights placement uses for this product's jobs.
+    effective: gigafactory_core::scoring::Weights,
+    defaults: gigafactory_core::scoring::Weights,
+}
+
+pub(crate) async fn weights(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(product): Path<String>,
+) -> ApiResult<Json<WeightsView>> {
+    caller.require_view()?;
+    let (overrides, effective) = s.coord.weights(&product).await?;
+    Ok(Json(WeightsView {
+        product,
+        overrides,
+        effective,
+        defaults: Default::default(),
+    }))
+}
+
+pub(crate) async fn set_weights(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(product): Path<String>,
+    Body(o): Body<gigafactory_core::scoring::WeightsOverride>,
+) -> ApiResult<Json<WeightsView>> {
+    caller.require_operate()?;
+    let effective = s.coord.set_weights(&product, o).await?;
+    Ok(Json(WeightsView {
+        product,
+        overrides: o,
+        effective,
+        defaults: Default::default(),
+    }))
+}
+
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match s.coord.ready().await {
         Ok(()) => (

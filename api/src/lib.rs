@@ -68,6 +68,10 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/jobs/{id}/children", post(jobs::add_child))
         .route("/v1/jobs/{id}/dag", get(jobs::dag))
         .route("/v1/jobs/{id}/explain", get(jobs::explain))
+        .route(
+            "/v1/products/{product}/weights",
+            get(jobs::weights).put(jobs::set_weights),
+        )
         .route("/v1/jobs/{id}/renew", post(factories::renew))
         .route("/v1/jobs/{id}/stage", post(factories::stage))
         .route("/v1/jobs/{id}/complete", post(factories::complete))

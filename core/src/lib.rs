@@ -10,5 +10,6 @@ pub mod dag;
 pub mod fleet;
 pub mod job;
 pub mod manifest;
+pub mod scope;
 pub mod scoring;
 pub mod wire;

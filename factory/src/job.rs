@@ -569,7 +569,7 @@ fn launch_for(ctx: &JobCtx, ws: &Workspace) -> Result<Launch, String> {
 /// Warns about changed paths outside the job's allowed scope, in our log and in the job's
 /// output (which the coordinator keeps with the job). It never fails the job.
 fn check_scope(ctx: &JobCtx, changed: &[String], queue: &LogQueue) {
-    let (outside, invalid) = workspace::out_of_scope(&ctx.job.allowed_scope, changed);
+    let (outside, invalid) = gigafactory_core::scope::out_of_scope(&ctx.job.allowed_scope, changed);
     for glob in &invalid {
         warn!(
             glob,

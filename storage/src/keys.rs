@@ -61,9 +61,10 @@ pub fn lease_expiry_parts(key: &[u8]) -> Result<(u64, Uuid)> {
     Ok((at, id))
 }
 
-/// `("event", job, seq)` → an event of the job's timeline.
-pub fn event(job: Uuid, seq: u64) -> Vec<u8> {
-    pack(&("event", job, seq))
+/// `("event", job, seq, n)` → an event of the job's timeline: `seq` is the job's `rev` at the
+/// write, `n` numbers the events one write appends (the transition's is 0).
+pub fn event(job: Uuid, seq: u64, n: u32) -> Vec<u8> {
+    pack(&("event", job, seq, n))
 }
 
 /// All events of one job, in order.
@@ -141,6 +142,16 @@ pub fn weights(product: &str) -> Vec<u8> {
     pack(&("weights", product))
 }
 
+pub fn weights_all() -> KeyRange {
+    subspace(&"weights")
+}
+
+/// The product in a weights key.
+pub fn weights_product(key: &[u8]) -> Result<String> {
+    let (_, product): (String, String) = unpack(key).map_err(tuple_error)?;
+    Ok(product)
+}
+
 /// `("signal", name)` → a counter bumped (atomic add, never a conflict) by every transaction
 /// that makes something happen others wait for, such as a job becoming ready. Waiters watch
 /// it instead of polling.
@@ -196,9 +207,10 @@ mod tests {
 
         #[test]
         fn events_stay_inside_their_job(job in any::<u128>(), other in any::<u128>(), s1 in any::<u64>(), s2 in any::<u64>()) {
-            prop_assert_eq!(event(id(job), s1).cmp(&event(id(job), s2)), s1.cmp(&s2));
-            prop_assert!(events_of(id(job)).contains(&event(id(job), s1)));
-            prop_assert_eq!(events_of(id(other)).contains(&event(id(job), s1)), job == other);
+            prop_assert_eq!(event(id(job), s1, 0).cmp(&event(id(job), s2, 0)), s1.cmp(&s2));
+            prop_assert!(event(id(job), s1, 0) < event(id(job), s1, 1));
+            prop_assert!(events_of(id(job)).contains(&event(id(job), s1, 1)));
+            prop_assert_eq!(events_of(id(other)).contains(&event(id(job), s1, 0)), job == other);
         }
     }
 

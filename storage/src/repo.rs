@@ -33,6 +33,11 @@ impl Record for Token {
     const SCHEMA: u16 = 1;
 }
 
+impl Record for gigafactory_core::scoring::WeightsOverride {
+    const KIND: &'static str = "weights";
+    const SCHEMA: u16 = 1;
+}
+
 impl Record for LeaseAnswer {
     const KIND: &'static str = "lease_answer";
     const SCHEMA: u16 = 1;
@@ -135,11 +140,24 @@ pub fn save_job<T: Transaction>(tx: &mut T, old: Option<&Job>, new: &Job) -> Res
     Ok(())
 }
 
-/// Appends an event to the job's timeline. Its sequence is the job's `rev` at the write, which
-/// grows with every write, so events of one job never collide.
+/// Appends the event of a write to the job's timeline. Its sequence is the job's `rev` at the
+/// write, which grows with every write, so events of one job never collide.
 pub fn append_event<T: Transaction>(
     tx: &mut T,
     job: &Job,
+    kind: &str,
+    actor: &str,
+    detail: Option<String>,
+    now: Millis,
+) -> Result<(), Error> {
+    append_event_n(tx, job, 0, kind, actor, detail, now)
+}
+
+/// Appends the `n`th event of the same write (a warning beside the transition's event).
+pub fn append_event_n<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    n: u32,
     kind: &str,
     actor: &str,
     detail: Option<String>,
@@ -154,7 +172,7 @@ pub fn append_event<T: Transaction>(
         state: job.state.name().into(),
         detail,
     };
-    tx.set(&keys::event(job.id.0, job.rev), &codec::encode(&event)?)
+    tx.set(&keys::event(job.id.0, job.rev, n), &codec::encode(&event)?)
 }
 
 /// Submits a new job. With an idempotency key that was used before, returns the job made then
@@ -251,7 +269,7 @@ pub async fn events<T: Transaction>(
 ) -> Result<Vec<Event>, Error> {
     let mut range = keys::events_of(id.0);
     if let Some(a) = after {
-        range.begin = KeyRange::single(&keys::event(id.0, a)).end;
+        range.begin = keys::event(id.0, a.saturating_add(1), 0);
     }
     let rows = tx
         .get_range(&range, RangeOptions::limit(limit).snapshot())
@@ -367,6 +385,40 @@ pub async fn factories<T: Transaction>(tx: &mut T) -> Result<Vec<Factory>, Error
     rows.iter().map(|(_, v)| codec::decode(v)).collect()
 }
 
+/// A product's scoring weights override (absent: the defaults).
+pub async fn load_weights<T: Transaction>(
+    tx: &mut T,
+    product: &str,
+) -> Result<Option<gigafactory_core::scoring::WeightsOverride>, Error> {
+    match tx.get(&keys::weights(product)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn save_weights<T: Transaction>(
+    tx: &mut T,
+    product: &str,
+    w: &gigafactory_core::scoring::WeightsOverride,
+) -> Result<(), Error> {
+    tx.set(&keys::weights(product), &codec::encode(w)?)
+}
+
+/// Every product's weights override.
+pub async fn all_weights<T: Transaction>(
+    tx: &mut T,
+) -> Result<Vec<(String, gigafactory_core::scoring::WeightsOverride)>, Error> {
+    let rows = tx
+        .get_range(
+            &keys::weights_all(),
+            RangeOptions::limit(100_000).snapshot(),
+        )
+        .await?;
+    rows.iter()
+        .map(|(k, v)| Ok((keys::weights_product(k)?, codec::decode(v)?)))
+        .collect()
+}
+
 pub async fn load_token<T: Transaction>(
     tx: &mut T,
     hash: &[u8; 32],
@@ -422,7 +474,14 @@ mod tests {
             id: JobId(Uuid::from_u128(1)),
             spec: spec(),
             parents: vec![JobId(Uuid::from_u128(3))],
-            state: JobState::Running { lease: Lease { epoch: 4, factory, granted_at: 1_000, expires_at: 16_000 } },
+            state: JobState::Running {
+                lease: Lease {
+                    epoch: 4,
+                    factory,
+                    granted_at: 1_000,
+                    expires_at: 16_000,
+                },
+            },
             stage: Some("coding".into()),
             epoch: 4,
             attempts: 2,
@@ -430,7 +489,12 @@ mod tests {
             checkpoint: Some("ckpt".into()),
             placement: Some(ScoreBreakdown {
                 total: 0.5,
-                factors: vec![Factor { name: "priority".into(), raw: 0.5, weight: 1.0, contribution: 0.5 }],
+                factors: vec![Factor {
+                    name: "priority".into(),
+                    raw: 0.5,
+                    weight: 1.0,
+                    contribution: 0.5,
+                }],
             }),
             last_error: Some("exit status 1".into()),
             exit_code: Some(1),
@@ -446,13 +510,20 @@ mod tests {
     }
 
     fn check<R: Record + std::fmt::Debug + PartialEq>(name: &str, record: &R) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/golden").join(format!("{name}.hex"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/golden")
+            .join(format!("{name}.hex"));
         let bytes = codec::encode(record).unwrap();
         if std::env::var_os("GOLDEN_UPDATE").is_some() {
             std::fs::write(&path, hex(&bytes) + "\n").unwrap();
         }
-        let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
-        assert_eq!(hex(&bytes), golden.trim(), "{name}: the stored shape changed");
+        let golden =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+        assert_eq!(
+            hex(&bytes),
+            golden.trim(),
+            "{name}: the stored shape changed"
+        );
         assert_eq!(&codec::decode::<R>(&bytes).unwrap(), record);
     }
 
@@ -462,7 +533,15 @@ mod tests {
         check("job", &job());
         check(
             "event",
-            &Event { seq: 7, at: 1_500, kind: "stage".into(), actor: "factory:x".into(), epoch: 4, state: "running".into(), detail: Some("coding".into()) },
+            &Event {
+                seq: 7,
+                at: 1_500,
+                kind: "stage".into(),
+                actor: "factory:x".into(),
+                epoch: 4,
+                state: "running".into(),
+                detail: Some("coding".into()),
+            },
         );
         check(
             "factory",
@@ -482,11 +561,32 @@ mod tests {
                 token_hash: [9; 32],
             },
         );
-        check("token", &Token { role: Role::Factory(factory_id), name: "mac-1".into(), created_at: 10, revoked: false });
-        check("ready_entry", &ReadyEntry::of(&Job { state: JobState::Failed { retry_at: 42 }, ..job() }).unwrap());
+        check(
+            "token",
+            &Token {
+                role: Role::Factory(factory_id),
+                name: "mac-1".into(),
+                created_at: 10,
+                revoked: false,
+            },
+        );
+        check(
+            "ready_entry",
+            &ReadyEntry::of(&Job {
+                state: JobState::Failed { retry_at: 42 },
+                ..job()
+            })
+            .unwrap(),
+        );
         check(
             "lease_answer",
-            &LeaseAnswer { job_id: JobId(Uuid::from_u128(1)), epoch: 4, state: "preempting".into(), expires_at: Some(9), preempt_deadline: Some(8) },
+            &LeaseAnswer {
+                job_id: JobId(Uuid::from_u128(1)),
+                epoch: 4,
+                state: "preempting".into(),
+                expires_at: Some(9),
+                preempt_deadline: Some(8),
+            },
         );
     }
 }
