@@ -264,14 +264,19 @@ impl SchedulerState {
             .map(|(_, j)| *j)
             .collect();
         while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
+            // Filter on the index entries first: building a view allocates, and a factory that
+            // fits few jobs may have to skip thousands of entries.
             let candidates: Vec<(IndexKey, JobView)> = self
                 .index
                 .iter()
                 .take(SCAN_MAX_ENTRIES)
-                .filter(|(_, e)| e.not_before <= now && !reserved_elsewhere.contains(&e.id))
-                .map(|(k, e)| (*k, job_view(e)))
-                .filter(|(_, v)| scoring::eligible(v, &factory))
+                .filter(|(_, e)| {
+                    e.not_before <= now
+                        && scoring::fits(&e.capabilities, e.engine_class.as_ref(), &factory)
+                        && !reserved_elsewhere.contains(&e.id)
+                })
                 .take(self.shared.config.placement_candidates_max)
+                .map(|(k, e)| (*k, job_view(e)))
                 .collect();
             // Each product's jobs are scored with that product's weights; the best of each
             // product then compete on their totals (ties: the index order, priority then age).

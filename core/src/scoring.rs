@@ -202,15 +202,16 @@ fn eligible_with_freed_slots(job: &JobView, factory: &FactoryView, freed: u32) -
     // Linear scans rather than binary search: the lists are a few dozen entries at most, and
     // a list that is not sorted (a bug elsewhere) must not make a factory look ineligible.
     let free_slot = factory.slots_busy.saturating_sub(freed) < factory.slots;
-    let has_capabilities = job
-        .capabilities
+    free_slot && fits(&job.capabilities, job.engine_class.as_ref(), factory)
+}
+
+/// Whether `factory` offers every required capability and the engine class, slots aside.
+/// Callers holding a job's parts (an index entry) filter with it before building a [`JobView`].
+pub fn fits(capabilities: &[String], engine_class: Option<&String>, factory: &FactoryView) -> bool {
+    capabilities
         .iter()
-        .all(|c| factory.capabilities.contains(c));
-    let has_engine = job
-        .engine_class
-        .as_ref()
-        .is_none_or(|engine| factory.engine_classes.contains(engine));
-    free_slot && has_capabilities && has_engine
+        .all(|c| factory.capabilities.contains(c))
+        && engine_class.is_none_or(|engine| factory.engine_classes.contains(engine))
 }
 
 /// Scores running `job` on `factory` at `now_ms`. It does not check eligibility; callers
