@@ -135,7 +135,10 @@ impl Node {
 pub async fn start(settings: Settings) -> Result<Node> {
     let store = AnyStore::open(&settings.store)
         .with_context(|| format!("opening store {}", settings.store))?;
-    let coord = Coordinator::start(store, settings.config, Arc::new(SystemClock)).await?;
+    let mut config = settings.config;
+    // Other nodes may share an etcd or FoundationDB store; an embedded one is this process's.
+    config.shared_store = store.engine() != "embedded";
+    let coord = Coordinator::start(store, config, Arc::new(SystemClock)).await?;
     let admin_token = coord.bootstrap_admin().await?;
     if let Some(secret) = &admin_token {
         eprintln!(

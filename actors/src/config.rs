@@ -35,6 +35,9 @@ pub struct Config {
     pub restart_max: u32,
     pub restart_window_ms: u64,
     pub backoff: Backoff,
+    /// Other nodes write to the same store (etcd, FoundationDB): watch it for work they make
+    /// ready. An embedded store belongs to one process, so it needs no watch.
+    pub shared_store: bool,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             restart_max: 5,
             restart_window_ms: 60_000,
             backoff: Backoff::default(),
+            shared_store: false,
         }
     }
 }

@@ -25,6 +25,12 @@ use crate::coordinator::{OperatorAction, Shared};
 const SCAN_MAX_ENTRIES: usize = 4096;
 /// How often the scheduler expires long-polls and looks for preemptions.
 const TICK_MS: u64 = 250;
+/// Ready-index rows a refresh reads from the store: the head of the queue, where placements
+/// come from. Jobs further back are picked up as the head drains.
+const REFRESH_ROWS: usize = 10_000;
+/// Shortest pause between two refreshes, so a burst of submissions on other nodes costs one
+/// scan rather than one per commit.
+const REFRESH_MIN_INTERVAL_MS: u64 = 20;
 
 /// Placement order: higher priority first, then older, then id.
 type IndexKey = (Reverse<u32>, Millis, JobId);
@@ -77,6 +83,8 @@ pub(crate) enum SchedulerMsg {
     FactorySeen(FactoryId, FactoryView),
     /// Expire long-polls and look for preemptions.
     Tick,
+    /// Another node changed the ready index: re-read its head from the store.
+    Refresh,
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
 }
 
@@ -153,6 +161,9 @@ impl Actor for SchedulerActor {
             "scheduler index rebuilt from the store"
         );
         myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
+        if shared.config.shared_store {
+            watch_ready_signal(shared.clone(), myself.clone());
+        }
         Ok(state)
     }
 
@@ -198,6 +209,10 @@ impl Actor for SchedulerActor {
             SchedulerMsg::FactorySeen(id, view) => {
                 state.factories.insert(id, view);
             }
+            SchedulerMsg::Refresh => {
+                state.refresh().await?;
+                state.serve_waiters(&myself);
+            }
             SchedulerMsg::Tick => {
                 state.expire_waiters();
                 state.consider_preemption().await;
@@ -217,7 +232,67 @@ impl Actor for SchedulerActor {
     }
 }
 
+/// On a store other nodes write too, wakes the scheduler whenever any node makes a job ready:
+/// every such commit bumps the `ready` signal key, which this task watches. A watch is armed at
+/// the version of the read that precedes it, so no change falls between two watches.
+fn watch_ready_signal(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
+    tokio::spawn(async move {
+        let key = gigafactory_storage::keys::signal("ready");
+        loop {
+            let watch = match gigafactory_storage::Store::watch(
+                &shared.store,
+                gigafactory_storage::WatchTarget::Key(key.clone()),
+            )
+            .await
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the ready signal; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = watch.await {
+                tracing::debug!(error = %e, "ready-signal watch ended; re-arming");
+            }
+            if scheduler.cast(SchedulerMsg::Refresh).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(REFRESH_MIN_INTERVAL_MS)).await;
+        }
+    });
+}
+
 impl SchedulerState {
+    /// Re-reads the head of the store's ready index: adds what other nodes made ready and
+    /// drops what they claimed or cancelled (within the part read).
+    async fn refresh(&mut self) -> Result<(), ActorProcessingErr> {
+        let page = transact!(self.shared.store, |tx| repo::ready_page(
+            tx,
+            None,
+            REFRESH_ROWS
+        )
+        .await)?;
+        let complete = page.len() < REFRESH_ROWS;
+        let last = page.last().map(|(_, e)| index_key(e));
+        let stored: std::collections::HashSet<JobId> = page.iter().map(|(_, e)| e.id).collect();
+        let stale: Vec<JobId> = self
+            .index
+            .iter()
+            .filter(|(k, e)| {
+                (complete || last.is_some_and(|l| **k <= l)) && !stored.contains(&e.id)
+            })
+            .map(|(_, e)| e.id)
+            .collect();
+        for id in stale {
+            self.remove(id);
+        }
+        for (_, entry) in page {
+            self.insert(entry);
+        }
+        Ok(())
+    }
+
     fn weights_of(&self, product: &str) -> &Weights {
         static DEFAULT: std::sync::OnceLock<Weights> = std::sync::OnceLock::new();
         self.weights

@@ -44,10 +44,22 @@ pub struct Coordinator {
     dir: PathBuf,
     port: u16,
     lease_ttl_ms: u64,
+    store: String,
 }
 
 impl Coordinator {
+    /// A node on its own embedded store in `dir`.
     pub fn start(dir: &Path, lease_ttl_ms: u64) -> Self {
+        let store = format!("embedded:{}", dir.join("store").display());
+        Self::start_on(dir, &store, lease_ttl_ms, None)
+    }
+
+    /// A node on `store`; `admin` is the admin token when an earlier node already minted it.
+    pub fn start_on(dir: &Path, store: &str, lease_ttl_ms: u64, admin: Option<&str>) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        if let Some(a) = admin {
+            std::fs::write(dir.join("admin-token"), a).unwrap();
+        }
         let mut c = Coordinator {
             child: None,
             url: String::new(),
@@ -55,6 +67,7 @@ impl Coordinator {
             dir: dir.to_path_buf(),
             port: free_port(),
             lease_ttl_ms,
+            store: store.to_string(),
         };
         c.spawn();
         c.admin = std::fs::read_to_string(dir.join("admin-token"))
@@ -73,7 +86,7 @@ impl Coordinator {
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--store")
-            .arg(format!("embedded:{}", self.dir.join("store").display()))
+            .arg(&self.store)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--admin-token-file")
@@ -88,9 +101,9 @@ impl Coordinator {
             .expect("start coordinator");
         self.child = Some(child);
         self.url = format!("http://127.0.0.1:{}", self.port);
+        let ready = format!("{}/readyz", self.url);
         wait_for(Duration::from_secs(30), "coordinator ready", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self.dir.join("admin-token").exists()
+            self.dir.join("admin-token").exists() && call("GET", &ready, None, None).0 == 200
         });
     }
 
@@ -131,13 +144,25 @@ impl Factory {
         capabilities: &str,
         workdir: &Path,
     ) -> Self {
+        Self::start_with_urls(coord, &coord.url, name, slots, capabilities, workdir)
+    }
+
+    /// A factory that fails over between the comma-separated coordinator `urls`.
+    pub fn start_with_urls(
+        coord: &Coordinator,
+        urls: &str,
+        name: &str,
+        slots: u32,
+        capabilities: &str,
+        workdir: &Path,
+    ) -> Self {
         let token = enrollment_token(coord);
         let log = std::fs::File::create(workdir.with_extension("log")).unwrap();
         let child = Command::new(BIN)
             .args([
                 "factory",
                 "--coordinator",
-                &coord.url,
+                urls,
                 "--slots",
                 &slots.to_string(),
             ])
