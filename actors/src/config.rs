@@ -28,6 +28,8 @@ pub struct Config {
     pub job_idle_ms: u64,
     /// Commands that may wait in one job actor's mailbox before callers get `overloaded`.
     pub job_mailbox_max: usize,
+    /// Scheduler messages that may wait before submissions are refused as `overloaded`.
+    pub scheduler_backlog_max: usize,
     /// Claims that may wait for work at once.
     pub claim_waiters_max: usize,
     /// Restarts of one singleton actor within `restart_window_ms` before the node reports
@@ -56,6 +58,7 @@ impl Default for Config {
             job_idle_ms: 30_000,
             job_mailbox_max: 256,
             claim_waiters_max: 10_000,
+            scheduler_backlog_max: 100_000,
             restart_max: 5,
             restart_window_ms: 60_000,
             backoff: Backoff::default(),

@@ -62,6 +62,9 @@ pub(crate) struct Shared {
     pub factories: DashMap<FactoryId, ActorRef<FactoryMsg>>,
     spawn_lock: tokio::sync::Mutex<()>,
     pub unhealthy: AtomicBool,
+    /// Messages sent to the scheduler and not yet handled: its mailbox, bounded by refusing
+    /// new submissions past `scheduler_backlog_max`.
+    pub scheduler_backlog: AtomicUsize,
     logs: DashMap<JobId, broadcast::Sender<LogLine>>,
 }
 
@@ -134,6 +137,7 @@ impl Shared {
     }
 
     pub fn tell_scheduler(&self, msg: SchedulerMsg) {
+        self.scheduler_backlog.fetch_add(1, Ordering::Relaxed);
         if let Some(s) = self
             .scheduler
             .read()
@@ -141,6 +145,7 @@ impl Shared {
             .as_ref()
             && s.cast(msg).is_err()
         {
+            self.scheduler_backlog.fetch_sub(1, Ordering::Relaxed);
             // The scheduler is restarting; it rebuilds from the store, which already holds
             // the change this message announced.
             tracing::debug!("scheduler unavailable; it will rebuild from the store");
@@ -323,6 +328,7 @@ impl Coordinator {
             factories: DashMap::new(),
             spawn_lock: tokio::sync::Mutex::new(()),
             unhealthy: AtomicBool::new(false),
+            scheduler_backlog: AtomicUsize::new(0),
             logs: DashMap::new(),
         });
         let (sup, _) = Actor::spawn(None, Supervisor, shared.clone())
@@ -697,6 +703,7 @@ impl Coordinator {
         manifest::validate_job_spec(&spec).map_err(|e| {
             CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
         })?;
+        self.admit_submission()?;
         let now = self.now();
         let mut job = job::new_job(JobId(Uuid::now_v7()), spec, parents.clone(), now);
         let (id, created) = transact!(self.shared.store, |tx| {
@@ -725,6 +732,7 @@ impl Coordinator {
         let m = manifest::parse_manifest(text).map_err(|e| {
             CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
         })?;
+        self.admit_submission()?;
         let now = self.now();
         let ids: BTreeMap<String, JobId> = m
             .jobs
@@ -765,6 +773,19 @@ impl Coordinator {
             }
         }
         Ok(made.into_iter().map(|(k, id, _)| (k, id)).collect())
+    }
+
+    /// Refuses new work while the scheduler is far behind (`overloaded`, with `Retry-After`):
+    /// the backpressure that keeps its mailbox bounded.
+    fn admit_submission(&self) -> Result<()> {
+        let backlog = self.shared.scheduler_backlog.load(Ordering::Relaxed);
+        if backlog > self.shared.config.scheduler_backlog_max {
+            metrics::counter!("gigafactory_submissions_refused_total").increment(1);
+            return Err(CoordError::Overloaded(format!(
+                "the scheduler has {backlog} messages waiting"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn job(&self, id: JobId) -> Result<Job> {

@@ -8,6 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gigafactory_core::job::{Command, FactoryId, Job, JobId, Millis};
@@ -88,6 +89,22 @@ pub(crate) enum SchedulerMsg {
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
 }
 
+impl SchedulerMsg {
+    /// Whether the message came through `Shared::tell_scheduler`, which counts the backlog;
+    /// timers and the scheduler's own tasks send the rest.
+    fn sent_by_tell(&self) -> bool {
+        matches!(
+            self,
+            SchedulerMsg::JobReady(_)
+                | SchedulerMsg::JobGone(_)
+                | SchedulerMsg::LeaseEnded(_)
+                | SchedulerMsg::Claim(_)
+                | SchedulerMsg::WeightsChanged(..)
+                | SchedulerMsg::FactorySeen(..)
+        )
+    }
+}
+
 /// What the scheduler holds, for tests, `/readyz` and the UI.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerSnapshot {
@@ -122,6 +139,8 @@ impl Actor for SchedulerActor {
         myself: ActorRef<SchedulerMsg>,
         shared: Arc<Shared>,
     ) -> Result<SchedulerState, ActorProcessingErr> {
+        // Whatever waited in a crashed predecessor's mailbox is lost; the store has it all.
+        shared.scheduler_backlog.store(0, Ordering::Relaxed);
         let mut state = SchedulerState {
             shared: shared.clone(),
             index: BTreeMap::new(),
@@ -173,6 +192,12 @@ impl Actor for SchedulerActor {
         msg: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
+        if msg.sent_by_tell() {
+            state
+                .shared
+                .scheduler_backlog
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         match msg {
             SchedulerMsg::JobReady(entry) => {
                 state.insert(entry);

@@ -1,0 +1,122 @@
+//! The actor tree in one process on an embedded store: a job goes from submit to claim to
+//! completion, placements record their score, and the scheduler rebuilds its index from the
+//! store on start.
+
+use std::sync::Arc;
+
+use gigafactory_actors::{Config, Coordinator, SystemClock};
+use gigafactory_core::fleet::Role;
+use gigafactory_core::job::Command;
+use gigafactory_core::manifest::{JobSpec, Payload};
+use gigafactory_core::wire::EnrollRequest;
+use gigafactory_storage::AnyStore;
+
+fn spec(key: &str, priority: u32) -> JobSpec {
+    let mut s: JobSpec = serde_json::from_value(serde_json::json!({
+        "key": key, "title": key, "product": "t", "payload": {"command": "true"}
+    }))
+    .unwrap();
+    s.priority = priority;
+    s.payload = Payload::Command(format!("echo {key}"));
+    s
+}
+
+async fn start(dir: &std::path::Path) -> Coordinator {
+    let store = AnyStore::open(&format!("embedded:{}", dir.display())).unwrap();
+    Coordinator::start(store, Config::default(), Arc::new(SystemClock))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_claimed_by_priority_completed_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path()).await;
+    let enroll = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let req = EnrollRequest {
+        name: "f".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        capabilities: vec![],
+        engine_classes: vec![],
+        slots: 2,
+        cost_per_hour_usd: 0.0,
+    };
+    let f = coord.enroll(&enroll, req).await.unwrap();
+    let (low, _) = coord.submit(spec("low", 10), vec![], "test").await.unwrap();
+    let (high, _) = coord
+        .submit(spec("high", 900), vec![], "test")
+        .await
+        .unwrap();
+    let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].job_id, high.id, "the higher priority goes first");
+    assert_eq!(claimed[0].epoch, 1);
+    let placed = coord.job(high.id).await.unwrap();
+    assert!(
+        placed
+            .placement
+            .as_ref()
+            .is_some_and(|b| !b.factors.is_empty()),
+        "the placement is explained"
+    );
+    let cmd = Command::Complete {
+        factory: f.factory_id,
+        epoch: 1,
+    };
+    let answer = coord
+        .factory_write(high.id, cmd, "r1".into(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(answer.state, "succeeded");
+    let stale = Command::Renew {
+        factory: f.factory_id,
+        epoch: 0,
+        ttl_ms: 1_000,
+    };
+    assert!(
+        coord
+            .factory_write(low.id, stale, "r2".into(), vec![])
+            .await
+            .is_err(),
+        "no lease, no write"
+    );
+    let snap = coord.scheduler_snapshot().await.unwrap();
+    assert_eq!(snap.queued, 1);
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rebuilds_its_queue_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let coord = start(dir.path()).await;
+        for n in 0..5 {
+            coord
+                .submit(spec(&format!("j{n}"), 50), vec![], "test")
+                .await
+                .unwrap();
+        }
+        coord.stop();
+    }
+    // The first node's store handle closes when its actors have stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let coord = loop {
+        match AnyStore::open(&format!("embedded:{}", dir.path().display())) {
+            Ok(store) => {
+                break Coordinator::start(store, Config::default(), Arc::new(SystemClock))
+                    .await
+                    .unwrap();
+            }
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "store never released: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(coord.scheduler_snapshot().await.unwrap().queued, 5);
+    coord.stop();
+}
