@@ -18,7 +18,7 @@ use gigafactory_core::wire::{
 use gigafactory_storage::repo::{self, ReadyEntry};
 use gigafactory_storage::{AnyStore, KeyRange, RangeOptions, codec, keys, transact};
 use ractor::{Actor, ActorRef};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::auth;
@@ -34,8 +34,6 @@ use crate::supervisor::{Supervisor, SupervisorMsg};
 const LIST_SCAN_MAX_ROWS: usize = 10_000;
 /// Changed paths one report may list (the agent caps its list at the same number).
 const CHANGED_PATHS_MAX: usize = 10_000;
-/// Log lines a live follower may fall behind before it is dropped.
-const LOG_FOLLOW_BUFFER_LINES: usize = 1024;
 
 pub(crate) struct JobSlot {
     pub actor: ActorRef<JobMsg>,
@@ -65,7 +63,6 @@ pub(crate) struct Shared {
     /// Messages sent to the scheduler and not yet handled: its mailbox, bounded by refusing
     /// new submissions past `scheduler_backlog_max`.
     pub scheduler_backlog: AtomicUsize,
-    logs: DashMap<JobId, broadcast::Sender<LogLine>>,
 }
 
 /// An operator's (or the scheduler's) action on a job.
@@ -296,17 +293,6 @@ impl Shared {
         };
         self.apply(id, cmd, actor, None, Vec::new()).await
     }
-
-    pub fn publish_log(&self, id: JobId, attempt: u32, chunk: &LogChunk) {
-        if let Some(tx) = self.logs.get(&id) {
-            let _ = tx.send(LogLine {
-                attempt,
-                seq: chunk.seq,
-                stream: chunk.stream,
-                data: chunk.data.clone(),
-            });
-        }
-    }
 }
 
 /// A running coordinator node. Cheap to clone.
@@ -329,7 +315,6 @@ impl Coordinator {
             spawn_lock: tokio::sync::Mutex::new(()),
             unhealthy: AtomicBool::new(false),
             scheduler_backlog: AtomicUsize::new(0),
-            logs: DashMap::new(),
         });
         let (sup, _) = Actor::spawn(None, Supervisor, shared.clone())
             .await
@@ -861,34 +846,35 @@ impl Coordinator {
                 RangeOptions::limit(limit.clamp(1, 10_000)).snapshot()
             )
             .await)?;
-        rows.into_iter()
-            .map(|(k, v)| {
-                let (_, attempt, seq) = keys::log_chunk_parts(&k)?;
-                let stream = if v.first() == Some(&b'e') {
-                    LogStream::Stderr
-                } else {
-                    LogStream::Stdout
-                };
-                let data = String::from_utf8_lossy(v.get(1..).unwrap_or_default()).into_owned();
-                Ok(LogLine {
-                    attempt,
-                    seq,
-                    stream,
-                    data,
-                })
-            })
-            .collect::<std::result::Result<_, gigafactory_storage::Error>>()
-            .map_err(Into::into)
+        decode_log_rows(rows)
     }
 
-    /// New output of a job as it arrives on this node (a bounded buffer: a follower that falls
-    /// behind is dropped and resumes from the store).
-    pub fn follow_logs(&self, id: JobId) -> broadcast::Receiver<LogLine> {
-        self.shared
-            .logs
-            .entry(id)
-            .or_insert_with(|| broadcast::channel(LOG_FOLLOW_BUFFER_LINES).0)
-            .subscribe()
+    /// Like [`Coordinator::logs`], with a watch armed in the same transaction that fires when
+    /// the job gets more output (through any node): a follower reads, waits on the watch, and
+    /// reads again, missing nothing in between.
+    pub async fn logs_watch(
+        &self,
+        id: JobId,
+        after: Option<(u32, u64)>,
+        limit: usize,
+    ) -> Result<(Vec<LogLine>, gigafactory_storage::Watch)> {
+        let mut range = keys::logs_of(id.0);
+        if let Some((a, s)) = after {
+            range.begin = KeyRange::single(&keys::log_chunk(id.0, a, s)).end;
+        }
+        let (rows, watch) = transact!(self.shared.store, |tx| {
+            let rows = tx
+                .get_range(
+                    &range,
+                    RangeOptions::limit(limit.clamp(1, 10_000)).snapshot(),
+                )
+                .await?;
+            let watch = tx
+                .watch(gigafactory_storage::WatchTarget::Key(keys::log_bytes(id.0)))
+                .await?;
+            Ok::<_, gigafactory_storage::Error>((rows, watch))
+        })?;
+        Ok((decode_log_rows(rows)?, watch))
     }
 
     pub async fn act(&self, id: JobId, action: OperatorAction, actor: &str) -> Result<Job> {
@@ -963,4 +949,26 @@ impl Coordinator {
         self.job(parent).await?;
         self.submit(spec, vec![parent], actor).await
     }
+}
+
+/// Stored log chunks as lines: one byte naming the stream, then the text.
+fn decode_log_rows(rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<LogLine>> {
+    rows.into_iter()
+        .map(|(k, v)| {
+            let (_, attempt, seq) = keys::log_chunk_parts(&k)?;
+            let stream = if v.first() == Some(&b'e') {
+                LogStream::Stderr
+            } else {
+                LogStream::Stdout
+            };
+            let data = String::from_utf8_lossy(v.get(1..).unwrap_or_default()).into_owned();
+            Ok(LogLine {
+                attempt,
+                seq,
+                stream,
+                data,
+            })
+        })
+        .collect::<std::result::Result<_, gigafactory_storage::Error>>()
+        .map_err(Into::into)
 }

@@ -250,7 +250,6 @@ impl JobActorState {
             repo::append_log(tx, id, job.attempts, chunk.seq, &data).await?;
             Ok(job)
         })?;
-        self.shared.publish_log(id, job.attempts, &chunk);
         Ok(job)
     }
 }

@@ -196,9 +196,10 @@ pub(crate) async fn logs(
         .into_response())
 }
 
-/// Stored lines after `after`, then live ones, each with id `attempt:seq` so a reconnect with
-/// `Last-Event-ID` resumes without losing or repeating a line. A follower that falls behind the
-/// live buffer catches up from the store again.
+/// Stored lines after `after`, then new ones as they are written (through any node), each with
+/// id `attempt:seq` so a reconnect with `Last-Event-ID` resumes without losing or repeating a
+/// line. The stream pulls one page at a time from the store and waits on a watch armed with
+/// each read, so a slow client holds at most one page in memory.
 fn log_stream(
     s: AppState,
     id: JobId,
@@ -208,22 +209,19 @@ fn log_stream(
         s: AppState,
         id: JobId,
         last: Option<(u32, u64)>,
-        live: Option<tokio::sync::broadcast::Receiver<gigafactory_actors::LogLine>>,
         pending: std::collections::VecDeque<gigafactory_actors::LogLine>,
+        watch: Option<gigafactory_storage::Watch>,
     }
     let st = St {
         s,
         id,
         last: after,
-        live: None,
         pending: Default::default(),
+        watch: None,
     };
     stream::unfold(st, |mut st| async move {
         loop {
             if let Some(line) = st.pending.pop_front() {
-                if st.last.is_some_and(|l| (line.attempt, line.seq) <= l) {
-                    continue;
-                }
                 st.last = Some((line.attempt, line.seq));
                 let data = serde_json::to_string(&LogLineJson {
                     attempt: line.attempt,
@@ -238,30 +236,23 @@ fn log_stream(
                     .data(data);
                 return Some((Ok(ev), st));
             }
-            if st.live.is_none() {
-                // Subscribe before reading the store, so nothing falls between the two.
-                st.live = Some(st.s.coord.follow_logs(st.id));
-                match st.s.coord.logs(st.id, st.last, LOG_PAGE_LINES).await {
-                    Ok(lines) if !lines.is_empty() => {
-                        let full = lines.len() == LOG_PAGE_LINES;
-                        st.pending.extend(lines);
-                        if full {
-                            st.live = None;
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let ev = SseEvent::default().event("error").data(e.to_string());
-                        return Some((Ok(ev), st));
-                    }
-                }
+            if let Some(watch) = st.watch.take() {
+                // A failed watch (a lost connection to the store) is treated as a change:
+                // the next read tells what, if anything, is new.
+                let _ = watch.await;
             }
-            let rx = st.live.as_mut().expect("subscribed above");
-            match rx.recv().await {
-                Ok(line) => st.pending.push_back(line),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => st.live = None,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            match st.s.coord.logs_watch(st.id, st.last, LOG_PAGE_LINES).await {
+                Ok((lines, watch)) => {
+                    // A full page may have more behind it: read again at once.
+                    if lines.len() < LOG_PAGE_LINES {
+                        st.watch = Some(watch);
+                    }
+                    st.pending.extend(lines);
+                }
+                Err(e) => {
+                    let ev = SseEvent::default().event("error").data(e.to_string());
+                    return Some((Ok(ev), st));
+                }
             }
         }
     })
