@@ -135,9 +135,14 @@ impl Node {
 pub async fn start(settings: Settings) -> Result<Node> {
     let store = AnyStore::open(&settings.store)
         .with_context(|| format!("opening store {}", settings.store))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
     let mut config = settings.config;
     // Other nodes may share an etcd or FoundationDB store; an embedded one is this process's.
     config.shared_store = store.engine() != "embedded";
+    config.node_addr = format!("http://{addr}");
     let coord = Coordinator::start(store, config, Arc::new(SystemClock)).await?;
     let admin_token = coord.bootstrap_admin().await?;
     if let Some(secret) = &admin_token {
@@ -165,10 +170,6 @@ pub async fn start(settings: Settings) -> Result<Node> {
             metrics: Some(handle),
         },
     );
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %settings.store, "coordinator listening");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Node {

@@ -84,3 +84,64 @@ fn a_factory_fails_over_to_another_node_when_its_node_dies() {
         || ids.iter().all(|(_, id)| state(&b, id) == "succeeded"),
     );
 }
+
+/// Live nodes and how many shards each holds, from one node's cluster view.
+fn shard_owners(node: &Coordinator) -> (usize, std::collections::BTreeMap<String, usize>) {
+    let v = get(node, "/v1/cluster");
+    let live = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n[0] == true)
+        .count();
+    let mut owners = std::collections::BTreeMap::new();
+    for s in v["shards"].as_array().unwrap() {
+        if let Some(owner) = s[1]["owner"].as_str() {
+            *owners.entry(owner.to_string()).or_insert(0) += 1;
+        }
+    }
+    (live, owners)
+}
+
+#[test]
+fn a_dead_nodes_shards_are_re_owned_within_two_lease_ttls() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = LocalEtcdCluster::start(3).expect("etcd cluster");
+    let store = etcd.store_url("e2e-shards/");
+    let a = Coordinator::start_on(&dir.path().join("a"), &store, 3_000, None);
+    let b = Coordinator::start_on(&dir.path().join("b"), &store, 3_000, Some(&a.admin));
+    let mut c = Coordinator::start_on(&dir.path().join("c"), &store, 3_000, Some(&a.admin));
+    wait_for(
+        Duration::from_secs(30),
+        "three nodes sharing all 16 shards",
+        || {
+            let (live, owners) = shard_owners(&a);
+            live == 3
+                && owners.len() == 3
+                && owners.values().sum::<usize>() == 16
+                && owners.values().all(|n| *n <= 6)
+        },
+    );
+    let c_id = get(&c, "/v1/cluster")["this_node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.kill();
+    let killed = Instant::now();
+    // The node lease TTL is 3 s (the default); the target is re-ownership within 2× that.
+    wait_for(
+        Duration::from_secs(30),
+        "the dead node's shards to move",
+        || {
+            let (_, owners) = shard_owners(&b);
+            !owners.contains_key(&c_id) && owners.values().sum::<usize>() == 16
+        },
+    );
+    let took = killed.elapsed();
+    eprintln!("shards re-owned {took:?} after the node was killed");
+    assert!(
+        took <= Duration::from_secs(6) + Duration::from_millis(1500),
+        "re-owned after {took:?}"
+    );
+}

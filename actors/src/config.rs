@@ -40,6 +40,10 @@ pub struct Config {
     /// Other nodes write to the same store (etcd, FoundationDB): watch it for work they make
     /// ready. An embedded store belongs to one process, so it needs no watch.
     pub shared_store: bool,
+    /// A node that has not renewed its lease for this long is dead; its shards move.
+    pub node_lease_ttl_ms: u64,
+    /// This node's API address, shown in the cluster view.
+    pub node_addr: String,
 }
 
 impl Default for Config {
@@ -63,6 +67,8 @@ impl Default for Config {
             restart_window_ms: 60_000,
             backoff: Backoff::default(),
             shared_store: false,
+            node_lease_ttl_ms: 3_000,
+            node_addr: String::new(),
         }
     }
 }

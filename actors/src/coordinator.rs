@@ -63,6 +63,11 @@ pub(crate) struct Shared {
     /// Messages sent to the scheduler and not yet handled: its mailbox, bounded by refusing
     /// new submissions past `scheduler_backlog_max`.
     pub scheduler_backlog: AtomicUsize,
+    /// This node's id in the cluster.
+    pub node_id: Uuid,
+    pub started_at: u64,
+    /// Shards this node holds, and until when its leases on them run.
+    pub shards: RwLock<(std::collections::BTreeSet<u32>, u64)>,
 }
 
 /// An operator's (or the scheduler's) action on a job.
@@ -121,6 +126,17 @@ impl JobFilter {
     }
 }
 
+/// Nodes and shard owners (see [`Coordinator::cluster`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    pub this_node: Uuid,
+    pub now: u64,
+    /// `(alive, record)`.
+    pub nodes: Vec<(bool, gigafactory_core::cluster::NodeRecord)>,
+    /// `(shard, live lease)`.
+    pub shards: Vec<(u32, Option<gigafactory_core::cluster::ShardLease>)>,
+}
+
 /// Who is calling, once their token checked out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
@@ -131,6 +147,16 @@ pub struct Principal {
 impl Shared {
     pub fn now(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// Whether this node should do one-owner work for `job` now: always on a store of its
+    /// own; on a shared store only for the shards it holds an unexpired lease on.
+    pub fn owns_shard(&self, job: JobId) -> bool {
+        if !self.config.shared_store {
+            return true;
+        }
+        let (owned, until) = &*self.shards.read().expect("shards lock poisoned");
+        self.now() < *until && owned.contains(&gigafactory_core::cluster::shard_of(job.0))
     }
 
     pub fn tell_scheduler(&self, msg: SchedulerMsg) {
@@ -304,6 +330,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// Starts the actor tree on `store`.
     pub async fn start(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        let started_at = clock.now_ms();
         let shared = Arc::new(Shared {
             store,
             config,
@@ -315,6 +342,9 @@ impl Coordinator {
             spawn_lock: tokio::sync::Mutex::new(()),
             unhealthy: AtomicBool::new(false),
             scheduler_backlog: AtomicUsize::new(0),
+            node_id: Uuid::now_v7(),
+            started_at,
+            shards: RwLock::new((Default::default(), 0)),
         });
         let (sup, _) = Actor::spawn(None, Supervisor, shared.clone())
             .await
@@ -771,6 +801,25 @@ impl Coordinator {
             )));
         }
         Ok(())
+    }
+
+    /// The cluster as the store sees it: nodes (with liveness) and shard owners.
+    pub async fn cluster(&self) -> Result<ClusterView> {
+        let now = self.now();
+        let (nodes, shards) = transact!(self.shared.store, |tx| {
+            let nodes = repo::nodes(tx).await?;
+            let shards = repo::shard_leases(tx).await?;
+            Ok::<_, gigafactory_storage::Error>((nodes, shards))
+        })?;
+        Ok(ClusterView {
+            this_node: self.shared.node_id,
+            now,
+            nodes: nodes.into_iter().map(|n| (n.expires_at > now, n)).collect(),
+            shards: shards
+                .into_iter()
+                .map(|(s, l)| (s, l.filter(|l| l.expires_at > now)))
+                .collect(),
+        })
     }
 
     pub async fn job(&self, id: JobId) -> Result<Job> {

@@ -18,12 +18,13 @@ mod effects;
 mod error;
 mod factory_actor;
 mod job_actor;
+mod membership;
 mod reaper;
 mod scheduler;
 mod supervisor;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
-pub use coordinator::{Coordinator, JobFilter, LogLine, OperatorAction, Principal};
+pub use coordinator::{ClusterView, Coordinator, JobFilter, LogLine, OperatorAction, Principal};
 pub use error::{CoordError, Result};
 pub use scheduler::SchedulerSnapshot;

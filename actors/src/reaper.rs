@@ -71,6 +71,9 @@ async fn reap(shared: &Arc<Shared>) {
         }
     };
     for (expired_at, id) in expired {
+        if !shared.owns_shard(id) {
+            continue;
+        }
         let jitter = rand::rng().random::<f64>();
         let backoff = shared.config.backoff;
         let outcome = transact!(shared.store, |tx| repo::transition(

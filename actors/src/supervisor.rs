@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::coordinator::Shared;
+use crate::membership::MembershipActor;
 use crate::reaper::ReaperActor;
 use crate::scheduler::SchedulerActor;
 
@@ -23,6 +24,7 @@ pub(crate) struct SupervisorState {
     shared: Arc<Shared>,
     scheduler: Option<ActorCell>,
     reaper: Option<ActorCell>,
+    membership: Option<ActorCell>,
     /// When singleton restarts happened, for crash-loop detection.
     restarts: VecDeque<u64>,
 }
@@ -41,10 +43,14 @@ impl Actor for Supervisor {
             shared,
             scheduler: None,
             reaper: None,
+            membership: None,
             restarts: VecDeque::new(),
         };
         state.start_scheduler(&myself).await?;
         state.start_reaper(&myself).await?;
+        if state.shared.config.shared_store {
+            state.start_membership(&myself).await?;
+        }
         Ok(state)
     }
 
@@ -70,6 +76,10 @@ impl Actor for Supervisor {
             tracing::error!(why, "reaper stopped; restarting it");
             state.note_restart();
             state.start_reaper(&myself).await?;
+        } else if state.membership.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "membership stopped; restarting it");
+            state.note_restart();
+            state.start_membership(&myself).await?;
         } else if why.starts_with("failed") {
             // A job or factory actor: virtual, re-activated by its next command.
             tracing::warn!(actor = %id, why, "actor failed; it will be re-activated from the store");
@@ -103,6 +113,21 @@ impl SupervisorState {
         let (r, _) =
             Actor::spawn_linked(None, ReaperActor, self.shared.clone(), myself.get_cell()).await?;
         self.reaper = Some(r.get_cell());
+        Ok(())
+    }
+
+    async fn start_membership(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) = Actor::spawn_linked(
+            None,
+            MembershipActor,
+            self.shared.clone(),
+            myself.get_cell(),
+        )
+        .await?;
+        self.membership = Some(r.get_cell());
         Ok(())
     }
 

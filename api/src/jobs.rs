@@ -414,6 +414,14 @@ pub(crate) async fn set_weights(
     }))
 }
 
+pub(crate) async fn cluster(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<gigafactory_actors::ClusterView>> {
+    caller.require_view()?;
+    Ok(Json(s.coord.cluster().await?))
+}
+
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match s.coord.ready().await {
         Ok(()) => (

@@ -49,6 +49,7 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/readyz", get(jobs::readyz))
         .route("/metrics", get(jobs::metrics))
         .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/cluster", get(jobs::cluster))
         .route("/v1/factories/enroll", post(factories::enroll))
         .route("/v1/factories", get(factories::list))
         .route("/v1/factories/{id}", get(factories::show))

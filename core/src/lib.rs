@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod cluster;
 pub mod dag;
 pub mod fleet;
 pub mod job;

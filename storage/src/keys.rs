@@ -159,6 +159,30 @@ pub fn signal(name: &str) -> Vec<u8> {
     pack(&("signal", name))
 }
 
+/// `("node", id)` → a coordinator node's record (its liveness lease).
+pub fn node(id: Uuid) -> Vec<u8> {
+    pack(&("node", id))
+}
+
+pub fn nodes() -> KeyRange {
+    subspace(&"node")
+}
+
+/// `("shard", n)` → the lease of shard `n` (owner, epoch, expiry).
+pub fn shard(n: u32) -> Vec<u8> {
+    pack(&("shard", n))
+}
+
+pub fn shards() -> KeyRange {
+    subspace(&"shard")
+}
+
+/// The shard number in a shard key.
+pub fn shard_number(key: &[u8]) -> Result<u32> {
+    let (_, n): (String, u32) = unpack(key).map_err(tuple_error)?;
+    Ok(n)
+}
+
 /// `("meta", name)` → store-wide facts (layout version, admin token created).
 pub fn meta(name: &str) -> Vec<u8> {
     pack(&("meta", name))

@@ -38,6 +38,16 @@ impl Record for gigafactory_core::scoring::WeightsOverride {
     const SCHEMA: u16 = 1;
 }
 
+impl Record for gigafactory_core::cluster::NodeRecord {
+    const KIND: &'static str = "node";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for gigafactory_core::cluster::ShardLease {
+    const KIND: &'static str = "shard_lease";
+    const SCHEMA: u16 = 1;
+}
+
 impl Record for LeaseAnswer {
     const KIND: &'static str = "lease_answer";
     const SCHEMA: u16 = 1;
@@ -383,6 +393,36 @@ pub async fn factories<T: Transaction>(tx: &mut T) -> Result<Vec<Factory>, Error
         .get_range(&keys::factories(), RangeOptions::limit(100_000).snapshot())
         .await?;
     rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
+/// Every node record.
+pub async fn nodes<T: Transaction>(
+    tx: &mut T,
+) -> Result<Vec<gigafactory_core::cluster::NodeRecord>, Error> {
+    let rows = tx
+        .get_range(&keys::nodes(), RangeOptions::limit(10_000))
+        .await?;
+    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
+/// Every shard's lease, absent ones as `None`, in shard order.
+pub async fn shard_leases<T: Transaction>(
+    tx: &mut T,
+) -> Result<Vec<(u32, Option<gigafactory_core::cluster::ShardLease>)>, Error> {
+    let rows = tx
+        .get_range(&keys::shards(), RangeOptions::limit(10_000))
+        .await?;
+    let mut out: Vec<(u32, Option<gigafactory_core::cluster::ShardLease>)> = (0
+        ..gigafactory_core::cluster::SHARDS)
+        .map(|s| (s, None))
+        .collect();
+    for (k, v) in rows {
+        let n = keys::shard_number(&k)?;
+        if let Some(slot) = out.get_mut(n as usize) {
+            slot.1 = Some(codec::decode(&v)?);
+        }
+    }
+    Ok(out)
 }
 
 /// A product's scoring weights override (absent: the defaults).
