@@ -55,6 +55,7 @@ pub(crate) struct Shared {
     pub config: Config,
     clock: Arc<dyn Clock>,
     pub scheduler: RwLock<Option<ActorRef<SchedulerMsg>>>,
+    pub reaper: RwLock<Option<ActorRef<crate::reaper::ReaperMsg>>>,
     supervisor: RwLock<Option<ActorRef<SupervisorMsg>>>,
     pub jobs: DashMap<JobId, JobSlot>,
     pub factories: DashMap<FactoryId, ActorRef<FactoryMsg>>,
@@ -124,6 +125,15 @@ impl JobFilter {
                 j.spec.title.to_lowercase().contains(&t) || j.spec.key.to_lowercase().contains(&t)
             })
     }
+}
+
+/// Which actor a chaos fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget {
+    Scheduler,
+    Reaper,
+    Job(JobId),
+    Factory(FactoryId),
 }
 
 /// Nodes and shard owners (see [`Coordinator::cluster`]).
@@ -336,6 +346,7 @@ impl Coordinator {
             config,
             clock,
             scheduler: RwLock::new(None),
+            reaper: RwLock::new(None),
             supervisor: RwLock::new(None),
             jobs: DashMap::new(),
             factories: DashMap::new(),
@@ -801,6 +812,42 @@ impl Coordinator {
             )));
         }
         Ok(())
+    }
+
+    /// Chaos testing: makes one actor fail as a panic would, so its supervisor must recover it.
+    /// Admin only (the API checks); every injected fault is logged.
+    pub async fn inject_fault(&self, target: FaultTarget) -> Result<()> {
+        tracing::warn!(?target, "fault injected");
+        let sent = match target {
+            FaultTarget::Scheduler => self
+                .shared
+                .scheduler
+                .read()
+                .expect("scheduler lock poisoned")
+                .as_ref()
+                .map(|s| s.cast(SchedulerMsg::Crash).is_ok()),
+            FaultTarget::Reaper => self
+                .shared
+                .reaper
+                .read()
+                .expect("reaper lock poisoned")
+                .as_ref()
+                .map(|r| r.cast(crate::reaper::ReaperMsg::Crash).is_ok()),
+            FaultTarget::Job(id) => {
+                self.job(id).await?;
+                let (actor, _) = self.shared.job_actor(id).await?;
+                Some(actor.send_message(JobMsg::Crash).is_ok())
+            }
+            FaultTarget::Factory(id) => {
+                self.factory(id).await?;
+                let actor = self.shared.factory_actor(id).await?;
+                Some(actor.cast(FactoryMsg::Crash).is_ok())
+            }
+        };
+        match sent {
+            Some(true) => Ok(()),
+            _ => Err(CoordError::Unavailable("that actor is restarting".into())),
+        }
     }
 
     /// The cluster as the store sees it: nodes (with liveness) and shard owners.

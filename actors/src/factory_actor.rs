@@ -30,6 +30,8 @@ pub(crate) enum FactoryMsg {
     Drain(RpcReplyPort<Result<()>>),
     /// Mark offline if no heartbeat came since `seen`.
     LivenessCheck(u64),
+    /// Fault injection (admin route): fail; the next heartbeat re-activates the factory.
+    Crash,
 }
 
 pub(crate) struct FactoryActor;
@@ -103,6 +105,7 @@ impl Actor for FactoryActor {
                 }
                 let _ = reply.send(outcome);
             }
+            FactoryMsg::Crash => return Err("fault injected: factory actor crash".into()),
             FactoryMsg::LivenessCheck(seen) => {
                 if seen == state.beats {
                     tracing::warn!(factory_id = %state.id, "heartbeats stopped: factory offline");

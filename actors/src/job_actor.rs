@@ -37,6 +37,8 @@ pub(crate) enum JobMsg {
     },
     /// Stop if nothing arrived since `seen` commands.
     IdleCheck(u64),
+    /// Fault injection (admin route): fail; the next command re-activates the job.
+    Crash,
 }
 
 /// Paths a scope warning lists; the count says how many more there were.
@@ -137,6 +139,7 @@ impl Actor for JobActor {
                 let _ = reply.send(outcome);
                 state.after_command(&myself, false);
             }
+            JobMsg::Crash => return Err("fault injected: job actor crash".into()),
             JobMsg::IdleCheck(seen) => {
                 if seen == state.handled && state.queued.load(Ordering::Relaxed) == 0 {
                     myself.stop(Some("idle".into()));

@@ -25,6 +25,8 @@ mod supervisor;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
-pub use coordinator::{ClusterView, Coordinator, JobFilter, LogLine, OperatorAction, Principal};
+pub use coordinator::{
+    ClusterView, Coordinator, FaultTarget, JobFilter, LogLine, OperatorAction, Principal,
+};
 pub use error::{CoordError, Result};
 pub use scheduler::SchedulerSnapshot;

@@ -19,6 +19,8 @@ use crate::effects;
 pub(crate) enum ReaperMsg {
     ReapTick,
     BudgetTick,
+    /// Fault injection (admin route): fail, so the supervisor restarts the reaper.
+    Crash,
 }
 
 pub(crate) struct ReaperActor;
@@ -53,6 +55,7 @@ impl Actor for ReaperActor {
         match msg {
             ReaperMsg::ReapTick => reap(shared).await,
             ReaperMsg::BudgetTick => check_budgets(shared).await,
+            ReaperMsg::Crash => return Err("fault injected: reaper crash".into()),
         }
         Ok(())
     }

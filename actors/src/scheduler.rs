@@ -87,6 +87,8 @@ pub(crate) enum SchedulerMsg {
     /// Another node changed the ready index: re-read its head from the store.
     Refresh,
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
+    /// Fault injection (admin route): fail, so the supervisor restarts the scheduler.
+    Crash,
 }
 
 impl SchedulerMsg {
@@ -243,6 +245,7 @@ impl Actor for SchedulerActor {
                 state.consider_preemption().await;
                 state.serve_waiters(&myself);
             }
+            SchedulerMsg::Crash => return Err("fault injected: scheduler crash".into()),
             SchedulerMsg::Snapshot(reply) => {
                 let _ = reply.send(SchedulerSnapshot {
                     queued: state.index.len(),

@@ -81,6 +81,15 @@ impl Actor for Supervisor {
             state.note_restart();
             state.start_membership(&myself).await?;
         } else if why.starts_with("failed") {
+            // Forget the dead actor so the next command activates a fresh one.
+            state
+                .shared
+                .jobs
+                .retain(|_, slot| slot.actor.get_id() != id);
+            state
+                .shared
+                .factories
+                .retain(|_, actor| actor.get_id() != id);
             // A job or factory actor: virtual, re-activated by its next command.
             tracing::warn!(actor = %id, why, "actor failed; it will be re-activated from the store");
             metrics::counter!("gigafactory_actor_failures_total").increment(1);
@@ -113,6 +122,7 @@ impl SupervisorState {
         let (r, _) =
             Actor::spawn_linked(None, ReaperActor, self.shared.clone(), myself.get_cell()).await?;
         self.reaper = Some(r.get_cell());
+        *self.shared.reaper.write().expect("reaper lock poisoned") = Some(r);
         Ok(())
     }
 

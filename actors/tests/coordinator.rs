@@ -120,3 +120,78 @@ async fn a_restarted_node_rebuilds_its_queue_from_the_store() {
     assert_eq!(coord.scheduler_snapshot().await.unwrap().queued, 5);
     coord.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_actors_are_recovered_from_the_store() {
+    use gigafactory_actors::FaultTarget;
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path()).await;
+    let enroll = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let req = EnrollRequest {
+        name: "f".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        capabilities: vec![],
+        engine_classes: vec![],
+        slots: 1,
+        cost_per_hour_usd: 0.0,
+    };
+    let f = coord.enroll(&enroll, req).await.unwrap();
+    let (job, _) = coord.submit(spec("j", 50), vec![], "test").await.unwrap();
+    coord.inject_fault(FaultTarget::Scheduler).await.unwrap();
+    coord.inject_fault(FaultTarget::Reaper).await.unwrap();
+    // The restarted scheduler rebuilt its queue from the store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(s) = coord.scheduler_snapshot().await
+            && s.queued == 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scheduler never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
+    assert_eq!(claimed[0].job_id, job.id);
+    coord.inject_fault(FaultTarget::Job(job.id)).await.unwrap();
+    coord
+        .inject_fault(FaultTarget::Factory(f.factory_id))
+        .await
+        .unwrap();
+    // The next commands re-activate fresh job and factory actors.
+    let mut answer = None;
+    for _ in 0..50 {
+        let cmd = Command::Complete {
+            factory: f.factory_id,
+            epoch: 1,
+        };
+        match coord
+            .factory_write(job.id, cmd, "done".into(), vec![])
+            .await
+        {
+            Ok(a) => {
+                answer = Some(a);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    assert_eq!(answer.expect("the job actor came back").state, "succeeded");
+    let mut beat = false;
+    for _ in 0..50 {
+        let hb = gigafactory_core::wire::HeartbeatRequest {
+            slots_busy: 0,
+            running: vec![],
+        };
+        if coord.heartbeat(f.factory_id, hb).await.is_ok() {
+            beat = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(beat, "the factory actor came back");
+    coord.stop();
+}

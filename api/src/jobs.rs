@@ -422,6 +422,48 @@ pub(crate) async fn cluster(
     Ok(Json(s.coord.cluster().await?))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FaultRequest {
+    /// `scheduler`, `reaper`, `job` or `factory`.
+    target: String,
+    /// The job or factory id, for those targets.
+    id: Option<String>,
+}
+
+/// Chaos testing: an admin makes one actor fail; its supervisor must recover it.
+pub(crate) async fn inject_fault(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<FaultRequest>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let id = || {
+        req.id.clone().ok_or_else(|| {
+            ApiError::Coord(CoordError::Invalid(format!(
+                "target {} needs an id",
+                req.target
+            )))
+        })
+    };
+    let target = match req.target.as_str() {
+        "scheduler" => gigafactory_actors::FaultTarget::Scheduler,
+        "reaper" => gigafactory_actors::FaultTarget::Reaper,
+        "job" => gigafactory_actors::FaultTarget::Job(parse_job_id(&id()?)?),
+        "factory" => gigafactory_actors::FaultTarget::Factory(gigafactory_core::job::FactoryId(
+            uuid::Uuid::parse_str(&id()?)
+                .map_err(|_| ApiError::Malformed("not a factory id".into()))?,
+        )),
+        other => {
+            return Err(ApiError::Coord(CoordError::Invalid(format!(
+                "unknown fault target {other:?}: use scheduler, reaper, job or factory"
+            ))));
+        }
+    };
+    s.coord.inject_fault(target).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match s.coord.ready().await {
         Ok(()) => (

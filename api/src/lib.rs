@@ -50,6 +50,7 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/metrics", get(jobs::metrics))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/cluster", get(jobs::cluster))
+        .route("/v1/admin/faults", post(jobs::inject_fault))
         .route("/v1/factories/enroll", post(factories::enroll))
         .route("/v1/factories", get(factories::list))
         .route("/v1/factories/{id}", get(factories::show))
