@@ -32,6 +32,8 @@ use crate::supervisor::{Supervisor, SupervisorMsg};
 
 /// Rows a filtered job listing examines per page before it returns what it found.
 const LIST_SCAN_MAX_ROWS: usize = 10_000;
+/// Claim latencies kept for the control plane's percentiles.
+const CLAIM_LATENCIES_KEPT: usize = 1024;
 /// Changed paths one report may list (the agent caps its list at the same number).
 const CHANGED_PATHS_MAX: usize = 10_000;
 
@@ -69,6 +71,13 @@ pub(crate) struct Shared {
     pub started_at: u64,
     /// Shards this node holds, and until when its leases on them run.
     pub shards: RwLock<(std::collections::BTreeSet<u32>, u64)>,
+    pub fleet: crate::fleet::FleetHub,
+    /// Jobs this node saw finish, and claims it answered, since it started.
+    pub finished_total: std::sync::atomic::AtomicU64,
+    pub claims_total: std::sync::atomic::AtomicU64,
+    /// Latencies (µs) of the latest placements, from the scheduler choosing a job to the lease
+    /// being committed (long-poll waiting excluded), for the control plane.
+    claim_latencies_us: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
 
 /// An operator's (or the scheduler's) action on a job.
@@ -127,6 +136,27 @@ impl JobFilter {
     }
 }
 
+/// The overview's figures (see [`Coordinator::stats`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    pub now: u64,
+    pub factories_online: usize,
+    pub factories_draining: usize,
+    pub factories_offline: usize,
+    pub factories_revoked: usize,
+    pub slots: u32,
+    pub slots_busy: u32,
+    pub queued: usize,
+    pub queued_by_product: std::collections::BTreeMap<String, usize>,
+    pub queued_by_capability: std::collections::BTreeMap<String, usize>,
+    pub running: usize,
+    /// Counters since this node started: a client derives rates from two readings.
+    pub finished_total: u64,
+    pub claims_total: u64,
+    pub claim_latency_p50_ms: Option<f64>,
+    pub claim_latency_p99_ms: Option<f64>,
+}
+
 /// Which actor a chaos fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultTarget {
@@ -167,6 +197,23 @@ impl Shared {
         }
         let (owned, until) = &*self.shards.read().expect("shards lock poisoned");
         self.now() < *until && owned.contains(&gigafactory_core::cluster::shard_of(job.0))
+    }
+
+    /// Records how long one placement took to commit.
+    pub fn record_claim_latency(&self, elapsed: Duration) {
+        let mut l = self
+            .claim_latencies_us
+            .lock()
+            .expect("latency lock poisoned");
+        if l.len() == CLAIM_LATENCIES_KEPT {
+            l.pop_front();
+        }
+        l.push_back(elapsed.as_micros() as u64);
+    }
+
+    /// Announces a committed transition on the fleet stream.
+    pub fn publish_event(&self, job: &Job, kind: &str, actor: &str) {
+        self.fleet.publish(job, kind, actor, self.now());
     }
 
     pub fn tell_scheduler(&self, msg: SchedulerMsg) {
@@ -356,6 +403,10 @@ impl Coordinator {
             node_id: Uuid::now_v7(),
             started_at,
             shards: RwLock::new((Default::default(), 0)),
+            fleet: crate::fleet::FleetHub::new(),
+            finished_total: Default::default(),
+            claims_total: Default::default(),
+            claim_latencies_us: Default::default(),
         });
         let (sup, _) = Actor::spawn(None, Supervisor, shared.clone())
             .await
@@ -655,6 +706,11 @@ impl Coordinator {
         };
         metrics::histogram!("gigafactory_claim_latency_seconds")
             .record(started.elapsed().as_secs_f64());
+        if let Ok(jobs) = &out {
+            self.shared
+                .claims_total
+                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        }
         out
     }
 
@@ -746,6 +802,9 @@ impl Coordinator {
             Ok::<_, CoordError>(repo::submit(tx, &job, actor).await?)
         })?;
         let stored = self.job(id).await?;
+        if created {
+            self.shared.publish_event(&stored, "submitted", actor);
+        }
         if created && let Some(entry) = ReadyEntry::of(&stored) {
             self.shared.tell_scheduler(SchedulerMsg::JobReady(entry));
         }
@@ -793,6 +852,7 @@ impl Coordinator {
         for (_, id, created) in &made {
             if *created {
                 let job = self.job(*id).await?;
+                self.shared.publish_event(&job, "submitted", actor);
                 if let Some(entry) = ReadyEntry::of(&job) {
                     self.shared.tell_scheduler(SchedulerMsg::JobReady(entry));
                 }
@@ -812,6 +872,58 @@ impl Coordinator {
             )));
         }
         Ok(())
+    }
+
+    /// What the control plane's overview shows.
+    pub async fn stats(&self) -> Result<Stats> {
+        let factories = self.factories().await?;
+        let count = |s: FactoryStatus| factories.iter().filter(|f| f.status == s).count();
+        let scheduler = self.scheduler_snapshot().await?;
+        let mut lat: Vec<u64> = self
+            .shared
+            .claim_latencies_us
+            .lock()
+            .expect("latency lock poisoned")
+            .iter()
+            .copied()
+            .collect();
+        lat.sort_unstable();
+        let pct = |q: f64| {
+            lat.get(((lat.len().saturating_sub(1)) as f64 * q).round() as usize)
+                .map(|us| *us as f64 / 1000.0)
+        };
+        let live: Vec<&Factory> = factories
+            .iter()
+            .filter(|f| matches!(f.status, FactoryStatus::Online | FactoryStatus::Draining))
+            .collect();
+        Ok(Stats {
+            now: self.now(),
+            factories_online: count(FactoryStatus::Online),
+            factories_draining: count(FactoryStatus::Draining),
+            factories_offline: count(FactoryStatus::Offline),
+            factories_revoked: count(FactoryStatus::Revoked),
+            slots: live.iter().map(|f| f.slots).sum(),
+            slots_busy: live.iter().map(|f| f.slots_busy).sum(),
+            queued: scheduler.queued,
+            queued_by_product: scheduler.queued_by_product,
+            queued_by_capability: scheduler.queued_by_capability,
+            running: scheduler.running,
+            finished_total: self.shared.finished_total.load(Ordering::Relaxed),
+            claims_total: self.shared.claims_total.load(Ordering::Relaxed),
+            claim_latency_p50_ms: pct(0.5),
+            claim_latency_p99_ms: pct(0.99),
+        })
+    }
+
+    /// The fleet stream: kept events after `after`, and live ones.
+    pub fn follow_fleet(
+        &self,
+        after: Option<u64>,
+    ) -> (
+        Vec<crate::fleet::FleetEvent>,
+        tokio::sync::broadcast::Receiver<crate::fleet::FleetEvent>,
+    ) {
+        self.shared.fleet.subscribe(after)
     }
 
     /// Chaos testing: makes one actor fail as a panic would, so its supervisor must recover it.

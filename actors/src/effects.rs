@@ -55,6 +55,9 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, job: &Job, effects: Vec<Effec
                     .await;
             }
             Effect::Finished => {
+                shared
+                    .finished_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 metrics::counter!("gigafactory_jobs_finished_total", "state" => job.state.name())
                     .increment(1);
                 if job.state.is_success() {

@@ -209,6 +209,10 @@ impl JobActorState {
         match outcome {
             Outcome::Applied(job, effects) => {
                 tracing::debug!(job_id = %job.id, epoch = job.epoch, state = job.state.name(), command = cmd.name(), "job command applied");
+                // Renewals say nothing new; the timeline leaves them out too.
+                if !matches!(cmd, Command::Renew { .. }) {
+                    self.shared.publish_event(&job, cmd.name(), actor);
+                }
                 effects::dispatch(&self.shared, &job, effects).await;
                 Ok(job)
             }

@@ -17,6 +17,7 @@ mod coordinator;
 mod effects;
 mod error;
 mod factory_actor;
+mod fleet;
 mod job_actor;
 mod membership;
 mod reaper;
@@ -26,7 +27,8 @@ mod supervisor;
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
 pub use coordinator::{
-    ClusterView, Coordinator, FaultTarget, JobFilter, LogLine, OperatorAction, Principal,
+    ClusterView, Coordinator, FaultTarget, JobFilter, LogLine, OperatorAction, Principal, Stats,
 };
 pub use error::{CoordError, Result};
+pub use fleet::{FLEET_BUFFER_EVENTS, FleetEvent};
 pub use scheduler::SchedulerSnapshot;

@@ -91,6 +91,7 @@ async fn reap(shared: &Arc<Shared>) {
         match outcome {
             Ok((job, effects)) => {
                 tracing::info!(job_id = %id, epoch = job.epoch, expired_at, state = job.state.name(), "lease expired");
+                shared.publish_event(&job, "expire", "reaper");
                 metrics::counter!("gigafactory_leases_expired_total").increment(1);
                 effects::dispatch(shared, &job, effects).await;
             }
@@ -133,6 +134,7 @@ async fn check_budgets(shared: &Arc<Shared>) {
         match outcome {
             Ok(Some((job, effects))) => {
                 tracing::warn!(job_id = %id, epoch = job.epoch, "wall-clock budget exhausted");
+                shared.publish_event(&job, "budget_exhausted", "reaper");
                 effects::dispatch(shared, &job, effects).await;
             }
             Ok(None) | Err(RepoError::Job(_) | RepoError::NotFound(_)) => {}

@@ -111,6 +111,9 @@ impl SchedulerMsg {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerSnapshot {
     pub queued: usize,
+    /// Queued jobs per product and per required capability, for the control plane.
+    pub queued_by_product: std::collections::BTreeMap<String, usize>,
+    pub queued_by_capability: std::collections::BTreeMap<String, usize>,
     pub waiting_claims: usize,
     pub running: usize,
     pub preemptions_pending: usize,
@@ -129,6 +132,8 @@ pub(crate) struct SchedulerState {
     reserved: HashMap<FactoryId, JobId>,
     /// Resolved weights of products that override the defaults.
     weights: HashMap<String, Weights>,
+    by_product: HashMap<String, usize>,
+    by_capability: HashMap<String, usize>,
 }
 
 impl Actor for SchedulerActor {
@@ -152,6 +157,8 @@ impl Actor for SchedulerActor {
             factories: HashMap::new(),
             reserved: HashMap::new(),
             weights: HashMap::new(),
+            by_product: HashMap::new(),
+            by_capability: HashMap::new(),
         };
         for (product, o) in transact!(shared.store, |tx| repo::all_weights(tx).await)? {
             match scoring::resolve_weights(&Weights::default(), Some(&o), None) {
@@ -249,6 +256,16 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Snapshot(reply) => {
                 let _ = reply.send(SchedulerSnapshot {
                     queued: state.index.len(),
+                    queued_by_product: state
+                        .by_product
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
+                    queued_by_capability: state
+                        .by_capability
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
                     waiting_claims: state.waiters.len(),
                     running: state.running.len(),
                     preemptions_pending: state.reserved.len(),
@@ -329,16 +346,39 @@ impl SchedulerState {
     }
 
     fn insert(&mut self, entry: ReadyEntry) {
+        self.remove(entry.id);
         let key = index_key(&entry);
-        if let Some(old) = self.keys.insert(entry.id, key) {
-            self.index.remove(&old);
-        }
+        self.count(&entry, 1);
+        self.keys.insert(entry.id, key);
         self.index.insert(key, entry);
     }
 
     fn remove(&mut self, id: JobId) {
-        if let Some(key) = self.keys.remove(&id) {
-            self.index.remove(&key);
+        if let Some(key) = self.keys.get(&id).copied() {
+            self.take(key);
+        }
+    }
+
+    /// Removes the entry at `key` (which must be indexed).
+    fn take(&mut self, key: IndexKey) -> ReadyEntry {
+        let entry = self.index.remove(&key).expect("the key is indexed");
+        self.keys.remove(&entry.id);
+        self.count(&entry, -1);
+        entry
+    }
+
+    /// Keeps the per-product and per-capability queue counts in step with the index.
+    fn count(&mut self, entry: &ReadyEntry, delta: isize) {
+        let bump = |m: &mut HashMap<String, usize>, k: &str| {
+            let n = m.entry(k.to_string()).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                m.remove(k);
+            }
+        };
+        bump(&mut self.by_product, &entry.product);
+        for c in &entry.capabilities {
+            bump(&mut self.by_capability, c);
         }
     }
 
@@ -354,8 +394,7 @@ impl SchedulerState {
             if scoring::eligible(&view, &factory) {
                 let breakdown =
                     scoring::score_candidate(&view, &factory, self.weights_of(&view.product), now);
-                let entry = self.index.remove(&key).expect("indexed");
-                self.keys.remove(&job);
+                let entry = self.take(key);
                 factory.slots_busy += 1;
                 picked.push((entry, breakdown));
             }
@@ -407,8 +446,7 @@ impl SchedulerState {
             }
             let Some((i, breakdown)) = best else { break };
             let key = candidates[i].0;
-            let entry = self.index.remove(&key).expect("candidate is indexed");
-            self.keys.remove(&entry.id);
+            let entry = self.take(key);
             factory.slots_busy += 1;
             picked.push((entry, breakdown));
         }
@@ -513,6 +551,7 @@ impl SchedulerState {
                     metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
                     metrics::histogram!("gigafactory_claim_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
+                    shared.record_claim_latency(started.elapsed());
                     let running = picked
                         .iter()
                         .filter(|(e, _)| jobs.iter().any(|j| j.id == e.id))
@@ -524,6 +563,7 @@ impl SchedulerState {
                     });
                     for job in &jobs {
                         tracing::info!(job_id = %job.id, factory_id = %factory, epoch = job.epoch, "job claimed");
+                        shared.publish_event(job, "claim", &format!("factory:{factory}"));
                     }
                     let answer = jobs.iter().map(|j| claimed_job(j, ttl_ms)).collect();
                     if ask.reply.send(answer).is_err() {

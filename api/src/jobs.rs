@@ -464,6 +464,65 @@ pub(crate) async fn inject_fault(
     Ok(StatusCode::ACCEPTED)
 }
 
+#[derive(Serialize)]
+pub(crate) struct WhoAmI {
+    role: &'static str,
+    name: String,
+}
+
+/// The caller's role, so the control plane shows only what it may do.
+pub(crate) async fn whoami(caller: Caller) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        role: caller.role.name(),
+        name: caller.name,
+    })
+}
+
+pub(crate) async fn stats(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<gigafactory_actors::Stats>> {
+    caller.require_view()?;
+    Ok(Json(s.coord.stats().await?))
+}
+
+/// The fleet stream (SSE): this node's job transitions, each with id `seq`; `Last-Event-ID`
+/// resumes from the node's kept events. A client that falls behind is dropped; it reconnects.
+pub(crate) async fn fleet_events(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    caller.require_view()?;
+    let after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::Malformed(format!("{v:?} is not an event id")))?,
+        ),
+        None => None,
+    };
+    let (backlog, rx) = s.coord.follow_fleet(after);
+    let event = |e: &gigafactory_actors::FleetEvent| {
+        SseEvent::default()
+            .id(e.seq.to_string())
+            .event("job")
+            .data(serde_json::to_string(e).unwrap_or_default())
+    };
+    let first: Vec<Result<SseEvent, Infallible>> = backlog.iter().map(|e| Ok(event(e))).collect();
+    let live = stream::unfold(rx, move |mut rx| async move {
+        match rx.recv().await {
+            Ok(e) => Some((Ok(event(&e)), rx)),
+            // Lagged: this client is too slow; end its stream so it reconnects and resumes.
+            Err(_) => None,
+        }
+    });
+    use futures_util::StreamExt as _;
+    let all = stream::iter(first).chain(live);
+    Ok(Sse::new(all)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_SECS)))
+        .into_response())
+}
+
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match s.coord.ready().await {
         Ok(()) => (

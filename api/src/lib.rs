@@ -9,6 +9,7 @@ mod error;
 mod factories;
 mod jobs;
 mod openapi;
+mod ui;
 
 use std::sync::Arc;
 
@@ -50,6 +51,11 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/metrics", get(jobs::metrics))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/cluster", get(jobs::cluster))
+        .route("/v1/stats", get(jobs::stats))
+        .route("/v1/whoami", get(jobs::whoami))
+        .route("/v1/events", get(jobs::fleet_events))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .route("/v1/admin/faults", post(jobs::inject_fault))
         .route("/v1/factories/enroll", post(factories::enroll))
         .route("/v1/factories", get(factories::list))
