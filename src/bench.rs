@@ -17,6 +17,13 @@
 //! With `--queued-base Q`, Q jobs that no factory can take (they require capability `never`) are
 //! loaded first through manifests, so claim latency with a deep queue can be compared with a
 //! shallow one.
+//!
+//! Reading the figures: claim latency runs from sending a claim to an answer that carries a
+//! job, so while the claim loops outpace the submitters it includes waiting for work; raise
+//! `--submitters` to keep the queue from running dry and see the claim's own cost. The child
+//! logs to `coordinator.log` in the scratch directory at the level `GIGAFACTORY_LOG` gives it
+//! (default `info`, as for `serve`); the CPU line says how much other processes took, since a
+//! run that shared the machine is not a measurement of the coordinator.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -60,6 +67,13 @@ const RETRY_PAUSE_MS: u64 = 20;
 const READY_DEADLINE_SECS: u64 = 60;
 /// Pause between two start-up and index probes.
 const PROBE_PAUSE_MS: u64 = 50;
+/// After a pre-load, the coordinator counts as idle once it uses less than this much CPU over
+/// one `SETTLE_WINDOW_MS` window: its store may still be flushing the pre-load, which would
+/// otherwise be charged to the measurement.
+const SETTLE_CPU_SHARE_MAX: f64 = 0.20;
+const SETTLE_WINDOW_MS: u64 = 500;
+/// Longest wait for the coordinator to become idle after a pre-load.
+const SETTLE_MAX_SECS: u64 = 120;
 /// Jobs per page of the final verification (the API's maximum).
 const VERIFY_PAGE_JOBS: usize = 500;
 /// Bounds on the flags, so a typo cannot ask for a billion connections.
@@ -449,6 +463,104 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "n/a".into())
 }
 
+/// Busy and total CPU seconds of the whole machine, summed over its cores, from `/proc/stat`.
+/// Busy minus what the coordinator and the client used is what other processes took: a run
+/// that shared the machine says so instead of passing for the coordinator's own figure.
+fn machine_cpu_secs() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let idle = field(3) + field(4);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+    Some((
+        busy as f64 / PROC_TICKS_PER_SEC,
+        (busy + idle) as f64 / PROC_TICKS_PER_SEC,
+    ))
+}
+
+/// CPU counters at one moment: the coordinator's, the client's and the machine's.
+#[derive(Clone, Copy)]
+struct CpuSample {
+    at: Instant,
+    coordinator_secs: Option<f64>,
+    client_secs: Option<f64>,
+    /// Busy and total seconds, all cores.
+    machine_secs: Option<(f64, f64)>,
+}
+
+impl CpuSample {
+    fn take(coordinator_pid: Option<u32>) -> CpuSample {
+        CpuSample {
+            at: Instant::now(),
+            coordinator_secs: coordinator_pid
+                .and_then(|pid| cpu_secs(&format!("/proc/{pid}/stat"))),
+            client_secs: cpu_secs("/proc/self/stat"),
+            machine_secs: machine_cpu_secs(),
+        }
+    }
+}
+
+/// CPU use between two samples, in percent of one core.
+struct CpuUse {
+    coordinator: Option<f64>,
+    client: Option<f64>,
+    /// What other processes took: the machine's busy time minus the two above.
+    others: Option<f64>,
+    machine: Option<f64>,
+    cores: usize,
+}
+
+impl CpuUse {
+    fn between(a: &CpuSample, b: &CpuSample) -> CpuUse {
+        let wall = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+        let pct = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| 100.0 * (y - x) / wall);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let machine = a
+            .machine_secs
+            .zip(b.machine_secs)
+            .map(|((b0, t0), (b1, t1))| 100.0 * cores as f64 * (b1 - b0) / (t1 - t0).max(1e-9));
+        let coordinator = pct(a.coordinator_secs, b.coordinator_secs);
+        let client = pct(a.client_secs, b.client_secs);
+        let others =
+            machine.map(|m| (m - coordinator.unwrap_or(0.0) - client.unwrap_or(0.0)).max(0.0));
+        CpuUse {
+            coordinator,
+            client,
+            others,
+            machine,
+            cores,
+        }
+    }
+}
+
+/// Waits, until `deadline` and at most `SETTLE_MAX_SECS`, for the coordinator to go idle.
+/// True if it did; also true when there is no child to watch.
+async fn wait_idle(target: &Target, deadline: Instant) -> bool {
+    let deadline = deadline.min(Instant::now() + Duration::from_secs(SETTLE_MAX_SECS));
+    let window = Duration::from_millis(SETTLE_WINDOW_MS);
+    let Some(mut before) = target.cpu_secs() else {
+        return true;
+    };
+    while Instant::now() < deadline {
+        tokio::time::sleep(window).await;
+        let Some(now) = target.cpu_secs() else {
+            return true;
+        };
+        if now - before < SETTLE_CPU_SHARE_MAX * window.as_secs_f64() {
+            return true;
+        }
+        before = now;
+    }
+    false
+}
+
 /// The nearest-rank percentile of sorted values.
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     debug_assert!(sorted.is_sorted());
@@ -534,6 +646,11 @@ struct Shared {
     stop: AtomicBool,
     /// The first error that stopped the run.
     fatal: Mutex<Option<String>>,
+    /// The coordinator process, when the bench started it.
+    coordinator_pid: Option<u32>,
+    /// CPU counters taken by the task that completed the last job, so the CPU figures cover
+    /// the same window as the throughput, not the claim long-polls that end the run.
+    end_sample: Mutex<Option<CpuSample>>,
 }
 
 impl Shared {
@@ -739,7 +856,9 @@ async fn run_job(sh: &Shared, token: &str, lease: &ClaimedLease, st: &mut SlotSt
         answer.state
     );
     st.last_complete = Some(Instant::now());
-    if sh.completed.fetch_add(1, Ordering::AcqRel) + 1 >= sh.jobs {
+    if sh.completed.fetch_add(1, Ordering::AcqRel) + 1 == sh.jobs {
+        let sample = CpuSample::take(sh.coordinator_pid);
+        *sh.end_sample.lock().expect("sample lock poisoned") = Some(sample);
         sh.stop.store(true, Ordering::Release);
     }
     Ok(())
@@ -826,6 +945,8 @@ struct Preload {
     secs: f64,
     /// Whether the coordinator's scheduler had indexed every loaded job before measuring.
     indexed: bool,
+    /// Whether the coordinator went idle (its store done with the pre-load) before measuring.
+    idle: bool,
     memory: Option<Memory>,
 }
 
@@ -994,6 +1115,8 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
         retries: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         fatal: Mutex::new(None),
+        coordinator_pid: target.child.as_ref().map(|c| c.pid),
+        end_sample: Mutex::new(None),
     };
 
     let mut pre = None;
@@ -1002,10 +1125,12 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
         let sh = Arc::new(shared(deadline));
         let (loaded, secs) = preload(&sh, args.queued_base, args.queued_priority).await?;
         let indexed = wait_indexed(&sh, loaded, deadline).await;
+        let settle_started = Instant::now();
+        let idle = wait_idle(target, deadline).await;
+        let settle_secs = settle_started.elapsed().as_secs_f64();
         let memory = target.memory();
         println!(
-            "pre-load: {loaded} of {} queued jobs in {secs:.1} s ({:.0} jobs/s){}; \
-             coordinator {}",
+            "pre-load: {loaded} of {} queued jobs in {secs:.1} s ({:.0} jobs/s){}",
             args.queued_base,
             loaded as f64 / secs.max(1e-9),
             if indexed {
@@ -1013,20 +1138,29 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
             } else {
                 " — NOT all indexed by the scheduler in time"
             },
+        );
+        println!(
+            "          coordinator {} {settle_secs:.1} s later; {}",
+            if idle {
+                "idle"
+            } else {
+                "STILL BUSY (it shares the machine with the measurement)"
+            },
             Memory::show(memory)
         );
         pre = Some(Preload {
             loaded,
             secs,
             indexed,
+            idle,
             memory,
         });
     }
 
     let sh = Arc::new(shared(Instant::now() + phase));
     let tokens = enroll(&sh, args.factories, args.slots).await?;
-    let cpu_before = (target.cpu_secs(), cpu_secs("/proc/self/stat"));
-    let started = Instant::now();
+    let cpu_before = CpuSample::take(sh.coordinator_pid);
+    let started = cpu_before.at;
     // Claim loops first, so they wait on long-polls and the first job is taken at once.
     let mut slots = Vec::new();
     for token in &tokens {
@@ -1060,7 +1194,13 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
     }
     let ended = last_complete.unwrap_or_else(Instant::now);
     let elapsed = ended.duration_since(started).as_secs_f64();
-    let cpu_after = (target.cpu_secs(), cpu_secs("/proc/self/stat"));
+    // Without a last job (timeout, error), the window runs to the end of the loops.
+    let cpu_after = sh
+        .end_sample
+        .lock()
+        .expect("sample lock poisoned")
+        .unwrap_or_else(|| CpuSample::take(sh.coordinator_pid));
+    let cpu = CpuUse::between(&cpu_before, &cpu_after);
     let memory = target.memory();
     let store_bytes = target.store_bytes();
     let load_after = loadavg();
@@ -1077,13 +1217,6 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
 
     let verify_deadline = Instant::now() + phase;
     let stored = count_succeeded(&sh, &ids, verify_deadline).await;
-    let cpu_pct = |before: Option<f64>, after: Option<f64>| {
-        before
-            .zip(after)
-            .map(|(b, a)| 100.0 * (a - b) / elapsed.max(1e-9))
-    };
-    let coordinator_cpu = cpu_pct(cpu_before.0, cpu_after.0);
-    let client_cpu = cpu_pct(cpu_before.1, cpu_after.1);
     let jobs_per_sec = completed as f64 / elapsed.max(1e-9);
 
     println!();
@@ -1114,9 +1247,13 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
     }
     let show_pct = |p: Option<f64>| p.map_or_else(|| "n/a".into(), |p| format!("{p:.0} %"));
     println!(
-        "  CPU (of one core)   coordinator {}, bench client {}",
-        show_pct(coordinator_cpu),
-        show_pct(client_cpu)
+        "  CPU (of one core)   coordinator {}, bench client {}, other processes {} \
+         (machine: {cores} cores, {} busy)",
+        show_pct(cpu.coordinator),
+        show_pct(cpu.client),
+        show_pct(cpu.others),
+        show_pct(cpu.machine),
+        cores = cpu.cores,
     );
     println!("  load average        before {load_before}, after {load_after}");
     let check = match &stored {
@@ -1145,6 +1282,7 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
                 "secs": p.secs,
                 "jobs_per_s": p.loaded as f64 / p.secs.max(1e-9),
                 "indexed": p.indexed,
+                "went_idle": p.idle,
                 "vm_rss_kib": p.memory.map(|m| m.rss_kib),
             })),
             "submitted": submitted,
@@ -1161,8 +1299,11 @@ async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Res
             "coordinator_vm_rss_kib": memory.map(|m| m.rss_kib),
             "coordinator_vm_hwm_kib": memory.map(|m| m.hwm_kib),
             "store_bytes": store_bytes,
-            "coordinator_cpu_pct": coordinator_cpu,
-            "client_cpu_pct": client_cpu,
+            "coordinator_cpu_pct": cpu.coordinator,
+            "client_cpu_pct": cpu.client,
+            "others_cpu_pct": cpu.others,
+            "machine_busy_pct": cpu.machine,
+            "cores": cpu.cores,
             "loadavg_before": load_before,
             "loadavg_after": load_after,
             "timed_out": timed_out,

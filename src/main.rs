@@ -3,6 +3,8 @@
 //! the REST API.
 
 mod bench;
+#[cfg(feature = "etcd")]
+mod chaos;
 mod client;
 mod demo;
 mod serve;
@@ -82,6 +84,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Load-test a coordinator over loopback with simulated factories: jobs/s, latencies, RSS.
     Bench(bench::BenchArgs),
+    /// Chaos suite: real etcd, nodes and factories under seeded faults; checks the invariants.
+    #[cfg(feature = "etcd")]
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(clap::Args)]
@@ -191,5 +196,8 @@ fn main() -> Result<()> {
             rt.block_on(demo::run(args))
         }
         Cmd::Bench(args) => rt.block_on(bench::run(args)),
+        // Blocking (its HTTP client runs its own runtime), so outside `rt`.
+        #[cfg(feature = "etcd")]
+        Cmd::Chaos(args) => chaos::run(args),
     }
 }

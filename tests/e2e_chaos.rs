@@ -1,0 +1,59 @@
+//! A short fixed-seed chaos run through the built binary: a three-member etcd cluster, three
+//! coordinator nodes and three factories as real processes, about ten faults of several kinds
+//! in a minute, and the checker's verdict (issue 4). The run bounds itself (workload, then at
+//! most a minute of settling), so this test needs no deadline of its own.
+
+#![cfg(feature = "etcd")]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gigafactory");
+/// Fixed so CI runs the same schedule every time; it mixes node, factory, etcd and actor faults.
+const SEED: &str = "38";
+
+#[test]
+fn a_short_chaos_run_injects_faults_of_several_kinds_and_breaks_no_invariant() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let status = Command::new(BIN)
+        .args([
+            "chaos",
+            "--seed",
+            SEED,
+            "--duration-secs",
+            "60",
+            "--faults",
+            "10",
+        ])
+        .args(["--nodes", "3", "--factories", "3", "--jobs-per-sec", "2"])
+        .arg("--out")
+        .arg(&out)
+        .env("GIGAFACTORY_LOG", "warn")
+        .status()
+        .expect("run gigafactory chaos");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report.json written"),
+    )
+    .unwrap();
+    assert!(status.success(), "chaos run failed: {report:#}");
+    assert_eq!(report["violation_count"], 0, "{report:#}");
+    let kinds = report["faults_by_kind"].as_object().unwrap();
+    assert!(kinds.len() >= 5, "too few kinds of fault: {kinds:?}");
+    assert!(report["faults_total"].as_u64().unwrap() >= 8, "{report:#}");
+    let jobs = &report["jobs"];
+    assert!(jobs["acknowledged"].as_u64().unwrap() >= 80, "{jobs}");
+    assert!(jobs["succeeded"].as_u64().unwrap() >= 80, "{jobs}");
+    // The history replays through the checker alone, with the same verdict.
+    let recheck = Command::new(BIN)
+        .args(["chaos", "--check"])
+        .arg(out.join("history.json"))
+        .output()
+        .unwrap();
+    assert!(
+        recheck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recheck.stdout)
+    );
+}
