@@ -621,12 +621,16 @@ impl Latencies {
 /// How a request may be sent again.
 #[derive(Clone, Copy, PartialEq)]
 enum Retry {
-    /// Only when refused for load (429), which certainly changed nothing. For submits (no
-    /// idempotency key, so a repeat could make a second job) and claims (a lost answer could
-    /// hold a lease nobody runs).
+    /// Only when refused for load (429), which certainly changed nothing: submits, which carry
+    /// no idempotency key, so a repeat after a 503 (the store's outcome may be unknown) or a
+    /// lost answer could make a second job.
     Refused,
-    /// Also when the answer was lost or the store's outcome was unknown (503): fenced writes,
-    /// whose request id makes a repeat get the first answer.
+    /// Also on a 503: claims. A claim that leases jobs always answers with them (a failed
+    /// lease commit answers empty), so a 503 granted nothing. Not after a lost answer, which
+    /// could hold a lease nobody runs.
+    Unanswered,
+    /// Also when the answer was lost: fenced writes, whose request id makes a repeat get the
+    /// first answer.
     Idempotent,
 }
 
@@ -692,7 +696,7 @@ impl Shared {
                         Ok(body)
                             if status == StatusCode::TOO_MANY_REQUESTS
                                 || (status == StatusCode::SERVICE_UNAVAILABLE
-                                    && retry == Retry::Idempotent) =>
+                                    && retry != Retry::Refused) =>
                         {
                             format!("{status}: {}", String::from_utf8_lossy(&body))
                         }
@@ -793,7 +797,7 @@ async fn claim_loop(sh: Arc<Shared>, token: Arc<str>) -> SlotStats {
     while !sh.stopping() {
         let sent = Instant::now();
         let answer = sh
-            .send("claim", Retry::Refused, || {
+            .send("claim", Retry::Unanswered, || {
                 sh.post("/v1/claims", &token).json(&claim)
             })
             .await;

@@ -79,8 +79,8 @@ impl Actor for FactoryActor {
         msg: FactoryMsg,
         state: &mut FactoryActorState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::info_span!("factory_actor", factory_id = %state.id);
-        let _enter = span.enter();
+        // No span is entered across the awaits below (it would leak into other tasks);
+        // events carry factory_id.
         match msg {
             FactoryMsg::Heartbeat(req, reply) => {
                 let outcome = state.heartbeat(req).await;

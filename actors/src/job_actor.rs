@@ -112,8 +112,8 @@ impl Actor for JobActor {
         msg: JobMsg,
         state: &mut JobActorState,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::info_span!("job_actor", job_id = %state.id);
-        let _enter = span.enter();
+        // No span is entered here: a guard held across the awaits below would leak into other
+        // tasks (tracing's `Entered` is not for async code). Events carry job_id and epoch.
         match msg {
             JobMsg::Apply {
                 cmd,

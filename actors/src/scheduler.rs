@@ -562,7 +562,7 @@ impl SchedulerState {
                         jobs: running,
                     });
                     for job in &jobs {
-                        tracing::info!(job_id = %job.id, factory_id = %factory, epoch = job.epoch, "job claimed");
+                        tracing::debug!(job_id = %job.id, factory_id = %factory, epoch = job.epoch, "job claimed");
                         shared.publish_event(job, "claim", &format!("factory:{factory}"));
                     }
                     let answer = jobs.iter().map(|j| claimed_job(j, ttl_ms)).collect();
