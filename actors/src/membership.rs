@@ -82,27 +82,22 @@ async fn renew(shared: &Arc<Shared>) {
             .collect();
         let leases = repo::shard_leases(tx).await?;
         let plan = plan_shards(me, &live, &leases, now);
-        for s in &plan.take {
-            let epoch = leases[*s as usize].1.map_or(1, |l| l.epoch + 1);
-            tx.set(
-                &keys::shard(*s),
-                &codec::encode(&ShardLease {
-                    owner: me,
-                    epoch,
-                    expires_at: now + ttl,
-                })?,
-            )?;
-        }
-        for s in &plan.renew {
-            let epoch = leases[*s as usize].1.map_or(1, |l| l.epoch);
-            tx.set(
-                &keys::shard(*s),
-                &codec::encode(&ShardLease {
-                    owner: me,
-                    epoch,
-                    expires_at: now + ttl,
-                })?,
-            )?;
+        // A shard taken gets a new epoch; a shard renewed keeps its own.
+        let taken = plan
+            .take
+            .iter()
+            .map(|s| (*s, leases[*s as usize].1.map_or(1, |l| l.epoch + 1)));
+        let renewed = plan
+            .renew
+            .iter()
+            .map(|s| (*s, leases[*s as usize].1.map_or(1, |l| l.epoch)));
+        for (s, epoch) in taken.chain(renewed) {
+            let lease = ShardLease {
+                owner: me,
+                epoch,
+                expires_at: now + ttl,
+            };
+            tx.set(&keys::shard(s), &codec::encode(&lease)?)?;
         }
         for s in &plan.release {
             tx.clear(&keys::shard(*s))?;

@@ -21,6 +21,21 @@ fn spec(key: &str, priority: u32) -> JobSpec {
     s
 }
 
+/// Enrolls a factory with `slots` slots.
+async fn enroll(coord: &Coordinator, slots: u32) -> gigafactory_core::wire::EnrollResponse {
+    let token = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let req = EnrollRequest {
+        name: "f".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        capabilities: vec![],
+        engine_classes: vec![],
+        slots,
+        cost_per_hour_usd: 0.0,
+    };
+    coord.enroll(&token, req).await.unwrap()
+}
+
 async fn start(dir: &std::path::Path) -> Coordinator {
     let store = AnyStore::open(&format!("embedded:{}", dir.display())).unwrap();
     Coordinator::start(store, Config::default(), Arc::new(SystemClock))
@@ -32,17 +47,7 @@ async fn start(dir: &std::path::Path) -> Coordinator {
 async fn a_job_is_claimed_by_priority_completed_and_explained() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let enroll = coord.mint_token(Role::Enrollment, "t").await.unwrap();
-    let req = EnrollRequest {
-        name: "f".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        capabilities: vec![],
-        engine_classes: vec![],
-        slots: 2,
-        cost_per_hour_usd: 0.0,
-    };
-    let f = coord.enroll(&enroll, req).await.unwrap();
+    let f = enroll(&coord, 2).await;
     let (low, _) = coord.submit(spec("low", 10), vec![], "test").await.unwrap();
     let (high, _) = coord
         .submit(spec("high", 900), vec![], "test")
@@ -126,17 +131,7 @@ async fn crashed_actors_are_recovered_from_the_store() {
     use gigafactory_actors::FaultTarget;
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let enroll = coord.mint_token(Role::Enrollment, "t").await.unwrap();
-    let req = EnrollRequest {
-        name: "f".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        capabilities: vec![],
-        engine_classes: vec![],
-        slots: 1,
-        cost_per_hour_usd: 0.0,
-    };
-    let f = coord.enroll(&enroll, req).await.unwrap();
+    let f = enroll(&coord, 1).await;
     let (job, _) = coord.submit(spec("j", 50), vec![], "test").await.unwrap();
     coord.inject_fault(FaultTarget::Scheduler).await.unwrap();
     coord.inject_fault(FaultTarget::Reaper).await.unwrap();

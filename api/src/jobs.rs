@@ -41,20 +41,26 @@ pub(crate) async fn submit(
     caller.require_operate()?;
     let parents = parents_of(&spec)?;
     let (job, created) = s.coord.submit(spec, parents, &caller.actor()).await?;
+    Ok(submitted(&job, created))
+}
+
+/// `201` with the new job, or `200` with the one an earlier submit with the same idempotency
+/// key made.
+fn submitted(job: &Job, created: bool) -> Response {
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
+    (
         status,
         Json(SubmitResponse {
             id: job.id,
             created,
-            job: JobView::from(&job),
+            job: JobView::from(job),
         }),
     )
-        .into_response())
+        .into_response()
 }
 
 pub(crate) async fn submit_manifest(
@@ -292,20 +298,7 @@ pub(crate) async fn add_child(
         .coord
         .add_child(parse_job_id(&id)?, spec, &caller.actor())
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(SubmitResponse {
-            id: job.id,
-            created,
-            job: JobView::from(&job),
-        }),
-    )
-        .into_response())
+    Ok(submitted(&job, created))
 }
 
 #[derive(Serialize)]
