@@ -134,6 +134,10 @@ struct FactoryArgs {
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 2)]
     heartbeat_secs: u64,
+    /// Record every request to the coordinator and its answer in this file (JSON lines), as
+    /// the chaos suite does to check leases from the factories' side.
+    #[arg(long)]
+    journal: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +179,7 @@ fn main() -> Result<()> {
             config.grace = std::time::Duration::from_secs(a.grace_secs);
             config.agent_command = Some(a.agent_command).filter(|c| !c.trim().is_empty());
             config.heartbeat_interval = std::time::Duration::from_secs(a.heartbeat_secs.max(1));
+            config.journal = a.journal;
             rt.block_on(gigafactory_factory::run(config, serve::shutdown_signal()))?;
             Ok(())
         }

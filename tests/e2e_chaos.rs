@@ -45,6 +45,12 @@ fn a_short_chaos_run_injects_faults_of_several_kinds_and_breaks_no_invariant() {
     let jobs = &report["jobs"];
     assert!(jobs["acknowledged"].as_u64().unwrap() >= 80, "{jobs}");
     assert!(jobs["succeeded"].as_u64().unwrap() >= 80, "{jobs}");
+    // Every job took at least a claim and a completion, all in the factories' journals.
+    let requests = report["factory_requests"].as_u64().unwrap();
+    assert!(
+        requests >= 2 * jobs["succeeded"].as_u64().unwrap(),
+        "{report:#}"
+    );
     // The history replays through the checker alone, with the same verdict.
     let recheck = Command::new(BIN)
         .args(["chaos", "--check"])

@@ -16,7 +16,17 @@
 //! - **C5** epochs of a job never decrease along its events, and each claim's epoch is higher
 //!   than every earlier event's (a new lease always fences the old one).
 //! - **C6** at most one factory holds a valid lease on a job at any time: all factory writes
-//!   under one lease epoch come from one factory, and no two claims share an epoch.
+//!   under one lease epoch come from one factory, no two claims share an epoch, and no two
+//!   factories were handed the same lease.
+//! - **C7** what the factories were told is what the store kept: every lease a claim answer
+//!   handed a factory is a recorded claim of that factory at that epoch, and every `complete`,
+//!   `fail` or `release` the coordinator acknowledged is a recorded event of that lease.
+//!
+//! C4 and C6 are also checked from the factories' journals (every request and its answer): an
+//! accepted write must carry an epoch the store leased to that factory, and a write first sent
+//! after the coordinator fenced that epoch for the factory must not be accepted (epochs only
+//! grow, so the later answer could only be a stale acceptance). Journals are one process's
+//! own order of events, so these checks need no clock shared between processes.
 //!
 //! How epochs appear in events: an event carries the job's epoch *after* its write. A claim
 //! sets the new lease's epoch; `stage`, `complete` and `fail` keep it; `release` gives the job
@@ -24,6 +34,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use gigafactory_core::journal::Exchange;
 use gigafactory_core::wire::Event;
 use serde::{Deserialize, Serialize};
 
@@ -38,16 +49,18 @@ pub enum Invariant {
     C4,
     C5,
     C6,
+    C7,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 6] = [
+    pub const ALL: [Invariant; 7] = [
         Invariant::C1,
         Invariant::C2,
         Invariant::C3,
         Invariant::C4,
         Invariant::C5,
         Invariant::C6,
+        Invariant::C7,
     ];
 
     /// One line stating the invariant, for reports.
@@ -62,6 +75,10 @@ impl Invariant {
             }
             Invariant::C5 => "epochs never decrease; each claim's epoch exceeds every earlier one",
             Invariant::C6 => "at most one factory holds a valid lease on a job at any time",
+            Invariant::C7 => {
+                "every lease handed out and every end of a lease acknowledged to a factory is \
+                 in the store"
+            }
         }
     }
 }
@@ -124,6 +141,12 @@ pub struct Verdict {
     /// Any other open state (`pending`, `review`) or unknown.
     pub other_open: usize,
     pub complete_events: usize,
+    /// Requests in the factories' journals, and how many of them the checks could match
+    /// against a stored timeline (the rest concern jobs outside the history).
+    #[serde(default)]
+    pub factory_requests: usize,
+    #[serde(default)]
+    pub factory_requests_matched: usize,
     pub violations: Vec<Violation>,
 }
 
@@ -171,6 +194,7 @@ pub fn check(history: &History) -> Verdict {
         check_epochs(job, &events, &mut v.violations);
         check_single_holder(job, &events, &mut v.violations);
     }
+    check_factory_side(history, &jobs, &mut v);
     if v.complete_events != v.succeeded && v.violations_of(Invariant::C3) == 0 {
         v.violations.push(Violation {
             invariant: Invariant::C3,
@@ -442,6 +466,170 @@ fn check_single_holder(job: &JobRecord, events: &[&Event], out: &mut Vec<Violati
     }
 }
 
+/// What a job's timeline says about its leases, to match the journals against.
+struct StoredLeases<'a> {
+    /// Lease epoch → the factory the claim leased it to.
+    claims: BTreeMap<u64, &'a str>,
+    /// (kind, lease epoch, factory) of every `complete`, `fail` and `release`.
+    ends: BTreeSet<(&'a str, u64, &'a str)>,
+}
+
+impl<'a> StoredLeases<'a> {
+    fn of(job: &'a JobRecord) -> Self {
+        let mut claims = BTreeMap::new();
+        let mut ends = BTreeSet::new();
+        for e in &job.events {
+            let Some(factory) = writer(e) else { continue };
+            match e.kind.as_str() {
+                "claim" => {
+                    claims.insert(e.epoch, claimed_by(e).unwrap_or(factory));
+                }
+                kind @ ("complete" | "fail" | "release") => {
+                    ends.insert((kind, lease_epoch(e), factory));
+                }
+                _ => {}
+            }
+        }
+        StoredLeases { claims, ends }
+    }
+
+    fn holder(&self, epoch: u64) -> Option<&'a str> {
+        self.claims.get(&epoch).copied()
+    }
+}
+
+/// C4, C6 and C7 from the factories' side.
+fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: &mut Verdict) {
+    let stored: HashMap<&str, StoredLeases> = jobs
+        .iter()
+        .filter(|(_, j)| j.found)
+        .map(|(id, j)| (*id, StoredLeases::of(j)))
+        .collect();
+    // (job, epoch) → the factories a claim answer handed that lease to.
+    let mut grants: BTreeMap<(String, u64), BTreeSet<&str>> = BTreeMap::new();
+    for journal in &history.factories {
+        let me = journal.factory_id.as_str();
+        // Per factory: when it first heard each (job, epoch) was fenced, and when it first sent
+        // each request id (a retry replays the first answer, so it counts from its first send).
+        let mut fenced_at: HashMap<(String, u64), u64> = HashMap::new();
+        let mut first_sent: HashMap<&str, u64> = HashMap::new();
+        for e in &journal.exchanges {
+            if let Some(w) = &e.write {
+                let t = first_sent.entry(w.request_id.as_str()).or_insert(e.sent_at);
+                *t = (*t).min(e.sent_at);
+                if e.fenced() {
+                    let t = fenced_at
+                        .entry((w.job.to_string(), w.epoch))
+                        .or_insert(e.answered_at);
+                    *t = (*t).min(e.answered_at);
+                }
+            }
+        }
+        for e in &journal.exchanges {
+            out.factory_requests += 1;
+            let mut matched = false;
+            if e.accepted() {
+                for g in &e.leases {
+                    let job = g.job.to_string();
+                    grants.entry((job.clone(), g.epoch)).or_default().insert(me);
+                    if let Some(s) = stored.get(job.as_str()) {
+                        matched = true;
+                        if s.holder(g.epoch) != Some(me) {
+                            out.violations.push(journal_violation(
+                                Invariant::C7,
+                                &job,
+                                format!(
+                                    "a claim answer handed factory {me} epoch {}, but the store \
+                                     records {}",
+                                    g.epoch,
+                                    recorded(s.holder(g.epoch))
+                                ),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(w) = e.write.as_ref().filter(|_| e.accepted()) {
+                let job = w.job.to_string();
+                if let Some(s) = stored.get(job.as_str()) {
+                    matched = true;
+                    if s.holder(w.epoch) != Some(me) {
+                        out.violations.push(journal_violation(
+                            Invariant::C4,
+                            &job,
+                            format!(
+                                "{} from factory {me} accepted under epoch {}, which the store \
+                                 leased to {}",
+                                w.action,
+                                w.epoch,
+                                recorded(s.holder(w.epoch))
+                            ),
+                            e,
+                        ));
+                    }
+                    let ends_lease = matches!(w.action.as_str(), "complete" | "fail" | "release");
+                    if ends_lease && !s.ends.contains(&(w.action.as_str(), w.epoch, me)) {
+                        out.violations.push(journal_violation(
+                            Invariant::C7,
+                            &job,
+                            format!(
+                                "{} under epoch {} was acknowledged to factory {me} but is not \
+                                 in the timeline",
+                                w.action, w.epoch
+                            ),
+                            e,
+                        ));
+                    }
+                }
+                if let Some(&fenced) = fenced_at.get(&(job.clone(), w.epoch))
+                    && first_sent.get(w.request_id.as_str()).copied().unwrap_or(0) > fenced
+                {
+                    out.violations.push(journal_violation(
+                        Invariant::C4,
+                        &job,
+                        format!(
+                            "{} under epoch {} accepted from factory {me} after the coordinator \
+                             had fenced that epoch for it (at {fenced})",
+                            w.action, w.epoch
+                        ),
+                        e,
+                    ));
+                }
+            }
+            if matched {
+                out.factory_requests_matched += 1;
+            }
+        }
+    }
+    for ((job, epoch), holders) in grants {
+        if holders.len() > 1 {
+            out.violations.push(Violation {
+                invariant: Invariant::C6,
+                job: Some(job),
+                message: format!("claim answers handed epoch {epoch} to factories {holders:?}"),
+                events: Vec::new(),
+            });
+        }
+    }
+}
+
+fn recorded(holder: Option<&str>) -> String {
+    holder.map_or_else(|| "no such claim".to_string(), |f| format!("factory {f}"))
+}
+
+fn journal_violation(inv: Invariant, job: &str, message: String, e: &Exchange) -> Violation {
+    Violation {
+        invariant: inv,
+        job: Some(job.to_string()),
+        message: format!(
+            "{message} (request to {}{} sent at {}, answered {} at {})",
+            e.node, e.path, e.sent_at, e.status, e.answered_at
+        ),
+        events: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,6 +879,164 @@ mod tests {
             ],
         );
         only(&h, Invariant::C6);
+    }
+
+    /// Job "j1" needs a uuid id to appear in journals.
+    const J: &str = "0190aaaa-0000-7000-8000-00000000000a";
+
+    fn job_id() -> gigafactory_core::job::JobId {
+        gigafactory_core::job::JobId(J.parse().unwrap())
+    }
+
+    fn journaled(events: Vec<Event>, journals: Vec<(&str, Vec<Exchange>)>) -> History {
+        let mut h = one_job("succeeded", events);
+        h.submits[0].attempts[0].outcome = Outcome::Acked {
+            id: J.into(),
+            created: true,
+        };
+        h.jobs[0].id = J.into();
+        h.factories = journals
+            .into_iter()
+            .enumerate()
+            .map(|(index, (f, exchanges))| crate::history::FactoryJournal {
+                index,
+                factory_id: f.into(),
+                exchanges,
+            })
+            .collect();
+        h
+    }
+
+    fn sent(at: u64, status: u16) -> Exchange {
+        Exchange {
+            sent_at: at,
+            answered_at: at + 1,
+            node: "http://127.0.0.1:1".into(),
+            path: "/v1/claims".into(),
+            write: None,
+            status,
+            error: None,
+            leases: Vec::new(),
+        }
+    }
+
+    fn granted(at: u64, epoch: u64) -> Exchange {
+        Exchange {
+            leases: vec![gigafactory_core::journal::Grant {
+                job: job_id(),
+                epoch,
+            }],
+            ..sent(at, 200)
+        }
+    }
+
+    fn wrote(at: u64, action: &str, epoch: u64, request: &str, status: u16) -> Exchange {
+        Exchange {
+            path: format!("/v1/jobs/{J}/{action}"),
+            write: Some(gigafactory_core::journal::WriteTag {
+                job: job_id(),
+                action: action.into(),
+                epoch,
+                request_id: request.into(),
+            }),
+            error: (status == 409).then(|| "fenced".to_string()),
+            ..sent(at, status)
+        }
+    }
+
+    /// F1 claims epoch 1, is stopped past its lease, F2 claims epoch 3 and completes; F1 wakes
+    /// and is fenced.
+    fn fenced_run() -> Vec<Event> {
+        vec![
+            submitted(),
+            claim(2, F1, 1),
+            ev(3, "expire", "reaper", 2, "failed"),
+            claim(4, F2, 3),
+            ev(5, "complete", &by(F2), 3, "succeeded"),
+        ]
+    }
+
+    #[test]
+    fn journals_that_match_the_store_have_no_violation() {
+        let h = journaled(
+            fenced_run(),
+            vec![
+                (
+                    F1,
+                    vec![
+                        granted(10, 1),
+                        wrote(20, "renew", 1, "r1", 200),
+                        wrote(90, "complete", 1, "r2", 409),
+                        // A retry of a write first sent before the fence replays its answer.
+                        wrote(95, "renew", 1, "r1", 200),
+                    ],
+                ),
+                (
+                    F2,
+                    vec![
+                        sent(40, 0),
+                        granted(50, 3),
+                        wrote(60, "complete", 3, "r3", 200),
+                    ],
+                ),
+            ],
+        );
+        let v = check(&h);
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
+        assert_eq!((v.factory_requests, v.factory_requests_matched), (7, 5));
+        assert_eq!(h.fenced_refusals(), 1);
+    }
+
+    #[test]
+    fn a_lease_handed_out_but_not_recorded_breaks_c7() {
+        let h = journaled(
+            fenced_run(),
+            vec![(F1, vec![granted(10, 1), granted(55, 3)])],
+        );
+        only(&h, Invariant::C7);
+    }
+
+    #[test]
+    fn an_acknowledged_completion_missing_from_the_timeline_breaks_c7() {
+        let h = journaled(
+            fenced_run(),
+            vec![(F1, vec![granted(10, 1), wrote(20, "fail", 1, "r1", 200)])],
+        );
+        only(&h, Invariant::C7);
+    }
+
+    #[test]
+    fn one_lease_handed_to_two_factories_breaks_c6() {
+        let h = journaled(
+            fenced_run(),
+            vec![(F1, vec![granted(50, 3)]), (F2, vec![granted(50, 3)])],
+        );
+        only(&h, Invariant::C6);
+    }
+
+    #[test]
+    fn an_accepted_write_under_a_lease_the_factory_does_not_hold_breaks_c4() {
+        let h = journaled(
+            fenced_run(),
+            vec![(F1, vec![wrote(60, "renew", 3, "r1", 200)])],
+        );
+        only(&h, Invariant::C4);
+    }
+
+    #[test]
+    fn a_write_accepted_after_its_epoch_was_fenced_breaks_c4() {
+        let h = journaled(
+            fenced_run(),
+            vec![(
+                F1,
+                vec![
+                    granted(10, 1),
+                    wrote(90, "renew", 1, "r1", 409),
+                    wrote(95, "renew", 1, "r2", 200),
+                ],
+            )],
+        );
+        only(&h, Invariant::C4);
     }
 
     #[test]

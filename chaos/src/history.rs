@@ -1,8 +1,10 @@
 //! What a chaos run records, as plain data: every submit attempt and its answer, every fault
-//! with its window, and, after the run settles, every acknowledged job with its timeline as
-//! the coordinator stored it. Written to `history.json` so the checker can be re-run on a
+//! with its window, every request each factory sent and the answer it got (the factories'
+//! journals), and, after the run settles, every acknowledged job with its timeline as the
+//! coordinator stored it. Written to `history.json` so the checker can be re-run on a
 //! saved run without starting anything.
 
+use gigafactory_core::journal::Exchange;
 use gigafactory_core::wire::Event;
 use serde::{Deserialize, Serialize};
 
@@ -33,10 +35,35 @@ pub struct History {
     pub faults: Vec<Fault>,
     /// Every acknowledged job, fetched after the run settled.
     pub jobs: Vec<JobRecord>,
-    /// Factory writes the coordinator refused as fenced (`409 fenced`, counted in the
-    /// factories' logs): each is a stale holder, woken or restarted, being turned away.
+    /// Every factory's journal.
     #[serde(default)]
-    pub fenced_refusals: usize,
+    pub factories: Vec<FactoryJournal>,
+}
+
+impl History {
+    /// Factory writes the coordinator refused as fenced (`409 fenced`): each is a stale
+    /// holder, woken or restarted, being turned away.
+    pub fn fenced_refusals(&self) -> usize {
+        self.exchanges().filter(|(_, e)| e.fenced()).count()
+    }
+
+    /// Every recorded request, with the id of the factory that sent it.
+    pub fn exchanges(&self) -> impl Iterator<Item = (&str, &Exchange)> {
+        self.factories
+            .iter()
+            .flat_map(|f| f.exchanges.iter().map(|e| (f.factory_id.as_str(), e)))
+    }
+}
+
+/// What one factory agent sent the coordinators and what they answered, across its restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactoryJournal {
+    /// The agent's index in the run.
+    pub index: usize,
+    /// Its factory id (kept across restarts in its workdir).
+    pub factory_id: String,
+    /// In the order the agent recorded them.
+    pub exchanges: Vec<Exchange>,
 }
 
 /// One logical submit: a unique idempotency key, tried on one node and, if that failed, once

@@ -3,7 +3,7 @@
 //! processes; submits jobs at a steady rate; injects faults from a schedule drawn from a seed
 //! (node kill -9, SIGSTOP past the lease TTL, etcd member restarts, actor panics, a factory
 //! crash mid-job); lets the system settle; fetches every acknowledged job's timeline; and runs
-//! the [`checker`] over the recorded [`history`]. The invariants C1–C6 are numbered once, in
+//! the [`checker`] over the recorded [`history`]. The invariants C1–C7 are numbered once, in
 //! [`checker`].
 //!
 //! The history and the checker need nothing; the runner ([`run`]) needs the `etcd` feature,

@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use gigafactory_core::journal::Exchange;
 use serde_json::Value;
 
 use crate::ChaosError;
@@ -277,6 +278,8 @@ impl Agent {
             .args(["--heartbeat-secs", "1", "--grace-secs", "2"])
             .arg("--workdir")
             .arg(&self.workdir)
+            .arg("--journal")
+            .arg(self.journal_path())
             .args(["--enroll-token", &self.enroll_token])
             .env("PATH", path)
             .env("GIGAFACTORY_LOG", "info")
@@ -296,6 +299,20 @@ impl Agent {
 
     pub fn kill(&mut self) {
         kill(&mut self.child);
+    }
+
+    /// Where the agent records its requests; kept across its restarts.
+    fn journal_path(&self) -> PathBuf {
+        self.workdir.with_extension("journal.jsonl")
+    }
+
+    /// Every request the agent recorded. A line torn by a kill -9 is skipped.
+    pub fn journal(&self) -> Vec<Exchange> {
+        std::fs::read_to_string(self.journal_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Restarts a killed agent; it keeps its identity from its workdir.

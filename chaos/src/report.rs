@@ -26,6 +26,12 @@ pub struct Report {
     pub recovery: Recovery,
     /// Stale factory writes the coordinator refused (`409 fenced`).
     pub fenced_refusals: usize,
+    /// Requests recorded in the factories' journals, and those about a job whose stored
+    /// timeline they were checked against (heartbeats and empty claims concern none).
+    #[serde(default)]
+    pub factory_requests: usize,
+    #[serde(default)]
+    pub factory_requests_matched: usize,
     /// `C1`.. → number of violations.
     pub invariants: BTreeMap<String, usize>,
     pub violation_count: usize,
@@ -135,7 +141,9 @@ pub fn build(history: &History, verdict: &Verdict) -> Report {
         },
         throughput: throughput(history),
         recovery: recovery(history),
-        fenced_refusals: history.fenced_refusals,
+        fenced_refusals: history.fenced_refusals(),
+        factory_requests: verdict.factory_requests,
+        factory_requests_matched: verdict.factory_requests_matched,
         invariants,
         violation_count: verdict.violations.len(),
         violations: verdict.violations.clone(),
@@ -289,6 +297,11 @@ impl std::fmt::Display for Report {
             f,
             "  stale factory writes refused (409 fenced): {}",
             self.fenced_refusals
+        )?;
+        writeln!(
+            f,
+            "  factory requests recorded: {} ({} checked against a job's stored timeline)",
+            self.factory_requests, self.factory_requests_matched
         )?;
         for inv in Invariant::ALL {
             writeln!(

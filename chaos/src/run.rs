@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use crate::ChaosError;
 use crate::checker::check;
 use crate::history::{
-    Attempt, Fault, History, JobRecord, Millis, Outcome as SubmitOutcome, Submit, is_terminal,
+    Attempt, FactoryJournal, Fault, History, JobRecord, Millis, Outcome as SubmitOutcome, Submit,
+    is_terminal,
 };
 use crate::procs::{Agent, Api, Node, poll};
 use crate::report::{self, Report};
@@ -355,7 +356,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
     );
     world.settle(&ids);
     let jobs = ids.iter().map(|id| world.fetch(id)).collect();
-    let fenced_refusals = world.fenced_refusals();
+    let factories = world.journals();
     let history = History {
         seed: cfg.seed,
         command,
@@ -365,7 +366,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
         submits,
         faults,
         jobs,
-        fenced_refusals,
+        factories,
     };
     drop(world);
     let verdict = check(&history);
@@ -619,17 +620,16 @@ impl World {
         })
     }
 
-    /// `409 fenced` answers the factories logged.
-    fn fenced_refusals(&self) -> usize {
+    /// Every agent's journal, read once the run has settled.
+    fn journals(&self) -> Vec<FactoryJournal> {
         self.agents
             .iter()
-            .filter_map(|a| std::fs::read_to_string(a.workdir.with_extension("log")).ok())
-            .map(|log| {
-                log.lines()
-                    .filter(|l| l.contains("409") && l.contains("\"fenced\""))
-                    .count()
+            .map(|a| FactoryJournal {
+                index: a.index,
+                factory_id: a.factory_id().unwrap_or_default(),
+                exchanges: a.journal(),
             })
-            .sum()
+            .collect()
     }
 
     /// Waits, bounded, until every job in `ids` is terminal.

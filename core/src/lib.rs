@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod dag;
 pub mod fleet;
 pub mod job;
+pub mod journal;
 pub mod manifest;
 pub mod scope;
 pub mod scoring;

@@ -26,7 +26,9 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::AgentConfig;
 use crate::backoff::retry_delay;
-use crate::client::{CLAIM_TIMEOUT_MARGIN_MS, CallError, Coordinator, REQUEST_TIMEOUT_MS, Retry};
+use crate::client::{
+    CLAIM_TIMEOUT_MARGIN_MS, CLAIMS_PATH, CallError, Coordinator, REQUEST_TIMEOUT_MS, Retry,
+};
 use crate::error::{AgentError, Result};
 use crate::identity::{Identity, identity_path};
 use crate::job::{self, Stop};
@@ -380,7 +382,7 @@ async fn claim_loop(shared: Arc<Shared>) {
         let answer = shared
             .coordinator
             .post::<_, ClaimResponse>(
-                "/v1/claims",
+                CLAIMS_PATH,
                 &shared.identity.token,
                 &request,
                 timeout,

@@ -3,12 +3,14 @@
 //! `Retry-After`), transport errors move on to the next coordinator URL, and any other answer
 //! goes back to the caller to interpret. A fenced write is serialized once, so every retry of it
 //! carries the same `request_id` and the coordinator answers the retry as it answered the first.
+//! With a [`Journal`], every send and its answer is recorded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gigafactory_core::job::JobId;
-use gigafactory_core::wire::{ErrorBody, FencedWrite, LeaseAnswer};
+use gigafactory_core::journal::{Exchange, Grant, WriteTag};
+use gigafactory_core::wire::{ClaimResponse, ErrorBody, FencedWrite, LeaseAnswer};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde::Serialize;
@@ -17,6 +19,7 @@ use tracing::{debug, warn};
 
 use crate::backoff::{parse_retry_after, retry_delay_after};
 use crate::error::AgentError;
+use crate::journal::{Journal, now_ms};
 
 /// Any request but a claim gives up on one coordinator after this long.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -24,6 +27,8 @@ pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// A claim long-polls for its `wait_ms`; the coordinator gets this much more to answer.
 pub const CLAIM_TIMEOUT_MARGIN_MS: u64 = 10_000;
+/// Where factories ask for work; a journal records the leases its answers hand over.
+pub const CLAIMS_PATH: &str = "/v1/claims";
 /// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
 const IDLE_CONNECTIONS_MAX: usize = 16;
 
@@ -109,6 +114,7 @@ pub struct Coordinator {
     urls: Vec<String>,
     /// Index into `urls` of the node in use; moved on by transport errors.
     current: AtomicUsize,
+    journal: Option<Journal>,
 }
 
 impl Coordinator {
@@ -138,7 +144,14 @@ impl Coordinator {
             http,
             urls: clean,
             current: AtomicUsize::new(0),
+            journal: None,
         })
+    }
+
+    /// Records every request and its answer in `journal` from now on.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     /// The first coordinator URL, as handed to jobs in `GF_COORDINATOR`.
@@ -164,9 +177,25 @@ impl Coordinator {
         timeout: Duration,
         retry: Retry,
     ) -> Result<Option<R>, CallError> {
+        self.post_tagged(path, token, body, timeout, retry, None)
+            .await
+    }
+
+    async fn post_tagged<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+        body: &B,
+        timeout: Duration,
+        retry: Retry,
+        tag: Option<&WriteTag>,
+    ) -> Result<Option<R>, CallError> {
         // Serialized once: a retry sends exactly the same bytes (and request id).
         let bytes = serde_json::to_vec(body).map_err(|e| CallError::Decode(e.to_string()))?;
-        let Some(answer) = self.post_bytes(path, token, bytes, timeout, retry).await? else {
+        let Some(answer) = self
+            .post_bytes(path, token, bytes, timeout, retry, tag)
+            .await?
+        else {
             return Ok(None);
         };
         serde_json::from_slice(&answer)
@@ -181,12 +210,28 @@ impl Coordinator {
         body: Vec<u8>,
         timeout: Duration,
         retry: Retry,
+        tag: Option<&WriteTag>,
     ) -> Result<Option<Vec<u8>>, CallError> {
         let mut sends: u32 = 0;
         loop {
             let index = self.current.load(Ordering::Acquire) % self.urls.len();
             let url = format!("{}{path}", self.urls[index]);
             sends = sends.saturating_add(1);
+            let sent_at = self.journal.as_ref().map(|_| now_ms());
+            let record = |status: u16, error: Option<String>, answer: Option<&[u8]>| {
+                if let (Some(journal), Some(sent_at)) = (&self.journal, sent_at) {
+                    journal.record(&Exchange {
+                        sent_at,
+                        answered_at: now_ms(),
+                        node: self.urls[index].clone(),
+                        path: path.to_owned(),
+                        write: tag.cloned(),
+                        status,
+                        error,
+                        leases: answer.map(|a| leases_in(path, a)).unwrap_or_default(),
+                    });
+                }
+            };
             let sent = self
                 .http
                 .post(&url)
@@ -205,19 +250,26 @@ impl Coordinator {
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
                     if status == StatusCode::NO_CONTENT {
+                        record(status.as_u16(), None, None);
                         return Ok(None);
                     }
                     if status.is_success() {
                         match response.bytes().await {
-                            Ok(b) => return Ok(Some(b.to_vec())),
+                            Ok(b) => {
+                                record(status.as_u16(), None, Some(&b));
+                                return Ok(Some(b.to_vec()));
+                            }
                             // The answer was lost on the way: for a fenced write the retry
                             // (same request id) gets the same answer again.
                             Err(e) => {
                                 self.fail_over(index);
-                                (format!("reading the answer from {url}: {e}"), None)
+                                let why = format!("reading the answer from {url}: {e}");
+                                record(0, Some(why.clone()), None);
+                                (why, None)
                             }
                         }
                     } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        record(status.as_u16(), None, None);
                         (
                             format!("{url} answered http {}", status.as_u16()),
                             retry_after,
@@ -236,6 +288,7 @@ impl Coordinator {
                                     details: Vec::new(),
                                 }
                             });
+                        record(status.as_u16(), Some(body.error.clone()), None);
                         return Err(CallError::Status {
                             status: status.as_u16(),
                             body,
@@ -244,7 +297,9 @@ impl Coordinator {
                 }
                 Err(e) => {
                     self.fail_over(index);
-                    (format!("{url}: {e}"), None)
+                    let why = format!("{url}: {e}");
+                    record(0, Some(why.clone()), None);
+                    (why, None)
                 }
             };
             if !retry.allows(sends) {
@@ -278,8 +333,14 @@ impl Coordinator {
         };
         let path = format!("/v1/jobs/{job_id}/{action}");
         let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+        let tag = self.journal.as_ref().map(|_| WriteTag {
+            job: job_id,
+            action: action.to_owned(),
+            epoch,
+            request_id: write.request_id.clone(),
+        });
         match self
-            .post::<_, LeaseAnswer>(&path, token, &write, timeout, retry)
+            .post_tagged::<_, LeaseAnswer>(&path, token, &write, timeout, retry, tag.as_ref())
             .await
         {
             Ok(Some(answer)) => Ok(WriteOutcome::Accepted(answer)),
@@ -297,6 +358,24 @@ impl Coordinator {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The leases a successful claim answer hands over; nothing for any other request.
+fn leases_in(path: &str, answer: &[u8]) -> Vec<Grant> {
+    if path != CLAIMS_PATH {
+        return Vec::new();
+    }
+    serde_json::from_slice::<ClaimResponse>(answer)
+        .map(|r| {
+            r.jobs
+                .iter()
+                .map(|j| Grant {
+                    job: j.job_id,
+                    epoch: j.epoch,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use gigafactory_core::job::Millis;
 use gigafactory_core::manifest::Payload;
@@ -29,6 +29,7 @@ use tracing::{Instrument, error, info, warn};
 use crate::agent::Shared;
 use crate::client::{CallError, Retry, WriteOutcome};
 use crate::control::{self, RunningMarker};
+use crate::journal::now_ms;
 use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
 use crate::workspace::{self, CHANGED_PATHS_MAX, Workspace};
@@ -655,12 +656,6 @@ async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
         }
         sent = Some(stage);
     }
-}
-
-fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 #[cfg(test)]

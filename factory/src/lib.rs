@@ -18,6 +18,7 @@ mod control;
 mod error;
 mod identity;
 mod job;
+mod journal;
 mod logs;
 mod orphans;
 mod process;
@@ -76,6 +77,8 @@ pub struct AgentConfig {
     pub shutdown_report_timeout: Duration,
     /// Finished workspaces kept on disk.
     pub workspaces_kept: usize,
+    /// Where to record every request and answer (JSON lines); `None`: nowhere.
+    pub journal: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -102,6 +105,7 @@ impl AgentConfig {
             stage_poll_interval: Duration::from_millis(STAGE_POLL_MS),
             shutdown_report_timeout: Duration::from_millis(client::REQUEST_TIMEOUT_MS),
             workspaces_kept: workspace::WORKSPACES_KEPT,
+            journal: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("agent_command", &self.agent_command)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("claim_wait", &self.claim_wait)
+            .field("journal", &self.journal)
             .finish_non_exhaustive()
     }
 }
@@ -146,7 +151,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     let jobs_dir = config.workdir.join(workspace::JOBS_DIR);
     std::fs::create_dir_all(&jobs_dir)
         .map_err(|e| AgentError::io(format!("creating {}", jobs_dir.display()), e))?;
-    let coordinator = client::Coordinator::new(&config.coordinators)?;
+    let mut coordinator = client::Coordinator::new(&config.coordinators)?;
+    if let Some(path) = &config.journal {
+        coordinator = coordinator.with_journal(journal::Journal::open(path)?);
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     let identity = tokio::select! {
         identity = identity::load_or_enroll(&config, &coordinator) => identity?,
