@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 /// How long a starting member may take to answer `/health`.
 const HEALTHY_DEADLINE: Duration = Duration::from_secs(60);
+/// Fresh clusters tried before giving up: a port picked free can be taken by another process
+/// before etcd binds it.
+const START_ATTEMPTS: usize = 3;
+/// Lines of a member's log quoted when it fails to start.
+const LOG_TAIL_LINES: usize = 8;
 /// Raised from etcd's defaults (128 ops, 1.5 MiB) so a transaction at the store's own limits
 /// (10 MB, one compare per key read) fits in one etcd request.
 const MAX_TXN_OPS: u32 = 100_000;
@@ -31,16 +36,30 @@ pub struct LocalEtcdCluster {
     members: Vec<Member>,
     dir: PathBuf,
     initial_cluster: String,
+    /// Unique per cluster, so members of two clusters on one machine never join each other.
+    token: String,
 }
 
 impl LocalEtcdCluster {
-    /// Starts `size` members and waits until every one reports healthy.
+    /// Starts `size` members and waits until every one reports healthy; a cluster that does
+    /// not come up is torn down and tried again on fresh ports.
     pub fn start(size: usize) -> io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "gigafactory-etcd-{}-{}",
-            std::process::id(),
-            unique()
-        ));
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(size) {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) if attempt < START_ATTEMPTS => {
+                    eprintln!("etcd cluster did not start (attempt {attempt}): {e}; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_start(size: usize) -> io::Result<Self> {
+        let token = format!("gigafactory-{}-{}", std::process::id(), unique());
+        let dir = std::env::temp_dir().join(format!("{token}-etcd"));
         std::fs::create_dir_all(&dir)?;
         let mut members = Vec::with_capacity(size);
         for i in 0..size {
@@ -60,6 +79,7 @@ impl LocalEtcdCluster {
             members,
             dir,
             initial_cluster,
+            token,
         };
         for i in 0..size {
             cluster.spawn(i, "new")?;
@@ -133,7 +153,7 @@ impl LocalEtcdCluster {
                 "--initial-cluster-state",
                 state,
                 "--initial-cluster-token",
-                "gigafactory-test",
+                &self.token,
             ])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .arg(format!("--max-txn-ops={MAX_TXN_OPS}"))
@@ -163,18 +183,31 @@ impl LocalEtcdCluster {
                 && let Some(status) = child.try_wait()?
             {
                 return Err(io::Error::other(format!(
-                    "etcd member {i} exited with {status}; see {}",
-                    self.dir.display()
+                    "etcd member {i} exited with {status}; its log ends:\n{}",
+                    self.log_tail(i)
                 )));
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("etcd member {i} never became healthy"),
+                    format!(
+                        "etcd member {i} never became healthy; its log ends:\n{}",
+                        self.log_tail(i)
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl LocalEtcdCluster {
+    /// The last lines of member `i`'s log (the directory is removed with the cluster).
+    fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join(format!("{}.log", self.members[i].name)))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 }
 
