@@ -30,6 +30,10 @@ pub struct ChaosArgs {
     /// Where the history, report and logs go (default: a new directory under the temp dir).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run each node in a network namespace of its own and add network partitions and flapping
+    /// links to the schedule (needs root and iproute2).
+    #[arg(long)]
+    netns: bool,
     /// Re-run only the checker on a saved history.json.
     #[arg(long, value_name = "HISTORY", conflicts_with_all = ["seed", "out"])]
     check: Option<PathBuf>,
@@ -58,6 +62,7 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         jobs_per_sec: args.jobs_per_sec,
         out: args.out,
         exe: std::env::current_exe().context("locate the gigafactory binary")?,
+        netns: args.netns,
     };
     let outcome = gigafactory_chaos::run(&config)?;
     println!("{}", outcome.report);

@@ -2,15 +2,18 @@
 //! several `gigafactory serve` nodes on it and several `gigafactory factory` agents, all real
 //! processes; submits jobs at a steady rate; injects faults from a schedule drawn from a seed
 //! (node kill -9, SIGSTOP past the lease TTL, etcd member restarts, actor panics, a factory
-//! crash mid-job); lets the system settle; fetches every acknowledged job's timeline; and runs
-//! the [`checker`] over the recorded [`history`]. The invariants C1–C7 are numbered once, in
-//! [`checker`].
+//! crash mid-job, and with `--netns` network partitions and flapping links between nodes in
+//! network namespaces); lets the system settle; fetches every acknowledged job's timeline;
+//! and runs the [`checker`] over the recorded [`history`]. The invariants C1–C7 are numbered
+//! once, in [`checker`].
 //!
 //! The history and the checker need nothing; the runner ([`run`]) needs the `etcd` feature,
 //! since it starts Debian's `etcd`.
 
 pub mod checker;
 pub mod history;
+#[cfg(feature = "etcd")]
+mod netns;
 #[cfg(feature = "etcd")]
 mod procs;
 pub mod report;

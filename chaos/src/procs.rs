@@ -128,14 +128,22 @@ fn kill(child: &mut Option<Child>) {
     }
 }
 
+/// Where a node runs: the address it listens on, the network namespace it runs in (none: the
+/// host's), and the store URL that reaches etcd from there.
+pub struct Site {
+    pub host: String,
+    pub netns: Option<String>,
+    pub store: String,
+}
+
 /// One coordinator node (`gigafactory serve`), restartable on the same port and store.
 pub struct Node {
     pub index: usize,
     pub url: String,
     exe: PathBuf,
     dir: PathBuf,
+    site: Site,
     port: u16,
-    store: String,
     lease_ttl_ms: u64,
     child: Option<Child>,
 }
@@ -146,7 +154,7 @@ impl Node {
         exe: &Path,
         index: usize,
         dir: &Path,
-        store: &str,
+        site: Site,
         lease_ttl_ms: u64,
         admin: Option<&str>,
         api: &Api,
@@ -159,11 +167,11 @@ impl Node {
         let port = free_port()?;
         let mut node = Node {
             index,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{}:{port}", site.host),
             exe: exe.to_path_buf(),
             dir: dir.to_path_buf(),
+            site,
             port,
-            store: store.to_string(),
             lease_ttl_ms,
             child: None,
         };
@@ -180,10 +188,18 @@ impl Node {
 
     fn spawn(&mut self, api: &Api) -> Result<(), ChaosError> {
         let (out, err) = log_file(&self.dir.join("coordinator.log"))?;
-        let mut cmd = Command::new(&self.exe);
+        // `ip netns exec` enters the namespace and execs the node: same process, same pid.
+        let mut cmd = match &self.site.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         cmd.arg("serve")
-            .args(["--store", &self.store])
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--store", &self.site.store])
+            .args(["--listen", &format!("{}:{}", self.site.host, self.port)])
             .arg("--admin-token-file")
             .arg(self.dir.join("admin-token"))
             .args(["--lease-ttl-ms", &self.lease_ttl_ms.to_string()])

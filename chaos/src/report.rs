@@ -68,6 +68,9 @@ pub struct Throughput {
 pub struct Recovery {
     /// Node kill → the live nodes show no shard owned by the dead node.
     pub node_kill_to_shards_reowned_ms: Stats,
+    /// A partition that outlasts the node lease → no shard owned by the cut-off node.
+    #[serde(default)]
+    pub partition_to_shards_reowned_ms: Stats,
     /// For each `expire` event: its time minus the previous claim's.
     pub claim_to_expiry_ms: Stats,
     /// For each `expire` event followed by a claim: the time until that claim.
@@ -210,12 +213,13 @@ fn throughput(h: &History) -> Throughput {
 }
 
 fn recovery(h: &History) -> Recovery {
-    let reowned = h
-        .faults
-        .iter()
-        .filter(|f| f.kind == "node_kill")
-        .filter_map(|f| f.recovered_after_ms)
-        .collect();
+    let reowned = |kind: &str| {
+        h.faults
+            .iter()
+            .filter(|f| f.kind == kind)
+            .filter_map(|f| f.recovered_after_ms)
+            .collect()
+    };
     let mut to_expiry = Vec::new();
     let mut to_reclaim = Vec::new();
     for job in &h.jobs {
@@ -242,7 +246,8 @@ fn recovery(h: &History) -> Recovery {
         }
     }
     Recovery {
-        node_kill_to_shards_reowned_ms: Stats::of(reowned),
+        node_kill_to_shards_reowned_ms: Stats::of(reowned("node_kill")),
+        partition_to_shards_reowned_ms: Stats::of(reowned("net_partition")),
         claim_to_expiry_ms: Stats::of(to_expiry),
         expiry_to_reclaim_ms: Stats::of(to_reclaim),
     }
@@ -291,6 +296,13 @@ impl std::fmt::Display for Report {
             "  node kill -> shards re-owned: {}",
             r.node_kill_to_shards_reowned_ms
         )?;
+        if r.partition_to_shards_reowned_ms.count > 0 {
+            writeln!(
+                f,
+                "  partition -> shards re-owned: {}",
+                r.partition_to_shards_reowned_ms
+            )?;
+        }
         writeln!(f, "  claim -> lease expired: {}", r.claim_to_expiry_ms)?;
         writeln!(f, "  expired -> claimed again: {}", r.expiry_to_reclaim_ms)?;
         writeln!(

@@ -2,9 +2,10 @@
 //! fetches every acknowledged job and hands the history to the checker.
 //!
 //! Faults run one after another on the calling thread, each undone (process restarted or
-//! continued) before the next starts, so at most one etcd member and at most one coordinator
-//! node are ever down or stopped: with three of each, etcd keeps its quorum and two nodes stay
-//! up. The workload submits from its own threads meanwhile.
+//! continued, link restored) before the next starts, so at most one etcd member and at most
+//! one coordinator node are ever down, stopped or cut off: with three of each, etcd keeps its
+//! quorum and two nodes stay up. The workload submits from its own threads meanwhile. With
+//! `netns`, nodes run in network namespaces and partitions and flapping links join the schedule.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,13 +22,16 @@ use crate::history::{
     Attempt, FactoryJournal, Fault, History, JobRecord, Millis, Outcome as SubmitOutcome, Submit,
     is_terminal,
 };
-use crate::procs::{Agent, Api, Node, poll};
+use crate::netns::Network;
+use crate::procs::{Agent, Api, Node, Site, poll};
 use crate::report::{self, Report};
 use crate::rng::Rng;
 
 /// Job lease TTL of every node; SIGSTOPs last longer than this so the stopped holder is fenced.
 pub const LEASE_TTL_MS: u64 = 3_000;
 const ETCD_MEMBERS: usize = 3;
+/// Where the run's keys live in etcd.
+const STORE_NAMESPACE: &str = "chaos/";
 /// Quiet time before the first fault, so the cluster has settled its shards and factories.
 const WARMUP_MS: u64 = 3_000;
 /// After the workload: how long jobs may take to become terminal before the run stops.
@@ -44,6 +48,9 @@ const SHARDS: usize = 16;
 const JOB_COMMAND: &str = "sleep 0.2; echo $GF_JOB_ID";
 /// High enough that repeated lease expiries rarely kill a job; dead is still legal.
 const MAX_ATTEMPTS: u32 = 20;
+/// How long a flapping link stays in each state: from the minimum, plus up to the spread.
+const FLAP_MIN_MS: u64 = 100;
+const FLAP_SPREAD_MS: u64 = 400;
 /// Mixed into the seed for the workload's choices, so they do not shift the fault schedule.
 const WORKLOAD_SALT: u64 = 0x5EED_F10A_D5EE_D000;
 
@@ -60,6 +67,8 @@ pub struct Config {
     pub out: Option<PathBuf>,
     /// The `gigafactory` binary that runs nodes and agents.
     pub exe: PathBuf,
+    /// Run each node in a network namespace and add network faults (needs root, iproute2).
+    pub netns: bool,
 }
 
 impl Config {
@@ -67,18 +76,27 @@ impl Config {
     pub fn command_line(&self) -> String {
         format!(
             "{} chaos --seed {} --duration-secs {} --faults {} --nodes {} --factories {} \
-             --jobs-per-sec {}",
+             --jobs-per-sec {}{}",
             self.exe.display(),
             self.seed,
             self.duration_secs,
             self.faults,
             self.nodes,
             self.factories,
-            self.jobs_per_sec
+            self.jobs_per_sec,
+            if self.netns { " --netns" } else { "" }
         )
     }
 
     fn validate(&self) -> Result<(), ChaosError> {
+        // Checked first, so a probe with otherwise invalid settings learns only this.
+        if self.netns
+            && let Err(e) = Network::available()
+        {
+            return Err(ChaosError::Config(format!(
+                "--netns needs root, iproute2, veth and bridge links: {e}"
+            )));
+        }
         if self.nodes < 3 {
             return Err(ChaosError::Config(
                 "--nodes must be at least 3: two stay up while one is faulted".into(),
@@ -116,6 +134,8 @@ enum Kind {
     PanicReaper,
     PanicJob,
     PanicFactory,
+    NetPartition,
+    NetFlap,
 }
 
 impl Kind {
@@ -131,6 +151,13 @@ impl Kind {
         (Kind::PanicJob, 1),
         (Kind::PanicFactory, 1),
     ];
+    /// Added with `netns`. Without it the table, and so every seed's schedule, is unchanged.
+    const NETWORK: [(Kind, u64); 2] = [(Kind::NetPartition, 2), (Kind::NetFlap, 2)];
+
+    fn table(netns: bool) -> Vec<(Kind, u64)> {
+        let network: &[(Kind, u64)] = if netns { &Self::NETWORK } else { &[] };
+        Self::TABLE.iter().chain(network).copied().collect()
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -143,6 +170,8 @@ impl Kind {
             Kind::PanicReaper => "panic_reaper",
             Kind::PanicJob => "panic_job",
             Kind::PanicFactory => "panic_factory",
+            Kind::NetPartition => "net_partition",
+            Kind::NetFlap => "net_flap",
         }
     }
 }
@@ -165,12 +194,13 @@ fn plan(cfg: &Config) -> Vec<Planned> {
     let mut rng = Rng::new(cfg.seed);
     let span = (cfg.duration_secs * 1_000).saturating_sub(WARMUP_MS).max(1);
     let spacing = span / cfg.faults.max(1) as u64;
-    let total: u64 = Kind::TABLE.iter().map(|(_, w)| w).sum();
+    let table = Kind::table(cfg.netns);
+    let total: u64 = table.iter().map(|(_, w)| w).sum();
     (0..cfg.faults)
         .map(|i| {
             let at_ms = WARMUP_MS + i as u64 * spacing + rng.below(spacing / 2 + 1);
             let mut roll = rng.below(total);
-            let kind = Kind::TABLE
+            let kind = table
                 .iter()
                 .find(|(_, w)| {
                     let hit = roll < *w;
@@ -190,6 +220,9 @@ fn plan(cfg: &Config) -> Vec<Planned> {
                 }
                 Kind::FactoryCrash => rng.between(500, 2_000),
                 Kind::EtcdRestart => rng.between(1_000, 4_000),
+                // Some partitions end within the lease TTL, some outlast it.
+                Kind::NetPartition => rng.between(1_000, 2 * LEASE_TTL_MS + 2_000),
+                Kind::NetFlap => rng.between(2_000, 6_000),
                 _ => 0,
             };
             Planned {
@@ -226,32 +259,34 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
     eprintln!("chaos: seed {} — reproduce with:\n  {command}", cfg.seed);
     eprintln!("chaos: output in {}", dir.display());
 
-    let etcd = LocalEtcdCluster::start(ETCD_MEMBERS)
+    let net = cfg.netns.then(|| Network::create(cfg.nodes)).transpose()?;
+    let bridge: Vec<String> = net.iter().map(Network::host_ip).collect();
+    let bridge: Vec<&str> = bridge.iter().map(String::as_str).collect();
+    let etcd = LocalEtcdCluster::start_also_on(ETCD_MEMBERS, &bridge)
         .map_err(|e| ChaosError::Setup(format!("etcd cluster: {e}")))?;
-    let store = etcd.store_url("chaos/");
+    let site = |i: usize| match &net {
+        Some(n) => Site {
+            host: n.node_ip(i),
+            netns: Some(n.netns(i)),
+            store: etcd.store_url_on(&n.host_ip(), STORE_NAMESPACE),
+        },
+        None => Site {
+            host: "127.0.0.1".into(),
+            netns: None,
+            store: etcd.store_url(STORE_NAMESPACE),
+        },
+    };
     let mut api = Api::new()?;
     let mut nodes = Vec::with_capacity(cfg.nodes);
-    nodes.push(Node::start(
-        &cfg.exe,
-        0,
-        &dir.join("node0"),
-        &store,
-        LEASE_TTL_MS,
-        None,
-        &api,
-    )?);
-    api.admin = nodes[0].admin_token()?;
-    for i in 1..cfg.nodes {
-        let n = Node::start(
-            &cfg.exe,
-            i,
-            &dir.join(format!("node{i}")),
-            &store,
-            LEASE_TTL_MS,
-            Some(&api.admin),
-            &api,
-        )?;
-        nodes.push(n);
+    for i in 0..cfg.nodes {
+        // The first node mints the admin token; the others are handed it.
+        let admin = (i > 0).then_some(api.admin.as_str());
+        let dir = dir.join(format!("node{i}"));
+        let node = Node::start(&cfg.exe, i, &dir, site(i), LEASE_TTL_MS, admin, &api)?;
+        if i == 0 {
+            api.admin = node.admin_token()?;
+        }
+        nodes.push(node);
     }
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let mut agents = Vec::with_capacity(cfg.factories);
@@ -305,6 +340,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
 
     let mut world = World {
         etcd,
+        net,
         nodes,
         agents,
         api: api.clone(),
@@ -468,11 +504,13 @@ fn submit(api: &Api, urls: &[String], first: usize, key: &str) -> Submit {
     }
 }
 
-/// The processes under fault. Dropped agents first, then nodes, then etcd.
+/// The processes under fault. Dropped agents first, then nodes, then etcd, then the network.
 struct World {
     agents: Vec<Agent>,
     nodes: Vec<Node>,
     etcd: LocalEtcdCluster,
+    /// Removed after every process is gone.
+    net: Option<Network>,
     api: Api,
     submits: Arc<Mutex<Vec<Submit>>>,
 }
@@ -492,11 +530,7 @@ impl World {
         match p.kind {
             Kind::NodeKill => {
                 fault.target = format!("node {t}");
-                let me = self
-                    .api
-                    .get_ok(&format!("{}/v1/cluster", self.nodes[t].url))
-                    .ok()
-                    .and_then(|v| v["this_node"].as_str().map(str::to_string));
+                let me = self.node_id(t);
                 let killed = Instant::now();
                 fault.start = now_ms();
                 self.nodes[t].kill();
@@ -517,6 +551,31 @@ impl World {
                 // Keeping the node down for its planned time.
                 std::thread::sleep(hold.saturating_sub(killed.elapsed()));
                 self.nodes[t].restart(&self.api)?;
+            }
+            Kind::NetPartition => {
+                fault.target = format!("node {t}");
+                let net = self.network()?;
+                let me = self.node_id(t);
+                let cut = Instant::now();
+                fault.start = now_ms();
+                net.partition(t, true)?;
+                // Only a partition that outlasts the node lease moves shards.
+                if let Some(me) = me.filter(|_| p.hold_ms > LEASE_TTL_MS) {
+                    let observer = &self.nodes[(t + 1) % self.nodes.len()].url;
+                    if poll(hold, || shards_owned_without(&self.api, observer, &me)) {
+                        fault.recovered_after_ms = Some(cut.elapsed().as_millis() as u64);
+                    }
+                }
+                std::thread::sleep(hold.saturating_sub(cut.elapsed()));
+                net.partition(t, false)?;
+            }
+            Kind::NetFlap => {
+                fault.target = format!("node {t}");
+                let net = self.network()?;
+                let period = FLAP_MIN_MS + p.pick % FLAP_SPREAD_MS;
+                fault.note = Some(format!("down and up every {period} ms"));
+                fault.start = now_ms();
+                net.flap(t, Duration::from_millis(period), hold)?;
             }
             Kind::NodeStop => {
                 fault.target = format!("node {t}");
@@ -595,6 +654,20 @@ impl World {
         }
         fault.end = now_ms();
         Ok(fault)
+    }
+
+    /// Node `t`'s id in the cluster view, if it answers.
+    fn node_id(&self, t: usize) -> Option<String> {
+        self.api
+            .get_ok(&format!("{}/v1/cluster", self.nodes[t].url))
+            .ok()
+            .and_then(|v| v["this_node"].as_str().map(str::to_string))
+    }
+
+    fn network(&self) -> Result<&Network, ChaosError> {
+        self.net
+            .as_ref()
+            .ok_or_else(|| ChaosError::Config("a network fault needs --netns".into()))
     }
 
     /// One of the last acknowledged jobs, likely still active.
@@ -716,6 +789,7 @@ mod tests {
             jobs_per_sec: 3.0,
             out: None,
             exe: PathBuf::from("gigafactory"),
+            netns: false,
         }
     }
 
@@ -727,6 +801,33 @@ mod tests {
         assert_eq!(p.len(), 10);
         assert!(p.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
         assert!(p.iter().all(|f| f.at_ms >= WARMUP_MS && f.at_ms < 60_000));
+    }
+
+    #[test]
+    fn network_faults_join_the_schedule_only_with_netns() {
+        let kinds = |netns| {
+            plan(&Config {
+                faults: 300,
+                netns,
+                ..cfg(4)
+            })
+            .into_iter()
+            .map(|f| f.kind)
+            .collect::<Vec<_>>()
+        };
+        let with = kinds(true);
+        assert!(with.contains(&Kind::NetPartition) && with.contains(&Kind::NetFlap));
+        let without = kinds(false);
+        assert!(!without.contains(&Kind::NetPartition) && !without.contains(&Kind::NetFlap));
+        // The seed tests/e2e_chaos.rs runs with --netns: both network faults, and others.
+        let e2e = plan(&Config {
+            duration_secs: 45,
+            faults: 8,
+            netns: true,
+            ..cfg(19)
+        });
+        assert!(e2e.iter().any(|f| f.kind == Kind::NetPartition));
+        assert!(e2e.iter().any(|f| f.kind == Kind::NetFlap));
     }
 
     #[test]

@@ -38,15 +38,24 @@ pub struct LocalEtcdCluster {
     initial_cluster: String,
     /// Unique per cluster, so members of two clusters on one machine never join each other.
     token: String,
+    /// Addresses members serve clients on: 127.0.0.1 first (health checks use it), then any
+    /// asked for. Peers always talk over 127.0.0.1.
+    client_hosts: Vec<String>,
 }
 
 impl LocalEtcdCluster {
     /// Starts `size` members and waits until every one reports healthy; a cluster that does
     /// not come up is torn down and tried again on fresh ports.
     pub fn start(size: usize) -> io::Result<Self> {
+        Self::start_also_on(size, &[])
+    }
+
+    /// Like [`start`](Self::start), with members also serving clients on each of `hosts` (local
+    /// addresses, e.g. a bridge the chaos suite's network namespaces reach the store through).
+    pub fn start_also_on(size: usize, hosts: &[&str]) -> io::Result<Self> {
         let mut attempt = 1;
         loop {
-            match Self::try_start(size) {
+            match Self::try_start(size, hosts) {
                 Ok(cluster) => return Ok(cluster),
                 Err(e) if attempt < START_ATTEMPTS => {
                     eprintln!("etcd cluster did not start (attempt {attempt}): {e}; retrying");
@@ -57,7 +66,7 @@ impl LocalEtcdCluster {
         }
     }
 
-    fn try_start(size: usize) -> io::Result<Self> {
+    fn try_start(size: usize, hosts: &[&str]) -> io::Result<Self> {
         let token = format!("gigafactory-{}-{}", std::process::id(), unique());
         let dir = std::env::temp_dir().join(format!("{token}-etcd"));
         std::fs::create_dir_all(&dir)?;
@@ -80,6 +89,10 @@ impl LocalEtcdCluster {
             dir,
             initial_cluster,
             token,
+            client_hosts: std::iter::once("127.0.0.1")
+                .chain(hosts.iter().copied())
+                .map(str::to_string)
+                .collect(),
         };
         for i in 0..size {
             cluster.spawn(i, "new")?;
@@ -90,17 +103,26 @@ impl LocalEtcdCluster {
         Ok(cluster)
     }
 
-    /// `host:port` of every member's client URL.
+    /// `127.0.0.1:port` of every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints_on(&self.client_hosts[0])
+    }
+
+    fn endpoints_on(&self, host: &str) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{host}:{}", m.client_port))
             .collect()
     }
 
     /// A store URL for this cluster with keys under `namespace`.
     pub fn store_url(&self, namespace: &str) -> String {
-        format!("etcd://{}/{namespace}", self.endpoints().join(","))
+        self.store_url_on(&self.client_hosts[0], namespace)
+    }
+
+    /// A store URL reaching the members through `host`, one of the hosts they listen on.
+    pub fn store_url_on(&self, host: &str, namespace: &str) -> String {
+        format!("etcd://{}/{namespace}", self.endpoints_on(host).join(","))
     }
 
     pub fn len(&self) -> usize {
@@ -129,7 +151,12 @@ impl LocalEtcdCluster {
 
     fn spawn(&mut self, i: usize, state: &str) -> io::Result<()> {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = self
+            .client_hosts
+            .iter()
+            .map(|h| format!("http://{h}:{}", m.client_port))
+            .collect::<Vec<_>>()
+            .join(",");
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name)))?;
         let mut cmd = Command::new("etcd");
