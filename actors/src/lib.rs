@@ -21,6 +21,7 @@ mod fleet;
 mod job_actor;
 mod membership;
 mod reaper;
+mod ready_queue;
 mod scheduler;
 mod supervisor;
 

@@ -5,8 +5,7 @@
 //! placed. The index is rebuilt from the store's ready index whenever the actor starts, so a
 //! restart loses nothing: every change it hears about was committed first.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,9 +19,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
 use crate::coordinator::{OperatorAction, Shared};
+use crate::ready_queue::{ReadyQueue, placement_order};
 
-/// Ready-index entries examined per placement, so a factory that fits few jobs cannot make one
-/// claim scan a million.
+/// Ready-queue entries examined per shape and placement: within a shape every job fits the
+/// factory, so only jobs not yet due or reserved for another factory are skipped.
 const SCAN_MAX_ENTRIES: usize = 4096;
 /// How often the scheduler expires long-polls and looks for preemptions.
 const TICK_MS: u64 = 250;
@@ -32,13 +32,6 @@ const REFRESH_ROWS: usize = 10_000;
 /// Shortest pause between two refreshes, so a burst of submissions on other nodes costs one
 /// scan rather than one per commit.
 const REFRESH_MIN_INTERVAL_MS: u64 = 20;
-
-/// Placement order: higher priority first, then older, then id.
-type IndexKey = (Reverse<u32>, Millis, JobId);
-
-fn index_key(e: &ReadyEntry) -> IndexKey {
-    (Reverse(e.priority), e.created_at, e.id)
-}
 
 fn job_view(e: &ReadyEntry) -> JobView {
     JobView {
@@ -123,8 +116,7 @@ pub(crate) struct SchedulerActor;
 
 pub(crate) struct SchedulerState {
     shared: Arc<Shared>,
-    index: BTreeMap<IndexKey, ReadyEntry>,
-    keys: HashMap<JobId, IndexKey>,
+    queue: ReadyQueue,
     waiters: VecDeque<ClaimAsk>,
     running: HashMap<JobId, RunningView>,
     factories: HashMap<FactoryId, FactoryView>,
@@ -150,8 +142,7 @@ impl Actor for SchedulerActor {
         shared.scheduler_backlog.store(0, Ordering::Relaxed);
         let mut state = SchedulerState {
             shared: shared.clone(),
-            index: BTreeMap::new(),
-            keys: HashMap::new(),
+            queue: ReadyQueue::default(),
             waiters: VecDeque::new(),
             running: HashMap::new(),
             factories: HashMap::new(),
@@ -185,7 +176,7 @@ impl Actor for SchedulerActor {
             }
         }
         tracing::info!(
-            queued = state.index.len(),
+            queued = state.queue.len(),
             "scheduler index rebuilt from the store"
         );
         myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
@@ -212,7 +203,9 @@ impl Actor for SchedulerActor {
                 state.insert(entry);
                 state.serve_waiters(&myself);
             }
-            SchedulerMsg::JobGone(id) => state.remove(id),
+            SchedulerMsg::JobGone(id) => {
+                state.remove(id);
+            }
             SchedulerMsg::LeaseEnded(id) => {
                 state.running.remove(&id);
             }
@@ -255,7 +248,7 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Crash => return Err("fault injected: scheduler crash".into()),
             SchedulerMsg::Snapshot(reply) => {
                 let _ = reply.send(SchedulerSnapshot {
-                    queued: state.index.len(),
+                    queued: state.queue.len(),
                     queued_by_product: state
                         .by_product
                         .iter()
@@ -272,7 +265,7 @@ impl Actor for SchedulerActor {
                 });
             }
         }
-        metrics::gauge!("gigafactory_queued_jobs").set(state.index.len() as f64);
+        metrics::gauge!("gigafactory_queued_jobs").set(state.queue.len() as f64);
         Ok(())
     }
 }
@@ -319,15 +312,16 @@ impl SchedulerState {
         )
         .await)?;
         let complete = page.len() < REFRESH_ROWS;
-        let last = page.last().map(|(_, e)| index_key(e));
+        let last = page.last().map(|(_, e)| placement_order(e));
         let stored: std::collections::HashSet<JobId> = page.iter().map(|(_, e)| e.id).collect();
         let stale: Vec<JobId> = self
-            .index
+            .queue
             .iter()
-            .filter(|(k, e)| {
-                (complete || last.is_some_and(|l| **k <= l)) && !stored.contains(&e.id)
+            .filter(|e| {
+                (complete || last.is_some_and(|l| placement_order(e) <= l))
+                    && !stored.contains(&e.id)
             })
-            .map(|(_, e)| e.id)
+            .map(|e| e.id)
             .collect();
         for id in stale {
             self.remove(id);
@@ -346,25 +340,16 @@ impl SchedulerState {
     }
 
     fn insert(&mut self, entry: ReadyEntry) {
-        self.remove(entry.id);
-        let key = index_key(&entry);
         self.count(&entry, 1);
-        self.keys.insert(entry.id, key);
-        self.index.insert(key, entry);
-    }
-
-    fn remove(&mut self, id: JobId) {
-        if let Some(key) = self.keys.get(&id).copied() {
-            self.take(key);
+        if let Some(old) = self.queue.insert(entry) {
+            self.count(&old, -1);
         }
     }
 
-    /// Removes the entry at `key` (which must be indexed).
-    fn take(&mut self, key: IndexKey) -> ReadyEntry {
-        let entry = self.index.remove(&key).expect("the key is indexed");
-        self.keys.remove(&entry.id);
+    fn remove(&mut self, id: JobId) -> Option<ReadyEntry> {
+        let entry = self.queue.remove(id)?;
         self.count(&entry, -1);
-        entry
+        Some(entry)
     }
 
     /// Keeps the per-product and per-capability queue counts in step with the index.
@@ -388,16 +373,14 @@ impl SchedulerState {
         let mut picked = Vec::new();
         // A job that preempted for this factory's slot goes first.
         if let Some(job) = self.reserved.get(&ask.factory_id).copied()
-            && let Some(key) = self.keys.get(&job).copied()
+            && let Some(view) = self.queue.get(job).map(job_view)
+            && scoring::eligible(&view, &factory)
+            && let Some(entry) = self.remove(job)
         {
-            let view = job_view(&self.index[&key]);
-            if scoring::eligible(&view, &factory) {
-                let breakdown =
-                    scoring::score_candidate(&view, &factory, self.weights_of(&view.product), now);
-                let entry = self.take(key);
-                factory.slots_busy += 1;
-                picked.push((entry, breakdown));
-            }
+            let breakdown =
+                scoring::score_candidate(&view, &factory, self.weights_of(&view.product), now);
+            factory.slots_busy += 1;
+            picked.push((entry, breakdown));
         }
         let reserved_elsewhere: Vec<JobId> = self
             .reserved
@@ -406,19 +389,17 @@ impl SchedulerState {
             .map(|(_, j)| *j)
             .collect();
         while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
-            // Filter on the index entries first: building a view allocates, and a factory that
-            // fits few jobs may have to skip thousands of entries.
-            let candidates: Vec<(IndexKey, JobView)> = self
-                .index
-                .iter()
-                .take(SCAN_MAX_ENTRIES)
-                .filter(|(_, e)| {
-                    e.not_before <= now
-                        && scoring::fits(&e.capabilities, e.engine_class.as_ref(), &factory)
-                        && !reserved_elsewhere.contains(&e.id)
-                })
-                .take(self.shared.config.placement_candidates_max)
-                .map(|(k, e)| (*k, job_view(e)))
+            let candidates: Vec<(JobId, JobView)> = self
+                .queue
+                .candidates(
+                    &factory,
+                    now,
+                    SCAN_MAX_ENTRIES,
+                    self.shared.config.placement_candidates_max,
+                    |e| !reserved_elsewhere.contains(&e.id),
+                )
+                .into_iter()
+                .map(|e| (e.id, job_view(e)))
                 .collect();
             // Each product's jobs are scored with that product's weights; the best of each
             // product then compete on their totals (ties: the index order, priority then age).
@@ -445,8 +426,9 @@ impl SchedulerState {
                 }
             }
             let Some((i, breakdown)) = best else { break };
-            let key = candidates[i].0;
-            let entry = self.take(key);
+            let Some(entry) = self.remove(candidates[i].0) else {
+                break;
+            };
             factory.slots_busy += 1;
             picked.push((entry, breakdown));
         }
@@ -474,7 +456,7 @@ impl SchedulerState {
             if ask.reply.is_closed() {
                 continue;
             }
-            if self.index.is_empty() {
+            if self.queue.is_empty() {
                 still.push_back(ask);
                 continue;
             }
@@ -592,9 +574,8 @@ impl SchedulerState {
     async fn consider_preemption(&mut self) {
         let now = self.shared.now();
         let Some(top) = self
-            .index
-            .values()
-            .find(|e| e.not_before <= now && !self.reserved.values().any(|j| *j == e.id))
+            .queue
+            .head(now, |e| !self.reserved.values().any(|j| *j == e.id))
         else {
             return;
         };
