@@ -1,6 +1,7 @@
 //! Two coordinator nodes on one three-member etcd cluster (real processes): work submitted on
-//! one node reaches claims waiting on the other through a store watch, and a factory fails over
-//! between nodes when one dies.
+//! one node reaches claims waiting on the other through a store watch, fleet events committed
+//! through one node stream live from the other, and a factory fails over between nodes when one
+//! dies.
 
 #![cfg(feature = "etcd")]
 
@@ -57,6 +58,112 @@ fn a_claim_waiting_on_one_node_wakes_for_a_job_submitted_on_another() {
         waited < Duration::from_secs(10),
         "woken by the submit, not by the long-poll's end ({waited:?})"
     );
+}
+
+/// Follows a node's fleet stream (`/v1/events`, SSE) with curl: every event's id and JSON, as
+/// it arrives. The curl process is killed on drop.
+struct FleetFollower {
+    curl: std::process::Child,
+    events: std::sync::mpsc::Receiver<(String, serde_json::Value)>,
+}
+
+impl FleetFollower {
+    fn start(node: &Coordinator, last_event_id: Option<&str>) -> Self {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-s", "-N", "-H", "Accept: text/event-stream"])
+            .args(["-H", &format!("Authorization: Bearer {}", node.admin)]);
+        if let Some(id) = last_event_id {
+            cmd.args(["-H", &format!("Last-Event-ID: {id}")]);
+        }
+        let mut curl = cmd
+            .arg(format!("{}/v1/events", node.url))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let out = std::io::BufReader::new(curl.stdout.take().unwrap());
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut id = String::new();
+            for line in out.lines().map_while(Result::ok) {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_string();
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    let event = serde_json::from_str(data).expect("an event is JSON");
+                    if tx.send((std::mem::take(&mut id), event)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        FleetFollower { curl, events }
+    }
+
+    /// The next event that is about job `id`, within `within`.
+    fn next_for_job(
+        &self,
+        id: &serde_json::Value,
+        within: Duration,
+    ) -> (String, serde_json::Value) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (event_id, event) = self
+                .events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no fleet event for job {id} within {within:?}"));
+            if event["job_id"] == *id {
+                return (event_id, event);
+            }
+        }
+    }
+}
+
+impl Drop for FleetFollower {
+    fn drop(&mut self) {
+        let _ = self.curl.kill();
+        let _ = self.curl.wait();
+    }
+}
+
+#[test]
+fn a_job_submitted_through_one_node_shows_live_on_the_other_nodes_fleet_stream() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = LocalEtcdCluster::start(3).expect("etcd cluster");
+    let (a, b) = two_nodes(dir.path(), &etcd);
+    let a_id = get(&a, "/v1/cluster")["this_node"].clone();
+    let b_id = get(&b, "/v1/cluster")["this_node"].clone();
+    let on_a = FleetFollower::start(&a, None);
+    let submit = |key: &str| {
+        let body = format!(
+            r#"{{"key": "{key}", "title": "{key}", "product": "e2e", "payload": {{"command": "true"}}}}"#
+        );
+        let (status, made) = post(&b, "/v1/jobs", &body);
+        assert_eq!(status, 201, "{made}");
+        made["id"].clone()
+    };
+    let first = submit("first");
+    let (first_id, event) = on_a.next_for_job(&first, Duration::from_secs(10));
+    assert_eq!(event["kind"], "submitted");
+    assert_eq!(
+        event["node"], b_id,
+        "the event names the node that committed it"
+    );
+    assert!(
+        first_id.starts_with(&format!("{}:", a_id.as_str().unwrap())),
+        "ids number events in the stream of the node serving it: {first_id}"
+    );
+    let second = submit("second");
+    let (second_id, _) = on_a.next_for_job(&second, Duration::from_secs(10));
+    // A follower that reconnects after the first event resumes with the second: nothing of
+    // what it saw comes again, nothing after it is lost.
+    let resumed = FleetFollower::start(&a, Some(&first_id));
+    let (next_id, next) = resumed
+        .events
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the resumed stream sends the kept events after its id");
+    assert_eq!((next_id, &next["job_id"]), (second_id, &second));
 }
 
 #[test]

@@ -38,12 +38,17 @@ pub struct Config {
     pub restart_window_ms: u64,
     pub backoff: Backoff,
     /// Other nodes write to the same store (etcd, FoundationDB): watch it for work they make
-    /// ready. An embedded store belongs to one process, so it needs no watch.
+    /// ready, and share fleet events through it. An embedded store belongs to one process, so
+    /// it needs neither.
     pub shared_store: bool,
     /// A node that has not renewed its lease for this long is dead; its shards move.
     pub node_lease_ttl_ms: u64,
     /// This node's API address, shown in the cluster view.
     pub node_addr: String,
+    /// How often the node samples throughput and placement latency for the overview's charts.
+    pub stats_sample_interval_ms: u64,
+    /// Samples kept: with the interval, how far back the charts reach (an hour by default).
+    pub stats_history_samples: usize,
 }
 
 impl Default for Config {
@@ -69,6 +74,8 @@ impl Default for Config {
             shared_store: false,
             node_lease_ttl_ms: 3_000,
             node_addr: String::new(),
+            stats_sample_interval_ms: 5_000,
+            stats_history_samples: 720,
         }
     }
 }

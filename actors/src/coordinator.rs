@@ -28,12 +28,11 @@ use crate::error::{CoordError, Result};
 use crate::factory_actor::{FactoryActor, FactoryMsg, factory_view};
 use crate::job_actor::{JobActor, JobActorArgs, JobMsg, lease_answer};
 use crate::scheduler::{ClaimAsk, SchedulerMsg, SchedulerSnapshot};
+use crate::stats_history::{ClaimLatencies, Counters, StatsHistory, StatsSample};
 use crate::supervisor::{Supervisor, SupervisorMsg};
 
 /// Rows a filtered job listing examines per page before it returns what it found.
 const LIST_SCAN_MAX_ROWS: usize = 10_000;
-/// Claim latencies kept for the control plane's percentiles.
-const CLAIM_LATENCIES_KEPT: usize = 1024;
 /// Changed paths one report may list (the agent caps its list at the same number).
 const CHANGED_PATHS_MAX: usize = 10_000;
 
@@ -75,9 +74,11 @@ pub(crate) struct Shared {
     /// Jobs this node saw finish, and claims it answered, since it started.
     pub finished_total: std::sync::atomic::AtomicU64,
     pub claims_total: std::sync::atomic::AtomicU64,
-    /// Latencies (µs) of the latest placements, from the scheduler choosing a job to the lease
+    /// Latencies of the latest placements, from the scheduler choosing a job to the lease
     /// being committed (long-poll waiting excluded), for the control plane.
-    claim_latencies_us: std::sync::Mutex<std::collections::VecDeque<u64>>,
+    claim_latencies: std::sync::Mutex<ClaimLatencies>,
+    /// The overview's samples over the last `stats_history_samples` intervals.
+    stats_history: std::sync::Mutex<StatsHistory>,
 }
 
 /// An operator's (or the scheduler's) action on a job.
@@ -201,14 +202,24 @@ impl Shared {
 
     /// Records how long one placement took to commit.
     pub fn record_claim_latency(&self, elapsed: Duration) {
-        let mut l = self
-            .claim_latencies_us
+        self.claim_latencies
             .lock()
-            .expect("latency lock poisoned");
-        if l.len() == CLAIM_LATENCIES_KEPT {
-            l.pop_front();
-        }
-        l.push_back(elapsed.as_micros() as u64);
+            .expect("latency lock poisoned")
+            .record(elapsed.as_micros() as u64);
+    }
+
+    /// Adds a sample of the node's counters to the overview's history.
+    pub fn sample_stats(&self) {
+        let latencies = self.claim_latencies.lock().expect("latency lock poisoned");
+        let counters = Counters {
+            finished_total: self.finished_total.load(Ordering::Relaxed),
+            claims_total: self.claims_total.load(Ordering::Relaxed),
+            latencies_recorded: latencies.recorded_total(),
+        };
+        self.stats_history
+            .lock()
+            .expect("stats history lock poisoned")
+            .sample(self.now(), counters, &latencies);
     }
 
     /// Announces a committed transition on the fleet stream.
@@ -388,6 +399,12 @@ impl Coordinator {
     /// Starts the actor tree on `store`.
     pub async fn start(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
         let started_at = clock.now_ms();
+        let node_id = Uuid::now_v7();
+        // Only nodes sharing a store share fleet events; a store of its own needs no feed.
+        let feed = config
+            .shared_store
+            .then(|| crate::fleet_relay::spawn_feed_writer(store.clone(), node_id));
+        let history = StatsHistory::new(config.stats_history_samples.max(1));
         let shared = Arc::new(Shared {
             store,
             config,
@@ -400,13 +417,14 @@ impl Coordinator {
             spawn_lock: tokio::sync::Mutex::new(()),
             unhealthy: AtomicBool::new(false),
             scheduler_backlog: AtomicUsize::new(0),
-            node_id: Uuid::now_v7(),
+            node_id,
             started_at,
             shards: RwLock::new((Default::default(), 0)),
-            fleet: crate::fleet::FleetHub::new(),
+            fleet: crate::fleet::FleetHub::new(node_id, feed),
             finished_total: Default::default(),
             claims_total: Default::default(),
-            claim_latencies_us: Default::default(),
+            claim_latencies: Default::default(),
+            stats_history: std::sync::Mutex::new(history),
         });
         let (sup, _) = Actor::spawn(None, Supervisor, shared.clone())
             .await
@@ -879,19 +897,12 @@ impl Coordinator {
         let factories = self.factories().await?;
         let count = |s: FactoryStatus| factories.iter().filter(|f| f.status == s).count();
         let scheduler = self.scheduler_snapshot().await?;
-        let mut lat: Vec<u64> = self
+        let (p50, p99) = self
             .shared
-            .claim_latencies_us
+            .claim_latencies
             .lock()
             .expect("latency lock poisoned")
-            .iter()
-            .copied()
-            .collect();
-        lat.sort_unstable();
-        let pct = |q: f64| {
-            lat.get(((lat.len().saturating_sub(1)) as f64 * q).round() as usize)
-                .map(|us| *us as f64 / 1000.0)
-        };
+            .percentiles_ms(usize::MAX);
         let live: Vec<&Factory> = factories
             .iter()
             .filter(|f| matches!(f.status, FactoryStatus::Online | FactoryStatus::Draining))
@@ -910,15 +921,31 @@ impl Coordinator {
             running: scheduler.running,
             finished_total: self.shared.finished_total.load(Ordering::Relaxed),
             claims_total: self.shared.claims_total.load(Ordering::Relaxed),
-            claim_latency_p50_ms: pct(0.5),
-            claim_latency_p99_ms: pct(0.99),
+            claim_latency_p50_ms: p50,
+            claim_latency_p99_ms: p99,
         })
     }
 
-    /// The fleet stream: kept events after `after`, and live ones.
+    /// The overview's samples taken after `after` (all kept when `None`), oldest first, one
+    /// every `stats_sample_interval_ms`.
+    pub fn stats_history(&self, after: Option<u64>) -> Vec<StatsSample> {
+        self.shared
+            .stats_history
+            .lock()
+            .expect("stats history lock poisoned")
+            .since(after)
+    }
+
+    /// This node's id in the cluster; it also names its fleet stream.
+    pub fn node_id(&self) -> Uuid {
+        self.shared.node_id
+    }
+
+    /// The fleet stream: kept events after `after`, and live ones. On a shared store it holds
+    /// every node's events (see `fleet_relay`).
     pub fn follow_fleet(
         &self,
-        after: Option<u64>,
+        after: Option<crate::fleet::FleetEventId>,
     ) -> (
         Vec<crate::fleet::FleetEvent>,
         tokio::sync::broadcast::Receiver<crate::fleet::FleetEvent>,

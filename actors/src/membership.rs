@@ -73,6 +73,8 @@ async fn renew(shared: &Arc<Shared>) {
         for n in &nodes {
             if n.expires_at + DEAD_NODE_KEPT_MS < now {
                 tx.clear(&keys::node(n.id))?;
+                // Its fleet feed goes with it: no node relays a feed whose node is not listed.
+                tx.clear_range(&keys::fleet_feed_of(n.id))?;
             }
         }
         let live: Vec<Uuid> = nodes

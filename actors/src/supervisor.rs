@@ -1,22 +1,31 @@
-//! `Supervisor`: the root of a node's actor tree. It restarts the scheduler and the reaper when
-//! they fail — each rebuilds what it holds from the store — and escalates a crash loop (more
+//! `Supervisor`: the root of a node's actor tree. It restarts the scheduler, the reaper and, on
+//! a shared store, the membership and fleet relay actors when they fail — each rebuilds what it
+//! holds from the store — and escalates a crash loop (more
 //! than `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
 //! `/readyz` reports. Job and factory actors are virtual: when one fails, the supervisor only
 //! logs it; the next command for that job or factory activates a fresh one. ractor's default
-//! (stop the supervisor when any child stops) would take the node down with one job.
+//! (stop the supervisor when any child stops) would take the node down with one job. It also
+//! samples the node's counters for the overview's history on a timer.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::coordinator::Shared;
+use crate::fleet_relay::FleetRelayActor;
 use crate::membership::MembershipActor;
 use crate::reaper::ReaperActor;
 use crate::scheduler::SchedulerActor;
 
-pub(crate) enum SupervisorMsg {}
+pub(crate) enum SupervisorMsg {
+    /// Take a sample of the node's counters for the overview's history
+    /// (`stats_sample_interval_ms`). The supervisor does it because it lives as long as the
+    /// node and is never restarted, so the history is never lost.
+    SampleStatsTick,
+}
 
 pub(crate) struct Supervisor;
 
@@ -25,6 +34,7 @@ pub(crate) struct SupervisorState {
     scheduler: Option<ActorCell>,
     reaper: Option<ActorCell>,
     membership: Option<ActorCell>,
+    fleet_relay: Option<ActorCell>,
     /// When singleton restarts happened, for crash-loop detection.
     restarts: VecDeque<u64>,
 }
@@ -44,14 +54,30 @@ impl Actor for Supervisor {
             scheduler: None,
             reaper: None,
             membership: None,
+            fleet_relay: None,
             restarts: VecDeque::new(),
         };
         state.start_scheduler(&myself).await?;
         state.start_reaper(&myself).await?;
         if state.shared.config.shared_store {
             state.start_membership(&myself).await?;
+            state.start_fleet_relay(&myself).await?;
         }
+        let every = Duration::from_millis(state.shared.config.stats_sample_interval_ms.max(1));
+        myself.send_interval(every, || SupervisorMsg::SampleStatsTick);
         Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SupervisorMsg>,
+        msg: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::SampleStatsTick => state.shared.sample_stats(),
+        }
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
@@ -80,6 +106,10 @@ impl Actor for Supervisor {
             tracing::error!(why, "membership stopped; restarting it");
             state.note_restart();
             state.start_membership(&myself).await?;
+        } else if state.fleet_relay.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "fleet relay stopped; restarting it");
+            state.note_restart();
+            state.start_fleet_relay(&myself).await?;
         } else if why.starts_with("failed") {
             // Forget the dead actor so the next command activates a fresh one.
             state
@@ -138,6 +168,21 @@ impl SupervisorState {
         )
         .await?;
         self.membership = Some(r.get_cell());
+        Ok(())
+    }
+
+    async fn start_fleet_relay(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) = Actor::spawn_linked(
+            None,
+            FleetRelayActor,
+            self.shared.clone(),
+            myself.get_cell(),
+        )
+        .await?;
+        self.fleet_relay = Some(r.get_cell());
         Ok(())
     }
 

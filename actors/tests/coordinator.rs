@@ -190,3 +190,94 @@ async fn crashed_actors_are_recovered_from_the_store() {
     assert!(beat, "the factory actor came back");
     coord.stop();
 }
+
+/// Two nodes on one store they treat as shared (as they would etcd): each node's fleet stream
+/// shows the transitions committed through the other, once, in the stream's own numbering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_events_committed_through_one_node_reach_the_other_nodes_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
+    let config = Config {
+        shared_store: true,
+        ..Config::default()
+    };
+    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let b = Coordinator::start(store, config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let (_, mut on_a) = a.follow_fleet(None);
+    let (job, _) = b.submit(spec("via-b", 50), vec![], "test").await.unwrap();
+    let relayed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let e = on_a.recv().await.unwrap();
+            if e.job_id == job.id {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("node a relays node b's event");
+    assert_eq!(
+        relayed.node,
+        b.node_id(),
+        "the event names the node that committed it"
+    );
+    assert_eq!(relayed.kind, "submitted");
+    // Node b's own stream has it once, from itself, not relayed back.
+    let (on_b, _) = b.follow_fleet(None);
+    let mine: Vec<_> = on_b.iter().filter(|e| e.job_id == job.id).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].node, b.node_id());
+    // A follower of node a resuming just before the relayed event gets it next.
+    let before = gigafactory_actors::FleetEventId {
+        node: a.node_id(),
+        seq: relayed.seq - 1,
+    };
+    let (resumed, _) = a.follow_fleet(Some(before));
+    assert_eq!(resumed.first().map(|e| e.job_id), Some(job.id));
+    a.stop();
+    b.stop();
+}
+
+/// The node samples its counters on a timer, so the overview can show the past on open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_history_samples_placements_as_they_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
+    let config = Config {
+        stats_sample_interval_ms: 20,
+        stats_history_samples: 1000,
+        ..Config::default()
+    };
+    let coord = Coordinator::start(store, config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let f = enroll(&coord, 1).await;
+    coord.submit(spec("j", 50), vec![], "test").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // A first sample, so the one after the claim has an interval to measure.
+    while coord.stats_history(None).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no sample taken");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(coord.claim(f.factory_id, 1, 1_000).await.unwrap().len(), 1);
+    let placed = loop {
+        let history = coord.stats_history(None);
+        if let Some(s) = history.iter().find(|s| s.claims_total == 1) {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{history:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(placed.claim_latency_p50_ms.is_some(), "{placed:?}");
+    assert!(placed.claims_per_s.is_some_and(|r| r > 0.0), "{placed:?}");
+    assert!(
+        coord
+            .stats_history(Some(placed.at))
+            .iter()
+            .all(|s| s.at > placed.at)
+    );
+    coord.stop();
+}

@@ -479,8 +479,39 @@ pub(crate) async fn stats(
     Ok(Json(s.coord.stats().await?))
 }
 
-/// The fleet stream (SSE): this node's job transitions, each with id `seq`; `Last-Event-ID`
-/// resumes from the node's kept events. A client that falls behind is dropped; it reconnects.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    /// Only samples taken after this time (ms since the epoch).
+    after: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct StatsHistoryView {
+    /// Time between two samples.
+    interval_ms: u64,
+    samples: Vec<gigafactory_actors::StatsSample>,
+}
+
+/// The overview's charts over the last hour (bounded): throughput and placement latency,
+/// sampled by this node; `after` returns only newer samples, for a client appending live.
+pub(crate) async fn stats_history(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<StatsHistoryView>> {
+    caller.require_view()?;
+    let Query(q) = q?;
+    Ok(Json(StatsHistoryView {
+        interval_ms: s.coord.config().stats_sample_interval_ms,
+        samples: s.coord.stats_history(q.after),
+    }))
+}
+
+/// The fleet stream (SSE): job transitions committed through this node and, on a shared store,
+/// through every other node, each with id `{node}:{seq}` in this node's order;
+/// `Last-Event-ID` resumes from the node's kept events. A client that falls behind is dropped;
+/// it reconnects.
 pub(crate) async fn fleet_events(
     State(s): State<AppState>,
     caller: Caller,
@@ -489,15 +520,16 @@ pub(crate) async fn fleet_events(
     caller.require_view()?;
     let after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| ApiError::Malformed(format!("{v:?} is not an event id")))?,
+            gigafactory_actors::FleetEventId::parse(v)
+                .ok_or_else(|| ApiError::Malformed(format!("{v:?} is not an event id")))?,
         ),
         None => None,
     };
     let (backlog, rx) = s.coord.follow_fleet(after);
-    let event = |e: &gigafactory_actors::FleetEvent| {
+    let node = s.coord.node_id();
+    let event = move |e: &gigafactory_actors::FleetEvent| {
         SseEvent::default()
-            .id(e.seq.to_string())
+            .id(gigafactory_actors::FleetEventId { node, seq: e.seq }.to_string())
             .event("job")
             .data(serde_json::to_string(e).unwrap_or_default())
     };

@@ -52,6 +52,7 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/cluster", get(jobs::cluster))
         .route("/v1/stats", get(jobs::stats))
+        .route("/v1/stats/history", get(jobs::stats_history))
         .route("/v1/whoami", get(jobs::whoami))
         .route("/v1/events", get(jobs::fleet_events))
         .route("/", get(ui::index))

@@ -8,6 +8,12 @@ const TOKEN_KEY = "gigafactory.token";
 const REFRESH_MS = 2000;
 const TERMINAL = ["succeeded", "shipped", "rejected", "dead", "cancelled"];
 const STATES = ["pending", "queued", "failed", "leased", "running", "preempting", "review", ...TERMINAL];
+// States in which a job holds a lease: an attempt lasts while its job is in one of them.
+const LEASED = ["leased", "running", "preempting"];
+// Points a chart keeps: by default the server keeps an hour of samples (720 at 5 s).
+const CHART_POINTS_MAX = 720;
+// Events fetched per request; a job's timeline is read incrementally.
+const EVENTS_PAGE = 500;
 
 const app = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -31,6 +37,18 @@ function h(tag, attrs = {}, ...children) {
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
+}
+
+// Replaces `el`'s content with what `render` puts there without losing the keyboard focus: if
+// an element inside had it, the new element with the same data-key gets it back. Pages redraw
+// every few seconds; without this a keyboard user would be thrown out of a table each time.
+function rerender(el, render) {
+  const active = document.activeElement;
+  const key = active && el.contains(active) ? active.dataset.key : undefined;
+  render();
+  if (key === undefined) return;
+  const again = el.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (again) again.focus();
 }
 
 function fmtTime(ms) {
@@ -189,23 +207,28 @@ function loginPage(main) {
 
 // ---- overview ----
 
+// A time series chart (uPlot). `add` appends a point (null values leave a gap), `draw` shows
+// what was added; the chart's element carries the number of points for the tests.
 function chart(el, title, series) {
   const width = Math.max(280, Math.min(el.clientWidth || 600, 900));
   const opts = {
     title,
     width,
     height: 180,
-    series: [{}, ...series.map((label, i) => ({ label, stroke: ["#2563eb", "#dc2626", "#059669"][i], width: 2 }))],
+    series: [{}, ...series.map((label, i) => ({ label, stroke: ["#2563eb", "#b91c1c", "#047857"][i], width: 2 }))],
     axes: [{}, { size: 50 }],
   };
   const data = [[], ...series.map(() => [])];
   const plot = new uPlot(opts, data, el);
   return {
-    push(t, values) {
+    add(t, values) {
       data[0].push(t);
-      values.forEach((v, i) => data[i + 1].push(v));
-      if (data[0].length > 300) data.forEach((d) => d.shift());
+      values.forEach((v, i) => data[i + 1].push(v ?? null));
+      while (data[0].length > CHART_POINTS_MAX) data.forEach((d) => d.shift());
+    },
+    draw() {
       plot.setData(data);
+      el.dataset.points = String(data[0].length);
     },
   };
 }
@@ -214,17 +237,17 @@ function overviewPage(main) {
   const cards = h("div", { class: "cards" });
   const byProduct = h("tbody");
   const byCap = h("tbody");
-  const events = h("ol", { class: "events", "aria-live": "polite" });
-  const tChart = h("div", { class: "chart" });
-  const lChart = h("div", { class: "chart" });
+  const events = h("ol", { class: "events", "aria-live": "polite", tabindex: "0", "aria-label": "Recent events" });
+  const tChart = h("div", { class: "chart", "data-testid": "throughput-chart" });
+  const lChart = h("div", { class: "chart", "data-testid": "latency-chart" });
   main.append(
     h("h1", {}, "Overview"),
     cards,
     h(
       "div",
       { class: "grid2" },
-      h("section", { class: "card" }, h("h2", {}, "Throughput"), tChart),
-      h("section", { class: "card" }, h("h2", {}, "Claim latency"), lChart),
+      h("section", { class: "card" }, h("h2", {}, "Throughput, last hour"), tChart),
+      h("section", { class: "card" }, h("h2", {}, "Claim latency, last hour"), lChart),
     ),
     h(
       "div",
@@ -234,9 +257,22 @@ function overviewPage(main) {
     ),
     h("section", { class: "card" }, h("h2", {}, "Recent events"), events),
   );
-  const throughput = chart(tChart, "jobs finished / s", ["finished/s"]);
+  const throughput = chart(tChart, "jobs per second", ["finished/s", "claimed/s"]);
   const latency = chart(lChart, "placement → lease committed (ms)", ["p50", "p99"]);
-  let prev = null;
+  // The node keeps the last hour of samples: the charts start with it, then append each new
+  // sample as it is taken.
+  let lastSampleAt = null;
+  const loadSamples = async () => {
+    const history = await api("GET", `/v1/stats/history${lastSampleAt === null ? "" : `?after=${lastSampleAt}`}`);
+    for (const s of history.samples) {
+      const t = s.at / 1000;
+      throughput.add(t, [s.finished_per_s, s.claims_per_s]);
+      latency.add(t, [s.claim_latency_p50_ms, s.claim_latency_p99_ms]);
+      lastSampleAt = s.at;
+    }
+    throughput.draw();
+    latency.draw();
+  };
   every(REFRESH_MS, async () => {
     const s = await api("GET", "/v1/stats");
     cards.replaceChildren(
@@ -250,13 +286,7 @@ function overviewPage(main) {
     const rows = (m) => Object.entries(m).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)));
     byProduct.replaceChildren(...rows(s.queued_by_product));
     byCap.replaceChildren(...rows(s.queued_by_capability));
-    const t = s.now / 1000;
-    if (prev) {
-      const dt = Math.max(0.001, t - prev.t);
-      throughput.push(t, [(s.finished_total - prev.finished) / dt]);
-    }
-    latency.push(t, [s.claim_latency_p50_ms, s.claim_latency_p99_ms]);
-    prev = { t, finished: s.finished_total };
+    await loadSamples();
   });
   const stop = followSse("/v1/events", (ev) => {
     const e = JSON.parse(ev.data);
@@ -303,13 +333,13 @@ function jobsPage(main, params) {
   main.append(
     h("h1", {}, "Jobs"),
     form,
-    h("div", { class: "table-wrap" }, h("table", { class: "jobs" }, h("thead", {}, h("tr", {}, head("title", "Title"), head("state", "State"), head("stage", "Stage"), head("priority", "Priority"), head("product", "Product"), head("attempts", "Attempts"), head("updated_at", "Updated"))), tbody)),
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Jobs" }, h("table", { class: "jobs" }, h("thead", {}, h("tr", {}, head("title", "Title"), head("state", "State"), head("stage", "Stage"), head("priority", "Priority"), head("product", "Product"), head("attempts", "Attempts"), head("updated_at", "Updated"))), tbody)),
     h("div", { class: "pager" }, back, more),
   );
   function draw() {
     const sorted = [...rows];
     if (sortKey) sorted.sort((a, b) => (a[sortKey] > b[sortKey] ? 1 : a[sortKey] < b[sortKey] ? -1 : 0) * sortDir);
-    tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, h("td", {}, h("a", { href: `#/jobs/${j.id}` }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", {}, fmtTime(j.updated_at)))));
+    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", {}, fmtTime(j.updated_at))))));
   }
   async function refresh() {
     const qs = new URLSearchParams({ limit: "50" });
@@ -327,23 +357,66 @@ function jobsPage(main, params) {
 
 // ---- job detail ----
 
+// The attempts of a job from its timeline: each claim starts one (attempt n is the nth claim,
+// as the job's `attempts` counts them); it ends with the first event after which the job holds
+// no lease under that epoch (complete, fail, release, expire, cancel, ...).
+function attemptsOf(events) {
+  const attempts = [];
+  let open = null;
+  for (const e of events) {
+    if (e.kind === "claim") {
+      open = { n: attempts.length + 1, factory: e.actor.replace(/^factory:/, ""), epoch: e.epoch, started: e.at, end: null };
+      attempts.push(open);
+    } else if (open && (e.epoch !== open.epoch || !LEASED.includes(e.state))) {
+      open.end = e;
+      open = null;
+    }
+  }
+  return attempts;
+}
+
 function jobPage(main, id) {
   const fields = h("dl", { class: "fields" });
   const lease = h("p", { "data-testid": "lease" });
-  const actions = h("div", { class: "actions" });
+  const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
   const score = h("tbody");
-  const timeline = h("ol", { class: "timeline" });
-  const logs = h("pre", { class: "logs", "data-testid": "logs", tabindex: "0", "aria-label": "Live output" });
+  const attempts = h("tbody", { "data-testid": "attempts" });
+  const timeline = h("ol", { class: "timeline", tabindex: "0", "aria-label": "Timeline" });
+  const logs = h("pre", { class: "logs", "data-testid": "logs", role: "log", tabindex: "0", "aria-label": "Live output" });
   const dag = h("div", { class: "dag" });
+  const col = (label) => h("th", { scope: "col" }, label);
   main.append(
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     h("h1", { id: "job-title" }, "Job"),
     actions,
-    h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Factor"), h("th", {}, "Raw"), h("th", {}, "Weight"), h("th", {}, "Contribution"))), score))),
+    h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, col("Factor"), col("Raw"), col("Weight"), col("Contribution"))), score))),
+    h("section", { class: "card" }, h("h2", { id: "attempts-title" }, "Attempts"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "attempts-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Attempt"), col("Factory"), col("Epoch"), col("Started"), col("Ended"), col("Outcome"), col("Error"))), attempts))),
     h("section", { class: "card" }, h("h2", {}, "Live logs"), logs),
     h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Timeline"), timeline), h("section", { class: "card" }, h("h2", {}, "Dependencies"), dag)),
   );
   let job = null;
+  // Every event of the job read so far, in order: each refresh reads only the newer ones.
+  const events = [];
+  const loadEvents = async () => {
+    for (;;) {
+      const after = events.length ? `&after=${events[events.length - 1].seq}` : "";
+      const page = await api("GET", `/v1/jobs/${id}/events?limit=${EVENTS_PAGE}${after}`);
+      if (page.length < EVENTS_PAGE) {
+        events.push(...page);
+        return;
+      }
+      // A full page may end inside the events of one write (they share a seq, and `after`
+      // skips a whole seq): keep that write for the next page.
+      const last = page[page.length - 1].seq;
+      events.push(...page.filter((e) => e.seq !== last));
+    }
+  };
+  // Factory names by id, for the attempts; read again when an attempt names an unknown one.
+  let factoryNames = new Map();
+  const factoryName = async (fid) => {
+    if (!factoryNames.has(fid)) factoryNames = new Map((await api("GET", "/v1/factories")).map((f) => [f.id, f.name]));
+    return factoryNames.get(fid) || fid;
+  };
   const countdown = setInterval(() => {
     if (job && job.lease) lease.textContent = `Lease: factory ${job.lease.factory_id}, epoch ${job.lease.epoch}, expires in ${Math.max(0, Math.round((job.lease.expires_at - Date.now()) / 1000))} s`;
     else lease.textContent = "No lease.";
@@ -359,17 +432,28 @@ function jobPage(main, id) {
       flash(e.message);
     }
   };
+  // Drawn once, not on every refresh, so a focused button keeps the focus.
+  actions.replaceChildren(...(canAct() ? ["cancel", "requeue", "retry", "ship", "reject"].map((a) => h("button", { type: "button", "data-action": a, onclick: () => act(a) }, a)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
+  let dagDrawn = null;
   async function load() {
     job = await api("GET", `/v1/jobs/${id}`);
     document.getElementById("job-title").replaceChildren(job.title, " ", badge(job.state));
     const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];
     fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint));
-    actions.replaceChildren(...(canAct() ? ["cancel", "requeue", "retry", "ship", "reject"].map((a) => h("button", { type: "button", "data-action": a, onclick: () => act(a) }, a)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
     const factors = (job.placement && job.placement.factors) || [];
     score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));
-    const evs = await api("GET", `/v1/jobs/${id}/events`);
-    timeline.replaceChildren(...evs.map((e) => h("li", {}, h("time", {}, fmtTime(e.at)), ` ${e.kind} `, badge(e.state), h("span", { class: "muted" }, ` epoch ${e.epoch} · ${e.actor}${e.detail ? " · " + e.detail : ""}`))));
-    drawDag(dag, await api("GET", `/v1/jobs/${id}/dag`));
+    await loadEvents();
+    timeline.replaceChildren(...events.map((e) => h("li", {}, h("time", {}, fmtTime(e.at)), ` ${e.kind} `, badge(e.state), h("span", { class: "muted" }, ` epoch ${e.epoch} · ${e.actor}${e.detail ? " · " + e.detail : ""}`))));
+    const rows = [];
+    for (const a of attemptsOf(events)) {
+      const end = a.end;
+      rows.push(h("tr", { "data-attempt": a.n }, h("td", {}, a.n), h("td", {}, await factoryName(a.factory)), h("td", {}, a.epoch), h("td", {}, fmtTime(a.started)), h("td", {}, end ? fmtTime(end.at) : "–"), h("td", { class: "outcome" }, end ? [`${end.kind} → `, badge(end.state)] : badge(job.state)), h("td", {}, end && end.kind === "fail" ? end.detail : "")));
+    }
+    attempts.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 7 }, "Not claimed yet."))]));
+    const view = await api("GET", `/v1/jobs/${id}/dag`);
+    const drawn = JSON.stringify(view);
+    if (drawn !== dagDrawn) rerender(dag, () => drawDag(dag, view));
+    dagDrawn = drawn;
   }
   every(REFRESH_MS, load);
   app.cleanups.push(followSse(`/v1/jobs/${id}/logs`, (ev) => {
@@ -396,8 +480,10 @@ function drawDag(el, view) {
   // Natural size, shrunk to fit: a lone node must not fill the card.
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `${view.parents.length} parents, ${view.children.length} children`);
+  // A group of links, not an image: an image's content is hidden from assistive technology,
+  // and the links must stay reachable.
+  svg.setAttribute("role", "group");
+  svg.setAttribute("aria-label", `Dependencies: ${view.parents.length} parents, ${view.children.length} children`);
   for (const e of g.edges()) {
     const pts = g.edge(e).points.map((p) => `${p.x},${p.y}`).join(" ");
     const line = document.createElementNS(ns, "polyline");
@@ -409,6 +495,7 @@ function drawDag(el, view) {
     const n = g.node(id);
     const a = document.createElementNS(ns, "a");
     a.setAttribute("href", `#/jobs/${id}`);
+    a.dataset.key = id;
     const r = document.createElementNS(ns, "rect");
     r.setAttribute("x", n.x - n.width / 2);
     r.setAttribute("y", n.y - n.height / 2);
@@ -440,7 +527,7 @@ function factoriesPage(main) {
       flash(e.message);
     }
   } }, "Create enrollment token");
-  main.append(h("h1", {}, "Factories"), create, secret, h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Slots"), h("th", {}, "Capabilities"), h("th", {}, "Last heartbeat"), h("th", {}, "Actions"))), tbody)));
+  main.append(h("h1", {}, "Factories"), create, secret, h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Factories" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Slots"), h("th", { scope: "col" }, "Capabilities"), h("th", { scope: "col" }, "Last heartbeat"), h("th", { scope: "col" }, "Actions"))), tbody)));
   const admin = app.role === "admin";
   const act = async (f, what) => {
     if (!confirm(`${what} factory ${f.name}?`)) return;
@@ -454,7 +541,8 @@ function factoriesPage(main) {
   };
   every(REFRESH_MS, async () => {
     const fs = await api("GET", "/v1/factories");
-    tbody.replaceChildren(...fs.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, badge(f.status)), h("td", {}, `${f.slots_busy} / ${f.slots}`), h("td", {}, f.capabilities.join(", ")), h("td", {}, fmtTime(f.last_heartbeat)), h("td", {}, canAct() ? h("button", { type: "button", onclick: () => act(f, "drain") }, "drain") : "", admin ? h("button", { type: "button", onclick: () => act(f, "rotate") }, "rotate") : "", admin ? h("button", { type: "button", onclick: () => act(f, "revoke") }, "revoke") : ""))));
+    const button = (f, what) => h("button", { type: "button", "data-key": `${f.id}:${what}`, "aria-label": `${what} ${f.name}`, onclick: () => act(f, what) }, what);
+    rerender(tbody, () => tbody.replaceChildren(...fs.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, badge(f.status)), h("td", {}, `${f.slots_busy} / ${f.slots}`), h("td", {}, f.capabilities.join(", ")), h("td", {}, fmtTime(f.last_heartbeat)), h("td", {}, canAct() ? button(f, "drain") : "", admin ? button(f, "rotate") : "", admin ? button(f, "revoke") : "")))));
   });
 }
 
@@ -528,7 +616,10 @@ async function route() {
   }
   nav.hidden = false;
   document.getElementById("signout").hidden = false;
-  for (const a of nav.querySelectorAll("a")) a.toggleAttribute("aria-current", path.startsWith(a.getAttribute("href").slice(1)));
+  for (const a of nav.querySelectorAll("a")) {
+    if (path.startsWith(a.getAttribute("href").slice(1))) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   const parts = (path || "/overview").split("/").filter(Boolean);
   if (parts[0] === "jobs" && parts[1]) jobPage(main, parts[1]);
   else if (parts[0] === "jobs") jobsPage(main, params);

@@ -293,6 +293,26 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
+/// One job transition as the fleet stream (`GET /v1/events`) shows it. On a store several nodes
+/// share, each node also appends the transitions it commits to a bounded feed in the store,
+/// and every node relays the others' into its own stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetEvent {
+    /// The event's position in the stream of the node serving it (in the store's feed: in the
+    /// stream of the node that committed it). Increases by one per event.
+    pub seq: u64,
+    /// The coordinator node that committed the transition.
+    pub node: uuid::Uuid,
+    pub at: Millis,
+    pub job_id: JobId,
+    pub title: String,
+    pub product: String,
+    pub kind: String,
+    pub state: String,
+    pub actor: String,
+    pub epoch: u64,
+}
+
 /// One entry of a job's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

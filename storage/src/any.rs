@@ -67,7 +67,11 @@ impl AnyStore {
 
     #[cfg(feature = "fdb")]
     fn open_fdb(cluster_file: &str) -> Result<Self> {
-        Ok(AnyStore::Fdb(crate::FdbStore::open(cluster_file)?))
+        // The one prefix the coordinator watches: nodes relay each other's fleet feeds.
+        Ok(AnyStore::Fdb(
+            crate::FdbStore::open(cluster_file)?
+                .with_watch_prefixes(vec![crate::keys::fleet_feed_prefix()]),
+        ))
     }
 
     #[cfg(not(feature = "fdb"))]

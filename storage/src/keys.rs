@@ -183,6 +183,38 @@ pub fn shard_number(key: &[u8]) -> Result<u32> {
     Ok(n)
 }
 
+/// `("fleet", node, seq)` → a fleet event the node committed (its `seq`th), on a store nodes
+/// share: a bounded feed per node that the other nodes relay into their fleet streams.
+pub fn fleet_feed(node: Uuid, seq: u64) -> Vec<u8> {
+    pack(&("fleet", node, seq))
+}
+
+/// One node's feed entries numbered `first_seq` or later.
+pub fn fleet_feed_from(node: Uuid, first_seq: u64) -> KeyRange {
+    KeyRange::new(fleet_feed(node, first_seq), subspace(&("fleet", node)).end)
+}
+
+/// One node's feed entries numbered below `end_seq`.
+pub fn fleet_feed_below(node: Uuid, end_seq: u64) -> KeyRange {
+    KeyRange::new(subspace(&("fleet", node)).begin, fleet_feed(node, end_seq))
+}
+
+/// Every entry of one node's feed.
+pub fn fleet_feed_of(node: Uuid) -> KeyRange {
+    subspace(&("fleet", node))
+}
+
+/// Prefix of every node's feed: what a relaying node watches.
+pub fn fleet_feed_prefix() -> Vec<u8> {
+    pack(&("fleet",))
+}
+
+/// The node and sequence in a feed key.
+pub fn fleet_feed_parts(key: &[u8]) -> Result<(Uuid, u64)> {
+    let (_, node, seq): (String, Uuid, u64) = unpack(key).map_err(tuple_error)?;
+    Ok((node, seq))
+}
+
 /// `("meta", name)` → store-wide facts (layout version, admin token created).
 pub fn meta(name: &str) -> Vec<u8> {
     pack(&("meta", name))
@@ -235,6 +267,21 @@ mod tests {
             prop_assert!(event(id(job), s1, 0) < event(id(job), s1, 1));
             prop_assert!(events_of(id(job)).contains(&event(id(job), s1, 1)));
             prop_assert_eq!(events_of(id(other)).contains(&event(id(job), s1, 0)), job == other);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fleet_feed_keys_sort_by_sequence_within_their_node(
+            node in any::<u128>(), other in any::<u128>(), s1 in any::<u64>(), s2 in any::<u64>(),
+        ) {
+            let (k1, k2) = (fleet_feed(id(node), s1), fleet_feed(id(node), s2));
+            prop_assert_eq!(k1.cmp(&k2), s1.cmp(&s2));
+            prop_assert_eq!(fleet_feed_parts(&k1).unwrap(), (id(node), s1));
+            prop_assert!(KeyRange::prefix(&fleet_feed_prefix()).contains(&k1));
+            prop_assert_eq!(fleet_feed_from(id(node), s2).contains(&k1), s1 >= s2);
+            prop_assert_eq!(fleet_feed_below(id(node), s2).contains(&k1), s1 < s2);
+            prop_assert_eq!(fleet_feed_of(id(other)).contains(&k1), node == other);
         }
     }
 

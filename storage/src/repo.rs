@@ -1,12 +1,12 @@
-//! Typed repository functions: jobs, their events and logs, factories and tokens, read and
-//! written inside a caller's transaction. Each keeps the secondary indexes in step with the
+//! Typed repository functions: jobs, their events and logs, factories and tokens, the nodes'
+//! fleet feeds, read and written inside a caller's transaction. Each keeps the secondary indexes in step with the
 //! record (`save_job` derives them from the job's state), so an index can never disagree with
 //! the job it points at.
 
 use gigafactory_core::backoff::Backoff;
 use gigafactory_core::fleet::{Factory, Token};
 use gigafactory_core::job::{self, Command, Effect, FactoryId, Job, JobError, JobId, Millis};
-use gigafactory_core::wire::{Event, LeaseAnswer};
+use gigafactory_core::wire::{Event, FleetEvent, LeaseAnswer};
 
 use crate::codec::{self, Record};
 use crate::error::Error;
@@ -20,6 +20,11 @@ impl Record for Job {
 
 impl Record for Event {
     const KIND: &'static str = "event";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for FleetEvent {
+    const KIND: &'static str = "fleet_event";
     const SCHEMA: u16 = 1;
 }
 
@@ -425,6 +430,44 @@ pub async fn shard_leases<T: Transaction>(
     Ok(out)
 }
 
+/// Appends fleet events that `node` committed (in sequence order) to its feed, and drops its
+/// entries older than the latest `kept`. Only blind writes to the node's own keys: feeds of
+/// different nodes never conflict, and writing the same events again changes nothing.
+pub fn append_fleet_feed<T: Transaction>(
+    tx: &mut T,
+    node: uuid::Uuid,
+    events: &[FleetEvent],
+    kept: u64,
+) -> Result<(), Error> {
+    debug_assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    for e in events {
+        tx.set(&keys::fleet_feed(node, e.seq), &codec::encode(e)?)?;
+    }
+    if let Some(last) = events.last() {
+        let keep_from = (last.seq + 1).saturating_sub(kept);
+        if keep_from > 0 {
+            tx.clear_range(&keys::fleet_feed_below(node, keep_from))?;
+        }
+    }
+    Ok(())
+}
+
+/// Entries of `node`'s feed numbered after `after`, oldest first, at most `limit`.
+pub async fn fleet_feed_after<T: Transaction>(
+    tx: &mut T,
+    node: uuid::Uuid,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<FleetEvent>, Error> {
+    let rows = tx
+        .get_range(
+            &keys::fleet_feed_from(node, after.saturating_add(1)),
+            RangeOptions::limit(limit).snapshot(),
+        )
+        .await?;
+    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
 /// A product's scoring weights override (absent: the defaults).
 pub async fn load_weights<T: Transaction>(
     tx: &mut T,
@@ -477,7 +520,8 @@ pub fn save_token<T: Transaction>(tx: &mut T, hash: &[u8; 32], token: &Token) ->
 mod tests {
     //! Golden bytes of every stored record: a change of a record's shape fails here instead of
     //! silently breaking data already on disk. After a deliberate change (with a bumped
-    //! `SCHEMA` and an `upgrade` for the old shape), regenerate with `GOLDEN_UPDATE=1`.
+    //! `SCHEMA` and an `upgrade` for the old shape), regenerate with `GOLDEN_UPDATE=1`. And the
+    //! fleet feed's bound and cursor on a real (embedded) store.
 
     use gigafactory_core::fleet::{FactoryStatus, Role};
     use gigafactory_core::job::{JobState, Lease};
@@ -486,6 +530,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::{EmbeddedStore, Store};
 
     fn spec() -> JobSpec {
         JobSpec {
@@ -567,6 +612,55 @@ mod tests {
         assert_eq!(&codec::decode::<R>(&bytes).unwrap(), record);
     }
 
+    fn fleet_event(node: Uuid, seq: u64) -> FleetEvent {
+        FleetEvent {
+            seq,
+            node,
+            at: seq,
+            job_id: JobId(Uuid::from_u128(1)),
+            title: "t".into(),
+            product: "p".into(),
+            kind: "claim".into(),
+            state: "leased".into(),
+            actor: "scheduler".into(),
+            epoch: 1,
+        }
+    }
+
+    async fn append(store: &EmbeddedStore, node: Uuid, seqs: impl Iterator<Item = u64>) {
+        let events: Vec<FleetEvent> = seqs.map(|s| fleet_event(node, s)).collect();
+        let mut tx = store.begin().await.unwrap();
+        append_fleet_feed(&mut tx, node, &events, 5).unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn read(store: &EmbeddedStore, node: Uuid, after: u64, limit: usize) -> Vec<u64> {
+        let mut tx = store.begin().await.unwrap();
+        let entries = fleet_feed_after(&mut tx, node, after, limit).await.unwrap();
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn a_fleet_feed_keeps_its_latest_entries_and_reads_after_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let (a, b) = (Uuid::from_u128(10), Uuid::from_u128(20));
+        append(&store, a, 1..=4).await;
+        append(&store, a, 5..=7).await;
+        append(&store, b, 1..=1).await;
+        assert_eq!(
+            read(&store, a, 0, 100).await,
+            [3, 4, 5, 6, 7],
+            "only the latest five are kept"
+        );
+        assert_eq!(read(&store, a, 5, 1).await, [6]);
+        assert_eq!(
+            read(&store, b, 0, 100).await,
+            [1],
+            "feeds of different nodes are apart"
+        );
+    }
+
     #[test]
     fn stored_records_match_their_golden_bytes() {
         let factory_id = FactoryId(Uuid::from_u128(2));
@@ -617,6 +711,21 @@ mod tests {
                 ..job()
             })
             .unwrap(),
+        );
+        check(
+            "fleet_event",
+            &FleetEvent {
+                seq: 12,
+                node: Uuid::from_u128(5),
+                at: 1_500,
+                job_id: JobId(Uuid::from_u128(1)),
+                title: "Build".into(),
+                product: "payments".into(),
+                kind: "claim".into(),
+                state: "leased".into(),
+                actor: "factory:x".into(),
+                epoch: 4,
+            },
         );
         check(
             "lease_answer",

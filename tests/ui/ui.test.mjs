@@ -1,8 +1,13 @@
 // The control plane in a real browser (Debian's headless Chromium driven by playwright-core),
-// against a coordinator with a real factory that tests/e2e_ui.rs started.
+// against a coordinator with a real factory that tests/e2e_ui.rs started. Every page is also
+// audited with axe-core: a serious or critical accessibility violation fails the test.
 // Usage: node ui.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const [url, admin, viewer, shots] = process.argv.slice(2);
 const TIMEOUT_MS = 30_000;
@@ -14,6 +19,25 @@ async function apiCall(method, path, body, token = admin) {
     body: body ? JSON.stringify(body) : undefined,
   });
   return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+// Runs axe-core on the page as it is now; fails on serious or critical violations, listing
+// each with the elements it found.
+async function audit(page, name) {
+  await page.evaluate(axeSource);
+  const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  const report = bad.map((v) => `${v.impact} ${v.id}: ${v.help}\n    ${v.nodes.slice(0, 5).map((n) => n.target.join(" ")).join("\n    ")}`).join("\n  ");
+  assert.equal(bad.length, 0, `accessibility of ${name}:\n  ${report}`);
+}
+
+// Presses Tab until the focused element matches `selector`; fails after `max` presses.
+async function tabTo(page, selector, max = 40) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press("Tab");
+    if (await page.evaluate((sel) => document.activeElement && document.activeElement.matches(sel), selector)) return;
+  }
+  assert.fail(`Tab never reached ${selector}`);
 }
 
 async function signIn(page, token) {
@@ -68,6 +92,7 @@ try {
     await row.waitFor();
     await row.locator(".badge", { hasText: "running" }).waitFor();
     await page.screenshot({ path: `${shots}/jobs.png`, fullPage: true });
+    await audit(page, "the jobs page");
   });
 
   await step("its live logs stream in the detail page", async () => {
@@ -83,11 +108,24 @@ try {
     await page.locator(".dag svg").waitFor();
     await page.locator('[data-testid="lease"]', { hasText: "expires in" }).waitFor();
     await page.screenshot({ path: `${shots}/job.png`, fullPage: true });
+    await audit(page, "the job detail page");
+  });
+
+  await step("the job's attempts show who ran it and how it is going", async () => {
+    const first = page.locator('[data-testid="attempts"] tr[data-attempt="1"]');
+    await first.locator("td", { hasText: "ui-factory" }).waitFor();
+    const job = await apiCall("GET", `/v1/jobs/${id}`);
+    const cells = await first.locator("td").allTextContents();
+    assert.equal(cells[0], "1");
+    assert.equal(cells[2], String(job.body.epoch), "the attempt's epoch is its lease's");
+    assert.equal(cells[4], "–", "a running attempt has not ended");
+    assert.equal(await page.locator('[data-testid="attempts"] tr').count(), 1);
   });
 
   await step("cancel on a running job ends it as cancelled", async () => {
     await page.locator('button[data-action="cancel"]').click();
     await page.locator("#job-title .badge", { hasText: "cancelled" }).waitFor();
+    await page.locator('[data-testid="attempts"] tr[data-attempt="1"] .outcome', { hasText: "cancel" }).waitFor();
   });
 
   await step("a refused action shows the API's error", async () => {
@@ -102,17 +140,52 @@ try {
     await page.getByRole("button", { name: "Create enrollment token" }).click();
     await page.locator('[data-testid="secret"]', { hasText: "gf_" }).waitFor();
     await page.screenshot({ path: `${shots}/factories.png`, fullPage: true });
+    await audit(page, "the factories page");
     await page.goto(url + "/#/weights?product=ui");
     await page.getByRole("rowheader", { name: "priority", exact: true }).waitFor();
     await page.screenshot({ path: `${shots}/weights.png`, fullPage: true });
+    await audit(page, "the weights page");
   });
 
-  await step("the overview charts throughput and shows events live", async () => {
+  await step("the overview charts open with the node's history and show events live", async () => {
+    // The node samples every few seconds; once it holds two samples, a page opened now must
+    // draw them at once instead of starting empty.
+    const deadline = Date.now() + TIMEOUT_MS;
+    let kept = 0;
+    while ((kept = (await apiCall("GET", "/v1/stats/history")).body.samples.length) < 2) {
+      assert.ok(Date.now() < deadline, "the node keeps samples");
+      await new Promise((r) => setTimeout(r, 500));
+    }
     await page.goto(url + "/#/overview");
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="throughput-chart"]').dataset.points) >= n, kept, { timeout: 2000 });
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="latency-chart"]').dataset.points) >= n, kept, { timeout: 2000 });
     await page.locator(".events li", { hasText: "UI talker" }).first().waitFor();
-    // A few refreshes, so the charts have points to draw.
-    await page.waitForTimeout(5000);
+    // More samples arrive while the page is open.
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="throughput-chart"]').dataset.points) > n, kept);
     await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+    await audit(page, "the overview");
+  });
+
+  await step("the keyboard reaches the navigation and an action, and Enter acts", async () => {
+    // A job no factory can run, so it waits queued until the keyboard cancels it.
+    const parked = await apiCall("POST", "/v1/jobs", { key: "ui-parked", title: "UI parked", product: "ui", capabilities: ["nowhere"], payload: { command: "true" } });
+    assert.equal(parked.status, 201, JSON.stringify(parked.body));
+    const pid = parked.body.id;
+    // A fresh load, so Tab starts at the top of the document.
+    await page.goto(url + `/#/jobs/${pid}`);
+    await page.reload();
+    await page.locator("#job-title .badge", { hasText: "queued" }).waitFor();
+    await tabTo(page, 'nav a[href="#/jobs"]');
+    await tabTo(page, 'button[data-action="cancel"]');
+    await page.keyboard.press("Enter");
+    await page.locator("#job-title .badge", { hasText: "cancelled" }).waitFor();
+    assert.equal((await apiCall("GET", `/v1/jobs/${pid}`)).body.state, "cancelled");
+    // Enter on a focused navigation link follows it.
+    await page.reload();
+    await page.locator("#job-title .badge", { hasText: "cancelled" }).waitFor();
+    await tabTo(page, 'nav a[href="#/factories"]');
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Factories" }).waitFor();
   });
 
   await step("a viewer sees but cannot act", async () => {
@@ -123,6 +196,7 @@ try {
     await vpage.goto(url + `/#/jobs/${id}`);
     await vpage.getByText("Read only (viewer).").waitFor();
     assert.equal(await vpage.locator("button[data-action]").count(), 0);
+    await audit(vpage, "the job detail page of a viewer");
     const forced = await apiCall("POST", `/v1/jobs/${id}/actions/retry`, undefined, viewer);
     assert.equal(forced.status, 403);
     await vctx.close();
@@ -133,10 +207,29 @@ try {
     const npage = await nctx.newPage();
     npage.setDefaultTimeout(TIMEOUT_MS);
     await signIn(npage, admin);
+    await npage.waitForFunction(() => Number(document.querySelector('[data-testid="throughput-chart"]').dataset.points) >= 2);
     const overflow = await npage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 1, `no sideways scrolling (${overflow}px)`);
     await npage.screenshot({ path: `${shots}/overview-narrow.png`, fullPage: true });
+    await audit(npage, "the overview on a narrow screen");
+    await npage.goto(url + `/#/jobs/${id}`);
+    await npage.locator('[data-testid="attempts"] tr[data-attempt="1"]').waitFor();
+    await audit(npage, "the job detail page on a narrow screen");
     await nctx.close();
+  });
+
+  await step("the sign-in page is accessible", async () => {
+    const lctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const lpage = await lctx.newPage();
+    lpage.setDefaultTimeout(TIMEOUT_MS);
+    await lpage.goto(url + "/");
+    await lpage.getByLabel("Token").waitFor();
+    await audit(lpage, "the sign-in page");
+    await lpage.getByLabel("Token").fill("gf_not-a-token");
+    await lpage.getByRole("button", { name: "Sign in" }).click();
+    await lpage.locator("#flash", { hasText: "unauthorized" }).waitFor();
+    await audit(lpage, "the sign-in page with an error");
+    await lctx.close();
   });
 } finally {
   await browser.close();
