@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms.
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Store URL: embedded:PATH, etcd://host:port,..., or fdb:CLUSTER_FILE.
+    /// Store URL: embedded:PATH, etcd://host:port,...[/namespace], or fdb:CLUSTER_FILE[#namespace].
     #[arg(long, env = "GIGAFACTORY_STORE")]
     pub store: Option<String>,
     /// Address to listen on.

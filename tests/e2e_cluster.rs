@@ -2,6 +2,11 @@
 //! one node reaches claims waiting on the other through a store watch, fleet events committed
 //! through one node stream live from the other, and a factory fails over between nodes when one
 //! dies.
+//!
+//! The nodes share a local etcd cluster, or, in a build with the `fdb` feature and
+//! `FDB_CLUSTER_FILE` set, that FoundationDB cluster (each test in a namespace of its own):
+//! `FDB_CLUSTER_FILE=/etc/foundationdb/fdb.cluster cargo test --features etcd,fdb --test
+//! e2e_cluster`.
 
 #![cfg(feature = "etcd")]
 
@@ -12,8 +17,38 @@ use std::time::{Duration, Instant};
 use common::*;
 use gigafactory_storage::LocalEtcdCluster;
 
-fn two_nodes(dir: &std::path::Path, etcd: &LocalEtcdCluster) -> (Coordinator, Coordinator) {
-    let store = etcd.store_url("e2e-cluster/");
+/// The store the nodes of one test share.
+enum Shared {
+    Etcd(LocalEtcdCluster),
+    #[cfg(feature = "fdb")]
+    Fdb(String),
+}
+
+impl Shared {
+    fn start() -> Self {
+        #[cfg(feature = "fdb")]
+        if let Ok(cluster_file) = std::env::var("FDB_CLUSTER_FILE") {
+            return Shared::Fdb(cluster_file);
+        }
+        Shared::Etcd(LocalEtcdCluster::start(3).expect("etcd cluster"))
+    }
+
+    /// The store URL with keys under `namespace` (made unique per run on FoundationDB, whose
+    /// cluster outlives the test).
+    fn url(&self, namespace: &str) -> String {
+        match self {
+            Shared::Etcd(etcd) => etcd.store_url(namespace),
+            #[cfg(feature = "fdb")]
+            Shared::Fdb(cluster_file) => {
+                let run = uuid::Uuid::now_v7().simple();
+                format!("fdb:{cluster_file}#gigafactory-e2e/{run}/{namespace}")
+            }
+        }
+    }
+}
+
+fn two_nodes(dir: &std::path::Path, store: &Shared) -> (Coordinator, Coordinator) {
+    let store = store.url("e2e-cluster/");
     let a = Coordinator::start_on(&dir.join("a"), &store, 3_000, None);
     let b = Coordinator::start_on(&dir.join("b"), &store, 3_000, Some(&a.admin));
     (a, b)
@@ -23,8 +58,8 @@ fn two_nodes(dir: &std::path::Path, etcd: &LocalEtcdCluster) -> (Coordinator, Co
 fn a_claim_waiting_on_one_node_wakes_for_a_job_submitted_on_another() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let etcd = LocalEtcdCluster::start(3).expect("etcd cluster");
-    let (a, b) = two_nodes(dir.path(), &etcd);
+    let store = Shared::start();
+    let (a, b) = two_nodes(dir.path(), &store);
     let (status, f) = call(
         "POST",
         &format!("{}/v1/factories/enroll", a.url),
@@ -130,8 +165,8 @@ impl Drop for FleetFollower {
 fn a_job_submitted_through_one_node_shows_live_on_the_other_nodes_fleet_stream() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let etcd = LocalEtcdCluster::start(3).expect("etcd cluster");
-    let (a, b) = two_nodes(dir.path(), &etcd);
+    let store = Shared::start();
+    let (a, b) = two_nodes(dir.path(), &store);
     let a_id = get(&a, "/v1/cluster")["this_node"].clone();
     let b_id = get(&b, "/v1/cluster")["this_node"].clone();
     let on_a = FleetFollower::start(&a, None);
@@ -170,8 +205,8 @@ fn a_job_submitted_through_one_node_shows_live_on_the_other_nodes_fleet_stream()
 fn a_factory_fails_over_to_another_node_when_its_node_dies() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let etcd = LocalEtcdCluster::start(3).expect("etcd cluster");
-    let (mut a, b) = two_nodes(dir.path(), &etcd);
+    let store = Shared::start();
+    let (mut a, b) = two_nodes(dir.path(), &store);
     let urls = format!("{},{}", a.url, b.url);
     let _f = Factory::start_with_urls(&a, &urls, "f", 2, "linux", &dir.path().join("f"));
     let mut manifest = String::from("product = \"e2e\"\n");
@@ -214,8 +249,8 @@ fn shard_owners(node: &Coordinator) -> (usize, std::collections::BTreeMap<String
 fn a_dead_nodes_shards_are_re_owned_within_two_lease_ttls() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let etcd = LocalEtcdCluster::start(3).expect("etcd cluster");
-    let store = etcd.store_url("e2e-shards/");
+    let shared = Shared::start();
+    let store = shared.url("e2e-shards/");
     let a = Coordinator::start_on(&dir.path().join("a"), &store, 3_000, None);
     let b = Coordinator::start_on(&dir.path().join("b"), &store, 3_000, Some(&a.admin));
     let mut c = Coordinator::start_on(&dir.path().join("c"), &store, 3_000, Some(&a.admin));

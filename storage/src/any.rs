@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `embedded:PATH` (or a bare path) | [`EmbeddedStore`] in directory `PATH` |
 //! | `etcd://host:port,host:port[/namespace]` | [`crate::EtcdStore`] (feature `etcd`) |
-//! | `fdb:CLUSTER_FILE` | [`crate::FdbStore`] (feature `fdb`) |
+//! | `fdb:CLUSTER_FILE[#namespace]` | [`crate::FdbStore`] (feature `fdb`) |
 
 use crate::error::{Error, Result};
 use crate::txn::{KeyRange, KeyValue, RangeOptions, Store, Transaction, Watch, WatchTarget};
@@ -66,12 +66,17 @@ impl AnyStore {
     }
 
     #[cfg(feature = "fdb")]
-    fn open_fdb(cluster_file: &str) -> Result<Self> {
+    fn open_fdb(rest: &str) -> Result<Self> {
+        let store = match rest.split_once('#') {
+            Some((cluster_file, namespace)) => {
+                crate::FdbStore::with_namespace(cluster_file, namespace.as_bytes())?
+            }
+            None => crate::FdbStore::open(rest)?,
+        };
         // The one prefix the coordinator watches: nodes relay each other's fleet feeds.
-        Ok(AnyStore::Fdb(
-            crate::FdbStore::open(cluster_file)?
-                .with_watch_prefixes(vec![crate::keys::fleet_feed_prefix()]),
-        ))
+        Ok(AnyStore::Fdb(store.with_watch_prefixes(vec![
+            crate::keys::fleet_feed_prefix(),
+        ])))
     }
 
     #[cfg(not(feature = "fdb"))]
