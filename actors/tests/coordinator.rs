@@ -281,3 +281,27 @@ async fn the_stats_history_samples_placements_as_they_happen() {
     );
     coord.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_gets_the_job_it_can_take_behind_thousands_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path()).await;
+    let f = enroll(&coord, 1).await;
+    // More high-priority jobs than one placement used to look at, none of which this factory
+    // (no capabilities) can take, ahead of one low-priority job it can.
+    let mut manifest = String::from("product = \"t\"\n");
+    for n in 0..5_000 {
+        manifest.push_str(&format!(
+            "[[jobs]]\nkey = \"gpu{n}\"\ntitle = \"gpu{n}\"\ncommand = \"true\"\n\
+             priority = 900\ncapabilities = [\"gpu\"]\n"
+        ));
+    }
+    coord.submit_manifest(&manifest, "test").await.unwrap();
+    let (plain, _) = coord.submit(spec("plain", 1), vec![], "test").await.unwrap();
+    let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the one job it can take is found");
+    assert_eq!(claimed[0].job_id, plain.id);
+    let snap = coord.scheduler_snapshot().await.unwrap();
+    assert_eq!(snap.queued_by_capability.get("gpu"), Some(&5_000));
+    coord.stop();
+}
