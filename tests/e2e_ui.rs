@@ -1,8 +1,9 @@
 //! The control plane in headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `tests/ui`) against a real coordinator and factory: the overview shows the fleet, a
 //! submitted job appears and runs, its live logs stream, cancel ends it, a refused action shows
-//! its error, a viewer cannot act, and narrow screens work. Screenshots go to
-//! `docs/screenshots/`. Needs `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
+//! its error, a factory's page shows the jobs it runs and its actions, a viewer cannot act, and
+//! narrow screens work. Screenshots go to `docs/screenshots/`. Needs `chromium` and
+//! `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
 

@@ -625,6 +625,7 @@ impl Coordinator {
                 .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
             if f.status == FactoryStatus::Revoked {
                 return Err(CoordError::IllegalTransition {
+                    subject: "factory",
                     command: "rotate",
                     state: "revoked",
                 });

@@ -17,9 +17,11 @@ pub enum CoordError {
     /// The lease belongs to another factory.
     #[error("the lease is held by another factory")]
     NotLeaseHolder,
-    /// The action makes no sense in the job's state; nothing changed.
-    #[error("cannot {command} a job that is {state}")]
+    /// The action makes no sense in the job's (or factory's) state; nothing changed.
+    #[error("cannot {command} a {subject} that is {state}")]
     IllegalTransition {
+        /// `job` or `factory`.
+        subject: &'static str,
         command: &'static str,
         state: &'static str,
     },
@@ -69,10 +71,13 @@ impl From<JobError> for CoordError {
         match e {
             JobError::Fenced { presented, current } => CoordError::Fenced { presented, current },
             JobError::NotLeaseHolder => CoordError::NotLeaseHolder,
-            JobError::IllegalTransition { command, state } => {
-                CoordError::IllegalTransition { command, state }
-            }
+            JobError::IllegalTransition { command, state } => CoordError::IllegalTransition {
+                subject: "job",
+                command,
+                state,
+            },
             JobError::NotReady { not_before } => CoordError::IllegalTransition {
+                subject: "job",
                 command: "claim",
                 state: if not_before > 0 {
                     "backing off"

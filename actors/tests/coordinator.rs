@@ -297,7 +297,10 @@ async fn a_factory_gets_the_job_it_can_take_behind_thousands_it_cannot() {
         ));
     }
     coord.submit_manifest(&manifest, "test").await.unwrap();
-    let (plain, _) = coord.submit(spec("plain", 1), vec![], "test").await.unwrap();
+    let (plain, _) = coord
+        .submit(spec("plain", 1), vec![], "test")
+        .await
+        .unwrap();
     let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
     assert_eq!(claimed.len(), 1, "the one job it can take is found");
     assert_eq!(claimed[0].job_id, plain.id);

@@ -1,7 +1,7 @@
 // Gigafactory's control plane: a small single-page app over the REST API. Hash routes
-// (#/overview, #/jobs, #/jobs/ID, #/factories, #/weights); the operator's token lives in
-// sessionStorage (never in a URL) and goes in the Authorization header of every request,
-// including the SSE streams, which are read with fetch for that reason.
+// (#/overview, #/jobs, #/jobs/ID, #/factories, #/factories/ID, #/weights); the operator's token
+// lives in sessionStorage (never in a URL) and goes in the Authorization header of every
+// request, including the SSE streams, which are read with fetch for that reason.
 "use strict";
 
 const TOKEN_KEY = "gigafactory.token";
@@ -14,6 +14,9 @@ const LEASED = ["leased", "running", "preempting"];
 const CHART_POINTS_MAX = 720;
 // Events fetched per request; a job's timeline is read incrementally.
 const EVENTS_PAGE = 500;
+// Pages of the job table (each scans a bounded slice of it on the server) read for a
+// factory's current jobs on each refresh; past this the page says the list may be partial.
+const FACTORY_JOBS_PAGES_MAX = 20;
 
 const app = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -377,7 +380,8 @@ function attemptsOf(events) {
 
 function jobPage(main, id) {
   const fields = h("dl", { class: "fields" });
-  const lease = h("p", { "data-testid": "lease" });
+  const lease = h("p", { "data-testid": "lease" }, "No lease.");
+  const expiresIn = h("span");
   const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
   const score = h("tbody");
   const attempts = h("tbody", { "data-testid": "attempts" });
@@ -417,11 +421,24 @@ function jobPage(main, id) {
     if (!factoryNames.has(fid)) factoryNames = new Map((await api("GET", "/v1/factories")).map((f) => [f.id, f.name]));
     return factoryNames.get(fid) || fid;
   };
-  const countdown = setInterval(() => {
-    if (job && job.lease) lease.textContent = `Lease: factory ${job.lease.factory_id}, epoch ${job.lease.epoch}, expires in ${Math.max(0, Math.round((job.lease.expires_at - Date.now()) / 1000))} s`;
-    else lease.textContent = "No lease.";
-  }, 500);
+  const tick = () => {
+    if (job && job.lease) expiresIn.textContent = String(Math.max(0, Math.round((job.lease.expires_at - Date.now()) / 1000)));
+  };
+  const countdown = setInterval(tick, 500);
   app.cleanups.push(() => clearInterval(countdown));
+  // The lease drawn ("factory:epoch"): the line is redrawn only when it changes, so its link
+  // keeps the keyboard focus while the countdown runs.
+  let leaseDrawn = null;
+  const drawLease = async () => {
+    const l = job.lease;
+    const key = l ? `${l.factory_id}:${l.epoch}` : null;
+    if (key !== leaseDrawn) {
+      const parts = l ? ["Lease: factory ", h("a", { href: `#/factories/${l.factory_id}`, "data-key": "lease-factory" }, await factoryName(l.factory_id)), `, epoch ${l.epoch}, expires in `, expiresIn, " s"] : ["No lease."];
+      rerender(lease, () => lease.replaceChildren(...parts));
+      leaseDrawn = key;
+    }
+    tick();
+  };
   const act = async (name) => {
     if (!confirm(`${name} this job?`)) return;
     try {
@@ -441,15 +458,16 @@ function jobPage(main, id) {
     const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];
     fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint));
     const factors = (job.placement && job.placement.factors) || [];
+    await drawLease();
     score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));
     await loadEvents();
     timeline.replaceChildren(...events.map((e) => h("li", {}, h("time", {}, fmtTime(e.at)), ` ${e.kind} `, badge(e.state), h("span", { class: "muted" }, ` epoch ${e.epoch} · ${e.actor}${e.detail ? " · " + e.detail : ""}`))));
     const rows = [];
     for (const a of attemptsOf(events)) {
       const end = a.end;
-      rows.push(h("tr", { "data-attempt": a.n }, h("td", {}, a.n), h("td", {}, await factoryName(a.factory)), h("td", {}, a.epoch), h("td", {}, fmtTime(a.started)), h("td", {}, end ? fmtTime(end.at) : "–"), h("td", { class: "outcome" }, end ? [`${end.kind} → `, badge(end.state)] : badge(job.state)), h("td", {}, end && end.kind === "fail" ? end.detail : "")));
+      rows.push(h("tr", { "data-attempt": a.n }, h("td", {}, a.n), h("td", {}, h("a", { href: `#/factories/${a.factory}`, "data-key": `attempt-${a.n}` }, await factoryName(a.factory))), h("td", {}, a.epoch), h("td", {}, fmtTime(a.started)), h("td", {}, end ? fmtTime(end.at) : "–"), h("td", { class: "outcome" }, end ? [`${end.kind} → `, badge(end.state)] : badge(job.state)), h("td", {}, end && end.kind === "fail" ? end.detail : "")));
     }
-    attempts.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 7 }, "Not claimed yet."))]));
+    rerender(attempts, () => attempts.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 7 }, "Not claimed yet."))])));
     const view = await api("GET", `/v1/jobs/${id}/dag`);
     const drawn = JSON.stringify(view);
     if (drawn !== dagDrawn) rerender(dag, () => drawDag(dag, view));
@@ -516,6 +534,30 @@ function drawDag(el, view) {
 
 // ---- factories ----
 
+// What the signed-in role may do to a factory: operators drain, admins also rotate and revoke.
+function factoryActions() {
+  return [...(canAct() ? ["drain"] : []), ...(app.role === "admin" ? ["rotate", "revoke"] : [])];
+}
+
+// Asks, then drains, rotates or revokes factory `f`; a rotated factory's new token is shown once
+// in `secret`, a refusal is shown with the API's error. True when the API accepted.
+async function factoryAction(f, what, secret) {
+  if (!confirm(`${what} factory ${f.name}?`)) return false;
+  try {
+    const r = await api("POST", `/v1/factories/${f.id}/${what}`);
+    if (r && r.token) secret.textContent = `New token for ${f.name} (shown once): ${r.token}`;
+    flash(`${what}: done`, "ok");
+    return true;
+  } catch (e) {
+    flash(e.message);
+    return false;
+  }
+}
+
+function fmtAgo(ms) {
+  return ms ? `${fmtTime(ms)} (${Math.max(0, Math.round((Date.now() - ms) / 1000))} s ago)` : "–";
+}
+
 function factoriesPage(main) {
   const tbody = h("tbody");
   const secret = h("p", { class: "secret", "data-testid": "secret" });
@@ -528,22 +570,78 @@ function factoriesPage(main) {
     }
   } }, "Create enrollment token");
   main.append(h("h1", {}, "Factories"), create, secret, h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Factories" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Slots"), h("th", { scope: "col" }, "Capabilities"), h("th", { scope: "col" }, "Last heartbeat"), h("th", { scope: "col" }, "Actions"))), tbody)));
-  const admin = app.role === "admin";
-  const act = async (f, what) => {
-    if (!confirm(`${what} factory ${f.name}?`)) return;
-    try {
-      const r = await api("POST", `/v1/factories/${f.id}/${what}`);
-      if (r && r.token) secret.textContent = `New token for ${f.name} (shown once): ${r.token}`;
-      flash(`${what}: done`, "ok");
-    } catch (e) {
-      flash(e.message);
-    }
-  };
   every(REFRESH_MS, async () => {
     const fs = await api("GET", "/v1/factories");
-    const button = (f, what) => h("button", { type: "button", "data-key": `${f.id}:${what}`, "aria-label": `${what} ${f.name}`, onclick: () => act(f, what) }, what);
-    rerender(tbody, () => tbody.replaceChildren(...fs.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, badge(f.status)), h("td", {}, `${f.slots_busy} / ${f.slots}`), h("td", {}, f.capabilities.join(", ")), h("td", {}, fmtTime(f.last_heartbeat)), h("td", {}, canAct() ? button(f, "drain") : "", admin ? button(f, "rotate") : "", admin ? button(f, "revoke") : "")))));
+    const button = (f, what) => h("button", { type: "button", "data-key": `${f.id}:${what}`, "aria-label": `${what} ${f.name}`, onclick: () => factoryAction(f, what, secret) }, what);
+    rerender(tbody, () => tbody.replaceChildren(...fs.map((f) => h("tr", { "data-factory": f.id }, h("td", {}, h("a", { href: `#/factories/${f.id}`, "data-key": `${f.id}:page` }, f.name)), h("td", {}, badge(f.status)), h("td", {}, `${f.slots_busy} / ${f.slots}`), h("td", {}, f.capabilities.join(", ")), h("td", {}, fmtTime(f.last_heartbeat)), h("td", {}, factoryActions().map((what) => button(f, what)))))));
   });
+}
+
+function factoryPage(main, id) {
+  const title = h("h1", { id: "factory-title" }, "Factory");
+  const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
+  const secret = h("p", { class: "secret", "data-testid": "secret" });
+  const fields = h("dl", { class: "fields", "data-testid": "factory-fields" });
+  const current = h("tbody", { "data-testid": "current-jobs" });
+  const partial = h("p", { class: "muted", hidden: true });
+  const col = (label) => h("th", { scope: "col" }, label);
+  main.append(
+    h("p", {}, h("a", { href: "#/factories" }, "← Factories")),
+    title,
+    actions,
+    secret,
+    h("section", { class: "card" }, h("h2", {}, "Fields"), fields),
+    h("section", { class: "card" }, h("h2", { id: "current-title" }, "Current jobs"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "current-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Title"), col("State"), col("Stage"), col("Product"), col("Epoch"), col("Leased at"), col("Lease expires"))), current)), partial),
+  );
+  // Until the first load answers, an action names the factory by its id.
+  let factory = { id, name: id };
+  // Drawn once, not on every refresh, so a focused button keeps the focus.
+  const allowed = factoryActions();
+  actions.replaceChildren(...(allowed.length ? allowed.map((what) => h("button", { type: "button", "data-action": what, onclick: async () => {
+    if (await factoryAction(factory, what, secret)) await load();
+  } }, what)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
+  // The jobs whose lease this factory holds (the jobs list's factory filter matches only
+  // those), read page by page up to FACTORY_JOBS_PAGES_MAX. Complete is false when that bound
+  // stopped the reading.
+  const currentJobs = async () => {
+    const jobs = [];
+    let cursor = null;
+    for (let page = 0; page < FACTORY_JOBS_PAGES_MAX; page++) {
+      const qs = new URLSearchParams({ factory: id, limit: "500" });
+      if (cursor) qs.set("cursor", cursor);
+      const res = await api("GET", `/v1/jobs?${qs}`);
+      jobs.push(...res.jobs.filter((j) => LEASED.includes(j.state)));
+      cursor = res.next_cursor;
+      if (!cursor) return { jobs, complete: true };
+    }
+    return { jobs, complete: false };
+  };
+  async function load() {
+    try {
+      factory = await api("GET", `/v1/factories/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status === 400 || e.status === 404) title.textContent = `No factory ${id}`;
+      throw e;
+    }
+    const f = factory;
+    title.replaceChildren(f.name, " ", badge(f.status));
+    const row = (k, v, testid) => [h("dt", {}, k), h("dd", { "data-testid": testid }, v ?? "–")];
+    fields.replaceChildren(
+      ...row("Id", f.id),
+      ...row("OS / arch", `${f.os} / ${f.arch}`, "platform"),
+      ...row("Capabilities", f.capabilities.join(", ") || "none", "capabilities"),
+      ...row("Engine classes", f.engine_classes.join(", ") || "none"),
+      ...row("Slots busy", `${f.slots_busy} / ${f.slots}`, "slots"),
+      ...row("Cost per hour", `$${f.cost_per_hour_usd.toFixed(2)}`),
+      ...row("Last heartbeat", fmtAgo(f.last_heartbeat), "heartbeat"),
+      ...row("Enrolled", f.enrolled_at ? new Date(f.enrolled_at).toLocaleString() : "–"),
+    );
+    const { jobs, complete } = await currentJobs();
+    rerender(current, () => current.replaceChildren(...(jobs.length ? jobs.map((j) => h("tr", { "data-job": j.id }, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.product), h("td", {}, j.lease.epoch), h("td", {}, fmtTime(j.lease.granted_at)), h("td", {}, fmtTime(j.lease.expires_at)))) : [h("tr", {}, h("td", { colspan: 7 }, "No current jobs."))])));
+    partial.hidden = complete;
+    partial.replaceChildren(...(complete ? [] : ["Only part of the job table was searched; ", h("a", { href: `#/jobs?factory=${id}` }, "the jobs table"), " pages through all of this factory's jobs."]));
+  }
+  every(REFRESH_MS, load);
 }
 
 // ---- weights ----
@@ -623,6 +721,7 @@ async function route() {
   const parts = (path || "/overview").split("/").filter(Boolean);
   if (parts[0] === "jobs" && parts[1]) jobPage(main, parts[1]);
   else if (parts[0] === "jobs") jobsPage(main, params);
+  else if (parts[0] === "factories" && parts[1]) factoryPage(main, parts[1]);
   else if (parts[0] === "factories") factoriesPage(main);
   else if (parts[0] === "weights") weightsPage(main, params);
   else overviewPage(main);

@@ -68,13 +68,20 @@ try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
   page.setDefaultTimeout(TIMEOUT_MS);
-  page.on("dialog", (d) => d.accept());
+  // Every confirmation asked, accepted.
+  const dialogs = [];
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    d.accept();
+  });
 
   await step("the overview shows the fleet", async () => {
     await signIn(page, admin);
     await page.locator('[data-testid="factories-online"] .value', { hasText: "1" }).waitFor();
     await page.locator('[data-testid="slots"] .value').waitFor();
   });
+
+  const fid = (await apiCall("GET", "/v1/factories")).body.find((f) => f.name === "ui-factory").id;
 
   const submitted = await apiCall("POST", "/v1/jobs", {
     key: "ui-talker",
@@ -132,6 +139,61 @@ try {
     await page.locator('button[data-action="ship"]').click();
     await page.locator("#flash", { hasText: "illegal_transition" }).waitFor();
     await page.screenshot({ path: `${shots}/refused-action.png` });
+  });
+
+  await step("a factory's page shows its fields and the jobs it runs, live", async () => {
+    const worker = await apiCall("POST", "/v1/jobs", { key: "ui-worker", title: "UI worker", product: "ui", capabilities: ["linux"], payload: { command: "gigafactory job stage building; sleep 60" } });
+    assert.equal(worker.status, 201, JSON.stringify(worker.body));
+    const wid = worker.body.id;
+    // The factory's name in the list leads to its page.
+    await page.goto(url + "/#/factories");
+    await page.locator(`tr[data-factory="${fid}"] a`, { hasText: "ui-factory" }).click();
+    await page.locator("#factory-title", { hasText: "ui-factory" }).waitFor();
+    assert.equal(new URL(page.url()).hash, `#/factories/${fid}`);
+    const row = page.locator(`[data-testid="current-jobs"] tr[data-job="${wid}"]`);
+    await row.locator(".badge", { hasText: "running" }).waitFor();
+    await row.locator("td", { hasText: "building" }).waitFor();
+    await page.locator('[data-testid="slots"]', { hasText: "1 / 1" }).waitFor();
+    const f = (await apiCall("GET", `/v1/factories/${fid}`)).body;
+    assert.equal(await page.locator('[data-testid="platform"]').textContent(), `${f.os} / ${f.arch}`);
+    assert.equal(await page.locator('[data-testid="capabilities"]').textContent(), f.capabilities.join(", "));
+    assert.match(await page.locator('[data-testid="heartbeat"]').textContent(), /\d+ s ago/);
+    await page.locator("#factory-title .badge", { hasText: "online" }).waitFor();
+    // The refused action's message of an earlier step must not show on this page's picture.
+    await page.locator("#flash").waitFor({ state: "hidden" });
+    await page.screenshot({ path: `${shots}/factory.png`, fullPage: true });
+    await audit(page, "the factory page");
+    // The keyboard reaches the job (the table redraws meanwhile) and Enter opens it; the
+    // lease's factory on the job page leads back.
+    await page.reload();
+    await row.waitFor();
+    await tabTo(page, `[data-testid="current-jobs"] a[href="#/jobs/${wid}"]`);
+    await page.keyboard.press("Enter");
+    await page.locator("#job-title", { hasText: "UI worker" }).waitFor();
+    await page.locator('[data-testid="lease"] a', { hasText: "ui-factory" }).click();
+    await page.locator("#factory-title", { hasText: "ui-factory" }).waitFor();
+    // A job that ends leaves the list without a reload.
+    assert.equal((await apiCall("POST", `/v1/jobs/${wid}/actions/cancel`)).status, 200);
+    await page.locator('[data-testid="current-jobs"] td', { hasText: "No current jobs." }).waitFor();
+  });
+
+  await step("a factory's actions ask first, and a refused one shows the API's error", async () => {
+    const enrollment = await apiCall("POST", "/v1/enrollment-tokens", {});
+    const spare = await apiCall("POST", "/v1/factories/enroll", { name: "ui-spare", os: "linux", arch: "x86_64", capabilities: ["ui-spare"], slots: 2 }, enrollment.body.token);
+    assert.equal(spare.status, 200, JSON.stringify(spare.body));
+    await page.goto(url + `/#/factories/${spare.body.factory_id}`);
+    await page.locator("#factory-title", { hasText: "ui-spare" }).waitFor();
+    await page.locator('button[data-action="rotate"]').click();
+    await page.locator('[data-testid="secret"]', { hasText: "gf_" }).waitFor();
+    await page.locator('button[data-action="drain"]').click();
+    await page.locator("#factory-title .badge", { hasText: "draining" }).waitFor();
+    await page.locator('button[data-action="revoke"]').click();
+    await page.locator("#factory-title .badge", { hasText: "revoked" }).waitFor();
+    assert.ok(dialogs.includes("revoke factory ui-spare?"), `asked: ${dialogs.join(" | ")}`);
+    await page.locator('button[data-action="rotate"]').click();
+    await page.locator("#flash", { hasText: "illegal_transition" }).waitFor();
+    // The message goes by itself (and so stays off the next pictures).
+    await page.locator("#flash").waitFor({ state: "hidden" });
   });
 
   await step("the factories and weights pages show state", async () => {
@@ -197,6 +259,14 @@ try {
     await vpage.getByText("Read only (viewer).").waitFor();
     assert.equal(await vpage.locator("button[data-action]").count(), 0);
     await audit(vpage, "the job detail page of a viewer");
+    await vpage.goto(url + `/#/factories/${fid}`);
+    await vpage.locator("#factory-title", { hasText: "ui-factory" }).waitFor();
+    await vpage.getByText("Read only (viewer).").waitFor();
+    assert.equal(await vpage.locator("button[data-action]").count(), 0);
+    await audit(vpage, "the factory page of a viewer");
+    await vpage.goto(url + "/#/factories");
+    await vpage.locator(`tr[data-factory="${fid}"]`).waitFor();
+    assert.equal(await vpage.locator("tr[data-factory] button").count(), 0);
     const forced = await apiCall("POST", `/v1/jobs/${id}/actions/retry`, undefined, viewer);
     assert.equal(forced.status, 403);
     await vctx.close();
@@ -215,6 +285,11 @@ try {
     await npage.goto(url + `/#/jobs/${id}`);
     await npage.locator('[data-testid="attempts"] tr[data-attempt="1"]').waitFor();
     await audit(npage, "the job detail page on a narrow screen");
+    await npage.goto(url + `/#/factories/${fid}`);
+    await npage.locator('[data-testid="slots"]').waitFor();
+    const factoryOverflow = await npage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(factoryOverflow <= 1, `no sideways scrolling on the factory page (${factoryOverflow}px)`);
+    await audit(npage, "the factory page on a narrow screen");
     await nctx.close();
   });
 
