@@ -33,8 +33,9 @@ impl Shared {
         Shared::Etcd(LocalEtcdCluster::start(3).expect("etcd cluster"))
     }
 
-    /// The store URL with keys under `namespace` (made unique per run on FoundationDB, whose
-    /// cluster outlives the test).
+    /// The store URL with keys under `namespace`. On FoundationDB, whose cluster outlives the
+    /// test, each call names a fresh namespace (its keys stay behind): call it once per test
+    /// and hand the URL to every node.
     fn url(&self, namespace: &str) -> String {
         match self {
             Shared::Etcd(etcd) => etcd.store_url(namespace),

@@ -41,6 +41,10 @@ pub struct Config {
     /// ready, and share fleet events through it. An embedded store belongs to one process, so
     /// it needs neither.
     pub shared_store: bool,
+    /// On a shared store: how often the scheduler re-reads the whole ready index (in the
+    /// background, a page at a time) to learn of jobs other nodes made ready beyond the head
+    /// its watch-driven refreshes re-read, and to forget jobs they took.
+    pub resync_interval_ms: u64,
     /// A node that has not renewed its lease for this long is dead; its shards move.
     pub node_lease_ttl_ms: u64,
     /// This node's API address, shown in the cluster view.
@@ -72,6 +76,7 @@ impl Default for Config {
             restart_window_ms: 60_000,
             backoff: Backoff::default(),
             shared_store: false,
+            resync_interval_ms: 10_000,
             node_lease_ttl_ms: 3_000,
             node_addr: String::new(),
             stats_sample_interval_ms: 5_000,

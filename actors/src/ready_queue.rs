@@ -28,6 +28,9 @@ fn shape_key(e: &ReadyEntry) -> ShapeKey {
     (capabilities, e.engine_class.clone())
 }
 
+/// Names a shape while it has jobs.
+pub(crate) type ShapeId = u64;
+
 struct Shape {
     key: ShapeKey,
     jobs: BTreeMap<IndexKey, ReadyEntry>,
@@ -36,11 +39,11 @@ struct Shape {
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
     /// By shape id; a shape is dropped when its last job leaves.
-    shapes: HashMap<u64, Shape>,
-    shape_ids: HashMap<ShapeKey, u64>,
-    next_shape: u64,
+    shapes: HashMap<ShapeId, Shape>,
+    shape_ids: HashMap<ShapeKey, ShapeId>,
+    next_shape: ShapeId,
     /// Where each job is.
-    at: HashMap<JobId, (u64, IndexKey)>,
+    at: HashMap<JobId, (ShapeId, IndexKey)>,
 }
 
 impl ReadyQueue {
@@ -104,22 +107,29 @@ impl ReadyQueue {
         entry
     }
 
-    /// Up to `max` jobs `factory` can take, best placement order first: those due at `now` and
-    /// accepted by `keep`, looking at no more than `scan` entries of any one shape.
+    /// The shapes whose jobs `factory` can take: one check per shape, whatever its length.
+    pub fn fitting(&self, factory: &FactoryView) -> Vec<ShapeId> {
+        self.shapes
+            .iter()
+            .filter(|(_, s)| scoring::fits(&s.key.0, s.key.1.as_ref(), factory))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Up to `max` jobs of `shapes` (see [`fitting`](Self::fitting)), best placement order
+    /// first: those due at `now` and accepted by `keep`, looking at no more than `scan`
+    /// entries of any one shape.
     pub fn candidates(
         &self,
-        factory: &FactoryView,
+        shapes: &[ShapeId],
         now: Millis,
         scan: usize,
         max: usize,
         keep: impl Fn(&ReadyEntry) -> bool,
     ) -> Vec<&ReadyEntry> {
         let mut found: Vec<(IndexKey, &ReadyEntry)> = Vec::new();
-        for shape in self.shapes.values() {
-            let (capabilities, engine_class) = &shape.key;
-            if !scoring::fits(capabilities, engine_class.as_ref(), factory) {
-                continue;
-            }
+        // A shape emptied since `fitting` is simply gone.
+        for shape in shapes.iter().filter_map(|id| self.shapes.get(id)) {
             found.extend(
                 shape
                     .jobs
@@ -183,11 +193,13 @@ mod tests {
             q.insert(entry(n, 900, &["gpu"], 0));
         }
         q.insert(entry(20_000, 1, &["linux"], 0));
-        let found = q.candidates(&factory(&["linux"]), 0, 16, 8, |_| true);
+        let found = q.candidates(&q.fitting(&factory(&["linux"])), 0, 16, 8, |_| true);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, JobId(uuid::Uuid::from_u128(20_000)));
         assert!(
-            q.candidates(&factory(&["gpu"]), 0, 16, 8, |_| true).len() == 8,
+            q.candidates(&q.fitting(&factory(&["gpu"])), 0, 16, 8, |_| true)
+                .len()
+                == 8,
             "a factory that fits both sees the best first"
         );
     }
@@ -199,7 +211,7 @@ mod tests {
         q.insert(entry(2, 5, &[], 0));
         q.insert(entry(3, 5, &[], 0));
         let skip_two = |e: &ReadyEntry| e.id != JobId(uuid::Uuid::from_u128(2));
-        let found = q.candidates(&factory(&[]), 10, 16, 8, skip_two);
+        let found = q.candidates(&q.fitting(&factory(&[])), 10, 16, 8, skip_two);
         assert_eq!(found.len(), 1);
         assert_eq!(q.head(10, |_| true).map(|e| e.created_at), Some(2));
         assert_eq!(q.head(1_000, |_| true).map(|e| e.created_at), Some(1));
@@ -245,7 +257,7 @@ mod tests {
                 .collect();
             expected.sort_by_key(|e| placement_order(e));
             expected.truncate(max);
-            let got = q.candidates(&f, 0, usize::MAX, max, |_| true);
+            let got = q.candidates(&q.fitting(&f), 0, usize::MAX, max, |_| true);
             prop_assert_eq!(
                 got.iter().map(|e| e.id).collect::<Vec<_>>(),
                 expected.iter().map(|e| e.id).collect::<Vec<_>>()

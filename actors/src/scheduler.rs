@@ -5,7 +5,7 @@
 //! placed. The index is rebuilt from the store's ready index whenever the actor starts, so a
 //! restart loses nothing: every change it hears about was committed first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,7 +27,8 @@ const SCAN_MAX_ENTRIES: usize = 4096;
 /// How often the scheduler expires long-polls and looks for preemptions.
 const TICK_MS: u64 = 250;
 /// Ready-index rows a refresh reads from the store: the head of the queue, where placements
-/// come from. Jobs further back are picked up as the head drains.
+/// come from. Jobs further back come with the next resync (`resync_interval_ms`); a resync
+/// reads pages of this size.
 const REFRESH_ROWS: usize = 10_000;
 /// Shortest pause between two refreshes, so a burst of submissions on other nodes costs one
 /// scan rather than one per commit.
@@ -79,6 +80,14 @@ pub(crate) enum SchedulerMsg {
     Tick,
     /// Another node changed the ready index: re-read its head from the store.
     Refresh,
+    /// Time to re-read the whole ready index (shared store).
+    Resync,
+    /// One page of a resync, in index order; `last` when the index is read through, `None`
+    /// when the resync failed.
+    ResyncPage {
+        entries: Option<Vec<ReadyEntry>>,
+        last: bool,
+    },
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
     /// Fault injection (admin route): fail, so the supervisor restarts the scheduler.
     Crash,
@@ -126,6 +135,15 @@ pub(crate) struct SchedulerState {
     weights: HashMap<String, Weights>,
     by_product: HashMap<String, usize>,
     by_capability: HashMap<String, usize>,
+    /// While a resync runs: the jobs it found in the store so far, and the jobs this node
+    /// queued or dequeued itself meanwhile (newer than what the resync read, so left alone).
+    resync: Option<Resync>,
+}
+
+#[derive(Default)]
+struct Resync {
+    seen: HashSet<JobId>,
+    touched: HashSet<JobId>,
 }
 
 impl Actor for SchedulerActor {
@@ -150,6 +168,7 @@ impl Actor for SchedulerActor {
             weights: HashMap::new(),
             by_product: HashMap::new(),
             by_capability: HashMap::new(),
+            resync: None,
         };
         for (product, o) in transact!(shared.store, |tx| repo::all_weights(tx).await)? {
             match scoring::resolve_weights(&Weights::default(), Some(&o), None) {
@@ -182,6 +201,10 @@ impl Actor for SchedulerActor {
         myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
         if shared.config.shared_store {
             watch_ready_signal(shared.clone(), myself.clone());
+            myself.send_interval(
+                Duration::from_millis(shared.config.resync_interval_ms.max(TICK_MS)),
+                || SchedulerMsg::Resync,
+            );
         }
         Ok(state)
     }
@@ -238,6 +261,16 @@ impl Actor for SchedulerActor {
             }
             SchedulerMsg::Refresh => {
                 state.refresh().await?;
+                state.serve_waiters(&myself);
+            }
+            SchedulerMsg::Resync => {
+                if state.resync.is_none() {
+                    state.resync = Some(Resync::default());
+                    read_ready_index(state.shared.clone(), myself.clone());
+                }
+            }
+            SchedulerMsg::ResyncPage { entries, last } => {
+                state.resync_page(entries, last);
                 state.serve_waiters(&myself);
             }
             SchedulerMsg::Tick => {
@@ -301,7 +334,75 @@ fn watch_ready_signal(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
     });
 }
 
+/// Reads the whole ready index a page at a time, off the actor, and sends the pages to it.
+fn read_ready_index(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
+    tokio::spawn(async move {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = transact!(shared.store, |tx| repo::ready_page(
+                tx,
+                after.as_deref(),
+                REFRESH_ROWS
+            )
+            .await);
+            let (entries, last) = match page {
+                Ok(page) => {
+                    let last = page.len() < REFRESH_ROWS;
+                    after = page.last().map(|(k, _)| k.clone());
+                    (Some(page.into_iter().map(|(_, e)| e).collect()), last)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "resync of the ready index failed; trying at the next interval");
+                    (None, true)
+                }
+            };
+            if scheduler
+                .cast(SchedulerMsg::ResyncPage { entries, last })
+                .is_err()
+                || last
+            {
+                return;
+            }
+        }
+    });
+}
+
 impl SchedulerState {
+    /// Takes one page of a resync: queues what this node lacked and, after the last page,
+    /// forgets what the store no longer has. Jobs this node queued or dequeued during the
+    /// resync are newer than the pages and left as they are.
+    fn resync_page(&mut self, entries: Option<Vec<ReadyEntry>>, last: bool) {
+        let Some(entries) = entries else {
+            self.resync = None;
+            return;
+        };
+        let Some(mut r) = self.resync.take() else {
+            return;
+        };
+        for e in entries {
+            r.seen.insert(e.id);
+            if !r.touched.contains(&e.id) && self.queue.get(e.id).is_none() {
+                self.insert(e);
+            }
+        }
+        if !last {
+            self.resync = Some(r);
+            return;
+        }
+        let gone: Vec<JobId> = self
+            .queue
+            .iter()
+            .map(|e| e.id)
+            .filter(|id| !r.seen.contains(id) && !r.touched.contains(id))
+            .collect();
+        if !gone.is_empty() {
+            tracing::debug!(gone = gone.len(), "resync dropped jobs other nodes took");
+        }
+        for id in gone {
+            self.remove(id);
+        }
+    }
+
     /// Re-reads the head of the store's ready index: adds what other nodes made ready and
     /// drops what they claimed or cancelled (within the part read).
     async fn refresh(&mut self) -> Result<(), ActorProcessingErr> {
@@ -340,6 +441,9 @@ impl SchedulerState {
     }
 
     fn insert(&mut self, entry: ReadyEntry) {
+        if let Some(r) = &mut self.resync {
+            r.touched.insert(entry.id);
+        }
         self.count(&entry, 1);
         if let Some(old) = self.queue.insert(entry) {
             self.count(&old, -1);
@@ -347,6 +451,9 @@ impl SchedulerState {
     }
 
     fn remove(&mut self, id: JobId) -> Option<ReadyEntry> {
+        if let Some(r) = &mut self.resync {
+            r.touched.insert(id);
+        }
         let entry = self.queue.remove(id)?;
         self.count(&entry, -1);
         Some(entry)
@@ -388,11 +495,12 @@ impl SchedulerState {
             .filter(|(f, _)| **f != ask.factory_id)
             .map(|(_, j)| *j)
             .collect();
+        let shapes = self.queue.fitting(&factory);
         while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
             let candidates: Vec<(JobId, JobView)> = self
                 .queue
                 .candidates(
-                    &factory,
+                    &shapes,
                     now,
                     SCAN_MAX_ENTRIES,
                     self.shared.config.placement_candidates_max,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gigafactory_actors::{Config, Coordinator, SystemClock};
+use gigafactory_actors::{Config, Coordinator, OperatorAction, SystemClock};
 use gigafactory_core::fleet::Role;
 use gigafactory_core::job::Command;
 use gigafactory_core::manifest::{JobSpec, Payload};
@@ -307,4 +307,80 @@ async fn a_factory_gets_the_job_it_can_take_behind_thousands_it_cannot() {
     let snap = coord.scheduler_snapshot().await.unwrap();
     assert_eq!(snap.queued_by_capability.get("gpu"), Some(&5_000));
     coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_made_ready_on_another_node_behind_thousands_no_factory_takes_is_claimed_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
+    let config = Config {
+        shared_store: true,
+        resync_interval_ms: 1_000,
+        ..Config::default()
+    };
+    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let b = Coordinator::start(store, config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    // More jobs than a node re-reads from the head of the shared ready index, all ahead of the
+    // plain job by priority and all needing a capability no factory has.
+    for chunk in 0..2 {
+        let mut manifest = String::from("product = \"t\"\n");
+        for n in 0..5_500 {
+            manifest.push_str(&format!(
+                "[[jobs]]\nkey = \"never{chunk}-{n}\"\ntitle = \"n\"\ncommand = \"true\"\n\
+                 priority = 900\ncapabilities = [\"never\"]\n"
+            ));
+        }
+        b.submit_manifest(&manifest, "test").await.unwrap();
+    }
+    let f = enroll(&a, 1).await;
+    let (plain, _) = b.submit(spec("plain", 1), vec![], "test").await.unwrap();
+    let claimed = a.claim(f.factory_id, 1, 20_000).await.unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "node a learns of the job node b made ready"
+    );
+    assert_eq!(claimed[0].job_id, plain.id);
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_forgets_a_queued_job_another_node_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
+    let config = Config {
+        shared_store: true,
+        resync_interval_ms: 500,
+        ..Config::default()
+    };
+    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let b = Coordinator::start(store, config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let queued_on_a = |n: usize| {
+        let a = &a;
+        async move {
+            for _ in 0..100 {
+                if a.scheduler_snapshot().await.unwrap().queued == n {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    let (job, _) = b.submit(spec("x", 5), vec![], "test").await.unwrap();
+    assert!(queued_on_a(1).await, "node a learns of the job");
+    // A cancel makes nothing ready, so no refresh runs: only the resync drops it.
+    b.act(job.id, OperatorAction::Cancel, "test").await.unwrap();
+    assert!(queued_on_a(0).await, "node a forgets the cancelled job");
+    a.stop();
+    b.stop();
 }

@@ -23,9 +23,11 @@
 //!   `fail` or `release` the coordinator acknowledged is a recorded event of that lease.
 //!
 //! C4 and C6 are also checked from the factories' journals (every request and its answer): an
-//! accepted write must carry an epoch the store leased to that factory, and a write first sent
-//! after the coordinator fenced that epoch for the factory must not be accepted (epochs only
-//! grow, so the later answer could only be a stale acceptance). Journals are one process's
+//! accepted write must carry an epoch the store leased to that factory, its answer must show
+//! the job at that epoch (one more after a `release`) and, but for a `complete`, `fail` or
+//! `release`, still under a lease; and a write first sent after the coordinator fenced that
+//! epoch for the factory must not be accepted (epochs only grow, so the later answer could only
+//! be a stale acceptance). Journals are one process's
 //! own order of events, so these checks need no clock shared between processes.
 //!
 //! How epochs appear in events: an event carries the job's epoch *after* its write. A claim
@@ -582,6 +584,23 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
                         ));
                     }
                 }
+                if let Some(seen) = &e.answer {
+                    let ends_lease = matches!(w.action.as_str(), "complete" | "fail" | "release");
+                    let expected = w.epoch + u64::from(w.action == "release");
+                    let leased = matches!(seen.state.as_str(), "leased" | "running" | "preempting");
+                    if seen.epoch != expected || !(ends_lease || leased) {
+                        out.violations.push(journal_violation(
+                            Invariant::C4,
+                            &job,
+                            format!(
+                                "{} under epoch {} from factory {me} was accepted with the job \
+                                 at epoch {}, {}",
+                                w.action, w.epoch, seen.epoch, seen.state
+                            ),
+                            e,
+                        ));
+                    }
+                }
                 if let Some(&fenced) = fenced_at.get(&(job.clone(), w.epoch))
                     && first_sent.get(w.request_id.as_str()).copied().unwrap_or(0) > fenced
                 {
@@ -690,7 +709,8 @@ mod tests {
         }
     }
 
-    fn only(h: &History, inv: Invariant) {
+    /// Asserts the checker finds `inv` broken in `h` (others may be broken too).
+    fn detects(h: &History, inv: Invariant) {
         let v = check(h);
         assert!(
             v.violations_of(inv) > 0,
@@ -728,9 +748,9 @@ mod tests {
     fn a_lost_submit_breaks_c1() {
         let mut h = one_job("queued", vec![submitted()]);
         h.jobs[0].found = false;
-        only(&h, Invariant::C1);
+        detects(&h, Invariant::C1);
         h.jobs.clear();
-        only(&h, Invariant::C1);
+        detects(&h, Invariant::C1);
     }
 
     #[test]
@@ -742,7 +762,7 @@ mod tests {
             created: false,
         };
         h.submits[0].attempts.push(second);
-        only(&h, Invariant::C1);
+        detects(&h, Invariant::C1);
     }
 
     #[test]
@@ -756,7 +776,7 @@ mod tests {
                 ev(4, "expire", "reaper", 2, "dead"),
             ],
         );
-        only(&h, Invariant::C2);
+        detects(&h, Invariant::C2);
     }
 
     #[test]
@@ -777,11 +797,11 @@ mod tests {
 
     #[test]
     fn success_without_completion_or_two_completions_break_c3() {
-        only(
+        detects(
             &one_job("succeeded", vec![submitted(), claim(2, F1, 1)]),
             Invariant::C3,
         );
-        only(
+        detects(
             &one_job(
                 "succeeded",
                 vec![
@@ -793,7 +813,7 @@ mod tests {
             ),
             Invariant::C3,
         );
-        only(
+        detects(
             &one_job(
                 "queued",
                 vec![
@@ -818,7 +838,7 @@ mod tests {
                 ev(4, "complete", &by(F1), 2, "succeeded"),
             ],
         );
-        only(&h, Invariant::C4);
+        detects(&h, Invariant::C4);
     }
 
     #[test]
@@ -831,12 +851,12 @@ mod tests {
                 ev(3, "stage", &by(F2), 1, "running"),
             ],
         );
-        only(&h, Invariant::C4);
+        detects(&h, Invariant::C4);
         let h = one_job(
             "running",
             vec![submitted(), ev(2, "stage", &by(F2), 1, "running")],
         );
-        only(&h, Invariant::C4);
+        detects(&h, Invariant::C4);
     }
 
     #[test]
@@ -849,7 +869,7 @@ mod tests {
                 ev(3, "expire", "reaper", 1, "queued"),
             ],
         );
-        only(&h, Invariant::C5);
+        detects(&h, Invariant::C5);
         let h = one_job(
             "leased",
             vec![
@@ -859,7 +879,7 @@ mod tests {
                 claim(4, F2, 2),
             ],
         );
-        only(&h, Invariant::C5);
+        detects(&h, Invariant::C5);
     }
 
     #[test]
@@ -868,7 +888,7 @@ mod tests {
             "leased",
             vec![submitted(), claim(2, F1, 1), claim(3, F2, 1)],
         );
-        only(&h, Invariant::C6);
+        detects(&h, Invariant::C6);
         let h = one_job(
             "running",
             vec![
@@ -878,7 +898,7 @@ mod tests {
                 ev(4, "stage", &by(F2), 1, "running"),
             ],
         );
-        only(&h, Invariant::C6);
+        detects(&h, Invariant::C6);
     }
 
     /// Job "j1" needs a uuid id to appear in journals.
@@ -917,6 +937,7 @@ mod tests {
             status,
             error: None,
             leases: Vec::new(),
+            answer: None,
         }
     }
 
@@ -940,6 +961,16 @@ mod tests {
                 request_id: request.into(),
             }),
             error: (status == 409).then(|| "fenced".to_string()),
+            answer: (status == 200).then(|| gigafactory_core::journal::Seen {
+                epoch: epoch + u64::from(action == "release"),
+                state: match action {
+                    "complete" => "succeeded",
+                    "fail" => "failed",
+                    "release" => "queued",
+                    _ => "running",
+                }
+                .into(),
+            }),
             ..sent(at, status)
         }
     }
@@ -993,7 +1024,7 @@ mod tests {
             fenced_run(),
             vec![(F1, vec![granted(10, 1), granted(55, 3)])],
         );
-        only(&h, Invariant::C7);
+        detects(&h, Invariant::C7);
     }
 
     #[test]
@@ -1002,7 +1033,7 @@ mod tests {
             fenced_run(),
             vec![(F1, vec![granted(10, 1), wrote(20, "fail", 1, "r1", 200)])],
         );
-        only(&h, Invariant::C7);
+        detects(&h, Invariant::C7);
     }
 
     #[test]
@@ -1011,7 +1042,7 @@ mod tests {
             fenced_run(),
             vec![(F1, vec![granted(50, 3)]), (F2, vec![granted(50, 3)])],
         );
-        only(&h, Invariant::C6);
+        detects(&h, Invariant::C6);
     }
 
     #[test]
@@ -1020,7 +1051,20 @@ mod tests {
             fenced_run(),
             vec![(F1, vec![wrote(60, "renew", 3, "r1", 200)])],
         );
-        only(&h, Invariant::C4);
+        detects(&h, Invariant::C4);
+    }
+
+    #[test]
+    fn an_accepted_write_whose_answer_shows_another_epoch_breaks_c4() {
+        // A renew at epoch 1 answered as if the job were at epoch 3: accepted against the
+        // wrong lease.
+        let mut renew = wrote(30, "renew", 1, "r1", 200);
+        renew.answer = Some(gigafactory_core::journal::Seen {
+            epoch: 3,
+            state: "running".into(),
+        });
+        let h = journaled(fenced_run(), vec![(F1, vec![granted(10, 1), renew])]);
+        detects(&h, Invariant::C4);
     }
 
     #[test]
@@ -1036,7 +1080,7 @@ mod tests {
                 ],
             )],
         );
-        only(&h, Invariant::C4);
+        detects(&h, Invariant::C4);
     }
 
     #[test]

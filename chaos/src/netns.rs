@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use crate::ChaosError;
 
+/// Runs use `10.213.S.0/24`, S picked per run.
+const SUBNET_PREFIX: &str = "10.213";
 /// First address of node links on the bridge subnet (`10.213.S.10`, `.11`, ...).
 const NODE_HOST_BASE: usize = 10;
+/// Names tried before giving up on finding ones no other run holds.
+const TAG_ATTEMPTS: u32 = 16;
 
 /// The bridge, the namespaces and the links of one run.
 pub struct Network {
@@ -30,15 +34,27 @@ impl Network {
         Network::create(1).map(drop)
     }
 
-    /// Creates the bridge and one namespace per node, each linked to the bridge and up.
+    /// Creates the bridge and one namespace per node, each linked to the bridge and up. The
+    /// names and subnet come from the process id, moved on past any a concurrent or killed run
+    /// still holds.
     pub fn create(nodes: usize) -> Result<Self, ChaosError> {
         let pid = std::process::id();
-        let net = Network {
-            tag: format!("gf{:x}", pid & 0xfff),
-            subnet: (pid % 200 + 20) as u8,
-            nodes: 0,
-        };
-        net.build(nodes)
+        for attempt in 0..TAG_ATTEMPTS {
+            let n = pid.wrapping_add(attempt * 7919);
+            let (tag, subnet) = (format!("gf{:x}", n & 0xfff), (n % 200 + 20) as u8);
+            if names_free(&tag, subnet) {
+                return Network {
+                    tag,
+                    subnet,
+                    nodes: 0,
+                }
+                .build(nodes);
+            }
+        }
+        Err(ChaosError::Setup(format!(
+            "no free network name found in {TAG_ATTEMPTS} tries; remove stale gf* links and \
+             namespaces (ip link, ip netns)"
+        )))
     }
 
     fn build(mut self, nodes: usize) -> Result<Self, ChaosError> {
@@ -68,12 +84,12 @@ impl Network {
 
     /// The host's address on the bridge: where nodes reach the store.
     pub fn host_ip(&self) -> String {
-        format!("10.213.{}.1", self.subnet)
+        format!("{SUBNET_PREFIX}.{}.1", self.subnet)
     }
 
     /// Node `i`'s address: where factories and the run reach it.
     pub fn node_ip(&self, i: usize) -> String {
-        format!("10.213.{}.{}", self.subnet, NODE_HOST_BASE + i)
+        format!("{SUBNET_PREFIX}.{}.{}", self.subnet, NODE_HOST_BASE + i)
     }
 
     /// The namespace node `i` runs in.
@@ -115,12 +131,33 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        // Deleting a namespace deletes the veth ends inside it and so their host peers.
+        // Deleting a namespace deletes the veth ends inside it and so their host peers; a pair
+        // whose end never moved in is deleted from the host side.
         for i in 0..self.nodes {
             let _ = ip(&["netns", "del", &self.netns(i)]);
+            let _ = ip(&["link", "del", &self.host_end(i)]);
         }
         let _ = ip(&["link", "del", &self.bridge()]);
     }
+}
+
+/// Whether no link or namespace of `tag` exists, nor an address on `subnet`: a `Network` is
+/// built (and so, when dropped, removes) only names nothing else holds.
+fn names_free(tag: &str, subnet: u8) -> bool {
+    let listed = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let links = listed(&["-o", "link", "show"]);
+    let addresses = listed(&["-o", "addr", "show"]);
+    let namespaces = listed(&["netns", "list"]);
+    !links.contains(&format!(" {tag}"))
+        && !addresses.contains(&format!("inet {SUBNET_PREFIX}.{subnet}."))
+        && !namespaces.lines().any(|l| l.starts_with(tag))
 }
 
 fn ip(args: &[&str]) -> Result<(), ChaosError> {

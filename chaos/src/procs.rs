@@ -1,7 +1,8 @@
 //! The run's processes: coordinator nodes and factory agents started from this very binary,
 //! and a small blocking HTTP client. Every process is killed when its handle drops and, should
-//! the chaos process itself die, by the kernel (`PR_SET_PDEATHSIG`), so a run leaves nothing
-//! behind.
+//! the chaos process itself die, by the kernel (`PR_SET_PDEATHSIG`), so a run leaves no process
+//! behind. (A `--netns` run killed by a signal leaves its bridge and namespaces; the next run
+//! picks other names.)
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -391,8 +391,11 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
         ids.len()
     );
     world.settle(&ids);
-    let jobs = ids.iter().map(|id| world.fetch(id)).collect();
+    // The agents stop before anything is fetched, so every answer their journals hold was
+    // committed before the timelines were read.
+    world.stop_agents();
     let factories = world.journals();
+    let jobs = ids.iter().map(|id| world.fetch(id)).collect();
     let history = History {
         seed: cfg.seed,
         command,
@@ -691,6 +694,12 @@ impl World {
                 _ => None,
             }
         })
+    }
+
+    fn stop_agents(&mut self) {
+        for a in &mut self.agents {
+            a.kill();
+        }
     }
 
     /// Every agent's journal, read once the run has settled.

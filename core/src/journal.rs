@@ -26,6 +26,9 @@ pub struct Exchange {
     /// For an answered claim: the leases it handed over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<Grant>,
+    /// For an accepted fenced write: the job as the answer showed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Seen>,
 }
 
 impl Exchange {
@@ -48,6 +51,13 @@ pub struct WriteTag {
     pub action: String,
     pub epoch: u64,
     pub request_id: String,
+}
+
+/// A job's epoch and state in a write's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub epoch: u64,
+    pub state: String,
 }
 
 /// A lease handed over by a claim.
@@ -75,6 +85,7 @@ mod tests {
                 job: JobId(uuid::Uuid::nil()),
                 epoch: 3,
             }],
+            answer: None,
         };
         let line = serde_json::to_string(&e).unwrap();
         assert!(!line.contains("write") && !line.contains("error"), "{line}");
@@ -93,6 +104,7 @@ mod tests {
             status: 409,
             error: Some("fenced".into()),
             leases: Vec::new(),
+            answer: None,
         };
         assert!(e.fenced() && !e.accepted());
         e.error = Some("conflict".into());

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gigafactory_core::job::JobId;
-use gigafactory_core::journal::{Exchange, Grant, WriteTag};
+use gigafactory_core::journal::{Exchange, Grant, Seen, WriteTag};
 use gigafactory_core::wire::{ClaimResponse, ErrorBody, FencedWrite, LeaseAnswer};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -229,6 +229,7 @@ impl Coordinator {
                         status,
                         error,
                         leases: answer.map(|a| leases_in(path, a)).unwrap_or_default(),
+                        answer: answer.filter(|_| tag.is_some()).and_then(seen_in),
                     });
                 }
             };
@@ -358,6 +359,16 @@ impl Coordinator {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The job's epoch and state in a fenced write's answer.
+fn seen_in(answer: &[u8]) -> Option<Seen> {
+    serde_json::from_slice::<LeaseAnswer>(answer)
+        .ok()
+        .map(|a| Seen {
+            epoch: a.epoch,
+            state: a.state,
+        })
 }
 
 /// The leases a successful claim answer hands over; nothing for any other request.

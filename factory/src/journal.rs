@@ -3,11 +3,12 @@
 //! suite turns it on to check the lease invariants from the factories' side.
 //!
 //! Each line goes to the file in one `write` on a descriptor opened for appending, unbuffered,
-//! so a SIGKILLed agent leaves every line it finished and at most a torn last one (readers
-//! skip it).
+//! so a SIGKILLed agent leaves every line it finished and at most a torn last one, which
+//! readers skip; the next agent to open the file ends that line first, so its own lines start
+//! clean.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,11 +30,16 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating it, appending to it) the journal at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
+        let opened = |e| AgentError::io(format!("opening the journal {}", path.display()), e);
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
-            .map_err(|e| AgentError::io(format!("opening the journal {}", path.display()), e))?;
+            .map_err(opened)?;
+        if ends_torn(&mut file).map_err(opened)? {
+            file.write_all(b"\n").map_err(opened)?;
+        }
         Ok(Journal {
             file: Mutex::new(file),
             failed: AtomicBool::new(false),
@@ -57,6 +63,17 @@ impl Journal {
             warn!(error = %e, "cannot write the journal; requests are no longer recorded");
         }
     }
+}
+
+/// Whether the file's last line lacks its newline (a writer was killed mid-line).
+fn ends_torn(file: &mut File) -> std::io::Result<bool> {
+    if file.seek(SeekFrom::End(0))? == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Wall-clock milliseconds, the clock the coordinator stamps its events with.
@@ -85,6 +102,7 @@ mod tests {
                 status,
                 error: None,
                 leases: Vec::new(),
+                answer: None,
             });
         }
         drop(j);
@@ -98,15 +116,35 @@ mod tests {
             status: 0,
             error: Some("connection refused".into()),
             leases: Vec::new(),
+            answer: None,
+        });
+        // A writer killed mid-line: the next one starts on a line of its own.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"sent_at\":")
+            .unwrap();
+        Journal::open(&path).unwrap().record(&Exchange {
+            sent_at: 5,
+            answered_at: 6,
+            node: String::new(),
+            path: String::new(),
+            write: None,
+            status: 204,
+            error: None,
+            leases: Vec::new(),
+            answer: None,
         });
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Exchange> = text
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
         assert_eq!(
             lines.iter().map(|e| e.status).collect::<Vec<_>>(),
-            [200, 409, 0]
+            [200, 409, 0, 204]
         );
+        assert_eq!(text.lines().count(), 5, "only the torn line is lost");
     }
 }

@@ -57,7 +57,8 @@ impl LocalEtcdCluster {
         loop {
             match Self::try_start(size, hosts) {
                 Ok(cluster) => return Ok(cluster),
-                Err(e) if attempt < START_ATTEMPTS => {
+                // A missing etcd binary will not appear on a second try.
+                Err(e) if attempt < START_ATTEMPTS && e.kind() != io::ErrorKind::NotFound => {
                     eprintln!("etcd cluster did not start (attempt {attempt}): {e}; retrying");
                     attempt += 1;
                 }
@@ -68,8 +69,6 @@ impl LocalEtcdCluster {
 
     fn try_start(size: usize, hosts: &[&str]) -> io::Result<Self> {
         let token = format!("gigafactory-{}-{}", std::process::id(), unique());
-        let dir = std::env::temp_dir().join(format!("{token}-etcd"));
-        std::fs::create_dir_all(&dir)?;
         let mut members = Vec::with_capacity(size);
         for i in 0..size {
             members.push(Member {
@@ -84,6 +83,9 @@ impl LocalEtcdCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        // Created once nothing can fail before the cluster owns it (and removes it when dropped).
+        let dir = std::env::temp_dir().join(format!("{token}-etcd"));
+        std::fs::create_dir_all(&dir)?;
         let mut cluster = LocalEtcdCluster {
             members,
             dir,
