@@ -1,0 +1,229 @@
+//! The single-coordinator mode: an optional pre-load of jobs no factory can take, one measured
+//! run, its figures (printed, and as JSON with `--json`) and the store's count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::BenchArgs;
+use super::child::Target;
+use super::load::{self, Shared, Workload};
+use super::procfs::{Memory, Watched, loadavg, show_pct};
+
+/// After a pre-load, the coordinator counts as idle once it uses less than this much CPU over
+/// one `SETTLE_WINDOW_MS` window: its store may still be flushing the pre-load, which would
+/// otherwise be charged to the measurement.
+const SETTLE_CPU_SHARE_MAX: f64 = 0.20;
+const SETTLE_WINDOW_MS: u64 = 500;
+/// Longest wait for the coordinator to become idle after a pre-load.
+const SETTLE_MAX_SECS: u64 = 120;
+
+/// What the pre-load did.
+struct Preload {
+    loaded: u64,
+    secs: f64,
+    /// Whether the coordinator's scheduler had indexed every loaded job before measuring.
+    indexed: bool,
+    /// Whether the coordinator went idle (its store done with the pre-load) before measuring.
+    idle: bool,
+    memory: Option<Memory>,
+}
+
+/// Waits, until `deadline` and at most `SETTLE_MAX_SECS`, for the coordinator to go idle.
+/// True if it did; also true when there is no child to watch.
+async fn wait_idle(target: &Target, deadline: Instant) -> bool {
+    let deadline = deadline.min(Instant::now() + Duration::from_secs(SETTLE_MAX_SECS));
+    let window = Duration::from_millis(SETTLE_WINDOW_MS);
+    let Some(mut before) = target.cpu_secs() else {
+        return true;
+    };
+    while Instant::now() < deadline {
+        tokio::time::sleep(window).await;
+        let Some(now) = target.cpu_secs() else {
+            return true;
+        };
+        if now - before < SETTLE_CPU_SHARE_MAX * window.as_secs_f64() {
+            return true;
+        }
+        before = now;
+    }
+    false
+}
+
+pub(super) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Result<()> {
+    let load_before = loadavg();
+    let run_id = Uuid::now_v7().simple().to_string();
+    println!(
+        "gigafactory bench: {} jobs, {} factories × {} slots, {} submitters, renew {}, \
+         {} jobs queued before",
+        args.jobs,
+        args.factories,
+        args.slots,
+        args.submitters,
+        if args.renew { "on" } else { "off" },
+        args.queued_base
+    );
+    println!("coordinator: {}", target.describe());
+    println!("load average before: {load_before}");
+
+    let workload = Workload {
+        keyed_submits: false,
+        ..args.workload()
+    };
+    let phase = Duration::from_secs(args.timeout_secs);
+    let watched = Watched {
+        coordinators: target.pid().into_iter().collect(),
+        store: Vec::new(),
+    };
+    let shared = |deadline: Instant| {
+        Arc::new(Shared::new(
+            http,
+            vec![target.base.clone()],
+            &target.admin,
+            &run_id,
+            &workload,
+            deadline,
+            watched.clone(),
+        ))
+    };
+
+    let mut pre = None;
+    if args.queued_base > 0 {
+        let deadline = Instant::now() + phase;
+        let sh = shared(deadline);
+        let (loaded, secs) = load::preload(&sh, args.queued_base, args.queued_priority).await?;
+        let indexed = load::wait_indexed(&sh, loaded, deadline).await;
+        let settle_started = Instant::now();
+        let idle = wait_idle(target, deadline).await;
+        let settle_secs = settle_started.elapsed().as_secs_f64();
+        let memory = target.memory();
+        println!(
+            "pre-load: {loaded} of {} queued jobs in {secs:.1} s ({:.0} jobs/s){}",
+            args.queued_base,
+            loaded as f64 / secs.max(1e-9),
+            if indexed {
+                ""
+            } else {
+                " — NOT all indexed by the scheduler in time"
+            },
+        );
+        println!(
+            "          coordinator {} {settle_secs:.1} s later; {}",
+            if idle {
+                "idle"
+            } else {
+                "STILL BUSY (it shares the machine with the measurement)"
+            },
+            Memory::show(memory)
+        );
+        pre = Some(Preload {
+            loaded,
+            secs,
+            indexed,
+            idle,
+            memory,
+        });
+    }
+
+    let sh = shared(Instant::now() + phase);
+    let m = load::measure(&sh, &workload).await?;
+    let memory = target.memory();
+    let store_bytes = target.store_bytes();
+    let load_after = loadavg();
+    let stored = load::count_succeeded(&sh, &m.ids, Instant::now() + phase).await;
+
+    println!();
+    println!(
+        "  jobs completed      {} of {} submitted ({} asked)",
+        m.completed,
+        m.submitted(),
+        args.jobs
+    );
+    println!(
+        "  wall time           {:.2} s (first submit to last complete)",
+        m.elapsed
+    );
+    println!(
+        "  throughput          {:.0} jobs/s end to end",
+        m.jobs_per_sec()
+    );
+    println!("  latency (ms)             p50       p99       max     count");
+    println!("{}", m.submit.row("submit"));
+    println!("{}", m.claim.row("claim"));
+    if args.renew {
+        println!("{}", m.renew.row("renew"));
+    }
+    println!("{}", m.complete.row("complete"));
+    println!(
+        "  empty claims        {} (long-polls that ended with no job)",
+        m.empty_claims
+    );
+    println!("  retries             {}", m.retries);
+    println!("  coordinator memory  {}", Memory::show(memory));
+    if let Some(bytes) = store_bytes {
+        println!(
+            "  store on disk       {:.1} MiB",
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
+    println!(
+        "  CPU (of one core)   coordinator {}, bench client {}, other processes {} \
+         (machine: {cores} cores, {} busy)",
+        show_pct(m.cpu.coordinator),
+        show_pct(m.cpu.client),
+        show_pct(m.cpu.others),
+        show_pct(m.cpu.machine),
+        cores = m.cpu.cores,
+    );
+    println!("  load average        before {load_before}, after {load_after}");
+    println!("  check               {}", load::check(&m, &stored).1);
+
+    if let Some(path) = &args.json {
+        let figures = json!({
+            "jobs": args.jobs,
+            "factories": args.factories,
+            "slots": args.slots,
+            "submitters": args.submitters,
+            "renew": args.renew,
+            "queued_base": pre.as_ref().map(|p| json!({
+                "requested": args.queued_base,
+                "loaded": p.loaded,
+                "priority": args.queued_priority,
+                "secs": p.secs,
+                "jobs_per_s": p.loaded as f64 / p.secs.max(1e-9),
+                "indexed": p.indexed,
+                "went_idle": p.idle,
+                "vm_rss_kib": p.memory.map(|m| m.rss_kib),
+            })),
+            "submitted": m.submitted(),
+            "completed": m.completed,
+            "stored_succeeded": stored.as_ref().ok(),
+            "elapsed_s": m.elapsed,
+            "jobs_per_s": m.jobs_per_sec(),
+            "submit": m.submit.json(),
+            "claim": m.claim.json(),
+            "renew": m.renew.json(),
+            "complete": m.complete.json(),
+            "empty_claims": m.empty_claims,
+            "retries": m.retries,
+            "coordinator_vm_rss_kib": memory.map(|m| m.rss_kib),
+            "coordinator_vm_hwm_kib": memory.map(|m| m.hwm_kib),
+            "store_bytes": store_bytes,
+            "coordinator_cpu_pct": m.cpu.coordinator,
+            "client_cpu_pct": m.cpu.client,
+            "others_cpu_pct": m.cpu.others,
+            "machine_busy_pct": m.cpu.machine,
+            "cores": m.cpu.cores,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "timed_out": m.timed_out,
+            "error": m.fatal,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&figures)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    load::verdict(&m, stored, args.timeout_secs)
+}
