@@ -190,6 +190,20 @@ impl Shared {
         self.clock.now_ms()
     }
 
+    /// The shards this node holds an unexpired lease on, or `None` on a store of its own
+    /// (where it does all the work).
+    pub fn owned_shards(&self) -> Option<std::collections::BTreeSet<u32>> {
+        if !self.config.shared_store {
+            return None;
+        }
+        let (owned, until) = &*self.shards.read().expect("shards lock poisoned");
+        Some(if self.now() < *until {
+            owned.clone()
+        } else {
+            Default::default()
+        })
+    }
+
     /// Whether this node should do one-owner work for `job` now: always on a store of its
     /// own; on a shared store only for the shards it holds an unexpired lease on.
     pub fn owns_shard(&self, job: JobId) -> bool {

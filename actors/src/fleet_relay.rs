@@ -33,6 +33,9 @@ use crate::fleet::{FLEET_BUFFER_EVENTS, FleetEvent};
 pub(crate) const FEED_QUEUE_MAX: usize = 4096;
 /// Events written to the feed in one transaction.
 const FEED_BATCH_MAX: usize = 256;
+/// After the first event of a batch, how long the writer waits for more: one feed commit then
+/// carries many transitions instead of one each (the store's commits are the cluster's cost).
+const FEED_BATCH_WAIT_MS: u64 = 20;
 /// Entries each node keeps in its feed: as many as a stream keeps for resumption.
 const FEED_KEPT_EVENTS: u64 = FLEET_BUFFER_EVENTS as u64;
 /// Attempts to write one batch before it is given up.
@@ -52,6 +55,15 @@ pub(crate) fn spawn_feed_writer(store: AnyStore, node: Uuid) -> mpsc::Sender<Fle
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(FEED_BATCH_MAX);
         while rx.recv_many(&mut batch, FEED_BATCH_MAX).await > 0 {
+            if batch.len() < FEED_BATCH_MAX {
+                tokio::time::sleep(Duration::from_millis(FEED_BATCH_WAIT_MS)).await;
+                while batch.len() < FEED_BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+            }
             write_batch(&store, node, &batch).await;
             batch.clear();
         }

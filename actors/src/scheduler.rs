@@ -26,6 +26,10 @@ use crate::ready_queue::{ReadyQueue, placement_order};
 const SCAN_MAX_ENTRIES: usize = 4096;
 /// How often the scheduler expires long-polls and looks for preemptions.
 const TICK_MS: u64 = 250;
+/// On a shared store a node places a newly ready job of a shard another node owns only after
+/// this long, so the nodes do not all race to lease the same job (a lost race still costs the
+/// store a commit); the owner, if it has a claim waiting, takes it first.
+const CLAIM_AFFINITY_GRACE_MS: u64 = TICK_MS;
 /// Ready-index rows a refresh reads from the store: the head of the queue, where placements
 /// come from. Jobs further back come with the next resync (`resync_interval_ms`); a resync
 /// reads pages of this size.
@@ -496,6 +500,13 @@ impl SchedulerState {
             .map(|(_, j)| *j)
             .collect();
         let shapes = self.queue.fitting(&factory);
+        let owned = self.shared.owned_shards();
+        let mine_or_waited = |e: &ReadyEntry| {
+            owned.as_ref().is_none_or(|owned| {
+                owned.contains(&gigafactory_core::cluster::shard_of(e.id.0))
+                    || now >= e.created_at.max(e.not_before) + CLAIM_AFFINITY_GRACE_MS
+            })
+        };
         while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
             let candidates: Vec<(JobId, JobView)> = self
                 .queue
@@ -504,7 +515,7 @@ impl SchedulerState {
                     now,
                     SCAN_MAX_ENTRIES,
                     self.shared.config.placement_candidates_max,
-                    |e| !reserved_elsewhere.contains(&e.id),
+                    |e| !reserved_elsewhere.contains(&e.id) && mine_or_waited(e),
                 )
                 .into_iter()
                 .map(|e| (e.id, job_view(e)))
