@@ -31,9 +31,12 @@ const TICK_MS: u64 = 250;
 /// store a commit); the owner, if it has a claim waiting, takes it first.
 const CLAIM_AFFINITY_GRACE_MS: u64 = TICK_MS;
 /// Ready-index rows a refresh reads from the store: the head of the queue, where placements
-/// come from. Jobs further back come with the next resync (`resync_interval_ms`); a resync
-/// reads pages of this size.
-const REFRESH_ROWS: usize = 10_000;
+/// come from. Kept small because a refresh runs on every ready signal on every node (a deep
+/// queue must not make each submission cost every node a read of thousands of rows); jobs
+/// further back come with the next resync (`resync_interval_ms`).
+const REFRESH_ROWS: usize = 1_024;
+/// Rows per page of a resync, which reads the whole index in the background.
+const RESYNC_PAGE_ROWS: usize = 10_000;
 /// Shortest pause between two refreshes, so a burst of submissions on other nodes costs one
 /// scan rather than one per commit.
 const REFRESH_MIN_INTERVAL_MS: u64 = 20;
@@ -346,12 +349,12 @@ fn read_ready_index(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
             let page = transact!(shared.store, |tx| repo::ready_page(
                 tx,
                 after.as_deref(),
-                REFRESH_ROWS
+                RESYNC_PAGE_ROWS
             )
             .await);
             let (entries, last) = match page {
                 Ok(page) => {
-                    let last = page.len() < REFRESH_ROWS;
+                    let last = page.len() < RESYNC_PAGE_ROWS;
                     after = page.last().map(|(k, _)| k.clone());
                     (Some(page.into_iter().map(|(_, e)| e).collect()), last)
                 }
