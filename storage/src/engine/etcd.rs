@@ -5,6 +5,11 @@
 //! read was created or modified (a range compare `mod_revision < R+1`). The writes apply only if
 //! all compares hold; otherwise the commit is a conflict and `transact!` retries.
 //!
+//! Only the first read is linearizable (a round through the leader); the rest read the fixed
+//! revision `R` serializably from the member that answered, which has applied `R` and so holds
+//! exactly its state, at no cost to the leader. A member that has not (after a failover)
+//! answers "future revision", which is a conflict: the transaction starts over.
+//!
 //! etcd's client does not fail over by itself (with a member down, requests through it fail),
 //! so each endpoint gets its own client and requests move to the next endpoint on a transport
 //! failure. A commit is moved only when it certainly did not reach a server; any other failure
@@ -222,6 +227,13 @@ impl EtcdStore {
             match self.send(&req).await {
                 Ok(Response::Get(resp)) => return Ok(resp),
                 Ok(Response::Txn(_)) => unreachable!("a get is answered by a get response"),
+                // A member behind the transaction's revision, or a revision compacted away:
+                // the transaction must read at a new one.
+                Err(Failure::Refused(msg))
+                    if msg.contains("future revision") || msg.contains("compacted") =>
+                {
+                    return Err(Error::Conflict);
+                }
                 Err(Failure::Refused(msg)) => return Err(Error::Engine(msg)),
                 Err(Failure::NotSent(msg) | Failure::Maybe(msg)) => {
                     last = msg;
@@ -282,7 +294,7 @@ impl EtcdSource {
         let full = self.store.full(key);
         let mut opts = GetOptions::new();
         if let Some(r) = self.revision {
-            opts = opts.with_revision(r);
+            opts = opts.with_revision(r).with_serializable();
         }
         let mut resp = self.store.get(full, opts).await?;
         if self.revision.is_none() {
@@ -337,7 +349,7 @@ impl Source for EtcdSource {
         let (begin, end) = (self.store.full(&range.begin), self.store.full(&range.end));
         let mut opts = GetOptions::new().with_range(end).with_limit(limit as i64);
         if let Some(r) = self.revision {
-            opts = opts.with_revision(r);
+            opts = opts.with_revision(r).with_serializable();
         }
         if reverse {
             opts = opts.with_sort(SortTarget::Key, SortOrder::Descend);
