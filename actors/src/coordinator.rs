@@ -721,9 +721,14 @@ impl Coordinator {
         let max = max.clamp(1, self.shared.config.claim_batch_max);
         let wait_ms = wait_ms.min(self.shared.config.claim_wait_max_ms);
         let (reply, answer) = oneshot::channel();
+        // The claim says how many slots are free now (an agent asks for exactly that many);
+        // the last heartbeat's count may predate the job that just ended, and a waiting
+        // claim placed against it would wait out its long-poll with a slot free.
+        let mut view = factory_view(&factory);
+        view.slots_busy = view.slots.saturating_sub(max.min(view.slots));
         let ask = ClaimAsk {
             factory_id: id,
-            factory: factory_view(&factory),
+            factory: view,
             max,
             deadline: self.now() + wait_ms,
             reply,

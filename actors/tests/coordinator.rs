@@ -384,3 +384,23 @@ async fn a_node_forgets_a_queued_job_another_node_cancelled() {
     a.stop();
     b.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path()).await;
+    let f = enroll(&coord, 1).await;
+    // The heartbeat went out while the factory's one slot was busy; the job then ended and
+    // the factory asks for one job before its next heartbeat.
+    let busy = gigafactory_core::wire::HeartbeatRequest {
+        slots_busy: 1,
+        running: vec![],
+    };
+    coord.heartbeat(f.factory_id, busy).await.unwrap();
+    let (job, _) = coord.submit(spec("next", 5), vec![], "test").await.unwrap();
+    // Without trusting the claim, it would wait out its long-poll and come back empty.
+    let claimed = coord.claim(f.factory_id, 1, 2_000).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the free slot the claim names is used");
+    assert_eq!(claimed[0].job_id, job.id);
+    coord.stop();
+}
