@@ -36,6 +36,22 @@ async fn enroll(coord: &Coordinator, slots: u32) -> gigafactory_core::wire::Enro
     coord.enroll(&token, req).await.unwrap()
 }
 
+/// Two nodes in one process on one embedded store, treated as shared (as etcd would be).
+async fn two_nodes(dir: &std::path::Path, config: Config) -> (Coordinator, Coordinator) {
+    let store = AnyStore::open(&format!("embedded:{}", dir.display())).unwrap();
+    let config = Config {
+        shared_store: true,
+        ..config
+    };
+    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let b = Coordinator::start(store, config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    (a, b)
+}
+
 async fn start(dir: &std::path::Path) -> Coordinator {
     let store = AnyStore::open(&format!("embedded:{}", dir.display())).unwrap();
     Coordinator::start(store, Config::default(), Arc::new(SystemClock))
@@ -196,17 +212,7 @@ async fn crashed_actors_are_recovered_from_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_events_committed_through_one_node_reach_the_other_nodes_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
-    let config = Config {
-        shared_store: true,
-        ..Config::default()
-    };
-    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let b = Coordinator::start(store, config, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(dir.path(), Config::default()).await;
     let (_, mut on_a) = a.follow_fleet(None);
     let (job, _) = b.submit(spec("via-b", 50), vec![], "test").await.unwrap();
     let relayed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -312,18 +318,11 @@ async fn a_factory_gets_the_job_it_can_take_behind_thousands_it_cannot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_made_ready_on_another_node_behind_thousands_no_factory_takes_is_claimed_here() {
     let dir = tempfile::tempdir().unwrap();
-    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
     let config = Config {
-        shared_store: true,
         resync_interval_ms: 1_000,
         ..Config::default()
     };
-    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let b = Coordinator::start(store, config, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(dir.path(), config).await;
     // More jobs than a node re-reads from the head of the shared ready index, all ahead of the
     // plain job by priority and all needing a capability no factory has.
     for chunk in 0..2 {
@@ -352,18 +351,11 @@ async fn a_job_made_ready_on_another_node_behind_thousands_no_factory_takes_is_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_forgets_a_queued_job_another_node_cancelled() {
     let dir = tempfile::tempdir().unwrap();
-    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
     let config = Config {
-        shared_store: true,
         resync_interval_ms: 500,
         ..Config::default()
     };
-    let a = Coordinator::start(store.clone(), config.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let b = Coordinator::start(store, config, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(dir.path(), config).await;
     let queued_on_a = |n: usize| {
         let a = &a;
         async move {

@@ -468,6 +468,11 @@ fn check_single_holder(job: &JobRecord, events: &[&Event], out: &mut Vec<Violati
     }
 }
 
+/// Whether a factory write of this kind gives its lease up (and leaves an event behind).
+fn ends_lease(kind: &str) -> bool {
+    matches!(kind, "complete" | "fail" | "release")
+}
+
 /// What a job's timeline says about its leases, to match the journals against.
 struct StoredLeases<'a> {
     /// Lease epoch → the factory the claim leased it to.
@@ -482,14 +487,10 @@ impl<'a> StoredLeases<'a> {
         let mut ends = BTreeSet::new();
         for e in &job.events {
             let Some(factory) = writer(e) else { continue };
-            match e.kind.as_str() {
-                "claim" => {
-                    claims.insert(e.epoch, claimed_by(e).unwrap_or(factory));
-                }
-                kind @ ("complete" | "fail" | "release") => {
-                    ends.insert((kind, lease_epoch(e), factory));
-                }
-                _ => {}
+            if e.kind == "claim" {
+                claims.insert(e.epoch, claimed_by(e).unwrap_or(factory));
+            } else if ends_lease(&e.kind) {
+                ends.insert((e.kind.as_str(), lease_epoch(e), factory));
             }
         }
         StoredLeases { claims, ends }
@@ -554,6 +555,7 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
             }
             if let Some(w) = e.write.as_ref().filter(|_| e.accepted()) {
                 let job = w.job.to_string();
+                let ends_lease = ends_lease(&w.action);
                 if let Some(s) = stored.get(job.as_str()) {
                     matched = true;
                     if s.holder(w.epoch) != Some(me) {
@@ -570,7 +572,6 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
                             e,
                         ));
                     }
-                    let ends_lease = matches!(w.action.as_str(), "complete" | "fail" | "release");
                     if ends_lease && !s.ends.contains(&(w.action.as_str(), w.epoch, me)) {
                         out.violations.push(journal_violation(
                             Invariant::C7,
@@ -585,7 +586,6 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
                     }
                 }
                 if let Some(seen) = &e.answer {
-                    let ends_lease = matches!(w.action.as_str(), "complete" | "fail" | "release");
                     let expected = w.epoch + u64::from(w.action == "release");
                     let leased = matches!(seen.state.as_str(), "leased" | "running" | "preempting");
                     if seen.epoch != expected || !(ends_lease || leased) {

@@ -189,18 +189,7 @@ impl EtcdSample {
 async fn scrape_etcd(http: &reqwest::Client, endpoints: &[String]) -> Vec<EtcdSample> {
     let mut out = Vec::with_capacity(endpoints.len());
     for e in endpoints {
-        let text = async {
-            http.get(format!("http://{e}/metrics"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()
-        }
-        .await
-        .unwrap_or_default();
+        let text = get_text(http, &format!("http://{e}/metrics")).await;
         out.push(EtcdSample::parse(&text));
     }
     out
