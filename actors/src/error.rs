@@ -25,6 +25,13 @@ pub enum CoordError {
         command: &'static str,
         state: &'static str,
     },
+    /// The job cannot start a new life while this parent stays ended; retry the parent first.
+    #[error("parent {parent} is {state}: retry it first")]
+    ParentEnded { parent: String, state: &'static str },
+    /// The job's output reached its bound; this chunk and the rest of the output are not
+    /// kept. Stop sending output for this job.
+    #[error("the job's output passed its limit of {limit_bytes} bytes; the rest is not kept")]
+    LogLimitExceeded { limit_bytes: u64 },
     /// The request is malformed or breaks a rule; nothing changed.
     #[error("{0}")]
     Invalid(String),
@@ -40,12 +47,22 @@ pub enum CoordError {
     /// Too much work queued for this target; retry after a short wait.
     #[error("overloaded: {0}")]
     Overloaded(String),
-    /// The store cannot be reached or a commit's outcome is unknown; re-read, then retry.
+    /// The store cannot be reached; retry after a short wait.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store may or may not have committed the change; re-read, then retry.
+    #[error("outcome unknown: {0}")]
+    CommitUnknown(String),
     /// A bug or an invariant broken; logged with details.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl CoordError {
+    /// Whether the change this error answers may have been applied all the same.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, CoordError::CommitUnknown(_))
+    }
 }
 
 impl From<gigafactory_storage::Error> for CoordError {
@@ -56,11 +73,10 @@ impl From<gigafactory_storage::Error> for CoordError {
                 CoordError::Invalid(e.to_string())
             }
             E::RetryLimitReached { .. } => CoordError::Overloaded(e.to_string()),
-            E::CommitUnknown(_)
-            | E::Unavailable(_)
-            | E::Closed
-            | E::TransactionTooOld { .. }
-            | E::Conflict => CoordError::Unavailable(e.to_string()),
+            E::CommitUnknown(_) => CoordError::CommitUnknown(e.to_string()),
+            E::Unavailable(_) | E::Closed | E::TransactionTooOld { .. } | E::Conflict => {
+                CoordError::Unavailable(e.to_string())
+            }
             E::Engine(_) | E::Codec(_) | E::Config(_) => CoordError::Internal(e.to_string()),
         }
     }
@@ -75,6 +91,15 @@ impl From<JobError> for CoordError {
                 subject: "job",
                 command,
                 state,
+            },
+            JobError::ParentEnded { parent, state } => CoordError::ParentEnded {
+                parent: parent.to_string(),
+                state,
+            },
+            JobError::WithinBudget => CoordError::IllegalTransition {
+                subject: "job",
+                command: "budget_exhausted",
+                state: "within its budget",
             },
             JobError::NotReady { not_before } => CoordError::IllegalTransition {
                 subject: "job",

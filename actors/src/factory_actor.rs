@@ -14,7 +14,7 @@ use gigafactory_storage::repo;
 use gigafactory_storage::transact;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::coordinator::Shared;
+use crate::context::Context;
 use crate::error::{CoordError, Result};
 use crate::scheduler::SchedulerMsg;
 
@@ -37,7 +37,7 @@ pub(crate) enum FactoryMsg {
 pub(crate) struct FactoryActor;
 
 pub(crate) struct FactoryActorState {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     id: FactoryId,
     pending: Vec<FactoryCommand>,
     beats: u64,
@@ -46,15 +46,15 @@ pub(crate) struct FactoryActorState {
 impl Actor for FactoryActor {
     type Msg = FactoryMsg;
     type State = FactoryActorState;
-    type Arguments = (Arc<Shared>, FactoryId);
+    type Arguments = (Arc<Context>, FactoryId);
 
     async fn pre_start(
         &self,
         _: ActorRef<FactoryMsg>,
-        (shared, id): (Arc<Shared>, FactoryId),
+        (ctx, id): (Arc<Context>, FactoryId),
     ) -> Result<FactoryActorState, ActorProcessingErr> {
         Ok(FactoryActorState {
-            shared,
+            ctx,
             id,
             pending: Vec::new(),
             beats: 0,
@@ -67,7 +67,8 @@ impl Actor for FactoryActor {
         state: &mut FactoryActorState,
     ) -> Result<(), ActorProcessingErr> {
         state
-            .shared
+            .ctx
+            .actors
             .factories
             .remove_if(&state.id, |_, r| r.get_id() == myself.get_id());
         Ok(())
@@ -88,7 +89,7 @@ impl Actor for FactoryActor {
                 state.beats += 1;
                 let seen = state.beats;
                 myself.send_after(
-                    Duration::from_millis(state.shared.config.heartbeat_window_ms),
+                    Duration::from_millis(state.ctx.config.heartbeat_window_ms),
                     move || FactoryMsg::LivenessCheck(seen),
                 );
             }
@@ -122,9 +123,9 @@ impl Actor for FactoryActor {
 
 impl FactoryActorState {
     async fn heartbeat(&mut self, req: HeartbeatRequest) -> Result<HeartbeatResponse> {
-        let now = self.shared.now();
+        let now = self.ctx.now();
         let id = self.id;
-        let factory = transact!(self.shared.store, |tx| {
+        let factory = transact!(self.ctx.store, |tx| {
             let mut f = repo::load_factory(tx, id)
                 .await?
                 .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
@@ -139,21 +140,21 @@ impl FactoryActorState {
             repo::save_factory(tx, &f)?;
             Ok(f)
         })?;
-        self.shared
-            .tell_scheduler(SchedulerMsg::FactorySeen(id, factory_view(&factory)));
+        self.ctx
+            .tell_scheduler(SchedulerMsg::FactorySeen(id, FactoryView::of(&factory)));
         let mut commands = std::mem::take(&mut self.pending);
         if factory.status == FactoryStatus::Draining && !commands.contains(&FactoryCommand::Drain) {
             commands.push(FactoryCommand::Drain);
         }
         Ok(HeartbeatResponse {
             commands,
-            lease_ttl_ms: self.shared.config.lease_ttl_ms,
+            lease_ttl_ms: self.ctx.config.lease_ttl_ms,
         })
     }
 
     async fn set_status(&mut self, status: FactoryStatus) -> Result<()> {
         let id = self.id;
-        transact!(self.shared.store, |tx| {
+        transact!(self.ctx.store, |tx| {
             let mut f = repo::load_factory(tx, id)
                 .await?
                 .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
@@ -163,19 +164,5 @@ impl FactoryActorState {
             }
             Ok::<_, CoordError>(())
         })
-    }
-}
-
-/// The scheduler's view of a factory.
-pub(crate) fn factory_view(f: &gigafactory_core::fleet::Factory) -> FactoryView {
-    FactoryView {
-        id: f.id.0.as_u128(),
-        capabilities: f.capabilities.clone(),
-        engine_classes: f.engine_classes.clone(),
-        slots: f.slots,
-        slots_busy: f.slots_busy,
-        cost_per_hour_micros: f.cost_per_hour_micros,
-        warm_repos: Vec::new(),
-        success_by_engine: Vec::new(),
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::job::{Job, Millis};
 pub use gigafactory_core::wire::FleetEvent;
 use tokio::sync::{broadcast, mpsc};
@@ -79,7 +80,7 @@ impl FleetHub {
     }
 
     /// Announces a transition this node committed.
-    pub fn publish(&self, job: &Job, kind: &str, actor: &str, at: Millis) {
+    pub fn publish(&self, job: &Job, kind: EventKind, actor: &Author, at: Millis) {
         let mut state = self.state.lock().expect("fleet ring poisoned");
         let event = FleetEvent {
             seq: 0,
@@ -88,9 +89,9 @@ impl FleetHub {
             job_id: job.id,
             title: job.spec.title.clone(),
             product: job.spec.product.clone(),
-            kind: kind.into(),
+            kind,
             state: job.state.name().into(),
-            actor: actor.into(),
+            actor: actor.clone(),
             epoch: job.epoch,
         };
         let event = self.push(&mut state, event);
@@ -199,9 +200,9 @@ mod tests {
             job_id: JobId(Uuid::from_u128(job_n)),
             title: format!("job {job_n}"),
             product: "p".into(),
-            kind: "submitted".into(),
+            kind: EventKind::Submitted,
             state: "queued".into(),
-            actor: "test".into(),
+            actor: Author::Scheduler,
             epoch: 0,
         }
     }
@@ -226,7 +227,7 @@ mod tests {
     fn a_follower_resumes_after_its_last_event_id() {
         let hub = FleetHub::new(ME, None);
         for n in 1..=5 {
-            hub.publish(&job(n), "submitted", "test", 0);
+            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0);
         }
         let (backlog, _) = hub.subscribe(Some(FleetEventId { node: ME, seq: 3 }));
         assert_eq!(jobs(&backlog), [4, 5]);
@@ -237,7 +238,7 @@ mod tests {
     fn an_id_of_another_stream_resumes_from_everything_kept() {
         let hub = FleetHub::new(ME, None);
         for n in 1..=3 {
-            hub.publish(&job(n), "submitted", "test", 0);
+            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0);
         }
         let (backlog, _) = hub.subscribe(Some(FleetEventId {
             node: OTHER,
@@ -250,7 +251,7 @@ mod tests {
     fn the_ring_keeps_only_the_latest_events() {
         let hub = FleetHub::new(ME, None);
         for n in 0..(FLEET_BUFFER_EVENTS as u128 + 10) {
-            hub.publish(&job(n), "submitted", "test", 0);
+            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0);
         }
         let (backlog, _) = hub.subscribe(None);
         assert_eq!(backlog.len(), FLEET_BUFFER_EVENTS);
@@ -260,7 +261,7 @@ mod tests {
     #[test]
     fn relayed_events_join_the_stream_in_its_own_order_once() {
         let hub = FleetHub::new(ME, None);
-        hub.publish(&job(1), "submitted", "test", 0);
+        hub.publish(&job(1), EventKind::Submitted, &Author::Scheduler, 0);
         let (_, mut live) = hub.subscribe(None);
         let added = hub.relay(vec![(OTHER, vec![from(OTHER, 7, 70), from(OTHER, 8, 80)])]);
         assert_eq!(added, 2);
@@ -314,8 +315,8 @@ mod tests {
     async fn published_events_go_to_the_feed_in_order() {
         let (tx, mut rx) = mpsc::channel(8);
         let hub = FleetHub::new(ME, Some(tx));
-        hub.publish(&job(1), "submitted", "test", 0);
-        hub.publish(&job(2), "claim", "test", 0);
+        hub.publish(&job(1), EventKind::Submitted, &Author::Scheduler, 0);
+        hub.publish(&job(2), EventKind::Claim, &Author::Scheduler, 0);
         let sent: Vec<(u64, Uuid)> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| (e.seq, e.node))
             .collect();

@@ -19,12 +19,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gigafactory_storage::{AnyStore, Watch, WatchTarget, keys, repo, transact};
+use gigafactory_storage::{AnyStore, Watch, repo, transact};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::coordinator::Shared;
+use crate::context::Context;
 use crate::fleet::{FLEET_BUFFER_EVENTS, FleetEvent};
 
 /// Events waiting to be written to this node's feed. Past it new events stay off the feed
@@ -104,26 +104,26 @@ pub(crate) struct FleetRelayActor;
 
 impl Actor for FleetRelayActor {
     type Msg = FleetRelayMsg;
-    type State = Arc<Shared>;
-    type Arguments = Arc<Shared>;
+    type State = Arc<Context>;
+    type Arguments = Arc<Context>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<FleetRelayMsg>,
-        shared: Arc<Shared>,
-    ) -> Result<Arc<Shared>, ActorProcessingErr> {
+        ctx: Arc<Context>,
+    ) -> Result<Arc<Context>, ActorProcessingErr> {
         myself.cast(FleetRelayMsg::CatchUpTick)?;
-        Ok(shared)
+        Ok(ctx)
     }
 
     async fn handle(
         &self,
         myself: ActorRef<FleetRelayMsg>,
         msg: FleetRelayMsg,
-        shared: &mut Arc<Shared>,
+        ctx: &mut Arc<Context>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            FleetRelayMsg::CatchUpTick => match catch_up(shared).await {
+            FleetRelayMsg::CatchUpTick => match catch_up(ctx).await {
                 Ok(Pass::More) => myself.cast(FleetRelayMsg::CatchUpTick)?,
                 Ok(Pass::Watching(watch)) => {
                     tokio::spawn(async move {
@@ -156,10 +156,10 @@ enum Pass {
     Watching(Watch),
 }
 
-async fn catch_up(shared: &Shared) -> Result<Pass, gigafactory_storage::Error> {
-    let me = shared.node_id;
-    let cursors = shared.fleet.relay_cursors();
-    let (reads, watch) = transact!(shared.store, |tx| {
+async fn catch_up(ctx: &Context) -> Result<Pass, gigafactory_storage::Error> {
+    let me = ctx.node_id;
+    let cursors = ctx.fleet.relay_cursors();
+    let (reads, watch) = transact!(ctx.store, |tx| {
         let mut reads = Vec::new();
         for node in repo::nodes(tx).await?.iter().filter(|n| n.id != me) {
             let after = cursors.get(&node.id).copied().unwrap_or(0);
@@ -168,13 +168,11 @@ async fn catch_up(shared: &Shared) -> Result<Pass, gigafactory_storage::Error> {
         }
         // Armed at this transaction's read version: whatever the reads above did not see
         // fires it.
-        let watch = tx
-            .watch(WatchTarget::Prefix(keys::fleet_feed_prefix()))
-            .await?;
+        let watch = tx.watch(repo::fleet_feeds_signal()).await?;
         Ok::<_, gigafactory_storage::Error>((reads, watch))
     })?;
     let full = reads.iter().any(|(_, e)| e.len() == FEED_READ_MAX);
-    let added = shared.fleet.relay(reads);
+    let added = ctx.fleet.relay(reads);
     if added > 0 {
         metrics::counter!("gigafactory_fleet_events_relayed_total").increment(added as u64);
         tracing::debug!(added, "fleet events relayed from other nodes");

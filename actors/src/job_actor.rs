@@ -1,21 +1,23 @@
 //! `JobActor`: one per active job, a virtual actor — activated by the first command for its
 //! job (a factory write or an operator action), passivated after `job_idle_ms` without one or
-//! when the job is terminal. It serializes every command on its job and applies each in one
-//! store transaction, then runs the effects. It holds no state the store does not: a crash
-//! loses nothing, and the next command activates a fresh actor.
+//! when the job is terminal. It serializes every command on its job and commits each through
+//! `commit`, the one path every change of a job takes; log chunks, fenced like any factory
+//! write, are appended here too. It holds no state the store does not: a crash loses
+//! nothing, and the next command activates a fresh actor.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use gigafactory_core::job::{Command, Job, JobId};
-use gigafactory_core::wire::{LeaseAnswer, LogChunk};
-use gigafactory_storage::repo::{self, RepoError};
+use gigafactory_core::event::{Author, EventKind};
+use gigafactory_core::job::{self, Command, FactoryId, Job, JobId};
+use gigafactory_core::wire::LogChunk;
+use gigafactory_storage::repo::{self, LOG_MAX_BYTES_PER_JOB, LogAppend, RepoError};
 use gigafactory_storage::transact;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::coordinator::Shared;
-use crate::effects;
+use crate::commit::{self, JobWrite};
+use crate::context::Context;
 use crate::error::{CoordError, Result};
 
 pub(crate) enum JobMsg {
@@ -23,14 +25,14 @@ pub(crate) enum JobMsg {
     /// `changed_paths`: what the job changed in its workspace (with complete or fail).
     Apply {
         cmd: Command,
-        actor: String,
+        author: Author,
         request_id: Option<String>,
         changed_paths: Vec<String>,
         reply: RpcReplyPort<Result<Job>>,
     },
     /// Append a chunk of output, fenced like any factory write.
     AppendLog {
-        factory: gigafactory_core::job::FactoryId,
+        factory: FactoryId,
         epoch: u64,
         chunk: LogChunk,
         reply: RpcReplyPort<Result<Job>>,
@@ -41,11 +43,8 @@ pub(crate) enum JobMsg {
     Crash,
 }
 
-/// Paths a scope warning lists; the count says how many more there were.
-const SCOPE_WARNING_PATHS_MAX: usize = 20;
-
 pub(crate) struct JobActorArgs {
-    pub shared: Arc<Shared>,
+    pub ctx: Arc<Context>,
     pub id: JobId,
     pub queued: Arc<AtomicUsize>,
 }
@@ -53,27 +52,10 @@ pub(crate) struct JobActorArgs {
 pub(crate) struct JobActor;
 
 pub(crate) struct JobActorState {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     id: JobId,
     queued: Arc<AtomicUsize>,
     handled: u64,
-}
-
-/// The answer a factory gets for a write that was applied.
-pub(crate) fn lease_answer(job: &Job) -> LeaseAnswer {
-    let (expires_at, preempt_deadline) = match &job.state {
-        gigafactory_core::job::JobState::Preempting {
-            lease, deadline, ..
-        } => (Some(lease.expires_at), Some(*deadline)),
-        s => (s.lease().map(|l| l.expires_at), None),
-    };
-    LeaseAnswer {
-        job_id: job.id,
-        epoch: job.epoch,
-        state: job.state.name().into(),
-        expires_at,
-        preempt_deadline,
-    }
 }
 
 impl Actor for JobActor {
@@ -87,7 +69,7 @@ impl Actor for JobActor {
         args: JobActorArgs,
     ) -> Result<JobActorState, ActorProcessingErr> {
         Ok(JobActorState {
-            shared: args.shared,
+            ctx: args.ctx,
             id: args.id,
             queued: args.queued,
             handled: 0,
@@ -100,7 +82,8 @@ impl Actor for JobActor {
         state: &mut JobActorState,
     ) -> Result<(), ActorProcessingErr> {
         state
-            .shared
+            .ctx
+            .actors
             .jobs
             .remove_if(&state.id, |_, slot| slot.actor.get_id() == myself.get_id());
         Ok(())
@@ -117,13 +100,20 @@ impl Actor for JobActor {
         match msg {
             JobMsg::Apply {
                 cmd,
-                actor,
+                author,
                 request_id,
                 changed_paths,
                 reply,
             } => {
                 state.queued.fetch_sub(1, Ordering::Relaxed);
-                let outcome = state.apply(cmd, &actor, request_id, changed_paths).await;
+                let write = JobWrite {
+                    request_id,
+                    changed_paths,
+                    ..JobWrite::one(state.id, cmd, author)
+                };
+                let outcome = commit::commit(&state.ctx, write)
+                    .await
+                    .map(|mut jobs| jobs.remove(0));
                 let terminal = matches!(&outcome, Ok(job) if job.state.is_terminal());
                 let _ = reply.send(outcome);
                 state.after_command(&myself, terminal);
@@ -159,115 +149,49 @@ impl JobActorState {
         }
         let seen = self.handled;
         myself.send_after(
-            Duration::from_millis(self.shared.config.job_idle_ms),
+            Duration::from_millis(self.ctx.config.job_idle_ms),
             move || JobMsg::IdleCheck(seen),
         );
     }
 
-    async fn apply(
-        &mut self,
-        cmd: Command,
-        actor: &str,
-        request_id: Option<String>,
-        changed_paths: Vec<String>,
-    ) -> Result<Job> {
+    /// Appends a chunk of the lease holder's output. Past the job's log bound the chunk is
+    /// refused (`log_limit_exceeded`), and the first refusal of an attempt goes on the
+    /// timeline.
+    async fn append_log(&mut self, factory: FactoryId, epoch: u64, chunk: LogChunk) -> Result<Job> {
         let id = self.id;
-        let now = self.shared.now();
-        let backoff = self.shared.config.backoff;
-        enum Outcome {
-            Remembered,
-            Applied(Job, Vec<gigafactory_core::job::Effect>),
-        }
-        let outcome = transact!(self.shared.store, |tx| {
-            if let Some(rid) = &request_id
-                && repo::remembered_answer(tx, id, rid).await?.is_some()
-            {
-                return Ok::<_, RepoError>(Outcome::Remembered);
-            }
-            let (job, effects) =
-                repo::transition(tx, id, cmd.clone(), actor, now, &backoff).await?;
-            let (outside, _) =
-                gigafactory_core::scope::out_of_scope(&job.spec.allowed_scope, &changed_paths);
-            if !outside.is_empty() {
-                let listed: Vec<&str> = outside
-                    .iter()
-                    .take(SCOPE_WARNING_PATHS_MAX)
-                    .map(String::as_str)
-                    .collect();
-                let detail = format!(
-                    "{} changed path(s) outside allowed_scope: {}",
-                    outside.len(),
-                    listed.join(", ")
-                );
-                repo::append_event_n(tx, &job, 1, "scope_warning", actor, Some(detail), now)?;
-            }
-            if let Some(rid) = &request_id {
-                repo::remember_answer(tx, id, rid, &lease_answer(&job))?;
-            }
-            Ok(Outcome::Applied(job, effects))
-        })?;
-        match outcome {
-            Outcome::Applied(job, effects) => {
-                tracing::debug!(job_id = %job.id, epoch = job.epoch, state = job.state.name(), command = cmd.name(), "job command applied");
-                // Renewals say nothing new; the timeline leaves them out too.
-                if !matches!(cmd, Command::Renew { .. }) {
-                    self.shared.publish_event(&job, cmd.name(), actor);
-                }
-                effects::dispatch(&self.shared, &job, effects).await;
-                Ok(job)
-            }
-            // A retry of a write that was applied: answer with the job as it is now.
-            Outcome::Remembered => transact!(self.shared.store, |tx| repo::load_job(tx, id).await)?
-                .ok_or_else(|| CoordError::NotFound(format!("job {id}"))),
-        }
-    }
-
-    async fn append_log(
-        &mut self,
-        factory: gigafactory_core::job::FactoryId,
-        epoch: u64,
-        chunk: LogChunk,
-    ) -> Result<Job> {
-        let id = self.id;
-        let data = encode_chunk(&chunk);
-        let job = transact!(self.shared.store, |tx| {
+        let now = self.ctx.now();
+        let author = Author::Factory(factory);
+        let (job, cut) = transact!(self.ctx.store, |tx| {
             let job = repo::load_job(tx, id)
                 .await?
                 .ok_or(RepoError::NotFound(id))?;
-            if epoch != job.epoch {
-                return Err(RepoError::Job(gigafactory_core::job::JobError::Fenced {
-                    presented: epoch,
-                    current: job.epoch,
-                }));
-            }
-            match job.state.lease() {
-                Some(l) if l.factory == factory => {}
-                Some(_) => {
-                    return Err(RepoError::Job(
-                        gigafactory_core::job::JobError::NotLeaseHolder,
-                    ));
+            job::check_fence(&job, factory, epoch)?;
+            let cut = match repo::append_log(tx, &job, &chunk).await? {
+                LogAppend::Kept => None,
+                LogAppend::Refused { first: false } => Some(None),
+                LogAppend::Refused { first: true } => {
+                    let detail = format!(
+                        "output past {} MiB is not kept; attempt {} was cut",
+                        LOG_MAX_BYTES_PER_JOB >> 20,
+                        job.attempts
+                    );
+                    let noted = repo::note(tx, &job, EventKind::OutputCut, &author, detail, now)?;
+                    Some(Some(noted))
                 }
-                None => {
-                    return Err(RepoError::Job(gigafactory_core::job::JobError::Fenced {
-                        presented: epoch,
-                        current: job.epoch,
-                    }));
-                }
-            }
-            repo::append_log(tx, id, job.attempts, chunk.seq, &data).await?;
-            Ok(job)
+            };
+            Ok::<_, RepoError>((job, cut))
         })?;
-        Ok(job)
+        match cut {
+            None => Ok(job),
+            Some(noted) => {
+                if let Some(t) = noted {
+                    tracing::warn!(job_id = %id, epoch, "job output passed its bound; the rest is refused");
+                    commit::adopt(&self.ctx, &[t]).await;
+                }
+                Err(CoordError::LogLimitExceeded {
+                    limit_bytes: LOG_MAX_BYTES_PER_JOB as u64,
+                })
+            }
+        }
     }
-}
-
-/// A stored log chunk: one byte naming the stream (`o` stdout, `e` stderr), then the text.
-fn encode_chunk(chunk: &LogChunk) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunk.data.len() + 32);
-    out.push(match chunk.stream {
-        gigafactory_core::wire::LogStream::Stdout => b'o',
-        gigafactory_core::wire::LogStream::Stderr => b'e',
-    });
-    out.extend_from_slice(chunk.data.as_bytes());
-    out
 }

@@ -9,12 +9,15 @@
 //!             └─ FleetRelayActor  on a shared store: other nodes' fleet events into this stream
 //! ```
 //!
-//! Every state change is one store transaction; an actor commits first, then updates what it
-//! holds in memory and runs the effects. [`Coordinator`] is the handle the API calls.
+//! Every change of a job is one store transaction committed through `commit` (the one path),
+//! then announced and carried out; actors reach each other only through the node's
+//! `Context`. [`Coordinator`] is the handle the API calls.
 
 pub mod auth;
 mod clock;
+mod commit;
 mod config;
+mod context;
 mod coordinator;
 mod effects;
 mod error;
@@ -25,15 +28,14 @@ mod job_actor;
 mod membership;
 mod ready_queue;
 mod reaper;
+mod registry;
 mod scheduler;
 mod stats_history;
 mod supervisor;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
-pub use coordinator::{
-    ClusterView, Coordinator, FaultTarget, JobFilter, LogLine, OperatorAction, Principal, Stats,
-};
+pub use coordinator::{ClusterView, Coordinator, FaultTarget, OperatorAction, Principal, Stats};
 pub use error::{CoordError, Result};
 pub use fleet::{FLEET_BUFFER_EVENTS, FleetEvent, FleetEventId};
 pub use scheduler::SchedulerSnapshot;

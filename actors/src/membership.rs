@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gigafactory_core::cluster::{NodeRecord, ShardLease, plan_shards};
-use gigafactory_storage::{codec, keys, repo, transact};
+use gigafactory_storage::{repo, transact};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
-use crate::coordinator::Shared;
+use crate::context::Context;
 
 /// Node records stay this long after they expire, for the cluster view, then are removed.
 const DEAD_NODE_KEPT_MS: u64 = 60_000;
@@ -27,40 +27,40 @@ pub(crate) struct MembershipActor;
 
 impl Actor for MembershipActor {
     type Msg = MembershipMsg;
-    type State = Arc<Shared>;
-    type Arguments = Arc<Shared>;
+    type State = Arc<Context>;
+    type Arguments = Arc<Context>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<MembershipMsg>,
-        shared: Arc<Shared>,
-    ) -> Result<Arc<Shared>, ActorProcessingErr> {
-        let every = Duration::from_millis((shared.config.node_lease_ttl_ms / 3).max(1));
+        ctx: Arc<Context>,
+    ) -> Result<Arc<Context>, ActorProcessingErr> {
+        let every = Duration::from_millis((ctx.config.node_lease_ttl_ms / 3).max(1));
         myself.send_interval(every, || MembershipMsg::RenewTick);
-        renew(&shared).await;
-        Ok(shared)
+        renew(&ctx).await;
+        Ok(ctx)
     }
 
     async fn handle(
         &self,
         _: ActorRef<MembershipMsg>,
         msg: MembershipMsg,
-        shared: &mut Arc<Shared>,
+        ctx: &mut Arc<Context>,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            MembershipMsg::RenewTick => renew(shared).await,
+            MembershipMsg::RenewTick => renew(ctx).await,
         }
         Ok(())
     }
 }
 
-async fn renew(shared: &Arc<Shared>) {
-    let now = shared.now();
-    let ttl = shared.config.node_lease_ttl_ms;
-    let me = shared.node_id;
-    let addr = shared.config.node_addr.clone();
-    let started_at = shared.started_at;
-    let outcome = transact!(shared.store, |tx| {
+async fn renew(ctx: &Arc<Context>) {
+    let now = ctx.now();
+    let ttl = ctx.config.node_lease_ttl_ms;
+    let me = ctx.node_id;
+    let addr = ctx.config.node_addr.clone();
+    let started_at = ctx.started_at;
+    let outcome = transact!(ctx.store, |tx| {
         let record = NodeRecord {
             id: me,
             addr: addr.clone(),
@@ -68,13 +68,11 @@ async fn renew(shared: &Arc<Shared>) {
             heartbeat_at: now,
             expires_at: now + ttl,
         };
-        tx.set(&keys::node(me), &codec::encode(&record)?)?;
+        repo::save_node(tx, &record)?;
         let nodes = repo::nodes(tx).await?;
         for n in &nodes {
             if n.expires_at + DEAD_NODE_KEPT_MS < now {
-                tx.clear(&keys::node(n.id))?;
-                // Its fleet feed goes with it: no node relays a feed whose node is not listed.
-                tx.clear_range(&keys::fleet_feed_of(n.id))?;
+                repo::forget_node(tx, n.id)?;
             }
         }
         let live: Vec<Uuid> = nodes
@@ -99,10 +97,10 @@ async fn renew(shared: &Arc<Shared>) {
                 epoch,
                 expires_at: now + ttl,
             };
-            tx.set(&keys::shard(s), &codec::encode(&lease)?)?;
+            repo::save_shard_lease(tx, s, &lease)?;
         }
         for s in &plan.release {
-            tx.clear(&keys::shard(*s))?;
+            repo::clear_shard_lease(tx, *s)?;
         }
         Ok::<_, gigafactory_storage::Error>(plan)
     });
@@ -113,10 +111,10 @@ async fn renew(shared: &Arc<Shared>) {
             }
             let owned: BTreeSet<u32> = plan.take.iter().chain(&plan.renew).copied().collect();
             metrics::gauge!("gigafactory_shards_owned").set(owned.len() as f64);
-            *shared.shards.write().expect("shards lock poisoned") = (owned, now + ttl);
+            ctx.hold_shards(owned, now + ttl);
         }
         // Our leases run out on their own if the store stays unreachable; the reaper stops
-        // using them at their expiry (`Shared::owns_shard`).
+        // using them at their expiry (`Context::owns_shard`).
         Err(e) => tracing::warn!(node_id = %me, error = %e, "cannot renew the node lease"),
     }
 }

@@ -10,15 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gigafactory_core::job::{Command, FactoryId, Job, JobId, Millis};
+use gigafactory_core::event::Author;
+use gigafactory_core::job::{Command, FactoryId, JobId, Millis};
+use gigafactory_core::placement;
 use gigafactory_core::scoring::{self, FactoryView, JobView, RunningView, ScoreBreakdown, Weights};
 use gigafactory_core::wire::ClaimedJob;
-use gigafactory_storage::repo::{self, ReadyEntry, RepoError};
+use gigafactory_storage::repo::{self, ReadyEntry};
 use gigafactory_storage::transact;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use crate::coordinator::{OperatorAction, Shared};
+use crate::commit::{self, JobWrite};
+use crate::context::Context;
+use crate::job_actor::JobMsg;
 use crate::ready_queue::{ReadyQueue, placement_order};
 
 /// Ready-queue entries examined per shape and placement: within a shape every job fits the
@@ -40,19 +44,6 @@ const RESYNC_PAGE_ROWS: usize = 10_000;
 /// Shortest pause between two refreshes, so a burst of submissions on other nodes costs one
 /// scan rather than one per commit.
 const REFRESH_MIN_INTERVAL_MS: u64 = 20;
-
-fn job_view(e: &ReadyEntry) -> JobView {
-    JobView {
-        id: e.id.0.as_u128(),
-        priority: e.priority,
-        queued_at_ms: e.created_at,
-        capabilities: e.capabilities.clone(),
-        engine_class: e.engine_class.clone(),
-        product: e.product.clone(),
-        repo_hint: None,
-        preemptible: e.preemptible,
-    }
-}
 
 /// A claim waiting for an answer.
 pub(crate) struct ClaimAsk {
@@ -101,7 +92,7 @@ pub(crate) enum SchedulerMsg {
 }
 
 impl SchedulerMsg {
-    /// Whether the message came through `Shared::tell_scheduler`, which counts the backlog;
+    /// Whether the message came through `Context::tell_scheduler`, which counts the backlog;
     /// timers and the scheduler's own tasks send the rest.
     fn sent_by_tell(&self) -> bool {
         matches!(
@@ -131,7 +122,7 @@ pub struct SchedulerSnapshot {
 pub(crate) struct SchedulerActor;
 
 pub(crate) struct SchedulerState {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     queue: ReadyQueue,
     waiters: VecDeque<ClaimAsk>,
     running: HashMap<JobId, RunningView>,
@@ -156,17 +147,17 @@ struct Resync {
 impl Actor for SchedulerActor {
     type Msg = SchedulerMsg;
     type State = SchedulerState;
-    type Arguments = Arc<Shared>;
+    type Arguments = Arc<Context>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<SchedulerMsg>,
-        shared: Arc<Shared>,
+        ctx: Arc<Context>,
     ) -> Result<SchedulerState, ActorProcessingErr> {
         // Whatever waited in a crashed predecessor's mailbox is lost; the store has it all.
-        shared.scheduler_backlog.store(0, Ordering::Relaxed);
+        ctx.actors.scheduler_backlog.store(0, Ordering::Relaxed);
         let mut state = SchedulerState {
-            shared: shared.clone(),
+            ctx: ctx.clone(),
             queue: ReadyQueue::default(),
             waiters: VecDeque::new(),
             running: HashMap::new(),
@@ -177,7 +168,7 @@ impl Actor for SchedulerActor {
             by_capability: HashMap::new(),
             resync: None,
         };
-        for (product, o) in transact!(shared.store, |tx| repo::all_weights(tx).await)? {
+        for (product, o) in transact!(ctx.store, |tx| repo::all_weights(tx).await)? {
             match scoring::resolve_weights(&Weights::default(), Some(&o), None) {
                 Ok(w) => {
                     state.weights.insert(product, w);
@@ -189,7 +180,7 @@ impl Actor for SchedulerActor {
         }
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = transact!(shared.store, |tx| repo::ready_page(
+            let page = transact!(ctx.store, |tx| repo::ready_page(
                 tx,
                 after.as_deref(),
                 10_000
@@ -206,10 +197,10 @@ impl Actor for SchedulerActor {
             "scheduler index rebuilt from the store"
         );
         myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
-        if shared.config.shared_store {
-            watch_ready_signal(shared.clone(), myself.clone());
+        if ctx.config.shared_store {
+            watch_ready_signal(ctx.clone(), myself.clone());
             myself.send_interval(
-                Duration::from_millis(shared.config.resync_interval_ms.max(TICK_MS)),
+                Duration::from_millis(ctx.config.resync_interval_ms.max(TICK_MS)),
                 || SchedulerMsg::Resync,
             );
         }
@@ -224,7 +215,8 @@ impl Actor for SchedulerActor {
     ) -> Result<(), ActorProcessingErr> {
         if msg.sent_by_tell() {
             state
-                .shared
+                .ctx
+                .actors
                 .scheduler_backlog
                 .fetch_sub(1, Ordering::Relaxed);
         }
@@ -252,7 +244,7 @@ impl Actor for SchedulerActor {
                     state.running.insert(
                         entry.id,
                         RunningView {
-                            job: job_view(&entry),
+                            job: entry.view(),
                             factory_id: factory.0.as_u128(),
                             started_at_ms: at,
                             progress_ms: 0,
@@ -273,7 +265,7 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Resync => {
                 if state.resync.is_none() {
                     state.resync = Some(Resync::default());
-                    read_ready_index(state.shared.clone(), myself.clone());
+                    read_ready_index(state.ctx.clone(), myself.clone());
                 }
             }
             SchedulerMsg::ResyncPage { entries, last } => {
@@ -313,23 +305,18 @@ impl Actor for SchedulerActor {
 /// On a store other nodes write too, wakes the scheduler whenever any node makes a job ready:
 /// every such commit bumps the `ready` signal key, which this task watches. A watch is armed at
 /// the version of the read that precedes it, so no change falls between two watches.
-fn watch_ready_signal(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
+fn watch_ready_signal(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
     tokio::spawn(async move {
-        let key = gigafactory_storage::keys::signal("ready");
         loop {
-            let watch = match gigafactory_storage::Store::watch(
-                &shared.store,
-                gigafactory_storage::WatchTarget::Key(key.clone()),
-            )
-            .await
-            {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the ready signal; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
+            let watch =
+                match gigafactory_storage::Store::watch(&ctx.store, repo::ready_signal()).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch the ready signal; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
             if let Err(e) = watch.await {
                 tracing::debug!(error = %e, "ready-signal watch ended; re-arming");
             }
@@ -342,11 +329,11 @@ fn watch_ready_signal(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
 }
 
 /// Reads the whole ready index a page at a time, off the actor, and sends the pages to it.
-fn read_ready_index(shared: Arc<Shared>, scheduler: ActorRef<SchedulerMsg>) {
+fn read_ready_index(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
     tokio::spawn(async move {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = transact!(shared.store, |tx| repo::ready_page(
+            let page = transact!(ctx.store, |tx| repo::ready_page(
                 tx,
                 after.as_deref(),
                 RESYNC_PAGE_ROWS
@@ -413,7 +400,7 @@ impl SchedulerState {
     /// Re-reads the head of the store's ready index: adds what other nodes made ready and
     /// drops what they claimed or cancelled (within the part read).
     async fn refresh(&mut self) -> Result<(), ActorProcessingErr> {
-        let page = transact!(self.shared.store, |tx| repo::ready_page(
+        let page = transact!(self.ctx.store, |tx| repo::ready_page(
             tx,
             None,
             REFRESH_ROWS
@@ -481,13 +468,15 @@ impl SchedulerState {
         }
     }
 
-    /// Picks up to `ask.max` jobs for the asking factory, removing them from the index.
+    /// Picks up to `ask.max` jobs for the asking factory, removing them from the index. Which
+    /// job goes first is `core::placement`'s choice among the best candidates of every shape
+    /// the factory fits.
     fn place(&mut self, ask: &ClaimAsk, now: Millis) -> Vec<(ReadyEntry, ScoreBreakdown)> {
         let mut factory = ask.factory.clone();
         let mut picked = Vec::new();
         // A job that preempted for this factory's slot goes first.
         if let Some(job) = self.reserved.get(&ask.factory_id).copied()
-            && let Some(view) = self.queue.get(job).map(job_view)
+            && let Some(view) = self.queue.get(job).map(ReadyEntry::view)
             && scoring::eligible(&view, &factory)
             && let Some(entry) = self.remove(job)
         {
@@ -503,7 +492,7 @@ impl SchedulerState {
             .map(|(_, j)| *j)
             .collect();
         let shapes = self.queue.fitting(&factory);
-        let owned = self.shared.owned_shards();
+        let owned = self.ctx.owned_shards();
         let mine_or_waited = |e: &ReadyEntry| {
             owned.as_ref().is_none_or(|owned| {
                 owned.contains(&gigafactory_core::cluster::shard_of(e.id.0))
@@ -511,59 +500,38 @@ impl SchedulerState {
             })
         };
         while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
-            let candidates: Vec<(JobId, JobView)> = self
+            let (ids, views): (Vec<JobId>, Vec<JobView>) = self
                 .queue
                 .candidates(
                     &shapes,
                     now,
                     SCAN_MAX_ENTRIES,
-                    self.shared.config.placement_candidates_max,
+                    self.ctx.config.placement_candidates_max,
                     |e| !reserved_elsewhere.contains(&e.id) && mine_or_waited(e),
                 )
                 .into_iter()
-                .map(|e| (e.id, job_view(e)))
-                .collect();
-            // Each product's jobs are scored with that product's weights; the best of each
-            // product then compete on their totals (ties: the index order, priority then age).
-            let mut best: Option<(usize, ScoreBreakdown)> = None;
-            let mut products: Vec<&str> =
-                candidates.iter().map(|(_, v)| v.product.as_str()).collect();
-            products.sort_unstable();
-            products.dedup();
-            for product in products {
-                let members: Vec<usize> = (0..candidates.len())
-                    .filter(|&i| candidates[i].1.product == product)
-                    .collect();
-                let views: Vec<JobView> =
-                    members.iter().map(|&i| candidates[i].1.clone()).collect();
-                if let Some((j, b)) =
-                    scoring::select_job(&views, &factory, self.weights_of(product), now)
-                {
-                    let i = members[j];
-                    if best.as_ref().is_none_or(|(bi, bb)| {
-                        b.total > bb.total || (b.total == bb.total && i < *bi)
-                    }) {
-                        best = Some((i, b));
-                    }
-                }
-            }
-            let Some((i, breakdown)) = best else { break };
-            let Some(entry) = self.remove(candidates[i].0) else {
+                .map(|e| (e.id, e.view()))
+                .unzip();
+            let weights = |product: &str| self.weights_of(product);
+            let Some(choice) = placement::choose(&views, &factory, weights, now) else {
+                break;
+            };
+            let Some(entry) = self.remove(ids[choice.index]) else {
                 break;
             };
             factory.slots_busy += 1;
-            picked.push((entry, breakdown));
+            picked.push((entry, choice.breakdown));
         }
         picked
     }
 
     fn claim(&mut self, myself: &ActorRef<SchedulerMsg>, ask: ClaimAsk) {
         self.factories.insert(ask.factory_id, ask.factory.clone());
-        let now = self.shared.now();
+        let now = self.ctx.now();
         let picked = self.place(&ask, now);
         if !picked.is_empty() || ask.deadline <= now {
             self.commit(myself, ask, picked, now);
-        } else if self.waiters.len() >= self.shared.config.claim_waiters_max {
+        } else if self.waiters.len() >= self.ctx.config.claim_waiters_max {
             // Bounded: answer at once rather than hold the connection.
             let _ = ask.reply.send(Vec::new());
         } else {
@@ -572,7 +540,7 @@ impl SchedulerState {
     }
 
     fn serve_waiters(&mut self, myself: &ActorRef<SchedulerMsg>) {
-        let now = self.shared.now();
+        let now = self.ctx.now();
         let mut still = VecDeque::with_capacity(self.waiters.len());
         while let Some(ask) = self.waiters.pop_front() {
             if ask.reply.is_closed() {
@@ -593,7 +561,7 @@ impl SchedulerState {
     }
 
     fn expire_waiters(&mut self) {
-        let now = self.shared.now();
+        let now = self.ctx.now();
         let (expired, kept): (VecDeque<_>, VecDeque<_>) = self
             .waiters
             .drain(..)
@@ -617,45 +585,30 @@ impl SchedulerState {
             let _ = ask.reply.send(Vec::new());
             return;
         }
-        let shared = self.shared.clone();
+        let ctx = self.ctx.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let ttl_ms = shared.config.lease_ttl_ms;
-            let backoff = shared.config.backoff;
+            let ttl_ms = ctx.config.lease_ttl_ms;
             let factory = ask.factory_id;
             let started = std::time::Instant::now();
-            let outcome = transact!(shared.store, |tx| {
-                let mut claimed: Vec<Job> = Vec::new();
-                for (entry, breakdown) in &picked {
-                    repo::forget_answers(tx, entry.id)?;
+            let claims = picked
+                .iter()
+                .map(|(entry, breakdown)| {
                     let cmd = Command::Claim {
                         factory,
                         ttl_ms,
                         placement: Some(breakdown.clone()),
                     };
-                    match repo::transition(
-                        tx,
-                        entry.id,
-                        cmd,
-                        &format!("factory:{factory}"),
-                        now,
-                        &backoff,
-                    )
-                    .await
-                    {
-                        Ok((job, _)) => claimed.push(job),
-                        Err(RepoError::Job(_) | RepoError::NotFound(_)) => {}
-                        Err(RepoError::Store(e)) => return Err(e),
-                    }
-                }
-                Ok(claimed)
-            });
-            match outcome {
+                    (entry.id, cmd)
+                })
+                .collect();
+            let write = JobWrite::batch(Author::Factory(factory), claims);
+            match commit::commit(&ctx, write).await {
                 Ok(jobs) => {
                     metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
                     metrics::histogram!("gigafactory_claim_commit_seconds")
                         .record(started.elapsed().as_secs_f64());
-                    shared.record_claim_latency(started.elapsed());
+                    ctx.stats.record_claim_latency(started.elapsed());
                     let running = picked
                         .iter()
                         .filter(|(e, _)| jobs.iter().any(|j| j.id == e.id))
@@ -665,11 +618,7 @@ impl SchedulerState {
                         factory,
                         jobs: running,
                     });
-                    for job in &jobs {
-                        tracing::debug!(job_id = %job.id, factory_id = %factory, epoch = job.epoch, "job claimed");
-                        shared.publish_event(job, "claim", &format!("factory:{factory}"));
-                    }
-                    let answer = jobs.iter().map(|j| claimed_job(j, ttl_ms)).collect();
+                    let answer = jobs.iter().map(|j| ClaimedJob::of(j, ttl_ms)).collect();
                     if ask.reply.send(answer).is_err() {
                         // The factory went away after the commit: its leases expire and the
                         // reaper requeues the jobs.
@@ -678,13 +627,14 @@ impl SchedulerState {
                 }
                 Err(e) => {
                     tracing::warn!(factory_id = %factory, error = %e, "claim commit failed");
-                    if !matches!(e, gigafactory_storage::Error::CommitUnknown(_)) {
+                    // An outcome that may have committed leaves the jobs leased (they expire)
+                    // or in the store's ready index (they come back at the next rebuild);
+                    // any other failure aborted, so the jobs go back in the queue.
+                    if !e.may_have_committed() {
                         let _ = myself.cast(SchedulerMsg::Unclaimed(
                             picked.into_iter().map(|(e, _)| e).collect(),
                         ));
                     }
-                    // On an unknown outcome the jobs are either leased (and will expire) or
-                    // still in the store's ready index (and come back at the next rebuild).
                     let _ = ask.reply.send(Vec::new());
                 }
             }
@@ -694,20 +644,20 @@ impl SchedulerState {
     /// When the best queued job fits no factory's free slot, asks a lower-priority
     /// preemptible job to make room (DESIGN §4.4) and reserves the slot it frees.
     async fn consider_preemption(&mut self) {
-        let now = self.shared.now();
+        let now = self.ctx.now();
         let Some(top) = self
             .queue
             .head(now, |e| !self.reserved.values().any(|j| *j == e.id))
         else {
             return;
         };
-        let view = job_view(top);
+        let view = top.view();
         if self.factories.values().any(|f| scoring::eligible(&view, f)) {
             return;
         }
         let running: Vec<RunningView> = self.running.values().cloned().collect();
         let factories: Vec<FactoryView> = self.factories.values().cloned().collect();
-        let gap = self.shared.config.preempt_min_priority_gap;
+        let gap = self.ctx.config.preempt_min_priority_gap;
         let Some(i) = scoring::select_preemption_victim(&view, &running, &factories, gap) else {
             return;
         };
@@ -715,11 +665,21 @@ impl SchedulerState {
         let victim_id = JobId(uuid::Uuid::from_u128(victim.job.id));
         let factory_id = FactoryId(uuid::Uuid::from_u128(victim.factory_id));
         let by = top.id;
-        let shared = self.shared.clone();
-        match shared
-            .operator_action(victim_id, OperatorAction::Preempt { by }, "scheduler")
-            .await
-        {
+        let cmd = Command::Preempt {
+            by: Some(by),
+            grace_ms: self.ctx.config.preempt_grace_ms,
+        };
+        let preempted = self
+            .ctx
+            .ask_job(victim_id, |reply| JobMsg::Apply {
+                cmd: cmd.clone(),
+                author: Author::Scheduler,
+                request_id: None,
+                changed_paths: Vec::new(),
+                reply,
+            })
+            .await;
+        match preempted {
             Ok(_) => {
                 tracing::info!(job_id = %victim_id, factory_id = %factory_id, by = %by, "preempting for a higher-priority job");
                 metrics::counter!("gigafactory_preemptions_total").increment(1);
@@ -731,22 +691,5 @@ impl SchedulerState {
                 self.running.remove(&victim_id);
             }
         }
-    }
-}
-
-/// The lease handed to a factory.
-pub(crate) fn claimed_job(job: &Job, ttl_ms: u64) -> ClaimedJob {
-    let expires_at = job.state.lease().map_or(0, |l| l.expires_at);
-    ClaimedJob {
-        job_id: job.id,
-        epoch: job.epoch,
-        attempt: job.attempts,
-        expires_at,
-        lease_ttl_ms: ttl_ms,
-        title: job.spec.title.clone(),
-        payload: job.spec.payload.clone(),
-        allowed_scope: job.spec.allowed_scope.clone(),
-        wall_clock_ms: job.spec.wall_clock_ms,
-        checkpoint: job.checkpoint.clone(),
     }
 }

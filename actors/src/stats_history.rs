@@ -1,9 +1,13 @@
 //! The overview's figures over time, kept by the node so a page opened now shows the last hour
-//! and not only what it sampled itself: claim latencies of the latest placements
-//! (`ClaimLatencies`) and a bounded ring of periodic samples (`StatsHistory`) of throughput and
-//! placement latency, each sample covering the interval since the one before.
+//! and not only what it sampled itself: the node's counters (`NodeStats`), claim latencies of
+//! the latest placements (`ClaimLatencies`) and a bounded ring of periodic samples
+//! (`StatsHistory`) of throughput and placement latency, each sample covering the interval
+//! since the one before.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use gigafactory_core::job::Millis;
 use serde::Serialize;
@@ -140,6 +144,83 @@ impl StatsHistory {
             .filter(|s| after.is_none_or(|a| s.at > a))
             .cloned()
             .collect()
+    }
+}
+
+/// The node's own counters since it started and their history: what the overview shows.
+#[derive(Debug)]
+pub(crate) struct NodeStats {
+    finished_total: AtomicU64,
+    claims_total: AtomicU64,
+    /// Latencies of the latest placements, from the scheduler choosing a job to the lease
+    /// being committed (long-poll waiting excluded).
+    latencies: Mutex<ClaimLatencies>,
+    history: Mutex<StatsHistory>,
+}
+
+impl NodeStats {
+    pub fn new(history_samples: usize) -> Self {
+        NodeStats {
+            finished_total: AtomicU64::new(0),
+            claims_total: AtomicU64::new(0),
+            latencies: Mutex::default(),
+            history: Mutex::new(StatsHistory::new(history_samples.max(1))),
+        }
+    }
+
+    pub fn job_finished(&self) {
+        self.finished_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn claims_answered(&self, jobs: usize) {
+        self.claims_total.fetch_add(jobs as u64, Ordering::Relaxed);
+    }
+
+    /// Records how long one placement took to commit.
+    pub fn record_claim_latency(&self, elapsed: Duration) {
+        self.latencies
+            .lock()
+            .expect("latency lock poisoned")
+            .record(elapsed.as_micros() as u64);
+    }
+
+    /// `(finished, claims)` since the node started.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.finished_total.load(Ordering::Relaxed),
+            self.claims_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// p50 and p99 (ms) of the latest placements kept.
+    pub fn claim_latency_ms(&self) -> (Option<f64>, Option<f64>) {
+        self.latencies
+            .lock()
+            .expect("latency lock poisoned")
+            .percentiles_ms(usize::MAX)
+    }
+
+    /// Adds a sample of the counters, taken at `now`, to the history.
+    pub fn sample(&self, now: Millis) {
+        let latencies = self.latencies.lock().expect("latency lock poisoned");
+        let (finished_total, claims_total) = self.totals();
+        let counters = Counters {
+            finished_total,
+            claims_total,
+            latencies_recorded: latencies.recorded_total(),
+        };
+        self.history
+            .lock()
+            .expect("stats history lock poisoned")
+            .sample(now, counters, &latencies);
+    }
+
+    /// Samples taken after `after` (all kept when `None`), oldest first.
+    pub fn since(&self, after: Option<Millis>) -> Vec<StatsSample> {
+        self.history
+            .lock()
+            .expect("stats history lock poisoned")
+            .since(after)
     }
 }
 

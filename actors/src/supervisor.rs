@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use crate::coordinator::Shared;
+use crate::context::Context;
 use crate::fleet_relay::FleetRelayActor;
 use crate::membership::MembershipActor;
 use crate::reaper::ReaperActor;
@@ -30,7 +30,7 @@ pub(crate) enum SupervisorMsg {
 pub(crate) struct Supervisor;
 
 pub(crate) struct SupervisorState {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     scheduler: Option<ActorCell>,
     reaper: Option<ActorCell>,
     membership: Option<ActorCell>,
@@ -42,15 +42,15 @@ pub(crate) struct SupervisorState {
 impl Actor for Supervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = Arc<Shared>;
+    type Arguments = Arc<Context>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<SupervisorMsg>,
-        shared: Arc<Shared>,
+        ctx: Arc<Context>,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let mut state = SupervisorState {
-            shared,
+            ctx,
             scheduler: None,
             reaper: None,
             membership: None,
@@ -59,11 +59,11 @@ impl Actor for Supervisor {
         };
         state.start_scheduler(&myself).await?;
         state.start_reaper(&myself).await?;
-        if state.shared.config.shared_store {
+        if state.ctx.config.shared_store {
             state.start_membership(&myself).await?;
             state.start_fleet_relay(&myself).await?;
         }
-        let every = Duration::from_millis(state.shared.config.stats_sample_interval_ms.max(1));
+        let every = Duration::from_millis(state.ctx.config.stats_sample_interval_ms.max(1));
         myself.send_interval(every, || SupervisorMsg::SampleStatsTick);
         Ok(state)
     }
@@ -75,7 +75,7 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::SampleStatsTick => state.shared.sample_stats(),
+            SupervisorMsg::SampleStatsTick => state.ctx.stats.sample(state.ctx.now()),
         }
         Ok(())
     }
@@ -112,14 +112,7 @@ impl Actor for Supervisor {
             state.start_fleet_relay(&myself).await?;
         } else if why.starts_with("failed") {
             // Forget the dead actor so the next command activates a fresh one.
-            state
-                .shared
-                .jobs
-                .retain(|_, slot| slot.actor.get_id() != id);
-            state
-                .shared
-                .factories
-                .retain(|_, actor| actor.get_id() != id);
+            state.ctx.actors.forget(id);
             // A job or factory actor: virtual, re-activated by its next command.
             tracing::warn!(actor = %id, why, "actor failed; it will be re-activated from the store");
             metrics::counter!("gigafactory_actor_failures_total").increment(1);
@@ -134,11 +127,11 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
     ) -> Result<(), ActorProcessingErr> {
         let (r, _) =
-            Actor::spawn_linked(None, SchedulerActor, self.shared.clone(), myself.get_cell())
-                .await?;
+            Actor::spawn_linked(None, SchedulerActor, self.ctx.clone(), myself.get_cell()).await?;
         self.scheduler = Some(r.get_cell());
         *self
-            .shared
+            .ctx
+            .actors
             .scheduler
             .write()
             .expect("scheduler lock poisoned") = Some(r);
@@ -150,9 +143,14 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
     ) -> Result<(), ActorProcessingErr> {
         let (r, _) =
-            Actor::spawn_linked(None, ReaperActor, self.shared.clone(), myself.get_cell()).await?;
+            Actor::spawn_linked(None, ReaperActor, self.ctx.clone(), myself.get_cell()).await?;
         self.reaper = Some(r.get_cell());
-        *self.shared.reaper.write().expect("reaper lock poisoned") = Some(r);
+        *self
+            .ctx
+            .actors
+            .reaper
+            .write()
+            .expect("reaper lock poisoned") = Some(r);
         Ok(())
     }
 
@@ -160,13 +158,8 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
     ) -> Result<(), ActorProcessingErr> {
-        let (r, _) = Actor::spawn_linked(
-            None,
-            MembershipActor,
-            self.shared.clone(),
-            myself.get_cell(),
-        )
-        .await?;
+        let (r, _) =
+            Actor::spawn_linked(None, MembershipActor, self.ctx.clone(), myself.get_cell()).await?;
         self.membership = Some(r.get_cell());
         Ok(())
     }
@@ -175,20 +168,15 @@ impl SupervisorState {
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
     ) -> Result<(), ActorProcessingErr> {
-        let (r, _) = Actor::spawn_linked(
-            None,
-            FleetRelayActor,
-            self.shared.clone(),
-            myself.get_cell(),
-        )
-        .await?;
+        let (r, _) =
+            Actor::spawn_linked(None, FleetRelayActor, self.ctx.clone(), myself.get_cell()).await?;
         self.fleet_relay = Some(r.get_cell());
         Ok(())
     }
 
     fn note_restart(&mut self) {
-        let now = self.shared.now();
-        let window = self.shared.config.restart_window_ms;
+        let now = self.ctx.now();
+        let window = self.ctx.config.restart_window_ms;
         self.restarts.push_back(now);
         while self
             .restarts
@@ -198,12 +186,12 @@ impl SupervisorState {
             self.restarts.pop_front();
         }
         metrics::counter!("gigafactory_actor_restarts_total").increment(1);
-        if self.restarts.len() as u32 > self.shared.config.restart_max {
+        if self.restarts.len() as u32 > self.ctx.config.restart_max {
             tracing::error!(
                 restarts = self.restarts.len(),
                 "crash loop: node marked unhealthy"
             );
-            self.shared.unhealthy.store(true, Ordering::Relaxed);
+            self.ctx.unhealthy.store(true, Ordering::Relaxed);
         }
     }
 }

@@ -5,11 +5,16 @@
 use std::sync::Arc;
 
 use gigafactory_actors::{Config, Coordinator, OperatorAction, SystemClock};
+use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::fleet::Role;
 use gigafactory_core::job::Command;
 use gigafactory_core::manifest::{JobSpec, Payload};
 use gigafactory_core::wire::EnrollRequest;
 use gigafactory_storage::AnyStore;
+
+fn tester() -> Author {
+    Author::Operator("test".into())
+}
 
 fn spec(key: &str, priority: u32) -> JobSpec {
     let mut s: JobSpec = serde_json::from_value(serde_json::json!({
@@ -64,9 +69,12 @@ async fn a_job_is_claimed_by_priority_completed_and_explained() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
     let f = enroll(&coord, 2).await;
-    let (low, _) = coord.submit(spec("low", 10), vec![], "test").await.unwrap();
+    let (low, _) = coord
+        .submit(spec("low", 10), vec![], &tester())
+        .await
+        .unwrap();
     let (high, _) = coord
-        .submit(spec("high", 900), vec![], "test")
+        .submit(spec("high", 900), vec![], &tester())
         .await
         .unwrap();
     let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
@@ -114,7 +122,7 @@ async fn a_restarted_node_rebuilds_its_queue_from_the_store() {
         let coord = start(dir.path()).await;
         for n in 0..5 {
             coord
-                .submit(spec(&format!("j{n}"), 50), vec![], "test")
+                .submit(spec(&format!("j{n}"), 50), vec![], &tester())
                 .await
                 .unwrap();
         }
@@ -148,7 +156,10 @@ async fn crashed_actors_are_recovered_from_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
     let f = enroll(&coord, 1).await;
-    let (job, _) = coord.submit(spec("j", 50), vec![], "test").await.unwrap();
+    let (job, _) = coord
+        .submit(spec("j", 50), vec![], &tester())
+        .await
+        .unwrap();
     coord.inject_fault(FaultTarget::Scheduler).await.unwrap();
     coord.inject_fault(FaultTarget::Reaper).await.unwrap();
     // The restarted scheduler rebuilt its queue from the store.
@@ -214,7 +225,10 @@ async fn fleet_events_committed_through_one_node_reach_the_other_nodes_stream() 
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_nodes(dir.path(), Config::default()).await;
     let (_, mut on_a) = a.follow_fleet(None);
-    let (job, _) = b.submit(spec("via-b", 50), vec![], "test").await.unwrap();
+    let (job, _) = b
+        .submit(spec("via-b", 50), vec![], &tester())
+        .await
+        .unwrap();
     let relayed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
             let e = on_a.recv().await.unwrap();
@@ -230,7 +244,7 @@ async fn fleet_events_committed_through_one_node_reach_the_other_nodes_stream() 
         b.node_id(),
         "the event names the node that committed it"
     );
-    assert_eq!(relayed.kind, "submitted");
+    assert_eq!(relayed.kind, EventKind::Submitted);
     // Node b's own stream has it once, from itself, not relayed back.
     let (on_b, _) = b.follow_fleet(None);
     let mine: Vec<_> = on_b.iter().filter(|e| e.job_id == job.id).collect();
@@ -261,7 +275,10 @@ async fn the_stats_history_samples_placements_as_they_happen() {
         .await
         .unwrap();
     let f = enroll(&coord, 1).await;
-    coord.submit(spec("j", 50), vec![], "test").await.unwrap();
+    coord
+        .submit(spec("j", 50), vec![], &tester())
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // A first sample, so the one after the claim has an interval to measure.
     while coord.stats_history(None).is_empty() {
@@ -302,9 +319,9 @@ async fn a_factory_gets_the_job_it_can_take_behind_thousands_it_cannot() {
              priority = 900\ncapabilities = [\"gpu\"]\n"
         ));
     }
-    coord.submit_manifest(&manifest, "test").await.unwrap();
+    coord.submit_manifest(&manifest, &tester()).await.unwrap();
     let (plain, _) = coord
-        .submit(spec("plain", 1), vec![], "test")
+        .submit(spec("plain", 1), vec![], &tester())
         .await
         .unwrap();
     let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
@@ -333,10 +350,10 @@ async fn a_job_made_ready_on_another_node_behind_thousands_no_factory_takes_is_c
                  priority = 900\ncapabilities = [\"never\"]\n"
             ));
         }
-        b.submit_manifest(&manifest, "test").await.unwrap();
+        b.submit_manifest(&manifest, &tester()).await.unwrap();
     }
     let f = enroll(&a, 1).await;
-    let (plain, _) = b.submit(spec("plain", 1), vec![], "test").await.unwrap();
+    let (plain, _) = b.submit(spec("plain", 1), vec![], &tester()).await.unwrap();
     let claimed = a.claim(f.factory_id, 1, 20_000).await.unwrap();
     assert_eq!(
         claimed.len(),
@@ -368,10 +385,12 @@ async fn a_node_forgets_a_queued_job_another_node_cancelled() {
             false
         }
     };
-    let (job, _) = b.submit(spec("x", 5), vec![], "test").await.unwrap();
+    let (job, _) = b.submit(spec("x", 5), vec![], &tester()).await.unwrap();
     assert!(queued_on_a(1).await, "node a learns of the job");
     // A cancel makes nothing ready, so no refresh runs: only the resync drops it.
-    b.act(job.id, OperatorAction::Cancel, "test").await.unwrap();
+    b.act(job.id, OperatorAction::Cancel, &tester())
+        .await
+        .unwrap();
     assert!(queued_on_a(0).await, "node a forgets the cancelled job");
     a.stop();
     b.stop();
@@ -389,7 +408,10 @@ async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was
         running: vec![],
     };
     coord.heartbeat(f.factory_id, busy).await.unwrap();
-    let (job, _) = coord.submit(spec("next", 5), vec![], "test").await.unwrap();
+    let (job, _) = coord
+        .submit(spec("next", 5), vec![], &tester())
+        .await
+        .unwrap();
     // Without trusting the claim, it would wait out its long-poll and come back empty.
     let claimed = coord.claim(f.factory_id, 1, 2_000).await.unwrap();
     assert_eq!(claimed.len(), 1, "the free slot the claim names is used");

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use gigafactory_actors::CoordError;
+use gigafactory_core::event::Author;
 use gigafactory_core::fleet::Role;
 use gigafactory_core::job::FactoryId;
 
@@ -21,11 +22,14 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    /// How events name this caller.
-    pub fn actor(&self) -> String {
+    /// Who the timeline says did what this caller does: only admins and operators change
+    /// jobs (routes check the role before they act).
+    pub fn author(&self) -> Result<Author, ApiError> {
         match self.role {
-            Role::Factory(id) => format!("factory:{id}"),
-            r => format!("{}:{}", r.name(), self.name),
+            Role::Admin => Ok(Author::Admin(self.name.clone())),
+            Role::Operator => Ok(Author::Operator(self.name.clone())),
+            Role::Factory(id) => Ok(Author::Factory(id)),
+            Role::Viewer | Role::Enrollment => Err(forbidden("needs an operator or admin token")),
         }
     }
 

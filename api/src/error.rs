@@ -67,6 +67,10 @@ impl IntoResponse for ApiError {
                 CoordError::IllegalTransition { .. } => {
                     (StatusCode::CONFLICT, "illegal_transition")
                 }
+                CoordError::ParentEnded { .. } => (StatusCode::CONFLICT, "parent_ended"),
+                CoordError::LogLimitExceeded { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "log_limit_exceeded")
+                }
                 CoordError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
                 CoordError::InvalidManifest(details) => {
                     body.details = details.clone();
@@ -78,7 +82,7 @@ impl IntoResponse for ApiError {
                     retry_after = true;
                     (StatusCode::TOO_MANY_REQUESTS, "overloaded")
                 }
-                CoordError::Unavailable(_) => {
+                CoordError::Unavailable(_) | CoordError::CommitUnknown(_) => {
                     retry_after = true;
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
                 }

@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use gigafactory_actors::{CoordError, JobFilter, OperatorAction};
-use gigafactory_core::job::{Job, JobId};
+use gigafactory_actors::{CoordError, OperatorAction};
+use gigafactory_core::job::{FactoryId, Job, JobId};
 use gigafactory_core::manifest::JobSpec;
+use gigafactory_core::query::JobFilter;
 use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse, SubmitResponse};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,7 @@ pub(crate) async fn submit(
 ) -> ApiResult<Response> {
     caller.require_operate()?;
     let parents = parents_of(&spec)?;
-    let (job, created) = s.coord.submit(spec, parents, &caller.actor()).await?;
+    let (job, created) = s.coord.submit(spec, parents, &caller.author()?).await?;
     Ok(submitted(&job, created))
 }
 
@@ -70,7 +71,7 @@ pub(crate) async fn submit_manifest(
 ) -> ApiResult<Json<ManifestResponse>> {
     caller.require_operate()?;
     Ok(Json(ManifestResponse {
-        jobs: s.coord.submit_manifest(&body, &caller.actor()).await?,
+        jobs: s.coord.submit_manifest(&body, &caller.author()?).await?,
     }))
 }
 
@@ -134,18 +135,35 @@ pub(crate) struct EventsQuery {
     limit: Option<usize>,
 }
 
+/// An event as the timeline route shows it: with the factory that caused it named on its
+/// own, so clients need not parse the author.
+#[derive(Serialize)]
+pub(crate) struct EventView {
+    #[serde(flatten)]
+    event: Event,
+    factory_id: Option<FactoryId>,
+}
+
 pub(crate) async fn events(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<Event>>> {
+) -> ApiResult<Json<Vec<EventView>>> {
     caller.require_view()?;
     let Query(q) = q?;
+    let events = s
+        .coord
+        .events(parse_job_id(&id)?, q.after, q.limit.unwrap_or(200))
+        .await?;
     Ok(Json(
-        s.coord
-            .events(parse_job_id(&id)?, q.after, q.limit.unwrap_or(200))
-            .await?,
+        events
+            .into_iter()
+            .map(|event| EventView {
+                factory_id: event.actor.factory(),
+                event,
+            })
+            .collect(),
     ))
 }
 
@@ -215,7 +233,7 @@ fn log_stream(
         s: AppState,
         id: JobId,
         last: Option<(u32, u64)>,
-        pending: std::collections::VecDeque<gigafactory_actors::LogLine>,
+        pending: std::collections::VecDeque<gigafactory_core::wire::LogLine>,
         watch: Option<gigafactory_storage::Watch>,
     }
     let st = St {
@@ -277,7 +295,7 @@ pub(crate) async fn act(
     })?;
     Ok(Json(JobView::from(
         &s.coord
-            .act(parse_job_id(&id)?, action, &caller.actor())
+            .act(parse_job_id(&id)?, action, &caller.author()?)
             .await?,
     )))
 }
@@ -296,7 +314,7 @@ pub(crate) async fn add_child(
     }
     let (job, created) = s
         .coord
-        .add_child(parse_job_id(&id)?, spec, &caller.actor())
+        .add_child(parse_job_id(&id)?, spec, &caller.author()?)
         .await?;
     Ok(submitted(&job, created))
 }

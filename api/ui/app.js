@@ -368,7 +368,7 @@ function attemptsOf(events) {
   let open = null;
   for (const e of events) {
     if (e.kind === "claim") {
-      open = { n: attempts.length + 1, factory: e.actor.replace(/^factory:/, ""), epoch: e.epoch, started: e.at, end: null };
+      open = { n: attempts.length + 1, factory: e.factory_id, epoch: e.epoch, started: e.at, end: null };
       attempts.push(open);
     } else if (open && (e.epoch !== open.epoch || !LEASED.includes(e.state))) {
       open.end = e;

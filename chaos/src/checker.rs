@@ -36,9 +36,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use gigafactory_core::event::EventKind;
+use gigafactory_core::job::FactoryId;
 use gigafactory_core::journal::Exchange;
 use gigafactory_core::wire::Event;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::history::{History, JobRecord, Outcome, is_terminal};
 
@@ -189,7 +192,7 @@ pub fn check(history: &History) -> Verdict {
             _ => v.other_open += 1,
         }
         let events = in_order(&job.events);
-        v.complete_events += distinct_writes(&events, |e| e.kind == "complete");
+        v.complete_events += distinct_writes(&events, |e| e.kind == EventKind::Complete);
         check_terminal_once(job, &events, &mut v.violations);
         check_completions(job, &events, &mut v.violations);
         check_fencing(job, &events, &mut v.violations);
@@ -234,22 +237,23 @@ fn distinct_writes(events: &[&Event], pred: impl Fn(&Event) -> bool) -> usize {
 fn reopened_by_operator(events: &[&Event]) -> bool {
     events
         .iter()
-        .any(|e| matches!(e.kind.as_str(), "retry" | "requeue"))
+        .any(|e| matches!(e.kind, EventKind::Retry | EventKind::Requeue))
 }
 
-/// The factory id of a factory's write (`factory:<id>`).
-fn writer(e: &Event) -> Option<&str> {
-    e.actor.strip_prefix("factory:")
+/// The factory that wrote `e`, if a factory did.
+fn writer(e: &Event) -> Option<FactoryId> {
+    e.actor.factory()
 }
 
 /// The factory a claim leased to, from its detail (`factory <id>`).
-fn claimed_by(e: &Event) -> Option<&str> {
-    e.detail.as_deref().and_then(|d| d.strip_prefix("factory "))
+fn claimed_by(e: &Event) -> Option<FactoryId> {
+    let id = e.detail.as_deref()?.strip_prefix("factory ")?;
+    Uuid::parse_str(id).ok().map(FactoryId)
 }
 
 /// The epoch of the lease a factory write was made under (see the module docs).
 fn lease_epoch(e: &Event) -> u64 {
-    if e.kind == "release" {
+    if e.kind == EventKind::Release {
         e.epoch.saturating_sub(1)
     } else {
         e.epoch
@@ -325,10 +329,10 @@ fn check_completions(job: &JobRecord, events: &[&Event], out: &mut Vec<Violation
     }
     let completes: Vec<Event> = events
         .iter()
-        .filter(|e| e.kind == "complete")
+        .filter(|e| e.kind == EventKind::Complete)
         .map(|e| (*e).clone())
         .collect();
-    let n = distinct_writes(events, |e| e.kind == "complete");
+    let n = distinct_writes(events, |e| e.kind == EventKind::Complete);
     let state = job.state.as_deref().unwrap_or("");
     // Without review, `complete` leads to succeeded; with review, to review, shipped or rejected.
     let completed_state = matches!(state, "succeeded" | "review" | "shipped" | "rejected");
@@ -356,7 +360,7 @@ fn check_fencing(job: &JobRecord, events: &[&Event], out: &mut Vec<Violation>) {
     let mut last_claim: Option<&Event> = None;
     for e in events {
         let Some(factory) = writer(e) else { continue };
-        if e.kind == "claim" {
+        if e.kind == EventKind::Claim {
             if claimed_by(e) != Some(factory) {
                 out.push(Violation {
                     invariant: Invariant::C4,
@@ -388,7 +392,7 @@ fn check_fencing(job: &JobRecord, events: &[&Event], out: &mut Vec<Violation>) {
                     e.kind,
                     lease_epoch(e),
                     claim.epoch,
-                    holder.unwrap_or("?")
+                    recorded(holder)
                 ),
                 events: vec![claim.clone(), (*e).clone()],
             });
@@ -411,7 +415,7 @@ fn check_epochs(job: &JobRecord, events: &[&Event], out: &mut Vec<Violation>) {
                 events: vec![p.clone(), (*e).clone()],
             });
         }
-        if e.kind == "claim"
+        if e.kind == EventKind::Claim
             && let Some(h) = highest
             && e.epoch <= h.epoch
         {
@@ -439,7 +443,7 @@ fn check_single_holder(job: &JobRecord, events: &[&Event], out: &mut Vec<Violati
     let mut claims: BTreeMap<u64, &Event> = BTreeMap::new();
     for e in events {
         let Some(factory) = writer(e) else { continue };
-        if e.kind == "claim"
+        if e.kind == EventKind::Claim
             && let Some(first) = claims.insert(e.epoch, e)
         {
             out.push(Violation {
@@ -456,7 +460,7 @@ fn check_single_holder(job: &JobRecord, events: &[&Event], out: &mut Vec<Violati
                 job: Some(job.id.clone()),
                 message: format!(
                     "factories {} and {factory} both wrote under epoch {epoch}",
-                    writer(first).unwrap_or("?")
+                    recorded(writer(first))
                 ),
                 events: vec![(*first).clone(), (*e).clone()],
             }),
@@ -469,34 +473,37 @@ fn check_single_holder(job: &JobRecord, events: &[&Event], out: &mut Vec<Violati
 }
 
 /// Whether a factory write of this kind gives its lease up (and leaves an event behind).
-fn ends_lease(kind: &str) -> bool {
-    matches!(kind, "complete" | "fail" | "release")
+fn ends_lease(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Complete | EventKind::Fail | EventKind::Release
+    )
 }
 
 /// What a job's timeline says about its leases, to match the journals against.
-struct StoredLeases<'a> {
+struct StoredLeases {
     /// Lease epoch → the factory the claim leased it to.
-    claims: BTreeMap<u64, &'a str>,
+    claims: BTreeMap<u64, FactoryId>,
     /// (kind, lease epoch, factory) of every `complete`, `fail` and `release`.
-    ends: BTreeSet<(&'a str, u64, &'a str)>,
+    ends: BTreeSet<(EventKind, u64, FactoryId)>,
 }
 
-impl<'a> StoredLeases<'a> {
-    fn of(job: &'a JobRecord) -> Self {
+impl StoredLeases {
+    fn of(job: &JobRecord) -> Self {
         let mut claims = BTreeMap::new();
         let mut ends = BTreeSet::new();
         for e in &job.events {
             let Some(factory) = writer(e) else { continue };
-            if e.kind == "claim" {
+            if e.kind == EventKind::Claim {
                 claims.insert(e.epoch, claimed_by(e).unwrap_or(factory));
-            } else if ends_lease(&e.kind) {
-                ends.insert((e.kind.as_str(), lease_epoch(e), factory));
+            } else if ends_lease(e.kind) {
+                ends.insert((e.kind, lease_epoch(e), factory));
             }
         }
         StoredLeases { claims, ends }
     }
 
-    fn holder(&self, epoch: u64) -> Option<&'a str> {
+    fn holder(&self, epoch: u64) -> Option<FactoryId> {
         self.claims.get(&epoch).copied()
     }
 }
@@ -509,9 +516,13 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
         .map(|(id, j)| (*id, StoredLeases::of(j)))
         .collect();
     // (job, epoch) → the factories a claim answer handed that lease to.
-    let mut grants: BTreeMap<(String, u64), BTreeSet<&str>> = BTreeMap::new();
+    let mut grants: BTreeMap<(String, u64), BTreeSet<FactoryId>> = BTreeMap::new();
     for journal in &history.factories {
-        let me = journal.factory_id.as_str();
+        // A journal names its factory as the agent enrolled it; one that cannot is matched
+        // against nothing (its exchanges count as unmatched).
+        let me = Uuid::parse_str(&journal.factory_id)
+            .map(FactoryId)
+            .unwrap_or(FactoryId(Uuid::nil()));
         // Per factory: when it first heard each (job, epoch) was fenced, and when it first sent
         // each request id (a retry replays the first answer, so it counts from its first send).
         let mut fenced_at: HashMap<(String, u64), u64> = HashMap::new();
@@ -555,7 +566,8 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
             }
             if let Some(w) = e.write.as_ref().filter(|_| e.accepted()) {
                 let job = w.job.to_string();
-                let ends_lease = ends_lease(&w.action);
+                let kind = w.action.parse::<EventKind>().ok();
+                let ends_lease = kind.is_some_and(ends_lease);
                 if let Some(s) = stored.get(job.as_str()) {
                     matched = true;
                     if s.holder(w.epoch) != Some(me) {
@@ -572,7 +584,9 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
                             e,
                         ));
                     }
-                    if ends_lease && !s.ends.contains(&(w.action.as_str(), w.epoch, me)) {
+                    if let Some(kind) = kind.filter(|_| ends_lease)
+                        && !s.ends.contains(&(kind, w.epoch, me))
+                    {
                         out.violations.push(journal_violation(
                             Invariant::C7,
                             &job,
@@ -626,14 +640,21 @@ fn check_factory_side(history: &History, jobs: &HashMap<&str, &JobRecord>, out: 
             out.violations.push(Violation {
                 invariant: Invariant::C6,
                 job: Some(job),
-                message: format!("claim answers handed epoch {epoch} to factories {holders:?}"),
+                message: format!(
+                    "claim answers handed epoch {epoch} to factories {}",
+                    holders
+                        .iter()
+                        .map(FactoryId::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 events: Vec::new(),
             });
         }
     }
 }
 
-fn recorded(holder: Option<&str>) -> String {
+fn recorded(holder: Option<FactoryId>) -> String {
     holder.map_or_else(|| "no such claim".to_string(), |f| format!("factory {f}"))
 }
 
@@ -653,6 +674,7 @@ fn journal_violation(inv: Invariant, job: &str, message: String, e: &Exchange) -
 mod tests {
     use super::*;
     use crate::history::{Attempt, Submit};
+    use gigafactory_core::event::Author;
 
     const F1: &str = "0190f1f1-0000-7000-8000-000000000001";
     const F2: &str = "0190f2f2-0000-7000-8000-000000000002";
@@ -661,8 +683,8 @@ mod tests {
         Event {
             seq,
             at: 1_000 + seq * 100,
-            kind: kind.into(),
-            actor: actor.into(),
+            kind: kind.parse().expect("an event kind"),
+            actor: actor.parse().expect("an author"),
             epoch,
             state: state.into(),
             detail: None,
@@ -670,7 +692,7 @@ mod tests {
     }
 
     fn by(f: &str) -> String {
-        format!("factory:{f}")
+        Author::Factory(FactoryId(Uuid::parse_str(f).unwrap())).to_string()
     }
 
     fn claim(seq: u64, f: &str, epoch: u64) -> Event {

@@ -1,6 +1,7 @@
 //! The figures of a run, computed from its history and the checker's verdict: faults by kind,
 //! jobs, throughput during and outside faults, recovery times and violations.
 
+use gigafactory_core::event::EventKind;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -189,7 +190,12 @@ fn throughput(h: &History) -> Throughput {
         .jobs
         .iter()
         .filter(|j| j.state.as_deref() == Some("succeeded"))
-        .filter_map(|j| j.events.iter().find(|e| e.kind == "complete").map(|e| e.at))
+        .filter_map(|j| {
+            j.events
+                .iter()
+                .find(|e| e.kind == EventKind::Complete)
+                .map(|e| e.at)
+        })
         .collect();
     let in_workload: Vec<Millis> = completions
         .iter()
@@ -228,14 +234,14 @@ fn recovery(h: &History) -> Recovery {
         let mut last_claim = None;
         let mut pending_expiry = None;
         for e in events {
-            match e.kind.as_str() {
-                "claim" => {
+            match e.kind {
+                EventKind::Claim => {
                     if let Some(x) = pending_expiry.take() {
                         to_reclaim.push(e.at.saturating_sub(x));
                     }
                     last_claim = Some(e.at);
                 }
-                "expire" => {
+                EventKind::Expire => {
                     if let Some(c) = last_claim {
                         to_expiry.push(e.at.saturating_sub(c));
                     }

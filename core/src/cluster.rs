@@ -97,7 +97,7 @@ mod tests {
     }
 
     /// Runs every node's plan in turn, as serialized transactions would, until nothing changes.
-    fn settle(live: &[Uuid], leases: &mut Vec<(u32, Option<ShardLease>)>, now: Millis) {
+    fn settle(live: &[Uuid], leases: &mut [(u32, Option<ShardLease>)], now: Millis) {
         for _ in 0..8 {
             for me in live {
                 let plan = plan_shards(*me, live, leases, now);

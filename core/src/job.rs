@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
+use crate::event::EventKind;
 use crate::manifest::JobSpec;
+use crate::parents::Readiness;
 use crate::scoring::ScoreBreakdown;
 
 /// Unix time in milliseconds. Core never reads a clock; callers pass it in.
@@ -85,7 +87,11 @@ pub enum JobState {
     Rejected,
     /// Failed `max_attempts` times, or ran out of its wall-clock budget.
     Dead,
-    Cancelled,
+    /// Cancelled by an operator (`by_parent` none), or because this parent ended dead,
+    /// cancelled or rejected; that parent's new life brings the job back.
+    Cancelled {
+        by_parent: Option<JobId>,
+    },
 }
 
 impl JobState {
@@ -103,7 +109,7 @@ impl JobState {
             JobState::Shipped => "shipped",
             JobState::Rejected => "rejected",
             JobState::Dead => "dead",
-            JobState::Cancelled => "cancelled",
+            JobState::Cancelled { .. } => "cancelled",
         }
     }
 
@@ -123,7 +129,7 @@ impl JobState {
                 | JobState::Shipped
                 | JobState::Rejected
                 | JobState::Dead
-                | JobState::Cancelled
+                | JobState::Cancelled { .. }
         )
     }
 
@@ -173,7 +179,7 @@ pub struct Job {
 }
 
 /// Who asks for a change: the lease holder, the scheduler/reaper, or an operator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// The scheduler grants a lease.
     Claim {
@@ -217,7 +223,7 @@ pub enum Command {
     Expire {
         jitter: f64,
     },
-    /// The reaper: the job used up its wall-clock budget.
+    /// The reaper: the job used up its wall-clock budget (refused while it has not).
     BudgetExhausted,
     /// The scheduler asks the holder to make room for `by`.
     Preempt {
@@ -226,6 +232,15 @@ pub enum Command {
     },
     /// Every parent succeeded.
     ParentsDone,
+    /// `parent` ended in `state` (dead, cancelled or rejected): the job can never run.
+    ParentEnded {
+        parent: JobId,
+        state: &'static str,
+    },
+    /// `parent`, which cancelled the job, started a new life.
+    ParentRevived {
+        parent: JobId,
+    },
     /// Operator actions.
     Cancel,
     Requeue,
@@ -248,6 +263,8 @@ impl Command {
             Command::BudgetExhausted => "budget_exhausted",
             Command::Preempt { .. } => "preempt",
             Command::ParentsDone => "parents_done",
+            Command::ParentEnded { .. } => "parent_ended",
+            Command::ParentRevived { .. } => "parent_revived",
             Command::Cancel => "cancel",
             Command::Requeue => "requeue",
             Command::Retry => "retry",
@@ -256,8 +273,43 @@ impl Command {
         }
     }
 
-    /// The lease a factory write claims to hold.
-    fn fence(&self) -> Option<(FactoryId, u64)> {
+    /// What the timeline calls this change.
+    pub fn event_kind(&self) -> EventKind {
+        match self {
+            Command::Claim { .. } => EventKind::Claim,
+            Command::Renew { .. } => EventKind::Renew,
+            Command::Stage { .. } => EventKind::Stage,
+            Command::Complete { .. } => EventKind::Complete,
+            Command::Fail { .. } => EventKind::Fail,
+            Command::Release { .. } => EventKind::Release,
+            Command::Expire { .. } => EventKind::Expire,
+            Command::BudgetExhausted => EventKind::BudgetExhausted,
+            Command::Preempt { .. } => EventKind::Preempt,
+            Command::ParentsDone => EventKind::ParentsDone,
+            Command::ParentEnded { .. } => EventKind::ParentEnded,
+            Command::ParentRevived { .. } => EventKind::ParentRevived,
+            Command::Cancel => EventKind::Cancel,
+            Command::Requeue => EventKind::Requeue,
+            Command::Retry => EventKind::Retry,
+            Command::Ship => EventKind::Ship,
+            Command::Reject => EventKind::Reject,
+        }
+    }
+
+    /// Whether the outcome depends on where the job's parents stand (see [`apply`]).
+    pub fn needs_parents(&self) -> bool {
+        matches!(
+            self,
+            Command::Retry
+                | Command::Requeue
+                | Command::ParentsDone
+                | Command::ParentRevived { .. }
+        )
+    }
+
+    /// The lease a factory write claims to hold: its writer and epoch (`None` for commands
+    /// that are not factory writes).
+    pub fn fence(&self) -> Option<(FactoryId, u64)> {
         match self {
             Command::Renew { factory, epoch, .. }
             | Command::Stage { factory, epoch, .. }
@@ -287,6 +339,12 @@ pub enum JobError {
     /// Placement asked too early.
     #[error("the job is not ready before {not_before}")]
     NotReady { not_before: Millis },
+    /// The job cannot start a new life while this parent stays ended: retry the parent.
+    #[error("parent {parent} is {state}: retry it first")]
+    ParentEnded { parent: JobId, state: &'static str },
+    /// The wall-clock budget is not used up yet.
+    #[error("the job is within its wall-clock budget")]
+    WithinBudget,
 }
 
 /// A consequence of a transition that someone outside must carry out.
@@ -313,32 +371,60 @@ fn illegal(cmd: &Command, state: &JobState) -> JobError {
     }
 }
 
+/// J3: whether `factory` writing under `epoch` holds `job`'s current lease. Every factory
+/// write (commands, log chunks) is checked here, inside the transaction that applies it.
+pub fn check_fence(job: &Job, factory: FactoryId, epoch: u64) -> Result<(), JobError> {
+    let fenced = JobError::Fenced {
+        presented: epoch,
+        current: job.epoch,
+    };
+    if epoch != job.epoch {
+        return Err(fenced);
+    }
+    match job.state.lease() {
+        Some(l) if l.factory == factory => Ok(()),
+        Some(_) => Err(JobError::NotLeaseHolder),
+        None => Err(fenced),
+    }
+}
+
+/// Where a job starting a new life (or whose parents changed) goes, given its parents.
+fn reopened(
+    cmd: &Command,
+    parents: Readiness,
+    now: Millis,
+    effects: &mut Vec<Effect>,
+) -> Result<JobState, JobError> {
+    match parents {
+        Readiness::Ready => {
+            effects.push(Effect::Ready { at: now });
+            Ok(JobState::Queued { not_before: now })
+        }
+        Readiness::Waiting => Ok(JobState::Pending),
+        Readiness::Blocked { parent, state } => match cmd {
+            // A child brought back by one parent may still be held by another.
+            Command::ParentRevived { .. } => Ok(JobState::Cancelled {
+                by_parent: Some(parent),
+            }),
+            _ => Err(JobError::ParentEnded { parent, state }),
+        },
+    }
+}
+
 /// Applies `cmd` to `job` at time `now`: the new job and what must happen outside, or why not.
+/// `parents` says where the job's parents stand; only commands that
+/// [need it](Command::needs_parents) read it.
 pub fn apply(
     job: &Job,
     cmd: Command,
     now: Millis,
     backoff: &Backoff,
+    parents: Readiness,
 ) -> Result<(Job, Vec<Effect>), JobError> {
     if let Some((factory, epoch)) = cmd.fence() {
         // J3: fencing first, so a late writer learns it lost the lease whatever state the job
         // is in now.
-        if epoch != job.epoch {
-            return Err(JobError::Fenced {
-                presented: epoch,
-                current: job.epoch,
-            });
-        }
-        match job.state.lease() {
-            Some(l) if l.factory == factory => {}
-            Some(_) => return Err(JobError::NotLeaseHolder),
-            None => {
-                return Err(JobError::Fenced {
-                    presented: epoch,
-                    current: job.epoch,
-                });
-            }
-        }
+        check_fence(job, factory, epoch)?;
     }
     let mut next = job.clone();
     let mut effects = Vec::new();
@@ -472,6 +558,13 @@ pub fn apply(
             retry_or_die(&mut next, true, now, backoff, jitter, &mut effects);
         }
         (Command::BudgetExhausted, s) if !s.is_terminal() => {
+            if job
+                .spec
+                .wall_clock_ms
+                .is_none_or(|budget| wall_clock_used(job, now) <= budget)
+            {
+                return Err(JobError::WithinBudget);
+            }
             if let Some(lease) = s.lease() {
                 effects.push(Effect::StopOnFactory {
                     factory: lease.factory,
@@ -505,9 +598,28 @@ pub fn apply(
                 deadline,
             };
         }
-        (Command::ParentsDone, JobState::Pending) => {
+        (Command::ParentsDone, JobState::Pending) if parents == Readiness::Ready => {
             next.state = JobState::Queued { not_before: now };
             effects.push(Effect::Ready { at: now });
+        }
+        (Command::ParentEnded { parent, state }, JobState::Pending) => {
+            next.state = JobState::Cancelled {
+                by_parent: Some(parent),
+            };
+            next.last_error = Some(format!("parent {parent} {state}"));
+            effects.push(Effect::Finished);
+        }
+        (
+            cmd @ Command::ParentRevived { parent },
+            JobState::Cancelled {
+                by_parent: Some(cause),
+            },
+        ) if parent == *cause => {
+            next.state = reopened(&cmd, parents, now, &mut effects)?;
+            next.last_error = match parents {
+                Readiness::Blocked { parent, state } => Some(format!("parent {parent} {state}")),
+                _ => None,
+            };
         }
         (Command::Cancel, s) if !s.is_terminal() => {
             if let Some(lease) = s.lease() {
@@ -517,10 +629,12 @@ pub fn apply(
                 });
                 next.epoch += 1;
             }
-            next.state = JobState::Cancelled;
+            next.state = JobState::Cancelled { by_parent: None };
             effects.push(Effect::Finished);
         }
         (Command::Requeue, s) if !matches!(s, JobState::Pending | JobState::Queued { .. }) => {
+            // Checked first: a refusal must change nothing.
+            let state = reopened(&Command::Requeue, parents, now, &mut effects)?;
             // J4: a forced requeue starts over with a new epoch; a holder is told to stop.
             if let Some(lease) = s.lease() {
                 effects.push(Effect::StopOnFactory {
@@ -535,17 +649,18 @@ pub fn apply(
                 // `failures > max_attempts`, or even of an expiry while preempting.
                 next.failures = 0;
             }
-            next.state = JobState::Queued { not_before: now };
-            effects.push(Effect::Ready { at: now });
+            next.state = state;
         }
         (
             Command::Retry,
-            JobState::Dead | JobState::Cancelled | JobState::Failed { .. } | JobState::Rejected,
+            JobState::Dead
+            | JobState::Cancelled { .. }
+            | JobState::Failed { .. }
+            | JobState::Rejected,
         ) => {
+            next.state = reopened(&Command::Retry, parents, now, &mut effects)?;
             next.epoch += 1;
             next.failures = 0;
-            next.state = JobState::Queued { not_before: now };
-            effects.push(Effect::Ready { at: now });
         }
         (Command::Ship, JobState::Review) => {
             next.state = JobState::Shipped;
@@ -688,14 +803,14 @@ mod tests {
     /// Applies a command that must be accepted.
     fn ok(job: &Job, cmd: Command, now: Millis) -> (Job, Vec<Effect>) {
         let shown = format!("{cmd:?}");
-        apply(job, cmd, now, &backoff())
+        apply(job, cmd, now, &backoff(), Readiness::Ready)
             .unwrap_or_else(|e| panic!("{shown} on a {} job refused: {e}", job.state.name()))
     }
 
     /// Applies a command that must be refused, and returns why.
     fn refused(job: &Job, cmd: Command, now: Millis) -> JobError {
         let shown = format!("{cmd:?}");
-        match apply(job, cmd, now, &backoff()) {
+        match apply(job, cmd, now, &backoff(), Readiness::Ready) {
             Ok((next, _)) => panic!(
                 "{shown} on a {} job accepted: now {}",
                 job.state.name(),
@@ -1097,7 +1212,7 @@ mod tests {
     fn cancel_of_a_leased_job_fences_the_holder_and_stops_it_with_the_old_epoch() {
         let job = ok(&leased(spec(), A), renew(A, 1), T0 + 1).0;
         let (cancelled, effects) = ok(&job, Command::Cancel, T0 + 2);
-        assert_eq!(cancelled.state, JobState::Cancelled);
+        assert_eq!(cancelled.state, JobState::Cancelled { by_parent: None });
         assert_eq!(cancelled.epoch, 2);
         assert_eq!(
             effects,
@@ -1176,6 +1291,123 @@ mod tests {
         ]
     }
 
+    fn with_parents(parents: Readiness, job: &Job, cmd: Command) -> Result<Job, JobError> {
+        apply(job, cmd, T0 + 5, &backoff(), parents).map(|(next, _)| next)
+    }
+
+    #[test]
+    fn a_new_life_waits_for_parents_and_is_refused_while_one_stays_ended() {
+        let dead = ok(&leased(spec(), A), fail(A, 1, false, 0.5), T0 + 1).0;
+        let parent = JobId(Uuid::from_u128(77));
+        let blocked = Readiness::Blocked {
+            parent,
+            state: "dead",
+        };
+        for cmd in [Command::Retry, Command::Requeue] {
+            assert_eq!(
+                with_parents(blocked, &dead, cmd.clone()),
+                Err(JobError::ParentEnded {
+                    parent,
+                    state: "dead"
+                })
+            );
+            let waiting = with_parents(Readiness::Waiting, &dead, cmd.clone()).unwrap();
+            assert_eq!(waiting.state, JobState::Pending);
+            assert_eq!(waiting.epoch, dead.epoch + 1);
+            let ready = with_parents(Readiness::Ready, &dead, cmd).unwrap();
+            assert_eq!(ready.state, JobState::Queued { not_before: T0 + 5 });
+        }
+    }
+
+    #[test]
+    fn a_child_is_cancelled_with_its_parent_and_comes_back_with_it() {
+        let parent = JobId(Uuid::from_u128(77));
+        let other = JobId(Uuid::from_u128(78));
+        let pending = new_job(JobId(Uuid::from_u128(1)), spec(), vec![parent, other], T0);
+        let (cancelled, effects) = ok(
+            &pending,
+            Command::ParentEnded {
+                parent,
+                state: "rejected",
+            },
+            T0 + 1,
+        );
+        assert_eq!(
+            cancelled.state,
+            JobState::Cancelled {
+                by_parent: Some(parent)
+            }
+        );
+        assert_eq!(
+            cancelled.last_error.as_deref(),
+            Some(format!("parent {parent} rejected").as_str())
+        );
+        assert_eq!(effects, [Effect::Finished]);
+        let revive =
+            |parents, by| with_parents(parents, &cancelled, Command::ParentRevived { parent: by });
+        assert!(
+            matches!(
+                revive(Readiness::Waiting, other),
+                Err(JobError::IllegalTransition { .. })
+            ),
+            "only the parent that cancelled it brings it back"
+        );
+        let back = revive(Readiness::Waiting, parent).unwrap();
+        assert_eq!((back.state, back.last_error), (JobState::Pending, None));
+        let held = revive(
+            Readiness::Blocked {
+                parent: other,
+                state: "dead",
+            },
+            parent,
+        )
+        .unwrap();
+        assert_eq!(
+            held.state,
+            JobState::Cancelled {
+                by_parent: Some(other)
+            },
+            "another ended parent keeps it cancelled, now in its name"
+        );
+        let operator = ok(&pending, Command::Cancel, T0 + 1).0;
+        assert!(revive(Readiness::Ready, parent).is_ok());
+        assert!(
+            with_parents(
+                Readiness::Ready,
+                &operator,
+                Command::ParentRevived { parent }
+            )
+            .is_err(),
+            "an operator's cancel is not undone by a parent"
+        );
+        assert!(
+            with_parents(Readiness::Waiting, &pending, Command::ParentsDone).is_err(),
+            "parents_done needs every parent done"
+        );
+    }
+
+    #[test]
+    fn the_wall_clock_budget_ends_a_job_only_once_it_is_used_up() {
+        let budgeted = JobSpec {
+            wall_clock_ms: Some(1_000),
+            ..spec()
+        };
+        let job = leased(budgeted, A);
+        let granted = lease_of(&job).granted_at;
+        assert_eq!(
+            refused(&job, Command::BudgetExhausted, granted + 1_000),
+            JobError::WithinBudget
+        );
+        let (dead, effects) = ok(&job, Command::BudgetExhausted, granted + 1_001);
+        assert_eq!(dead.state, JobState::Dead);
+        assert!(effects.contains(&Effect::Finished));
+        assert_eq!(
+            refused(&leased(spec(), A), Command::BudgetExhausted, T0 + 1_000_000),
+            JobError::WithinBudget,
+            "a job without a budget never exhausts it"
+        );
+    }
+
     #[test]
     fn a_terminal_job_refuses_every_write_and_action_but_retry_and_requeue() {
         let now = T0 + 10 * TTL_MS;
@@ -1194,7 +1426,7 @@ mod tests {
             }
             for cmd in operator_and_scheduler_commands() {
                 let command = cmd.name();
-                let result = apply(&job, cmd, now, &backoff());
+                let result = apply(&job, cmd, now, &backoff(), Readiness::Ready);
                 // J4: only an explicit new life leaves a terminal state, and always with a
                 // new epoch. The code allows `retry` only from the bad ends.
                 let new_life = command == "requeue"
@@ -1512,7 +1744,7 @@ mod tests {
         for (advance_ms, op) in &run.steps {
             now += advance_ms;
             let cmd = op.resolve(&job);
-            let result = apply(&job, cmd.clone(), now, &backoff());
+            let result = apply(&job, cmd.clone(), now, &backoff(), Readiness::Ready);
             check(&Step {
                 before: &job,
                 cmd: &cmd,
@@ -1545,7 +1777,7 @@ mod tests {
             epoch,
             ttl_ms: 1,
         };
-        apply(job, probe, now, &backoff()).is_ok()
+        apply(job, probe, now, &backoff(), Readiness::Ready).is_ok()
     }
 
     /// Whether `b` is the same lease as `a` (possibly renewed or shortened), not a new one.
@@ -1657,7 +1889,7 @@ mod tests {
         fn apply_is_deterministic_and_a_refused_command_changes_nothing(run in run()) {
             play(&run, |step| {
                 let snapshot = step.before.clone();
-                let again = apply(step.before, step.cmd.clone(), step.now, &backoff());
+                let again = apply(step.before, step.cmd.clone(), step.now, &backoff(), Readiness::Ready);
                 prop_assert_eq!(&again, step.result, "apply is not deterministic");
                 prop_assert_eq!(step.before, &snapshot);
                 if step.result.is_err() {
@@ -1682,7 +1914,7 @@ mod tests {
                         Command::Requeue => true,
                         Command::Retry => matches!(
                             before.state,
-                            JobState::Dead | JobState::Cancelled | JobState::Rejected
+                            JobState::Dead | JobState::Cancelled { .. } | JobState::Rejected
                         ),
                         _ => false,
                     };

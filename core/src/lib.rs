@@ -1,5 +1,6 @@
-//! Gigafactory's domain: jobs and their state machine, manifests and profiles, the dependency
-//! DAG, placement scoring and preemption, retry backoff and budgets, and the wire types of the
+//! Gigafactory's domain: jobs and their state machine, the rules between parents and
+//! children, manifests and profiles, the dependency DAG, placement policy, scoring and
+//! preemption, retry backoff and budgets, event kinds and authors, and the wire types of the
 //! REST API. Pure functions over values, with time passed in.
 //!
 //! Architecture invariant: `core` does no I/O, spawns nothing and reads no clock.
@@ -8,10 +9,14 @@ pub mod backoff;
 pub mod budget;
 pub mod cluster;
 pub mod dag;
+pub mod event;
 pub mod fleet;
 pub mod job;
 pub mod journal;
 pub mod manifest;
+pub mod parents;
+pub mod placement;
+pub mod query;
 pub mod scope;
 pub mod scoring;
 pub mod wire;

@@ -172,6 +172,23 @@ pub struct FactoryView {
     pub success_by_engine: Vec<(String, u32, u32)>,
 }
 
+impl FactoryView {
+    /// What placement knows of `f` from its record. Warm repositories and success rates are
+    /// not recorded yet, so those factors score every factory alike.
+    pub fn of(f: &crate::fleet::Factory) -> Self {
+        FactoryView {
+            id: f.id.0.as_u128(),
+            capabilities: f.capabilities.clone(),
+            engine_classes: f.engine_classes.clone(),
+            slots: f.slots,
+            slots_busy: f.slots_busy,
+            cost_per_hour_micros: f.cost_per_hour_micros,
+            warm_repos: Vec::new(),
+            success_by_engine: Vec::new(),
+        }
+    }
+}
+
 /// One factor of a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Factor {

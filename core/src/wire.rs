@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
 use crate::manifest::Payload;
 use crate::scoring::ScoreBreakdown;
@@ -108,6 +109,24 @@ pub struct ClaimedJob {
     pub checkpoint: Option<String>,
 }
 
+impl ClaimedJob {
+    /// The lease `job` (just claimed) hands its factory.
+    pub fn of(job: &Job, lease_ttl_ms: u64) -> Self {
+        ClaimedJob {
+            job_id: job.id,
+            epoch: job.epoch,
+            attempt: job.attempts,
+            expires_at: job.state.lease().map_or(0, |l| l.expires_at),
+            lease_ttl_ms,
+            title: job.spec.title.clone(),
+            payload: job.spec.payload.clone(),
+            allowed_scope: job.spec.allowed_scope.clone(),
+            wall_clock_ms: job.spec.wall_clock_ms,
+            checkpoint: job.checkpoint.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimResponse {
     pub jobs: Vec<ClaimedJob>,
@@ -145,6 +164,15 @@ pub struct LogChunk {
 pub enum LogStream {
     Stdout,
     Stderr,
+}
+
+/// One stored chunk of a job's output, as the logs route returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub attempt: u32,
+    pub seq: u64,
+    pub stream: LogStream,
+    pub data: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -186,6 +214,25 @@ pub struct LeaseAnswer {
     pub expires_at: Option<Millis>,
     /// Set when the holder must checkpoint and release by this time.
     pub preempt_deadline: Option<Millis>,
+}
+
+impl LeaseAnswer {
+    /// The answer a factory gets for a write that was applied to `job`.
+    pub fn of(job: &Job) -> Self {
+        let (expires_at, preempt_deadline) = match &job.state {
+            JobState::Preempting {
+                lease, deadline, ..
+            } => (Some(lease.expires_at), Some(*deadline)),
+            s => (s.lease().map(|l| l.expires_at), None),
+        };
+        LeaseAnswer {
+            job_id: job.id,
+            epoch: job.epoch,
+            state: job.state.name().into(),
+            expires_at,
+            preempt_deadline,
+        }
+    }
 }
 
 // ---- operators ----
@@ -267,11 +314,6 @@ impl From<&Job> for JobView {
     }
 }
 
-/// The state name of a [`JobState`], for filters.
-pub fn state_name(s: &JobState) -> &'static str {
-    s.name()
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubmitResponse {
     pub id: JobId,
@@ -307,9 +349,9 @@ pub struct FleetEvent {
     pub job_id: JobId,
     pub title: String,
     pub product: String,
-    pub kind: String,
+    pub kind: EventKind,
     pub state: String,
-    pub actor: String,
+    pub actor: Author,
     pub epoch: u64,
 }
 
@@ -318,9 +360,9 @@ pub struct FleetEvent {
 pub struct Event {
     pub seq: u64,
     pub at: Millis,
-    pub kind: String,
-    /// Who caused it: `factory:<id>`, `operator:<token name>`, `scheduler`, `reaper`.
-    pub actor: String,
+    pub kind: EventKind,
+    /// Who caused it.
+    pub actor: Author,
     pub epoch: u64,
     pub state: String,
     // Stored with the record codec (bincode, not self-describing): no skipped fields here.

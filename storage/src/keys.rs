@@ -108,6 +108,12 @@ pub fn log_bytes(job: Uuid) -> Vec<u8> {
     pack(&("logsize", job))
 }
 
+/// `("logcut", job)` → the attempt (u32 LE) whose output first passed the job's log bound, so
+/// the timeline says so once per attempt.
+pub fn log_cut(job: Uuid) -> Vec<u8> {
+    pack(&("logcut", job))
+}
+
 /// `("req", job, request id)` → the answer given to a factory write, so a retry with the same
 /// id gets the same answer. Cleared when the job is next claimed.
 pub fn request(job: Uuid, request_id: &str) -> Vec<u8> {

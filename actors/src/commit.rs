@@ -1,0 +1,146 @@
+//! The one way a job changes. Whoever changes a job (a job actor for factory writes and
+//! operator actions, the scheduler for claims, the reaper for expiries and budgets) describes
+//! the change as a [`JobWrite`] and calls [`commit`]: one store transaction applies the
+//! commands through `repo::transition` (which carries each change to the job's descendants),
+//! and only after it committed are the changes announced on the fleet stream and their
+//! effects carried out ([`adopt`], also used for new submissions).
+
+use std::sync::Arc;
+
+use gigafactory_core::event::{Author, EventKind, Transition};
+use gigafactory_core::job::{Command, Job, JobId};
+use gigafactory_core::scope::out_of_scope;
+use gigafactory_core::wire::LeaseAnswer;
+use gigafactory_storage::repo::{self, RepoError};
+use gigafactory_storage::transact;
+
+use crate::context::Context;
+use crate::effects;
+use crate::error::{CoordError, Result};
+
+/// Paths a scope warning lists; the count says how many more there were.
+const SCOPE_WARNING_PATHS_MAX: usize = 20;
+
+/// Commands for one transaction, and who gives them.
+pub(crate) struct JobWrite {
+    pub author: Author,
+    /// Applied in order; each job's change is carried to its descendants.
+    pub commands: Vec<(JobId, Command)>,
+    /// Makes a single factory write idempotent: a retry with the same id is answered with
+    /// the job as it is, and applies nothing again.
+    pub request_id: Option<String>,
+    /// What the job changed in its workspace (with complete or fail): paths outside its
+    /// `allowed_scope` become a warning on its timeline.
+    pub changed_paths: Vec<String>,
+    /// A batch (claims, reaps) skips the commands the state machine refuses and commits the
+    /// rest; otherwise a refusal fails the write and nothing changes.
+    pub skip_refused: bool,
+}
+
+impl JobWrite {
+    /// One command that must apply.
+    pub fn one(id: JobId, cmd: Command, author: Author) -> Self {
+        JobWrite {
+            author,
+            commands: vec![(id, cmd)],
+            request_id: None,
+            changed_paths: Vec::new(),
+            skip_refused: false,
+        }
+    }
+
+    /// Commands of which those the state machine refuses are skipped.
+    pub fn batch(author: Author, commands: Vec<(JobId, Command)>) -> Self {
+        JobWrite {
+            author,
+            commands,
+            request_id: None,
+            changed_paths: Vec::new(),
+            skip_refused: true,
+        }
+    }
+}
+
+/// Commits `write` and carries out what it changed; returns each commanded job as it is now
+/// (refused ones of a batch left out).
+pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Vec<Job>> {
+    let now = ctx.now();
+    let backoff = ctx.config.backoff;
+    let single = match write.commands.as_slice() {
+        [(id, _)] => Some(*id),
+        _ => None,
+    };
+    debug_assert!(write.request_id.is_none() || single.is_some());
+    let outcome = transact!(ctx.store, |tx| {
+        if let (Some(rid), Some(id)) = (&write.request_id, single)
+            && repo::remembered_answer(tx, id, rid).await?.is_some()
+        {
+            return Ok::<_, RepoError>(None);
+        }
+        let mut jobs = Vec::with_capacity(write.commands.len());
+        let mut changes = Vec::with_capacity(write.commands.len());
+        for (id, cmd) in &write.commands {
+            match repo::transition(tx, *id, cmd.clone(), &write.author, now, &backoff).await {
+                Ok(mut cascade) => {
+                    jobs.push(cascade[0].job.clone());
+                    changes.append(&mut cascade);
+                }
+                Err(RepoError::Job(_) | RepoError::NotFound(_)) if write.skip_refused => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let [job] = jobs.as_slice() {
+            let (outside, _) = out_of_scope(&job.spec.allowed_scope, &write.changed_paths);
+            if !outside.is_empty() {
+                let listed: Vec<&str> = outside
+                    .iter()
+                    .take(SCOPE_WARNING_PATHS_MAX)
+                    .map(String::as_str)
+                    .collect();
+                let detail = format!(
+                    "{} changed path(s) outside allowed_scope: {}",
+                    outside.len(),
+                    listed.join(", ")
+                );
+                repo::append_event(
+                    tx,
+                    job,
+                    1,
+                    EventKind::ScopeWarning,
+                    &write.author,
+                    Some(detail),
+                    now,
+                )?;
+            }
+            if let Some(rid) = &write.request_id {
+                repo::remember_answer(tx, job.id, rid, &LeaseAnswer::of(job))?;
+            }
+        }
+        Ok(Some((jobs, changes)))
+    })?;
+    match outcome {
+        Some((jobs, changes)) => {
+            adopt(ctx, &changes).await;
+            Ok(jobs)
+        }
+        // A retry of a write that was applied: answer with the job as it is now.
+        None => {
+            let id = single.expect("only a single write is remembered");
+            let job = transact!(ctx.store, |tx| repo::load_job(tx, id).await)?
+                .ok_or_else(|| CoordError::NotFound(format!("job {id}")))?;
+            Ok(vec![job])
+        }
+    }
+}
+
+/// Announces committed changes on the fleet stream and carries out their effects. Call only
+/// after the transaction that made them committed.
+pub(crate) async fn adopt(ctx: &Arc<Context>, changes: &[Transition]) {
+    for t in changes {
+        tracing::debug!(job_id = %t.job.id, epoch = t.job.epoch, state = t.job.state.name(), kind = %t.kind, author = %t.author, "job changed");
+        if t.kind.on_timeline() {
+            ctx.fleet.publish(&t.job, t.kind, &t.author, t.at);
+        }
+        effects::dispatch(ctx, t).await;
+    }
+}

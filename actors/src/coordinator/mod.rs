@@ -1,0 +1,102 @@
+//! The coordinator node's handle: what the API calls. Each file holds one concern — tokens
+//! (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
+//! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
+//! (`operate.rs`), and reads of jobs, logs and the node (`reads.rs`, `observe.rs`). Every
+//! method turns a request into a store transaction, or a message to the actor that
+//! serializes it; none keeps state of its own.
+
+mod factories;
+mod leases;
+mod observe;
+mod operate;
+mod reads;
+mod submit;
+mod tokens;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use gigafactory_storage::{AnyStore, repo, transact};
+use ractor::Actor;
+
+pub use observe::{ClusterView, FaultTarget, Stats};
+pub use operate::OperatorAction;
+pub use tokens::Principal;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::{CoordError, Result};
+use crate::scheduler::{SchedulerMsg, SchedulerSnapshot};
+use crate::supervisor::Supervisor;
+
+/// A running coordinator node. Cheap to clone.
+#[derive(Clone)]
+pub struct Coordinator {
+    ctx: Arc<Context>,
+}
+
+impl Coordinator {
+    /// Starts the actor tree on `store`.
+    pub async fn start(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
+        let ctx = Arc::new(Context::new(store, config, clock));
+        let (sup, _) = Actor::spawn(None, Supervisor, ctx.clone())
+            .await
+            .map_err(|e| CoordError::Internal(format!("cannot start the supervisor: {e}")))?;
+        *ctx.actors
+            .supervisor
+            .write()
+            .expect("supervisor lock poisoned") = Some(sup);
+        Ok(Coordinator { ctx })
+    }
+
+    /// Stops the actor tree.
+    pub fn stop(&self) {
+        if let Some(s) = self
+            .ctx
+            .actors
+            .supervisor
+            .write()
+            .expect("supervisor lock poisoned")
+            .take()
+        {
+            s.stop(Some("shutdown".into()));
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    pub fn now(&self) -> u64 {
+        self.ctx.now()
+    }
+
+    pub fn store_engine(&self) -> &'static str {
+        self.ctx.store.engine()
+    }
+
+    /// This node's id in the cluster; it also names its fleet stream.
+    pub fn node_id(&self) -> uuid::Uuid {
+        self.ctx.node_id
+    }
+
+    /// Ready to serve: the store answers and no actor is crash-looping.
+    pub async fn ready(&self) -> Result<()> {
+        if self.ctx.unhealthy.load(Ordering::Relaxed) {
+            return Err(CoordError::Unavailable("an actor is crash-looping".into()));
+        }
+        transact!(self.ctx.store, |tx| repo::admin_bootstrapped_at(tx).await)?;
+        Ok(())
+    }
+
+    pub async fn scheduler_snapshot(&self) -> Result<SchedulerSnapshot> {
+        let s = self
+            .ctx
+            .actors
+            .scheduler()
+            .ok_or_else(|| CoordError::Unavailable("scheduler restarting".into()))?;
+        ractor::call!(s, SchedulerMsg::Snapshot)
+            .map_err(|e| CoordError::Unavailable(format!("scheduler: {e}")))
+    }
+}

@@ -1,0 +1,94 @@
+//! What operators do: act on jobs (requeue, reject, cancel, ship, retry) and set each
+//! product's scoring weights.
+
+use gigafactory_core::event::Author;
+use gigafactory_core::job::{Command, Job, JobId};
+use gigafactory_core::scoring::{self, Weights, WeightsOverride};
+use gigafactory_storage::{repo, transact};
+
+use super::Coordinator;
+use crate::error::{CoordError, Result};
+use crate::job_actor::JobMsg;
+use crate::scheduler::SchedulerMsg;
+
+/// Longest product name, in bytes.
+const PRODUCT_MAX_BYTES: usize = 128;
+
+/// An operator's action on a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAction {
+    Requeue,
+    Reject,
+    Cancel,
+    Ship,
+    Retry,
+}
+
+impl OperatorAction {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "requeue" => OperatorAction::Requeue,
+            "reject" => OperatorAction::Reject,
+            "cancel" => OperatorAction::Cancel,
+            "ship" => OperatorAction::Ship,
+            "retry" => OperatorAction::Retry,
+            _ => return None,
+        })
+    }
+
+    fn command(self) -> Command {
+        match self {
+            OperatorAction::Requeue => Command::Requeue,
+            OperatorAction::Reject => Command::Reject,
+            OperatorAction::Cancel => Command::Cancel,
+            OperatorAction::Ship => Command::Ship,
+            OperatorAction::Retry => Command::Retry,
+        }
+    }
+}
+
+impl Coordinator {
+    /// Applies an operator's action to a job, through the job's actor.
+    pub async fn act(&self, id: JobId, action: OperatorAction, author: &Author) -> Result<Job> {
+        let cmd = action.command();
+        self.ctx
+            .ask_job(id, |reply| JobMsg::Apply {
+                cmd: cmd.clone(),
+                author: author.clone(),
+                request_id: None,
+                changed_paths: Vec::new(),
+                reply,
+            })
+            .await
+    }
+
+    /// A product's weights: its override (empty when none) and the resolved set the scheduler
+    /// uses.
+    pub async fn weights(&self, product: &str) -> Result<(WeightsOverride, Weights)> {
+        let o = transact!(self.ctx.store, |tx| repo::load_weights(tx, product).await)?
+            .unwrap_or_default();
+        let w = scoring::resolve_weights(&Weights::default(), Some(&o), None)
+            .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        Ok((o, w))
+    }
+
+    /// Replaces a product's weights override; refused whole if any weight is out of range.
+    pub async fn set_weights(&self, product: &str, o: WeightsOverride) -> Result<Weights> {
+        if product.is_empty()
+            || product.len() > PRODUCT_MAX_BYTES
+            || !product
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(CoordError::Invalid(format!(
+                "{product:?} is not a product name"
+            )));
+        }
+        let w = scoring::resolve_weights(&Weights::default(), Some(&o), None)
+            .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        transact!(self.ctx.store, |tx| repo::save_weights(tx, product, &o))?;
+        self.ctx
+            .tell_scheduler(SchedulerMsg::WeightsChanged(product.to_string(), w));
+        Ok(w)
+    }
+}

@@ -1,0 +1,127 @@
+//! Submissions: one job, a child of a job, or a manifest of many (all or nothing). A
+//! submission is one transaction; what it created is then announced and queued like any
+//! other change (`commit::adopt`). Refused while the scheduler is far behind.
+
+use std::collections::BTreeMap;
+
+use gigafactory_core::event::Author;
+use gigafactory_core::job::{self, Job, JobId};
+use gigafactory_core::manifest::{self, JobSpec};
+use gigafactory_storage::repo::{self, RepoError};
+use gigafactory_storage::transact;
+use std::sync::atomic::Ordering;
+use uuid::Uuid;
+
+use super::Coordinator;
+use crate::commit;
+use crate::error::{CoordError, Result};
+
+impl Coordinator {
+    /// Submits one job; `parents` must exist, and none may have ended badly. With an
+    /// idempotency key used before, returns the job made then (`created` false).
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        parents: Vec<JobId>,
+        author: &Author,
+    ) -> Result<(Job, bool)> {
+        manifest::validate_job_spec(&spec).map_err(|e| {
+            CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
+        })?;
+        self.admit_submission()?;
+        let now = self.now();
+        let job = job::new_job(JobId(Uuid::now_v7()), spec, parents.clone(), now);
+        let (id, made) = transact!(self.ctx.store, |tx| {
+            for p in &parents {
+                if repo::load_job(tx, *p).await?.is_none() {
+                    return Err(CoordError::Invalid(format!(
+                        "parent job {p} does not exist"
+                    )));
+                }
+            }
+            Ok::<_, CoordError>(repo::submit(tx, &job, author).await?)
+        })?;
+        metrics::counter!("gigafactory_jobs_submitted_total").increment(u64::from(made.is_some()));
+        match made {
+            Some(t) => {
+                let job = t.job.clone();
+                commit::adopt(&self.ctx, &[t]).await;
+                Ok((job, true))
+            }
+            None => Ok((self.job(id).await?, false)),
+        }
+    }
+
+    /// Submits a job that depends on `parent`.
+    pub async fn add_child(
+        &self,
+        parent: JobId,
+        spec: JobSpec,
+        author: &Author,
+    ) -> Result<(Job, bool)> {
+        self.job(parent).await?;
+        self.submit(spec, vec![parent], author).await
+    }
+
+    /// Submits a manifest, all or nothing: every job or none. Returns each job's key and id
+    /// (the earlier job's, for an idempotent repeat).
+    pub async fn submit_manifest(
+        &self,
+        text: &str,
+        author: &Author,
+    ) -> Result<Vec<(String, JobId)>> {
+        let m = manifest::parse_manifest(text).map_err(|e| {
+            CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
+        })?;
+        self.admit_submission()?;
+        let now = self.now();
+        let ids: BTreeMap<String, JobId> = m
+            .jobs
+            .iter()
+            .map(|j| (j.key.clone(), JobId(Uuid::now_v7())))
+            .collect();
+        let jobs: Vec<Job> = m
+            .jobs
+            .iter()
+            .map(|spec| {
+                let parents = spec.deps.iter().map(|d| ids[d]).collect();
+                job::new_job(ids[&spec.key], spec.clone(), parents, now)
+            })
+            .collect();
+        let (made, created) = transact!(self.ctx.store, |tx| {
+            let mut made = Vec::with_capacity(jobs.len());
+            let mut created = Vec::new();
+            // Keys resolve to the ids actually stored, which differ for idempotent repeats.
+            let mut resolved: BTreeMap<JobId, JobId> = BTreeMap::new();
+            for j in &jobs {
+                let mut j = j.clone();
+                j.parents = j
+                    .parents
+                    .iter()
+                    .map(|p| resolved.get(p).copied().unwrap_or(*p))
+                    .collect();
+                let (id, t) = repo::submit(tx, &j, author).await?;
+                resolved.insert(j.id, id);
+                made.push((j.spec.key.clone(), id));
+                created.extend(t);
+            }
+            Ok::<_, RepoError>((made, created))
+        })?;
+        metrics::counter!("gigafactory_jobs_submitted_total").increment(created.len() as u64);
+        commit::adopt(&self.ctx, &created).await;
+        Ok(made)
+    }
+
+    /// Refuses new work while the scheduler is far behind (`overloaded`, with `Retry-After`):
+    /// the backpressure that keeps its mailbox bounded.
+    fn admit_submission(&self) -> Result<()> {
+        let backlog = self.ctx.actors.scheduler_backlog.load(Ordering::Relaxed);
+        if backlog > self.ctx.config.scheduler_backlog_max {
+            metrics::counter!("gigafactory_submissions_refused_total").increment(1);
+            return Err(CoordError::Overloaded(format!(
+                "the scheduler has {backlog} messages waiting"
+            )));
+        }
+        Ok(())
+    }
+}

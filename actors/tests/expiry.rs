@@ -1,0 +1,188 @@
+//! Time-driven behaviour of a node with an injected clock: a lease expires exactly when its
+//! TTL has passed by the node's clock and not a millisecond before, the retry backoff holds a
+//! failed job back until the clock passes it, and a wall-clock budget ends a job once it is
+//! used up. The tests move a [`ManualClock`] and wait on the fleet stream for what follows;
+//! nothing sleeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gigafactory_actors::{Config, Coordinator, FleetEvent, ManualClock};
+use gigafactory_core::event::{Author, EventKind};
+use gigafactory_core::fleet::Role;
+use gigafactory_core::job::{JobId, JobState};
+use gigafactory_core::manifest::JobSpec;
+use gigafactory_core::wire::{EnrollRequest, EnrollResponse};
+use gigafactory_storage::AnyStore;
+use tokio::sync::broadcast::Receiver;
+
+/// Where the manual clock starts: far from 0, so no arithmetic can hide an underflow.
+const T0: u64 = 1_700_000_000_000;
+const TTL_MS: u64 = 10_000;
+/// How long a test waits, in real time, for something the clock already made due.
+const DUE_WITHIN: Duration = Duration::from_secs(20);
+
+fn config() -> Config {
+    Config {
+        lease_ttl_ms: TTL_MS,
+        // Ticks come often in real time; what they find due is decided by the manual clock.
+        reap_interval_ms: 5,
+        budget_check_interval_ms: 5,
+        ..Config::default()
+    }
+}
+
+async fn start(dir: &std::path::Path, clock: &ManualClock) -> Coordinator {
+    let store = AnyStore::open(&format!("embedded:{}", dir.display())).unwrap();
+    Coordinator::start(store, config(), Arc::new(clock.clone()))
+        .await
+        .unwrap()
+}
+
+async fn enroll(coord: &Coordinator) -> EnrollResponse {
+    let token = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let req = EnrollRequest {
+        name: "f".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        capabilities: vec![],
+        engine_classes: vec![],
+        slots: 4,
+        cost_per_hour_usd: 0.0,
+    };
+    coord.enroll(&token, req).await.unwrap()
+}
+
+fn spec(key: &str, wall_clock_ms: Option<u64>) -> JobSpec {
+    let mut s: JobSpec = serde_json::from_value(serde_json::json!({
+        "key": key, "title": key, "product": "t", "payload": {"command": "true"}
+    }))
+    .unwrap();
+    s.wall_clock_ms = wall_clock_ms;
+    s
+}
+
+/// Submits a job and claims it: its id.
+async fn leased(coord: &Coordinator, f: &EnrollResponse, key: &str, budget: Option<u64>) -> JobId {
+    let author = Author::Operator("test".into());
+    let (job, _) = coord
+        .submit(spec(key, budget), vec![], &author)
+        .await
+        .unwrap();
+    let claimed = coord.claim(f.factory_id, 1, 0).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{key} is claimed");
+    assert_eq!(claimed[0].job_id, job.id);
+    job.id
+}
+
+/// Waits for the next fleet event of `kind`.
+async fn next(events: &mut Receiver<FleetEvent>, kind: EventKind) -> FleetEvent {
+    tokio::time::timeout(DUE_WITHIN, async {
+        loop {
+            let e = events.recv().await.expect("the fleet stream is open");
+            if e.kind == kind {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} event"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_expires_when_its_ttl_has_passed_by_the_nodes_clock_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord).await;
+    let (_, mut events) = coord.follow_fleet(None);
+    // The probe's lease runs out 1 ms before the job's.
+    let probe = leased(&coord, &f, "probe", None).await;
+    clock.advance(1);
+    let job = leased(&coord, &f, "job", None).await;
+
+    clock.advance(TTL_MS - 1);
+    let expired = next(&mut events, EventKind::Expire).await;
+    assert_eq!(expired.job_id, probe, "the probe's TTL has passed");
+    // The pass that expired the probe saw the job 1 ms short of its TTL and left it alone.
+    let held = coord.job(job).await.unwrap();
+    assert!(
+        matches!(held.state, JobState::Leased { .. }),
+        "{:?}",
+        held.state
+    );
+    assert_eq!(held.epoch, 1);
+
+    clock.advance(1);
+    let expired = next(&mut events, EventKind::Expire).await;
+    assert_eq!(expired.job_id, job);
+    let requeued = coord.job(job).await.unwrap();
+    assert_eq!(requeued.epoch, 2, "J2: the expired holder is fenced");
+    assert_eq!(requeued.last_error.as_deref(), Some("lease expired"));
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_waits_out_its_backoff_by_the_nodes_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord).await;
+    let (_, mut events) = coord.follow_fleet(None);
+    let job = leased(&coord, &f, "job", None).await;
+    clock.advance(TTL_MS);
+    next(&mut events, EventKind::Expire).await;
+    let JobState::Failed { retry_at } = coord.job(job).await.unwrap().state else {
+        panic!("an expired job with attempts left waits to retry");
+    };
+    let backoff = config().backoff;
+    let now = T0 + TTL_MS;
+    assert!(
+        (now..=now + backoff.cap_ms).contains(&retry_at),
+        "retry at {retry_at}, expired at {now}"
+    );
+
+    clock.advance(retry_at - now - 1);
+    assert!(
+        coord.claim(f.factory_id, 1, 0).await.unwrap().is_empty(),
+        "not placed a millisecond early"
+    );
+    clock.advance(1);
+    let again = coord.claim(f.factory_id, 1, 0).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].job_id, again[0].epoch), (job, 3));
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_budget_ends_its_job_once_used_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord).await;
+    let (_, mut events) = coord.follow_fleet(None);
+    let probe = leased(&coord, &f, "probe", Some(4_999)).await;
+    let job = leased(&coord, &f, "job", Some(5_000)).await;
+
+    clock.advance(5_000);
+    let ended = next(&mut events, EventKind::BudgetExhausted).await;
+    assert_eq!(
+        ended.job_id, probe,
+        "4,999 ms of budget are used up at 5,000"
+    );
+    assert!(
+        coord.job(job).await.unwrap().state.lease().is_some(),
+        "exactly at its budget"
+    );
+
+    clock.advance(1);
+    let ended = next(&mut events, EventKind::BudgetExhausted).await;
+    assert_eq!(ended.job_id, job);
+    let dead = coord.job(job).await.unwrap();
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("wall-clock budget exhausted")
+    );
+    coord.stop();
+}

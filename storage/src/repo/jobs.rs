@@ -1,0 +1,406 @@
+//! Jobs in the store: their records with the indexes derived from them, their timelines, and
+//! every change to them. A change is `core::job::apply` on the stored job, written with its
+//! event, and then carried to the job's descendants in the same transaction
+//! (`core::parents`): children run when every parent succeeded, are cancelled when one ends
+//! badly, and come back when that parent starts a new life. Each change is returned as a
+//! [`Transition`] for the caller to announce and carry out after the commit.
+
+use std::collections::VecDeque;
+
+use gigafactory_core::backoff::Backoff;
+use gigafactory_core::event::{Author, EventKind, Transition};
+use gigafactory_core::job::{self, Command, Effect, Job, JobId, JobState, Millis};
+use gigafactory_core::parents::{self, Readiness};
+use gigafactory_core::wire::{Event, LeaseAnswer};
+
+use super::{ReadyEntry, RepoError};
+use crate::codec;
+use crate::error::Error;
+use crate::keys;
+use crate::txn::{KeyRange, RangeOptions, Transaction};
+
+/// Children of one job read per cascade step; a job's children beyond this are not reached.
+pub const CHILDREN_MAX: usize = 10_000;
+
+pub async fn load_job<T: Transaction>(tx: &mut T, id: JobId) -> Result<Option<Job>, Error> {
+    match tx.get(&keys::job(id.0)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes `new` (whose previous version is `old`) and moves its index entries: the ready
+/// index holds exactly the queued and failed jobs, the lease-expiry index exactly the leased
+/// ones. A job that became ready bumps the `ready` signal that waiting claims watch.
+pub fn save_job<T: Transaction>(tx: &mut T, old: Option<&Job>, new: &Job) -> Result<(), Error> {
+    tx.set(&keys::job(new.id.0), &codec::encode(new)?)?;
+    let ready_key = |j: &Job| {
+        j.state
+            .ready_at()
+            .map(|_| keys::ready(j.spec.priority, j.created_at, j.id.0))
+    };
+    let lease_key = |j: &Job| {
+        j.state
+            .lease()
+            .map(|l| keys::lease_expiry(l.expires_at, j.id.0))
+    };
+    let (old_ready, new_ready) = (old.and_then(ready_key), ready_key(new));
+    let became_ready =
+        new_ready.is_some() && old.and_then(|o| o.state.ready_at()) != new.state.ready_at();
+    if old_ready != new_ready || became_ready {
+        if let Some(k) = &old_ready {
+            tx.clear(k)?;
+        }
+        if let (Some(k), Some(entry)) = (&new_ready, ReadyEntry::of(new)) {
+            tx.set(k, &codec::encode(&entry)?)?;
+            tx.atomic_add(&keys::signal("ready"), 1)?;
+        }
+    }
+    let (old_lease, new_lease) = (old.and_then(lease_key), lease_key(new));
+    if old_lease != new_lease {
+        if let Some(k) = &old_lease {
+            tx.clear(k)?;
+        }
+        if let Some(k) = &new_lease {
+            tx.set(k, &new.epoch.to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends the `n`th event of a write to the job's timeline (the transition's is 0, a warning
+/// beside it 1). Its sequence is the job's `rev` at the write, which grows with every write,
+/// so events of one job never collide.
+pub fn append_event<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    n: u32,
+    kind: EventKind,
+    author: &Author,
+    detail: Option<String>,
+    now: Millis,
+) -> Result<(), Error> {
+    let event = Event {
+        seq: job.rev,
+        at: now,
+        kind,
+        actor: author.clone(),
+        epoch: job.epoch,
+        state: job.state.name().into(),
+        detail,
+    };
+    tx.set(&keys::event(job.id.0, job.rev, n), &codec::encode(&event)?)
+}
+
+/// Submits a new job: queued when its parents all succeeded (or it has none), pending while
+/// some have not finished, refused when one ended badly. With an idempotency key that was
+/// used before, returns the job made then and writes nothing (no transition).
+pub async fn submit<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    author: &Author,
+) -> Result<(JobId, Option<Transition>), RepoError> {
+    if let Some(idem) = &job.spec.idempotency_key {
+        let key = keys::idempotency(&job.spec.product, idem);
+        if let Some(existing) = tx.get(&key).await? {
+            let id = uuid::Uuid::from_slice(&existing).map_err(|e| Error::Codec(e.to_string()))?;
+            return Ok((JobId(id), None));
+        }
+        tx.set(&key, job.id.0.as_bytes())?;
+    }
+    let mut job = job.clone();
+    job.state = match readiness_of(tx, &job).await? {
+        Readiness::Ready => JobState::Queued {
+            not_before: job.created_at,
+        },
+        Readiness::Waiting => JobState::Pending,
+        Readiness::Blocked { parent, state } => {
+            return Err(job::JobError::ParentEnded { parent, state }.into());
+        }
+    };
+    save_job(tx, None, &job)?;
+    for parent in &job.parents {
+        tx.set(&keys::child(parent.0, job.id.0), &[])?;
+    }
+    append_event(
+        tx,
+        &job,
+        0,
+        EventKind::Submitted,
+        author,
+        None,
+        job.created_at,
+    )?;
+    let effects = job
+        .state
+        .ready_at()
+        .map(|at| Effect::Ready { at })
+        .into_iter()
+        .collect();
+    Ok((
+        job.id,
+        Some(Transition {
+            before: None,
+            kind: EventKind::Submitted,
+            author: author.clone(),
+            effects,
+            at: job.created_at,
+            job,
+        }),
+    ))
+}
+
+/// Applies `cmd` to job `id`, writes it with its event, and carries the change to the job's
+/// descendants. Returns every change, the job's own first. Nothing is written when the state
+/// machine refuses.
+pub async fn transition<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    cmd: Command,
+    author: &Author,
+    now: Millis,
+    backoff: &Backoff,
+) -> Result<Vec<Transition>, RepoError> {
+    let old = load_job(tx, id).await?.ok_or(RepoError::NotFound(id))?;
+    let parents = if cmd.needs_parents() {
+        readiness_of(tx, &old).await?
+    } else {
+        Readiness::Ready
+    };
+    if matches!(cmd, Command::Claim { .. }) {
+        // A new lease: answers remembered for the last one's writes are no use any more.
+        forget_answers(tx, id)?;
+    }
+    let first = write(tx, &old, cmd, parents, author, now, backoff)?;
+    let mut changes = vec![first];
+    if parents::concerns_children(&old.state, &changes[0].job.state) {
+        cascade(tx, id, now, backoff, &mut changes).await?;
+    }
+    Ok(changes)
+}
+
+/// Applies one command to `old` and writes the outcome with its event.
+fn write<T: Transaction>(
+    tx: &mut T,
+    old: &Job,
+    cmd: Command,
+    parents: Readiness,
+    author: &Author,
+    now: Millis,
+    backoff: &Backoff,
+) -> Result<Transition, RepoError> {
+    let kind = cmd.event_kind();
+    let detail = match &cmd {
+        Command::Stage { stage, .. } => Some(stage.clone()),
+        Command::Fail { error, .. } => Some(error.clone()),
+        Command::Claim { factory, .. } => Some(format!("factory {factory}")),
+        Command::Preempt { by: Some(by), .. } => Some(format!("for job {by}")),
+        Command::ParentEnded { parent, state } => Some(format!("parent {parent} {state}")),
+        Command::ParentRevived { parent } => Some(format!("parent {parent}")),
+        _ => None,
+    };
+    let (new, effects) = job::apply(old, cmd, now, backoff, parents)?;
+    save_job(tx, Some(old), &new)?;
+    if kind.on_timeline() {
+        append_event(tx, &new, 0, kind, author, detail, now)?;
+    }
+    Ok(Transition {
+        before: Some(old.state.clone()),
+        job: new,
+        kind,
+        author: author.clone(),
+        effects,
+        at: now,
+    })
+}
+
+/// Carries the change of `from` to its descendants, breadth first: each child whose parents'
+/// standing now calls for it runs, is cancelled or comes back, and a child that changed that
+/// way carries it on to its own children.
+async fn cascade<T: Transaction>(
+    tx: &mut T,
+    from: JobId,
+    now: Millis,
+    backoff: &Backoff,
+    changes: &mut Vec<Transition>,
+) -> Result<(), RepoError> {
+    let mut parents_changed = VecDeque::from([from]);
+    while let Some(parent) = parents_changed.pop_front() {
+        for child_id in children(tx, parent).await? {
+            let Some(child) = load_job(tx, child_id).await? else {
+                continue;
+            };
+            let readiness = readiness_of(tx, &child).await?;
+            let Some(cmd) = parents::follow_up(&child, readiness) else {
+                continue;
+            };
+            let change = write(tx, &child, cmd, readiness, &Author::Scheduler, now, backoff)?;
+            if parents::concerns_children(&child.state, &change.job.state) {
+                parents_changed.push_back(child_id);
+            }
+            changes.push(change);
+        }
+    }
+    Ok(())
+}
+
+/// Where `job`'s parents stand, read in this transaction (so a concurrent change to any of
+/// them conflicts).
+async fn readiness_of<T: Transaction>(tx: &mut T, job: &Job) -> Result<Readiness, Error> {
+    let mut states = Vec::with_capacity(job.parents.len());
+    for p in &job.parents {
+        // A parent that is gone cannot succeed: the child waits, as it always did.
+        let state = load_job(tx, *p)
+            .await?
+            .map_or(JobState::Pending, |pj| pj.state);
+        states.push((*p, state));
+    }
+    Ok(parents::readiness(states.iter().map(|(p, s)| (*p, s))))
+}
+
+/// Records something that happened to `job` without changing its state (its output was cut,
+/// say): the job's `rev` moves on so that readers following the timeline see the event.
+pub fn note<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    kind: EventKind,
+    author: &Author,
+    detail: String,
+    now: Millis,
+) -> Result<Transition, Error> {
+    let mut new = job.clone();
+    new.rev += 1;
+    new.updated_at = now;
+    save_job(tx, Some(job), &new)?;
+    append_event(tx, &new, 0, kind, author, Some(detail), now)?;
+    Ok(Transition {
+        before: Some(job.state.clone()),
+        job: new,
+        kind,
+        author: author.clone(),
+        effects: Vec::new(),
+        at: now,
+    })
+}
+
+/// Leases that expired at or before `now`, oldest first: `(expires_at, job)`.
+pub async fn expired_leases<T: Transaction>(
+    tx: &mut T,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<(Millis, JobId)>, Error> {
+    let rows = tx
+        .get_range(
+            &keys::leases_expired_by(now),
+            RangeOptions::limit(limit).snapshot(),
+        )
+        .await?;
+    rows.iter()
+        .map(|(k, _)| keys::lease_expiry_parts(k).map(|(at, id)| (at, JobId(id))))
+        .collect()
+}
+
+/// Jobs that hold a lease, soonest expiry first, at most `limit`.
+pub async fn leased_jobs<T: Transaction>(tx: &mut T, limit: usize) -> Result<Vec<JobId>, Error> {
+    let rows = tx
+        .get_range(
+            &KeyRange::prefix(&keys::lease_expiry_prefix()),
+            RangeOptions::limit(limit).snapshot(),
+        )
+        .await?;
+    rows.iter()
+        .map(|(k, _)| keys::lease_expiry_parts(k).map(|(_, id)| JobId(id)))
+        .collect()
+}
+
+/// A page of the ready index after `after` (a key from a previous page), in placement order.
+pub async fn ready_page<T: Transaction>(
+    tx: &mut T,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, ReadyEntry)>, Error> {
+    let mut range = keys::ready_all();
+    if let Some(a) = after {
+        range.begin = KeyRange::single(a).end;
+    }
+    let rows = tx
+        .get_range(&range, RangeOptions::limit(limit).snapshot())
+        .await?;
+    rows.into_iter()
+        .map(|(k, v)| codec::decode(&v).map(|e| (k, e)))
+        .collect()
+}
+
+/// A page of jobs in creation order (ids are UUIDv7) after `after`, at most `limit`; fewer
+/// means the last page.
+pub async fn jobs_page<T: Transaction>(
+    tx: &mut T,
+    after: Option<JobId>,
+    limit: usize,
+) -> Result<Vec<Job>, Error> {
+    let mut range = KeyRange::prefix(&keys::job_prefix());
+    if let Some(a) = after {
+        range.begin = KeyRange::single(&keys::job(a.0)).end;
+    }
+    let rows = tx
+        .get_range(&range, RangeOptions::limit(limit).snapshot())
+        .await?;
+    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
+/// The job's timeline after event `after` (its `seq`), at most `limit` events.
+pub async fn events<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Event>, Error> {
+    let mut range = keys::events_of(id.0);
+    if let Some(a) = after {
+        range.begin = keys::event(id.0, a.saturating_add(1), 0);
+    }
+    let rows = tx
+        .get_range(&range, RangeOptions::limit(limit).snapshot())
+        .await?;
+    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+}
+
+/// Ids of the jobs that depend on `parent` (at most [`CHILDREN_MAX`]).
+pub async fn children<T: Transaction>(tx: &mut T, parent: JobId) -> Result<Vec<JobId>, Error> {
+    let rows = tx
+        .get_range(
+            &keys::children_of(parent.0),
+            RangeOptions::limit(CHILDREN_MAX),
+        )
+        .await?;
+    rows.iter()
+        .map(|(k, _)| keys::child_parts(k).map(|(_, c)| JobId(c)))
+        .collect()
+}
+
+/// The answer an earlier request with this id got, if any (a retried factory write).
+pub async fn remembered_answer<T: Transaction>(
+    tx: &mut T,
+    job: JobId,
+    request_id: &str,
+) -> Result<Option<LeaseAnswer>, Error> {
+    match tx.get(&keys::request(job.0, request_id)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Records the answer to a factory write so that a retry with the same id gets it again.
+/// Answers of a job are dropped when it is next claimed.
+pub fn remember_answer<T: Transaction>(
+    tx: &mut T,
+    job: JobId,
+    request_id: &str,
+    answer: &LeaseAnswer,
+) -> Result<(), Error> {
+    tx.set(&keys::request(job.0, request_id), &codec::encode(answer)?)
+}
+
+fn forget_answers<T: Transaction>(tx: &mut T, job: JobId) -> Result<(), Error> {
+    tx.clear_range(&keys::requests_of(job.0))
+}

@@ -1,0 +1,415 @@
+//! Typed repository functions, read and written inside a caller's transaction: the one place
+//! that knows how each record is stored (`codec`, `keys`). Jobs with their timelines and the
+//! rules that carry a change to their descendants (`jobs`), their output (`logs`), and the
+//! fleet and cluster records (`fleet`). Each keeps the secondary indexes in step with the
+//! record (`save_job` derives them from the job's state), so an index can never disagree
+//! with the job it points at.
+
+mod fleet;
+mod jobs;
+mod logs;
+mod upgrade;
+
+use gigafactory_core::fleet::{Factory, Token};
+use gigafactory_core::job::{Job, JobError, JobId, Millis};
+use gigafactory_core::scoring::JobView;
+use gigafactory_core::wire::{Event, FleetEvent, LeaseAnswer};
+
+use crate::codec::Record;
+use crate::error::Error;
+
+pub use fleet::{
+    admin_bootstrapped_at, all_weights, append_fleet_feed, clear_shard_lease, factories,
+    fleet_feed_after, fleet_feeds_signal, forget_node, load_factory, load_token, load_weights,
+    mark_admin_bootstrapped, nodes, ready_signal, save_factory, save_node, save_shard_lease,
+    save_token, save_weights, shard_leases,
+};
+pub use jobs::{
+    CHILDREN_MAX, append_event, children, events, expired_leases, jobs_page, leased_jobs, load_job,
+    note, ready_page, remember_answer, remembered_answer, save_job, submit, transition,
+};
+pub use logs::{LOG_MAX_BYTES_PER_JOB, LogAppend, append_log, logs_after, watch_logs};
+
+impl Record for Job {
+    const KIND: &'static str = "job";
+    /// 2: `Cancelled` names the parent that cancelled it.
+    const SCHEMA: u16 = 2;
+
+    fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
+        upgrade::job(schema, payload)
+    }
+}
+
+impl Record for Event {
+    const KIND: &'static str = "event";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for FleetEvent {
+    const KIND: &'static str = "fleet_event";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for Factory {
+    const KIND: &'static str = "factory";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for Token {
+    const KIND: &'static str = "token";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for gigafactory_core::scoring::WeightsOverride {
+    const KIND: &'static str = "weights";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for gigafactory_core::cluster::NodeRecord {
+    const KIND: &'static str = "node";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for gigafactory_core::cluster::ShardLease {
+    const KIND: &'static str = "shard_lease";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for LeaseAnswer {
+    const KIND: &'static str = "lease_answer";
+    const SCHEMA: u16 = 1;
+}
+
+/// What the ready index holds for each queued job: enough to place it without loading it, so
+/// a scheduler can rebuild its in-memory index from one range read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReadyEntry {
+    pub id: JobId,
+    pub priority: u32,
+    pub created_at: Millis,
+    pub not_before: Millis,
+    pub product: String,
+    pub capabilities: Vec<String>,
+    pub engine_class: Option<String>,
+    pub preemptible: bool,
+}
+
+impl ReadyEntry {
+    pub fn of(job: &Job) -> Option<ReadyEntry> {
+        Some(ReadyEntry {
+            id: job.id,
+            priority: job.spec.priority,
+            created_at: job.created_at,
+            not_before: job.state.ready_at()?,
+            product: job.spec.product.clone(),
+            capabilities: job.spec.capabilities.clone(),
+            engine_class: job.spec.engine_class.clone(),
+            preemptible: job.spec.preemptible,
+        })
+    }
+
+    /// What placement knows of the job.
+    pub fn view(&self) -> JobView {
+        JobView {
+            id: self.id.0.as_u128(),
+            priority: self.priority,
+            queued_at_ms: self.created_at,
+            capabilities: self.capabilities.clone(),
+            engine_class: self.engine_class.clone(),
+            product: self.product.clone(),
+            repo_hint: None,
+            preemptible: self.preemptible,
+        }
+    }
+}
+
+impl Record for ReadyEntry {
+    const KIND: &'static str = "ready_entry";
+    const SCHEMA: u16 = 1;
+}
+
+/// Why a repository call refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RepoError {
+    /// No such job.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// The state machine refused the command; nothing changed.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The store failed; see [`Error`] for what to do.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
+#[cfg(test)]
+mod tests {
+    //! Golden bytes of every stored record: a change of a record's shape fails here instead of
+    //! silently breaking data already on disk. After a deliberate change (with a bumped
+    //! `SCHEMA` and an `upgrade` for the old shape), regenerate with `GOLDEN_UPDATE=1`. And the
+    //! fleet feed's bound and cursor on a real (embedded) store.
+
+    use gigafactory_core::event::{Author, EventKind};
+    use gigafactory_core::fleet::{FactoryStatus, Role};
+    use gigafactory_core::job::{FactoryId, JobState, Lease};
+    use gigafactory_core::manifest::{JobSpec, Payload};
+    use gigafactory_core::scoring::{Factor, ScoreBreakdown};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{EmbeddedStore, Store, Transaction, codec};
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            key: "build".into(),
+            title: "Build".into(),
+            product: "payments".into(),
+            payload: Payload::Command("cargo build".into()),
+            priority: 80,
+            capabilities: vec!["linux".into(), "rust".into()],
+            engine_class: Some("claude".into()),
+            profile: Some("agent".into()),
+            deps: vec!["plan".into()],
+            idempotency_key: Some("payments/build".into()),
+            allowed_scope: vec!["src/**".into()],
+            max_attempts: 3,
+            wall_clock_ms: Some(600_000),
+            cost_budget_micros: Some(2_500_000),
+            preemptible: true,
+            review: false,
+        }
+    }
+
+    fn job() -> Job {
+        let factory = FactoryId(Uuid::from_u128(2));
+        Job {
+            id: JobId(Uuid::from_u128(1)),
+            spec: spec(),
+            parents: vec![JobId(Uuid::from_u128(3))],
+            state: JobState::Running {
+                lease: Lease {
+                    epoch: 4,
+                    factory,
+                    granted_at: 1_000,
+                    expires_at: 16_000,
+                },
+            },
+            stage: Some("coding".into()),
+            epoch: 4,
+            attempts: 2,
+            failures: 1,
+            checkpoint: Some("ckpt".into()),
+            placement: Some(ScoreBreakdown {
+                total: 0.5,
+                factors: vec![Factor {
+                    name: "priority".into(),
+                    raw: 0.5,
+                    weight: 1.0,
+                    contribution: 0.5,
+                }],
+            }),
+            last_error: Some("exit status 1".into()),
+            exit_code: Some(1),
+            run_ms: 1234,
+            created_at: 500,
+            updated_at: 1_500,
+            rev: 7,
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn check<R: Record + std::fmt::Debug + PartialEq>(name: &str, record: &R) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/golden")
+            .join(format!("{name}.hex"));
+        let bytes = codec::encode(record).unwrap();
+        if std::env::var_os("GOLDEN_UPDATE").is_some() {
+            std::fs::write(&path, hex(&bytes) + "\n").unwrap();
+        }
+        let golden =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+        assert_eq!(
+            hex(&bytes),
+            golden.trim(),
+            "{name}: the stored shape changed"
+        );
+        assert_eq!(&codec::decode::<R>(&bytes).unwrap(), record);
+    }
+
+    fn fleet_event(node: Uuid, seq: u64) -> FleetEvent {
+        FleetEvent {
+            seq,
+            node,
+            at: seq,
+            job_id: JobId(Uuid::from_u128(1)),
+            title: "t".into(),
+            product: "p".into(),
+            kind: EventKind::Claim,
+            state: "leased".into(),
+            actor: Author::Scheduler,
+            epoch: 1,
+        }
+    }
+
+    async fn append(store: &EmbeddedStore, node: Uuid, seqs: impl Iterator<Item = u64>) {
+        let events: Vec<FleetEvent> = seqs.map(|s| fleet_event(node, s)).collect();
+        let mut tx = store.begin().await.unwrap();
+        append_fleet_feed(&mut tx, node, &events, 5).unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn read(store: &EmbeddedStore, node: Uuid, after: u64, limit: usize) -> Vec<u64> {
+        let mut tx = store.begin().await.unwrap();
+        let entries = fleet_feed_after(&mut tx, node, after, limit).await.unwrap();
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn a_fleet_feed_keeps_its_latest_entries_and_reads_after_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let (a, b) = (Uuid::from_u128(10), Uuid::from_u128(20));
+        append(&store, a, 1..=4).await;
+        append(&store, a, 5..=7).await;
+        append(&store, b, 1..=1).await;
+        assert_eq!(
+            read(&store, a, 0, 100).await,
+            [3, 4, 5, 6, 7],
+            "only the latest five are kept"
+        );
+        assert_eq!(read(&store, a, 5, 1).await, [6]);
+        assert_eq!(
+            read(&store, b, 0, 100).await,
+            [1],
+            "feeds of different nodes are apart"
+        );
+    }
+
+    #[test]
+    fn a_job_stored_with_schema_1_reads_back_as_today() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/golden/job_v1.hex");
+        let hex = std::fs::read_to_string(path).unwrap();
+        let bytes: Vec<u8> = (0..hex.trim().len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(codec::decode::<Job>(&bytes).unwrap(), job());
+    }
+
+    #[test]
+    fn events_stored_with_string_kinds_and_authors_read_back_typed() {
+        #[derive(serde::Serialize)]
+        struct EventV1 {
+            seq: u64,
+            at: u64,
+            kind: String,
+            actor: String,
+            epoch: u64,
+            state: String,
+            detail: Option<String>,
+        }
+        impl Record for EventV1 {
+            const KIND: &'static str = "event";
+            const SCHEMA: u16 = 1;
+        }
+        impl<'de> serde::Deserialize<'de> for EventV1 {
+            fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                unreachable!("only encoded")
+            }
+        }
+        let f = FactoryId(Uuid::from_u128(2));
+        let old = EventV1 {
+            seq: 3,
+            at: 9,
+            kind: "parents_done".into(),
+            actor: format!("factory:{f}"),
+            epoch: 1,
+            state: "queued".into(),
+            detail: None,
+        };
+        let event: Event = codec::decode(&codec::encode(&old).unwrap()).unwrap();
+        assert_eq!(event.kind, EventKind::ParentsDone);
+        assert_eq!(event.actor, Author::Factory(f));
+    }
+
+    #[test]
+    fn stored_records_match_their_golden_bytes() {
+        let factory_id = FactoryId(Uuid::from_u128(2));
+        check("job", &job());
+        check(
+            "event",
+            &Event {
+                seq: 7,
+                at: 1_500,
+                kind: EventKind::Stage,
+                actor: Author::Factory(factory_id),
+                epoch: 4,
+                state: "running".into(),
+                detail: Some("coding".into()),
+            },
+        );
+        check(
+            "factory",
+            &Factory {
+                id: factory_id,
+                name: "mac-1".into(),
+                os: "macos".into(),
+                arch: "aarch64".into(),
+                capabilities: vec!["rust".into()],
+                engine_classes: vec!["claude".into()],
+                slots: 4,
+                cost_per_hour_micros: 1_500_000,
+                status: FactoryStatus::Draining,
+                enrolled_at: 10,
+                last_heartbeat: 20,
+                slots_busy: 1,
+                token_hash: [9; 32],
+            },
+        );
+        check(
+            "token",
+            &Token {
+                role: Role::Factory(factory_id),
+                name: "mac-1".into(),
+                created_at: 10,
+                revoked: false,
+            },
+        );
+        check(
+            "ready_entry",
+            &ReadyEntry::of(&Job {
+                state: JobState::Failed { retry_at: 42 },
+                ..job()
+            })
+            .unwrap(),
+        );
+        check(
+            "fleet_event",
+            &FleetEvent {
+                seq: 12,
+                node: Uuid::from_u128(5),
+                at: 1_500,
+                job_id: JobId(Uuid::from_u128(1)),
+                title: "Build".into(),
+                product: "payments".into(),
+                kind: EventKind::Claim,
+                state: "leased".into(),
+                actor: Author::Factory(factory_id),
+                epoch: 4,
+            },
+        );
+        check(
+            "lease_answer",
+            &LeaseAnswer {
+                job_id: JobId(Uuid::from_u128(1)),
+                epoch: 4,
+                state: "preempting".into(),
+                expires_at: Some(9),
+                preempt_deadline: Some(8),
+            },
+        );
+    }
+}
