@@ -29,6 +29,7 @@ use tonic::Code as tonic_code;
 
 use crate::buffer::{Buffered, Mutations, Op, Source, add_le};
 use crate::error::{Error, Result};
+use crate::limits::NAMESPACE_MAX_BYTES;
 use crate::txn::{KeyRange, KeyValue, Store, Watch, WatchTarget};
 
 /// Every etcd request's deadline; past it the outcome of a commit is unknown.
@@ -41,6 +42,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Times a watch re-subscribes (on any endpoint) after its stream breaks before it reports an
 /// error. Re-subscribing loses nothing: the start revision is fixed.
 const WATCH_RESUBSCRIBE_MAX: usize = 6;
+/// Largest response accepted. The store's own limits already bound a read (rows per range
+/// read, key and value sizes), so none is added here; tonic's 4 MiB default would refuse a
+/// range read of 41 full-size values.
+const RESPONSE_MAX_BYTES: usize = usize::MAX;
 /// Key prefix when the URL names none, so one etcd cluster can hold other data too.
 pub const DEFAULT_NAMESPACE: &str = "gigafactory/";
 
@@ -121,6 +126,13 @@ impl EtcdStore {
         if endpoints.is_empty() {
             return Err(Error::Config("etcd needs at least one endpoint".into()));
         }
+        // The size guard charges every key as if it carried a namespace this long.
+        if namespace.len() > NAMESPACE_MAX_BYTES {
+            return Err(Error::Config(format!(
+                "etcd namespace \"{}\" is longer than {NAMESPACE_MAX_BYTES} bytes",
+                namespace.escape_ascii()
+            )));
+        }
         let endpoints = endpoints
             .iter()
             .map(|e| {
@@ -192,7 +204,9 @@ impl EtcdStore {
             let index = (start + i) % n;
             let outcome = match self.client(index).await {
                 Ok(client) => {
-                    let mut kv = client.kv_client();
+                    let mut kv = client
+                        .kv_client()
+                        .max_decoding_message_size(RESPONSE_MAX_BYTES);
                     match req {
                         Request::Get(key, opts) => kv
                             .get(key.clone(), Some(opts.clone()))
@@ -545,5 +559,10 @@ mod tests {
             DEFAULT_NAMESPACE.as_bytes()
         );
         assert!(EtcdStore::from_url_rest("nohost").is_err());
+        let long = format!("h1:1/{}", "n".repeat(NAMESPACE_MAX_BYTES + 1));
+        assert!(matches!(
+            EtcdStore::from_url_rest(&long),
+            Err(Error::Config(_))
+        ));
     }
 }

@@ -4,19 +4,16 @@
 //! and atomic adds that never conflict. This file adds the namespace, the crate's limits, one
 //! error vocabulary and prefix watches.
 //!
-//! Keys live under a namespace prefix (`gigafactory/` unless told otherwise), so a cluster can
-//! hold other data; range reads strip it from the keys they return. Namespaces must not nest.
-//! Inside a namespace, keys from `0xff` up are reserved (as they are in FoundationDB, see
-//! [`prefix_end`](crate::prefix_end)): this engine keeps its watch counters there, so writes to
-//! such keys are refused, and reads and range clears stop before them.
+//! Keys live under a namespace prefix (`gigafactory/` unless told otherwise, at most
+//! [`NAMESPACE_MAX_BYTES`] long), so a cluster can hold other data; range reads strip it from
+//! the keys they return. Namespaces must not nest. Inside a namespace, keys from `0xff` up are
+//! reserved, as on every engine (see [`crate::limits`]): this engine keeps its watch counters
+//! there.
 //!
-//! Limits: every write passes [`TxnGuard`] first, exactly as on the other engines, so the same
-//! code fails the same way everywhere. FoundationDB's own limits are the same numbers, with two
-//! differences the guard cannot see: its key limit applies to the namespaced key (a key within
-//! a namespace's length of [`KEY_MAX_BYTES`] is refused here as `KeyTooLarge`, with the smaller
-//! limit), and its transaction size also counts the namespace and conflict ranges, so a
-//! transaction just under the guard's byte limit may still be refused at commit (as
-//! `Error::Engine`, "transaction too large").
+//! Limits: every operation passes the shared guard first, exactly as on the other engines, so
+//! the same code fails the same way everywhere. The guard charges an upper bound of what
+//! FoundationDB counts (namespace and conflict ranges included), so FoundationDB's own
+//! `transaction_too_large` is not expected; it would still map to `TransactionTooLarge`.
 //!
 //! Every transaction carries FoundationDB's `timeout` option at [`TXN_MAX_DURATION`]: without
 //! it a request to an unreachable cluster waits forever. No retry-limit option is set: it only
@@ -47,18 +44,18 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::limits::{KEY_MAX_BYTES, TXN_MAX_DURATION};
-use crate::txn::{
-    KeyRange, KeyValue, RangeOptions, Store, Transaction, TxnGuard, Watch, WatchTarget,
+use crate::guard::{TxnGuard, Write};
+use crate::limits::{
+    self, FDB_KEY_MAX_BYTES, NAMESPACE_MAX_BYTES, TXN_MAX_BYTES, TXN_MAX_DURATION, is_reserved,
+    user_part,
 };
+use crate::txn::{KeyRange, KeyValue, RangeOptions, Store, Transaction, Watch, WatchTarget};
 
 /// Key prefix when none is given, so one cluster can hold other data too.
 pub const DEFAULT_NAMESPACE: &str = "gigafactory/";
 
 /// Where, inside a namespace, the per-prefix watch counters live: past every user key.
 const WATCH_COUNTERS: &[u8] = b"\xff/watch/";
-/// The first reserved key of a namespace's key space.
-const USER_KEYS_END: &[u8] = &[0xff];
 
 /// FoundationDB's `timeout` transaction option, in milliseconds: the crate's age limit.
 const TIMEOUT_MILLIS: i32 = TXN_MAX_DURATION.as_millis() as i32;
@@ -72,6 +69,7 @@ const TRANSACTION_TOO_OLD: i32 = 1007;
 const NOT_COMMITTED: i32 = 1020;
 const TRANSACTION_TIMED_OUT: i32 = 1031;
 const OPERATION_CANCELLED: i32 = 1101;
+const TRANSACTION_TOO_LARGE: i32 = 2101;
 
 /// The process's FoundationDB client network, or why it could not start.
 ///
@@ -158,9 +156,10 @@ impl FdbStore {
     /// Like [`FdbStore::open`], with keys under `namespace`, which must not be empty (keys
     /// would reach FoundationDB's system key space) nor start with `0xff` (which is that space).
     pub fn with_namespace(cluster_file: &str, namespace: &[u8]) -> Result<Self> {
-        if namespace.first().is_none_or(|&b| b == 0xff) {
+        if namespace.first().is_none_or(|&b| b == 0xff) || namespace.len() > NAMESPACE_MAX_BYTES {
             return Err(Error::Config(format!(
-                "FoundationDB namespace \"{}\" must be non-empty and not start with 0xff",
+                "FoundationDB namespace \"{}\" must be non-empty, at most {NAMESPACE_MAX_BYTES} \
+                 bytes long, and not start with 0xff",
                 namespace.escape_ascii()
             )));
         }
@@ -201,7 +200,7 @@ impl FdbStore {
             .into_iter()
             .map(|prefix| {
                 let counter = [namespace.as_slice(), WATCH_COUNTERS, &prefix].concat();
-                if is_reserved(&prefix) || counter.len() > KEY_MAX_BYTES {
+                if is_reserved(&prefix) || counter.len() > FDB_KEY_MAX_BYTES {
                     refused.get_or_insert_with(|| {
                         Error::Config(format!(
                             "watch prefix \"{}\" is reserved or too long for a counter key",
@@ -247,8 +246,8 @@ impl FdbStore {
     /// value the storage server compares against.
     async fn arm(&self, target: &WatchTarget, read_version: Option<i64>) -> Result<Watch> {
         self.usable()?;
+        limits::check_watchable(target)?;
         let key = match target {
-            WatchTarget::Key(k) if is_reserved(k) => return Err(reserved_key(k)),
             WatchTarget::Key(k) => self.full(k),
             WatchTarget::Prefix(p) => self
                 .shared
@@ -304,14 +303,11 @@ impl Store for FdbStore {
         // The guard's clock starts before FoundationDB's, so at an operation boundary the
         // guard, not the cluster, reports an old transaction.
         let guard = TxnGuard::new();
-        let started = Instant::now();
         let trx = self.new_trx()?;
         Ok(FdbTxn {
             store: self.clone(),
             trx,
             guard,
-            started,
-            refused: None,
             bumped: vec![false; self.shared.watched.len()],
         })
     }
@@ -327,46 +323,12 @@ pub struct FdbTxn {
     store: FdbStore,
     trx: foundationdb::Transaction,
     guard: TxnGuard,
-    /// When the transaction began, on the guard's (tokio's) clock.
-    started: Instant,
-    /// The first write refused by a FoundationDB-specific check. It poisons the transaction
-    /// like a limit the guard enforces.
-    refused: Option<Error>,
     /// Which registered prefixes' counters this transaction has bumped: one add per prefix
     /// and transaction changes the counter, which is all a watch needs.
     bumped: Vec<bool>,
 }
 
 impl FdbTxn {
-    fn check_live(&self) -> Result<()> {
-        if let Some(e) = &self.refused {
-            return Err(e.clone());
-        }
-        self.guard.check_live()
-    }
-
-    /// Admits a write of `key` through the guard, then FoundationDB's own checks, and returns
-    /// the namespaced key.
-    fn admit_write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<Vec<u8>> {
-        if let Some(e) = &self.refused {
-            return Err(e.clone());
-        }
-        self.guard.admit_write(key, value)?;
-        let namespace = self.store.shared.namespace.len();
-        let refusal = if is_reserved(key) {
-            reserved_key(key)
-        } else if namespace + key.len() > KEY_MAX_BYTES {
-            Error::KeyTooLarge {
-                len: key.len(),
-                max: KEY_MAX_BYTES.saturating_sub(namespace),
-            }
-        } else {
-            return Ok(self.store.full(key));
-        };
-        self.refused = Some(refusal.clone());
-        Err(refusal)
-    }
-
     /// Bumps the counter of every registered prefix that a write touches (`touches(prefix)`),
     /// once per transaction.
     fn bump_watch_counters(&mut self, touches: impl Fn(&[u8]) -> bool) {
@@ -383,14 +345,17 @@ impl FdbTxn {
         fdb_error(
             e,
             Stage::Read {
-                age: self.started.elapsed(),
+                age: self.guard.age(),
                 waited: asked.elapsed(),
             },
         )
     }
 
     async fn read(&mut self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
-        self.check_live()?;
+        self.guard.check_live()?;
+        if !snapshot {
+            self.guard.charge_read(&KeyRange::single(key));
+        }
         if is_reserved(key) {
             return Ok(None);
         }
@@ -399,26 +364,12 @@ impl FdbTxn {
             .trx
             .get(&self.store.full(key), snapshot)
             .await
-            .map_err(|e| self.read_error(e, asked))?;
-        Ok(value.map(|v| v.to_vec()))
-    }
-}
-
-impl Transaction for FdbTxn {
-    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(key, false).await
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.read_error(e, asked));
+        self.guard.note(value)
     }
 
-    async fn get_snapshot(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read(key, true).await
-    }
-
-    async fn get_range(&mut self, range: &KeyRange, opts: RangeOptions) -> Result<Vec<KeyValue>> {
-        self.check_live()?;
-        opts.check()?;
-        let Some(range) = user_part(range) else {
-            return Ok(Vec::new());
-        };
+    async fn read_rows(&mut self, range: &KeyRange, opts: RangeOptions) -> Result<Vec<KeyValue>> {
         // `Exact`: the caller named the number of rows it wants and takes them all at once. The
         // loop only continues if the cluster still cut the answer short.
         let mut opt = RangeOption {
@@ -456,26 +407,48 @@ impl Transaction for FdbTxn {
         debug_assert!(rows.len() <= opts.limit);
         Ok(rows)
     }
+}
+
+impl Transaction for FdbTxn {
+    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, false).await
+    }
+
+    async fn get_snapshot(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read(key, true).await
+    }
+
+    async fn get_range(&mut self, range: &KeyRange, opts: RangeOptions) -> Result<Vec<KeyValue>> {
+        self.guard.check_live()?;
+        opts.check()?;
+        let Some(range) = user_part(range) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.read_rows(&range, opts).await;
+        let rows = self.guard.note(rows)?;
+        if !opts.snapshot {
+            // FoundationDB records the conflict itself; the guard charges the same range.
+            self.guard.charge_read(&opts.conflict_range(&range, &rows));
+        }
+        Ok(rows)
+    }
 
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let full = self.admit_write(key, Some(value))?;
-        self.trx.set(&full, value);
+        self.guard.admit(Write::Set(key, value))?;
+        self.trx.set(&self.store.full(key), value);
         self.bump_watch_counters(|prefix| key.starts_with(prefix));
         Ok(())
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<()> {
-        let full = self.admit_write(key, None)?;
-        self.trx.clear(&full);
+        self.guard.admit(Write::Clear(key))?;
+        self.trx.clear(&self.store.full(key));
         self.bump_watch_counters(|prefix| key.starts_with(prefix));
         Ok(())
     }
 
     fn clear_range(&mut self, range: &KeyRange) -> Result<()> {
-        if let Some(e) = &self.refused {
-            return Err(e.clone());
-        }
-        self.guard.admit_clear_range(range)?;
+        self.guard.admit(Write::ClearRange(range))?;
         // FoundationDB refuses an inverted range, poisoning the transaction; the contract makes
         // it a no-op.
         let Some(range) = user_part(range) else {
@@ -488,57 +461,41 @@ impl Transaction for FdbTxn {
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<()> {
-        let full = self.admit_write(key, Some(&[0; 8]))?;
+        self.guard.admit(Write::AtomicAdd(key))?;
         // FoundationDB's ADD is the crate's: little-endian, the stored value zero-extended or
         // truncated to the operand's 8 bytes, wrapping.
-        self.trx
-            .atomic_op(&full, &delta.to_le_bytes(), MutationType::Add);
+        self.trx.atomic_op(
+            &self.store.full(key),
+            &delta.to_le_bytes(),
+            MutationType::Add,
+        );
         self.bump_watch_counters(|prefix| key.starts_with(prefix));
         Ok(())
     }
 
     async fn watch(&mut self, target: WatchTarget) -> Result<Watch> {
-        self.check_live()?;
+        self.guard.check_live()?;
         let asked = Instant::now();
-        let version = self
-            .trx
-            .get_read_version()
-            .await
-            .map_err(|e| self.read_error(e, asked))?;
-        self.store.arm(&target, Some(version)).await
+        let version = self.trx.get_read_version().await;
+        let version = version.map_err(|e| self.read_error(e, asked));
+        let version = self.guard.note(version)?;
+        let watch = self.store.arm(&target, Some(version)).await;
+        self.guard.note(watch)
     }
 
-    async fn commit(self) -> Result<()> {
-        self.check_live()?;
-        let started = self.started;
+    async fn commit(mut self) -> Result<()> {
+        self.guard.check_commit()?;
+        let age = self.guard.age();
+        let charged = self.guard.charged();
         match self.trx.commit().await {
             Ok(_) => Ok(()),
-            Err(e) => Err(fdb_error(
-                *e,
-                Stage::Commit {
-                    age: started.elapsed(),
-                },
-            )),
+            Err(e) => Err(fdb_error(*e, Stage::Commit { age, charged })),
         }
     }
-}
 
-/// Whether `key` is in a namespace's reserved range.
-fn is_reserved(key: &[u8]) -> bool {
-    key >= USER_KEYS_END
-}
-
-fn reserved_key(key: &[u8]) -> Error {
-    Error::Engine(format!(
-        "key \"{}\" is in the reserved 0xff key space",
-        key.escape_ascii()
-    ))
-}
-
-/// The part of `range` below the reserved keys, if any.
-fn user_part(range: &KeyRange) -> Option<KeyRange> {
-    let end = range.end.as_slice().min(USER_KEYS_END);
-    (range.begin.as_slice() < end).then(|| KeyRange::new(range.begin.clone(), end))
+    fn must_retry(&self) -> bool {
+        self.guard.must_retry()
+    }
 }
 
 /// A watch that has already fired.
@@ -569,8 +526,8 @@ enum Stage {
     /// A read (or the arming of a watch) by a transaction `age` old, whose request waited
     /// `waited`.
     Read { age: Duration, waited: Duration },
-    /// The commit of a transaction `age` old.
-    Commit { age: Duration },
+    /// The commit of a transaction `age` old that the guard charged `charged` bytes.
+    Commit { age: Duration, charged: usize },
     /// Outside a transaction's reads and commit: creating a transaction, setting an option,
     /// an armed watch waiting for its change.
     Other,
@@ -583,6 +540,12 @@ fn fdb_error(e: FdbError, stage: Stage) -> Error {
     let what = format!("{e} (FoundationDB error {})", e.code());
     match (e.code(), stage) {
         (NOT_COMMITTED, _) => Error::Conflict,
+        // The guard charges at least what FoundationDB counts, so this means the guard's model
+        // fell short; `size` is the guard's count, the only one known.
+        (TRANSACTION_TOO_LARGE, Stage::Commit { charged, .. }) => Error::TransactionTooLarge {
+            size: charged,
+            max: TXN_MAX_BYTES,
+        },
         // A commit cut off by the timeout may still apply (fdb.options, `automatic_idempotency`);
         // FoundationDB's own commit logging counts a cancelled one as maybe committed too.
         (TRANSACTION_TIMED_OUT | OPERATION_CANCELLED, Stage::Commit { .. }) => {
@@ -593,7 +556,7 @@ fn fdb_error(e: FdbError, stage: Stage) -> Error {
             Error::Unavailable(format!("no answer in {waited:?}: {what}"))
         }
         (TRANSACTION_TOO_OLD | TRANSACTION_TIMED_OUT, Stage::Read { age, .. })
-        | (TRANSACTION_TOO_OLD, Stage::Commit { age }) => Error::TransactionTooOld {
+        | (TRANSACTION_TOO_OLD, Stage::Commit { age, .. }) => Error::TransactionTooOld {
             elapsed: age,
             max: TXN_MAX_DURATION,
         },
@@ -610,24 +573,6 @@ fn plain_error(e: FdbError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_and_clears_stop_before_the_reserved_keys() {
-        assert_eq!(
-            user_part(&KeyRange::prefix(b"")),
-            Some(KeyRange::new(Vec::new(), vec![0xff]))
-        );
-        assert_eq!(
-            user_part(&KeyRange::new(b"a".to_vec(), vec![0xff, 0xff])),
-            Some(KeyRange::new(b"a".to_vec(), vec![0xff]))
-        );
-        assert_eq!(user_part(&KeyRange::new(vec![0xff], vec![0xff, 1])), None);
-        assert_eq!(
-            user_part(&KeyRange::new(b"b".to_vec(), b"a".to_vec())),
-            None
-        );
-        assert!(is_reserved(&[0xff]) && is_reserved(b"\xff/watch/") && !is_reserved(b"\xfe"));
-    }
 
     #[test]
     fn watch_counters_sit_past_every_user_key() {
