@@ -14,19 +14,30 @@
 //! so each endpoint gets its own client and requests move to the next endpoint on a transport
 //! failure. A commit is moved only when it certainly did not reach a server; any other failure
 //! after sending is an unknown outcome.
+//!
+//! Errors mean what the FoundationDB engine's mean for the same cause (`classify_status`, and
+//! the table in ARCHITECTURE.md): a refusal that passes (a lagging member, a compacted
+//! revision, a member shedding load) is a conflict, which `transact!` retries; a request that
+//! may have been applied is `CommitUnknown`; no member reachable is `Unavailable`.
+//!
+//! A transaction whose range reads returned many rows can still exceed a member's
+//! `--max-txn-ops` or `--max-request-bytes` where FoundationDB would take it: every row read
+//! becomes a compare. The member's refusal is an `Engine` error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod failure;
+
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, GetResponse, SortOrder,
     SortTarget, Txn, TxnOp, TxnResponse, WatchOptions,
 };
 use tokio::sync::{Mutex, oneshot};
-use tonic::Code as tonic_code;
 
+use self::failure::{Failure, classify};
 use crate::buffer::{Buffered, Mutations, Op, Source, add_le};
 use crate::error::{Error, Result};
 use crate::limits::NAMESPACE_MAX_BYTES;
@@ -76,47 +87,6 @@ enum Request {
 enum Response {
     Get(GetResponse),
     Txn(TxnResponse),
-}
-
-/// Whether a failed request may have been applied.
-enum Failure {
-    /// Never reached a server (connection refused, no leader yet): safe to send elsewhere.
-    NotSent(String),
-    /// Reached a server, or may have.
-    Maybe(String),
-    /// The server refused it for good.
-    Refused(String),
-}
-
-fn classify(e: etcd_client::Error) -> Failure {
-    use etcd_client::Error as E;
-    match e {
-        E::TransportError(t) => Failure::NotSent(t.to_string()),
-        E::IoError(io) => Failure::NotSent(io.to_string()),
-        E::GRpcStatus(status) => {
-            let msg = status.message().to_string();
-            let lower = msg.to_ascii_lowercase();
-            let unsent = [
-                "connect",
-                "connection refused",
-                "no leader",
-                "not capable",
-                "dns error",
-            ];
-            match status.code() {
-                tonic_code::Unavailable if unsent.iter().any(|s| lower.contains(s)) => {
-                    Failure::NotSent(msg)
-                }
-                tonic_code::Unavailable
-                | tonic_code::DeadlineExceeded
-                | tonic_code::Cancelled
-                | tonic_code::Unknown
-                | tonic_code::Internal => Failure::Maybe(msg),
-                _ => Failure::Refused(msg),
-            }
-        }
-        other => Failure::Refused(other.to_string()),
-    }
 }
 
 impl EtcdStore {
@@ -241,14 +211,9 @@ impl EtcdStore {
             match self.send(&req).await {
                 Ok(Response::Get(resp)) => return Ok(resp),
                 Ok(Response::Txn(_)) => unreachable!("a get is answered by a get response"),
-                // A member behind the transaction's revision, or a revision compacted away:
-                // the transaction must read at a new one.
-                Err(Failure::Refused(msg))
-                    if msg.contains("future revision") || msg.contains("compacted") =>
-                {
-                    return Err(Error::Conflict);
-                }
-                Err(Failure::Refused(msg)) => return Err(Error::Engine(msg)),
+                // Nothing of the transaction is committed yet: retrying a refusal is as safe
+                // at a read as at the commit, and means the same.
+                Err(f @ (Failure::Retry(_) | Failure::Refused(_))) => return Err(f.into_error()),
                 Err(Failure::NotSent(msg) | Failure::Maybe(msg)) => {
                     last = msg;
                     self.rotate();
@@ -453,9 +418,7 @@ impl Source for EtcdSource {
             Ok(Response::Txn(resp)) if resp.succeeded() => Ok(()),
             Ok(Response::Txn(_)) => Err(Error::Conflict),
             Ok(Response::Get(_)) => unreachable!("a txn is answered by a txn response"),
-            Err(Failure::NotSent(msg)) => Err(Error::Unavailable(msg)),
-            Err(Failure::Maybe(msg)) => Err(Error::CommitUnknown(msg)),
-            Err(Failure::Refused(msg)) => Err(Error::Engine(msg)),
+            Err(failure) => Err(failure.into_error()),
         }
     }
 }
@@ -492,7 +455,9 @@ async fn watch_once(
     for attempt in 0..WATCH_RESUBSCRIBE_MAX {
         let client = match store.client((start + attempt) % n).await {
             Ok(c) => c,
-            Err(Failure::NotSent(m) | Failure::Maybe(m) | Failure::Refused(m)) => {
+            Err(
+                Failure::NotSent(m) | Failure::Maybe(m) | Failure::Retry(m) | Failure::Refused(m),
+            ) => {
                 last = m;
                 continue;
             }
