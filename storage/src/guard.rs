@@ -145,7 +145,8 @@ impl TxnGuard {
         Ok(())
     }
 
-    fn poison_on<T>(&mut self, result: Result<T>) -> Result<T> {
+    /// Passes `result` on, poisoning the transaction with its error, if any.
+    pub(crate) fn poison_on<T>(&mut self, result: Result<T>) -> Result<T> {
         if let Err(e) = &result {
             self.poisoned.get_or_insert_with(|| e.clone());
         }
