@@ -161,6 +161,10 @@ impl Transaction for AnyTxn {
     async fn commit(self) -> Result<()> {
         dispatch!(AnyTxn, self, t => t.commit().await)
     }
+
+    fn must_retry(&self) -> bool {
+        dispatch!(AnyTxn, self, t => t.must_retry())
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use std::future::Future;
 use std::ops::Bound;
 
 use crate::error::Result;
-use crate::txn::{KeyRange, KeyValue, RangeOptions, Transaction, TxnGuard, Watch, WatchTarget};
+use crate::guard::{TxnGuard, Write};
+use crate::limits;
+use crate::txn::{KeyRange, KeyValue, RangeOptions, Transaction, Watch, WatchTarget};
 
 /// A buffered mutation of one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,14 @@ impl<S: Source> Buffered<S> {
 
     async fn read_key(&mut self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
         self.guard.check_live()?;
+        if !snapshot {
+            // Charged whether or not the value comes from the buffer: FoundationDB's count does
+            // not depend on an engine's buffering, so neither may the guard's.
+            self.guard.charge_read(&KeyRange::single(key));
+        }
+        if limits::is_reserved(key) {
+            return Ok(None);
+        }
         let value = match self.ops.get(key).cloned() {
             Some(Op::Set(v)) => return Ok(Some(v)),
             Some(Op::Clear) => return Ok(None),
@@ -133,24 +143,10 @@ impl<S: Source> Buffered<S> {
         }
         self.cleared.insert(begin, end);
     }
-}
 
-impl<S: Source> Transaction for Buffered<S> {
-    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read_key(key, false).await
-    }
-
-    async fn get_snapshot(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.read_key(key, true).await
-    }
-
-    async fn get_range(&mut self, range: &KeyRange, opts: RangeOptions) -> Result<Vec<KeyValue>> {
-        self.guard.check_live()?;
-        opts.check()?;
+    /// Up to `opts.limit` rows of `range`: the snapshot's rows merged with the buffered writes.
+    async fn read_range(&mut self, range: &KeyRange, opts: RangeOptions) -> Result<Vec<KeyValue>> {
         let mut out: Vec<KeyValue> = Vec::new();
-        if range.is_empty() {
-            return Ok(out);
-        }
         let local: Vec<(Vec<u8>, Op)> = {
             let it = self.ops.range::<[u8], _>((
                 Bound::Included(range.begin.as_slice()),
@@ -204,40 +200,54 @@ impl<S: Source> Transaction for Buffered<S> {
                 out.push(page.pop_front().expect("checked non-empty"));
             }
         }
+        Ok(out)
+    }
+}
+
+impl<S: Source> Transaction for Buffered<S> {
+    async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let value = self.read_key(key, false).await;
+        self.guard.note(value)
+    }
+
+    async fn get_snapshot(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let value = self.read_key(key, true).await;
+        self.guard.note(value)
+    }
+
+    async fn get_range(&mut self, range: &KeyRange, opts: RangeOptions) -> Result<Vec<KeyValue>> {
+        self.guard.check_live()?;
+        opts.check()?;
+        let Some(range) = limits::user_part(range) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.read_range(&range, opts).await;
+        let rows = self.guard.note(rows)?;
         if !opts.snapshot {
-            // A read that stopped at its limit depends only on the part of the range it saw.
-            let conflict = match out.last() {
-                Some((last, _)) if out.len() == opts.limit => {
-                    if opts.reverse {
-                        KeyRange::new(last.clone(), range.end.clone())
-                    } else {
-                        KeyRange::new(range.begin.clone(), KeyRange::single(last).end)
-                    }
-                }
-                _ => range.clone(),
-            };
+            let conflict = opts.conflict_range(&range, &rows);
+            self.guard.charge_read(&conflict);
             self.src.add_read_conflict(conflict);
         }
-        Ok(out)
+        Ok(rows)
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.guard.admit_write(key, Some(value))?;
+        self.guard.admit(Write::Set(key, value))?;
         self.ops.insert(key.to_vec(), Op::Set(value.to_vec()));
         Ok(())
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<()> {
-        self.guard.admit_write(key, None)?;
+        self.guard.admit(Write::Clear(key))?;
         self.ops.insert(key.to_vec(), Op::Clear);
         Ok(())
     }
 
     fn clear_range(&mut self, range: &KeyRange) -> Result<()> {
-        self.guard.admit_clear_range(range)?;
-        if range.is_empty() {
+        self.guard.admit(Write::ClearRange(range))?;
+        let Some(range) = limits::user_part(range) else {
             return Ok(());
-        }
+        };
         let inside: Vec<Vec<u8>> = self
             .ops
             .range::<[u8], _>((
@@ -249,12 +259,12 @@ impl<S: Source> Transaction for Buffered<S> {
         for k in inside {
             self.ops.remove(&k);
         }
-        self.insert_cleared(range);
+        self.insert_cleared(&range);
         Ok(())
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<()> {
-        self.guard.admit_write(key, Some(&[0; 8]))?;
+        self.guard.admit(Write::AtomicAdd(key))?;
         let op = match self.ops.get(key) {
             Some(Op::Set(v)) => Op::Set(add_le(Some(v), delta)),
             Some(Op::Clear) => Op::Set(add_le(None, delta)),
@@ -268,11 +278,13 @@ impl<S: Source> Transaction for Buffered<S> {
 
     async fn watch(&mut self, target: WatchTarget) -> Result<Watch> {
         self.guard.check_live()?;
-        self.src.watch(target).await
+        limits::check_watchable(&target)?;
+        let watch = self.src.watch(target).await;
+        self.guard.note(watch)
     }
 
-    async fn commit(self) -> Result<()> {
-        self.guard.check_live()?;
+    async fn commit(mut self) -> Result<()> {
+        self.guard.check_commit()?;
         let writes = Mutations {
             cleared: self
                 .cleared
@@ -282,6 +294,10 @@ impl<S: Source> Transaction for Buffered<S> {
             ops: self.ops.into_iter().collect(),
         };
         self.src.commit(writes).await
+    }
+
+    fn must_retry(&self) -> bool {
+        self.guard.must_retry()
     }
 }
 

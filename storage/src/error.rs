@@ -6,8 +6,9 @@ use std::time::Duration;
 /// Result of every storage operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What can go wrong in a store. `transact` retries [`Error::Conflict`] by itself; every other
-/// variant reaches the caller.
+/// What can go wrong in a store. `transact` retries [`Error::Conflict`] by itself, at the
+/// commit or met by a read; every other variant reaches the caller. Each engine maps its own
+/// failures onto these the same way for the same cause (the table in ARCHITECTURE.md).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {
     /// A key longer than the engine-independent limit. Fix the key layout; retrying won't help.
@@ -16,14 +17,17 @@ pub enum Error {
     /// A value longer than the limit. Split the value (log chunks, for instance).
     #[error("value of {len} bytes is over the {max}-byte limit")]
     ValueTooLarge { len: usize, max: usize },
-    /// The transaction wrote more than the limit. Split the work into several transactions.
+    /// The transaction was charged more than the limit (its writes, and its reads' conflict
+    /// ranges once it writes: see [`crate::limits`]). Split the work into several transactions.
     #[error("transaction of {size} bytes is over the {max}-byte limit")]
     TransactionTooLarge { size: usize, max: usize },
     /// The transaction ran longer than the limit. Do less in one transaction.
     #[error("transaction ran {elapsed:?}, over the {max:?} limit")]
     TransactionTooOld { elapsed: Duration, max: Duration },
-    /// Another transaction changed what this one read. Retried by `transact`; seen by a caller
-    /// only through [`Error::RetryLimitReached`].
+    /// Another transaction changed what this one read, or the engine asked for the
+    /// transaction to start over with nothing of it applied (a replica behind, a read version
+    /// lost in a recovery, throttling). Retried by `transact`; seen by a caller only through
+    /// [`Error::RetryLimitReached`].
     #[error("transaction conflicted with a concurrent commit")]
     Conflict,
     /// `transact` gave up after this many conflicting attempts. The store is overloaded or one

@@ -9,6 +9,7 @@ mod buffer;
 pub mod codec;
 pub mod engine;
 pub mod error;
+mod guard;
 pub mod keys;
 pub mod limits;
 pub mod repo;

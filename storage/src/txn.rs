@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::limits::{self, RANGE_MAX_ROWS, TXN_MAX_BYTES};
+use crate::limits::RANGE_MAX_ROWS;
 
 /// A half-open key range `[begin, end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -114,6 +113,21 @@ impl RangeOptions {
         }
         Ok(())
     }
+
+    /// The range a read of `range` that returned `rows` depends on, FoundationDB's rule: all of
+    /// it, unless the read stopped at its limit, in which case only the part it saw.
+    pub(crate) fn conflict_range(&self, range: &KeyRange, rows: &[KeyValue]) -> KeyRange {
+        match rows.last() {
+            Some((last, _)) if rows.len() == self.limit => {
+                if self.reverse {
+                    KeyRange::new(last.clone(), range.end.clone())
+                } else {
+                    KeyRange::new(range.begin.clone(), KeyRange::single(last).end)
+                }
+            }
+            _ => range.clone(),
+        }
+    }
 }
 
 /// One row of a range read.
@@ -157,9 +171,10 @@ impl Future for Watch {
 }
 
 /// One transaction. Writes are buffered (or sent to the engine) and become visible to others
-/// only at commit; reads see this transaction's own writes. Every write checks the limits in
-/// [`crate::limits`] and a write that breaks one poisons the transaction: its commit fails with
-/// the same error, so nothing of it is written even if the caller ignored the first error.
+/// only at commit; reads see this transaction's own writes. Every write checks the limits and
+/// the reserved-key rule in [`crate::limits`] and a write that breaks one poisons the
+/// transaction: its commit fails with the same error, so nothing of it is written even if the
+/// caller ignored the first error.
 pub trait Transaction: Send + 'static {
     fn get(&mut self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// Like `get`, without a read conflict.
@@ -179,6 +194,13 @@ pub trait Transaction: Send + 'static {
     /// version. It is armed whether or not this transaction commits.
     fn watch(&mut self, target: WatchTarget) -> impl Future<Output = Result<Watch>> + Send;
     fn commit(self) -> impl Future<Output = Result<()>> + Send;
+    /// Whether an operation of this transaction already failed with an error a fresh attempt
+    /// may not meet ([`Error::is_retryable`]: a conflict, a cluster recovery, throttling). The
+    /// transaction is then poisoned with that error, and `transact!` starts over however the
+    /// body ended, as FoundationDB's `on_error` does.
+    fn must_retry(&self) -> bool {
+        false
+    }
 }
 
 /// An ordered, transactional key-value store.
@@ -284,8 +306,9 @@ impl Attempts {
         }
     }
 
-    /// Commits `txn` if the body succeeded; on a conflict, waits out the backoff and asks for
-    /// another attempt.
+    /// Commits `txn` if the body succeeded; on a conflict, at the commit or met by the body
+    /// (which may have returned any error after it), waits out the backoff and asks for another
+    /// attempt.
     pub async fn finish<X: Transaction, T, E: From<Error>>(
         &mut self,
         txn: X,
@@ -293,79 +316,26 @@ impl Attempts {
     ) -> Attempt<T, E> {
         let value = match outcome {
             Ok(v) => v,
+            Err(_) if txn.must_retry() => return self.retry().await,
             Err(e) => return Attempt::Done(Err(e)),
         };
         match txn.commit().await {
             Ok(()) => Attempt::Done(Ok(value)),
-            Err(e) if e.is_retryable() => {
-                self.conflicts += 1;
-                if self.conflicts >= self.policy.attempts_max {
-                    return Attempt::Done(Err(Error::RetryLimitReached {
-                        attempts: self.conflicts,
-                    }
-                    .into()));
-                }
-                tokio::time::sleep(self.policy.backoff(self.conflicts)).await;
-                Attempt::Retry
-            }
+            Err(e) if e.is_retryable() => self.retry().await,
             Err(e) => Attempt::Done(Err(e.into())),
         }
     }
-}
 
-/// The bookkeeping every engine's transaction shares: age, size and the first limit broken.
-#[derive(Debug)]
-pub(crate) struct TxnGuard {
-    started: Instant,
-    bytes: usize,
-    poisoned: Option<Error>,
-}
-
-impl TxnGuard {
-    pub(crate) fn new() -> Self {
-        TxnGuard {
-            started: Instant::now(),
-            bytes: 0,
-            poisoned: None,
+    async fn retry<T, E: From<Error>>(&mut self) -> Attempt<T, E> {
+        self.conflicts += 1;
+        if self.conflicts >= self.policy.attempts_max {
+            return Attempt::Done(Err(Error::RetryLimitReached {
+                attempts: self.conflicts,
+            }
+            .into()));
         }
-    }
-
-    /// Refuses work on a transaction past its age limit or already poisoned.
-    pub(crate) fn check_live(&self) -> Result<()> {
-        if let Some(e) = &self.poisoned {
-            return Err(e.clone());
-        }
-        limits::check_age(self.started.elapsed())
-    }
-
-    /// Accounts for one mutation of `key` (and `value`), poisoning the transaction if it breaks
-    /// a limit.
-    pub(crate) fn admit_write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        self.check_live()?;
-        let checked = limits::check_key(key)
-            .and_then(|()| value.map_or(Ok(()), limits::check_value))
-            .and_then(|()| {
-                let size = self.bytes + key.len() + value.map_or(0, <[u8]>::len);
-                if size > TXN_MAX_BYTES {
-                    Err(Error::TransactionTooLarge {
-                        size,
-                        max: TXN_MAX_BYTES,
-                    })
-                } else {
-                    self.bytes = size;
-                    Ok(())
-                }
-            });
-        if let Err(e) = &checked {
-            self.poisoned = Some(e.clone());
-        }
-        checked
-    }
-
-    /// Accounts for a range clear (both bounds count, as in FoundationDB).
-    pub(crate) fn admit_clear_range(&mut self, range: &KeyRange) -> Result<()> {
-        self.admit_write(&range.begin, None)?;
-        self.admit_write(&range.end, None)
+        tokio::time::sleep(self.policy.backoff(self.conflicts)).await;
+        Attempt::Retry
     }
 }
 
@@ -387,20 +357,5 @@ mod tests {
         for attempt in 0..40 {
             assert!(p.backoff(attempt) <= p.backoff_max);
         }
-    }
-
-    #[test]
-    fn a_write_over_a_limit_poisons_the_transaction() {
-        let mut g = TxnGuard::new();
-        let big = vec![0u8; limits::VALUE_MAX_BYTES + 1];
-        assert!(matches!(
-            g.admit_write(b"k", Some(&big)),
-            Err(Error::ValueTooLarge { .. })
-        ));
-        assert!(matches!(
-            g.admit_write(b"k", Some(b"v")),
-            Err(Error::ValueTooLarge { .. })
-        ));
-        assert!(matches!(g.check_live(), Err(Error::ValueTooLarge { .. })));
     }
 }

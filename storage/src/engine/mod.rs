@@ -5,5 +5,6 @@ pub mod embedded;
 pub mod etcd;
 #[cfg(feature = "etcd")]
 pub mod etcd_cluster;
-#[cfg(feature = "fdb")]
+// Without the feature, only the engine's pure parts, for their tests.
+#[cfg(any(feature = "fdb", test))]
 pub mod fdb;

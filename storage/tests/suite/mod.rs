@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use gigafactory_storage::limits::{KEY_MAX_BYTES, RANGE_MAX_ROWS, VALUE_MAX_BYTES};
+use gigafactory_storage::limits::RANGE_MAX_ROWS;
 use gigafactory_storage::{
     Error, KeyRange, RangeOptions, RetryPolicy, Store, Transaction, WatchTarget, transact,
 };
@@ -15,6 +15,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 pub mod faulty;
+mod limits;
+
+pub use limits::*;
 
 /// How long a test waits for a watch that must fire.
 pub const FIRE_DEADLINE: Duration = Duration::from_secs(10);
@@ -384,7 +387,7 @@ pub async fn retry_exhaustion_is_a_typed_error<S: Store>(store: S) {
 }
 
 pub async fn an_unknown_commit_outcome_is_reported_not_retried<S: Store>(store: S) {
-    let faulty = faulty::UnknownAfterCommit(store.clone());
+    let faulty = faulty::Faulty::new(store.clone(), faulty::Fault::UnknownAfterCommit);
     let runs = AtomicU32::new(0);
     let outcome = transact!(faulty, |tx| {
         runs.fetch_add(1, Ordering::Relaxed);
@@ -396,6 +399,22 @@ pub async fn an_unknown_commit_outcome_is_reported_not_retried<S: Store>(store: 
     );
     assert_eq!(runs.load(Ordering::Relaxed), 1);
     assert_eq!(read(&store, b"applied").await.map(|v| i64_of(&v)), Some(1));
+}
+
+pub async fn a_body_that_met_a_conflict_is_retried_whatever_it_returned<S: Store>(store: S) {
+    let faulty = faulty::Faulty::new(store.clone(), faulty::Fault::ConflictOnFirstRead);
+    let runs = AtomicU32::new(0);
+    let outcome = transact!(faulty, |tx| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        // The body swallows the conflict and fails its own way: the transaction still knows.
+        if tx.get(b"seen").await.is_err() {
+            return Err(Error::Engine("the caller's own error".into()));
+        }
+        tx.set(b"seen", b"1")
+    });
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(runs.load(Ordering::Relaxed), 2);
+    assert_eq!(read(&store, b"seen").await, Some(k("1")));
 }
 
 async fn assert_quiet(watch: gigafactory_storage::Watch) -> gigafactory_storage::Watch {
@@ -450,80 +469,6 @@ pub async fn a_watch_fires_for_a_change_after_its_read_version<S: Store>(store: 
         .unwrap();
 }
 
-pub async fn oversized_writes_are_refused_and_write_nothing<S: Store>(store: S) {
-    let long_key = vec![b'k'; KEY_MAX_BYTES + 1];
-    let outcome = transact!(store, |tx| {
-        tx.set(b"before", b"1")?;
-        tx.set(&long_key, b"v")
-    });
-    assert_eq!(
-        outcome,
-        Err(Error::KeyTooLarge {
-            len: KEY_MAX_BYTES + 1,
-            max: KEY_MAX_BYTES
-        })
-    );
-
-    let big = vec![7u8; VALUE_MAX_BYTES + 1];
-    let mut tx = store.begin().await.unwrap();
-    tx.set(b"before", b"1").unwrap();
-    assert!(matches!(
-        tx.set(b"v", &big),
-        Err(Error::ValueTooLarge { .. })
-    ));
-    // A caller that ignores the error still cannot commit the rest.
-    assert!(matches!(
-        tx.commit().await,
-        Err(Error::ValueTooLarge { .. })
-    ));
-
-    let chunk = vec![1u8; VALUE_MAX_BYTES];
-    let outcome = transact!(store, |tx| {
-        for n in 0..101 {
-            tx.set(format!("big/{n}").as_bytes(), &chunk)?;
-        }
-        Ok::<_, Error>(())
-    });
-    assert!(
-        matches!(outcome, Err(Error::TransactionTooLarge { .. })),
-        "{outcome:?}"
-    );
-    let mut tx = store.begin().await.unwrap();
-    assert!(
-        tx.get_range(
-            &KeyRange::prefix(b""),
-            RangeOptions::limit(RANGE_MAX_ROWS + 1)
-        )
-        .await
-        .is_err()
-    );
-    assert_eq!(read(&store, b"before").await, None);
-    assert!(scan(&store, &KeyRange::prefix(b"big/")).await.is_empty());
-}
-
-/// Runs on a current-thread runtime: it pauses tokio's clock to age a transaction.
-pub async fn a_transaction_past_its_time_limit_is_refused<S: Store>(store: S) {
-    let mut tx = store.begin().await.unwrap();
-    tx.set(b"slow", b"1").unwrap();
-    tokio::time::pause();
-    tokio::time::advance(gigafactory_storage::limits::TXN_MAX_DURATION + Duration::from_millis(1))
-        .await;
-    assert!(matches!(
-        tx.get(b"slow").await,
-        Err(Error::TransactionTooOld { .. })
-    ));
-    assert!(matches!(
-        tx.set(b"x", b"1"),
-        Err(Error::TransactionTooOld { .. })
-    ));
-    assert!(matches!(
-        tx.commit().await,
-        Err(Error::TransactionTooOld { .. })
-    ));
-    tokio::time::resume();
-    assert_eq!(read(&store, b"slow").await, None);
-}
-
 /// Instantiates every conformance test for one engine. `$open` is an async expression giving
 /// `(store, guard)`; the guard keeps the store's resources alive for the test.
 #[macro_export]
@@ -546,6 +491,9 @@ macro_rules! conformance_suite {
             watches_fire_on_change_and_only_then,
             a_watch_fires_for_a_change_after_its_read_version,
             oversized_writes_are_refused_and_write_nothing,
+            a_body_that_met_a_conflict_is_retried_whatever_it_returned,
+            a_transaction_charged_the_limit_commits_and_one_byte_more_does_not,
+            reserved_keys_cannot_be_written_read_or_watched,
         );
         #[tokio::test]
         async fn a_transaction_past_its_time_limit_is_refused() {

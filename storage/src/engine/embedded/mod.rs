@@ -163,16 +163,22 @@ impl Snapshot {
     }
 }
 
+/// One row of a base-file range, as redb yields it.
+type BaseRow<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 fn base_page(base: &Base, range: &KeyRange, limit: usize, reverse: bool) -> Result<Vec<Entry>> {
     let bounds = (
         Bound::Included(range.begin.as_slice()),
         Bound::Excluded(range.end.as_slice()),
     );
     let iter = base.range::<&[u8]>(bounds).map_err(engine)?;
-    let row = |r: std::result::Result<
-        (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-        redb::StorageError,
-    >| {
+    let row = |r: BaseRow| {
         r.map(|(k, v)| (k.value().to_vec(), Some(v.value().to_vec())))
             .map_err(engine)
     };

@@ -14,21 +14,33 @@
 //! so each endpoint gets its own client and requests move to the next endpoint on a transport
 //! failure. A commit is moved only when it certainly did not reach a server; any other failure
 //! after sending is an unknown outcome.
+//!
+//! Errors mean what the FoundationDB engine's mean for the same cause (`classify_status`, and
+//! the table in ARCHITECTURE.md): a refusal that passes (a lagging member, a compacted
+//! revision, a member shedding load) is a conflict, which `transact!` retries; a request that
+//! may have been applied is `CommitUnknown`; no member reachable is `Unavailable`.
+//!
+//! A transaction whose range reads returned many rows can still exceed a member's
+//! `--max-txn-ops` or `--max-request-bytes` where FoundationDB would take it: every row read
+//! becomes a compare. The member's refusal is an `Engine` error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod failure;
+
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, GetResponse, SortOrder,
     SortTarget, Txn, TxnOp, TxnResponse, WatchOptions,
 };
 use tokio::sync::{Mutex, oneshot};
-use tonic::Code as tonic_code;
 
+use self::failure::{Failure, classify};
 use crate::buffer::{Buffered, Mutations, Op, Source, add_le};
 use crate::error::{Error, Result};
+use crate::limits::NAMESPACE_MAX_BYTES;
 use crate::txn::{KeyRange, KeyValue, Store, Watch, WatchTarget};
 
 /// Every etcd request's deadline; past it the outcome of a commit is unknown.
@@ -41,6 +53,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Times a watch re-subscribes (on any endpoint) after its stream breaks before it reports an
 /// error. Re-subscribing loses nothing: the start revision is fixed.
 const WATCH_RESUBSCRIBE_MAX: usize = 6;
+/// Largest response accepted. The store's own limits already bound a read (rows per range
+/// read, key and value sizes), so none is added here; tonic's 4 MiB default would refuse a
+/// range read of 41 full-size values.
+const RESPONSE_MAX_BYTES: usize = usize::MAX;
 /// Key prefix when the URL names none, so one etcd cluster can hold other data too.
 pub const DEFAULT_NAMESPACE: &str = "gigafactory/";
 
@@ -73,53 +89,19 @@ enum Response {
     Txn(TxnResponse),
 }
 
-/// Whether a failed request may have been applied.
-enum Failure {
-    /// Never reached a server (connection refused, no leader yet): safe to send elsewhere.
-    NotSent(String),
-    /// Reached a server, or may have.
-    Maybe(String),
-    /// The server refused it for good.
-    Refused(String),
-}
-
-fn classify(e: etcd_client::Error) -> Failure {
-    use etcd_client::Error as E;
-    match e {
-        E::TransportError(t) => Failure::NotSent(t.to_string()),
-        E::IoError(io) => Failure::NotSent(io.to_string()),
-        E::GRpcStatus(status) => {
-            let msg = status.message().to_string();
-            let lower = msg.to_ascii_lowercase();
-            let unsent = [
-                "connect",
-                "connection refused",
-                "no leader",
-                "not capable",
-                "dns error",
-            ];
-            match status.code() {
-                tonic_code::Unavailable if unsent.iter().any(|s| lower.contains(s)) => {
-                    Failure::NotSent(msg)
-                }
-                tonic_code::Unavailable
-                | tonic_code::DeadlineExceeded
-                | tonic_code::Cancelled
-                | tonic_code::Unknown
-                | tonic_code::Internal => Failure::Maybe(msg),
-                _ => Failure::Refused(msg),
-            }
-        }
-        other => Failure::Refused(other.to_string()),
-    }
-}
-
 impl EtcdStore {
     /// Connects lazily to `endpoints` (`host:port` or `http://host:port`); keys live under
     /// `namespace`.
     pub fn new(endpoints: &[String], namespace: &[u8]) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(Error::Config("etcd needs at least one endpoint".into()));
+        }
+        // The size guard charges every key as if it carried a namespace this long.
+        if namespace.len() > NAMESPACE_MAX_BYTES {
+            return Err(Error::Config(format!(
+                "etcd namespace \"{}\" is longer than {NAMESPACE_MAX_BYTES} bytes",
+                namespace.escape_ascii()
+            )));
         }
         let endpoints = endpoints
             .iter()
@@ -192,7 +174,9 @@ impl EtcdStore {
             let index = (start + i) % n;
             let outcome = match self.client(index).await {
                 Ok(client) => {
-                    let mut kv = client.kv_client();
+                    let mut kv = client
+                        .kv_client()
+                        .max_decoding_message_size(RESPONSE_MAX_BYTES);
                     match req {
                         Request::Get(key, opts) => kv
                             .get(key.clone(), Some(opts.clone()))
@@ -227,14 +211,9 @@ impl EtcdStore {
             match self.send(&req).await {
                 Ok(Response::Get(resp)) => return Ok(resp),
                 Ok(Response::Txn(_)) => unreachable!("a get is answered by a get response"),
-                // A member behind the transaction's revision, or a revision compacted away:
-                // the transaction must read at a new one.
-                Err(Failure::Refused(msg))
-                    if msg.contains("future revision") || msg.contains("compacted") =>
-                {
-                    return Err(Error::Conflict);
-                }
-                Err(Failure::Refused(msg)) => return Err(Error::Engine(msg)),
+                // Nothing of the transaction is committed yet: retrying a refusal is as safe
+                // at a read as at the commit, and means the same.
+                Err(f @ (Failure::Retry(_) | Failure::Refused(_))) => return Err(f.into_error()),
                 Err(Failure::NotSent(msg) | Failure::Maybe(msg)) => {
                     last = msg;
                     self.rotate();
@@ -439,9 +418,7 @@ impl Source for EtcdSource {
             Ok(Response::Txn(resp)) if resp.succeeded() => Ok(()),
             Ok(Response::Txn(_)) => Err(Error::Conflict),
             Ok(Response::Get(_)) => unreachable!("a txn is answered by a txn response"),
-            Err(Failure::NotSent(msg)) => Err(Error::Unavailable(msg)),
-            Err(Failure::Maybe(msg)) => Err(Error::CommitUnknown(msg)),
-            Err(Failure::Refused(msg)) => Err(Error::Engine(msg)),
+            Err(failure) => Err(failure.into_error()),
         }
     }
 }
@@ -478,7 +455,9 @@ async fn watch_once(
     for attempt in 0..WATCH_RESUBSCRIBE_MAX {
         let client = match store.client((start + attempt) % n).await {
             Ok(c) => c,
-            Err(Failure::NotSent(m) | Failure::Maybe(m) | Failure::Refused(m)) => {
+            Err(
+                Failure::NotSent(m) | Failure::Maybe(m) | Failure::Retry(m) | Failure::Refused(m),
+            ) => {
                 last = m;
                 continue;
             }
@@ -545,5 +524,10 @@ mod tests {
             DEFAULT_NAMESPACE.as_bytes()
         );
         assert!(EtcdStore::from_url_rest("nohost").is_err());
+        let long = format!("h1:1/{}", "n".repeat(NAMESPACE_MAX_BYTES + 1));
+        assert!(matches!(
+            EtcdStore::from_url_rest(&long),
+            Err(Error::Config(_))
+        ));
     }
 }
