@@ -1,11 +1,13 @@
 //! `SchedulerActor`: places queued jobs on factories. It keeps an in-memory index of queued
 //! jobs (entries, not actors: a million queued jobs cost a few hundred MB), answers claims —
-//! long-polls wait here until work arrives — scores candidates with `core::scoring`, records
-//! the breakdown of every placement, and preempts lower-priority work when a job cannot be
-//! placed. The index is rebuilt from the store's ready index whenever the actor starts, so a
-//! restart loses nothing: every change it hears about was committed first.
+//! long-polls wait here until work arrives — lets `core::placement` choose among the
+//! candidates, commits the claims through `commit`, and preempts lower-priority work when a
+//! job cannot be placed (`preemption.rs`). On a shared store it follows what other nodes
+//! make ready (`store_sync.rs`). The index is rebuilt from the store's ready index whenever
+//! the actor starts, so a restart loses nothing: every change it hears about was committed
+//! first.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,8 +24,12 @@ use tokio::sync::oneshot;
 
 use crate::commit::{self, JobWrite};
 use crate::context::Context;
-use crate::job_actor::JobMsg;
-use crate::ready_queue::{ReadyQueue, placement_order};
+use crate::ready_queue::ReadyQueue;
+
+mod preemption;
+mod store_sync;
+
+use store_sync::{Resync, read_ready_index, watch_ready_signal};
 
 /// Ready-queue entries examined per shape and placement: within a shape every job fits the
 /// factory, so only jobs not yet due or reserved for another factory are skipped.
@@ -136,12 +142,6 @@ pub(crate) struct SchedulerState {
     /// While a resync runs: the jobs it found in the store so far, and the jobs this node
     /// queued or dequeued itself meanwhile (newer than what the resync read, so left alone).
     resync: Option<Resync>,
-}
-
-#[derive(Default)]
-struct Resync {
-    seen: HashSet<JobId>,
-    touched: HashSet<JobId>,
 }
 
 impl Actor for SchedulerActor {
@@ -302,131 +302,7 @@ impl Actor for SchedulerActor {
     }
 }
 
-/// On a store other nodes write too, wakes the scheduler whenever any node makes a job ready:
-/// every such commit bumps the `ready` signal key, which this task watches. A watch is armed at
-/// the version of the read that precedes it, so no change falls between two watches.
-fn watch_ready_signal(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
-    tokio::spawn(async move {
-        loop {
-            let watch =
-                match gigafactory_storage::Store::watch(&ctx.store, repo::ready_signal()).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the ready signal; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-            if let Err(e) = watch.await {
-                tracing::debug!(error = %e, "ready-signal watch ended; re-arming");
-            }
-            if scheduler.cast(SchedulerMsg::Refresh).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(REFRESH_MIN_INTERVAL_MS)).await;
-        }
-    });
-}
-
-/// Reads the whole ready index a page at a time, off the actor, and sends the pages to it.
-fn read_ready_index(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
-    tokio::spawn(async move {
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = transact!(ctx.store, |tx| repo::ready_page(
-                tx,
-                after.as_deref(),
-                RESYNC_PAGE_ROWS
-            )
-            .await);
-            let (entries, last) = match page {
-                Ok(page) => {
-                    let last = page.len() < RESYNC_PAGE_ROWS;
-                    after = page.last().map(|(k, _)| k.clone());
-                    (Some(page.into_iter().map(|(_, e)| e).collect()), last)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "resync of the ready index failed; trying at the next interval");
-                    (None, true)
-                }
-            };
-            if scheduler
-                .cast(SchedulerMsg::ResyncPage { entries, last })
-                .is_err()
-                || last
-            {
-                return;
-            }
-        }
-    });
-}
-
 impl SchedulerState {
-    /// Takes one page of a resync: queues what this node lacked and, after the last page,
-    /// forgets what the store no longer has. Jobs this node queued or dequeued during the
-    /// resync are newer than the pages and left as they are.
-    fn resync_page(&mut self, entries: Option<Vec<ReadyEntry>>, last: bool) {
-        let Some(entries) = entries else {
-            self.resync = None;
-            return;
-        };
-        let Some(mut r) = self.resync.take() else {
-            return;
-        };
-        for e in entries {
-            r.seen.insert(e.id);
-            if !r.touched.contains(&e.id) && self.queue.get(e.id).is_none() {
-                self.insert(e);
-            }
-        }
-        if !last {
-            self.resync = Some(r);
-            return;
-        }
-        let gone: Vec<JobId> = self
-            .queue
-            .iter()
-            .map(|e| e.id)
-            .filter(|id| !r.seen.contains(id) && !r.touched.contains(id))
-            .collect();
-        if !gone.is_empty() {
-            tracing::debug!(gone = gone.len(), "resync dropped jobs other nodes took");
-        }
-        for id in gone {
-            self.remove(id);
-        }
-    }
-
-    /// Re-reads the head of the store's ready index: adds what other nodes made ready and
-    /// drops what they claimed or cancelled (within the part read).
-    async fn refresh(&mut self) -> Result<(), ActorProcessingErr> {
-        let page = transact!(self.ctx.store, |tx| repo::ready_page(
-            tx,
-            None,
-            REFRESH_ROWS
-        )
-        .await)?;
-        let complete = page.len() < REFRESH_ROWS;
-        let last = page.last().map(|(_, e)| placement_order(e));
-        let stored: std::collections::HashSet<JobId> = page.iter().map(|(_, e)| e.id).collect();
-        let stale: Vec<JobId> = self
-            .queue
-            .iter()
-            .filter(|e| {
-                (complete || last.is_some_and(|l| placement_order(e) <= l))
-                    && !stored.contains(&e.id)
-            })
-            .map(|e| e.id)
-            .collect();
-        for id in stale {
-            self.remove(id);
-        }
-        for (_, entry) in page {
-            self.insert(entry);
-        }
-        Ok(())
-    }
-
     fn weights_of(&self, product: &str) -> &Weights {
         static DEFAULT: std::sync::OnceLock<Weights> = std::sync::OnceLock::new();
         self.weights
@@ -639,57 +515,5 @@ impl SchedulerState {
                 }
             }
         });
-    }
-
-    /// When the best queued job fits no factory's free slot, asks a lower-priority
-    /// preemptible job to make room (DESIGN §4.4) and reserves the slot it frees.
-    async fn consider_preemption(&mut self) {
-        let now = self.ctx.now();
-        let Some(top) = self
-            .queue
-            .head(now, |e| !self.reserved.values().any(|j| *j == e.id))
-        else {
-            return;
-        };
-        let view = top.view();
-        if self.factories.values().any(|f| scoring::eligible(&view, f)) {
-            return;
-        }
-        let running: Vec<RunningView> = self.running.values().cloned().collect();
-        let factories: Vec<FactoryView> = self.factories.values().cloned().collect();
-        let gap = self.ctx.config.preempt_min_priority_gap;
-        let Some(i) = scoring::select_preemption_victim(&view, &running, &factories, gap) else {
-            return;
-        };
-        let victim = &running[i];
-        let victim_id = JobId(uuid::Uuid::from_u128(victim.job.id));
-        let factory_id = FactoryId(uuid::Uuid::from_u128(victim.factory_id));
-        let by = top.id;
-        let cmd = Command::Preempt {
-            by: Some(by),
-            grace_ms: self.ctx.config.preempt_grace_ms,
-        };
-        let preempted = self
-            .ctx
-            .ask_job(victim_id, |reply| JobMsg::Apply {
-                cmd: cmd.clone(),
-                author: Author::Scheduler,
-                request_id: None,
-                changed_paths: Vec::new(),
-                reply,
-            })
-            .await;
-        match preempted {
-            Ok(_) => {
-                tracing::info!(job_id = %victim_id, factory_id = %factory_id, by = %by, "preempting for a higher-priority job");
-                metrics::counter!("gigafactory_preemptions_total").increment(1);
-                self.reserved.insert(factory_id, by);
-                self.running.remove(&victim_id);
-            }
-            Err(e) => {
-                tracing::debug!(job_id = %victim_id, error = %e, "preemption refused");
-                self.running.remove(&victim_id);
-            }
-        }
     }
 }

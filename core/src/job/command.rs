@@ -1,0 +1,194 @@
+//! What can be asked of a job (`Command`), why a request is refused (`JobError`), and what a
+//! change asks of the world outside once committed (`Effect`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{FactoryId, JobId, Millis};
+use crate::event::EventKind;
+use crate::scoring::ScoreBreakdown;
+
+/// Who asks for a change: the lease holder, the scheduler/reaper, or an operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// The scheduler grants a lease.
+    Claim {
+        factory: FactoryId,
+        ttl_ms: u64,
+        placement: Option<ScoreBreakdown>,
+    },
+    /// The holder extends its lease (and so shows it is alive).
+    Renew {
+        factory: FactoryId,
+        epoch: u64,
+        ttl_ms: u64,
+    },
+    /// The holder reports progress.
+    Stage {
+        factory: FactoryId,
+        epoch: u64,
+        stage: String,
+    },
+    /// The holder finished the job successfully.
+    Complete {
+        factory: FactoryId,
+        epoch: u64,
+    },
+    /// The holder reports a failure; `retryable: false` kills the job at once.
+    Fail {
+        factory: FactoryId,
+        epoch: u64,
+        error: String,
+        exit_code: Option<i32>,
+        retryable: bool,
+        jitter: f64,
+    },
+    /// The holder gives the job back (after a preemption), with a checkpoint to resume from.
+    Release {
+        factory: FactoryId,
+        epoch: u64,
+        checkpoint: Option<String>,
+    },
+    /// The reaper: the lease ran out (or the preemption grace did). `jitter` in [0, 1).
+    Expire {
+        jitter: f64,
+    },
+    /// The reaper: the job used up its wall-clock budget (refused while it has not).
+    BudgetExhausted,
+    /// The scheduler asks the holder to make room for `by`.
+    Preempt {
+        by: Option<JobId>,
+        grace_ms: u64,
+    },
+    /// Every parent succeeded.
+    ParentsDone,
+    /// `parent` ended in `state` (dead, cancelled or rejected): the job can never run.
+    ParentEnded {
+        parent: JobId,
+        state: &'static str,
+    },
+    /// `parent`, which cancelled the job, started a new life.
+    ParentRevived {
+        parent: JobId,
+    },
+    /// Operator actions.
+    Cancel,
+    Requeue,
+    Retry,
+    Ship,
+    Reject,
+}
+
+impl Command {
+    /// A short name for events and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Claim { .. } => "claim",
+            Command::Renew { .. } => "renew",
+            Command::Stage { .. } => "stage",
+            Command::Complete { .. } => "complete",
+            Command::Fail { .. } => "fail",
+            Command::Release { .. } => "release",
+            Command::Expire { .. } => "expire",
+            Command::BudgetExhausted => "budget_exhausted",
+            Command::Preempt { .. } => "preempt",
+            Command::ParentsDone => "parents_done",
+            Command::ParentEnded { .. } => "parent_ended",
+            Command::ParentRevived { .. } => "parent_revived",
+            Command::Cancel => "cancel",
+            Command::Requeue => "requeue",
+            Command::Retry => "retry",
+            Command::Ship => "ship",
+            Command::Reject => "reject",
+        }
+    }
+
+    /// What the timeline calls this change.
+    pub fn event_kind(&self) -> EventKind {
+        match self {
+            Command::Claim { .. } => EventKind::Claim,
+            Command::Renew { .. } => EventKind::Renew,
+            Command::Stage { .. } => EventKind::Stage,
+            Command::Complete { .. } => EventKind::Complete,
+            Command::Fail { .. } => EventKind::Fail,
+            Command::Release { .. } => EventKind::Release,
+            Command::Expire { .. } => EventKind::Expire,
+            Command::BudgetExhausted => EventKind::BudgetExhausted,
+            Command::Preempt { .. } => EventKind::Preempt,
+            Command::ParentsDone => EventKind::ParentsDone,
+            Command::ParentEnded { .. } => EventKind::ParentEnded,
+            Command::ParentRevived { .. } => EventKind::ParentRevived,
+            Command::Cancel => EventKind::Cancel,
+            Command::Requeue => EventKind::Requeue,
+            Command::Retry => EventKind::Retry,
+            Command::Ship => EventKind::Ship,
+            Command::Reject => EventKind::Reject,
+        }
+    }
+
+    /// Whether the outcome depends on where the job's parents stand (see [`apply`]).
+    pub fn needs_parents(&self) -> bool {
+        matches!(
+            self,
+            Command::Retry
+                | Command::Requeue
+                | Command::ParentsDone
+                | Command::ParentRevived { .. }
+        )
+    }
+
+    /// The lease a factory write claims to hold: its writer and epoch (`None` for commands
+    /// that are not factory writes).
+    pub fn fence(&self) -> Option<(FactoryId, u64)> {
+        match self {
+            Command::Renew { factory, epoch, .. }
+            | Command::Stage { factory, epoch, .. }
+            | Command::Complete { factory, epoch }
+            | Command::Fail { factory, epoch, .. }
+            | Command::Release { factory, epoch, .. } => Some((*factory, *epoch)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a command was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The write carries an epoch that is no longer current (J3): the writer lost its lease.
+    #[error("stale epoch {presented}: the job's epoch is {current}")]
+    Fenced { presented: u64, current: u64 },
+    /// The writer does not hold the job's lease.
+    #[error("the lease is held by another factory")]
+    NotLeaseHolder,
+    /// The command makes no sense in the job's state.
+    #[error("cannot {command} a job that is {state}")]
+    IllegalTransition {
+        command: &'static str,
+        state: &'static str,
+    },
+    /// Placement asked too early.
+    #[error("the job is not ready before {not_before}")]
+    NotReady { not_before: Millis },
+    /// The job cannot start a new life while this parent stays ended: retry the parent.
+    #[error("parent {parent} is {state}: retry it first")]
+    ParentEnded { parent: JobId, state: &'static str },
+    /// The wall-clock budget is not used up yet.
+    #[error("the job is within its wall-clock budget")]
+    WithinBudget,
+}
+
+/// A consequence of a transition that someone outside must carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Tell the factory holding `epoch` to stop (cancel) the job.
+    StopOnFactory { factory: FactoryId, epoch: u64 },
+    /// Tell the factory to checkpoint and release by `deadline`.
+    PreemptOnFactory {
+        factory: FactoryId,
+        epoch: u64,
+        deadline: Millis,
+    },
+    /// The job reached a terminal state: wake its children.
+    Finished,
+    /// The job can be placed (again) from `at`.
+    Ready { at: Millis },
+}

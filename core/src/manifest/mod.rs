@@ -1,0 +1,326 @@
+//! Job manifests and job specs: parsing, profile resolution and validation.
+//!
+//! A manifest is TOML (or JSON, when its first non-blank character is `{`) declaring many
+//! jobs, the dependencies between them by key, and named profiles of defaults. Guarantees:
+//! - [`parse_manifest`] returns either every job fully resolved (profile defaults applied,
+//!   every field concrete and valid) or every problem it found, each with its location
+//!   (`jobs[3].priority`, `profiles.agent.allowed_scope[1]`, `jobs[key=build-api].deps`).
+//!   Only a syntax error stops it early, since nothing after it can be read.
+//! - Unknown fields are refused at every level, so a typo never falls back to a default.
+//! - Jobs come out parents first; jobs that do not depend on each other keep their order in
+//!   the document. A dependency cycle is refused and named in order (`cycle: a -> b -> a`).
+//! - [`validate_job_spec`] applies the same value checks to one job on its own (the REST
+//!   API's single submission), so a job is valid or not whatever way it arrived.
+//! - Everything is bounded (jobs per manifest, list lengths, text sizes, listed problems), so
+//!   a hostile manifest costs time and memory in proportion to its size, no more.
+//!
+//! Jobs and fields are located by 0-based index: `jobs[0]` is the first `[[jobs]]`.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::dag;
+
+mod checks;
+mod document;
+mod drafts;
+
+use checks::*;
+use document::*;
+use drafts::*;
+
+/// Most jobs one manifest may declare.
+pub const MANIFEST_JOBS_MAX: usize = 10_000;
+/// Most profiles one manifest may define.
+pub const MANIFEST_PROFILES_MAX: usize = 256;
+/// Most problems one error report lists; one more line counts the rest.
+pub const MANIFEST_ERRORS_MAX: usize = 1_000;
+/// Longest job key, dependency reference, product or profile name, in characters.
+pub const KEY_LEN_MAX: usize = 128;
+/// Longest capability or engine class name, in characters.
+pub const CAPABILITY_LEN_MAX: usize = 64;
+/// Most capabilities one job may require.
+pub const CAPABILITIES_MAX: usize = 64;
+/// Most dependencies of one job. Bounded because a job record must fit the store's value
+/// limit (100 KB).
+pub const DEPS_MAX: usize = 1_000;
+/// Most path globs in one job's allowed scope.
+pub const ALLOWED_SCOPE_MAX: usize = 256;
+/// Longest path glob, in bytes.
+pub const GLOB_LEN_MAX_BYTES: usize = 1_024;
+/// Longest title, in bytes.
+pub const TITLE_LEN_MAX_BYTES: usize = 512;
+/// Longest command or prompt, in bytes: well under the store's 100 KB value limit so the
+/// rest of the job record still fits.
+pub const PAYLOAD_LEN_MAX_BYTES: usize = 64 * 1024;
+/// Longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_LEN_MAX_BYTES: usize = 256;
+/// Highest priority; 0 is the lowest.
+pub const PRIORITY_MAX: u32 = 1_000;
+/// Priority of a job that names none, directly or through its profile.
+pub const PRIORITY_DEFAULT: u32 = 50;
+/// Attempts of a job that names none.
+pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
+/// Most attempts a job may ask for.
+pub const MAX_ATTEMPTS_MAX: u32 = 100;
+/// Longest wall-clock budget: 30 days.
+pub const WALL_CLOCK_MAX_SECS: u64 = 30 * 24 * 3_600;
+/// Largest cost budget: one million USD, in micro-dollars.
+pub const COST_BUDGET_MAX_MICROS: u64 = 1_000_000 * MICROS_PER_USD;
+
+const MICROS_PER_USD: u64 = 1_000_000;
+
+/// What a job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    /// A shell command the factory runs.
+    Command(String),
+    /// A prompt the factory gives its agent.
+    Prompt(String),
+}
+
+/// One fully resolved job: profile defaults applied, every field concrete.
+///
+/// Also the body of a single-job submission: deserializing it from JSON applies the same
+/// defaults as a manifest, refuses unknown fields, and sorts and deduplicates capabilities.
+/// Deserialization checks only shapes; call [`validate_job_spec`] (or use
+/// [`parse_job_spec_json`], which does both) before trusting the values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Unique within its manifest; dependencies refer to it.
+    pub key: String,
+    pub title: String,
+    /// The tenant the job belongs to (its budget, weights and idempotency namespace).
+    pub product: String,
+    pub payload: Payload,
+    /// 0..=1000, higher runs first.
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// Capabilities a factory must all have (a hard filter). Sorted and deduplicated.
+    #[serde(default, deserialize_with = "sorted_unique_strings")]
+    pub capabilities: Vec<String>,
+    /// The agent engine the job needs (`claude`, ...), if any.
+    #[serde(default)]
+    pub engine_class: Option<String>,
+    /// The profile the job inherited its defaults from, kept for display and filtering.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// In a manifest, keys of other jobs of the manifest; in a single submission, job ids.
+    #[serde(default)]
+    pub deps: Vec<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// Path globs the job may change.
+    #[serde(default)]
+    pub allowed_scope: Vec<String>,
+    /// 1..=100.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub wall_clock_ms: Option<u64>,
+    /// USD × 1,000,000.
+    #[serde(default)]
+    pub cost_budget_micros: Option<u64>,
+    #[serde(default = "default_true")]
+    pub preemptible: bool,
+    /// When true, success leads to `review` and an operator ships or rejects it.
+    #[serde(default)]
+    pub review: bool,
+}
+
+/// A parsed manifest: its jobs in topological order, dependencies before dependents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub jobs: Vec<JobSpec>,
+}
+
+/// One problem in a manifest or job spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ManifestError {
+    /// Where: a field path (`jobs[3].priority`) or, for syntax errors, `line L, column C`.
+    pub location: String,
+    pub message: String,
+}
+
+/// Every problem found; the submission should be fixed and sent again as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestErrors(pub Vec<ManifestError>);
+
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestErrors {}
+
+/// Parses and validates a TOML or JSON manifest. See the module doc for the guarantees.
+pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestErrors> {
+    let root = parse_document(text).map_err(|error| ManifestErrors(vec![error]))?;
+    let mut sink = Sink::default();
+    // Top-level fields have bare locations (`product`, `jobs`), hence the empty prefix.
+    let mut fields = match root {
+        Node::Table(map) => Fields {
+            location: String::new(),
+            map,
+        },
+        other => {
+            sink.push("document".to_owned(), expected("a table", &other));
+            return Err(sink.into_errors());
+        }
+    };
+
+    let product_given = fields.has("product");
+    let default_product = read(&mut fields, "product", &mut sink, expect_string, |s| {
+        check_key(&s).map(|()| s)
+    });
+    let profiles = read_profiles(fields.take("profiles"), &mut sink);
+    let jobs_field = fields.take("jobs");
+    fields.finish(ROOT_FIELDS, &mut sink);
+
+    let job_nodes = match jobs_field {
+        Some((Node::Array(items), _)) if !items.is_empty() => items,
+        Some((Node::Array(_), _)) | None => {
+            sink.push("jobs".to_owned(), "a manifest needs at least one job");
+            Vec::new()
+        }
+        Some((other, location)) => {
+            sink.push(location, expected("an array of tables", &other));
+            Vec::new()
+        }
+    };
+    if job_nodes.len() > MANIFEST_JOBS_MAX {
+        // Refuse before reading them: the work must stay proportional to what we accept.
+        sink.push(
+            "jobs".to_owned(),
+            format!(
+                "too many jobs: {} (at most {MANIFEST_JOBS_MAX})",
+                job_nodes.len()
+            ),
+        );
+        return Err(sink.into_errors());
+    }
+
+    let jobs: Vec<ReadJob> = job_nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, node)| read_job(node, &format!("jobs[{i}]"), &mut sink))
+        .collect();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(name) = &job.profile
+            && !profiles.contains_key(name)
+        {
+            sink.push(
+                format!("jobs[{i}].profile"),
+                format!(
+                    "unknown profile {} (defined: {})",
+                    show(name),
+                    some_names(profiles.keys())
+                ),
+            );
+        }
+        if !job.has_product && !product_given {
+            sink.push(
+                format!("jobs[{i}].product"),
+                "missing: name a product on the job or set a top-level `product`",
+            );
+        }
+    }
+    let order = check_graph(&jobs, &mut sink);
+
+    if !sink.is_empty() {
+        return Err(sink.into_errors());
+    }
+    let mut specs = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.into_iter().enumerate() {
+        let location = format!("jobs[{i}]");
+        let profile = match &job.profile {
+            Some(name) => profiles.get(name).map(|p| &p.settings),
+            None => Some(&NO_SETTINGS),
+        };
+        let product = job
+            .draft
+            .as_ref()
+            .and_then(|d| d.product.clone())
+            .or_else(|| default_product.clone());
+        match (job.draft, product, profile) {
+            (Some(draft), Some(product), Some(profile)) => {
+                let spec = draft.resolve(product, profile);
+                // Defence in depth: the reader checked each value where it was written;
+                // the resolved job must pass the same checks a single submission passes.
+                validate_spec_into(&spec, &location, &mut sink);
+                specs.push(spec);
+            }
+            _ => sink.push(location, "internal error: job was not resolved"),
+        }
+    }
+    let Some(order) = order else {
+        sink.push("jobs".to_owned(), "internal error: no topological order");
+        return Err(sink.into_errors());
+    };
+    if !sink.is_empty() {
+        return Err(sink.into_errors());
+    }
+    let mut by_index: Vec<Option<JobSpec>> = specs.into_iter().map(Some).collect();
+    let jobs = order.iter().filter_map(|&i| by_index[i].take()).collect();
+    Ok(Manifest { jobs })
+}
+
+/// Checks one job spec on its own, reporting every problem with the field as location
+/// (`priority`, `capabilities[1]`). Dependencies are checked for shape only: whether they
+/// exist is the caller's business (manifest keys here, job ids in the store).
+pub fn validate_job_spec(spec: &JobSpec) -> Result<(), ManifestErrors> {
+    let mut sink = Sink::default();
+    validate_spec_into(spec, "", &mut sink);
+    if sink.is_empty() {
+        Ok(())
+    } else {
+        Err(sink.into_errors())
+    }
+}
+
+/// Reads one job spec from JSON (a single submission) and validates it. A malformed body is
+/// one error located at `line L, column C`.
+pub fn parse_job_spec_json(text: &str) -> Result<JobSpec, ManifestErrors> {
+    let spec: JobSpec =
+        serde_json::from_str(text).map_err(|e| ManifestErrors(vec![json_error(&e)]))?;
+    validate_job_spec(&spec)?;
+    Ok(spec)
+}
+
+fn default_priority() -> u32 {
+    PRIORITY_DEFAULT
+}
+
+fn default_max_attempts() -> u32 {
+    MAX_ATTEMPTS_DEFAULT
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn sorted_unique_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<String>::deserialize(d).map(sorted_unique)
+}
+
+fn sorted_unique(mut items: Vec<String>) -> Vec<String> {
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+#[cfg(test)]
+mod tests;
