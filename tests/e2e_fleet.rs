@@ -107,9 +107,9 @@ fn a_factory_killed_mid_job_loses_it_to_another_factory() {
     let completes: Vec<&str> = evs
         .iter()
         .filter(|e| e["kind"] == "complete")
-        .map(|e| e["actor"].as_str().unwrap())
+        .map(|e| e["factory_id"].as_str().unwrap())
         .collect();
-    assert_eq!(completes, vec![format!("factory:{b_id}")]);
+    assert_eq!(completes, vec![b_id.as_str()]);
 }
 
 impl Factory {
@@ -165,11 +165,11 @@ fn a_paused_factory_is_fenced_and_the_job_finishes_once_elsewhere() {
     let completes: Vec<String> = evs
         .iter()
         .filter(|e| e["kind"] == "complete")
-        .map(|e| e["actor"].as_str().unwrap().to_string())
+        .map(|e| e["factory_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(
         completes,
-        vec![format!("factory:{b_id}")],
+        vec![b_id.clone()],
         "finished once, by b (a is {a_id})"
     );
     assert_eq!(state(&coord, &id), "succeeded");

@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod factories;
 mod jobs;
+mod node;
 mod openapi;
 mod ui;
 
@@ -47,17 +48,17 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
     };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(jobs::readyz))
-        .route("/metrics", get(jobs::metrics))
+        .route("/readyz", get(node::readyz))
+        .route("/metrics", get(node::metrics))
         .route("/v1/openapi.json", get(openapi::document))
-        .route("/v1/cluster", get(jobs::cluster))
-        .route("/v1/stats", get(jobs::stats))
-        .route("/v1/stats/history", get(jobs::stats_history))
-        .route("/v1/whoami", get(jobs::whoami))
-        .route("/v1/events", get(jobs::fleet_events))
+        .route("/v1/cluster", get(node::cluster))
+        .route("/v1/stats", get(node::stats))
+        .route("/v1/stats/history", get(node::stats_history))
+        .route("/v1/whoami", get(node::whoami))
+        .route("/v1/events", get(node::fleet_events))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
-        .route("/v1/admin/faults", post(jobs::inject_fault))
+        .route("/v1/admin/faults", post(node::inject_fault))
         .route("/v1/factories/enroll", post(factories::enroll))
         .route("/v1/factories", get(factories::list))
         .route("/v1/factories/{id}", get(factories::show))

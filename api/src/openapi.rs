@@ -37,6 +37,28 @@ mod tests {
     }
 
     #[test]
+    fn the_document_lists_every_error_code_the_api_answers_with() {
+        let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
+        let listed = doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]["enum"]
+            .as_array()
+            .expect("the error codes are listed");
+        // Every code is written once in error.rs, as `(StatusCode::..., "code")`.
+        let source = include_str!("error.rs");
+        let codes: Vec<&str> = source
+            .split("StatusCode::")
+            .skip(1)
+            .filter_map(|rest| rest.split_once(", \"")?.1.split_once('"').map(|(c, _)| c))
+            .collect();
+        assert!(codes.len() >= 15, "found the codes: {codes:?}");
+        for code in codes {
+            assert!(
+                listed.iter().any(|c| c == code),
+                "{code} is not in openapi.json"
+            );
+        }
+    }
+
+    #[test]
     fn the_document_describes_every_route_and_method() {
         let doc: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
         let routes = routes();

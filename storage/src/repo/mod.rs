@@ -325,7 +325,7 @@ mod tests {
             seq: 3,
             at: 9,
             kind: "parents_done".into(),
-            actor: format!("factory:{f}"),
+            actor: "factory:00000000-0000-0000-0000-000000000002".into(),
             epoch: 1,
             state: "queued".into(),
             detail: None,
