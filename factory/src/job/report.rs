@@ -2,8 +2,10 @@
 //! write goes through [`JobCtx::write`], which turns a lost lease into a stop (and silence) and a
 //! revoked token into a fatal error; the helpers that report while the job runs (its output, its
 //! lease renewals, its stage); and its end (`complete`, `fail` or `release`), retried until the
-//! coordinator takes it.
+//! coordinator takes it. Output past the coordinator's per-job log limit is refused for good:
+//! the rest of it is dropped, and the job runs on and reports its end as usual.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -15,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
 
 use super::JobCtx;
-use crate::client::{CallError, Retry, WriteOutcome};
+use crate::client::{CallError, LOG_LIMIT_EXCEEDED, Retry, WriteOutcome};
 use crate::control;
 use crate::logs::LogQueue;
 use crate::process;
@@ -30,8 +32,26 @@ enum Written {
     Accepted(LeaseAnswer),
     /// The lease is gone or the agent can no longer report: a stop was requested already.
     Ended,
-    /// The coordinator refused this one write for good (a bug on one side); carry on.
-    Refused(String),
+    /// The coordinator refused this one write for good; carry on.
+    Refused(Refusal),
+}
+
+/// Why the coordinator refused a write for good.
+enum Refusal {
+    /// `413 log_limit_exceeded`: the job's output reached the coordinator's per-job log limit,
+    /// and no later chunk will be taken either. Part of the protocol, not a fault.
+    LogLimit,
+    /// Anything else, by its error code: a bug on one side (logged where it happened).
+    Other(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::LogLimit => f.write_str(LOG_LIMIT_EXCEEDED),
+            Refusal::Other(code) => f.write_str(code),
+        }
+    }
 }
 
 impl JobCtx {
@@ -67,13 +87,16 @@ impl JobCtx {
                 self.request(Stop::Cancel);
                 Written::Ended
             }
+            Err(CallError::Status { status: 413, body }) if body.error == LOG_LIMIT_EXCEEDED => {
+                Written::Refused(Refusal::LogLimit)
+            }
             Err(CallError::Status { status, body }) => {
                 error!(action, status, code = %body.error, message = %body.message, "the coordinator refused a write");
-                Written::Refused(body.error)
+                Written::Refused(Refusal::Other(body.error))
             }
             Err(e) => {
                 error!(action, error = ?e, "a write failed");
-                Written::Refused(format!("{e:?}"))
+                Written::Refused(Refusal::Other(format!("{e:?}")))
             }
         }
     }
@@ -146,7 +169,7 @@ pub(super) async fn send_report(ctx: &JobCtx, report: Report) {
         Written::Ended => {}
         Written::Refused(why) => error!(
             action,
-            why, "the job's end was refused; its lease will expire"
+            %why, "the job's end was refused; its lease will expire"
         ),
     }
 }
@@ -166,14 +189,24 @@ pub(super) async fn finish_early(ctx: &JobCtx, error: String, retryable: bool) {
     }
 }
 
-/// Delivers the job's output in order, one chunk in flight.
+/// Delivers the job's output in order, one chunk in flight. A chunk refused for good is
+/// skipped (sent again it would be refused again); once the coordinator says the job's output
+/// reached its log limit, the rest of the output is dropped and nothing more is sent.
 pub(super) async fn send_logs(ctx: Arc<JobCtx>, queue: Arc<LogQueue>) {
     while let Some(chunk) = queue.next().await {
         let seq = chunk.seq;
         match ctx.write("logs", chunk, Retry::Forever).await {
             Written::Accepted(_) => {}
             Written::Ended => return,
-            Written::Refused(why) => warn!(seq, why, "a log chunk was refused; skipping it"),
+            Written::Refused(Refusal::LogLimit) => {
+                warn!(
+                    seq,
+                    "the job's output reached the coordinator's log limit; dropping the rest of it"
+                );
+                queue.discard();
+                return;
+            }
+            Written::Refused(why) => warn!(seq, %why, "a log chunk was refused; skipping it"),
         }
     }
 }
