@@ -2,7 +2,6 @@
 //! of a worker machine, `demo` both on one machine; the other commands are a thin client of
 //! the REST API.
 
-mod bench;
 #[cfg(feature = "etcd")]
 mod chaos;
 mod client;
@@ -83,7 +82,7 @@ enum Cmd {
     /// Start a coordinator, two factories and a sample manifest, and show progress.
     Demo(demo::DemoArgs),
     /// Load-test a coordinator over loopback with simulated factories: jobs/s, latencies, RSS.
-    Bench(bench::BenchArgs),
+    Bench(gigafactory_benches::harness::BenchArgs),
     /// Chaos suite: real etcd, nodes and factories under seeded faults; checks the invariants.
     #[cfg(feature = "etcd")]
     Chaos(chaos::ChaosArgs),
@@ -200,7 +199,17 @@ fn main() -> Result<()> {
             init_tracing();
             rt.block_on(demo::run(args))
         }
-        Cmd::Bench(args) => rt.block_on(bench::run(args)),
+        Cmd::Bench(args) => {
+            // The bench starts its coordinators as `serve` children of this very binary.
+            let gigafactory = std::env::current_exe()?;
+            let interrupt = serve::shutdown_signal();
+            rt.block_on(gigafactory_benches::harness::run(
+                args,
+                gigafactory,
+                interrupt,
+            ))?;
+            Ok(())
+        }
         // Blocking (its HTTP client runs its own runtime), so outside `rt`.
         #[cfg(feature = "etcd")]
         Cmd::Chaos(args) => chaos::run(args),

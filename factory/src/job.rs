@@ -5,9 +5,13 @@
 //! the output is delivered, the changed paths computed, and the end reported: `complete`,
 //! `fail` or `release`, retried until the coordinator takes it. A lost lease (`409`, `404`)
 //! anywhere ends everything at once: SIGKILL, and not another word to the coordinator.
+//!
+//! This file is the job's life on this machine; `job/report.rs` is everything it tells the
+//! coordinator.
+
+mod report;
 
 use std::io;
-use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,27 +19,23 @@ use std::time::Duration;
 
 use gigafactory_core::job::Millis;
 use gigafactory_core::manifest::Payload;
-use gigafactory_core::wire::{
-    ClaimedJob, Complete, Fail, LeaseAnswer, LogStream, Release, Renew, Stage,
-};
-use serde::Serialize;
+use gigafactory_core::wire::{ClaimedJob, LogStream};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
-use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{Instrument, error, info, warn};
+use tokio::time::Instant;
+use tracing::{Instrument, info, warn};
 
-use crate::agent::Shared;
-use crate::client::{CallError, Retry, WriteOutcome};
+use crate::context::Shared;
 use crate::control::{self, RunningMarker};
 use crate::journal::now_ms;
 use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
+use crate::stop::{Stop, escalate};
 use crate::workspace::{self, CHANGED_PATHS_MAX, Workspace};
+use report::{final_report, finish_early, renew_loop, send_logs, send_report, stage_loop};
 
-/// The error reported when a job outlives its wall-clock budget.
-pub const BUDGET_EXCEEDED_ERROR: &str = "wall-clock budget exceeded";
 /// After the process exits, its output pipes get this long to reach end of file (a process
 /// outside the job's group may hold them open).
 const LOG_DRAIN_MS: u64 = 2_000;
@@ -47,61 +47,6 @@ const PREEMPT_WAIT_MAX_MS: u64 = 15 * 60 * 1_000;
 /// Out-of-scope paths named one by one in the job's log; the rest are counted.
 const SCOPE_NOTICE_PATHS_MAX: usize = 20;
 
-/// Why a job is being stopped. When several are asked for, the strongest wins (see
-/// [`escalate`]): a lost lease beats a cancel, which beats the budget, which beats a
-/// preemption, which beats a shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// The agent shuts down: SIGTERM, grace, SIGKILL, then release with the checkpoint.
-    Shutdown,
-    /// The coordinator wants the slot back by `deadline`: SIGTERM, wait until the deadline,
-    /// SIGKILL, then release with the checkpoint.
-    Preempt { deadline: Millis },
-    /// The job ran out of wall-clock time: SIGTERM, grace, SIGKILL, then a non-retryable fail.
-    Budget,
-    /// The coordinator cancelled the job (or the agent cannot report any more): SIGTERM,
-    /// grace, SIGKILL, and no report.
-    Cancel,
-    /// The lease is lost: SIGKILL at once, and no report.
-    Fenced,
-}
-
-impl Stop {
-    fn rank(self) -> u8 {
-        match self {
-            Stop::Shutdown => 0,
-            Stop::Preempt { .. } => 1,
-            Stop::Budget => 2,
-            Stop::Cancel => 3,
-            Stop::Fenced => 4,
-        }
-    }
-
-    /// Whether the coordinator must hear nothing more about the job.
-    fn silences(self) -> bool {
-        matches!(self, Stop::Cancel | Stop::Fenced)
-    }
-}
-
-/// Folds a new stop request into the current one; whether it changed. Of two preemptions the
-/// earlier deadline wins.
-pub fn escalate(current: &mut Option<Stop>, new: Stop) -> bool {
-    let next = match *current {
-        None => new,
-        Some(Stop::Preempt { deadline: a }) if matches!(new, Stop::Preempt { .. }) => {
-            let Stop::Preempt { deadline: b } = new else {
-                unreachable!("matched above")
-            };
-            Stop::Preempt { deadline: a.min(b) }
-        }
-        Some(old) if new.rank() > old.rank() => new,
-        Some(old) => old,
-    };
-    let changed = *current != Some(next);
-    *current = Some(next);
-    changed
-}
-
 /// What a job's helpers share.
 struct JobCtx {
     shared: Arc<Shared>,
@@ -109,62 +54,10 @@ struct JobCtx {
     stop: Arc<watch::Sender<Option<Stop>>>,
 }
 
-/// How a fenced write went, from the job's point of view.
-enum Written {
-    Accepted(LeaseAnswer),
-    /// The lease is gone or the agent can no longer report: a stop was requested already.
-    Ended,
-    /// The coordinator refused this one write for good (a bug on one side); carry on.
-    Refused(String),
-}
-
 impl JobCtx {
     fn request(&self, stop: Stop) {
         self.stop
             .send_if_modified(|current| escalate(current, stop));
-    }
-
-    async fn write<T: Serialize>(&self, action: &'static str, body: T, retry: Retry) -> Written {
-        let shared = &self.shared;
-        let sent = shared
-            .coordinator
-            .write(
-                &shared.identity.token,
-                self.job.job_id,
-                action,
-                self.job.epoch,
-                body,
-                retry,
-            )
-            .await;
-        match sent {
-            Ok(WriteOutcome::Accepted(answer)) => Written::Accepted(answer),
-            Ok(WriteOutcome::Lost {
-                status,
-                code,
-                current_epoch,
-            }) => {
-                warn!(
-                    action,
-                    status, code, current_epoch, "lease lost: killing the job"
-                );
-                self.request(Stop::Fenced);
-                Written::Ended
-            }
-            Err(e) if e.is_unauthorized() => {
-                shared.raise_fatal(shared.revoked());
-                self.request(Stop::Cancel);
-                Written::Ended
-            }
-            Err(CallError::Status { status, body }) => {
-                error!(action, status, code = %body.error, message = %body.message, "the coordinator refused a write");
-                Written::Refused(body.error)
-            }
-            Err(e) => {
-                error!(action, error = ?e, "a write failed");
-                Written::Refused(format!("{e:?}"))
-            }
-        }
     }
 
     /// Resolves once the job must not be reported any more.
@@ -179,13 +72,6 @@ impl JobCtx {
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// How the job ends, as reported.
-enum Report {
-    Complete(Complete),
-    Fail(Fail),
-    Release(Release),
 }
 
 /// Kills what is left of the job's process group if the job's task ends early (aborted at
@@ -438,86 +324,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The report for how the job ended.
-fn final_report(
-    ws: &Workspace,
-    status: io::Result<ExitStatus>,
-    ended_by: Option<Stop>,
-    changed_paths: Vec<String>,
-) -> Report {
-    let exit_code = status.as_ref().ok().and_then(ExitStatus::code);
-    match ended_by {
-        Some(Stop::Budget) => Report::Fail(Fail {
-            error: BUDGET_EXCEEDED_ERROR.into(),
-            exit_code,
-            retryable: false,
-            changed_paths,
-        }),
-        Some(Stop::Preempt { .. } | Stop::Shutdown) => {
-            let checkpoint = control::read_checkpoint(&ws.control);
-            info!(checkpoint = ?checkpoint, "releasing the job");
-            Report::Release(Release { checkpoint })
-        }
-        // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
-        Some(Stop::Cancel | Stop::Fenced) | None => match status {
-            Ok(status) if status.success() => Report::Complete(Complete { changed_paths }),
-            Ok(status) => {
-                let (error, exit_code) = process::describe_exit(status);
-                Report::Fail(Fail {
-                    error,
-                    exit_code,
-                    retryable: true,
-                    changed_paths,
-                })
-            }
-            Err(e) => Report::Fail(Fail {
-                error: format!("cannot wait for the job's process: {e}"),
-                exit_code: None,
-                retryable: true,
-                changed_paths,
-            }),
-        },
-    }
-}
-
-/// Sends the end of the job until the coordinator takes it.
-async fn send_report(ctx: &JobCtx, report: Report) {
-    let (action, written) = match report {
-        Report::Complete(body) => (
-            "complete",
-            ctx.write("complete", body, Retry::Forever).await,
-        ),
-        Report::Fail(body) => {
-            info!(error = %body.error, exit_code = ?body.exit_code, retryable = body.retryable, "job failed");
-            ("fail", ctx.write("fail", body, Retry::Forever).await)
-        }
-        Report::Release(body) => ("release", ctx.write("release", body, Retry::Forever).await),
-    };
-    match written {
-        Written::Accepted(answer) => info!(action, state = %answer.state, "job end reported"),
-        Written::Ended => {}
-        Written::Refused(why) => error!(
-            action,
-            why, "the job's end was refused; its lease will expire"
-        ),
-    }
-}
-
-/// Reports a job that never started.
-async fn finish_early(ctx: &JobCtx, error: String, retryable: bool) {
-    warn!(error, retryable, "the job cannot run");
-    let fail = Report::Fail(Fail {
-        error,
-        exit_code: None,
-        retryable,
-        changed_paths: Vec::new(),
-    });
-    tokio::select! {
-        _ = send_report(ctx, fail) => {}
-        _ = ctx.silenced() => {}
-    }
-}
-
 /// What to start for the job's payload.
 fn launch_for(ctx: &JobCtx, ws: &Workspace) -> Result<Launch, String> {
     let job = &ctx.job;
@@ -596,99 +402,9 @@ fn check_scope(ctx: &JobCtx, changed: &[String], queue: &LogQueue) {
     queue.push(LogStream::Stderr, notice);
 }
 
-/// Delivers the job's output in order, one chunk in flight.
-async fn send_logs(ctx: Arc<JobCtx>, queue: Arc<LogQueue>) {
-    while let Some(chunk) = queue.next().await {
-        let seq = chunk.seq;
-        match ctx.write("logs", chunk, Retry::Forever).await {
-            Written::Accepted(_) => {}
-            Written::Ended => return,
-            Written::Refused(why) => warn!(seq, why, "a log chunk was refused; skipping it"),
-        }
-    }
-}
-
-/// Renews the lease at once (which also tells the coordinator the job runs), then every third
-/// of the lease TTL; learns of preemption from the answers.
-async fn renew_loop(ctx: Arc<JobCtx>) {
-    loop {
-        match ctx.write("renew", Renew {}, Retry::Forever).await {
-            Written::Accepted(answer) => {
-                if let Some(deadline) = answer.preempt_deadline {
-                    ctx.request(Stop::Preempt { deadline });
-                }
-            }
-            Written::Ended => return,
-            Written::Refused(_) => {}
-        }
-        tokio::time::sleep(ctx.shared.renew_interval()).await;
-    }
-}
-
-/// Sends the job's stage whenever its stage file changes.
-async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
-    let mut tick = tokio::time::interval(ctx.shared.config.stage_poll_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut sent: Option<String> = None;
-    loop {
-        tick.tick().await;
-        // A read of one small local file: cheaper than a trip to a blocking thread.
-        let Some(stage) = control::read_stage(&control_dir) else {
-            continue;
-        };
-        if sent.as_ref() == Some(&stage) {
-            continue;
-        }
-        match ctx
-            .write(
-                "stage",
-                Stage {
-                    stage: stage.clone(),
-                },
-                Retry::Forever,
-            )
-            .await
-        {
-            Written::Accepted(_) => info!(stage, "stage reported"),
-            Written::Ended => return,
-            // Not retried: the same stage would be refused again.
-            Written::Refused(_) => {}
-        }
-        sent = Some(stage);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_strongest_stop_wins() {
-        let mut s = None;
-        assert!(escalate(&mut s, Stop::Shutdown));
-        assert!(escalate(&mut s, Stop::Preempt { deadline: 100 }));
-        assert!(!escalate(&mut s, Stop::Shutdown), "weaker: ignored");
-        assert!(
-            escalate(&mut s, Stop::Preempt { deadline: 50 }),
-            "an earlier deadline wins"
-        );
-        assert!(!escalate(&mut s, Stop::Preempt { deadline: 80 }));
-        assert_eq!(s, Some(Stop::Preempt { deadline: 50 }));
-        assert!(escalate(&mut s, Stop::Budget));
-        assert!(escalate(&mut s, Stop::Cancel));
-        assert!(!escalate(&mut s, Stop::Budget));
-        assert!(escalate(&mut s, Stop::Fenced));
-        for weaker in [
-            Stop::Shutdown,
-            Stop::Preempt { deadline: 1 },
-            Stop::Budget,
-            Stop::Cancel,
-            Stop::Fenced,
-        ] {
-            assert!(!escalate(&mut s, weaker));
-        }
-        assert_eq!(s, Some(Stop::Fenced));
-    }
 
     #[test]
     fn preemption_waits_are_bounded_both_ways() {

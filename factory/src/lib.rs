@@ -14,6 +14,7 @@
 mod agent;
 mod backoff;
 mod client;
+mod context;
 mod control;
 mod error;
 mod identity;
@@ -22,6 +23,7 @@ mod journal;
 mod logs;
 mod orphans;
 mod process;
+mod stop;
 mod workspace;
 
 use std::future::Future;

@@ -3,7 +3,9 @@
 //! batches them into chunks of at most [`LOG_CHUNK_MAX_BYTES`] or [`LOG_BATCH_MS`] of output,
 //! one stream per chunk, in the order the output arrived. Chunks wait in a bounded queue for the
 //! sender; when the coordinator is slower than the job, new output beyond
-//! [`LOG_QUEUE_MAX_BYTES`] is dropped and a marker line says how much.
+//! [`LOG_QUEUE_MAX_BYTES`] is dropped and a marker line says how much. Once the coordinator
+//! takes no more of the job's output (its per-job log limit), the queue is discarded: it holds
+//! nothing and takes nothing more.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -167,6 +169,9 @@ pub struct QueueState {
     dropped_bytes: u64,
     next_seq: u64,
     closed: bool,
+    /// The coordinator takes no more of this job's output: nothing is queued from now on, not
+    /// even a drop marker (nobody would receive it).
+    discarded: bool,
 }
 
 impl QueueState {
@@ -178,12 +183,16 @@ impl QueueState {
             dropped_bytes: 0,
             next_seq: 0,
             closed: false,
+            discarded: false,
         }
     }
 
     /// Queues a chunk, or drops it when the queue is full.
     pub fn push(&mut self, stream: LogStream, data: String) {
         debug_assert!(!self.closed, "no output after the end");
+        if self.discarded {
+            return;
+        }
         if self.queued_bytes + data.len() > self.max_bytes {
             self.dropped_bytes += data.len() as u64;
             return;
@@ -196,6 +205,14 @@ impl QueueState {
     pub fn close(&mut self) {
         self.push_drop_marker();
         self.closed = true;
+    }
+
+    /// Drops what is queued and everything pushed from now on.
+    pub fn discard(&mut self) {
+        self.discarded = true;
+        self.chunks.clear();
+        self.queued_bytes = 0;
+        self.dropped_bytes = 0;
     }
 
     pub fn pop(&mut self) -> Option<LogChunk> {
@@ -259,6 +276,12 @@ impl LogQueue {
     pub fn close(&self) {
         self.state.lock().expect("log queue lock").close();
         self.ready.notify_one();
+    }
+
+    /// The coordinator takes no more of this job's output: drops what is queued and whatever
+    /// the job writes from now on, so a job that keeps writing costs no memory.
+    pub fn discard(&self) {
+        self.state.lock().expect("log queue lock").discard();
     }
 
     /// The next chunk to send, waiting for one; `None` once the queue is closed and empty.
@@ -500,6 +523,18 @@ mod tests {
             q.pop().unwrap().data,
             "[gigafactory: 1 bytes of output dropped]\n"
         );
+        assert!(q.is_finished());
+    }
+
+    #[test]
+    fn a_discarded_queue_holds_nothing_and_takes_nothing_more() {
+        let mut q = QueueState::new(10);
+        q.push(LogStream::Stdout, "12345678".into());
+        q.push(LogStream::Stdout, "abcdef".into()); // dropped: the queue is full
+        q.discard();
+        q.push(LogStream::Stderr, "later".into());
+        q.close();
+        assert!(q.pop().is_none(), "no chunk and no drop marker");
         assert!(q.is_finished());
     }
 

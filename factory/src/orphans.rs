@@ -11,8 +11,8 @@ use gigafactory_core::wire::Fail;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::agent::Shared;
 use crate::client::{CallError, Retry, WriteOutcome};
+use crate::context::Shared;
 use crate::control::RunningMarker;
 use crate::process::{self, Signal};
 use crate::workspace::JOBS_DIR;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,6 +74,9 @@ struct Fake {
     revoked: AtomicBool,
     /// Send this command (a preemption, a cancel) with every heartbeat.
     command: Mutex<Option<FactoryCommand>>,
+    /// Once this many log chunks of a job were taken, answer its next ones `413
+    /// log_limit_exceeded`, as the coordinator does past its per-job log limit.
+    log_chunks_max: AtomicUsize,
 }
 
 impl Fake {
@@ -86,6 +89,7 @@ impl Fake {
             fence: AtomicBool::new(false),
             revoked: AtomicBool::new(false),
             command: Mutex::new(None),
+            log_chunks_max: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -225,9 +229,17 @@ async fn job_write(
         _ => None,
     };
     let fenced = fake.fence.load(Ordering::SeqCst);
+    let over_log_limit = action == "logs"
+        && fake
+            .writes(job_id)
+            .iter()
+            .filter(|(a, _, status)| a == "logs" && *status == 200)
+            .count()
+            >= fake.log_chunks_max.load(Ordering::SeqCst);
     let answered = match (epoch, fenced) {
         (None, _) => 400,
         (Some(_), true) => 409,
+        (Some(_), false) if over_log_limit => 413,
         (Some(_), false) => 200,
     };
     fake.record(Seen::Write {
@@ -240,6 +252,9 @@ async fn job_write(
     match (epoch, fenced) {
         (None, _) => error(StatusCode::BAD_REQUEST, "bad_request", None),
         (Some(epoch), true) => error(StatusCode::CONFLICT, "fenced", Some(epoch + 1)),
+        (Some(_), false) if over_log_limit => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, "log_limit_exceeded", None)
+        }
         (Some(epoch), false) => Json(LeaseAnswer {
             job_id,
             epoch,
@@ -337,6 +352,19 @@ async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Waits for a heartbeat, sent after this call, that lists no job: the agent is then done with
+/// the jobs it held, and has sent whatever it would still send about them.
+async fn done_with_its_jobs(fake: &Fake) {
+    let from = fake.seen().len();
+    eventually("a heartbeat without a job", || {
+        fake.seen()[from..]
+            .iter()
+            .any(|s| matches!(s, Seen::Heartbeat { request, .. } if request.running.is_empty()))
+            .then_some(())
+    })
+    .await;
 }
 
 fn marker_path(workdir: &Path, job: &ClaimedJob) -> PathBuf {
@@ -489,15 +517,7 @@ async fn a_fenced_renew_kills_the_job_group_and_nothing_more_is_reported() {
         (!group_alive(pgid)).then_some(())
     })
     .await;
-    let fenced_at = fake.seen().len();
-    // Once a heartbeat no longer lists the job, the agent is done with it.
-    eventually("a heartbeat without the job", || {
-        fake.seen()[fenced_at..]
-            .iter()
-            .any(|s| matches!(s, Seen::Heartbeat { request, .. } if request.running.is_empty()))
-            .then_some(())
-    })
-    .await;
+    done_with_its_jobs(&fake).await;
 
     let writes = fake.writes(job.job_id);
     let first_409 = writes
@@ -775,20 +795,47 @@ async fn a_cancelled_job_is_stopped_and_not_reported() {
         (!group_alive(pgid)).then_some(())
     })
     .await;
-    let after_kill = fake.seen().len();
-    eventually("a heartbeat without the job", || {
-        fake.seen()[after_kill..]
-            .iter()
-            .any(|s| matches!(s, Seen::Heartbeat { request, .. } if request.running.is_empty()))
-            .then_some(())
-    })
-    .await;
+    done_with_its_jobs(&fake).await;
     let writes = fake.writes(job.job_id);
     assert!(
         !writes
             .iter()
             .any(|(a, _, _)| ["complete", "fail", "release"].contains(&a.as_str())),
         "a cancelled job is not reported: {writes:?}"
+    );
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_past_the_log_limit_is_dropped_and_the_job_still_completes() {
+    // 200,000 bytes without a line break: a dozen chunks of at most 16 KiB, then more output.
+    let job = claimed(
+        "head -c 200000 /dev/zero | tr '\\000' x; echo; echo after the limit",
+        8,
+        None,
+    );
+    let fake = Fake::new(15_000, vec![job.clone()]);
+    fake.log_chunks_max.store(2, Ordering::SeqCst);
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(config(&url, workdir.path()));
+
+    let complete: FencedWrite<Complete> = eventually("the job to complete", || {
+        fake.write_of(job.job_id, "complete")
+    })
+    .await;
+    assert_eq!(complete.epoch, 8);
+    done_with_its_jobs(&fake).await;
+    let log_answers: Vec<u16> = fake
+        .writes(job.job_id)
+        .iter()
+        .filter(|(a, _, _)| a == "logs")
+        .map(|(_, _, status)| *status)
+        .collect();
+    assert_eq!(
+        log_answers,
+        [200, 200, 413],
+        "the refused chunk is not sent again, and no later one is sent"
     );
     agent.shutdown().await.unwrap();
 }

@@ -1,16 +1,17 @@
-//! Coordinator nodes the bench starts: `gigafactory serve` from this very binary as a child
-//! process on a loopback port the bench picks, in a scratch directory under the current
-//! directory. A child is killed when its handle drops (`kill_on_drop`), so every way out of the
-//! bench — success, error, Ctrl-C — takes it down; a scratch directory is removed when dropped.
+//! Coordinator nodes the bench starts: `gigafactory serve` (from the executable the caller
+//! named) as a child process on a loopback port the bench picks, in a scratch directory under
+//! the current directory. A child is killed when its handle drops (`kill_on_drop`), so every
+//! way out of the bench — success, error, Ctrl-C — takes it down; a scratch directory is
+//! removed when dropped.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use super::procfs::Memory;
+use super::error::{Error, Result};
+use crate::procfs::{self, Memory};
 
 /// How long a child coordinator has to answer `/readyz`.
 const READY_DEADLINE_SECS: u64 = 60;
@@ -24,17 +25,17 @@ const LOG_FILE: &str = "coordinator.log";
 const TOKEN_FILE: &str = "admin-token";
 
 /// A directory removed when dropped.
-pub(super) struct ScratchDir(pub PathBuf);
+pub(crate) struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
     /// A fresh `gigafactory-bench-<id>` directory under the current directory.
     pub fn create() -> Result<ScratchDir> {
-        let dir = ScratchDir(std::path::absolute(format!(
-            "gigafactory-bench-{}",
-            Uuid::now_v7().simple()
-        ))?);
-        std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
-        Ok(dir)
+        let name = format!("gigafactory-bench-{}", Uuid::now_v7().simple());
+        let path = std::path::absolute(&name)
+            .map_err(|e| Error::io(format!("locating {name} in the current directory"), e))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(ScratchDir(path))
     }
 }
 
@@ -46,14 +47,23 @@ impl Drop for ScratchDir {
     }
 }
 
+/// How the bench starts a coordinator node.
+#[derive(Clone)]
+pub(crate) struct Launcher {
+    /// The executable whose `serve` subcommand runs a node.
+    pub gigafactory: PathBuf,
+    /// The nodes' job lease TTL (`serve`'s own default when `None`).
+    pub lease_ttl_ms: Option<u64>,
+}
+
 /// One `gigafactory serve` child, restartable on the same port, store and directory.
-pub(super) struct ChildNode {
+pub(crate) struct ChildNode {
     pub url: String,
     port: u16,
     pub store: String,
     /// Holds its admin-token file and its log.
     dir: PathBuf,
-    lease_ttl_ms: Option<u64>,
+    launcher: Launcher,
     process: Option<tokio::process::Child>,
 }
 
@@ -63,28 +73,31 @@ impl ChildNode {
     /// first start only.
     pub async fn start(
         http: &reqwest::Client,
+        launcher: &Launcher,
         dir: &Path,
         store: &str,
         admin: Option<&str>,
-        lease_ttl_ms: Option<u64>,
     ) -> Result<ChildNode> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         if let Some(token) = admin {
             let file = dir.join(TOKEN_FILE);
-            std::fs::write(&file, token).with_context(|| format!("writing {}", file.display()))?;
+            std::fs::write(&file, token)
+                .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
         }
         // `serve` names its address only in a log line, so we choose the port: bind port 0,
         // read what the kernel gave, and free it for the child. Another process could take it
         // in between; the start-up would then fail and say so.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::io("picking a free loopback port", e))?
             .port();
         let mut node = ChildNode {
             url: format!("http://127.0.0.1:{port}"),
             port,
             store: store.to_string(),
             dir: dir.to_path_buf(),
-            lease_ttl_ms,
+            launcher: launcher.clone(),
             process: None,
         };
         node.spawn(http).await?;
@@ -95,11 +108,13 @@ impl ChildNode {
     pub async fn spawn(&mut self, http: &reqwest::Client) -> Result<()> {
         self.kill().await;
         // Appended to, so a restarted node's log follows its first life's.
+        let log_file = self.dir.join(LOG_FILE);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(LOG_FILE))?;
-        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+            .open(&log_file)
+            .map_err(|e| Error::io(format!("opening {}", log_file.display()), e))?;
+        let mut cmd = tokio::process::Command::new(&self.launcher.gigafactory);
         cmd.arg("serve")
             .arg("--store")
             .arg(&self.store)
@@ -107,7 +122,7 @@ impl ChildNode {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--admin-token-file")
             .arg(self.dir.join(TOKEN_FILE));
-        if let Some(ttl) = self.lease_ttl_ms {
+        if let Some(ttl) = self.launcher.lease_ttl_ms {
             cmd.arg("--lease-ttl-ms").arg(ttl.to_string());
         }
         let process = cmd
@@ -122,28 +137,34 @@ impl ChildNode {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .context("starting a coordinator")?;
+            .map_err(|e| {
+                let exe = self.launcher.gigafactory.display();
+                Error::io(format!("starting a coordinator ({exe} serve)"), e)
+            })?;
         let process = self.process.insert(process);
         let deadline = Instant::now() + Duration::from_secs(READY_DEADLINE_SECS);
         loop {
-            if let Some(status) = process.try_wait()? {
-                bail!(
+            let exited = process.try_wait().map_err(|e| {
+                Error::io(format!("waiting for the coordinator at {}", self.url), e)
+            })?;
+            if let Some(status) = exited {
+                return Err(Error::Setup(format!(
                     "the coordinator at {} exited during start-up ({status}); its log:\n{}",
                     self.url,
-                    tail(&self.dir.join(LOG_FILE))
-                );
+                    tail(&log_file)
+                )));
             }
             let ready = http.get(format!("{}/readyz", self.url)).send().await;
             if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
+                return Err(Error::Setup(format!(
                     "the coordinator at {} did not become ready in {READY_DEADLINE_SECS} s; its \
                      log:\n{}",
                     self.url,
-                    tail(&self.dir.join(LOG_FILE))
-                );
+                    tail(&log_file)
+                )));
             }
             tokio::time::sleep(Duration::from_millis(PROBE_PAUSE_MS)).await;
         }
@@ -156,15 +177,18 @@ impl ChildNode {
     /// The admin token the node wrote on the store's first start (or was given).
     pub fn admin_token(&self) -> Result<String> {
         let file = self.dir.join(TOKEN_FILE);
-        let token = std::fs::read_to_string(&file).with_context(|| {
-            format!(
+        let token = std::fs::read_to_string(&file).map_err(|e| {
+            let context = format!(
                 "reading {} (is the store fresh? the admin token is written on its first \
                  start only)",
                 file.display()
-            )
+            );
+            Error::io(context, e)
         })?;
         let token = token.trim().to_string();
-        ensure!(!token.is_empty(), "{} is empty", file.display());
+        if token.is_empty() {
+            return Err(Error::Setup(format!("{} is empty", file.display())));
+        }
         Ok(token)
     }
 
@@ -188,7 +212,7 @@ impl ChildNode {
 }
 
 /// The coordinator under test in the single-node mode.
-pub(super) struct Target {
+pub(crate) struct Target {
     pub base: String,
     pub admin: String,
     /// Present when the bench started the coordinator. Declared before `dir`: fields drop in
@@ -202,16 +226,17 @@ impl Target {
         coordinator: Option<&str>,
         token: Option<&str>,
         store: Option<&str>,
-        lease_ttl_ms: Option<u64>,
+        launcher: &Launcher,
         http: &reqwest::Client,
     ) -> Result<Target> {
         if let Some(url) = coordinator {
             let base = url.trim_end_matches('/').to_string();
             let ready = http.get(format!("{base}/readyz")).send().await;
-            ensure!(
-                ready.is_ok_and(|r| r.status().is_success()),
-                "the coordinator at {base} is not ready (GET /readyz)"
-            );
+            if !ready.is_ok_and(|r| r.status().is_success()) {
+                return Err(Error::Setup(format!(
+                    "the coordinator at {base} is not ready (GET /readyz)"
+                )));
+            }
             return Ok(Target {
                 base,
                 admin: token.unwrap_or_default().to_string(),
@@ -224,7 +249,7 @@ impl Target {
             || format!("embedded:{}", dir.0.join("store").display()),
             str::to_string,
         );
-        let child = ChildNode::start(http, &dir.0, &store, None, lease_ttl_ms).await?;
+        let child = ChildNode::start(http, launcher, &dir.0, &store, None).await?;
         Ok(Target {
             base: child.url.clone(),
             admin: child.admin_token()?,
@@ -255,7 +280,7 @@ impl Target {
 
     pub fn cpu_secs(&self) -> Option<f64> {
         self.pid()
-            .and_then(|pid| super::procfs::cpu_secs(&format!("/proc/{pid}/stat")))
+            .and_then(|pid| procfs::cpu_secs(&format!("/proc/{pid}/stat")))
     }
 
     pub fn store_bytes(&self) -> Option<u64> {
@@ -285,7 +310,7 @@ fn tail(path: &Path) -> String {
 }
 
 /// Bytes of all files under `dir`.
-pub(super) fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::BenchArgs;
 use super::child::Target;
+use super::error::Result;
 use super::load::{self, Shared, Workload};
-use super::procfs::{Memory, Watched, loadavg, show_pct};
+use super::{BenchArgs, write_json};
+use crate::procfs::{Memory, Watched, load_average, show_pct};
 
 /// After a pre-load, the coordinator counts as idle once it uses less than this much CPU over
 /// one `SETTLE_WINDOW_MS` window: its store may still be flushing the pre-load, which would
@@ -53,8 +53,8 @@ async fn wait_idle(target: &Target, deadline: Instant) -> bool {
     false
 }
 
-pub(super) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Result<()> {
-    let load_before = loadavg();
+pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Result<()> {
+    let load_before = load_average();
     let run_id = Uuid::now_v7().simple().to_string();
     println!(
         "gigafactory bench: {} jobs, {} factories × {} slots, {} submitters, renew {}, \
@@ -132,7 +132,7 @@ pub(super) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     let m = load::measure(&sh, &workload).await?;
     let memory = target.memory();
     let store_bytes = target.store_bytes();
-    let load_after = loadavg();
+    let load_after = load_average();
     let stored = load::count_succeeded(&sh, &m.ids, Instant::now() + phase).await;
 
     println!();
@@ -179,10 +179,10 @@ pub(super) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
         cores = m.cpu.cores,
     );
     println!("  load average        before {load_before}, after {load_after}");
-    println!("  check               {}", load::check(&m, &stored).1);
+    println!("  check               {}", load::check(&m, &stored));
 
     if let Some(path) = &args.json {
-        let figures = json!({
+        let extra = json!({
             "jobs": args.jobs,
             "factories": args.factories,
             "slots": args.slots,
@@ -198,32 +198,16 @@ pub(super) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
                 "went_idle": p.idle,
                 "vm_rss_kib": p.memory.map(|m| m.rss_kib),
             })),
-            "submitted": m.submitted(),
-            "completed": m.completed,
-            "stored_succeeded": stored.as_ref().ok(),
-            "elapsed_s": m.elapsed,
-            "jobs_per_s": m.jobs_per_sec(),
-            "submit": m.submit.json(),
-            "claim": m.claim.json(),
-            "renew": m.renew.json(),
-            "complete": m.complete.json(),
             "empty_claims": m.empty_claims,
-            "retries": m.retries,
             "coordinator_vm_rss_kib": memory.map(|m| m.rss_kib),
             "coordinator_vm_hwm_kib": memory.map(|m| m.hwm_kib),
             "store_bytes": store_bytes,
             "coordinator_cpu_pct": m.cpu.coordinator,
-            "client_cpu_pct": m.cpu.client,
-            "others_cpu_pct": m.cpu.others,
-            "machine_busy_pct": m.cpu.machine,
             "cores": m.cpu.cores,
             "loadavg_before": load_before,
             "loadavg_after": load_after,
-            "timed_out": m.timed_out,
-            "error": m.fatal,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&figures)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_json(path, &m.json(&stored, extra))?;
     }
     load::verdict(&m, stored, args.timeout_secs)
 }

@@ -1,11 +1,11 @@
-//! `gigafactory bench`: a load generator that drives a coordinator over HTTP on loopback with
-//! simulated factories (submit → claim → renew → complete) and prints jobs/s, latency
-//! percentiles, and the coordinator's memory and CPU.
+//! The load harness behind `gigafactory bench`: a load generator that drives a coordinator
+//! over HTTP on loopback with simulated factories (submit → claim → renew → complete) and
+//! prints jobs/s, latency percentiles, and the coordinator's memory and CPU.
 //!
-//! By default it starts the coordinator as a child process (`gigafactory serve` on a fresh
-//! embedded store in a scratch directory under the current directory, removed at the end). A
-//! separate process, so that its RSS and CPU time can be read from `/proc/<pid>` without the
-//! client's mixed in. Guarantees:
+//! By default it starts the coordinator as a child process (`gigafactory serve`, from the
+//! executable the caller names, on a fresh embedded store in a scratch directory under the
+//! current directory, removed at the end). A separate process, so that its RSS and CPU time can
+//! be read from `/proc/<pid>` without the client's mixed in. Guarantees:
 //! - all traffic goes to a loopback address: `--coordinator` must name one, and the HTTP client
 //!   ignores proxy settings;
 //! - every phase stops after `--timeout-secs`, every retry loop is bounded, and every child is
@@ -20,7 +20,7 @@
 //!
 //! With `--compare-cluster` (build feature `etcd`), one invocation runs the same workload on one
 //! embedded node and on three nodes sharing a three-member local etcd, then once more on the
-//! cluster while one node is SIGKILLed and restarted (see `bench/cluster.rs`).
+//! cluster while one node is SIGKILLed and restarted (see `harness/cluster.rs`).
 //!
 //! Reading the figures: claim latency runs from sending a claim to an answer that carries a
 //! job, so while the claim loops outpace the submitters it includes waiting for work; raise
@@ -32,18 +32,17 @@
 mod child;
 #[cfg(feature = "etcd")]
 mod cluster;
-#[cfg(feature = "etcd")]
-mod figures;
+mod error;
 mod load;
-mod procfs;
+mod metrics;
 mod single;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-
-use child::Target;
+use child::{Launcher, Target};
+pub use error::{Error, Result};
 use load::Workload;
 
 /// Bounds on the flags, so a typo cannot ask for a billion connections.
@@ -57,6 +56,7 @@ const PRIORITY_MAX: u32 = 1_000;
 const LEASE_TTL_MS_MIN: u64 = 1_000;
 const LEASE_TTL_MS_MAX: u64 = 3_600_000;
 
+/// The flags of `gigafactory bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Jobs pushed through submit → claim → (renew →) complete.
@@ -115,42 +115,42 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     fn check(&self) -> Result<()> {
-        ensure!(
+        usage(
             (1..=JOBS_MAX).contains(&self.jobs),
-            "--jobs must be within 1..={JOBS_MAX}"
-        );
-        ensure!(
+            format!("--jobs must be within 1..={JOBS_MAX}"),
+        )?;
+        usage(
             self.queued_base <= QUEUED_BASE_MAX,
-            "--queued-base must be at most {QUEUED_BASE_MAX}"
-        );
-        ensure!(
+            format!("--queued-base must be at most {QUEUED_BASE_MAX}"),
+        )?;
+        usage(
             self.queued_priority <= PRIORITY_MAX,
-            "--queued-priority must be at most {PRIORITY_MAX}"
-        );
-        ensure!(
+            format!("--queued-priority must be at most {PRIORITY_MAX}"),
+        )?;
+        usage(
             self.factories >= 1 && self.slots >= 1,
-            "--factories and --slots must be at least 1"
-        );
-        ensure!(
+            "--factories and --slots must be at least 1",
+        )?;
+        usage(
             self.factories.saturating_mul(self.slots) <= CLAIM_LOOPS_MAX,
-            "--factories × --slots must be at most {CLAIM_LOOPS_MAX}"
-        );
-        ensure!(
+            format!("--factories × --slots must be at most {CLAIM_LOOPS_MAX}"),
+        )?;
+        usage(
             (1..=SUBMITTERS_MAX).contains(&self.submitters),
-            "--submitters must be within 1..={SUBMITTERS_MAX}"
-        );
-        ensure!(self.timeout_secs >= 1, "--timeout-secs must be at least 1");
+            format!("--submitters must be within 1..={SUBMITTERS_MAX}"),
+        )?;
+        usage(self.timeout_secs >= 1, "--timeout-secs must be at least 1")?;
         if let Some(ttl) = self.lease_ttl_ms {
-            ensure!(
+            usage(
                 (LEASE_TTL_MS_MIN..=LEASE_TTL_MS_MAX).contains(&ttl),
-                "--lease-ttl-ms must be within {LEASE_TTL_MS_MIN}..={LEASE_TTL_MS_MAX}"
-            );
+                format!("--lease-ttl-ms must be within {LEASE_TTL_MS_MIN}..={LEASE_TTL_MS_MAX}"),
+            )?;
         }
         if let Some(url) = &self.coordinator {
-            ensure!(
+            usage(
                 self.token.is_some(),
-                "--coordinator needs --token (an admin token)"
-            );
+                "--coordinator needs --token (an admin token)",
+            )?;
             ensure_loopback(url)?;
         }
         Ok(())
@@ -168,24 +168,46 @@ impl BenchArgs {
     }
 }
 
+/// Writes the figures to `path` as pretty JSON (the `--json` file).
+fn write_json(path: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, format!("{figures:#}\n"))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// `Ok` when `ok`, else a usage error saying `problem`.
+fn usage(ok: bool, problem: impl Into<String>) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(problem.into()))
+    }
+}
+
 /// Refuses a URL whose host is not a loopback address: a load generator must not be pointed at
 /// a shared coordinator by a slip of the keyboard.
 fn ensure_loopback(url: &str) -> Result<()> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| Error::Usage(format!("{url:?} is not a URL: {e}")))?;
     let host = parsed.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let loopback = host == "localhost"
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    ensure!(
+    usage(
         loopback && parsed.scheme() == "http",
-        "--coordinator must be an http:// URL on a loopback address (127.0.0.1, ::1, localhost)"
-    );
-    Ok(())
+        "--coordinator must be an http:// URL on a loopback address (127.0.0.1, ::1, localhost)",
+    )
 }
 
-pub async fn run(args: BenchArgs) -> Result<()> {
+/// Runs the bench `args` ask for and prints its figures. `gigafactory` is the executable whose
+/// `serve` subcommand starts the coordinator nodes (the caller's own, for the `gigafactory`
+/// binary); `interrupt` (Ctrl-C) stops the run, and every node the bench started, at once.
+pub async fn run(
+    args: BenchArgs,
+    gigafactory: PathBuf,
+    interrupt: impl Future<Output = ()>,
+) -> Result<()> {
     args.check()?;
     let slots_total = (args.factories * args.slots) as usize;
     let http = reqwest::Client::builder()
@@ -195,31 +217,35 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         // One kept-alive connection per concurrent loop, plus a few for set-up and checks.
         .pool_max_idle_per_host(slots_total + args.submitters as usize + 8)
         .timeout(Duration::from_secs(load::REQUEST_TIMEOUT_SECS))
-        .build()?;
-    let signal = crate::serve::shutdown_signal();
-    tokio::pin!(signal);
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot build the http client: {e}")))?;
+    let launcher = Launcher {
+        gigafactory,
+        lease_ttl_ms: args.lease_ttl_ms,
+    };
+    tokio::pin!(interrupt);
     #[cfg(feature = "etcd")]
     if args.compare_cluster {
-        // A Ctrl-C drops the future that owns etcd and the nodes, which kills them.
+        // An interrupt drops the future that owns etcd and the nodes, which kills them.
         return tokio::select! {
-            r = cluster::run(&args, &http) => r,
-            () = &mut signal => Err(anyhow!("interrupted")),
+            r = cluster::run(&args, &http, &launcher) => r,
+            () = &mut interrupt => Err(Error::Interrupted),
         };
     }
-    // A Ctrl-C drops the future that owns the child, which kills it (`kill_on_drop`).
+    // An interrupt drops the future that owns the child, which kills it (`kill_on_drop`).
     let target = tokio::select! {
         t = Target::start(
             args.coordinator.as_deref(),
             args.token.as_deref(),
             args.store.as_deref(),
-            args.lease_ttl_ms,
+            &launcher,
             &http,
         ) => t?,
-        () = &mut signal => bail!("interrupted"),
+        () = &mut interrupt => return Err(Error::Interrupted),
     };
     let outcome = tokio::select! {
         r = single::bench(&args, &http, &target) => r,
-        () = &mut signal => Err(anyhow!("interrupted")),
+        () = &mut interrupt => Err(Error::Interrupted),
     };
     if outcome.is_err()
         && let Some(tail) = target.log_tail()

@@ -1,6 +1,6 @@
-//! What the bench reads from `/proc`: a process's resident memory and CPU time, the machine's
-//! CPU time and load average. Read-only, Linux only; a figure that cannot be read is `None`
-//! and printed as "n/a", never guessed.
+//! What the benchmarks read from `/proc`: a process's resident memory and CPU time, the
+//! machine's CPU time and load average. Read-only, Linux only; a figure that cannot be read is
+//! `None` and printed as "n/a", never guessed.
 
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ const PROC_TICKS_PER_SEC: f64 = 100.0;
 
 /// A process's resident memory, from `/proc/<pid>/status`.
 #[derive(Clone, Copy)]
-pub(super) struct Memory {
+pub(crate) struct Memory {
     pub rss_kib: u64,
     /// The peak resident set since the process started.
     pub hwm_kib: u64,
@@ -47,7 +47,7 @@ impl Memory {
 }
 
 /// User plus system CPU seconds of a process, from its `/proc/.../stat`.
-pub(super) fn cpu_secs(stat_path: &str) -> Option<f64> {
+pub(crate) fn cpu_secs(stat_path: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(stat_path).ok()?;
     // The command name (field 2) may hold spaces; the fields after its ')' do not.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -72,7 +72,7 @@ fn cpu_secs_of(pids: &[u32]) -> Option<f64> {
 /// The children of this process whose command name is `name` (the etcd members, which the
 /// storage crate starts without telling their pids).
 #[cfg(feature = "etcd")]
-pub(super) fn children_named(name: &str) -> Vec<u32> {
+pub(crate) fn children_named(name: &str) -> Vec<u32> {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -94,8 +94,8 @@ pub(super) fn children_named(name: &str) -> Vec<u32> {
         .collect()
 }
 
-/// The 1, 5 and 15 minute load averages.
-pub(super) fn loadavg() -> String {
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "n/a".into())
@@ -125,7 +125,7 @@ fn machine_cpu_secs() -> Option<(f64, f64)> {
 
 /// The processes whose CPU time the bench reports besides its own.
 #[derive(Clone, Default)]
-pub(super) struct Watched {
+pub(crate) struct Watched {
     /// Coordinator nodes the bench started.
     pub coordinators: Vec<u32>,
     /// Store processes (etcd members) the bench started.
@@ -134,7 +134,7 @@ pub(super) struct Watched {
 
 /// CPU counters at one moment: the watched processes', the client's and the machine's.
 #[derive(Clone, Copy)]
-pub(super) struct CpuSample {
+pub(crate) struct CpuSample {
     pub at: Instant,
     coordinator_secs: Option<f64>,
     store_secs: Option<f64>,
@@ -156,7 +156,7 @@ impl CpuSample {
 }
 
 /// CPU use between two samples, in percent of one core.
-pub(super) struct CpuUse {
+pub(crate) struct CpuUse {
     pub coordinator: Option<f64>,
     // Read by the cluster comparison only (feature `etcd`).
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
@@ -195,7 +195,7 @@ impl CpuUse {
 }
 
 /// A share of one core, or "n/a".
-pub(super) fn show_pct(p: Option<f64>) -> String {
+pub(crate) fn show_pct(p: Option<f64>) -> String {
     p.map_or_else(|| "n/a".into(), |p| format!("{p:.0} %"))
 }
 

@@ -1,46 +1,13 @@
-//! Pure helpers of the cluster comparison: reading Prometheus text (etcd's `/metrics` and the
-//! coordinators'), histogram quantiles from bucket counts, and the per-second throughput series
-//! around a node kill. No I/O here, so every figure the comparison prints is unit-tested.
+//! Pure helpers of the cluster comparison: histograms and summaries in Prometheus text (etcd's
+//! `/metrics` and the coordinators'), histogram quantiles from bucket counts, and the
+//! per-second throughput series around a node kill. No I/O here, so every figure the
+//! comparison prints is unit-tested.
 
-/// One Prometheus sample: `name{labels} value`.
-struct Sample<'a> {
-    name: &'a str,
-    labels: &'a str,
-    value: f64,
-}
-
-/// The samples of a Prometheus text exposition; comments and lines that do not parse are
-/// skipped.
-fn samples(text: &str) -> impl Iterator<Item = Sample<'_>> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (head, value) = l.trim().rsplit_once(' ')?;
-            let value = value.parse().ok()?;
-            let (name, labels) = match head.split_once('{') {
-                Some((name, rest)) => (name, rest.strip_suffix('}')?),
-                None => (head, ""),
-            };
-            Some(Sample {
-                name,
-                labels,
-                value,
-            })
-        })
-}
-
-/// The sum of every sample named `name` whose labels contain `label` (all of them when it is
-/// empty); `None` when there is none.
-pub(super) fn sum_of(text: &str, name: &str, label: &str) -> Option<f64> {
-    samples(text)
-        .filter(|s| s.name == name && s.labels.contains(label))
-        .map(|s| s.value)
-        .reduce(|a, b| a + b)
-}
+use crate::harness::metrics::{samples, sum_of};
 
 /// A Prometheus histogram: cumulative bucket counts by upper bound, summed over label sets.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct Histogram {
+pub(crate) struct Histogram {
     /// `(le, cumulative count)`, by increasing `le`; `+Inf` last.
     buckets: Vec<(f64, f64)>,
     sum: f64,
@@ -133,7 +100,7 @@ impl Histogram {
 }
 
 /// The value of quantile `q` (as the exporter writes it, e.g. `"0.99"`) of summary `name`.
-pub(super) fn summary_quantile(text: &str, name: &str, q: &str) -> Option<f64> {
+pub(crate) fn summary_quantile(text: &str, name: &str, q: &str) -> Option<f64> {
     let label = format!("quantile=\"{q}\"");
     samples(text)
         .find(|s| s.name == name && s.labels.contains(&label))
@@ -142,7 +109,7 @@ pub(super) fn summary_quantile(text: &str, name: &str, q: &str) -> Option<f64> {
 
 /// Events per bucket of `bucket_ms`, from the event times in milliseconds (in any order) up to
 /// the last one.
-pub(super) fn per_bucket(times_ms: &[u64], bucket_ms: u64) -> Vec<u64> {
+pub(crate) fn per_bucket(times_ms: &[u64], bucket_ms: u64) -> Vec<u64> {
     assert!(bucket_ms > 0, "a bucket must last");
     let Some(last) = times_ms.iter().max() else {
         return Vec::new();
@@ -156,7 +123,7 @@ pub(super) fn per_bucket(times_ms: &[u64], bucket_ms: u64) -> Vec<u64> {
 }
 
 /// Events per second in `[from_ms, to_ms)`; `None` for an empty window.
-pub(super) fn rate_between(times_ms: &[u64], from_ms: u64, to_ms: u64) -> Option<f64> {
+pub(crate) fn rate_between(times_ms: &[u64], from_ms: u64, to_ms: u64) -> Option<f64> {
     (to_ms > from_ms).then(|| {
         let n = times_ms
             .iter()
@@ -169,7 +136,7 @@ pub(super) fn rate_between(times_ms: &[u64], from_ms: u64, to_ms: u64) -> Option
 /// The buckets of a series worth printing one by one: `margin_before` buckets ahead of the
 /// first event to `margin_after` past the last, clipped to the `len` buckets there are; all of
 /// them without events.
-pub(super) fn window(
+pub(crate) fn window(
     len: usize,
     events: &[usize],
     margin_before: usize,
@@ -184,7 +151,7 @@ pub(super) fn window(
 }
 
 /// A bar of `width` characters at most, `value` scaled against `max`.
-pub(super) fn bar(value: u64, max: u64, width: usize) -> String {
+pub(crate) fn bar(value: u64, max: u64, width: usize) -> String {
     let n = if max == 0 {
         0
     } else {
@@ -210,14 +177,6 @@ grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Txn\",grpc_service=\"et
 grpc_server_handled_total{grpc_code=\"Aborted\",grpc_method=\"Txn\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 2
 grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Range\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 5
 ";
-
-    #[test]
-    fn sums_samples_by_name_and_label() {
-        let txn = "grpc_method=\"Txn\"";
-        assert_eq!(sum_of(FSYNC, "grpc_server_handled_total", txn), Some(9.0));
-        assert_eq!(sum_of(FSYNC, "grpc_server_handled_total", ""), Some(14.0));
-        assert_eq!(sum_of(FSYNC, "no_such_metric", ""), None);
-    }
 
     #[test]
     fn reads_a_histogram_and_bounds_its_quantiles() {

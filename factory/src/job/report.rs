@@ -1,0 +1,262 @@
+//! What a running job tells the coordinator, and what the answers mean for it: every fenced
+//! write goes through [`JobCtx::write`], which turns a lost lease into a stop (and silence) and a
+//! revoked token into a fatal error; the helpers that report while the job runs (its output, its
+//! lease renewals, its stage); and its end (`complete`, `fail` or `release`), retried until the
+//! coordinator takes it. Output past the coordinator's per-job log limit is refused for good:
+//! the rest of it is dropped, and the job runs on and reports its end as usual.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use gigafactory_core::wire::{Complete, Fail, LeaseAnswer, Release, Renew, Stage};
+use serde::Serialize;
+use tokio::time::MissedTickBehavior;
+use tracing::{error, info, warn};
+
+use super::JobCtx;
+use crate::client::{CallError, LOG_LIMIT_EXCEEDED, Retry, WriteOutcome};
+use crate::control;
+use crate::logs::LogQueue;
+use crate::process;
+use crate::stop::Stop;
+use crate::workspace::Workspace;
+
+/// The error reported when a job outlives its wall-clock budget.
+const BUDGET_EXCEEDED_ERROR: &str = "wall-clock budget exceeded";
+
+/// How a fenced write went, from the job's point of view.
+enum Written {
+    Accepted(LeaseAnswer),
+    /// The lease is gone or the agent can no longer report: a stop was requested already.
+    Ended,
+    /// The coordinator refused this one write for good; carry on.
+    Refused(Refusal),
+}
+
+/// Why the coordinator refused a write for good.
+enum Refusal {
+    /// `413 log_limit_exceeded`: the job's output reached the coordinator's per-job log limit,
+    /// and no later chunk will be taken either. Part of the protocol, not a fault.
+    LogLimit,
+    /// Anything else, by its error code: a bug on one side (logged where it happened).
+    Other(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::LogLimit => f.write_str(LOG_LIMIT_EXCEEDED),
+            Refusal::Other(code) => f.write_str(code),
+        }
+    }
+}
+
+impl JobCtx {
+    async fn write<T: Serialize>(&self, action: &'static str, body: T, retry: Retry) -> Written {
+        let shared = &self.shared;
+        let sent = shared
+            .coordinator
+            .write(
+                &shared.identity.token,
+                self.job.job_id,
+                action,
+                self.job.epoch,
+                body,
+                retry,
+            )
+            .await;
+        match sent {
+            Ok(WriteOutcome::Accepted(answer)) => Written::Accepted(answer),
+            Ok(WriteOutcome::Lost {
+                status,
+                code,
+                current_epoch,
+            }) => {
+                warn!(
+                    action,
+                    status, code, current_epoch, "lease lost: killing the job"
+                );
+                self.request(Stop::Fenced);
+                Written::Ended
+            }
+            Err(e) if e.is_unauthorized() => {
+                shared.raise_fatal(shared.revoked());
+                self.request(Stop::Cancel);
+                Written::Ended
+            }
+            Err(CallError::Status { status: 413, body }) if body.error == LOG_LIMIT_EXCEEDED => {
+                Written::Refused(Refusal::LogLimit)
+            }
+            Err(CallError::Status { status, body }) => {
+                error!(action, status, code = %body.error, message = %body.message, "the coordinator refused a write");
+                Written::Refused(Refusal::Other(body.error))
+            }
+            Err(e) => {
+                error!(action, error = ?e, "a write failed");
+                Written::Refused(Refusal::Other(format!("{e:?}")))
+            }
+        }
+    }
+}
+
+/// How the job ends, as reported.
+pub(super) enum Report {
+    Complete(Complete),
+    Fail(Fail),
+    Release(Release),
+}
+
+/// The report for how the job ended.
+pub(super) fn final_report(
+    ws: &Workspace,
+    status: io::Result<ExitStatus>,
+    ended_by: Option<Stop>,
+    changed_paths: Vec<String>,
+) -> Report {
+    let exit_code = status.as_ref().ok().and_then(ExitStatus::code);
+    match ended_by {
+        Some(Stop::Budget) => Report::Fail(Fail {
+            error: BUDGET_EXCEEDED_ERROR.into(),
+            exit_code,
+            retryable: false,
+            changed_paths,
+        }),
+        Some(Stop::Preempt { .. } | Stop::Shutdown) => {
+            let checkpoint = control::read_checkpoint(&ws.control);
+            info!(checkpoint = ?checkpoint, "releasing the job");
+            Report::Release(Release { checkpoint })
+        }
+        // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
+        Some(Stop::Cancel | Stop::Fenced) | None => match status {
+            Ok(status) if status.success() => Report::Complete(Complete { changed_paths }),
+            Ok(status) => {
+                let (error, exit_code) = process::describe_exit(status);
+                Report::Fail(Fail {
+                    error,
+                    exit_code,
+                    retryable: true,
+                    changed_paths,
+                })
+            }
+            Err(e) => Report::Fail(Fail {
+                error: format!("cannot wait for the job's process: {e}"),
+                exit_code: None,
+                retryable: true,
+                changed_paths,
+            }),
+        },
+    }
+}
+
+/// Sends the end of the job until the coordinator takes it.
+pub(super) async fn send_report(ctx: &JobCtx, report: Report) {
+    let (action, written) = match report {
+        Report::Complete(body) => (
+            "complete",
+            ctx.write("complete", body, Retry::Forever).await,
+        ),
+        Report::Fail(body) => {
+            info!(error = %body.error, exit_code = ?body.exit_code, retryable = body.retryable, "job failed");
+            ("fail", ctx.write("fail", body, Retry::Forever).await)
+        }
+        Report::Release(body) => ("release", ctx.write("release", body, Retry::Forever).await),
+    };
+    match written {
+        Written::Accepted(answer) => info!(action, state = %answer.state, "job end reported"),
+        Written::Ended => {}
+        Written::Refused(why) => error!(
+            action,
+            %why, "the job's end was refused; its lease will expire"
+        ),
+    }
+}
+
+/// Reports a job that never started.
+pub(super) async fn finish_early(ctx: &JobCtx, error: String, retryable: bool) {
+    warn!(error, retryable, "the job cannot run");
+    let fail = Report::Fail(Fail {
+        error,
+        exit_code: None,
+        retryable,
+        changed_paths: Vec::new(),
+    });
+    tokio::select! {
+        _ = send_report(ctx, fail) => {}
+        _ = ctx.silenced() => {}
+    }
+}
+
+/// Delivers the job's output in order, one chunk in flight. A chunk refused for good is
+/// skipped (sent again it would be refused again); once the coordinator says the job's output
+/// reached its log limit, the rest of the output is dropped and nothing more is sent.
+pub(super) async fn send_logs(ctx: Arc<JobCtx>, queue: Arc<LogQueue>) {
+    while let Some(chunk) = queue.next().await {
+        let seq = chunk.seq;
+        match ctx.write("logs", chunk, Retry::Forever).await {
+            Written::Accepted(_) => {}
+            Written::Ended => return,
+            Written::Refused(Refusal::LogLimit) => {
+                warn!(
+                    seq,
+                    "the job's output reached the coordinator's log limit; dropping the rest of it"
+                );
+                queue.discard();
+                return;
+            }
+            Written::Refused(why) => warn!(seq, %why, "a log chunk was refused; skipping it"),
+        }
+    }
+}
+
+/// Renews the lease at once (which also tells the coordinator the job runs), then every third
+/// of the lease TTL; learns of preemption from the answers.
+pub(super) async fn renew_loop(ctx: Arc<JobCtx>) {
+    loop {
+        match ctx.write("renew", Renew {}, Retry::Forever).await {
+            Written::Accepted(answer) => {
+                if let Some(deadline) = answer.preempt_deadline {
+                    ctx.request(Stop::Preempt { deadline });
+                }
+            }
+            Written::Ended => return,
+            Written::Refused(_) => {}
+        }
+        tokio::time::sleep(ctx.shared.renew_interval()).await;
+    }
+}
+
+/// Sends the job's stage whenever its stage file changes.
+pub(super) async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
+    let mut tick = tokio::time::interval(ctx.shared.config.stage_poll_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sent: Option<String> = None;
+    loop {
+        tick.tick().await;
+        // A read of one small local file: cheaper than a trip to a blocking thread.
+        let Some(stage) = control::read_stage(&control_dir) else {
+            continue;
+        };
+        if sent.as_ref() == Some(&stage) {
+            continue;
+        }
+        match ctx
+            .write(
+                "stage",
+                Stage {
+                    stage: stage.clone(),
+                },
+                Retry::Forever,
+            )
+            .await
+        {
+            Written::Accepted(_) => info!(stage, "stage reported"),
+            Written::Ended => return,
+            // Not retried: the same stage would be refused again.
+            Written::Refused(_) => {}
+        }
+        sent = Some(stage);
+    }
+}
