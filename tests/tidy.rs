@@ -37,9 +37,10 @@ fn relative(path: &Path) -> String {
         .to_string()
 }
 
-/// Whether the file is test code (an integration test, its helpers or a fixture).
+/// Whether the file is test code (an integration test, its helpers, a fixture, or a unit
+/// test module kept in its own `tests.rs`).
 fn is_test_code(path: &str) -> bool {
-    path.starts_with("tests/") || path.contains("/tests/")
+    path.starts_with("tests/") || path.contains("/tests/") || path.ends_with("/tests.rs")
 }
 
 #[test]

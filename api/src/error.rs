@@ -6,7 +6,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gigafactory_actors::CoordError;
-use gigafactory_core::wire::ErrorBody;
+use gigafactory_core::wire::{ErrorBody, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -54,45 +54,45 @@ impl IntoResponse for ApiError {
         };
         let mut retry_after = false;
         let status = match &self {
-            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
-            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             ApiError::Coord(e) => match e {
-                CoordError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                CoordError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
                 CoordError::Fenced { current, .. } => {
                     body.current_epoch = Some(*current);
-                    (StatusCode::CONFLICT, "fenced")
+                    (StatusCode::CONFLICT, ErrorCode::Fenced)
                 }
-                CoordError::NotLeaseHolder => (StatusCode::FORBIDDEN, "not_lease_holder"),
+                CoordError::NotLeaseHolder => (StatusCode::FORBIDDEN, ErrorCode::NotLeaseHolder),
                 CoordError::IllegalTransition { .. } => {
-                    (StatusCode::CONFLICT, "illegal_transition")
+                    (StatusCode::CONFLICT, ErrorCode::IllegalTransition)
                 }
-                CoordError::ParentEnded { .. } => (StatusCode::CONFLICT, "parent_ended"),
+                CoordError::ParentEnded { .. } => (StatusCode::CONFLICT, ErrorCode::ParentEnded),
                 CoordError::LogLimitExceeded { .. } => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "log_limit_exceeded")
+                    (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::LogLimitExceeded)
                 }
-                CoordError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+                CoordError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
                 CoordError::InvalidManifest(details) => {
                     body.details = details.clone();
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest")
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidManifest)
                 }
-                CoordError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-                CoordError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+                CoordError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+                CoordError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
                 CoordError::Overloaded(_) => {
                     retry_after = true;
-                    (StatusCode::TOO_MANY_REQUESTS, "overloaded")
+                    (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Overloaded)
                 }
                 CoordError::Unavailable(_) | CoordError::CommitUnknown(_) => {
                     retry_after = true;
-                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                    (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
                 }
                 CoordError::Internal(_) => {
                     tracing::error!(error = %e, "internal error");
-                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                    (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
                 }
             },
         };
-        body.error = status.1.into();
+        body.error = status.1.as_str().into();
         let mut resp = (status.0, Json(body)).into_response();
         if retry_after {
             resp.headers_mut()

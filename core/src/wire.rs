@@ -9,6 +9,66 @@ use crate::job::{FactoryId, Job, JobId, JobState, Millis};
 use crate::manifest::Payload;
 use crate::scoring::ScoreBreakdown;
 
+/// The stable `error` codes of error responses: clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    MalformedRequest,
+    PayloadTooLarge,
+    NotFound,
+    Fenced,
+    NotLeaseHolder,
+    IllegalTransition,
+    ParentEnded,
+    LogLimitExceeded,
+    InvalidRequest,
+    InvalidManifest,
+    Unauthorized,
+    Forbidden,
+    Overloaded,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::MalformedRequest,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::NotFound,
+        ErrorCode::Fenced,
+        ErrorCode::NotLeaseHolder,
+        ErrorCode::IllegalTransition,
+        ErrorCode::ParentEnded,
+        ErrorCode::LogLimitExceeded,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidManifest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedRequest => "malformed_request",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Fenced => "fenced",
+            ErrorCode::NotLeaseHolder => "not_lease_holder",
+            ErrorCode::IllegalTransition => "illegal_transition",
+            ErrorCode::ParentEnded => "parent_ended",
+            ErrorCode::LogLimitExceeded => "log_limit_exceeded",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidManifest => "invalid_manifest",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
 /// Every error response: a stable machine-readable `error` code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

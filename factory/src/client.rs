@@ -29,9 +29,6 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const CLAIM_TIMEOUT_MARGIN_MS: u64 = 10_000;
 /// Where factories ask for work; a journal records the leases its answers hand over.
 pub const CLAIMS_PATH: &str = "/v1/claims";
-/// The error code (with `413`) of a log chunk refused because its job's output reached the
-/// coordinator's per-job log limit: no later chunk of that job will be taken either.
-pub const LOG_LIMIT_EXCEEDED: &str = "log_limit_exceeded";
 /// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
 const IDLE_CONNECTIONS_MAX: usize = 16;
 

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use gigafactory_core::wire::{Complete, Fail, LeaseAnswer, Release, Renew, Stage};
+use gigafactory_core::wire::{Complete, ErrorCode, Fail, LeaseAnswer, Release, Renew, Stage};
 use serde::Serialize;
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
 
 use super::JobCtx;
-use crate::client::{CallError, LOG_LIMIT_EXCEEDED, Retry, WriteOutcome};
+use crate::client::{CallError, Retry, WriteOutcome};
 use crate::control;
 use crate::logs::LogQueue;
 use crate::process;
@@ -48,7 +48,7 @@ enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::LogLimit => f.write_str(LOG_LIMIT_EXCEEDED),
+            Refusal::LogLimit => f.write_str(ErrorCode::LogLimitExceeded.as_str()),
             Refusal::Other(code) => f.write_str(code),
         }
     }
@@ -87,7 +87,9 @@ impl JobCtx {
                 self.request(Stop::Cancel);
                 Written::Ended
             }
-            Err(CallError::Status { status: 413, body }) if body.error == LOG_LIMIT_EXCEEDED => {
+            Err(CallError::Status { status: 413, body })
+                if body.error == ErrorCode::LogLimitExceeded.as_str() =>
+            {
                 Written::Refused(Refusal::LogLimit)
             }
             Err(CallError::Status { status, body }) => {
