@@ -133,14 +133,16 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Vec<Jo
     }
 }
 
-/// Announces committed changes on the fleet stream and carries out their effects. Call only
-/// after the transaction that made them committed.
+/// Carries out committed changes' effects and announces the changes on the fleet stream. Call
+/// only after the transaction that made them committed. Effects go first, so whoever sees a
+/// change announced can count on them being under way (a job made ready is in the
+/// scheduler's mailbox before its event is on the stream).
 pub(crate) async fn adopt(ctx: &Arc<Context>, changes: &[Transition]) {
     for t in changes {
         tracing::debug!(job_id = %t.job.id, epoch = t.job.epoch, state = t.job.state.name(), kind = %t.kind, author = %t.author, "job changed");
+        effects::dispatch(ctx, t).await;
         if t.kind.on_timeline() {
             ctx.fleet.publish(&t.job, t.kind, &t.author, t.at);
         }
-        effects::dispatch(ctx, t).await;
     }
 }
