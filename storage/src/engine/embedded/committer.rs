@@ -3,8 +3,8 @@
 //! after the version it read (FoundationDB's resolver check), appends the survivors to the log
 //! as one record and `fdatasync`s once before any of them is acknowledged, then adds the batch
 //! to the active memtable and publishes the new snapshot. It guarantees: an acknowledged commit
-//! is durable; a commit is acknowledged only if no write it could have missed committed after
-//! its read version; after a failed log write nothing more is accepted until a reopen.
+//! is durable; a commit is acknowledged only if nothing it read was written after its read
+//! version; after a failed log write nothing more is accepted until a reopen.
 //!
 //! It also arms watches (fired by the first batch that writes their range) and freezes the
 //! memtable for the flusher once it is large.
