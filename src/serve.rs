@@ -5,15 +5,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use gigafactory_actors::{Config, Coordinator, SystemClock};
 use gigafactory_api::ApiOptions;
+use gigafactory_core::budget;
+use gigafactory_core::usage::Price;
 use gigafactory_storage::{AnyStore, DEFAULT_STORE_URL};
 use serde::Deserialize;
 
 #[derive(clap::Args, Default)]
 pub struct ServeArgs {
-    /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms.
+    /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms, and
+    /// model prices as `[prices.MODEL]` tables of `input_usd_per_mtok` and
+    /// `output_usd_per_mtok` (dollars per million tokens).
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Store URL: embedded:PATH, etcd://host:port,...[/namespace], or fdb:CLUSTER_FILE[#namespace].
@@ -41,6 +47,46 @@ struct FileConfig {
     insecure_dev: Option<bool>,
     admin_token_file: Option<PathBuf>,
     lease_ttl_ms: Option<u64>,
+    #[serde(default)]
+    prices: BTreeMap<String, FilePrice>,
+}
+
+/// A model's price as the config file gives it, in dollars per million tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePrice {
+    input_usd_per_mtok: Dollars,
+    output_usd_per_mtok: Dollars,
+}
+
+/// Dollars as TOML writes them: a number (`3.0`) or a string (`"3.00"`), read exactly as the
+/// decimal written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Dollars {
+    Number(f64),
+    Text(String),
+}
+
+impl FilePrice {
+    fn input_micros(&self) -> Result<u64> {
+        self.input_usd_per_mtok.micros()
+    }
+
+    fn output_micros(&self) -> Result<u64> {
+        self.output_usd_per_mtok.micros()
+    }
+}
+
+impl Dollars {
+    fn micros(&self) -> Result<u64> {
+        // A float's shortest display is the decimal the file wrote.
+        let text = match self {
+            Dollars::Number(n) => n.to_string(),
+            Dollars::Text(t) => t.clone(),
+        };
+        Ok(budget::parse_usd(&text)?)
+    }
 }
 
 /// The settings of a node, resolved.
@@ -68,6 +114,17 @@ impl ServeArgs {
                 "lease_ttl_ms must be within 1000..=3600000"
             );
             config.lease_ttl_ms = ttl;
+        }
+        for (model, p) in &file.prices {
+            let price = Price {
+                input_micros_per_mtok: p
+                    .input_micros()
+                    .with_context(|| format!("prices.{model}"))?,
+                output_micros_per_mtok: p
+                    .output_micros()
+                    .with_context(|| format!("prices.{model}"))?,
+            };
+            config.prices.insert(model.clone(), price);
         }
         Ok(Settings {
             store: self

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use gigafactory_core::budget::{Hold, Level};
 use gigafactory_core::event::{Author, EventKind, Transition};
 use gigafactory_core::job::{Command, Job, JobId};
 use gigafactory_core::scope::out_of_scope;
@@ -17,6 +18,7 @@ use gigafactory_storage::transact;
 use crate::context::Context;
 use crate::effects;
 use crate::error::{CoordError, Result};
+use crate::scheduler::SchedulerMsg;
 
 /// Paths a scope warning lists; the count says how many more there were.
 const SCOPE_WARNING_PATHS_MAX: usize = 20;
@@ -61,9 +63,16 @@ impl JobWrite {
     }
 }
 
-/// Commits `write` and carries out what it changed; returns each commanded job as it is now
-/// (refused ones of a batch left out).
-pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Vec<Job>> {
+/// What a write did.
+pub(crate) struct Committed {
+    /// Each commanded job as it is now (in a batch, the refused ones left out).
+    pub jobs: Vec<Job>,
+    /// In a batch: the jobs a budget held, and why (claims of them were refused).
+    pub held: Vec<(JobId, Hold)>,
+}
+
+/// Commits `write` and carries out what it changed.
+pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Committed> {
     let now = ctx.now();
     let backoff = ctx.config.backoff;
     let single = match write.commands.as_slice() {
@@ -78,6 +87,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Vec<Jo
             return Ok::<_, RepoError>(None);
         }
         let mut jobs = Vec::with_capacity(write.commands.len());
+        let mut held = Vec::new();
         let mut changes = Vec::with_capacity(write.commands.len());
         for (id, cmd) in &write.commands {
             match repo::transition(tx, *id, cmd.clone(), &write.author, now, &backoff).await {
@@ -85,6 +95,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Vec<Jo
                     jobs.push(cascade[0].job.clone());
                     changes.append(&mut cascade);
                 }
+                Err(RepoError::Held(hold)) if write.skip_refused => held.push((*id, hold)),
                 Err(RepoError::Job(_) | RepoError::NotFound(_)) if write.skip_refused => {}
                 Err(e) => return Err(e),
             }
@@ -116,19 +127,22 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Vec<Jo
                 repo::remember_answer(tx, job.id, rid, &LeaseAnswer::of(job))?;
             }
         }
-        Ok(Some((jobs, changes)))
+        Ok(Some((Committed { jobs, held }, changes)))
     })?;
     match outcome {
-        Some((jobs, changes)) => {
+        Some((committed, changes)) => {
             adopt(ctx, &changes).await;
-            Ok(jobs)
+            Ok(committed)
         }
         // A retry of a write that was applied: answer with the job as it is now.
         None => {
             let id = single.expect("only a single write is remembered");
             let job = transact!(ctx.store, |tx| repo::load_job(tx, id).await)?
                 .ok_or_else(|| CoordError::NotFound(format!("job {id}")))?;
-            Ok(vec![job])
+            Ok(Committed {
+                jobs: vec![job],
+                held: Vec::new(),
+            })
         }
     }
 }
@@ -142,7 +156,19 @@ pub(crate) async fn adopt(ctx: &Arc<Context>, changes: &[Transition]) {
         tracing::debug!(job_id = %t.job.id, epoch = t.job.epoch, state = t.job.state.name(), kind = %t.kind, author = %t.author, "job changed");
         effects::dispatch(ctx, t).await;
         if t.kind.on_timeline() {
-            ctx.fleet.publish(&t.job, t.kind, &t.author, t.at);
+            ctx.fleet.publish(&t.job, t.kind, &t.author, t.at, None);
+        }
+        for crossing in &t.crossings {
+            tracing::warn!(budget = %crossing.budget, level = crossing.level.name(), job_id = %t.job.id, "{}", crossing.message());
+            let kind = match crossing.level {
+                Level::Alert => EventKind::BudgetAlert,
+                Level::Exhausted => EventKind::BudgetReached,
+            };
+            ctx.fleet
+                .publish(&t.job, kind, &t.author, t.at, Some(crossing.message()));
+            if crossing.level == Level::Exhausted {
+                ctx.tell_scheduler(SchedulerMsg::BudgetReached(crossing.clone()));
+            }
         }
     }
 }

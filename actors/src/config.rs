@@ -1,6 +1,7 @@
 //! Tunables of a coordinator node. Each bound names its unit.
 
 use gigafactory_core::backoff::Backoff;
+use gigafactory_core::usage::PriceTable;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -53,6 +54,11 @@ pub struct Config {
     pub stats_sample_interval_ms: u64,
     /// Samples kept: with the interval, how far back the charts reach (an hour by default).
     pub stats_history_samples: usize,
+    /// Model prices, for usage reports that give tokens and no dollars.
+    pub prices: PriceTable,
+    /// How often the scheduler re-reads budgets (to learn of spend and changes made through
+    /// other nodes, and of periods that rolled over).
+    pub budget_refresh_ms: u64,
 }
 
 impl Default for Config {
@@ -81,6 +87,8 @@ impl Default for Config {
             node_addr: String::new(),
             stats_sample_interval_ms: 5_000,
             stats_history_samples: 720,
+            prices: PriceTable::new(),
+            budget_refresh_ms: 5_000,
         }
     }
 }

@@ -28,6 +28,12 @@ pub enum CoordError {
     /// The job cannot start a new life while this parent stays ended; retry the parent first.
     #[error("parent {parent} is {state}: retry it first")]
     ParentEnded { parent: String, state: &'static str },
+    /// The job spent past its own cost budget: it cannot start a new life.
+    #[error("{0}")]
+    CostCapReached(String),
+    /// A budget holds the job (paused or exhausted); resume or raise the budget.
+    #[error("{0}")]
+    BudgetHeld(String),
     /// The job's output reached its bound; this chunk and the rest of the output are not
     /// kept. Stop sending output for this job.
     #[error("the job's output passed its limit of {limit_bytes} bytes; the rest is not kept")]
@@ -96,6 +102,7 @@ impl From<JobError> for CoordError {
                 parent: parent.to_string(),
                 state,
             },
+            e @ JobError::CostCapReached { .. } => CoordError::CostCapReached(e.to_string()),
             JobError::WithinBudget => CoordError::IllegalTransition {
                 subject: "job",
                 command: "budget_exhausted",
@@ -119,6 +126,7 @@ impl From<RepoError> for CoordError {
         match e {
             RepoError::NotFound(id) => CoordError::NotFound(format!("job {id}")),
             RepoError::Job(j) => j.into(),
+            RepoError::Held(hold) => CoordError::BudgetHeld(hold.message),
             RepoError::Store(s) => s.into(),
         }
     }

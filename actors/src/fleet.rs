@@ -80,7 +80,14 @@ impl FleetHub {
     }
 
     /// Announces a transition this node committed.
-    pub fn publish(&self, job: &Job, kind: EventKind, actor: &Author, at: Millis) {
+    pub fn publish(
+        &self,
+        job: &Job,
+        kind: EventKind,
+        actor: &Author,
+        at: Millis,
+        detail: Option<String>,
+    ) {
         let mut state = self.state.lock().expect("fleet ring poisoned");
         let event = FleetEvent {
             seq: 0,
@@ -93,6 +100,7 @@ impl FleetHub {
             state: job.state.name().into(),
             actor: actor.clone(),
             epoch: job.epoch,
+            detail,
         };
         let event = self.push(&mut state, event);
         // Still under the lock: the feed gets this node's events in sequence order.
@@ -203,6 +211,7 @@ mod tests {
             kind: EventKind::Submitted,
             state: "queued".into(),
             actor: Author::Scheduler,
+            detail: None,
             epoch: 0,
         }
     }
@@ -227,7 +236,7 @@ mod tests {
     fn a_follower_resumes_after_its_last_event_id() {
         let hub = FleetHub::new(ME, None);
         for n in 1..=5 {
-            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0);
+            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0, None);
         }
         let (backlog, _) = hub.subscribe(Some(FleetEventId { node: ME, seq: 3 }));
         assert_eq!(jobs(&backlog), [4, 5]);
@@ -238,7 +247,7 @@ mod tests {
     fn an_id_of_another_stream_resumes_from_everything_kept() {
         let hub = FleetHub::new(ME, None);
         for n in 1..=3 {
-            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0);
+            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0, None);
         }
         let (backlog, _) = hub.subscribe(Some(FleetEventId {
             node: OTHER,
@@ -251,7 +260,7 @@ mod tests {
     fn the_ring_keeps_only_the_latest_events() {
         let hub = FleetHub::new(ME, None);
         for n in 0..(FLEET_BUFFER_EVENTS as u128 + 10) {
-            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0);
+            hub.publish(&job(n), EventKind::Submitted, &Author::Scheduler, 0, None);
         }
         let (backlog, _) = hub.subscribe(None);
         assert_eq!(backlog.len(), FLEET_BUFFER_EVENTS);
@@ -261,7 +270,7 @@ mod tests {
     #[test]
     fn relayed_events_join_the_stream_in_its_own_order_once() {
         let hub = FleetHub::new(ME, None);
-        hub.publish(&job(1), EventKind::Submitted, &Author::Scheduler, 0);
+        hub.publish(&job(1), EventKind::Submitted, &Author::Scheduler, 0, None);
         let (_, mut live) = hub.subscribe(None);
         let added = hub.relay(vec![(OTHER, vec![from(OTHER, 7, 70), from(OTHER, 8, 80)])]);
         assert_eq!(added, 2);
@@ -315,8 +324,8 @@ mod tests {
     async fn published_events_go_to_the_feed_in_order() {
         let (tx, mut rx) = mpsc::channel(8);
         let hub = FleetHub::new(ME, Some(tx));
-        hub.publish(&job(1), EventKind::Submitted, &Author::Scheduler, 0);
-        hub.publish(&job(2), EventKind::Claim, &Author::Scheduler, 0);
+        hub.publish(&job(1), EventKind::Submitted, &Author::Scheduler, 0, None);
+        hub.publish(&job(2), EventKind::Claim, &Author::Scheduler, 0, None);
         let sent: Vec<(u64, Uuid)> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| (e.seq, e.node))
             .collect();

@@ -111,9 +111,12 @@ impl Actor for JobActor {
                     changed_paths,
                     ..JobWrite::one(state.id, cmd, author)
                 };
-                let outcome = commit::commit(&state.ctx, write)
-                    .await
-                    .map(|mut jobs| jobs.remove(0));
+                let outcome = commit::commit(&state.ctx, write).await.and_then(|c| {
+                    c.jobs
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| CoordError::Internal("a write answered no job".into()))
+                });
                 let terminal = matches!(&outcome, Ok(job) if job.state.is_terminal());
                 let _ = reply.send(outcome);
                 state.after_command(&myself, terminal);

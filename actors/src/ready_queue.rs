@@ -168,6 +168,7 @@ mod tests {
             not_before,
             product: "p".into(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            labels: Vec::new(),
             engine_class: None,
             preemptible: true,
         }

@@ -83,8 +83,8 @@ async fn reap(ctx: &Arc<Context>) {
         let jitter = rand::rng().random::<f64>();
         let write = JobWrite::batch(Author::Reaper, vec![(id, Command::Expire { jitter })]);
         match commit::commit(ctx, write).await {
-            Ok(jobs) => {
-                for job in jobs {
+            Ok(committed) => {
+                for job in committed.jobs {
                     tracing::info!(job_id = %id, epoch = job.epoch, expired_at, state = job.state.name(), "lease expired");
                     metrics::counter!("gigafactory_leases_expired_total").increment(1);
                 }
@@ -101,8 +101,8 @@ async fn check_budgets(ctx: &Arc<Context>) {
     for id in leased {
         let write = JobWrite::batch(Author::Reaper, vec![(id, Command::BudgetExhausted)]);
         match commit::commit(ctx, write).await {
-            Ok(jobs) => {
-                for job in jobs {
+            Ok(committed) => {
+                for job in committed.jobs {
                     tracing::warn!(job_id = %id, epoch = job.epoch, "wall-clock budget exhausted");
                 }
             }

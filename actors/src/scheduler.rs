@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use gigafactory_core::budget::{Crossing, Hold};
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{Command, FactoryId, JobId, Millis};
 use gigafactory_core::placement;
@@ -26,10 +27,12 @@ use crate::commit::{self, JobWrite};
 use crate::context::Context;
 use crate::ready_queue::ReadyQueue;
 
+mod holds;
 mod preemption;
 mod store_sync;
 
-use store_sync::{Resync, read_ready_index, watch_ready_signal};
+use holds::{Holds, load_holds};
+use store_sync::{Resync, read_ready_index, watch_budgets_signal, watch_ready_signal};
 
 /// Ready-queue entries examined per shape and placement: within a shape every job fits the
 /// factory, so only jobs not yet due or reserved for another factory are skipped.
@@ -92,6 +95,16 @@ pub(crate) enum SchedulerMsg {
         entries: Option<Vec<ReadyEntry>>,
         last: bool,
     },
+    /// Budgets changed through this node (or the store says some node changed them): read
+    /// them again.
+    BudgetsChanged,
+    /// What every budget holds now, read from the store.
+    HoldsLoaded(Vec<Hold>),
+    /// Claims the store refused because a budget holds the jobs: put the entries back (they
+    /// wait) and hold the budget's jobs.
+    Held(Vec<(ReadyEntry, Hold)>),
+    /// A report through this node took a budget to its limit.
+    BudgetReached(Crossing),
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
     /// Fault injection (admin route): fail, so the supervisor restarts the scheduler.
     Crash,
@@ -109,6 +122,8 @@ impl SchedulerMsg {
                 | SchedulerMsg::Claim(_)
                 | SchedulerMsg::WeightsChanged(..)
                 | SchedulerMsg::FactorySeen(..)
+                | SchedulerMsg::BudgetsChanged
+                | SchedulerMsg::BudgetReached(_)
         )
     }
 }
@@ -123,6 +138,8 @@ pub struct SchedulerSnapshot {
     pub waiting_claims: usize,
     pub running: usize,
     pub preemptions_pending: usize,
+    /// Budgets holding their jobs from placement.
+    pub budget_holds: usize,
 }
 
 pub(crate) struct SchedulerActor;
@@ -142,6 +159,7 @@ pub(crate) struct SchedulerState {
     /// While a resync runs: the jobs it found in the store so far, and the jobs this node
     /// queued or dequeued itself meanwhile (newer than what the resync read, so left alone).
     resync: Option<Resync>,
+    holds: Holds,
 }
 
 impl Actor for SchedulerActor {
@@ -167,6 +185,7 @@ impl Actor for SchedulerActor {
             by_product: HashMap::new(),
             by_capability: HashMap::new(),
             resync: None,
+            holds: Holds::default(),
         };
         for (product, o) in transact!(ctx.store, |tx| repo::all_weights(tx).await)? {
             match scoring::resolve_weights(&Weights::default(), Some(&o), None) {
@@ -197,8 +216,14 @@ impl Actor for SchedulerActor {
             "scheduler index rebuilt from the store"
         );
         myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
+        load_holds(ctx.clone(), myself.clone());
+        myself.send_interval(
+            Duration::from_millis(ctx.config.budget_refresh_ms.max(TICK_MS)),
+            || SchedulerMsg::BudgetsChanged,
+        );
         if ctx.config.shared_store {
             watch_ready_signal(ctx.clone(), myself.clone());
+            watch_budgets_signal(ctx.clone(), myself.clone());
             myself.send_interval(
                 Duration::from_millis(ctx.config.resync_interval_ms.max(TICK_MS)),
                 || SchedulerMsg::Resync,
@@ -272,7 +297,23 @@ impl Actor for SchedulerActor {
                 state.resync_page(entries, last);
                 state.serve_waiters(&myself);
             }
+            SchedulerMsg::BudgetsChanged => load_holds(state.ctx.clone(), myself.clone()),
+            SchedulerMsg::HoldsLoaded(holds) => {
+                if state.holds.replace(holds) {
+                    state.serve_waiters(&myself);
+                }
+            }
+            SchedulerMsg::Held(held) => {
+                for (entry, hold) in held {
+                    state.holds.set(hold);
+                    state.insert(entry);
+                }
+            }
+            SchedulerMsg::BudgetReached(crossing) => state.budget_reached(crossing).await,
             SchedulerMsg::Tick => {
+                if state.holds.expire(state.ctx.now()) {
+                    load_holds(state.ctx.clone(), myself.clone());
+                }
                 state.expire_waiters();
                 state.consider_preemption().await;
                 state.serve_waiters(&myself);
@@ -294,6 +335,7 @@ impl Actor for SchedulerActor {
                     waiting_claims: state.waiters.len(),
                     running: state.running.len(),
                     preemptions_pending: state.reserved.len(),
+                    budget_holds: state.holds.len(),
                 });
             }
         }
@@ -383,7 +425,11 @@ impl SchedulerState {
                     now,
                     SCAN_MAX_ENTRIES,
                     self.ctx.config.placement_candidates_max,
-                    |e| !reserved_elsewhere.contains(&e.id) && mine_or_waited(e),
+                    |e| {
+                        !reserved_elsewhere.contains(&e.id)
+                            && mine_or_waited(e)
+                            && !self.holds.holds(e, now)
+                    },
                 )
                 .into_iter()
                 .map(|e| (e.id, e.view()))
@@ -474,13 +520,27 @@ impl SchedulerState {
                         factory,
                         ttl_ms,
                         placement: Some(breakdown.clone()),
+                        rate_micros_per_hour: ask.factory.cost_per_hour_micros,
                     };
                     (entry.id, cmd)
                 })
                 .collect();
             let write = JobWrite::batch(Author::Factory(factory), claims);
             match commit::commit(&ctx, write).await {
-                Ok(jobs) => {
+                Ok(committed) => {
+                    let jobs = committed.jobs;
+                    if !committed.held.is_empty() {
+                        // Back in the queue, to wait for their budgets.
+                        let held = committed
+                            .held
+                            .into_iter()
+                            .filter_map(|(id, hold)| {
+                                let entry = picked.iter().find(|(e, _)| e.id == id)?;
+                                Some((entry.0.clone(), hold))
+                            })
+                            .collect();
+                        let _ = myself.cast(SchedulerMsg::Held(held));
+                    }
                     metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
                     metrics::histogram!("gigafactory_claim_commit_seconds")
                         .record(started.elapsed().as_secs_f64());

@@ -68,6 +68,8 @@ impl IntoResponse for ApiError {
                     (StatusCode::CONFLICT, ErrorCode::IllegalTransition)
                 }
                 CoordError::ParentEnded { .. } => (StatusCode::CONFLICT, ErrorCode::ParentEnded),
+                CoordError::CostCapReached(_) => (StatusCode::CONFLICT, ErrorCode::CostCapReached),
+                CoordError::BudgetHeld(_) => (StatusCode::CONFLICT, ErrorCode::BudgetHeld),
                 CoordError::LogLimitExceeded { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::LogLimitExceeded)
                 }

@@ -124,7 +124,10 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     caller.require_view()?;
-    Ok(Json(JobView::from(&s.coord.job(parse_job_id(&id)?).await?)))
+    let job = s.coord.job(parse_job_id(&id)?).await?;
+    let mut view = JobView::from(&job);
+    view.held = s.coord.held_by(&job).await?;
+    Ok(Json(view))
 }
 
 #[derive(Deserialize, Default)]

@@ -5,6 +5,7 @@
 //! (`error.rs`), each with a stable `error` code.
 
 mod auth;
+mod budgets;
 mod error;
 mod factories;
 mod jobs;
@@ -82,6 +83,14 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
             "/v1/products/{product}/weights",
             get(jobs::weights).put(jobs::set_weights),
         )
+        .route("/v1/jobs/{id}/usage", post(budgets::usage))
+        .route("/v1/budgets", get(budgets::list))
+        .route(
+            "/v1/budgets/{name}",
+            get(budgets::show).put(budgets::set).delete(budgets::delete),
+        )
+        .route("/v1/budgets/{name}/pause", post(budgets::pause))
+        .route("/v1/budgets/{name}/resume", post(budgets::resume))
         .route("/v1/jobs/{id}/renew", post(factories::renew))
         .route("/v1/jobs/{id}/stage", post(factories::stage))
         .route("/v1/jobs/{id}/complete", post(factories::complete))

@@ -97,6 +97,8 @@ pub enum EventKind {
     Claim,
     Renew,
     Stage,
+    /// The job reported what it spent on a model.
+    Usage,
     Complete,
     Fail,
     Release,
@@ -118,15 +120,22 @@ pub enum EventKind {
     ScopeWarning,
     /// The job's output passed the per-job log limit; later output is refused.
     OutputCut,
+    /// A budget the job counts against passed its alert threshold (fleet stream).
+    BudgetAlert,
+    /// A budget the job counts against reached its limit (fleet stream).
+    BudgetReached,
+    /// The job's spend passed its own cost budget: it ended (dead, or review).
+    CostCapReached,
 }
 
 impl EventKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::Submitted,
         EventKind::Claim,
         EventKind::Renew,
         EventKind::Stage,
+        EventKind::Usage,
         EventKind::Complete,
         EventKind::Fail,
         EventKind::Release,
@@ -143,6 +152,9 @@ impl EventKind {
         EventKind::Reject,
         EventKind::ScopeWarning,
         EventKind::OutputCut,
+        EventKind::BudgetAlert,
+        EventKind::BudgetReached,
+        EventKind::CostCapReached,
     ];
 
     pub fn name(self) -> &'static str {
@@ -151,6 +163,7 @@ impl EventKind {
             EventKind::Claim => "claim",
             EventKind::Renew => "renew",
             EventKind::Stage => "stage",
+            EventKind::Usage => "usage",
             EventKind::Complete => "complete",
             EventKind::Fail => "fail",
             EventKind::Release => "release",
@@ -167,6 +180,9 @@ impl EventKind {
             EventKind::Reject => "reject",
             EventKind::ScopeWarning => "scope_warning",
             EventKind::OutputCut => "output_cut",
+            EventKind::BudgetAlert => "budget_alert",
+            EventKind::BudgetReached => "budget_reached",
+            EventKind::CostCapReached => "cost_cap_reached",
         }
     }
 
@@ -225,6 +241,8 @@ pub struct Transition {
     pub author: Author,
     pub effects: Vec<crate::job::Effect>,
     pub at: Millis,
+    /// Budgets the change's spend took past a level for the first time this period.
+    pub crossings: Vec<crate::budget::Crossing>,
 }
 
 #[cfg(test)]

@@ -19,4 +19,5 @@ pub mod placement;
 pub mod query;
 pub mod scope;
 pub mod scoring;
+pub mod usage;
 pub mod wire;

@@ -79,6 +79,7 @@ mod tests {
             priority,
             queued_at_ms: NOW - age_ms,
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            labels: Vec::new(),
             engine_class: None,
             product: product.into(),
             repo_hint: None,

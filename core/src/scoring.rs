@@ -149,6 +149,8 @@ pub struct JobView {
     pub priority: u32,
     pub queued_at_ms: u64,
     pub capabilities: Vec<String>,
+    /// The job's labels (budgets may hold only a label's jobs).
+    pub labels: Vec<String>,
     pub engine_class: Option<String>,
     pub product: String,
     /// The repository the job works in; a factory that has it checked out is "warm".
@@ -410,6 +412,7 @@ mod tests {
             priority,
             queued_at_ms: 0,
             capabilities: vec![],
+            labels: Vec::new(),
             engine_class: None,
             product: "p".into(),
             repo_hint: None,
@@ -743,6 +746,7 @@ mod tests {
                     priority,
                     queued_at_ms,
                     capabilities: caps.into_iter().map(str::to_owned).collect(),
+                    labels: Vec::new(),
                     engine_class: engine.map(str::to_owned),
                     product: "p".into(),
                     repo_hint: repo.map(str::to_owned),

@@ -138,9 +138,83 @@ pub fn token(hash: &[u8; 32]) -> Vec<u8> {
     pack(&("token", hash.as_slice()))
 }
 
-/// `("budget", product, period)` → spend so far, an atomic little-endian counter.
-pub fn budget_spend(product: &str, period: &str) -> Vec<u8> {
-    pack(&("budget", product, period))
+/// `("budget", name)` → the budget record.
+pub fn budget(name: &str) -> Vec<u8> {
+    pack(&("budget", name))
+}
+
+pub fn budgets_all() -> KeyRange {
+    subspace(&("budget",))
+}
+
+/// `("budgetp", product, name)` → nothing: the budgets of a product, for placement's check.
+pub fn budget_of(product: &str, name: &str) -> Vec<u8> {
+    pack(&("budgetp", product, name))
+}
+
+pub fn budgets_of(product: &str) -> KeyRange {
+    subspace(&("budgetp", product))
+}
+
+/// The budget name in a `budgetp` key.
+pub fn budget_of_name(key: &[u8]) -> Result<String> {
+    let (_, _, name): (String, String, String) = unpack(key).map_err(tuple_error)?;
+    Ok(name)
+}
+
+/// `("spend", budget, period_start)` → spend in that period (atomic little-endian counter).
+pub fn spend(budget: &str, period_start: u64) -> Vec<u8> {
+    pack(&("spend", budget, period_start))
+}
+
+/// `("spendday", budget, day_start)` → spend on that UTC day (atomic counter): the burndown.
+pub fn spend_day(budget: &str, day_start: u64) -> Vec<u8> {
+    pack(&("spendday", budget, day_start))
+}
+
+/// The days of a budget's burndown from `from` (a day start) on.
+pub fn spend_days_from(budget: &str, from: u64) -> KeyRange {
+    let mut range = subspace(&("spendday", budget));
+    range.begin = spend_day(budget, from);
+    range
+}
+
+/// The day start in a `spendday` key.
+pub fn spend_day_start(key: &[u8]) -> Result<u64> {
+    let (_, _, day): (String, String, u64) = unpack(key).map_err(tuple_error)?;
+    Ok(day)
+}
+
+/// `("spendjob", budget, period_start, job)` → the job's spend in that period (atomic
+/// counter): the budget's top jobs.
+pub fn spend_job(budget: &str, period_start: u64, job: Uuid) -> Vec<u8> {
+    pack(&("spendjob", budget, period_start, job))
+}
+
+pub fn spend_jobs(budget: &str, period_start: u64) -> KeyRange {
+    subspace(&("spendjob", budget, period_start))
+}
+
+/// The job in a `spendjob` key.
+pub fn spend_job_id(key: &[u8]) -> Result<Uuid> {
+    let (_, _, _, job): (String, String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok(job)
+}
+
+/// `("budgetlvl", budget, period_start, level)` → nothing: the budget passed that level
+/// (`alert`, `exhausted`) in that period, so it is announced once.
+pub fn budget_level(budget: &str, period_start: u64, level: &str) -> Vec<u8> {
+    pack(&("budgetlvl", budget, period_start, level))
+}
+
+/// Everything kept for one budget but its record and index entry: spend, days, jobs, levels.
+pub fn budget_spend_all(budget: &str) -> [KeyRange; 4] {
+    [
+        subspace(&("spend", budget)),
+        subspace(&("spendday", budget)),
+        subspace(&("spendjob", budget)),
+        subspace(&("budgetlvl", budget)),
+    ]
 }
 
 /// `("weights", product)` → the product's scoring weights.

@@ -62,6 +62,7 @@ fn spec(n: usize) -> JobSpec {
         payload: Payload::Command("true".into()),
         priority: 50,
         capabilities: Vec::new(),
+        labels: Vec::new(),
         engine_class: None,
         profile: None,
         deps: Vec::new(),
@@ -117,6 +118,7 @@ async fn finish(store: &EmbeddedStore, job: &Job, succeed: bool, now: u64) {
             factory: FACTORY,
             ttl_ms: 60_000,
             placement: None,
+            rate_micros_per_hour: 0,
         };
         if !apply(store, job.id, claim, now).await {
             return;

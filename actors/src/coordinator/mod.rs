@@ -1,10 +1,12 @@
 //! The coordinator node's handle: what the API calls. Each file holds one concern — tokens
 //! (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
-//! (`operate.rs`), and reads of jobs, logs and the node (`reads.rs`, `observe.rs`). Every
+//! (`operate.rs`), money — usage and budgets (`budgets.rs`) — and reads of jobs, logs and
+//! the node (`reads.rs`, `observe.rs`). Every
 //! method turns a request into a store transaction, or a message to the actor that
 //! serializes it; none keeps state of its own.
 
+mod budgets;
 mod factories;
 mod leases;
 mod observe;

@@ -44,6 +44,31 @@ pub(super) fn watch_ready_signal(ctx: Arc<Context>, scheduler: ActorRef<Schedule
     });
 }
 
+/// On a store other nodes write too, re-reads budgets whenever any node changes one or
+/// reports spend that reaches one (both bump the `budgets` signal).
+pub(super) fn watch_budgets_signal(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
+    tokio::spawn(async move {
+        loop {
+            let watch =
+                match gigafactory_storage::Store::watch(&ctx.store, repo::budgets_signal()).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch the budgets signal; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+            if let Err(e) = watch.await {
+                tracing::debug!(error = %e, "budgets-signal watch ended; re-arming");
+            }
+            if scheduler.cast(SchedulerMsg::BudgetsChanged).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(REFRESH_MIN_INTERVAL_MS)).await;
+        }
+    });
+}
+
 /// Reads the whole ready index a page at a time, off the actor, and sends the pages to it.
 pub(super) fn read_ready_index(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
     tokio::spawn(async move {

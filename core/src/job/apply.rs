@@ -4,7 +4,9 @@
 
 use super::{Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, wall_clock_used};
 use crate::backoff::Backoff;
+use crate::budget::format_usd;
 use crate::parents::Readiness;
+use crate::usage::FACTORY_TIME_SETTLE_MS;
 
 fn illegal(cmd: &Command, state: &JobState) -> JobError {
     JobError::IllegalTransition {
@@ -77,6 +79,7 @@ pub fn apply(
                 factory,
                 ttl_ms,
                 placement,
+                rate_micros_per_hour,
             },
             JobState::Queued { not_before }
             | JobState::Failed {
@@ -92,6 +95,7 @@ pub fn apply(
             next.attempts += 1;
             next.placement = placement;
             next.stage = None;
+            next.cost.start_lease(rate_micros_per_hour, now);
             next.state = JobState::Leased {
                 lease: Lease {
                     epoch: next.epoch,
@@ -105,6 +109,7 @@ pub fn apply(
             Command::Renew { ttl_ms, .. },
             JobState::Leased { lease } | JobState::Running { lease },
         ) => {
+            settle_at_interval(&mut next, now);
             next.state = JobState::Running {
                 lease: Lease {
                     expires_at: now + ttl_ms,
@@ -121,6 +126,7 @@ pub fn apply(
             },
         ) => {
             // The holder keeps its lease while it checkpoints, but not past the grace deadline.
+            settle_at_interval(&mut next, now);
             let expires_at = (now + ttl_ms).min(*deadline);
             next.state = JobState::Preempting {
                 lease: Lease {
@@ -140,6 +146,18 @@ pub fn apply(
         }
         (Command::Stage { stage, .. }, JobState::Preempting { .. }) => {
             next.stage = Some(stage);
+        }
+        (
+            Command::Usage {
+                model,
+                input_tokens,
+                output_tokens,
+                micros,
+                ..
+            },
+            JobState::Leased { .. } | JobState::Running { .. } | JobState::Preempting { .. },
+        ) => {
+            next.cost.add(&model, input_tokens, output_tokens, micros);
         }
         (
             Command::Complete { .. },
@@ -276,6 +294,7 @@ pub fn apply(
         }
         (Command::Requeue, s) if !matches!(s, JobState::Pending | JobState::Queued { .. }) => {
             // Checked first: a refusal must change nothing.
+            within_cost_cap(job)?;
             let state = reopened(&Command::Requeue, parents, now, &mut effects)?;
             // J4: a forced requeue starts over with a new epoch; a holder is told to stop.
             if let Some(lease) = s.lease() {
@@ -300,6 +319,7 @@ pub fn apply(
             | JobState::Failed { .. }
             | JobState::Rejected,
         ) => {
+            within_cost_cap(job)?;
             next.state = reopened(&Command::Retry, parents, now, &mut effects)?;
             next.epoch += 1;
             next.failures = 0;
@@ -316,7 +336,9 @@ pub fn apply(
     }
     if let (Some(old), None) = (job.state.lease(), next.state.lease()) {
         next.run_ms += now.saturating_sub(old.granted_at);
+        next.cost.end_lease(now);
     }
+    end_past_cost_cap(&mut next, &mut effects, now);
     next.updated_at = now;
     next.rev += 1;
     debug_assert!(next.epoch >= job.epoch, "J2: epochs never go back");
@@ -325,6 +347,64 @@ pub fn apply(
         "J1/J2: a live lease has the current epoch"
     );
     Ok((next, effects))
+}
+
+/// Settles the lease's factory time once `FACTORY_TIME_SETTLE_MS` of it is unsettled, so a
+/// long lease counts against budgets while it runs, without a budget write per renewal.
+fn settle_at_interval(next: &mut Job, now: Millis) {
+    if now.saturating_sub(next.cost.settled_at) >= FACTORY_TIME_SETTLE_MS {
+        next.cost.settle(now);
+    }
+}
+
+/// A job past its own cost budget cannot start a new life: its spend stays.
+fn within_cost_cap(job: &Job) -> Result<(), JobError> {
+    match job.spec.cost_budget_micros {
+        Some(cap) if job.cost.total() > cap => Err(JobError::CostCapReached {
+            spent_micros: job.cost.total(),
+            cap_micros: cap,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the change from `old` to `new` took the job past its own cost budget.
+pub fn crossed_cost_cap(old: &Job, new: &Job) -> bool {
+    new.spec
+        .cost_budget_micros
+        .is_some_and(|cap| old.cost.total() <= cap && new.cost.total() > cap)
+}
+
+/// A job whose spend passed its own cost budget ends: dead, or in review when it has review
+/// on; a lease it holds is revoked (its holder told to stop) and its time settled.
+fn end_past_cost_cap(next: &mut Job, effects: &mut Vec<Effect>, now: Millis) {
+    let Some(cap) = next.spec.cost_budget_micros else {
+        return;
+    };
+    if next.cost.total() <= cap || next.state.is_terminal() || next.state == JobState::Review {
+        return;
+    }
+    if let Some(lease) = next.state.lease().copied() {
+        effects.push(Effect::StopOnFactory {
+            factory: lease.factory,
+            epoch: lease.epoch,
+        });
+        next.epoch += 1;
+        next.run_ms += now.saturating_sub(lease.granted_at);
+        next.cost.end_lease(now);
+    }
+    effects.retain(|e| !matches!(e, Effect::Ready { .. }));
+    next.last_error = Some(format!(
+        "cost budget exhausted: {} of {}",
+        format_usd(next.cost.total()),
+        format_usd(cap)
+    ));
+    next.state = if next.spec.review {
+        JobState::Review
+    } else {
+        effects.push(Effect::Finished);
+        JobState::Dead
+    };
 }
 
 fn retry_or_die(

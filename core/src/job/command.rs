@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{FactoryId, JobId, Millis};
+use crate::budget::Micros;
 use crate::event::EventKind;
 use crate::scoring::ScoreBreakdown;
 
@@ -15,6 +16,8 @@ pub enum Command {
         factory: FactoryId,
         ttl_ms: u64,
         placement: Option<ScoreBreakdown>,
+        /// The factory's hourly rate: its time accrues to the job's cost while it holds it.
+        rate_micros_per_hour: Micros,
     },
     /// The holder extends its lease (and so shows it is alive).
     Renew {
@@ -27,6 +30,15 @@ pub enum Command {
         factory: FactoryId,
         epoch: u64,
         stage: String,
+    },
+    /// The holder reports what the job spent on a model (priced by the coordinator).
+    Usage {
+        factory: FactoryId,
+        epoch: u64,
+        model: String,
+        input_tokens: u64,
+        output_tokens: u64,
+        micros: Micros,
     },
     /// The holder finished the job successfully.
     Complete {
@@ -83,6 +95,7 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Claim { .. } => "claim",
+            Command::Usage { .. } => "usage",
             Command::Renew { .. } => "renew",
             Command::Stage { .. } => "stage",
             Command::Complete { .. } => "complete",
@@ -108,6 +121,7 @@ impl Command {
             Command::Claim { .. } => EventKind::Claim,
             Command::Renew { .. } => EventKind::Renew,
             Command::Stage { .. } => EventKind::Stage,
+            Command::Usage { .. } => EventKind::Usage,
             Command::Complete { .. } => EventKind::Complete,
             Command::Fail { .. } => EventKind::Fail,
             Command::Release { .. } => EventKind::Release,
@@ -142,6 +156,7 @@ impl Command {
         match self {
             Command::Renew { factory, epoch, .. }
             | Command::Stage { factory, epoch, .. }
+            | Command::Usage { factory, epoch, .. }
             | Command::Complete { factory, epoch }
             | Command::Fail { factory, epoch, .. }
             | Command::Release { factory, epoch, .. } => Some((*factory, *epoch)),
@@ -171,6 +186,12 @@ pub enum JobError {
     /// The job cannot start a new life while this parent stays ended: retry the parent.
     #[error("parent {parent} is {state}: retry it first")]
     ParentEnded { parent: JobId, state: &'static str },
+    /// The job spent past its own cost budget; it cannot start a new life.
+    #[error("the job spent {} of its {} cost budget", crate::budget::format_usd(*spent_micros), crate::budget::format_usd(*cap_micros))]
+    CostCapReached {
+        spent_micros: Micros,
+        cap_micros: Micros,
+    },
     /// The wall-clock budget is not used up yet.
     #[error("the job is within its wall-clock budget")]
     WithinBudget,

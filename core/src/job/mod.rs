@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use crate::manifest::JobSpec;
 use crate::scoring::ScoreBreakdown;
+use crate::usage::JobCost;
 
-pub use apply::{apply, check_fence};
+pub use apply::{apply, check_fence, crossed_cost_cap};
 pub use command::{Command, Effect, JobError};
 
 /// Unix time in milliseconds. Core never reads a clock; callers pass it in.
@@ -179,6 +180,8 @@ pub struct Job {
     pub updated_at: Millis,
     /// Bumped on every write.
     pub rev: u64,
+    /// What the job has spent: models it reported and its factories' time.
+    pub cost: JobCost,
 }
 
 /// Wall-clock time the job has run, counting the lease it holds now.
@@ -214,6 +217,7 @@ pub fn new_job(id: JobId, spec: JobSpec, parents: Vec<JobId>, now: Millis) -> Jo
         created_at: now,
         updated_at: now,
         rev: 0,
+        cost: JobCost::default(),
     }
 }
 

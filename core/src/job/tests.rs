@@ -11,6 +11,8 @@ use proptest::test_runner::TestCaseError;
 /// When every test job is created: far from 0, so no time arithmetic can hide an underflow.
 const T0: Millis = 1_000_000;
 const TTL_MS: u64 = 30_000;
+/// The factory rate of leases in the random runs: a micro-dollar per millisecond.
+const RATE_MICROS_PER_HOUR: u64 = 3_600_000;
 
 fn backoff() -> Backoff {
     Backoff {
@@ -36,6 +38,7 @@ fn spec() -> JobSpec {
         payload: Payload::Command("make".into()),
         priority: PRIORITY_DEFAULT,
         capabilities: vec!["rust".into()],
+        labels: Vec::new(),
         engine_class: None,
         profile: None,
         deps: Vec::new(),
@@ -87,6 +90,7 @@ fn claim(f: usize) -> Command {
         factory: factory(f),
         ttl_ms: TTL_MS,
         placement: None,
+        rate_micros_per_hour: 0,
     }
 }
 
@@ -805,6 +809,11 @@ enum Op {
         factory: usize,
         ttl_ms: u64,
     },
+    Usage {
+        w: Writer,
+        e: Presented,
+        micros: u64,
+    },
     Renew {
         w: Writer,
         e: Presented,
@@ -862,6 +871,15 @@ impl Op {
                 factory: factory(*n),
                 ttl_ms: *ttl_ms,
                 placement: None,
+                rate_micros_per_hour: RATE_MICROS_PER_HOUR,
+            },
+            Op::Usage { w, e, micros } => Command::Usage {
+                factory: writer(w),
+                epoch: epoch(e),
+                model: "m".into(),
+                input_tokens: 1,
+                output_tokens: 1,
+                micros: *micros,
             },
             Op::Renew { w, e, ttl_ms } => Command::Renew {
                 factory: writer(w),
@@ -930,6 +948,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..FACTORIES, 1u64..3_000)
             .prop_map(|(factory, ttl_ms)| Op::Claim { factory, ttl_ms }),
+        2 => (writer(), presented(), 0u64..400_000)
+            .prop_map(|(w, e, micros)| Op::Usage { w, e, micros }),
         3 => (writer(), presented(), 1u64..3_000)
             .prop_map(|(w, e, ttl_ms)| Op::Renew { w, e, ttl_ms }),
         2 => (writer(), presented()).prop_map(|(w, e)| Op::Stage { w, e }),
@@ -966,13 +986,19 @@ fn run() -> impl Strategy<Value = Run> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        prop::option::of(0u64..2_000_000),
         prop::collection::vec((0u64..2_000, op()), 1..60),
     )
-        .prop_map(|(max_attempts, review, preemptible, pending, steps)| Run {
-            spec: spec_with(max_attempts, review, preemptible),
-            pending,
-            steps,
-        })
+        .prop_map(
+            |(max_attempts, review, preemptible, pending, cap, steps)| Run {
+                spec: JobSpec {
+                    cost_budget_micros: cap,
+                    ..spec_with(max_attempts, review, preemptible)
+                },
+                pending,
+                steps,
+            },
+        )
 }
 
 /// One command of a run, as applied.
@@ -1124,6 +1150,10 @@ proptest! {
                 | Command::Requeue
                 | Command::Retry => 1,
                 Command::Cancel | Command::BudgetExhausted => u64::from(old.is_some()),
+                // Spend past the job's own cost budget revokes the lease it was reported under.
+                Command::Usage { .. } | Command::Renew { .. } => {
+                    u64::from(crossed_cost_cap(before, next))
+                }
                 _ => 0,
             };
             prop_assert_eq!(next.epoch, before.epoch + bump, "J2: {:?}", step.cmd);
@@ -1196,6 +1226,33 @@ proptest! {
                 prop_assert_eq!(next.rev, step.before.rev + 1);
                 prop_assert_eq!(next.updated_at, step.now);
             }
+            Ok(())
+        })?;
+    }
+
+    /// Spend only grows, and a job past its own cost budget never stays alive: after any
+    /// step it is terminal, in review, or within its budget.
+    #[test]
+    fn a_job_never_lives_on_past_its_cost_budget(run in run()) {
+        play(&run, |step| {
+            let job = step.after();
+            prop_assert!(job.cost.total() >= step.before.cost.total(), "spend went back");
+            if let Some(cap) = job.spec.cost_budget_micros {
+                prop_assert!(
+                    job.cost.total() <= cap
+                        || job.state.is_terminal()
+                        || job.state == JobState::Review,
+                    "{} spent {} of {} after {:?}",
+                    job.state.name(),
+                    job.cost.total(),
+                    cap,
+                    step.cmd
+                );
+            }
+            prop_assert!(
+                job.state.lease().is_some() || job.cost.rate_micros_per_hour == 0,
+                "factory time accrues only under a lease"
+            );
             Ok(())
         })?;
     }

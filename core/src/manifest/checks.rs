@@ -204,6 +204,11 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
     if !spec.capabilities.is_sorted_by(|a, b| a < b) {
         sink.push(capabilities, "must be sorted and without duplicates");
     }
+    let labels = at("labels");
+    check_list(sink, &labels, &spec.labels, LABELS_MAX, check_capability);
+    if !spec.labels.is_sorted_by(|a, b| a < b) {
+        sink.push(labels, "must be sorted and without duplicates");
+    }
     let deps = at("deps");
     check_list(sink, &deps, &spec.deps, DEPS_MAX, check_key);
     let mut seen = BTreeSet::new();

@@ -6,6 +6,7 @@ use super::*;
 pub(super) const ROOT_FIELDS: &[&str] = &["product", "profiles", "jobs"];
 pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "capabilities",
+    "labels",
     "engine_class",
     "priority",
     "max_attempts",

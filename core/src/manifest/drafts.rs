@@ -8,6 +8,7 @@ use super::*;
 #[derive(Debug, Clone, Default)]
 pub(super) struct Settings {
     pub(super) capabilities: Option<Vec<String>>,
+    pub(super) labels: Option<Vec<String>>,
     pub(super) engine_class: Option<String>,
     pub(super) priority: Option<u32>,
     pub(super) max_attempts: Option<u32>,
@@ -20,6 +21,7 @@ pub(super) struct Settings {
 
 pub(super) static NO_SETTINGS: Settings = Settings {
     capabilities: None,
+    labels: None,
     engine_class: None,
     priority: None,
     max_attempts: None,
@@ -41,6 +43,8 @@ impl Settings {
                 check_capability,
             )
             .map(sorted_unique),
+            labels: read_list(fields, "labels", sink, LABELS_MAX, check_capability)
+                .map(sorted_unique),
             engine_class: read(fields, "engine_class", sink, expect_string, |s| {
                 check_capability(&s).map(|()| s)
             }),
@@ -70,6 +74,7 @@ impl Settings {
     pub(super) fn over(self, profile: &Settings) -> Settings {
         Settings {
             capabilities: self.capabilities.or_else(|| profile.capabilities.clone()),
+            labels: self.labels.or_else(|| profile.labels.clone()),
             engine_class: self.engine_class.or_else(|| profile.engine_class.clone()),
             priority: self.priority.or(profile.priority),
             max_attempts: self.max_attempts.or(profile.max_attempts),
@@ -161,6 +166,7 @@ impl Draft {
             payload: self.payload,
             priority: settings.priority.unwrap_or(PRIORITY_DEFAULT),
             capabilities: settings.capabilities.unwrap_or_default(),
+            labels: settings.labels.unwrap_or_default(),
             engine_class: settings.engine_class,
             profile: self.profile,
             deps: self.deps,

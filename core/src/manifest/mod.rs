@@ -44,6 +44,8 @@ pub const KEY_LEN_MAX: usize = 128;
 pub const CAPABILITY_LEN_MAX: usize = 64;
 /// Most capabilities one job may require.
 pub const CAPABILITIES_MAX: usize = 64;
+/// Most labels one job may carry.
+pub const LABELS_MAX: usize = 16;
 /// Most dependencies of one job. Bounded because a job record must fit the store's value
 /// limit (100 KB).
 pub const DEPS_MAX: usize = 1_000;
@@ -104,6 +106,9 @@ pub struct JobSpec {
     /// Capabilities a factory must all have (a hard filter). Sorted and deduplicated.
     #[serde(default, deserialize_with = "sorted_unique_strings")]
     pub capabilities: Vec<String>,
+    /// Labels (a team, say) that budgets may narrow to. Sorted and deduplicated.
+    #[serde(default, deserialize_with = "sorted_unique_strings")]
+    pub labels: Vec<String>,
     /// The agent engine the job needs (`claude`, ...), if any.
     #[serde(default)]
     pub engine_class: Option<String>,

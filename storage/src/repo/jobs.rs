@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use gigafactory_core::backoff::Backoff;
+use gigafactory_core::budget::Level;
 use gigafactory_core::event::{Author, EventKind, Transition};
 use gigafactory_core::job::{self, Command, Effect, Job, JobId, JobState, Millis};
 use gigafactory_core::parents::{self, Readiness};
@@ -145,6 +146,7 @@ pub async fn submit<T: Transaction>(
             author: author.clone(),
             effects,
             at: job.created_at,
+            crossings: Vec::new(),
             job,
         }),
     ))
@@ -168,10 +170,24 @@ pub async fn transition<T: Transaction>(
         Readiness::Ready
     };
     if matches!(cmd, Command::Claim { .. }) {
+        // A paused or exhausted budget leases nothing new.
+        if let Some(hold) = super::budgets::hold_of(tx, &old, now).await? {
+            return Err(RepoError::Held(hold));
+        }
         // A new lease: answers remembered for the last one's writes are no use any more.
         forget_answers(tx, id)?;
     }
-    let first = write(tx, &old, cmd, parents, author, now, backoff)?;
+    let mut first = write(tx, &old, cmd, parents, author, now, backoff)?;
+    let spent = first.job.cost.total().saturating_sub(old.cost.total());
+    first.crossings = super::budgets::charge(tx, &first.job, spent, now).await?;
+    for (n, crossing) in (3..).zip(&first.crossings) {
+        let kind = match crossing.level {
+            Level::Alert => EventKind::BudgetAlert,
+            Level::Exhausted => EventKind::BudgetReached,
+        };
+        let detail = Some(crossing.message());
+        append_event(tx, &first.job, n, kind, author, detail, now)?;
+    }
     let mut changes = vec![first];
     if parents::concerns_children(&old.state, &changes[0].job.state) {
         cascade(tx, id, now, backoff, &mut changes).await?;
@@ -204,6 +220,10 @@ fn write<T: Transaction>(
     if kind.on_timeline() {
         append_event(tx, &new, 0, kind, author, detail, now)?;
     }
+    if job::crossed_cost_cap(old, &new) {
+        let why = new.last_error.clone();
+        append_event(tx, &new, 2, EventKind::CostCapReached, author, why, now)?;
+    }
     Ok(Transition {
         before: Some(old.state.clone()),
         job: new,
@@ -211,6 +231,7 @@ fn write<T: Transaction>(
         author: author.clone(),
         effects,
         at: now,
+        crossings: Vec::new(),
     })
 }
 
@@ -280,6 +301,7 @@ pub fn note<T: Transaction>(
         author: author.clone(),
         effects: Vec::new(),
         at: now,
+        crossings: Vec::new(),
     })
 }
 

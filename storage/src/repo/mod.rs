@@ -5,6 +5,7 @@
 //! record (`save_job` derives them from the job's state), so an index can never disagree
 //! with the job it points at.
 
+mod budgets;
 mod fleet;
 mod jobs;
 mod logs;
@@ -18,6 +19,10 @@ use gigafactory_core::wire::{Event, FleetEvent, LeaseAnswer};
 use crate::codec::Record;
 use crate::error::Error;
 
+pub use budgets::{
+    BUDGETS_MAX, budgets, budgets_of, budgets_signal, daily_spend, delete_budget, hold_of,
+    load_budget, save_budget, spent, top_jobs,
+};
 pub use fleet::{
     admin_bootstrapped_at, all_weights, append_fleet_feed, clear_shard_lease, factories,
     fleet_feed_after, fleet_feeds_signal, forget_node, load_factory, load_token, load_weights,
@@ -32,8 +37,8 @@ pub use logs::{LOG_MAX_BYTES_PER_JOB, LogAppend, append_log, logs_after, watch_l
 
 impl Record for Job {
     const KIND: &'static str = "job";
-    /// 2: `Cancelled` names the parent that cancelled it.
-    const SCHEMA: u16 = 2;
+    /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
+    const SCHEMA: u16 = 3;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -47,7 +52,12 @@ impl Record for Event {
 
 impl Record for FleetEvent {
     const KIND: &'static str = "fleet_event";
-    const SCHEMA: u16 = 1;
+    /// 2: a detail.
+    const SCHEMA: u16 = 2;
+
+    fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
+        upgrade::fleet_event(schema, payload)
+    }
 }
 
 impl Record for Factory {
@@ -90,6 +100,8 @@ pub struct ReadyEntry {
     pub not_before: Millis,
     pub product: String,
     pub capabilities: Vec<String>,
+    /// The job's labels: budgets narrowed to a label hold only its jobs.
+    pub labels: Vec<String>,
     pub engine_class: Option<String>,
     pub preemptible: bool,
 }
@@ -103,6 +115,7 @@ impl ReadyEntry {
             not_before: job.state.ready_at()?,
             product: job.spec.product.clone(),
             capabilities: job.spec.capabilities.clone(),
+            labels: job.spec.labels.clone(),
             engine_class: job.spec.engine_class.clone(),
             preemptible: job.spec.preemptible,
         })
@@ -115,6 +128,7 @@ impl ReadyEntry {
             priority: self.priority,
             queued_at_ms: self.created_at,
             capabilities: self.capabilities.clone(),
+            labels: self.labels.clone(),
             engine_class: self.engine_class.clone(),
             product: self.product.clone(),
             repo_hint: None,
@@ -125,7 +139,12 @@ impl ReadyEntry {
 
 impl Record for ReadyEntry {
     const KIND: &'static str = "ready_entry";
-    const SCHEMA: u16 = 1;
+    /// 2: labels.
+    const SCHEMA: u16 = 2;
+
+    fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
+        upgrade::ready_entry(schema, payload)
+    }
 }
 
 /// Why a repository call refused.
@@ -137,6 +156,9 @@ pub enum RepoError {
     /// The state machine refused the command; nothing changed.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// A budget holds the job: it may not be leased now; nothing changed.
+    #[error("{}", .0.message)]
+    Held(gigafactory_core::budget::Hold),
     /// The store failed; see [`Error`] for what to do.
     #[error(transparent)]
     Store(#[from] Error),
@@ -154,6 +176,7 @@ mod tests {
     use gigafactory_core::job::{FactoryId, JobState, Lease};
     use gigafactory_core::manifest::{JobSpec, Payload};
     use gigafactory_core::scoring::{Factor, ScoreBreakdown};
+    use gigafactory_core::usage::{JobCost, ModelUsage};
     use uuid::Uuid;
 
     use super::*;
@@ -167,6 +190,7 @@ mod tests {
             payload: Payload::Command("cargo build".into()),
             priority: 80,
             capabilities: vec!["linux".into(), "rust".into()],
+            labels: vec!["team-a".into()],
             engine_class: Some("claude".into()),
             profile: Some("agent".into()),
             deps: vec!["plan".into()],
@@ -214,6 +238,17 @@ mod tests {
             created_at: 500,
             updated_at: 1_500,
             rev: 7,
+            cost: JobCost {
+                models: vec![ModelUsage {
+                    model: "sonnet".into(),
+                    input_tokens: 1_000,
+                    output_tokens: 200,
+                    micros: 6_000,
+                }],
+                factory_micros: 1_500,
+                rate_micros_per_hour: 2_750_000,
+                settled_at: 1_200,
+            },
         }
     }
 
@@ -251,6 +286,7 @@ mod tests {
             state: "leased".into(),
             actor: Author::Scheduler,
             epoch: 1,
+            detail: None,
         }
     }
 
@@ -288,15 +324,45 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_job_stored_with_schema_1_reads_back_as_today() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/golden/job_v1.hex");
+    fn golden_bytes(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/golden")
+            .join(format!("{name}.hex"));
         let hex = std::fs::read_to_string(path).unwrap();
-        let bytes: Vec<u8> = (0..hex.trim().len())
+        (0..hex.trim().len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        assert_eq!(codec::decode::<Job>(&bytes).unwrap(), job());
+            .collect()
+    }
+
+    #[test]
+    fn records_stored_with_older_schemas_read_back_as_today() {
+        // The golden job of schemas 1 and 2 had no labels and no cost.
+        let before_cost = Job {
+            spec: JobSpec {
+                labels: Vec::new(),
+                ..spec()
+            },
+            cost: JobCost::default(),
+            ..job()
+        };
+        for name in ["job_v1", "job_v2"] {
+            assert_eq!(
+                codec::decode::<Job>(&golden_bytes(name)).unwrap(),
+                before_cost
+            );
+        }
+        let entry = ReadyEntry::of(&Job {
+            state: JobState::Failed { retry_at: 42 },
+            ..before_cost
+        })
+        .unwrap();
+        assert_eq!(
+            codec::decode::<ReadyEntry>(&golden_bytes("ready_entry_v1")).unwrap(),
+            entry
+        );
+        let event = codec::decode::<FleetEvent>(&golden_bytes("fleet_event_v1")).unwrap();
+        assert_eq!((event.seq, event.detail), (12, None));
     }
 
     #[test]
@@ -399,6 +465,7 @@ mod tests {
                 state: "leased".into(),
                 actor: Author::Factory(factory_id),
                 epoch: 4,
+                detail: Some("budget ops-daily passed its alert".into()),
             },
         );
         check(
@@ -409,6 +476,27 @@ mod tests {
                 state: "preempting".into(),
                 expires_at: Some(9),
                 preempt_deadline: Some(8),
+            },
+        );
+        check(
+            "budget",
+            &gigafactory_core::budget::BudgetRecord {
+                spec: gigafactory_core::budget::BudgetSpec {
+                    name: "ops-daily".into(),
+                    product: "ops".into(),
+                    label: Some("team-a".into()),
+                    period: gigafactory_core::budget::Period::Day,
+                    limit_micros: 50_000_000,
+                    alert_percent: 80,
+                    policy: gigafactory_core::budget::Policy::Stop,
+                },
+                paused: Some(gigafactory_core::budget::Pause {
+                    by: Author::Admin("alice".into()),
+                    reason: "runaway".into(),
+                    at: 9,
+                }),
+                created_at: 1,
+                updated_at: 9,
             },
         );
     }

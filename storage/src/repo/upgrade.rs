@@ -1,22 +1,76 @@
 //! Reading records written by older versions. Each older shape is declared here as it was,
 //! field for field (bincode is not self-describing: the order is the format), and converted
-//! to the current one.
+//! to the current one. Jobs: schema 1 had no cause on `Cancelled`; schemas 1 and 2 had no
+//! labels and no cost. Ready entries: schema 1 had no labels. Fleet events: schema 1 had no
+//! detail.
 
 use gigafactory_core::job::{Job, JobId, JobState, Lease, Millis};
-use gigafactory_core::manifest::JobSpec;
+use gigafactory_core::manifest::{JobSpec, Payload};
 use gigafactory_core::scoring::ScoreBreakdown;
+use gigafactory_core::usage::JobCost;
 use serde::Deserialize;
+
+use gigafactory_core::event::{Author, EventKind};
+use gigafactory_core::wire::FleetEvent;
+
+use super::ReadyEntry;
 
 use crate::codec::decode_payload;
 use crate::error::{Error, Result};
 
-/// A job as schema 1 stored it: `Cancelled` carried no cause.
+/// A job spec before labels.
 #[derive(Deserialize)]
-struct JobV1 {
+struct JobSpecV1 {
+    key: String,
+    title: String,
+    product: String,
+    payload: Payload,
+    priority: u32,
+    capabilities: Vec<String>,
+    engine_class: Option<String>,
+    profile: Option<String>,
+    deps: Vec<String>,
+    idempotency_key: Option<String>,
+    allowed_scope: Vec<String>,
+    max_attempts: u32,
+    wall_clock_ms: Option<u64>,
+    cost_budget_micros: Option<u64>,
+    preemptible: bool,
+    review: bool,
+}
+
+impl From<JobSpecV1> for JobSpec {
+    fn from(s: JobSpecV1) -> Self {
+        JobSpec {
+            key: s.key,
+            title: s.title,
+            product: s.product,
+            payload: s.payload,
+            priority: s.priority,
+            capabilities: s.capabilities,
+            labels: Vec::new(),
+            engine_class: s.engine_class,
+            profile: s.profile,
+            deps: s.deps,
+            idempotency_key: s.idempotency_key,
+            allowed_scope: s.allowed_scope,
+            max_attempts: s.max_attempts,
+            wall_clock_ms: s.wall_clock_ms,
+            cost_budget_micros: s.cost_budget_micros,
+            preemptible: s.preemptible,
+            review: s.review,
+        }
+    }
+}
+
+/// A job as schemas 1 and 2 stored it (they differ only in `S`, the state's shape): no labels
+/// in its spec, no cost.
+#[derive(Deserialize)]
+struct JobV1<S> {
     id: JobId,
-    spec: JobSpec,
+    spec: JobSpecV1,
     parents: Vec<JobId>,
-    state: JobStateV1,
+    state: S,
     stage: Option<String>,
     epoch: u64,
     attempts: u32,
@@ -87,32 +141,113 @@ impl From<JobStateV1> for JobState {
     }
 }
 
+impl<S: Into<JobState>> From<JobV1<S>> for Job {
+    fn from(v1: JobV1<S>) -> Self {
+        Job {
+            id: v1.id,
+            spec: v1.spec.into(),
+            parents: v1.parents,
+            state: v1.state.into(),
+            stage: v1.stage,
+            epoch: v1.epoch,
+            attempts: v1.attempts,
+            failures: v1.failures,
+            checkpoint: v1.checkpoint,
+            placement: v1.placement,
+            last_error: v1.last_error,
+            exit_code: v1.exit_code,
+            run_ms: v1.run_ms,
+            created_at: v1.created_at,
+            updated_at: v1.updated_at,
+            rev: v1.rev,
+            cost: JobCost::default(),
+        }
+    }
+}
+
 /// Reads a job stored with an older `schema`.
 pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
     match schema {
+        1 => Ok(decode_payload::<JobV1<JobStateV1>>(payload)?.into()),
+        2 => Ok(decode_payload::<JobV1<JobState>>(payload)?.into()),
+        _ => Err(Error::Codec(format!(
+            "job schema {schema} is not readable by this version"
+        ))),
+    }
+}
+
+/// A ready entry as schema 1 stored it: no labels.
+#[derive(Deserialize)]
+struct ReadyEntryV1 {
+    id: JobId,
+    priority: u32,
+    created_at: Millis,
+    not_before: Millis,
+    product: String,
+    capabilities: Vec<String>,
+    engine_class: Option<String>,
+    preemptible: bool,
+}
+
+/// Reads a ready entry stored with an older `schema`.
+pub(super) fn ready_entry(schema: u16, payload: &[u8]) -> Result<ReadyEntry> {
+    match schema {
         1 => {
-            let v1: JobV1 = decode_payload(payload)?;
-            Ok(Job {
-                id: v1.id,
-                spec: v1.spec,
-                parents: v1.parents,
-                state: v1.state.into(),
-                stage: v1.stage,
-                epoch: v1.epoch,
-                attempts: v1.attempts,
-                failures: v1.failures,
-                checkpoint: v1.checkpoint,
-                placement: v1.placement,
-                last_error: v1.last_error,
-                exit_code: v1.exit_code,
-                run_ms: v1.run_ms,
-                created_at: v1.created_at,
-                updated_at: v1.updated_at,
-                rev: v1.rev,
+            let e: ReadyEntryV1 = decode_payload(payload)?;
+            Ok(ReadyEntry {
+                id: e.id,
+                priority: e.priority,
+                created_at: e.created_at,
+                not_before: e.not_before,
+                product: e.product,
+                capabilities: e.capabilities,
+                labels: Vec::new(),
+                engine_class: e.engine_class,
+                preemptible: e.preemptible,
             })
         }
         _ => Err(Error::Codec(format!(
-            "job schema {schema} is not readable by this version"
+            "ready entry schema {schema} is not readable by this version"
+        ))),
+    }
+}
+
+/// A fleet event as schema 1 stored it: no detail.
+#[derive(Deserialize)]
+struct FleetEventV1 {
+    seq: u64,
+    node: uuid::Uuid,
+    at: Millis,
+    job_id: JobId,
+    title: String,
+    product: String,
+    kind: EventKind,
+    state: String,
+    actor: Author,
+    epoch: u64,
+}
+
+/// Reads a fleet event stored with an older `schema`.
+pub(super) fn fleet_event(schema: u16, payload: &[u8]) -> Result<FleetEvent> {
+    match schema {
+        1 => {
+            let e: FleetEventV1 = decode_payload(payload)?;
+            Ok(FleetEvent {
+                seq: e.seq,
+                node: e.node,
+                at: e.at,
+                job_id: e.job_id,
+                title: e.title,
+                product: e.product,
+                kind: e.kind,
+                state: e.state,
+                actor: e.actor,
+                epoch: e.epoch,
+                detail: None,
+            })
+        }
+        _ => Err(Error::Codec(format!(
+            "fleet event schema {schema} is not readable by this version"
         ))),
     }
 }

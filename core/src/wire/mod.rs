@@ -2,7 +2,13 @@
 //! factory agent and the CLI so that all three agree on the contract. Field names are the
 //! API's; changing one is a breaking change.
 
+mod budgets;
+
 use serde::{Deserialize, Serialize};
+
+pub use budgets::{
+    BudgetBody, BudgetDetail, BudgetView, CostView, JobSpend, PauseBody, PauseView, UsageReport,
+};
 
 use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
@@ -20,6 +26,8 @@ pub enum ErrorCode {
     IllegalTransition,
     ParentEnded,
     LogLimitExceeded,
+    CostCapReached,
+    BudgetHeld,
     InvalidRequest,
     InvalidManifest,
     Unauthorized,
@@ -30,7 +38,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -39,6 +47,8 @@ impl ErrorCode {
         ErrorCode::IllegalTransition,
         ErrorCode::ParentEnded,
         ErrorCode::LogLimitExceeded,
+        ErrorCode::CostCapReached,
+        ErrorCode::BudgetHeld,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidManifest,
         ErrorCode::Unauthorized,
@@ -58,6 +68,8 @@ impl ErrorCode {
             ErrorCode::IllegalTransition => "illegal_transition",
             ErrorCode::ParentEnded => "parent_ended",
             ErrorCode::LogLimitExceeded => "log_limit_exceeded",
+            ErrorCode::CostCapReached => "cost_cap_reached",
+            ErrorCode::BudgetHeld => "budget_held",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidManifest => "invalid_manifest",
             ErrorCode::Unauthorized => "unauthorized",
@@ -316,6 +328,8 @@ pub struct JobView {
     pub stage: Option<String>,
     pub priority: u32,
     pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
     pub engine_class: Option<String>,
     pub payload: Payload,
     pub parents: Vec<JobId>,
@@ -332,6 +346,14 @@ pub struct JobView {
     pub exit_code: Option<i32>,
     pub checkpoint: Option<String>,
     pub placement: Option<ScoreBreakdown>,
+    /// The job's own cost budget, if it has one.
+    #[serde(default)]
+    pub cost_budget_micros: Option<u64>,
+    #[serde(default)]
+    pub cost: CostView,
+    /// Why a job waiting for placement is held (a paused or exhausted budget), when it is.
+    #[serde(default)]
+    pub held: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -353,6 +375,7 @@ impl From<&Job> for JobView {
             stage: j.stage.clone(),
             priority: j.spec.priority,
             capabilities: j.spec.capabilities.clone(),
+            labels: j.spec.labels.clone(),
             engine_class: j.spec.engine_class.clone(),
             payload: j.spec.payload.clone(),
             parents: j.parents.clone(),
@@ -368,6 +391,9 @@ impl From<&Job> for JobView {
             exit_code: j.exit_code,
             checkpoint: j.checkpoint.clone(),
             placement: j.placement.clone(),
+            cost_budget_micros: j.spec.cost_budget_micros,
+            cost: CostView::from(&j.cost),
+            held: None,
             created_at: j.created_at,
             updated_at: j.updated_at,
         }
@@ -413,6 +439,8 @@ pub struct FleetEvent {
     pub state: String,
     pub actor: Author,
     pub epoch: u64,
+    /// What the event says beyond its kind (a budget's crossing, say).
+    pub detail: Option<String>,
 }
 
 /// One entry of a job's timeline.

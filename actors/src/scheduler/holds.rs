@@ -1,0 +1,137 @@
+//! Budget holds in the scheduler: the queued jobs a paused or exhausted budget keeps from
+//! placement are skipped, not dropped, so a resume, a raised limit or a new period lets them
+//! run at once. The scheduler learns of holds three ways: a claim the store refused because
+//! of a budget (the claim transaction checks budgets, so that is exact), a report that
+//! exhausted a budget through this node, and a periodic re-read of every budget (other
+//! nodes' reports, changes, periods that rolled over). With policy `stop`, reaching a budget
+//! also preempts its running jobs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gigafactory_core::budget::{self, Crossing, Hold, Policy};
+use gigafactory_core::event::Author;
+use gigafactory_core::job::{Command, JobId, Millis};
+use gigafactory_storage::repo::{self, ReadyEntry};
+use gigafactory_storage::transact;
+use ractor::ActorRef;
+
+use super::{SchedulerMsg, SchedulerState};
+use crate::context::Context;
+use crate::job_actor::JobMsg;
+
+/// The holds in force, by budget.
+#[derive(Default)]
+pub(super) struct Holds {
+    by_budget: HashMap<String, Hold>,
+}
+
+impl Holds {
+    pub fn holds(&self, e: &ReadyEntry, now: Millis) -> bool {
+        self.by_budget
+            .values()
+            .any(|h| h.holds(&e.product, &e.labels, now))
+    }
+
+    pub fn set(&mut self, hold: Hold) {
+        self.by_budget.insert(hold.budget.clone(), hold);
+    }
+
+    /// Replaces every hold with what the store says now; true when one was lifted.
+    pub fn replace(&mut self, holds: Vec<Hold>) -> bool {
+        let lifted = self
+            .by_budget
+            .keys()
+            .any(|k| !holds.iter().any(|h| &h.budget == k));
+        self.by_budget = holds.into_iter().map(|h| (h.budget.clone(), h)).collect();
+        lifted
+    }
+
+    /// Drops holds whose period has rolled over; true when one was.
+    pub fn expire(&mut self, now: Millis) -> bool {
+        let before = self.by_budget.len();
+        self.by_budget
+            .retain(|_, h| h.until.is_none_or(|until| now < until));
+        self.by_budget.len() < before
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_budget.len()
+    }
+}
+
+/// Reads every budget with its spend, off the actor, and sends the holds in force (and sets
+/// the budget gauges).
+pub(super) fn load_holds(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
+    tokio::spawn(async move {
+        let now = ctx.now();
+        let read = transact!(ctx.store, |tx| {
+            let mut out = Vec::new();
+            for record in repo::budgets(tx).await? {
+                let spent = repo::spent(tx, &record, now).await?;
+                out.push((record, spent));
+            }
+            Ok::<_, gigafactory_storage::Error>(out)
+        });
+        match read {
+            Ok(budgets) => {
+                let mut holds = Vec::new();
+                for (record, spent) in &budgets {
+                    let name = record.spec.name.clone();
+                    let usd = |m: u64| m as f64 / budget::MICROS_PER_USD as f64;
+                    metrics::gauge!("gigafactory_budget_spend_usd", "budget" => name.clone())
+                        .set(usd(*spent));
+                    metrics::gauge!("gigafactory_budget_limit_usd", "budget" => name.clone())
+                        .set(usd(record.spec.limit_micros));
+                    metrics::gauge!("gigafactory_budget_spend_ratio", "budget" => name)
+                        .set(*spent as f64 / record.spec.limit_micros.max(1) as f64);
+                    holds.extend(budget::hold(record, *spent, now));
+                }
+                let _ = scheduler.cast(SchedulerMsg::HoldsLoaded(holds));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read budgets; holds stay as they were"),
+        }
+    });
+}
+
+impl SchedulerState {
+    /// A budget was reached: hold its jobs and, with policy `stop`, preempt the running ones
+    /// it covers (a job that is not preemptible runs to its end).
+    pub(super) async fn budget_reached(&mut self, crossing: Crossing) {
+        let Some(hold) = crossing.hold() else { return };
+        self.holds.set(hold.clone());
+        if crossing.policy != Policy::Stop {
+            return;
+        }
+        let now = self.ctx.now();
+        let victims: Vec<JobId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| hold.holds(&r.job.product, &r.job.labels, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in victims {
+            let cmd = Command::Preempt {
+                by: None,
+                grace_ms: self.ctx.config.preempt_grace_ms,
+            };
+            let preempted = self
+                .ctx
+                .ask_job(id, |reply| JobMsg::Apply {
+                    cmd: cmd.clone(),
+                    author: Author::Scheduler,
+                    request_id: None,
+                    changed_paths: Vec::new(),
+                    reply,
+                })
+                .await;
+            match preempted {
+                Ok(_) => {
+                    tracing::info!(job_id = %id, budget = %crossing.budget, "stopping for an exhausted budget");
+                    self.running.remove(&id);
+                }
+                Err(e) => tracing::debug!(job_id = %id, error = %e, "not stopped for its budget"),
+            }
+        }
+    }
+}

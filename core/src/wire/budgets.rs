@@ -1,0 +1,146 @@
+//! The REST API's bodies for money: a job's usage report and cost, budgets as operators set
+//! and see them, and a budget's burndown. Amounts are integer micro-dollars (`*_micros`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::{BudgetRecord, BudgetState, Burndown, Micros, Period, Policy};
+use crate::event::Author;
+use crate::job::{JobId, Millis};
+use crate::usage::{JobCost, ModelUsage};
+
+/// What a job spent on a model, as its factory reports it (`POST /v1/jobs/{id}/usage`, a
+/// fenced write). Without `cost_micros` the coordinator prices the tokens from its table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReport {
+    pub model: String,
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cost_micros: Option<Micros>,
+}
+
+/// A job's cost as the API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostView {
+    pub total_micros: Micros,
+    /// Factory time settled so far.
+    pub factory_micros: Micros,
+    pub models: Vec<ModelUsage>,
+}
+
+impl From<&JobCost> for CostView {
+    fn from(c: &JobCost) -> Self {
+        CostView {
+            total_micros: c.total(),
+            factory_micros: c.factory_micros,
+            models: c.models.clone(),
+        }
+    }
+}
+
+/// A budget as an operator sets it (`PUT /v1/budgets/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetBody {
+    pub product: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub period: Period,
+    pub limit_micros: Micros,
+    #[serde(default)]
+    pub alert_percent: Option<u8>,
+    #[serde(default)]
+    pub policy: Option<Policy>,
+}
+
+/// Why an operator pauses a budget (`POST /v1/budgets/{name}/pause`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseView {
+    pub by: Author,
+    pub reason: String,
+    pub at: Millis,
+}
+
+/// A budget and where it stands in its current period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub name: String,
+    pub product: String,
+    pub label: Option<String>,
+    pub period: Period,
+    pub limit_micros: Micros,
+    pub alert_percent: u8,
+    pub policy: Policy,
+    /// `active`, `paused` or `exhausted`.
+    pub state: String,
+    pub paused: Option<PauseView>,
+    pub spent_micros: Micros,
+    pub period_start: Millis,
+    /// When the period resets.
+    pub period_end: Millis,
+    /// Whether spend passed the alert threshold this period.
+    pub alert_reached: bool,
+    /// Why the budget holds its jobs, when it does, as the jobs say it.
+    pub hold: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl BudgetView {
+    /// `record` with `spent` in the period holding `now`.
+    pub fn of(record: &BudgetRecord, spent: Micros, now: Millis) -> Self {
+        let spec = &record.spec;
+        BudgetView {
+            name: spec.name.clone(),
+            product: spec.product.clone(),
+            label: spec.label.clone(),
+            period: spec.period,
+            limit_micros: spec.limit_micros,
+            alert_percent: spec.alert_percent,
+            policy: spec.policy,
+            state: crate::budget::state(record, spent).name().into(),
+            paused: record.paused.as_ref().map(|p| PauseView {
+                by: p.by.clone(),
+                reason: p.reason.clone(),
+                at: p.at,
+            }),
+            spent_micros: spent,
+            period_start: spec.period.start(now),
+            period_end: spec.period.end(now),
+            alert_reached: spent >= spec.alert_micros(),
+            hold: crate::budget::hold(record, spent, now).map(|h| h.message),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.state == BudgetState::Exhausted.name()
+    }
+}
+
+/// One job's spend in a budget's period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpend {
+    pub job_id: JobId,
+    pub title: String,
+    pub spent_micros: Micros,
+}
+
+/// A budget with its burndown and its top jobs (`GET /v1/budgets/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetDetail {
+    pub budget: BudgetView,
+    pub burndown: Burndown,
+    /// The jobs that spent most this period, most first.
+    pub top_jobs: Vec<JobSpend>,
+}
