@@ -288,3 +288,53 @@ fn a_dead_nodes_shards_are_re_owned_within_two_lease_ttls() {
         "re-owned after {took:?}"
     );
 }
+
+#[test]
+fn usage_reported_to_a_node_killed_mid_report_is_counted_once_when_retried_on_another() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Shared::start();
+    let (mut a, b) = two_nodes(dir.path(), &store);
+    let budget = r#"{"product": "ops", "period": "day", "limit_micros": 100000000}"#;
+    let (status, v) = call(
+        "PUT",
+        &format!("{}/v1/budgets/ops-daily", a.url),
+        Some(&a.admin),
+        Some(budget),
+    );
+    assert_eq!(status, 200, "{v}");
+    let factory = FakeFactory::enroll(&a);
+    let job = r#"{"key": "k", "title": "t", "product": "ops", "payload": {"command": "x"}}"#;
+    let (status, v) = post(&a, "/v1/jobs", job);
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (claimed, epoch) = factory.claim(&a);
+    assert_eq!(claimed, id);
+
+    let report = format!(
+        r#"{{"epoch": {epoch}, "request_id": "u1", "model": "gpt", "cost_micros": 2500000}}"#
+    );
+    let url = format!("{}/v1/jobs/{id}/usage", a.url);
+    let token = factory.token.clone();
+    let sent = report.clone();
+    let in_flight = std::thread::spawn(move || call("POST", &url, Some(&token), Some(&sent)));
+    a.kill();
+    // Whatever node a did with it (committed, or not), the retry through b counts it once.
+    let first = in_flight.join().unwrap();
+    let retried = call(
+        "POST",
+        &format!("{}/v1/jobs/{id}/usage", b.url),
+        Some(&factory.token),
+        Some(&report),
+    );
+    assert_eq!(retried.0, 200, "first answer {first:?}, retry {retried:?}");
+    let detail = get(&b, "/v1/budgets/ops-daily");
+    assert_eq!(
+        detail["budget"]["spent_micros"], 2_500_000,
+        "first answer {first:?}"
+    );
+    assert_eq!(
+        get(&b, &format!("/v1/jobs/{id}"))["cost"]["total_micros"],
+        2_500_000
+    );
+}

@@ -8,61 +8,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-/// A factory the test plays itself, with its own token.
-struct FakeFactory {
-    token: String,
-}
-
-impl FakeFactory {
-    fn enroll(coord: &Coordinator) -> Self {
-        let body = json!({"name": "fake", "os": "linux", "arch": "x86_64", "slots": 4});
-        let (status, v) = call(
-            "POST",
-            &format!("{}/v1/factories/enroll", coord.url),
-            Some(&enrollment_token(coord)),
-            Some(&body.to_string()),
-        );
-        assert_eq!(status, 200, "{v}");
-        FakeFactory {
-            token: v["token"].as_str().unwrap().to_string(),
-        }
-    }
-
-    fn call(&self, coord: &Coordinator, path: &str, body: Value) -> (u16, Value) {
-        call(
-            "POST",
-            &format!("{}{path}", coord.url),
-            Some(&self.token),
-            Some(&body.to_string()),
-        )
-    }
-
-    /// Claims the one queued job: `(id, epoch)`.
-    fn claim(&self, coord: &Coordinator) -> (String, u64) {
-        let (status, v) = self.call(coord, "/v1/claims", json!({"max_jobs": 1, "wait_ms": 5000}));
-        assert_eq!(status, 200, "{v}");
-        let job = &v["jobs"][0];
-        (
-            job["job_id"].as_str().unwrap().to_string(),
-            job["epoch"].as_u64().unwrap(),
-        )
-    }
-
-    fn write(
-        &self,
-        coord: &Coordinator,
-        id: &str,
-        what: &str,
-        epoch: u64,
-        body: Value,
-    ) -> (u16, Value) {
-        let mut body = body;
-        body["epoch"] = json!(epoch);
-        body["request_id"] = json!(format!("{what}-{id}-{epoch}-{}", body.to_string().len()));
-        self.call(coord, &format!("/v1/jobs/{id}/{what}"), body)
-    }
-}
-
 fn kinds(coord: &Coordinator, id: &str) -> Vec<String> {
     events(coord, id)
         .iter()

@@ -157,6 +157,8 @@ pub fn apply(
             },
             JobState::Leased { .. } | JobState::Running { .. } | JobState::Preempting { .. },
         ) => {
+            // Settled with the report, so a cost budget sees the whole spend.
+            next.cost.settle(now);
             next.cost.add(&model, input_tokens, output_tokens, micros);
         }
         (
