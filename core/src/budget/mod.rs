@@ -9,7 +9,15 @@
 //! A paused or exhausted budget holds its jobs: no new leases (`hold`). Running jobs follow
 //! the budget's policy: `finish` lets them end, `stop` preempts them with a checkpoint.
 //! Crossing the alert threshold and the limit are each reported once per period
-//! (`crossings`). Amounts are integer micro-dollars (`money.rs`); periods are UTC calendar
+//! (`crossings`). The invariants, kept by `storage::repo` and the claim path:
+//!
+//! - **B1** spend is added in the transaction that accepts the usage (or settles factory
+//!   time), so every budget's spend is exactly the sum of what its jobs were charged;
+//! - **B2** a usage report counts once per request id, and only from the lease holder at
+//!   the current epoch (J3);
+//! - **B3** a claim checks its job's budgets in its own transaction: once a pause is
+//!   acknowledged, no new lease of a covered job commits;
+//! - **B4** each level (alert, limit) of a budget is announced once per period. Amounts are integer micro-dollars (`money.rs`); periods are UTC calendar
 //! days, weeks and months (`period.rs`); the burndown series and its forecast are in
 //! `burndown.rs`.
 
