@@ -38,6 +38,18 @@ pub struct History {
     /// Every factory's journal.
     #[serde(default)]
     pub factories: Vec<FactoryJournal>,
+    /// The run's budget as it stood at the end (every job of the run counts against it).
+    #[serde(default)]
+    pub budget: Option<BudgetSnapshot>,
+}
+
+/// A budget's spend in its period, read after the run settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetSnapshot {
+    pub name: String,
+    pub spent_micros: u64,
+    pub period_start: Millis,
+    pub period_end: Millis,
 }
 
 impl History {
@@ -139,4 +151,7 @@ pub struct JobRecord {
     pub state: Option<String>,
     /// Its whole timeline, in sequence order.
     pub events: Vec<Event>,
+    /// What it cost in all (`None` when it could not be fetched).
+    #[serde(default)]
+    pub cost_micros: Option<u64>,
 }

@@ -4,7 +4,7 @@
 //! (node kill -9, SIGSTOP past the lease TTL, etcd member restarts, actor panics, a factory
 //! crash mid-job, and with `--netns` network partitions and flapping links between nodes in
 //! network namespaces); lets the system settle; fetches every acknowledged job's timeline;
-//! and runs the [`checker`] over the recorded [`history`]. The invariants C1–C7 are numbered
+//! and runs the [`checker`] over the recorded [`history`]. The invariants C1–C8 are numbered
 //! once, in [`checker`].
 //!
 //! The history and the checker need nothing; the runner ([`run`]) needs the `etcd` feature,

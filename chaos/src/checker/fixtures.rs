@@ -60,6 +60,7 @@ pub(super) fn one_job(state: &str, events: Vec<Event>) -> History {
             found: true,
             state: Some(state.into()),
             events,
+            cost_micros: None,
         }],
         ..History::default()
     }

@@ -21,6 +21,10 @@
 //! - **C7** what the factories were told is what the store kept: every lease a claim answer
 //!   handed a factory is a recorded claim of that factory at that epoch, and every `complete`,
 //!   `fail` or `release` the coordinator acknowledged is a recorded event of that lease.
+//! - **C8** money is counted exactly: each job's cost is the sum of the usage its timeline
+//!   says the store accepted, and the run's budget spent exactly the sum of its jobs' costs.
+//!   (That no usage from a fenced epoch was counted is C4: a usage report is a factory write,
+//!   and C4 holds for every factory write, on both sides.)
 //!
 //! C4 and C6 are also checked from the factories' journals (every request and its answer): an
 //! accepted write must carry an epoch the store leased to that factory, its answer must show
@@ -37,9 +41,10 @@
 //! The rooms: this file holds the findings ([`Invariant`], [`Violation`], [`Verdict`]) and
 //! [`check`], which runs both sides; `store` checks what the store kept (the acknowledged
 //! submits and each job's timeline: C1–C6), `journal` checks the factories' journals against
-//! it (C4, C6, C7).
+//! it (C4, C6, C7), `money` checks costs and the budget (C8).
 
 mod journal;
+mod money;
 mod store;
 
 use std::collections::{BTreeSet, HashMap};
@@ -51,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use self::journal::check_factory_side;
+use self::money::check_money;
 use self::store::{
     check_acknowledged, check_completions, check_epochs, check_fencing, check_single_holder,
     check_terminal_once, distinct_writes, in_order,
@@ -67,10 +73,11 @@ pub enum Invariant {
     C5,
     C6,
     C7,
+    C8,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 7] = [
+    pub const ALL: [Invariant; 8] = [
         Invariant::C1,
         Invariant::C2,
         Invariant::C3,
@@ -78,6 +85,7 @@ impl Invariant {
         Invariant::C5,
         Invariant::C6,
         Invariant::C7,
+        Invariant::C8,
     ];
 
     /// One line stating the invariant, for reports.
@@ -95,6 +103,10 @@ impl Invariant {
             Invariant::C7 => {
                 "every lease handed out and every end of a lease acknowledged to a factory is \
                  in the store"
+            }
+            Invariant::C8 => {
+                "each job's cost is the usage its timeline accepted; the budget spent exactly \
+                 its jobs' costs"
             }
         }
     }
@@ -212,6 +224,7 @@ pub fn check(history: &History) -> Verdict {
         check_single_holder(job, &events, &mut v.violations);
     }
     check_factory_side(history, &jobs, &mut v);
+    check_money(history, &mut v.violations);
     if v.complete_events != v.succeeded && v.violations_of(Invariant::C3) == 0 {
         v.violations.push(Violation {
             invariant: Invariant::C3,

@@ -9,7 +9,7 @@ use gigafactory_core::wire::Event;
 use serde_json::Value;
 
 use super::World;
-use crate::history::{FactoryJournal, JobRecord, is_terminal};
+use crate::history::{BudgetSnapshot, FactoryJournal, JobRecord, is_terminal};
 use crate::procs::poll;
 
 /// After the workload: how long jobs may take to become terminal before the run stops.
@@ -62,6 +62,19 @@ impl World {
         }
     }
 
+    /// A budget's spend in its period, from any live node.
+    pub(super) fn budget(&self, name: &str) -> Option<BudgetSnapshot> {
+        let (status, v) = self.get_any(&format!("/v1/budgets/{name}"))?;
+        let b = &v["budget"];
+        (status == 200).then_some(())?;
+        Some(BudgetSnapshot {
+            name: name.to_string(),
+            spent_micros: b["spent_micros"].as_u64()?,
+            period_start: b["period_start"].as_u64()?,
+            period_end: b["period_end"].as_u64()?,
+        })
+    }
+
     /// A job and its whole timeline, from any live node.
     pub(super) fn fetch(&self, id: &String) -> JobRecord {
         let mut rec = JobRecord {
@@ -69,11 +82,13 @@ impl World {
             found: false,
             state: None,
             events: Vec::new(),
+            cost_micros: None,
         };
         match self.get_any(&format!("/v1/jobs/{id}")) {
             Some((200, v)) => {
                 rec.found = true;
                 rec.state = v["state"].as_str().map(str::to_string);
+                rec.cost_micros = v["cost"]["total_micros"].as_u64();
             }
             _ => return rec,
         }

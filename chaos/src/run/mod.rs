@@ -39,6 +39,11 @@ const LEASE_TTL_MS: u64 = 3_000;
 const ETCD_MEMBERS: usize = 3;
 /// Where the run's keys live in etcd.
 const STORE_NAMESPACE: &str = "chaos/";
+/// The product of every job of a run, and the budget they all count against (C8).
+pub(super) const PRODUCT: &str = "chaos";
+const BUDGET: &str = "chaos-spend";
+/// $1M: the largest a budget may be; a run never reaches it.
+const BUDGET_LIMIT_MICROS: u64 = 1_000_000_000_000;
 /// How long the agents may take to enroll.
 const ENROLL_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -203,6 +208,17 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
             "the nodes never all joined the cluster".into(),
         ));
     }
+    // Every job of the run counts against one budget, too large to hold any (C8).
+    let budget =
+        json!({"product": PRODUCT, "period": "month", "limit_micros": BUDGET_LIMIT_MICROS});
+    match api.call(
+        "PUT",
+        &format!("{}/v1/budgets/{BUDGET}", urls[0]),
+        Some(&budget),
+    ) {
+        Ok((200, _)) => {}
+        other => return Err(ChaosError::Setup(format!("budget: {other:?}"))),
+    }
 
     let started = Instant::now();
     let started_at = now_ms();
@@ -272,6 +288,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
     world.stop_agents();
     let factories = world.journals();
     let jobs = ids.iter().map(|id| world.fetch(id)).collect();
+    let budget = world.budget(BUDGET);
     let history = History {
         seed: cfg.seed,
         command,
@@ -282,6 +299,7 @@ pub fn run(cfg: &Config) -> Result<Outcome, ChaosError> {
         faults,
         jobs,
         factories,
+        budget,
     };
     drop(world);
     let verdict = check(&history);

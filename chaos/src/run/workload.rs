@@ -64,7 +64,7 @@ fn submit(api: &Api, urls: &[String], first: usize, key: &str) -> Submit {
     let body = json!({
         "key": key,
         "title": key,
-        "product": "chaos",
+        "product": super::PRODUCT,
         "payload": {"command": JOB_COMMAND},
         "idempotency_key": key,
         "max_attempts": MAX_ATTEMPTS,

@@ -213,6 +213,10 @@ fn write<T: Transaction>(
         Command::Preempt { by: Some(by), .. } => Some(format!("for job {by}")),
         Command::ParentEnded { parent, state } => Some(format!("parent {parent} {state}")),
         Command::ParentRevived { parent } => Some(format!("parent {parent}")),
+        Command::Usage { model, micros, .. } => Some(format!(
+            "{model}: {}",
+            gigafactory_core::budget::format_usd(*micros)
+        )),
         _ => None,
     };
     let (new, effects) = job::apply(old, cmd, now, backoff, parents)?;
