@@ -11,15 +11,17 @@ use anyhow::{Context, Result};
 use gigafactory_actors::{Config, Coordinator, SystemClock};
 use gigafactory_api::ApiOptions;
 use gigafactory_core::budget;
+use gigafactory_core::tracker::SourceConfig;
 use gigafactory_core::usage::Price;
 use gigafactory_storage::{AnyStore, DEFAULT_STORE_URL};
 use serde::Deserialize;
 
 #[derive(clap::Args, Default)]
 pub struct ServeArgs {
-    /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms, and
+    /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms;
     /// model prices as `[prices.MODEL]` tables of `input_usd_per_mtok` and
-    /// `output_usd_per_mtok` (dollars per million tokens).
+    /// `output_usd_per_mtok` (dollars per million tokens); trackers as `[intake.SOURCE]`
+    /// (README: "Trackers"); and `[outbox]` retries of their callbacks.
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Store URL: embedded:PATH, etcd://host:port,...[/namespace], or fdb:CLUSTER_FILE[#namespace].
@@ -49,6 +51,21 @@ struct FileConfig {
     lease_ttl_ms: Option<u64>,
     #[serde(default)]
     prices: BTreeMap<String, FilePrice>,
+    /// Trackers, by source name: `[intake.github]` with `kind`, `secret`, `callback_url`,
+    /// `[[intake.github.rules]]` and `[intake.github.templates]`.
+    #[serde(default)]
+    intake: BTreeMap<String, SourceConfig>,
+    outbox: Option<FileOutbox>,
+}
+
+/// How tracker callbacks are retried.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOutbox {
+    backoff_base_ms: Option<u64>,
+    backoff_cap_ms: Option<u64>,
+    tries_max: Option<u32>,
+    timeout_ms: Option<u64>,
 }
 
 /// A model's price as the config file gives it, in dollars per million tokens.
@@ -114,6 +131,14 @@ impl ServeArgs {
                 "lease_ttl_ms must be within 1000..=3600000"
             );
             config.lease_ttl_ms = ttl;
+        }
+        config.intake = file.intake;
+        if let Some(o) = file.outbox {
+            let b = &mut config.outbox_backoff;
+            b.base_ms = o.backoff_base_ms.unwrap_or(b.base_ms);
+            b.cap_ms = o.backoff_cap_ms.unwrap_or(b.cap_ms);
+            config.outbox_tries_max = o.tries_max.unwrap_or(config.outbox_tries_max);
+            config.outbox_timeout_ms = o.timeout_ms.unwrap_or(config.outbox_timeout_ms);
         }
         for (model, p) in &file.prices {
             let price = Price {
@@ -200,7 +225,10 @@ pub async fn start(settings: Settings) -> Result<Node> {
     // Other nodes may share an etcd or FoundationDB store; an embedded one is this process's.
     config.shared_store = store.engine() != "embedded";
     config.node_addr = format!("http://{addr}");
-    let coord = Coordinator::start(store, config, Arc::new(SystemClock)).await?;
+    let courier = gigafactory_api::HttpCourier::new().context("building the callback client")?;
+    let coord =
+        Coordinator::start_with_courier(store, config, Arc::new(SystemClock), Arc::new(courier))
+            .await?;
     let admin_token = coord.bootstrap_admin().await?;
     if let Some(secret) = &admin_token {
         eprintln!(

@@ -14,6 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::tracker::FakeTracker;
 use common::*;
 use gigafactory_storage::LocalEtcdCluster;
 
@@ -337,4 +338,55 @@ fn usage_reported_to_a_node_killed_mid_report_is_counted_once_when_retried_on_an
         get(&b, &format!("/v1/jobs/{id}"))["cost"]["total_micros"],
         2_500_000
     );
+}
+
+#[test]
+fn a_killed_nodes_tracker_deliveries_resume_on_another_node() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Shared::start();
+    let url = store.url("e2e-cluster/");
+    // The tracker's callback is down at first: the echo waits, retried, in the store.
+    let tracker = FakeTracker::start(0, 0, Duration::ZERO);
+    tracker
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = format!(
+        "[intake.gen]\nkind = \"generic\"\nsecret = \"s\"\ncallback_url = \"{}\"\n\
+         [[intake.gen.rules]]\nproduct = \"app\"\n\
+         [outbox]\nbackoff_base_ms = 100\nbackoff_cap_ms = 300\ntries_max = 100\ntimeout_ms = 300\n",
+        tracker.url
+    );
+    let mut a =
+        Coordinator::start_configured(&dir.path().join("a"), &url, 3_000, None, Some(&config));
+    let b = Coordinator::start_configured(
+        &dir.path().join("b"),
+        &url,
+        3_000,
+        Some(&a.admin),
+        Some(&config),
+    );
+    let item = r#"{"id": "T-1", "revision": "1", "title": "Do it"}"#;
+    let sig = gigafactory_core::tracker::sign(b"s", item.as_bytes());
+    let (status, v) = call_with(
+        "POST",
+        &format!("{}/v1/intake/gen", a.url),
+        &[("x-gigafactory-signature", &sig)],
+        item,
+    );
+    assert_eq!(status, 200, "{v}");
+    let factory = FakeFactory::enroll(&a);
+    factory.claim(&a);
+    wait_for(Duration::from_secs(10), "a failed try", || {
+        !tracker.received().is_empty()
+    });
+    // The node that may own the echo's shard dies; the tracker comes back; b delivers it.
+    a.kill();
+    tracker
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for(Duration::from_secs(20), "delivered through b", || {
+        get(&b, "/v1/items/gen/T-1")["deliveries"][0]["status"] == "delivered"
+    });
+    assert!(tracker.acknowledged().contains(&"started".to_string()));
 }

@@ -11,6 +11,7 @@ use gigafactory_core::budget::{Hold, Level};
 use gigafactory_core::event::{Author, EventKind, Transition};
 use gigafactory_core::job::{Command, Job, JobId};
 use gigafactory_core::scope::out_of_scope;
+use gigafactory_core::tracker;
 use gigafactory_core::wire::LeaseAnswer;
 use gigafactory_storage::repo::{self, RepoError};
 use gigafactory_storage::transact;
@@ -100,6 +101,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                 Err(e) => return Err(e),
             }
         }
+        enqueue_echoes(tx, &ctx.config, &changes, now)?;
         if let [job] = jobs.as_slice() {
             let (outside, _) = out_of_scope(&job.spec.allowed_scope, &write.changed_paths);
             if !outside.is_empty() {
@@ -145,6 +147,30 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
             })
         }
     }
+}
+
+/// Queues, in the change's own transaction, the echo of every change a tracker hears of (a
+/// job from an item of a source with a callback).
+fn enqueue_echoes<T: gigafactory_storage::Transaction>(
+    tx: &mut T,
+    config: &crate::config::Config,
+    changes: &[Transition],
+    now: u64,
+) -> std::result::Result<(), gigafactory_storage::Error> {
+    for t in changes {
+        let Some(item) = &t.job.origin else { continue };
+        let echoed = config
+            .intake
+            .get(&item.source)
+            .is_some_and(|s| s.callback_url.is_some());
+        if !echoed {
+            continue;
+        }
+        if let Some(echo) = tracker::echo(t.before.as_ref(), &t.job, t.kind) {
+            repo::enqueue_delivery(tx, &tracker::new_delivery(item, &t.job, echo, now))?;
+        }
+    }
+    Ok(())
 }
 
 /// Carries out committed changes' effects and announces the changes on the fleet stream. Call

@@ -1,6 +1,9 @@
 //! Tunables of a coordinator node. Each bound names its unit.
 
 use gigafactory_core::backoff::Backoff;
+use std::collections::BTreeMap;
+
+use gigafactory_core::tracker::SourceConfig;
 use gigafactory_core::usage::PriceTable;
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,18 @@ pub struct Config {
     /// How often the scheduler re-reads budgets (to learn of spend and changes made through
     /// other nodes, and of periods that rolled over).
     pub budget_refresh_ms: u64,
+    /// Trackers that deliver items (webhooks) and hear of their jobs, by source name.
+    pub intake: BTreeMap<String, SourceConfig>,
+    /// How often the outbox looks for deliveries due.
+    pub outbox_interval_ms: u64,
+    /// Deliveries one outbox pass sends at most, per shard.
+    pub outbox_batch_max: usize,
+    /// How long one try may take before it counts as failed.
+    pub outbox_timeout_ms: u64,
+    /// Waits between tries of a delivery (exponential, with jitter).
+    pub outbox_backoff: Backoff,
+    /// Tries of a delivery before it is dead-lettered.
+    pub outbox_tries_max: u32,
 }
 
 impl Default for Config {
@@ -89,6 +104,15 @@ impl Default for Config {
             stats_history_samples: 720,
             prices: PriceTable::new(),
             budget_refresh_ms: 5_000,
+            intake: BTreeMap::new(),
+            outbox_interval_ms: 500,
+            outbox_batch_max: 64,
+            outbox_timeout_ms: 10_000,
+            outbox_backoff: Backoff {
+                base_ms: 1_000,
+                cap_ms: 300_000,
+            },
+            outbox_tries_max: gigafactory_core::tracker::DELIVERY_TRIES_DEFAULT,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What every part of one coordinator node shares: the store, the configuration, the clock,
 //! the registry of its actors (`registry.rs`: how an actor reaches another), the shards it
-//! holds, its fleet stream and its counters. Actors and the coordinator's handle get an
+//! holds, its fleet stream, its counters and its courier (how it reaches trackers). Actors and the coordinator's handle get an
 //! `Arc<Context>`; they reach each other only through it, never by importing each other's
 //! state.
 
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::courier::Courier;
 use crate::fleet::FleetHub;
 use crate::registry::Registry;
 use crate::stats_history::NodeStats;
@@ -33,10 +34,17 @@ pub(crate) struct Context {
     pub stats: NodeStats,
     /// Set when an actor crash-loops; `/readyz` reports it.
     pub unhealthy: AtomicBool,
+    /// Sends trackers their callbacks (the binary's HTTP client).
+    pub courier: Arc<dyn Courier>,
 }
 
 impl Context {
-    pub fn new(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: AnyStore,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        courier: Arc<dyn Courier>,
+    ) -> Self {
         let started_at = clock.now_ms();
         let node_id = Uuid::now_v7();
         // Only nodes sharing a store share fleet events; a store of its own needs no feed.
@@ -55,6 +63,7 @@ impl Context {
             fleet: FleetHub::new(node_id, feed),
             stats,
             unhealthy: AtomicBool::new(false),
+            courier,
         }
     }
 

@@ -19,6 +19,7 @@ mod commit;
 mod config;
 mod context;
 mod coordinator;
+mod courier;
 mod effects;
 mod error;
 mod factory_actor;
@@ -26,6 +27,7 @@ mod fleet;
 mod fleet_relay;
 mod job_actor;
 mod membership;
+mod outbox;
 mod ready_queue;
 mod reaper;
 mod registry;
@@ -35,7 +37,10 @@ mod supervisor;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
-pub use coordinator::{ClusterView, Coordinator, FaultTarget, OperatorAction, Principal, Stats};
+pub use coordinator::{
+    ClusterView, Coordinator, FaultTarget, IntakeOutcome, OperatorAction, Principal, Stats,
+};
+pub use courier::{Courier, NoCourier, Sent};
 pub use error::{CoordError, Result};
 pub use fleet::{FLEET_BUFFER_EVENTS, FleetEvent, FleetEventId};
 pub use scheduler::SchedulerSnapshot;

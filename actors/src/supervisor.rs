@@ -1,7 +1,7 @@
-//! `Supervisor`: the root of a node's actor tree. It restarts the scheduler, the reaper and, on
-//! a shared store, the membership and fleet relay actors when they fail — each rebuilds what it
-//! holds from the store — and escalates a crash loop (more
-//! than `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
+//! `Supervisor`: the root of a node's actor tree. It restarts the scheduler, the reaper, the
+//! outbox and, on a shared store, the membership and fleet relay actors when they fail — each
+//! rebuilds what it holds from the store — and escalates a crash loop (more than
+//! `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
 //! `/readyz` reports. Job and factory actors are virtual: when one fails, the supervisor only
 //! logs it; the next command for that job or factory activates a fresh one. ractor's default
 //! (stop the supervisor when any child stops) would take the node down with one job. It also
@@ -17,6 +17,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use crate::context::Context;
 use crate::fleet_relay::FleetRelayActor;
 use crate::membership::MembershipActor;
+use crate::outbox::OutboxActor;
 use crate::reaper::ReaperActor;
 use crate::scheduler::SchedulerActor;
 
@@ -35,6 +36,7 @@ pub(crate) struct SupervisorState {
     reaper: Option<ActorCell>,
     membership: Option<ActorCell>,
     fleet_relay: Option<ActorCell>,
+    outbox: Option<ActorCell>,
     /// When singleton restarts happened, for crash-loop detection.
     restarts: VecDeque<u64>,
 }
@@ -55,10 +57,12 @@ impl Actor for Supervisor {
             reaper: None,
             membership: None,
             fleet_relay: None,
+            outbox: None,
             restarts: VecDeque::new(),
         };
         state.start_scheduler(&myself).await?;
         state.start_reaper(&myself).await?;
+        state.start_outbox(&myself).await?;
         if state.ctx.config.shared_store {
             state.start_membership(&myself).await?;
             state.start_fleet_relay(&myself).await?;
@@ -102,6 +106,10 @@ impl Actor for Supervisor {
             tracing::error!(why, "reaper stopped; restarting it");
             state.note_restart();
             state.start_reaper(&myself).await?;
+        } else if state.outbox.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "outbox stopped; restarting it");
+            state.note_restart();
+            state.start_outbox(&myself).await?;
         } else if state.membership.as_ref().is_some_and(|c| c.get_id() == id) {
             tracing::error!(why, "membership stopped; restarting it");
             state.note_restart();
@@ -151,6 +159,16 @@ impl SupervisorState {
             .reaper
             .write()
             .expect("reaper lock poisoned") = Some(r);
+        Ok(())
+    }
+
+    async fn start_outbox(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) =
+            Actor::spawn_linked(None, OutboxActor, self.ctx.clone(), myself.get_cell()).await?;
+        self.outbox = Some(r.get_cell());
         Ok(())
     }
 

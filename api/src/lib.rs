@@ -6,8 +6,10 @@
 
 mod auth;
 mod budgets;
+mod courier;
 mod error;
 mod factories;
+mod intake;
 mod jobs;
 mod node;
 mod openapi;
@@ -21,6 +23,7 @@ use axum::routing::{get, post};
 use gigafactory_actors::Coordinator;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use courier::HttpCourier;
 pub use error::ApiError;
 
 /// Largest request body accepted (a manifest of 10,000 jobs fits).
@@ -84,6 +87,14 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
             get(jobs::weights).put(jobs::set_weights),
         )
         .route("/v1/jobs/{id}/usage", post(budgets::usage))
+        .route(
+            "/v1/intake/{source}",
+            get(intake::source).post(intake::deliver),
+        )
+        .route("/v1/intake/{source}/test", post(intake::test))
+        .route("/v1/items/{source}", get(intake::items))
+        .route("/v1/items/{source}/{id}", get(intake::item))
+        .route("/v1/deliveries/{id}/redeliver", post(intake::redeliver))
         .route("/v1/budgets", get(budgets::list))
         .route(
             "/v1/budgets/{name}",

@@ -13,7 +13,8 @@ use crate::job::{FactoryId, Job, JobState, Millis};
 /// Who caused a change.
 ///
 /// Serialized as its stable string (`factory:<id>`, `scheduler`, `reaper`, `admin:<token
-/// name>`, `operator:<token name>`), so stored events keep the bytes they had as strings.
+/// name>`, `operator:<token name>`, `tracker:<source>`), so stored events keep the bytes they
+/// had as strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum Author {
@@ -27,6 +28,8 @@ pub enum Author {
     Admin(String),
     /// A caller with an operator token, named by the token.
     Operator(String),
+    /// A tracker's delivery (an item closed or reopened), named by its source.
+    Tracker(String),
 }
 
 impl Author {
@@ -47,13 +50,16 @@ impl fmt::Display for Author {
             Author::Reaper => f.write_str("reaper"),
             Author::Admin(name) => write!(f, "admin:{name}"),
             Author::Operator(name) => write!(f, "operator:{name}"),
+            Author::Tracker(source) => write!(f, "tracker:{source}"),
         }
     }
 }
 
 /// A string that names no author.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} names no author (factory:<id>, scheduler, reaper, admin:<name>, operator:<name>)")]
+#[error(
+    "{0:?} names no author (factory:<id>, scheduler, reaper, admin:<name>, operator:<name>, tracker:<source>)"
+)]
 pub struct UnknownAuthor(pub String);
 
 impl FromStr for Author {
@@ -69,6 +75,7 @@ impl FromStr for Author {
             }
             Some(("admin", name)) => Author::Admin(name.to_owned()),
             Some(("operator", name)) => Author::Operator(name.to_owned()),
+            Some(("tracker", source)) => Author::Tracker(source.to_owned()),
             _ => return Err(unknown()),
         })
     }
@@ -272,6 +279,7 @@ mod tests {
             Author::Reaper,
             Author::Admin("admin".into()),
             Author::Operator("ci:nightly".into()),
+            Author::Tracker("github".into()),
         ] {
             assert_eq!(a.to_string().parse::<Author>(), Ok(a.clone()));
         }

@@ -19,5 +19,6 @@ pub mod placement;
 pub mod query;
 pub mod scope;
 pub mod scoring;
+pub mod tracker;
 pub mod usage;
 pub mod wire;

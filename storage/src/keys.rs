@@ -295,6 +295,53 @@ pub fn fleet_feed_parts(key: &[u8]) -> Result<(Uuid, u64)> {
     Ok((node, seq))
 }
 
+/// `("item", source, id)` → a tracker item and the jobs it made.
+pub fn item(source: &str, id: &str) -> Vec<u8> {
+    pack(&("item", source, id))
+}
+
+pub fn items_of(source: &str) -> KeyRange {
+    subspace(&("item", source))
+}
+
+/// `("delivery", id)` → an echo of a job change on its way to a tracker.
+pub fn delivery(id: &str) -> Vec<u8> {
+    pack(&("delivery", id))
+}
+
+/// `("itemdlv", source, item, delivery)` → nothing: an item's deliveries, in order.
+pub fn item_delivery(source: &str, item: &str, delivery: &str) -> Vec<u8> {
+    pack(&("itemdlv", source, item, delivery))
+}
+
+pub fn item_deliveries(source: &str, item: &str) -> KeyRange {
+    subspace(&("itemdlv", source, item))
+}
+
+/// The delivery id in an `itemdlv` key.
+pub fn item_delivery_id(key: &[u8]) -> Result<String> {
+    let (_, _, _, id): (String, String, String, String) = unpack(key).map_err(tuple_error)?;
+    Ok(id)
+}
+
+/// `("outbox", next_at, shard, delivery)` → nothing: deliveries by when they are due, with
+/// the shard whose owner delivers them.
+pub fn outbox(next_at: u64, shard: u32, delivery: &str) -> Vec<u8> {
+    pack(&("outbox", next_at, shard, delivery))
+}
+
+/// Deliveries due at or before `now`.
+pub fn outbox_due(now: u64) -> KeyRange {
+    let all = subspace(&("outbox",));
+    KeyRange::new(all.begin, pack(&("outbox", now.saturating_add(1))))
+}
+
+/// The shard and delivery id in an `outbox` key.
+pub fn outbox_parts(key: &[u8]) -> Result<(u32, String)> {
+    let (_, _, shard, id): (String, u64, u32, String) = unpack(key).map_err(tuple_error)?;
+    Ok((shard, id))
+}
+
 /// `("meta", name)` → store-wide facts (layout version, admin token created).
 pub fn meta(name: &str) -> Vec<u8> {
     pack(&("meta", name))

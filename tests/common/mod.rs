@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod tracker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -45,6 +47,8 @@ pub struct Coordinator {
     port: u16,
     lease_ttl_ms: u64,
     store: String,
+    /// A config file given with `--config`, if any.
+    config: Option<PathBuf>,
 }
 
 impl Coordinator {
@@ -54,9 +58,31 @@ impl Coordinator {
         Self::start_on(dir, &store, lease_ttl_ms, None)
     }
 
+    /// A node on its own embedded store in `dir`, with `config` (TOML) as its config file.
+    pub fn start_with_config(dir: &Path, lease_ttl_ms: u64, config: &str) -> Self {
+        let store = format!("embedded:{}", dir.join("store").display());
+        Self::start_configured(dir, &store, lease_ttl_ms, None, Some(config))
+    }
+
     /// A node on `store`; `admin` is the admin token when an earlier node already minted it.
     pub fn start_on(dir: &Path, store: &str, lease_ttl_ms: u64, admin: Option<&str>) -> Self {
+        Self::start_configured(dir, store, lease_ttl_ms, admin, None)
+    }
+
+    /// A node on `store`, with `config` (TOML) as its config file when given.
+    pub fn start_configured(
+        dir: &Path,
+        store: &str,
+        lease_ttl_ms: u64,
+        admin: Option<&str>,
+        config: Option<&str>,
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        let config = config.map(|text| {
+            let path = dir.join("gigafactory.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         if let Some(a) = admin {
             std::fs::write(dir.join("admin-token"), a).unwrap();
         }
@@ -68,6 +94,7 @@ impl Coordinator {
             port: free_port(),
             lease_ttl_ms,
             store: store.to_string(),
+            config,
         };
         c.spawn();
         c.admin = std::fs::read_to_string(dir.join("admin-token"))
@@ -93,6 +120,11 @@ impl Coordinator {
             .arg(self.dir.join("admin-token"))
             .arg("--lease-ttl-ms")
             .arg(self.lease_ttl_ms.to_string())
+            .args(
+                self.config
+                    .iter()
+                    .flat_map(|c| ["--config".as_ref(), c.as_os_str()]),
+            )
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -266,6 +298,27 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     }
     drop(stdin);
     let out = child.wait_with_output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Like [`call`], with extra headers and no token (a tracker's webhook, say).
+pub fn call_with(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+        .args(["-H", "content-type: application/json"]);
+    for (name, value) in headers {
+        cmd.args(["-H", &format!("{name}: {value}")]);
+    }
+    let out = cmd
+        .args(["--data-binary", body, url])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (

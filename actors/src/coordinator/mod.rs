@@ -1,13 +1,14 @@
 //! The coordinator node's handle: what the API calls. Each file holds one concern — tokens
 //! (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
-//! (`operate.rs`), money — usage and budgets (`budgets.rs`) — and reads of jobs, logs and
-//! the node (`reads.rs`, `observe.rs`). Every
-//! method turns a request into a store transaction, or a message to the actor that
-//! serializes it; none keeps state of its own.
+//! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, work in from trackers and
+//! what they are told (`intake.rs`), and reads of jobs, logs and the node (`reads.rs`,
+//! `observe.rs`). Every method turns a request into a store transaction, or a message to the
+//! actor that serializes it; none keeps state of its own.
 
 mod budgets;
 mod factories;
+mod intake;
 mod leases;
 mod observe;
 mod operate;
@@ -21,6 +22,7 @@ use std::sync::atomic::Ordering;
 use gigafactory_storage::{AnyStore, repo, transact};
 use ractor::Actor;
 
+pub use intake::IntakeOutcome;
 pub use observe::{ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
 pub use tokens::Principal;
@@ -28,6 +30,7 @@ pub use tokens::Principal;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::Context;
+use crate::courier::{Courier, NoCourier};
 use crate::error::{CoordError, Result};
 use crate::scheduler::{SchedulerMsg, SchedulerSnapshot};
 use crate::supervisor::Supervisor;
@@ -39,9 +42,19 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Starts the actor tree on `store`.
+    /// Starts the actor tree on `store`, sending no tracker callbacks.
     pub async fn start(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        let ctx = Arc::new(Context::new(store, config, clock));
+        Self::start_with_courier(store, config, clock, Arc::new(NoCourier)).await
+    }
+
+    /// Starts the actor tree on `store`, sending tracker callbacks through `courier`.
+    pub async fn start_with_courier(
+        store: AnyStore,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        courier: Arc<dyn Courier>,
+    ) -> Result<Self> {
+        let ctx = Arc::new(Context::new(store, config, clock, courier));
         let (sup, _) = Actor::spawn(None, Supervisor, ctx.clone())
             .await
             .map_err(|e| CoordError::Internal(format!("cannot start the supervisor: {e}")))?;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{self, Job, JobId};
 use gigafactory_core::manifest::{self, JobSpec};
+use gigafactory_core::tracker::ItemRef;
 use gigafactory_storage::repo::{self, RepoError};
 use gigafactory_storage::transact;
 use std::sync::atomic::Ordering;
@@ -73,19 +74,31 @@ impl Coordinator {
         let m = manifest::parse_manifest(text).map_err(|e| {
             CoordError::InvalidManifest(e.0.iter().map(|p| p.to_string()).collect())
         })?;
+        self.submit_specs(m.jobs, None, author).await
+    }
+
+    /// Submits resolved specs (parents first, dependencies by key), all or nothing, each
+    /// linked to `origin` when it came from a tracker item.
+    pub(super) async fn submit_specs(
+        &self,
+        specs: Vec<JobSpec>,
+        origin: Option<ItemRef>,
+        author: &Author,
+    ) -> Result<Vec<(String, JobId)>> {
         self.admit_submission()?;
         let now = self.now();
-        let ids: BTreeMap<String, JobId> = m
-            .jobs
+        let ids: BTreeMap<String, JobId> = specs
             .iter()
             .map(|j| (j.key.clone(), JobId(Uuid::now_v7())))
             .collect();
-        let jobs: Vec<Job> = m
-            .jobs
+        let jobs: Vec<Job> = specs
             .iter()
             .map(|spec| {
                 let parents = spec.deps.iter().map(|d| ids[d]).collect();
-                job::new_job(ids[&spec.key], spec.clone(), parents, now)
+                Job {
+                    origin: origin.clone(),
+                    ..job::new_job(ids[&spec.key], spec.clone(), parents, now)
+                }
             })
             .collect();
         let (made, created) = transact!(self.ctx.store, |tx| {

@@ -17,9 +17,10 @@
 //!   the current epoch (J3);
 //! - **B3** a claim checks its job's budgets in its own transaction: once a pause is
 //!   acknowledged, no new lease of a covered job commits;
-//! - **B4** each level (alert, limit) of a budget is announced once per period. Amounts are integer micro-dollars (`money.rs`); periods are UTC calendar
-//! days, weeks and months (`period.rs`); the burndown series and its forecast are in
-//! `burndown.rs`.
+//! - **B4** each level (alert, limit) of a budget is announced once per period.
+//!
+//! Amounts are integer micro-dollars (`money.rs`); periods are UTC calendar days, weeks and
+//! months (`period.rs`); the burndown series and its forecast are in `burndown.rs`.
 
 mod burndown;
 mod money;

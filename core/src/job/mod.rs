@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::manifest::JobSpec;
 use crate::scoring::ScoreBreakdown;
+use crate::tracker::ItemRef;
 use crate::usage::JobCost;
 
 pub use apply::{apply, check_fence, crossed_cost_cap};
@@ -182,6 +183,8 @@ pub struct Job {
     pub rev: u64,
     /// What the job has spent: models it reported and its factories' time.
     pub cost: JobCost,
+    /// The tracker item the job came from, whose tracker hears of its progress.
+    pub origin: Option<ItemRef>,
 }
 
 /// Wall-clock time the job has run, counting the lease it holds now.
@@ -218,6 +221,7 @@ pub fn new_job(id: JobId, spec: JobSpec, parents: Vec<JobId>, now: Millis) -> Jo
         updated_at: now,
         rev: 0,
         cost: JobCost::default(),
+        origin: None,
     }
 }
 

@@ -354,6 +354,9 @@ pub struct JobView {
     /// Why a job waiting for placement is held (a paused or exhausted budget), when it is.
     #[serde(default)]
     pub held: Option<String>,
+    /// The tracker item the job came from.
+    #[serde(default)]
+    pub origin: Option<crate::tracker::ItemRef>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -394,6 +397,7 @@ impl From<&Job> for JobView {
             cost_budget_micros: j.spec.cost_budget_micros,
             cost: CostView::from(&j.cost),
             held: None,
+            origin: j.origin.clone(),
             created_at: j.created_at,
             updated_at: j.updated_at,
         }

@@ -9,6 +9,7 @@ mod budgets;
 mod fleet;
 mod jobs;
 mod logs;
+mod tracker;
 mod upgrade;
 
 use gigafactory_core::fleet::{Factory, Token};
@@ -34,11 +35,16 @@ pub use jobs::{
     note, ready_page, remember_answer, remembered_answer, save_job, submit, transition,
 };
 pub use logs::{LOG_MAX_BYTES_PER_JOB, LogAppend, append_log, logs_after, watch_logs};
+pub use tracker::{
+    deliveries_of, due_deliveries, enqueue_delivery, items, load_delivery, load_item, save_item,
+    settle_delivery,
+};
 
 impl Record for Job {
     const KIND: &'static str = "job";
     /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
-    const SCHEMA: u16 = 3;
+    /// 4: the tracker item it came from.
+    const SCHEMA: u16 = 4;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -249,6 +255,10 @@ mod tests {
                 rate_micros_per_hour: 2_750_000,
                 settled_at: 1_200,
             },
+            origin: Some(gigafactory_core::tracker::ItemRef {
+                source: "github".into(),
+                id: "acme/app#42".into(),
+            }),
         }
     }
 
@@ -344,6 +354,7 @@ mod tests {
                 ..spec()
             },
             cost: JobCost::default(),
+            origin: None,
             ..job()
         };
         for name in ["job_v1", "job_v2"] {
@@ -352,6 +363,14 @@ mod tests {
                 before_cost
             );
         }
+        let before_origin = Job {
+            origin: None,
+            ..job()
+        };
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v3")).unwrap(),
+            before_origin
+        );
         let entry = ReadyEntry::of(&Job {
             state: JobState::Failed { retry_at: 42 },
             ..before_cost

@@ -1,8 +1,8 @@
 //! Reading records written by older versions. Each older shape is declared here as it was,
 //! field for field (bincode is not self-describing: the order is the format), and converted
 //! to the current one. Jobs: schema 1 had no cause on `Cancelled`; schemas 1 and 2 had no
-//! labels and no cost. Ready entries: schema 1 had no labels. Fleet events: schema 1 had no
-//! detail.
+//! labels and no cost; schema 3 no origin. Ready entries: schema 1 had no labels. Fleet events:
+//! schema 1 had no detail.
 
 use gigafactory_core::job::{Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{JobSpec, Payload};
@@ -161,6 +161,54 @@ impl<S: Into<JobState>> From<JobV1<S>> for Job {
             updated_at: v1.updated_at,
             rev: v1.rev,
             cost: JobCost::default(),
+            origin: None,
+        }
+    }
+}
+
+/// A job as schema 3 stored it: no origin.
+#[derive(Deserialize)]
+struct JobV3 {
+    id: JobId,
+    spec: JobSpec,
+    parents: Vec<JobId>,
+    state: JobState,
+    stage: Option<String>,
+    epoch: u64,
+    attempts: u32,
+    failures: u32,
+    checkpoint: Option<String>,
+    placement: Option<ScoreBreakdown>,
+    last_error: Option<String>,
+    exit_code: Option<i32>,
+    run_ms: u64,
+    created_at: Millis,
+    updated_at: Millis,
+    rev: u64,
+    cost: JobCost,
+}
+
+impl From<JobV3> for Job {
+    fn from(v: JobV3) -> Self {
+        Job {
+            id: v.id,
+            spec: v.spec,
+            parents: v.parents,
+            state: v.state,
+            stage: v.stage,
+            epoch: v.epoch,
+            attempts: v.attempts,
+            failures: v.failures,
+            checkpoint: v.checkpoint,
+            placement: v.placement,
+            last_error: v.last_error,
+            exit_code: v.exit_code,
+            run_ms: v.run_ms,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            rev: v.rev,
+            cost: v.cost,
+            origin: None,
         }
     }
 }
@@ -170,6 +218,7 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
     match schema {
         1 => Ok(decode_payload::<JobV1<JobStateV1>>(payload)?.into()),
         2 => Ok(decode_payload::<JobV1<JobState>>(payload)?.into()),
+        3 => Ok(decode_payload::<JobV3>(payload)?.into()),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),
