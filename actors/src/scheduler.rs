@@ -95,9 +95,11 @@ pub(crate) enum SchedulerMsg {
         entries: Option<Vec<ReadyEntry>>,
         last: bool,
     },
-    /// Budgets changed through this node (or the store says some node changed them): read
-    /// them again.
+    /// Budgets changed through this node: read them again.
     BudgetsChanged,
+    /// Time to re-read budgets (`budget_refresh_ms`), or the store says some node changed
+    /// one.
+    BudgetTick,
     /// What every budget holds now, read from the store.
     HoldsLoaded(Vec<Hold>),
     /// Claims the store refused because a budget holds the jobs: put the entries back (they
@@ -219,7 +221,7 @@ impl Actor for SchedulerActor {
         load_holds(ctx.clone(), myself.clone());
         myself.send_interval(
             Duration::from_millis(ctx.config.budget_refresh_ms.max(TICK_MS)),
-            || SchedulerMsg::BudgetsChanged,
+            || SchedulerMsg::BudgetTick,
         );
         if ctx.config.shared_store {
             watch_ready_signal(ctx.clone(), myself.clone());
@@ -239,11 +241,15 @@ impl Actor for SchedulerActor {
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         if msg.sent_by_tell() {
-            state
+            let before = state
                 .ctx
                 .actors
                 .scheduler_backlog
                 .fetch_sub(1, Ordering::Relaxed);
+            debug_assert!(
+                before > 0,
+                "a message counted on receipt was not counted on send"
+            );
         }
         match msg {
             SchedulerMsg::JobReady(entry) => {
@@ -297,7 +303,9 @@ impl Actor for SchedulerActor {
                 state.resync_page(entries, last);
                 state.serve_waiters(&myself);
             }
-            SchedulerMsg::BudgetsChanged => load_holds(state.ctx.clone(), myself.clone()),
+            SchedulerMsg::BudgetsChanged | SchedulerMsg::BudgetTick => {
+                load_holds(state.ctx.clone(), myself.clone())
+            }
             SchedulerMsg::HoldsLoaded(holds) => {
                 if state.holds.replace(holds) {
                     state.serve_waiters(&myself);

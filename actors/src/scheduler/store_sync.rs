@@ -61,7 +61,7 @@ pub(super) fn watch_budgets_signal(ctx: Arc<Context>, scheduler: ActorRef<Schedu
             if let Err(e) = watch.await {
                 tracing::debug!(error = %e, "budgets-signal watch ended; re-arming");
             }
-            if scheduler.cast(SchedulerMsg::BudgetsChanged).is_err() {
+            if scheduler.cast(SchedulerMsg::BudgetTick).is_err() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(REFRESH_MIN_INTERVAL_MS)).await;
