@@ -21,6 +21,9 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("job.js", JS, include_bytes!("../ui/job.js")),
     ("factories.js", JS, include_bytes!("../ui/factories.js")),
     ("weights.js", JS, include_bytes!("../ui/weights.js")),
+    ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
+    ("budget.js", JS, include_bytes!("../ui/budget.js")),
+    ("money.js", JS, include_bytes!("../ui/money.js")),
     ("style.css", CSS, include_bytes!("../ui/style.css")),
     (
         "uplot.min.js",

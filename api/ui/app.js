@@ -1,5 +1,6 @@
 // Gigafactory's control plane: a small single-page app over the REST API, one ES module per
-// page. Hash routes: #/overview, #/jobs, #/jobs/ID, #/factories, #/factories/ID, #/weights.
+// page. Hash routes: #/overview, #/jobs, #/jobs/ID, #/factories, #/factories/ID, #/budgets,
+// #/budgets/NAME, #/weights.
 // This module signs in and routes; lib.js holds what the pages share.
 
 import { h, api, flash, signOut, app, ApiError, TOKEN_KEY } from "./lib.js";
@@ -7,6 +8,8 @@ import { overviewPage } from "./overview.js";
 import { jobsPage } from "./jobs.js";
 import { jobPage } from "./job.js";
 import { factoriesPage, factoryPage } from "./factories.js";
+import { budgetsPage } from "./budgets.js";
+import { budgetPage } from "./budget.js";
 import { weightsPage } from "./weights.js";
 
 function loginPage(main) {
@@ -74,6 +77,8 @@ async function route() {
   else if (parts[0] === "jobs") jobsPage(main, params);
   else if (parts[0] === "factories" && parts[1]) factoryPage(main, parts[1]);
   else if (parts[0] === "factories") factoriesPage(main);
+  else if (parts[0] === "budgets" && parts[1]) budgetPage(main, decodeURIComponent(parts[1]));
+  else if (parts[0] === "budgets") budgetsPage(main, params);
   else if (parts[0] === "weights") weightsPage(main, params);
   else overviewPage(main);
 }

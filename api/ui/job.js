@@ -1,7 +1,9 @@
-// A job's page (#/jobs/ID): its fields, lease countdown, score breakdown, attempts, live logs,
-// timeline, dependency graph (dagre) and the operator's actions.
+// A job's page (#/jobs/ID): its fields, why a budget holds it, lease countdown, score
+// breakdown, cost, attempts, live logs, timeline, dependency graph (dagre) and the operator's
+// actions.
 
 import { h, api, every, rerender, followSse, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED } from "./lib.js";
+import { fmtUsd, percentOf, spendBar } from "./money.js";
 
 // Events fetched per request; a job's timeline is read incrementally.
 const EVENTS_PAGE = 500;
@@ -24,11 +26,30 @@ function attemptsOf(events) {
   return attempts;
 }
 
+// What job `job` has cost: the total, factory time, its own cost budget and how much of it is
+// used, and each model with its tokens.
+function drawCost(el, job) {
+  const c = job.cost;
+  const cap = job.cost_budget_micros;
+  const row = (k, v, testid) => [h("dt", {}, k), h("dd", { "data-testid": testid }, v)];
+  const budget = cap
+    ? [`${fmtUsd(c.total_micros)} of ${fmtUsd(cap)} used (${percentOf(c.total_micros, cap)} %)`, spendBar({ spent: c.total_micros, limit: cap, label: "Cost budget used" })]
+    : "none";
+  const models = c.models.map((m) => h("tr", {}, h("td", {}, m.model), h("td", {}, m.input_tokens.toLocaleString("en-US")), h("td", {}, m.output_tokens.toLocaleString("en-US")), h("td", {}, fmtUsd(m.micros))));
+  const col = (label) => h("th", { scope: "col" }, label);
+  el.replaceChildren(
+    h("dl", { class: "fields" }, ...row("Total", h("strong", {}, fmtUsd(c.total_micros)), "cost-total"), ...row("Factory time", fmtUsd(c.factory_micros), "cost-factory"), ...row("Cost budget", budget, "cost-budget")),
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Cost by model", "data-key": "cost-models" }, h("table", {}, h("thead", {}, h("tr", {}, col("Model"), col("Input tokens"), col("Output tokens"), col("Cost"))), h("tbody", { "data-testid": "cost-models" }, ...(models.length ? models : [h("tr", {}, h("td", { colspan: 4 }, "No model usage reported."))])))),
+  );
+}
+
 export function jobPage(main, id) {
   const fields = h("dl", { class: "fields" });
   const lease = h("p", { "data-testid": "lease" }, "No lease.");
   const expiresIn = h("span");
   const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
+  const held = h("p", { class: "hold", "data-testid": "held", hidden: true });
+  const cost = h("div", { "data-testid": "cost" });
   const score = h("tbody");
   const attempts = h("tbody", { "data-testid": "attempts" });
   const timeline = h("ol", { class: "timeline", tabindex: "0", "aria-label": "Timeline" });
@@ -39,7 +60,9 @@ export function jobPage(main, id) {
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     h("h1", { id: "job-title" }, "Job"),
     actions,
+    held,
     h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, col("Factor"), col("Raw"), col("Weight"), col("Contribution"))), score))),
+    h("section", { class: "card" }, h("h2", {}, "Cost"), cost),
     h("section", { class: "card" }, h("h2", { id: "attempts-title" }, "Attempts"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "attempts-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Attempt"), col("Factory"), col("Epoch"), col("Started"), col("Ended"), col("Outcome"), col("Error"))), attempts))),
     h("section", { class: "card" }, h("h2", {}, "Live logs"), logs),
     h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Timeline"), timeline), h("section", { class: "card" }, h("h2", {}, "Dependencies"), dag)),
@@ -102,7 +125,10 @@ export function jobPage(main, id) {
     job = await api("GET", `/v1/jobs/${id}`);
     document.getElementById("job-title").replaceChildren(job.title, " ", badge(job.state));
     const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];
-    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint));
+    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint));
+    held.hidden = !job.held;
+    held.replaceChildren(h("strong", {}, "Held: "), job.held || "");
+    rerender(cost, () => drawCost(cost, job));
     const factors = (job.placement && job.placement.factors) || [];
     await drawLease();
     score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));

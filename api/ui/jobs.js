@@ -2,6 +2,12 @@
 // sorting of the page shown.
 
 import { h, api, every, rerender, fmtTime, badge, REFRESH_MS, STATES } from "./lib.js";
+import { fmtUsd } from "./money.js";
+
+// What a column sorts by: a job's field of that name, or for cost its total.
+function sortValue(job, key) {
+  return key === "cost" ? job.cost.total_micros : job[key];
+}
 
 export function jobsPage(main, params) {
   const filters = { state: params.get("state") || "", product: params.get("product") || "", capability: params.get("capability") || "", factory: params.get("factory") || "", q: params.get("q") || "" };
@@ -22,13 +28,14 @@ export function jobsPage(main, params) {
   main.append(
     h("h1", {}, "Jobs"),
     form,
-    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Jobs" }, h("table", { class: "jobs" }, h("thead", {}, h("tr", {}, head("title", "Title"), head("state", "State"), head("stage", "Stage"), head("priority", "Priority"), head("product", "Product"), head("attempts", "Attempts"), head("updated_at", "Updated"))), tbody)),
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Jobs" }, h("table", { class: "jobs" }, h("thead", {}, h("tr", {}, head("title", "Title"), head("state", "State"), head("stage", "Stage"), head("priority", "Priority"), head("product", "Product"), head("attempts", "Attempts"), head("cost", "Cost"), head("updated_at", "Updated"))), tbody)),
     h("div", { class: "pager" }, back, more),
   );
   function draw() {
     const sorted = [...rows];
-    if (sortKey) sorted.sort((a, b) => (a[sortKey] > b[sortKey] ? 1 : a[sortKey] < b[sortKey] ? -1 : 0) * sortDir);
-    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", {}, fmtTime(j.updated_at))))));
+    const cmp = (a, b) => (a > b ? 1 : a < b ? -1 : 0);
+    if (sortKey) sorted.sort((a, b) => cmp(sortValue(a, sortKey), sortValue(b, sortKey)) * sortDir);
+    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", { class: "num", "data-testid": "cost" }, fmtUsd(j.cost.total_micros)), h("td", {}, fmtTime(j.updated_at))))));
   }
   async function refresh() {
     const qs = new URLSearchParams({ limit: "50" });

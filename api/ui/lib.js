@@ -48,6 +48,21 @@ export function fmtTime(ms) {
   return ms ? new Date(ms).toLocaleTimeString() : "–";
 }
 
+// "2026-12-03 00:00 UTC", as the coordinator writes when a budget's period resets: periods
+// are UTC days, weeks and months, so their edges read in UTC.
+export function fmtUtc(ms) {
+  return `${new Date(ms).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+// "in 5 h 12 min": how far away `ms` is, to the minute.
+export function fmtUntil(ms) {
+  const minutes = Math.max(0, Math.round((ms - Date.now()) / 60000));
+  const hours = Math.floor(minutes / 60);
+  if (hours === 0) return `in ${minutes} min`;
+  if (hours < 48) return `in ${hours} h ${minutes % 60} min`;
+  return `in ${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
 export function badge(state) {
   return h("span", { class: `badge state-${state}` }, state);
 }
