@@ -212,11 +212,7 @@ function budgetForm(existing, saved) {
 export function budgetsPage(main, params) {
   const list = h("ul", { class: "budgets", "data-testid": "budgets", "aria-label": "Budgets" });
   let budgets = [];
-  main.append(
-    h("h1", {}, "Budgets"),
-    h("p", { class: "muted" }, "What each product (or one label's jobs in it) may spend per UTC day, week or month. A paused or exhausted budget holds its jobs: they get no new leases until it is resumed, raised or its period resets."),
-    list,
-  );
+  // Hoisted: the form, the dialog and the actions call it after a change.
   async function refresh() {
     budgets = await api("GET", "/v1/budgets");
     const card = (b) => h(
@@ -230,7 +226,12 @@ export function budgetsPage(main, params) {
   }
   const form = canAct() ? budgetForm(() => budgets, refresh) : null;
   const openPause = canAct() ? pauseDialog(main, refresh) : null;
-  main.append(form ? form.el : h("p", { class: "muted" }, "Read only (viewer)."));
+  main.append(
+    h("h1", {}, "Budgets"),
+    h("p", { class: "muted" }, "What each product (or one label's jobs in it) may spend per UTC day, week or month. A paused or exhausted budget holds its jobs: they get no new leases until it is resumed, raised or its period resets."),
+    list,
+    form ? form.el : h("p", { class: "muted" }, "Read only (viewer)."),
+  );
   // #/budgets?edit=NAME (the Edit of a budget's own page) opens the form on it once loaded.
   let toEdit = form && params.get("edit");
   every(REFRESH_MS, async () => {
