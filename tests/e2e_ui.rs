@@ -1,9 +1,11 @@
 //! The control plane in headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `tests/ui`) against a real coordinator and factory: the overview shows the fleet, a
 //! submitted job appears and runs, its live logs stream, cancel ends it, a refused action shows
-//! its error, a factory's page shows the jobs it runs and its actions, a viewer cannot act, and
-//! narrow screens work. Screenshots go to `docs/screenshots/`. Needs `chromium` and
-//! `npm ci --prefix tests/ui` (`.ci/run` does both).
+//! its error, a factory's page shows the jobs it runs and its actions, budgets are created,
+//! paused, resumed, refused a bad edit and deleted, a budget's burndown is drawn, a job's cost
+//! and the budget holding it show (the browser script plays a second factory to report usage),
+//! a viewer cannot act, and narrow screens work. Screenshots go to `docs/screenshots/`. Needs
+//! `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The control plane's browser assets, embedded in the binary so a user needs no npm or
-//! separate server: `/` is the app, `/ui/{file}` its scripts, styles and vendored libraries.
+//! separate server: `/` is the app, `/ui/{file}` its modules, styles and vendored libraries.
 
 use axum::extract::Path;
 use axum::http::header;
@@ -7,31 +7,37 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
-/// `(name, content type, bytes)` of every asset.
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// `(name, content type, bytes)` of every asset. The app is one ES module per page, which
+/// import each other by relative name (`./lib.js`), so each module is served under its own
+/// file name; a test checks that every import names an asset here.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../ui/app.js"),
-    ),
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../ui/style.css"),
-    ),
+    ("app.js", JS, include_bytes!("../ui/app.js")),
+    ("lib.js", JS, include_bytes!("../ui/lib.js")),
+    ("overview.js", JS, include_bytes!("../ui/overview.js")),
+    ("jobs.js", JS, include_bytes!("../ui/jobs.js")),
+    ("job.js", JS, include_bytes!("../ui/job.js")),
+    ("factories.js", JS, include_bytes!("../ui/factories.js")),
+    ("weights.js", JS, include_bytes!("../ui/weights.js")),
+    ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
+    ("budget.js", JS, include_bytes!("../ui/budget.js")),
+    ("money.js", JS, include_bytes!("../ui/money.js")),
+    ("style.css", CSS, include_bytes!("../ui/style.css")),
     (
         "uplot.min.js",
-        "text/javascript; charset=utf-8",
+        JS,
         include_bytes!("../ui/vendor/uplot.min.js"),
     ),
     (
         "uplot.min.css",
-        "text/css; charset=utf-8",
+        CSS,
         include_bytes!("../ui/vendor/uplot.min.css"),
     ),
     (
         "dagre.min.js",
-        "text/javascript; charset=utf-8",
+        JS,
         include_bytes!("../ui/vendor/dagre.min.js"),
     ),
 ];
@@ -64,4 +70,46 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Result<Response, ApiError
         *bytes,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names a module imports (`from "./lib.js"`).
+    fn imports(source: &str) -> Vec<&str> {
+        source
+            .split("from \"./")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"').map(|(name, _)| name))
+            .collect()
+    }
+
+    #[test]
+    fn every_module_an_asset_imports_is_served() {
+        let served: Vec<&str> = ASSETS.iter().map(|(name, _, _)| *name).collect();
+        for (name, _, bytes) in ASSETS.iter().filter(|(n, _, _)| !n.ends_with(".min.js")) {
+            let source = std::str::from_utf8(bytes).expect("assets are UTF-8");
+            for imported in imports(source) {
+                assert!(
+                    served.contains(&imported),
+                    "{name} imports ./{imported}, which is not served"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_in_the_ui_directory_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/ui");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".js") || name.ends_with(".css") {
+                assert!(
+                    ASSETS.iter().any(|(n, _, _)| *n == name),
+                    "ui/{name} is not served"
+                );
+            }
+        }
+    }
 }

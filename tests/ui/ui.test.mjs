@@ -31,6 +31,23 @@ async function audit(page, name) {
   assert.equal(bad.length, 0, `accessibility of ${name}:\n  ${report}`);
 }
 
+// Waits until the canvas under `selector` has pixels of about the colour `rgb`: a series drawn
+// in that colour leaves some.
+async function waitForColour(page, selector, [r, g, b]) {
+  await page.waitForFunction(({ selector, r, g, b }) => {
+    const canvas = document.querySelector(selector);
+    const px = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < px.length; i += 4) if (Math.abs(px[i] - r) < 16 && Math.abs(px[i + 1] - g) < 16 && Math.abs(px[i + 2] - b) < 16 && px[i + 3] > 200) return true;
+    return false;
+  }, { selector, r, g, b });
+}
+
+// No sideways scrolling: the page is no wider than the window.
+async function assertNoSidewaysScroll(page, name) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `no sideways scrolling on ${name} (${overflow}px)`);
+}
+
 // Presses Tab until the focused element matches `selector`; fails after `max` presses.
 async function tabTo(page, selector, max = 40) {
   for (let i = 0; i < max; i++) {
@@ -209,6 +226,176 @@ try {
     await audit(page, "the weights page");
   });
 
+  await step("an operator creates a budget from the form, its dollars read exactly", async () => {
+    await page.goto(url + "/#/budgets");
+    await page.getByText("No budgets yet.").waitFor();
+    await page.getByLabel("Name", { exact: true }).fill("ui-daily");
+    await page.getByLabel("Product", { exact: true }).fill("ui-spend");
+    await page.getByLabel("Period", { exact: true }).selectOption("day");
+    // 4.35 × 1e6 is 4349999.999… in floating point: the form must not go through it.
+    await page.getByLabel("Limit per period, in dollars").fill("4.35");
+    await page.getByLabel("Alert at, % of the limit").fill("50");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    await page.locator('li[data-budget="ui-daily"] .spend-bar').waitFor();
+    const saved = (await apiCall("GET", "/v1/budgets/ui-daily")).body.budget;
+    assert.equal(saved.limit_micros, 4_350_000);
+    assert.equal(saved.alert_percent, 50);
+    assert.equal(saved.period, "day");
+    assert.equal(saved.policy, "finish");
+  });
+
+  // A factory this test plays itself: it claims a job of product ui-spend and reports what
+  // the job spent, as an agent does, so the budgets have spend to show.
+  const enrollment = await apiCall("POST", "/v1/enrollment-tokens", {});
+  const payer = await apiCall("POST", "/v1/factories/enroll", { name: "ui-payer", os: "linux", arch: "x86_64", capabilities: ["ui-spend"], slots: 1 }, enrollment.body.token);
+  assert.equal(payer.status, 200, JSON.stringify(payer.body));
+  const burst = await apiCall("PUT", "/v1/budgets/ui-burst", { product: "ui-spend", label: "burst", period: "week", limit_micros: 1_000_000 });
+  assert.equal(burst.status, 200, JSON.stringify(burst.body));
+  const spender = await apiCall("POST", "/v1/jobs", { key: "ui-spender", title: "UI spender", product: "ui-spend", labels: ["burst"], capabilities: ["ui-spend"], cost_budget_micros: 5_000_000, payload: { command: "true" } });
+  assert.equal(spender.status, 201, JSON.stringify(spender.body));
+  const sid = spender.body.id;
+  const claim = await apiCall("POST", "/v1/claims", { max_jobs: 1, wait_ms: 10_000 }, payer.body.token);
+  assert.equal(claim.status, 200, JSON.stringify(claim.body));
+  const { job_id: claimed, epoch } = claim.body.jobs[0];
+  assert.equal(claimed, sid);
+  const usage = await apiCall("POST", `/v1/jobs/${sid}/usage`, { epoch, request_id: "ui-usage-1", model: "claude-test", input_tokens: 120_000, output_tokens: 3_400, cost_micros: 2_500_000 }, payer.body.token);
+  assert.equal(usage.status, 200, JSON.stringify(usage.body));
+  const completed = await apiCall("POST", `/v1/jobs/${sid}/complete`, { epoch, request_id: "ui-complete-1" }, payer.body.token);
+  assert.equal(completed.status, 200, JSON.stringify(completed.body));
+  // Its budget ui-burst is now exhausted: a new job of that label waits, held.
+  const heldJob = await apiCall("POST", "/v1/jobs", { key: "ui-held", title: "UI held", product: "ui-spend", labels: ["burst"], capabilities: ["ui-spend"], payload: { command: "true" } });
+  assert.equal(heldJob.status, 201, JSON.stringify(heldJob.body));
+  const hid = heldJob.body.id;
+
+  await step("a job's cost shows on its page and in the jobs table", async () => {
+    await page.goto(url + `/#/jobs/${sid}`);
+    await page.locator("#job-title", { hasText: "UI spender" }).waitFor();
+    const model = page.locator('[data-testid="cost-models"] tr', { hasText: "claude-test" });
+    await model.waitFor();
+    assert.deepEqual(await model.locator("td").allTextContents(), ["claude-test", "120,000", "3,400", "$2.50"]);
+    // The payer enrolled without an hourly cost: the job cost what it reported.
+    assert.equal((await apiCall("GET", `/v1/jobs/${sid}`)).body.cost.total_micros, 2_500_000);
+    assert.equal(await page.locator('[data-testid="cost-total"]').textContent(), "$2.50");
+    await page.locator('[data-testid="cost-budget"]', { hasText: "of $5.00 used (50 %)" }).waitFor();
+    await page.locator('[data-testid="cost-budget"] .spend-bar').waitFor();
+    assert.ok(await page.locator('[data-testid="held"]').isHidden(), "a job no budget holds says nothing of it");
+    await page.locator("#flash").waitFor({ state: "hidden" });
+    await page.screenshot({ path: `${shots}/job-cost.png`, fullPage: true });
+    await audit(page, "the job page with its cost");
+    await page.goto(url + "/#/jobs?product=ui-spend");
+    await page.locator(`tr[data-job="${sid}"] [data-testid="cost"]`, { hasText: "$2.50" }).waitFor();
+  });
+
+  await step("a job a budget holds says why, on its page", async () => {
+    await page.goto(url + `/#/jobs/${hid}`);
+    await page.locator('[data-testid="held"]', { hasText: "budget ui-burst exhausted: $2.50 of $1.00, resets" }).waitFor();
+    await page.locator("#job-title .badge", { hasText: "queued" }).waitFor();
+  });
+
+  await step("the Budgets page shows each budget's spend bar, state, reset and hold", async () => {
+    await page.goto(url + "/#/budgets");
+    const daily = page.locator('li[data-budget="ui-daily"]');
+    await daily.locator('[data-testid="spend"]', { hasText: "$2.50 of $4.35 (57 %)" }).waitFor();
+    await daily.locator(".badge", { hasText: "active" }).waitFor();
+    // Past its alert (50 %), below its limit: the bar says so.
+    await daily.locator('.spend-bar[data-level="alert"]').waitFor();
+    assert.match(await daily.locator('[data-testid="resets"]').textContent(), /^Resets \d{4}-\d{2}-\d{2} 00:00 UTC \(in \d+ (min|h \d+ min)\)$/);
+    assert.match(await daily.locator('[data-testid="scope"]').textContent(), /product ui-spend · all its jobs · daily/);
+    assert.equal(await daily.locator('[data-testid="hold"]').count(), 0);
+    const exhausted = page.locator('li[data-budget="ui-burst"]');
+    await exhausted.locator(".badge", { hasText: "exhausted" }).waitFor();
+    await exhausted.locator('.spend-bar[data-level="over"]').waitFor();
+    await exhausted.locator('[data-testid="hold"]', { hasText: "budget ui-burst exhausted: $2.50 of $1.00" }).waitFor();
+    await page.locator("#flash").waitFor({ state: "hidden" });
+    await page.screenshot({ path: `${shots}/budgets.png`, fullPage: true });
+    await audit(page, "the budgets page");
+  });
+
+  await step("a budget's page draws its burndown and lists its top jobs", async () => {
+    await page.locator('li[data-budget="ui-daily"] a', { hasText: "ui-daily" }).click();
+    await page.locator("#budget-title", { hasText: "ui-daily" }).waitFor();
+    const canvas = '[data-testid="burndown-chart"] canvas';
+    await page.locator(canvas).waitFor();
+    const box = await page.locator(canvas).boundingBox();
+    assert.ok(box.width > 200 && box.height > 100, `the chart has a size (${JSON.stringify(box)})`);
+    const legend = await page.locator('[data-testid="burndown-chart"] .u-legend .u-label').allTextContents();
+    for (const series of ["Spent per day", "Cumulative", "Limit", "Forecast"]) assert.ok(legend.includes(series), `series ${series} in ${legend}`);
+    // The limit (red), the cumulative spend (dark blue) and the forecast (amber) are drawn.
+    for (const rgb of [[185, 28, 28], [30, 58, 138], [180, 83, 9]]) await waitForColour(page, canvas, rgb);
+    await page.locator('[data-testid="forecast"]', { hasText: "At the recent rate it reaches about $" }).waitFor();
+    assert.equal(await page.locator('[data-testid="budget-summary"]').evaluate((el) => el.textContent.includes("null")), false);
+    await page.locator('[data-testid="days"] tr', { hasText: "$2.50" }).waitFor();
+    const top = page.locator(`[data-testid="top-jobs"] tr[data-job="${sid}"]`);
+    await top.locator("td", { hasText: "$2.50" }).waitFor();
+    await page.screenshot({ path: `${shots}/budget.png`, fullPage: true });
+    await audit(page, "a budget's page");
+    await top.locator("a", { hasText: "UI spender" }).click();
+    await page.locator("#job-title", { hasText: "UI spender" }).waitFor();
+  });
+
+  await step("pause asks why and shows who paused; resume makes the budget active again", async () => {
+    await page.goto(url + "/#/budgets");
+    const card = page.locator('li[data-budget="ui-daily"]');
+    await card.locator('button[data-action="pause"]').click();
+    await page.getByLabel("Reason").fill("UI test: spend review");
+    await audit(page, "the pause dialog");
+    await page.getByRole("button", { name: "Pause budget" }).click();
+    await card.locator(".badge", { hasText: "paused" }).waitFor();
+    await card.locator('[data-testid="paused"]', { hasText: "UI test: spend review" }).waitFor();
+    await card.locator('[data-testid="hold"]', { hasText: "budget ui-daily paused by" }).waitFor();
+    assert.equal((await apiCall("GET", "/v1/budgets/ui-daily")).body.budget.state, "paused");
+    // The keyboard focus comes back to the budget's button, which now resumes, redraws or not.
+    await page.waitForFunction(() => document.activeElement && document.activeElement.dataset.action === "resume");
+    await page.keyboard.press("Enter");
+    await card.locator(".badge", { hasText: "active" }).waitFor();
+    assert.equal(await card.locator('[data-testid="paused"]').count(), 0);
+    assert.equal((await apiCall("GET", "/v1/budgets/ui-daily")).body.budget.state, "active");
+  });
+
+  await step("an edit with bad values shows every problem the API found and changes nothing", async () => {
+    // Edit on a budget's own page opens the form of the Budgets page on it.
+    await page.goto(url + "/#/budgets/ui-daily");
+    await page.locator('button[data-action="edit"]').click();
+    await page.locator("#budget-form-title", { hasText: "Edit budget ui-daily" }).waitFor();
+    const card = page.locator('li[data-budget="ui-daily"]');
+    const limit = page.getByLabel("Limit per period, in dollars");
+    assert.equal(await limit.inputValue(), "4.35");
+    await limit.fill("0");
+    await page.getByLabel("Alert at, % of the limit").fill("150");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    const problems = page.locator('[data-testid="budget-errors"]');
+    await problems.locator("li", { hasText: "limit: must be more than $0" }).waitFor();
+    await problems.locator("li", { hasText: "alert_percent: must be 1 to 100, got 150" }).waitFor();
+    const after = (await apiCall("GET", "/v1/budgets/ui-daily")).body.budget;
+    assert.equal(after.limit_micros, 4_350_000);
+    assert.equal(after.alert_percent, 50);
+    await card.locator('[data-testid="spend"]', { hasText: "of $4.35" }).waitFor();
+    // What was typed stays, to be corrected; a good value then saves.
+    assert.equal(await limit.inputValue(), "0");
+    await audit(page, "the budgets page with a refused edit");
+    await limit.fill("4.80");
+    await page.getByLabel("Alert at, % of the limit").fill("50");
+    await page.getByRole("button", { name: "Save budget" }).click();
+    await card.locator('[data-testid="spend"]', { hasText: "of $4.80" }).waitFor();
+    assert.equal((await apiCall("GET", "/v1/budgets/ui-daily")).body.budget.limit_micros, 4_800_000);
+    assert.ok(await problems.isHidden(), "the problems go once it saved");
+  });
+
+  await step("delete asks first and removes the budget", async () => {
+    const spare = await apiCall("PUT", "/v1/budgets/ui-spare", { product: "ui-spare", period: "month", limit_micros: 10_000_000 });
+    assert.equal(spare.status, 200, JSON.stringify(spare.body));
+    await page.goto(url + "/#/budgets/ui-spare");
+    await page.locator("#budget-title", { hasText: "ui-spare" }).waitFor();
+    await page.locator('button[data-action="delete"]').click();
+    await page.getByRole("heading", { name: "Budgets", exact: true }).waitFor();
+    assert.ok(dialogs.some((d) => d.startsWith("Delete budget ui-spare?")), `asked: ${dialogs.join(" | ")}`);
+    assert.equal((await apiCall("GET", "/v1/budgets/ui-spare")).status, 404);
+    await page.locator('li[data-budget="ui-daily"]').waitFor();
+    assert.equal(await page.locator('li[data-budget="ui-spare"]').count(), 0);
+    // The message goes by itself (and so stays off the next pictures).
+    await page.locator("#flash").waitFor({ state: "hidden" });
+  });
+
   await step("the overview charts open with the node's history and show events live", async () => {
     // The node samples every few seconds; once it holds two samples, a page opened now must
     // draw them at once instead of starting empty.
@@ -222,6 +409,9 @@ try {
     await page.waitForFunction((n) => Number(document.querySelector('[data-testid="throughput-chart"]').dataset.points) >= n, kept, { timeout: 2000 });
     await page.waitForFunction((n) => Number(document.querySelector('[data-testid="latency-chart"]').dataset.points) >= n, kept, { timeout: 2000 });
     await page.locator(".events li", { hasText: "UI talker" }).first().waitFor();
+    // Spend against the budgets, the exhausted one first.
+    await page.locator('[data-testid="budgets-alert"] .value', { hasText: "2 / 2" }).waitFor();
+    await page.locator('[data-testid="budget-spend"] tr').first().locator("a", { hasText: "ui-burst" }).waitFor();
     // More samples arrive while the page is open.
     await page.waitForFunction((n) => Number(document.querySelector('[data-testid="throughput-chart"]').dataset.points) > n, kept);
     await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
@@ -267,6 +457,16 @@ try {
     await vpage.goto(url + "/#/factories");
     await vpage.locator(`tr[data-factory="${fid}"]`).waitFor();
     assert.equal(await vpage.locator("tr[data-factory] button").count(), 0);
+    await vpage.goto(url + "/#/budgets");
+    await vpage.locator('li[data-budget="ui-daily"] .spend-bar').waitFor();
+    assert.equal(await vpage.locator("li[data-budget] button").count(), 0);
+    assert.equal(await vpage.locator('[data-testid="budget-form"]').count(), 0);
+    await audit(vpage, "the budgets page of a viewer");
+    await vpage.goto(url + "/#/budgets/ui-daily");
+    await vpage.locator('[data-testid="burndown-chart"] canvas').waitFor();
+    await vpage.getByText("Read only (viewer).").waitFor();
+    assert.equal(await vpage.locator("button[data-action]").count(), 0);
+    assert.equal((await apiCall("POST", "/v1/budgets/ui-daily/pause", { reason: "viewer" }, viewer)).status, 403);
     const forced = await apiCall("POST", `/v1/jobs/${id}/actions/retry`, undefined, viewer);
     assert.equal(forced.status, 403);
     await vctx.close();
@@ -278,8 +478,7 @@ try {
     npage.setDefaultTimeout(TIMEOUT_MS);
     await signIn(npage, admin);
     await npage.waitForFunction(() => Number(document.querySelector('[data-testid="throughput-chart"]').dataset.points) >= 2);
-    const overflow = await npage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(overflow <= 1, `no sideways scrolling (${overflow}px)`);
+    await assertNoSidewaysScroll(npage, "the overview");
     await npage.screenshot({ path: `${shots}/overview-narrow.png`, fullPage: true });
     await audit(npage, "the overview on a narrow screen");
     await npage.goto(url + `/#/jobs/${id}`);
@@ -287,9 +486,17 @@ try {
     await audit(npage, "the job detail page on a narrow screen");
     await npage.goto(url + `/#/factories/${fid}`);
     await npage.locator('[data-testid="slots"]').waitFor();
-    const factoryOverflow = await npage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert.ok(factoryOverflow <= 1, `no sideways scrolling on the factory page (${factoryOverflow}px)`);
+    await assertNoSidewaysScroll(npage, "the factory page");
     await audit(npage, "the factory page on a narrow screen");
+    await npage.goto(url + "/#/budgets");
+    await npage.locator('li[data-budget="ui-burst"] [data-testid="hold"]').waitFor();
+    await assertNoSidewaysScroll(npage, "the budgets page");
+    await audit(npage, "the budgets page on a narrow screen");
+    await npage.goto(url + "/#/budgets/ui-daily");
+    await npage.locator('[data-testid="burndown-chart"] canvas').waitFor();
+    await assertNoSidewaysScroll(npage, "a budget's page");
+    await npage.screenshot({ path: `${shots}/budget-narrow.png`, fullPage: true });
+    await audit(npage, "a budget's page on a narrow screen");
     await nctx.close();
   });
 

@@ -1,0 +1,205 @@
+// A job's page (#/jobs/ID): its fields, why a budget holds it, lease countdown, score
+// breakdown, cost, attempts, live logs, timeline, dependency graph (dagre) and the operator's
+// actions.
+
+import { h, api, every, rerender, followSse, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED } from "./lib.js";
+import { fmtUsd, percentOf, spendBar } from "./money.js";
+
+// Events fetched per request; a job's timeline is read incrementally.
+const EVENTS_PAGE = 500;
+
+// The attempts of a job from its timeline: each claim starts one (attempt n is the nth claim,
+// as the job's `attempts` counts them); it ends with the first event after which the job holds
+// no lease under that epoch (complete, fail, release, expire, cancel, ...).
+function attemptsOf(events) {
+  const attempts = [];
+  let open = null;
+  for (const e of events) {
+    if (e.kind === "claim") {
+      open = { n: attempts.length + 1, factory: e.factory_id, epoch: e.epoch, started: e.at, end: null };
+      attempts.push(open);
+    } else if (open && (e.epoch !== open.epoch || !LEASED.includes(e.state))) {
+      open.end = e;
+      open = null;
+    }
+  }
+  return attempts;
+}
+
+// What job `job` has cost: the total, factory time, its own cost budget and how much of it is
+// used, and each model with its tokens.
+function drawCost(el, job) {
+  const c = job.cost;
+  const cap = job.cost_budget_micros;
+  const row = (k, v, testid) => [h("dt", {}, k), h("dd", { "data-testid": testid }, v)];
+  const budget = cap
+    ? [`${fmtUsd(c.total_micros)} of ${fmtUsd(cap)} used (${percentOf(c.total_micros, cap)} %)`, spendBar({ spent: c.total_micros, limit: cap, label: "Cost budget used" })]
+    : "none";
+  const models = c.models.map((m) => h("tr", {}, h("td", {}, m.model), h("td", {}, m.input_tokens.toLocaleString("en-US")), h("td", {}, m.output_tokens.toLocaleString("en-US")), h("td", {}, fmtUsd(m.micros))));
+  const col = (label) => h("th", { scope: "col" }, label);
+  el.replaceChildren(
+    h("dl", { class: "fields" }, ...row("Total", h("strong", {}, fmtUsd(c.total_micros)), "cost-total"), ...row("Factory time", fmtUsd(c.factory_micros), "cost-factory"), ...row("Cost budget", budget, "cost-budget")),
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Cost by model", "data-key": "cost-models" }, h("table", {}, h("thead", {}, h("tr", {}, col("Model"), col("Input tokens"), col("Output tokens"), col("Cost"))), h("tbody", { "data-testid": "cost-models" }, ...(models.length ? models : [h("tr", {}, h("td", { colspan: 4 }, "No model usage reported."))])))),
+  );
+}
+
+export function jobPage(main, id) {
+  const fields = h("dl", { class: "fields" });
+  const lease = h("p", { "data-testid": "lease" }, "No lease.");
+  const expiresIn = h("span");
+  const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
+  const held = h("p", { class: "hold", "data-testid": "held", hidden: true });
+  const cost = h("div", { "data-testid": "cost" });
+  const score = h("tbody");
+  const attempts = h("tbody", { "data-testid": "attempts" });
+  const timeline = h("ol", { class: "timeline", tabindex: "0", "aria-label": "Timeline" });
+  const logs = h("pre", { class: "logs", "data-testid": "logs", role: "log", tabindex: "0", "aria-label": "Live output" });
+  const dag = h("div", { class: "dag" });
+  const col = (label) => h("th", { scope: "col" }, label);
+  main.append(
+    h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
+    h("h1", { id: "job-title" }, "Job"),
+    actions,
+    held,
+    h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, col("Factor"), col("Raw"), col("Weight"), col("Contribution"))), score))),
+    h("section", { class: "card" }, h("h2", {}, "Cost"), cost),
+    h("section", { class: "card" }, h("h2", { id: "attempts-title" }, "Attempts"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "attempts-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Attempt"), col("Factory"), col("Epoch"), col("Started"), col("Ended"), col("Outcome"), col("Error"))), attempts))),
+    h("section", { class: "card" }, h("h2", {}, "Live logs"), logs),
+    h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Timeline"), timeline), h("section", { class: "card" }, h("h2", {}, "Dependencies"), dag)),
+  );
+  let job = null;
+  // Every event of the job read so far, in order: each refresh reads only the newer ones.
+  const events = [];
+  const loadEvents = async () => {
+    for (;;) {
+      const after = events.length ? `&after=${events[events.length - 1].seq}` : "";
+      const page = await api("GET", `/v1/jobs/${id}/events?limit=${EVENTS_PAGE}${after}`);
+      if (page.length < EVENTS_PAGE) {
+        events.push(...page);
+        return;
+      }
+      // A full page may end inside the events of one write (they share a seq, and `after`
+      // skips a whole seq): keep that write for the next page.
+      const last = page[page.length - 1].seq;
+      events.push(...page.filter((e) => e.seq !== last));
+    }
+  };
+  // Factory names by id, for the attempts; read again when an attempt names an unknown one.
+  let factoryNames = new Map();
+  const factoryName = async (fid) => {
+    if (!factoryNames.has(fid)) factoryNames = new Map((await api("GET", "/v1/factories")).map((f) => [f.id, f.name]));
+    return factoryNames.get(fid) || fid;
+  };
+  const tick = () => {
+    if (job && job.lease) expiresIn.textContent = String(Math.max(0, Math.round((job.lease.expires_at - Date.now()) / 1000)));
+  };
+  const countdown = setInterval(tick, 500);
+  app.cleanups.push(() => clearInterval(countdown));
+  // The lease drawn ("factory:epoch"): the line is redrawn only when it changes, so its link
+  // keeps the keyboard focus while the countdown runs.
+  let leaseDrawn = null;
+  const drawLease = async () => {
+    const l = job.lease;
+    const key = l ? `${l.factory_id}:${l.epoch}` : null;
+    if (key !== leaseDrawn) {
+      const parts = l ? ["Lease: factory ", h("a", { href: `#/factories/${l.factory_id}`, "data-key": "lease-factory" }, await factoryName(l.factory_id)), `, epoch ${l.epoch}, expires in `, expiresIn, " s"] : ["No lease."];
+      rerender(lease, () => lease.replaceChildren(...parts));
+      leaseDrawn = key;
+    }
+    tick();
+  };
+  const act = async (name) => {
+    if (!confirm(`${name} this job?`)) return;
+    try {
+      await api("POST", `/v1/jobs/${id}/actions/${name}`);
+      flash(`${name}: done`, "ok");
+      await load();
+    } catch (e) {
+      flash(e.message);
+    }
+  };
+  // Drawn once, not on every refresh, so a focused button keeps the focus.
+  actions.replaceChildren(...(canAct() ? ["cancel", "requeue", "retry", "ship", "reject"].map((a) => h("button", { type: "button", "data-action": a, onclick: () => act(a) }, a)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
+  let dagDrawn = null;
+  async function load() {
+    job = await api("GET", `/v1/jobs/${id}`);
+    document.getElementById("job-title").replaceChildren(job.title, " ", badge(job.state));
+    const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];
+    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint));
+    held.hidden = !job.held;
+    held.replaceChildren(h("strong", {}, "Held: "), job.held || "");
+    rerender(cost, () => drawCost(cost, job));
+    const factors = (job.placement && job.placement.factors) || [];
+    await drawLease();
+    score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));
+    await loadEvents();
+    timeline.replaceChildren(...events.map((e) => h("li", {}, h("time", {}, fmtTime(e.at)), ` ${e.kind} `, badge(e.state), h("span", { class: "muted" }, ` epoch ${e.epoch} · ${e.actor}${e.detail ? " · " + e.detail : ""}`))));
+    const rows = [];
+    for (const a of attemptsOf(events)) {
+      const end = a.end;
+      rows.push(h("tr", { "data-attempt": a.n }, h("td", {}, a.n), h("td", {}, h("a", { href: `#/factories/${a.factory}`, "data-key": `attempt-${a.n}` }, await factoryName(a.factory))), h("td", {}, a.epoch), h("td", {}, fmtTime(a.started)), h("td", {}, end ? fmtTime(end.at) : "–"), h("td", { class: "outcome" }, end ? [`${end.kind} → `, badge(end.state)] : badge(job.state)), h("td", {}, end && end.kind === "fail" ? end.detail : "")));
+    }
+    rerender(attempts, () => attempts.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 7 }, "Not claimed yet."))])));
+    const view = await api("GET", `/v1/jobs/${id}/dag`);
+    const drawn = JSON.stringify(view);
+    if (drawn !== dagDrawn) rerender(dag, () => drawDag(dag, view));
+    dagDrawn = drawn;
+  }
+  every(REFRESH_MS, load);
+  app.cleanups.push(followSse(`/v1/jobs/${id}/logs`, (ev) => {
+    const line = JSON.parse(ev.data);
+    logs.append(h("span", { class: line.stream }, line.data));
+    logs.scrollTop = logs.scrollHeight;
+  }));
+}
+
+// Lays the job, its parents and children out with dagre and draws them as SVG.
+function drawDag(el, view) {
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({ rankdir: "LR", nodesep: 16, ranksep: 40, marginx: 8, marginy: 8 });
+  g.setDefaultEdgeLabel(() => ({}));
+  const nodes = [view.job, ...view.parents, ...view.children];
+  for (const n of nodes) g.setNode(n.id, { label: n, width: 160, height: 40 });
+  for (const p of view.parents) g.setEdge(p.id, view.job.id);
+  for (const c of view.children) g.setEdge(view.job.id, c.id);
+  dagre.layout(g);
+  const { width, height } = g.graph();
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  // Natural size, shrunk to fit: a lone node must not fill the card.
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  // A group of links, not an image: an image's content is hidden from assistive technology,
+  // and the links must stay reachable.
+  svg.setAttribute("role", "group");
+  svg.setAttribute("aria-label", `Dependencies: ${view.parents.length} parents, ${view.children.length} children`);
+  for (const e of g.edges()) {
+    const pts = g.edge(e).points.map((p) => `${p.x},${p.y}`).join(" ");
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", pts);
+    line.setAttribute("class", "edge");
+    svg.append(line);
+  }
+  for (const id of g.nodes()) {
+    const n = g.node(id);
+    const a = document.createElementNS(ns, "a");
+    a.setAttribute("href", `#/jobs/${id}`);
+    a.dataset.key = id;
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", n.x - n.width / 2);
+    r.setAttribute("y", n.y - n.height / 2);
+    r.setAttribute("width", n.width);
+    r.setAttribute("height", n.height);
+    r.setAttribute("rx", 6);
+    r.setAttribute("class", `node state-${n.label.state}`);
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", n.x);
+    t.setAttribute("y", n.y + 4);
+    t.setAttribute("text-anchor", "middle");
+    t.textContent = `${n.label.key} · ${n.label.state}`;
+    a.append(r, t);
+    svg.append(a);
+  }
+  el.replaceChildren(svg);
+}

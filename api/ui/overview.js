@@ -1,0 +1,139 @@
+// The overview (#/overview): the fleet's counters, throughput and claim latency over the last
+// hour (uPlot), spend against the budgets nearest their limits, the queue by product and by
+// capability, and recent events live.
+
+import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, REFRESH_MS } from "./lib.js";
+import { fmtUsd, percentOf, spendBar } from "./money.js";
+import { budgetHref } from "./budgets.js";
+
+// Points a chart keeps: by default the server keeps an hour of samples (720 at 5 s).
+const CHART_POINTS_MAX = 720;
+// Budgets the overview lists, those nearest their limit first; the Budgets page has them all.
+const BUDGETS_SHOWN_MAX = 6;
+const PER = { day: "today", week: "this week", month: "this month" };
+
+// A time series chart (uPlot). `add` appends a point (null values leave a gap), `draw` shows
+// what was added; the chart's element carries the number of points for the tests.
+function chart(el, title, series) {
+  const width = Math.max(280, Math.min(el.clientWidth || 600, 900));
+  const opts = {
+    title,
+    width,
+    height: 180,
+    series: [{}, ...series.map((label, i) => ({ label, stroke: ["#2563eb", "#b91c1c", "#047857"][i], width: 2 }))],
+    axes: [{}, { size: 50 }],
+  };
+  const data = [[], ...series.map(() => [])];
+  const plot = new uPlot(opts, data, el);
+  return {
+    add(t, values) {
+      data[0].push(t);
+      values.forEach((v, i) => data[i + 1].push(v ?? null));
+      while (data[0].length > CHART_POINTS_MAX) data.forEach((d) => d.shift());
+    },
+    draw() {
+      plot.setData(data);
+      el.dataset.points = String(data[0].length);
+    },
+  };
+}
+
+export function overviewPage(main) {
+  const cards = h("div", { class: "cards" });
+  const byProduct = h("tbody");
+  const byCap = h("tbody");
+  const events = h("ol", { class: "events", "aria-live": "polite", tabindex: "0", "aria-label": "Recent events" });
+  const tChart = h("div", { class: "chart", "data-testid": "throughput-chart" });
+  const lChart = h("div", { class: "chart", "data-testid": "latency-chart" });
+  const spend = h("tbody", { "data-testid": "budget-spend" });
+  const allBudgets = h("p");
+  main.append(
+    h("h1", {}, "Overview"),
+    cards,
+    h(
+      "div",
+      { class: "grid2" },
+      h("section", { class: "card" }, h("h2", {}, "Throughput, last hour"), tChart),
+      h("section", { class: "card" }, h("h2", {}, "Claim latency, last hour"), lChart),
+    ),
+    h("section", { class: "card" }, h("h2", { id: "spend-title" }, "Spend against budgets"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "spend-title" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Budget"), h("th", { scope: "col" }, "Spent"), h("th", { scope: "col" }, "Resets"))), spend)), allBudgets),
+    h(
+      "div",
+      { class: "grid2" },
+      h("section", { class: "card" }, h("h2", {}, "Queue by product"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Product"), h("th", {}, "Queued"))), byProduct)),
+      h("section", { class: "card" }, h("h2", {}, "Queue by capability"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Capability"), h("th", {}, "Queued"))), byCap)),
+    ),
+    h("section", { class: "card" }, h("h2", {}, "Recent events"), events),
+  );
+  const throughput = chart(tChart, "jobs per second", ["finished/s", "claimed/s"]);
+  const latency = chart(lChart, "placement → lease committed (ms)", ["p50", "p99"]);
+  // The node keeps the last hour of samples: the charts start with it, then append each new
+  // sample as it is taken.
+  let lastSampleAt = null;
+  const loadSamples = async () => {
+    const history = await api("GET", `/v1/stats/history${lastSampleAt === null ? "" : `?after=${lastSampleAt}`}`);
+    for (const s of history.samples) {
+      const t = s.at / 1000;
+      throughput.add(t, [s.finished_per_s, s.claims_per_s]);
+      latency.add(t, [s.claim_latency_p50_ms, s.claim_latency_p99_ms]);
+      lastSampleAt = s.at;
+    }
+    throughput.draw();
+    latency.draw();
+  };
+  every(REFRESH_MS, async () => {
+    const [s, budgets] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets")]);
+    cards.replaceChildren(
+      stat("Factories online", s.factories_online, "factories-online"),
+      stat("Draining", s.factories_draining),
+      stat("Offline", s.factories_offline),
+      stat("Slots busy", `${s.slots_busy} / ${s.slots}`, "slots"),
+      stat("Queued", s.queued, "queued"),
+      stat("Running", s.running),
+      stat("Budgets past alert", `${budgets.filter((b) => b.alert_reached).length} / ${budgets.length}`, "budgets-alert"),
+      stat("Budgets holding jobs", budgets.filter((b) => b.hold).length, "budgets-holding"),
+    );
+    drawSpend(spend, allBudgets, budgets);
+    const rows = (m) => Object.entries(m).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)));
+    byProduct.replaceChildren(...rows(s.queued_by_product));
+    byCap.replaceChildren(...rows(s.queued_by_capability));
+    await loadSamples();
+  });
+  const stop = followSse("/v1/events", (ev) => {
+    const e = JSON.parse(ev.data);
+    const item = h(
+      "li",
+      {},
+      h("time", {}, fmtTime(e.at)),
+      " ",
+      h("a", { href: `#/jobs/${e.job_id}` }, e.title),
+      " ",
+      h("span", { class: "kind" }, e.kind),
+      " → ",
+      badge(e.state),
+      h("span", { class: "muted" }, ` ${e.actor}${e.detail ? ` · ${e.detail}` : ""}`),
+    );
+    events.prepend(item);
+    while (events.children.length > 50) events.lastChild.remove();
+  });
+  app.cleanups.push(stop);
+}
+
+// The budgets nearest their limit, with their spend this period, into `tbody`; `more` links to
+// the Budgets page.
+function drawSpend(tbody, more, budgets) {
+  const nearest = [...budgets].sort((a, b) => b.spent_micros / b.limit_micros - a.spent_micros / a.limit_micros).slice(0, BUDGETS_SHOWN_MAX);
+  const row = (b) => h(
+    "tr",
+    { "data-budget": b.name },
+    h("td", {}, h("a", { href: budgetHref(b.name), "data-key": b.name }, b.name), " ", badge(b.state)),
+    h("td", { class: "spend-cell" }, spendBar({ spent: b.spent_micros, limit: b.limit_micros, alertPercent: b.alert_percent, label: `Spend of budget ${b.name}` }), `${fmtUsd(b.spent_micros)} of ${fmtUsd(b.limit_micros)} ${PER[b.period]} (${percentOf(b.spent_micros, b.limit_micros)} %)`),
+    h("td", {}, fmtUtc(b.period_end)),
+  );
+  rerender(tbody, () => tbody.replaceChildren(...(nearest.length ? nearest.map(row) : [h("tr", {}, h("td", { colspan: 3 }, "No budgets."))])));
+  more.replaceChildren(h("a", { href: "#/budgets" }, budgets.length > nearest.length ? `All ${budgets.length} budgets` : "Budgets"));
+}
+
+function stat(label, value, testid) {
+  return h("div", { class: "stat", "data-testid": testid }, h("div", { class: "value" }, value), h("div", { class: "label" }, label));
+}
