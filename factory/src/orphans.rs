@@ -105,7 +105,7 @@ async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
         let write = FencedWrite {
             epoch: marker.epoch,
             request_id: pending.request_id.clone(),
-            body: pending.report.clone(),
+            body: &pending.report,
         };
         let sent = shared
             .coordinator

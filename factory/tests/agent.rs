@@ -254,6 +254,9 @@ async fn job_write(
         });
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
     }
+    // The fake's price table knows one model, as a coordinator's `[prices]` might.
+    let model = body["model"].clone();
+    let unpriced = action == "usage" && body["cost_micros"].is_null() && model != "sonnet";
     let fenced = fake.fence.load(Ordering::SeqCst);
     let over_log_limit = action == "logs"
         && fake
@@ -266,6 +269,7 @@ async fn job_write(
         (None, _) => 400,
         (Some(_), true) => 409,
         (Some(_), false) if over_log_limit => 413,
+        (Some(_), false) if unpriced => 400,
         (Some(_), false) => 200,
     };
     fake.record(Seen::Write {
@@ -280,6 +284,15 @@ async fn job_write(
         (Some(epoch), true) => error(StatusCode::CONFLICT, "fenced", Some(epoch + 1)),
         (Some(_), false) if over_log_limit => {
             error(StatusCode::PAYLOAD_TOO_LARGE, "log_limit_exceeded", None)
+        }
+        (Some(_), false) if unpriced => {
+            let body = ErrorBody {
+                error: "invalid_request".into(),
+                message: format!("no price for model {model}: report the cost"),
+                current_epoch: None,
+                details: Vec::new(),
+            };
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
         (Some(epoch), false) => Json(LeaseAnswer {
             job_id,
@@ -1154,4 +1167,38 @@ async fn a_relative_workdir_still_gives_jobs_a_control_directory_they_reach() {
         eventually("the stage", || fake.write_of(job.job_id, "stage")).await;
     assert_eq!(stage.body.stage, "planning");
     agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_refused_for_good_is_dropped_and_the_jobs_output_says_why() {
+    let t = WaitingJob::start(16, 15_000, |_, _| {}).await;
+    t.report(&usage("mystery", 10, 10, None));
+    let after = t.report(&usage("sonnet", 10, 10, None));
+    eventually("the next report to be taken", || {
+        t.usage_writes()
+            .iter()
+            .any(|(w, status)| w.request_id == after && *status == 200)
+            .then_some(())
+    })
+    .await;
+    t.complete().await;
+    let answers: Vec<u16> = t.usage_writes().iter().map(|(_, s)| *s).collect();
+    assert_eq!(answers, [400, 200], "the refused report is not sent again");
+    let output: String = t
+        .fake
+        .writes(t.job.job_id)
+        .into_iter()
+        .filter(|(a, _, _)| a == "logs")
+        .map(|(_, body, _)| {
+            serde_json::from_value::<FencedWrite<LogChunk>>(body)
+                .unwrap()
+                .body
+                .data
+        })
+        .collect();
+    assert!(
+        output.contains("refused: invalid_request: no price for model \"mystery\""),
+        "{output:?}"
+    );
+    t.agent.shutdown().await.unwrap();
 }

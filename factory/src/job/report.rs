@@ -317,10 +317,9 @@ pub(super) async fn usage_loop(
 async fn send_usage(ctx: &JobCtx, control_dir: &Path, queue: &LogQueue) -> bool {
     // A look into one small local directory: cheaper than a trip to a blocking thread.
     for pending in control::pending_usage(control_dir) {
-        let request_id = pending.request_id.clone();
-        let report = pending.report.clone();
+        let request_id = &pending.request_id;
         match ctx
-            .write_as("usage", request_id.clone(), report, Retry::Forever)
+            .write_as("usage", request_id.clone(), &pending.report, Retry::Forever)
             .await
         {
             Written::Accepted(_) => {
