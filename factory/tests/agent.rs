@@ -124,6 +124,20 @@ impl Fake {
             .collect()
     }
 
+    /// The output sent for `job_id`, in order.
+    fn output(&self, job_id: JobId) -> String {
+        self.writes(job_id)
+            .into_iter()
+            .filter(|(a, _, _)| a == "logs")
+            .map(|(_, body, _)| {
+                serde_json::from_value::<FencedWrite<LogChunk>>(body)
+                    .unwrap()
+                    .body
+                    .data
+            })
+            .collect()
+    }
+
     fn write_of<T: DeserializeOwned>(&self, job_id: JobId, action: &str) -> Option<FencedWrite<T>> {
         self.writes(job_id)
             .into_iter()
@@ -808,18 +822,7 @@ async fn runs_prompts_through_the_agent_command_and_refuses_a_missing_one() {
     })
     .await;
     assert_eq!(complete.epoch, 1);
-    let output: String = fake
-        .writes(echoed.job_id)
-        .into_iter()
-        .filter(|(a, _, _)| a == "logs")
-        .map(|(_, body, _)| {
-            serde_json::from_value::<FencedWrite<LogChunk>>(body)
-                .unwrap()
-                .body
-                .data
-        })
-        .collect();
-    assert_eq!(output, "write the tests");
+    assert_eq!(fake.output(echoed.job_id), "write the tests");
     agent.shutdown().await.unwrap();
 
     let mut missing = claimed("", 2, None);
@@ -1184,18 +1187,7 @@ async fn a_usage_report_refused_for_good_is_dropped_and_the_jobs_output_says_why
     t.complete().await;
     let answers: Vec<u16> = t.usage_writes().iter().map(|(_, s)| *s).collect();
     assert_eq!(answers, [400, 200], "the refused report is not sent again");
-    let output: String = t
-        .fake
-        .writes(t.job.job_id)
-        .into_iter()
-        .filter(|(a, _, _)| a == "logs")
-        .map(|(_, body, _)| {
-            serde_json::from_value::<FencedWrite<LogChunk>>(body)
-                .unwrap()
-                .body
-                .data
-        })
-        .collect();
+    let output = t.fake.output(t.job.job_id);
     assert!(
         output.contains("refused: invalid_request: no price for model \"mystery\""),
         "{output:?}"
