@@ -4,6 +4,7 @@
 
 #[cfg(feature = "etcd")]
 mod chaos;
+mod cli;
 mod client;
 mod demo;
 mod serve;
@@ -56,21 +57,28 @@ enum Cmd {
     /// Look at and act on jobs.
     Jobs {
         #[command(subcommand)]
-        cmd: client::JobsCmd,
+        cmd: cli::jobs::JobsCmd,
         #[command(flatten)]
         remote: Remote,
     },
     /// List and manage factories.
     Factories {
         #[command(subcommand)]
-        cmd: client::FactoriesCmd,
+        cmd: cli::fleet::FactoriesCmd,
         #[command(flatten)]
         remote: Remote,
     },
     /// Mint tokens (admin).
     Tokens {
         #[command(subcommand)]
-        cmd: client::TokensCmd,
+        cmd: cli::fleet::TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Budgets: spend per product (or label) and period, limits, pause and resume.
+    Budgets {
+        #[command(subcommand)]
+        cmd: cli::budgets::BudgetsCmd,
         #[command(flatten)]
         remote: Remote,
     },
@@ -145,6 +153,20 @@ enum JobSelfCmd {
     Stage { name: String },
     /// Save a checkpoint reference the next attempt gets as GF_CHECKPOINT.
     Checkpoint { reference: String },
+    /// Report what the job spent on a model; the factory sends it to the coordinator, which
+    /// counts it against the job's budgets once, however often it is sent.
+    Usage {
+        /// The model, as the coordinator's price table names it.
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 0)]
+        input_tokens: u64,
+        #[arg(long, default_value_t = 0)]
+        output_tokens: u64,
+        /// What it cost in USD, exactly (0.0042); without it the coordinator prices the tokens.
+        #[arg(long, value_parser = gigafactory_core::budget::parse_usd)]
+        cost_usd: Option<gigafactory_core::budget::Micros>,
+    },
 }
 
 fn init_tracing() {
@@ -182,15 +204,29 @@ fn main() -> Result<()> {
             rt.block_on(gigafactory_factory::run(config, serve::shutdown_signal()))?;
             Ok(())
         }
-        Cmd::Submit { file, remote } => rt.block_on(client::submit(&remote, &file)),
-        Cmd::Jobs { cmd, remote } => rt.block_on(client::jobs(&remote, cmd)),
-        Cmd::Factories { cmd, remote } => rt.block_on(client::factories(&remote, cmd)),
-        Cmd::Tokens { cmd, remote } => rt.block_on(client::tokens(&remote, cmd)),
+        Cmd::Submit { file, remote } => rt.block_on(cli::jobs::submit(&remote, &file)),
+        Cmd::Jobs { cmd, remote } => rt.block_on(cli::jobs::jobs(&remote, cmd)),
+        Cmd::Factories { cmd, remote } => rt.block_on(cli::fleet::factories(&remote, cmd)),
+        Cmd::Tokens { cmd, remote } => rt.block_on(cli::fleet::tokens(&remote, cmd)),
+        Cmd::Budgets { cmd, remote } => rt.block_on(cli::budgets::budgets(&remote, cmd)),
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,
                 JobSelfCmd::Checkpoint { reference } => {
                     gigafactory_factory::write_checkpoint(&reference)?
+                }
+                JobSelfCmd::Usage {
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                } => {
+                    gigafactory_factory::write_usage(&gigafactory_core::wire::UsageReport {
+                        model,
+                        input_tokens,
+                        output_tokens,
+                        cost_micros: cost_usd,
+                    })?;
                 }
             }
             Ok(())

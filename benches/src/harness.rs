@@ -14,6 +14,10 @@
 //!   the bench saw complete, and every job it submitted unless the run stopped early, or the
 //!   command fails after printing what it measured.
 //!
+//! With `--usage`, each job reports one usage write (a fixed cost) before it completes, and the
+//! budget the bench sets on its product must have spent exactly what was reported
+//! (`harness/load/spend.rs`).
+//!
 //! With `--queued-base Q`, Q jobs that no factory can take (they require capability `never`) are
 //! loaded first through manifests, so claim latency with a deep queue can be compared with a
 //! shallow one.
@@ -94,6 +98,11 @@ pub struct BenchArgs {
     /// Renew each lease once before completing it.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     renew: bool,
+    /// Report one usage write of a fixed cost from each job before it completes; a budget on
+    /// the bench's product, set first with a limit it never reaches, must have spent exactly
+    /// that cost times the reports accepted.
+    #[arg(long)]
+    usage: bool,
     /// Job lease TTL of the coordinators the bench starts (their own default otherwise). After
     /// a node kill, a lease granted by an answer the kill lost is requeued only when it expires.
     #[arg(long, conflicts_with = "coordinator")]
@@ -103,7 +112,7 @@ pub struct BenchArgs {
     /// SIGKILLed and restarted; print them side by side, the failover time and the throughput
     /// around the kill.
     #[cfg(feature = "etcd")]
-    #[arg(long, conflicts_with_all = ["coordinator", "store", "queued_base"])]
+    #[arg(long, conflicts_with_all = ["coordinator", "store", "queued_base", "usage"])]
     compare_cluster: bool,
     /// Also write the figures to this file as JSON.
     #[arg(long)]
@@ -163,6 +172,7 @@ impl BenchArgs {
             slots: self.slots,
             submitters: self.submitters,
             renew: self.renew,
+            usage: self.usage,
             keyed_submits: false,
         }
     }

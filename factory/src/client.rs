@@ -316,8 +316,8 @@ impl Coordinator {
         }
     }
 
-    /// Sends one fenced write (`renew`, `stage`, `logs`, `complete`, `fail`, `release`) for the
-    /// lease `(job_id, epoch)`.
+    /// Sends one fenced write (`renew`, `stage`, `logs`, `usage`, `complete`, `fail`,
+    /// `release`) for the lease `(job_id, epoch)`, under a new request id.
     pub async fn write<T: Serialize>(
         &self,
         token: &str,
@@ -332,6 +332,21 @@ impl Coordinator {
             request_id: uuid::Uuid::new_v4().to_string(),
             body,
         };
+        self.write_as(token, job_id, action, write, retry).await
+    }
+
+    /// [`Coordinator::write`] under the request id `write` carries: one the caller keeps (a
+    /// usage report's, given when the job wrote it), so that sending it again, even from
+    /// another agent process, is answered as the first send was and counted once.
+    pub async fn write_as<T: Serialize>(
+        &self,
+        token: &str,
+        job_id: JobId,
+        action: &'static str,
+        write: FencedWrite<T>,
+        retry: Retry,
+    ) -> Result<WriteOutcome, CallError> {
+        let epoch = write.epoch;
         let path = format!("/v1/jobs/{job_id}/{action}");
         let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
         let tag = self.journal.as_ref().map(|_| WriteTag {

@@ -1,8 +1,11 @@
 //! The control directory: how a running job talks back to its agent without a network or a
 //! token. `gigafactory job stage NAME` and `gigafactory job checkpoint REF` write one small
-//! file each into `$GF_CONTROL_DIR` (atomically: tmp file, then rename), which the agent reads.
-//! The agent also keeps its `running.json` marker there while the job's process lives, so an
-//! agent restarted after a crash finds the jobs it orphaned.
+//! file each into `$GF_CONTROL_DIR` (atomically: tmp file, then rename), which the agent reads;
+//! `gigafactory job usage` queues a file per report (`control/usage.rs`). The agent also keeps
+//! its `running.json` marker there while the job's process lives, so an agent restarted after
+//! a crash finds the jobs it orphaned.
+
+mod usage;
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +14,8 @@ use gigafactory_core::job::JobId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
+
+pub use usage::{pending_usage, write_usage, write_usage_in};
 
 /// The variable that names a job's control directory.
 pub const CONTROL_DIR_ENV: &str = "GF_CONTROL_DIR";

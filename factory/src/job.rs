@@ -1,10 +1,11 @@
 //! One claimed job, from its workspace to its last report. The job's task starts the process
-//! and four helpers — the output pump, the log sender, the lease renewer and the stage watcher —
-//! then supervises the process: it exits, or a stop is asked for (cancel, preempt, lost lease,
-//! budget, shutdown) and carried out with SIGTERM, a grace period and SIGKILL. Then the rest of
-//! the output is delivered, the changed paths computed, and the end reported: `complete`,
-//! `fail` or `release`, retried until the coordinator takes it. A lost lease (`409`, `404`)
-//! anywhere ends everything at once: SIGKILL, and not another word to the coordinator.
+//! and five helpers — the output pump, the log sender, the lease renewer, the stage watcher and
+//! the usage sender — then supervises the process: it exits, or a stop is asked for (cancel,
+//! preempt, lost lease, budget, shutdown) and carried out with SIGTERM, a grace period and
+//! SIGKILL. Then the usage reports still waiting are sent, the rest of the output delivered,
+//! the changed paths computed, and the end reported: `complete`, `fail` or `release`, retried
+//! until the coordinator takes it. A lost lease (`409`, `404`) anywhere ends everything at
+//! once: SIGKILL, and not another word to the coordinator.
 //!
 //! This file is the job's life on this machine; `job/report.rs` is everything it tells the
 //! coordinator.
@@ -34,7 +35,9 @@ use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
 use crate::stop::{Stop, escalate};
 use crate::workspace::{self, CHANGED_PATHS_MAX, Workspace};
-use report::{final_report, finish_early, renew_loop, send_logs, send_report, stage_loop};
+use report::{
+    final_report, finish_early, renew_loop, send_logs, send_report, stage_loop, usage_loop,
+};
 
 /// After the process exits, its output pipes get this long to reach end of file (a process
 /// outside the job's group may hold them open).
@@ -58,6 +61,18 @@ impl JobCtx {
     fn request(&self, stop: Stop) {
         self.stop
             .send_if_modified(|current| escalate(current, stop));
+    }
+
+    /// Waits for `delivery` unless the job must not be reported any more first; whether it was
+    /// delivered (`what` names it in the log when not).
+    async fn delivered(&self, delivery: impl std::future::Future, what: &str) -> bool {
+        tokio::select! {
+            _ = delivery => true,
+            _ = self.silenced() => {
+                info!("job stopped before {what} was delivered");
+                false
+            }
+        }
     }
 
     /// Resolves once the job must not be reported any more.
@@ -187,11 +202,22 @@ pub async fn run_job(
     let mut sender = tokio::spawn(send_logs(ctx.clone(), queue.clone()).in_current_span());
     let renewer = tokio::spawn(renew_loop(ctx.clone()).in_current_span());
     let stager = tokio::spawn(stage_loop(ctx.clone(), ws.control.clone()).in_current_span());
+    let (usage_last_call, usage_last_call_rx) = oneshot::channel();
+    let mut usage = tokio::spawn(
+        usage_loop(
+            ctx.clone(),
+            ws.control.clone(),
+            queue.clone(),
+            usage_last_call_rx,
+        )
+        .in_current_span(),
+    );
     helpers.extend([
         pump.abort_handle(),
         sender.abort_handle(),
         renewer.abort_handle(),
         stager.abort_handle(),
+        usage.abort_handle(),
     ]);
     let _helpers = Helpers(helpers);
 
@@ -220,6 +246,15 @@ pub async fn run_job(
         return;
     }
 
+    // Every usage report the job wrote goes before its end: after the end the lease is gone
+    // and the report would be refused. The renewer keeps the lease meanwhile, and the reports
+    // go before the output is closed, so a refusal can still be noted in it.
+    let _ = usage_last_call.send(());
+    if !ctx.delivered(&mut usage, "its usage").await {
+        RunningMarker::remove(&ws.control);
+        return;
+    }
+
     let work = ws.work.clone();
     let after = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
         .await
@@ -229,23 +264,16 @@ pub async fn run_job(
     queue.close();
     // All output goes before the end: after it the lease is gone and more output would be
     // refused.
-    tokio::select! {
-        _ = &mut sender => {}
-        _ = ctx.silenced() => {
-            info!("job stopped while its output was delivered");
-            RunningMarker::remove(&ws.control);
-            return;
-        }
+    if !ctx.delivered(&mut sender, "its output").await {
+        RunningMarker::remove(&ws.control);
+        return;
     }
 
     // No renewal may race the end: one answered after the end was applied would read as a
     // lost lease. The end itself is retried within what is left of the lease.
     renewer.abort();
     let report = final_report(&ws, status, ended_by, changed);
-    tokio::select! {
-        _ = send_report(&ctx, report) => {}
-        _ = ctx.silenced() => info!("job stopped before its end was delivered"),
-    }
+    ctx.delivered(send_report(&ctx, report), "its end").await;
     RunningMarker::remove(&ws.control);
     let shared = ctx.shared.clone();
     let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;

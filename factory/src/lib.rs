@@ -6,7 +6,8 @@
 //! coordinator answers `409 fenced` the job is killed and nothing more is said about it.
 //!
 //! The binary wires the CLI to [`run`]; a job's helper commands (`gigafactory job stage`,
-//! `gigafactory job checkpoint`) call [`write_stage`] and [`write_checkpoint`].
+//! `gigafactory job checkpoint`, `gigafactory job usage`) call [`write_stage`],
+//! [`write_checkpoint`] and [`write_usage`].
 //!
 //! Architecture invariant: the agent talks to coordinators only over HTTP; it shares wire
 //! types with `core` and nothing else.
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-pub use control::{write_checkpoint, write_stage};
+pub use control::{write_checkpoint, write_stage, write_usage, write_usage_in};
 pub use error::{AgentError, Result};
 
 /// The agent command run for prompt jobs unless configured otherwise; the prompt goes to its
@@ -42,7 +43,8 @@ pub const DEFAULT_AGENT_COMMAND: &str = "claude -p";
 pub const HEARTBEAT_INTERVAL_MS: u64 = 2_000;
 /// How long a claim long-polls for work before the coordinator answers `204`.
 pub const CLAIM_WAIT_MS: u64 = 20_000;
-/// How often a job's stage file is checked for a new stage.
+/// How often a job's stage file is checked for a new stage, and its usage directory for new
+/// reports.
 pub const STAGE_POLL_MS: u64 = 250;
 /// Between SIGTERM and SIGKILL when a job is stopped.
 pub const GRACE_MS: u64 = 10_000;
@@ -73,6 +75,7 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// The claim long-poll's `wait_ms`.
     pub claim_wait: Duration,
+    /// How often a running job's stage file and usage reports are looked at.
     pub stage_poll_interval: Duration,
     /// How long the agent keeps trying to deliver the end of its jobs after a shutdown was
     /// asked for (beyond `grace`); what is not delivered by then is reported at the next start.
@@ -148,8 +151,12 @@ impl std::fmt::Debug for AgentConfig {
 /// Runs the factory agent until `shutdown` completes (then running jobs are stopped and
 /// released, and `Ok` is returned) or something no retry can fix happens (the factory's token
 /// was revoked, the work directory is unusable: `Err`).
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     config.validate()?;
+    // Jobs run in their own directories and find their control directory through
+    // `GF_CONTROL_DIR`: a path relative to the agent's directory would point nowhere there.
+    config.workdir = std::path::absolute(&config.workdir)
+        .map_err(|e| AgentError::io(format!("resolving {}", config.workdir.display()), e))?;
     let jobs_dir = config.workdir.join(workspace::JOBS_DIR);
     std::fs::create_dir_all(&jobs_dir)
         .map_err(|e| AgentError::io(format!("creating {}", jobs_dir.display()), e))?;

@@ -1,19 +1,21 @@
 //! Jobs orphaned by an agent that died: at start-up, every workspace still holding a
 //! `running.json` marker was running when the previous agent stopped without reporting its end.
-//! Its processes (if they still run that job) are killed, and the coordinator is told the
-//! attempt failed, retryably, so the job is requeued now instead of when its lease expires. The
-//! marker goes once the coordinator took the report (or answered that the lease is gone).
+//! Its processes (if they still run that job) are killed, the usage reports it left unsent are
+//! sent (each under the request id it was written with, so one the dead agent sent already is
+//! counted once), and the coordinator is told the attempt failed, retryably, so the job is
+//! requeued now instead of when its lease expires. The marker goes once the coordinator took
+//! the report (or answered that the lease is gone).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gigafactory_core::wire::Fail;
+use gigafactory_core::wire::{Fail, FencedWrite};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::client::{CallError, Retry, WriteOutcome};
 use crate::context::Shared;
-use crate::control::RunningMarker;
+use crate::control::{self, RunningMarker};
 use crate::process::{self, Signal};
 use crate::workspace::JOBS_DIR;
 
@@ -65,7 +67,62 @@ pub fn recover(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         .collect()
 }
 
+/// What an orphan's report does after one write's outcome.
+enum Next {
+    /// Go on to the next write.
+    Continue,
+    /// The lease is gone: nothing more can be said; the marker goes.
+    Done,
+    /// Stop here and keep the marker (and the reports not sent): the next start tries again.
+    Later,
+}
+
+/// Reads one write's outcome for an orphan's report.
+fn next_after(shared: &Shared, sent: Result<WriteOutcome, CallError>, what: &str) -> Next {
+    match sent {
+        Ok(WriteOutcome::Accepted(_)) => Next::Continue,
+        Ok(WriteOutcome::Lost { code, .. }) => {
+            info!(code, what, "an orphaned job's lease was already gone");
+            Next::Done
+        }
+        Err(e) if e.is_unauthorized() => {
+            shared.raise_fatal(shared.revoked());
+            Next::Later
+        }
+        Err(CallError::Unavailable(e)) => {
+            warn!(error = %e, what, "cannot report an orphaned job now; will retry at the next start");
+            Next::Later
+        }
+        Err(e) => {
+            warn!(error = ?e, what, "the coordinator refused an orphan's report");
+            Next::Continue
+        }
+    }
+}
+
 async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
+    for pending in control::pending_usage(&control) {
+        let write = FencedWrite {
+            epoch: marker.epoch,
+            request_id: pending.request_id.clone(),
+            body: &pending.report,
+        };
+        let sent = shared
+            .coordinator
+            .write_as(
+                &shared.identity.token,
+                marker.job_id,
+                "usage",
+                write,
+                Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
+            )
+            .await;
+        match next_after(&shared, sent, "usage") {
+            Next::Continue => pending.remove(),
+            Next::Done => return RunningMarker::remove(&control),
+            Next::Later => return,
+        }
+    }
     let fail = Fail {
         error: ORPHANED_ERROR.into(),
         exit_code: None,
@@ -83,21 +140,11 @@ async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
             Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
         )
         .await;
-    match sent {
-        Ok(WriteOutcome::Accepted(_)) => info!("reported a job orphaned by a restart"),
-        Ok(WriteOutcome::Lost { code, .. }) => {
-            info!(code, "an orphaned job's lease was already gone")
-        }
-        Err(e) if e.is_unauthorized() => {
-            shared.raise_fatal(shared.revoked());
-            return;
-        }
-        Err(CallError::Unavailable(e)) => {
-            // Kept: the next start tries again.
-            warn!(error = %e, "cannot report an orphaned job now; will retry at the next start");
-            return;
-        }
-        Err(e) => warn!(error = ?e, "the coordinator refused the orphan report"),
+    let accepted = matches!(sent, Ok(WriteOutcome::Accepted(_)));
+    match next_after(&shared, sent, "fail") {
+        Next::Continue if accepted => info!("reported a job orphaned by a restart"),
+        Next::Continue | Next::Done => {}
+        Next::Later => return,
     }
     RunningMarker::remove(&control);
 }

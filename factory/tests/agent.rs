@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,9 +22,9 @@ use gigafactory_core::manifest::Payload;
 use gigafactory_core::wire::{
     ClaimRequest, ClaimResponse, ClaimedJob, Complete, EnrollRequest, EnrollResponse, ErrorBody,
     FactoryCommand, Fail, FencedWrite, HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk,
-    LogStream, Release, Renew, Stage,
+    LogStream, Release, Renew, Stage, UsageReport,
 };
-use gigafactory_factory::{AgentConfig, AgentError, run};
+use gigafactory_factory::{AgentConfig, AgentError, run, write_usage_in};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -77,6 +77,10 @@ struct Fake {
     /// Once this many log chunks of a job were taken, answer its next ones `413
     /// log_limit_exceeded`, as the coordinator does past its per-job log limit.
     log_chunks_max: AtomicUsize,
+    /// Answer the next this many usage reports `503`, as a node whose store is unavailable does.
+    usage_unavailable: AtomicUsize,
+    /// Take this long over each usage report before applying it, as a loaded node does.
+    usage_commit_ms: AtomicU64,
 }
 
 impl Fake {
@@ -90,6 +94,8 @@ impl Fake {
             revoked: AtomicBool::new(false),
             command: Mutex::new(None),
             log_chunks_max: AtomicUsize::new(usize::MAX),
+            usage_unavailable: AtomicUsize::new(0),
+            usage_commit_ms: AtomicU64::new(0),
         })
     }
 
@@ -114,6 +120,20 @@ impl Fake {
                     ..
                 } if j == job_id => Some((action, body, answered)),
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// The output sent for `job_id`, in order.
+    fn output(&self, job_id: JobId) -> String {
+        self.writes(job_id)
+            .into_iter()
+            .filter(|(a, _, _)| a == "logs")
+            .map(|(_, body, _)| {
+                serde_json::from_value::<FencedWrite<LogChunk>>(body)
+                    .unwrap()
+                    .body
+                    .data
             })
             .collect()
     }
@@ -226,8 +246,31 @@ async fn job_write(
         "complete" => parse::<Complete>(&body).map(|w| w.epoch),
         "fail" => parse::<Fail>(&body).map(|w| w.epoch),
         "release" => parse::<Release>(&body).map(|w| w.epoch),
+        "usage" => parse::<UsageReport>(&body).map(|w| w.epoch),
         _ => None,
     };
+    if action == "usage" {
+        let commit_ms = fake.usage_commit_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(commit_ms)).await;
+    }
+    let unavailable = action == "usage"
+        && fake
+            .usage_unavailable
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+    if unavailable {
+        fake.record(Seen::Write {
+            token: bearer(&headers),
+            job_id,
+            action,
+            body,
+            answered: 503,
+        });
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
+    }
+    // The fake's price table knows one model, as a coordinator's `[prices]` might.
+    let model = body["model"].clone();
+    let unpriced = action == "usage" && body["cost_micros"].is_null() && model != "sonnet";
     let fenced = fake.fence.load(Ordering::SeqCst);
     let over_log_limit = action == "logs"
         && fake
@@ -240,6 +283,7 @@ async fn job_write(
         (None, _) => 400,
         (Some(_), true) => 409,
         (Some(_), false) if over_log_limit => 413,
+        (Some(_), false) if unpriced => 400,
         (Some(_), false) => 200,
     };
     fake.record(Seen::Write {
@@ -254,6 +298,15 @@ async fn job_write(
         (Some(epoch), true) => error(StatusCode::CONFLICT, "fenced", Some(epoch + 1)),
         (Some(_), false) if over_log_limit => {
             error(StatusCode::PAYLOAD_TOO_LARGE, "log_limit_exceeded", None)
+        }
+        (Some(_), false) if unpriced => {
+            let body = ErrorBody {
+                error: "invalid_request".into(),
+                message: format!("no price for model {model}: report the cost"),
+                current_epoch: None,
+                details: Vec::new(),
+            };
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
         (Some(epoch), false) => Json(LeaseAnswer {
             job_id,
@@ -367,12 +420,102 @@ async fn done_with_its_jobs(fake: &Fake) {
     .await;
 }
 
-fn marker_path(workdir: &Path, job: &ClaimedJob) -> PathBuf {
+fn control_dir(workdir: &Path, job: &ClaimedJob) -> PathBuf {
     workdir
         .join("jobs")
         .join(job.job_id.to_string())
         .join(job.attempt.to_string())
-        .join("control/running.json")
+        .join("control")
+}
+
+fn marker_path(workdir: &Path, job: &ClaimedJob) -> PathBuf {
+    control_dir(workdir, job).join("running.json")
+}
+
+/// The job's process group, once its running marker names it.
+async fn running_pgid(workdir: &Path, job: &ClaimedJob) -> i32 {
+    let marker = marker_path(workdir, job);
+    eventually("the running marker", || {
+        let value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&marker).ok()?).ok()?;
+        value["pgid"].as_i64().map(|p| p as i32)
+    })
+    .await
+}
+
+/// Waits until a fenced job's process group died and the agent is done with it; checks that
+/// nothing about the job was sent after the first `409` and that its end was never reported,
+/// and returns the action of the write that met the fence.
+async fn fenced_and_silent(fake: &Fake, job_id: JobId, pgid: i32) -> String {
+    eventually("the job's process group to die", || {
+        (!group_alive(pgid)).then_some(())
+    })
+    .await;
+    done_with_its_jobs(fake).await;
+    let writes = fake.writes(job_id);
+    let first_409 = writes
+        .iter()
+        .position(|(_, _, s)| *s == 409)
+        .expect("a write was fenced");
+    assert_eq!(
+        writes.len(),
+        first_409 + 1,
+        "nothing after the fenced answer: {writes:?}"
+    );
+    assert!(
+        !writes
+            .iter()
+            .any(|(a, _, _)| ["complete", "fail", "release"].contains(&a.as_str()))
+    );
+    writes[first_409].0.clone()
+}
+
+/// A job that, once started, waits until the test lets it end ([`WaitingJob::complete`]): it
+/// makes a FIFO in its control directory and blocks reading it.
+const WAITS_FOR_THE_TEST: &str =
+    r#"mkfifo "$GF_CONTROL_DIR/go" && read line < "$GF_CONTROL_DIR/go""#;
+
+/// The usage reports sent for `job_id`, in order, with the status each was answered.
+fn usage_writes(fake: &Fake, job_id: JobId) -> Vec<(FencedWrite<UsageReport>, u16)> {
+    fake.writes(job_id)
+        .into_iter()
+        .filter(|(a, _, _)| a == "usage")
+        .map(|(_, body, status)| (serde_json::from_value(body).unwrap(), status))
+        .collect()
+}
+
+fn usage(model: &str, input_tokens: u64, output_tokens: u64, cost: Option<u64>) -> UsageReport {
+    UsageReport {
+        model: model.into(),
+        input_tokens,
+        output_tokens,
+        cost_micros: cost,
+    }
+}
+
+/// Where in the writes for `job_id` the first `action` is.
+fn position_of(fake: &Fake, job_id: JobId, action: &str) -> Option<usize> {
+    fake.writes(job_id).iter().position(|(a, _, _)| a == action)
+}
+
+/// The control directory of attempt `attempt` of `job_id`, made as an agent would.
+fn orphans_control_dir(workdir: &Path, job_id: JobId, attempt: u32) -> PathBuf {
+    let control = workdir
+        .join("jobs")
+        .join(job_id.to_string())
+        .join(attempt.to_string())
+        .join("control");
+    std::fs::create_dir_all(&control).unwrap();
+    control
+}
+
+/// Leaves the running marker an agent that crashed while the job ran would leave.
+fn left_running(control: &Path, job_id: JobId, epoch: u64, attempt: u32, pgid: i32) {
+    let marker = serde_json::json!({
+        "job_id": job_id, "epoch": epoch, "attempt": attempt, "pid": pgid, "pgid": pgid,
+        "started_at_ms": 0
+    });
+    std::fs::write(control.join("running.json"), marker.to_string()).unwrap();
 }
 
 fn group_alive(pgid: i32) -> bool {
@@ -496,12 +639,7 @@ async fn a_fenced_renew_kills_the_job_group_and_nothing_more_is_reported() {
     let agent = Agent::start(config(&url, workdir.path()));
 
     let marker = marker_path(workdir.path(), &job);
-    let pgid = eventually("the running marker", || {
-        let bytes = std::fs::read(&marker).ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        value["pgid"].as_i64().map(|p| p as i32)
-    })
-    .await;
+    let pgid = running_pgid(workdir.path(), &job).await;
     assert!(pgid > 1);
     assert!(group_alive(pgid), "the job runs");
     eventually("a first renewal", || {
@@ -513,28 +651,7 @@ async fn a_fenced_renew_kills_the_job_group_and_nothing_more_is_reported() {
     .await;
 
     fake.fence.store(true, Ordering::SeqCst);
-    eventually("the job's process group to die", || {
-        (!group_alive(pgid)).then_some(())
-    })
-    .await;
-    done_with_its_jobs(&fake).await;
-
-    let writes = fake.writes(job.job_id);
-    let first_409 = writes
-        .iter()
-        .position(|(_, _, s)| *s == 409)
-        .expect("a write was fenced");
-    assert_eq!(writes[first_409].0, "renew");
-    assert_eq!(
-        writes.len(),
-        first_409 + 1,
-        "nothing after the fenced answer: {writes:?}"
-    );
-    assert!(
-        !writes
-            .iter()
-            .any(|(a, _, _)| ["complete", "fail", "release"].contains(&a.as_str()))
-    );
+    assert_eq!(fenced_and_silent(&fake, job.job_id, pgid).await, "renew");
     assert!(!marker.exists(), "a fenced job needs no orphan report");
     agent.shutdown().await.unwrap();
 }
@@ -665,16 +782,8 @@ async fn kills_and_reports_a_job_orphaned_by_a_crash() {
         tokio::process::Command::from(cmd).spawn().unwrap()
     };
     let pgid = orphan.id().unwrap() as i32;
-    let control = workdir
-        .path()
-        .join("jobs")
-        .join(job_id.to_string())
-        .join("2/control");
-    std::fs::create_dir_all(&control).unwrap();
-    let marker = serde_json::json!({
-        "job_id": job_id, "epoch": 11, "attempt": 2, "pid": pgid, "pgid": pgid, "started_at_ms": 0
-    });
-    std::fs::write(control.join("running.json"), marker.to_string()).unwrap();
+    let control = orphans_control_dir(workdir.path(), job_id, 2);
+    left_running(&control, job_id, 11, 2, pgid);
 
     let agent = Agent::start(config(&url, workdir.path()));
     let fail: FencedWrite<Fail> =
@@ -713,18 +822,7 @@ async fn runs_prompts_through_the_agent_command_and_refuses_a_missing_one() {
     })
     .await;
     assert_eq!(complete.epoch, 1);
-    let output: String = fake
-        .writes(echoed.job_id)
-        .into_iter()
-        .filter(|(a, _, _)| a == "logs")
-        .map(|(_, body, _)| {
-            serde_json::from_value::<FencedWrite<LogChunk>>(body)
-                .unwrap()
-                .body
-                .data
-        })
-        .collect();
-    assert_eq!(output, "write the tests");
+    assert_eq!(fake.output(echoed.job_id), "write the tests");
     agent.shutdown().await.unwrap();
 
     let mut missing = claimed("", 2, None);
@@ -779,13 +877,7 @@ async fn a_cancelled_job_is_stopped_and_not_reported() {
     let url = serve(fake.clone()).await;
     let workdir = tempfile::tempdir().unwrap();
     let agent = Agent::start(config(&url, workdir.path()));
-    let marker = marker_path(workdir.path(), &job);
-    let pgid = eventually("the running marker", || {
-        let value: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&marker).ok()?).ok()?;
-        value["pgid"].as_i64().map(|p| p as i32)
-    })
-    .await;
+    let pgid = running_pgid(workdir.path(), &job).await;
 
     *fake.command.lock().unwrap() = Some(FactoryCommand::Cancel {
         job_id: job.job_id,
@@ -838,4 +930,267 @@ async fn output_past_the_log_limit_is_dropped_and_the_job_still_completes() {
         "the refused chunk is not sent again, and no later one is sent"
     );
     agent.shutdown().await.unwrap();
+}
+
+/// An agent running one [`WAITS_FOR_THE_TEST`] job, once the job waits for the test.
+struct WaitingJob {
+    fake: Arc<Fake>,
+    agent: Agent,
+    job: ClaimedJob,
+    workdir: tempfile::TempDir,
+    control: PathBuf,
+}
+
+impl WaitingJob {
+    /// The job is leased at `epoch` by a fake with `lease_ttl_ms`; `adjust` tunes the fake and
+    /// the agent's configuration before the agent starts.
+    async fn start(
+        epoch: u64,
+        lease_ttl_ms: u64,
+        adjust: impl FnOnce(&Fake, &mut AgentConfig),
+    ) -> WaitingJob {
+        let job = claimed(WAITS_FOR_THE_TEST, epoch, None);
+        let fake = Fake::new(lease_ttl_ms, vec![job.clone()]);
+        let url = serve(fake.clone()).await;
+        let workdir = tempfile::tempdir().unwrap();
+        let mut cfg = config(&url, workdir.path());
+        adjust(&fake, &mut cfg);
+        let agent = Agent::start(cfg);
+        let control = control_dir(workdir.path(), &job);
+        eventually("the job to wait for the test", || {
+            control.join("go").exists().then_some(())
+        })
+        .await;
+        WaitingJob {
+            fake,
+            agent,
+            job,
+            workdir,
+            control,
+        }
+    }
+
+    fn report(&self, report: &UsageReport) -> String {
+        write_usage_in(&self.control, report).unwrap()
+    }
+
+    fn usage_writes(&self) -> Vec<(FencedWrite<UsageReport>, u16)> {
+        usage_writes(&self.fake, self.job.job_id)
+    }
+
+    /// Lets the job end, with exit status 0, and waits until its completion is reported.
+    async fn complete(&self) {
+        let fifo = self.control.join("go");
+        // Opening a FIFO for writing blocks until its reader has it open: off the runtime.
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)?
+                .write_all(b"go\n")
+        });
+        tokio::time::timeout(DEADLINE, written)
+            .await
+            .expect("the job reads its FIFO in time")
+            .unwrap()
+            .unwrap();
+        eventually("the job to complete", || {
+            self.fake.write_of::<Complete>(self.job.job_id, "complete")
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_reaches_the_coordinator_with_the_leases_epoch_and_its_id() {
+    let journal_dir = tempfile::tempdir().unwrap();
+    let journal = journal_dir.path().join("journal.jsonl");
+    let t = WaitingJob::start(12, 15_000, |_, cfg| cfg.journal = Some(journal.clone())).await;
+    let report = usage("sonnet", 1_200, 300, Some(4_200));
+    let id = t.report(&report);
+    let (sent, status) =
+        eventually("the usage report", || t.usage_writes().into_iter().next()).await;
+    assert_eq!(status, 200);
+    assert_eq!((sent.epoch, sent.request_id.as_str()), (12, id.as_str()));
+    assert_eq!(sent.body, report);
+
+    t.complete().await;
+    assert_eq!(t.usage_writes().len(), 1, "sent once");
+    let left = std::fs::read_dir(t.control.join("usage")).unwrap().count();
+    assert_eq!(left, 0, "a report the coordinator took is forgotten");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let journaled = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<gigafactory_core::journal::Exchange>(l).ok())
+        .find(|e| e.write.as_ref().is_some_and(|w| w.action == "usage"))
+        .expect("the usage write is in the journal");
+    assert!(journaled.accepted());
+    let tag = journaled.write.unwrap();
+    assert_eq!((tag.epoch, tag.request_id), (12, id));
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_answered_503_is_sent_again_under_the_same_request_id() {
+    let t = WaitingJob::start(13, 15_000, |fake, _| {
+        fake.usage_unavailable.store(2, Ordering::SeqCst)
+    })
+    .await;
+    let id = t.report(&usage("sonnet", 10, 20, None));
+    let sends = eventually("the report to be taken", || {
+        let sends = t.usage_writes();
+        sends
+            .iter()
+            .any(|(_, status)| *status == 200)
+            .then_some(sends)
+    })
+    .await;
+    let answers: Vec<u16> = sends.iter().map(|(_, status)| *status).collect();
+    assert_eq!(answers, [503, 503, 200]);
+    assert!(
+        sends
+            .iter()
+            .all(|(w, _)| w.request_id == id && w.epoch == 13),
+        "every send is the same request: {sends:?}"
+    );
+    t.complete().await;
+    assert_eq!(t.usage_writes().len(), 3, "taken once");
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reports_left_at_the_jobs_end_are_sent_before_it_in_the_order_written() {
+    let t = WaitingJob::start(15, 15_000, |fake, cfg| {
+        // Slow enough that an end sent without waiting for the reports would arrive first.
+        fake.usage_commit_ms.store(200, Ordering::SeqCst);
+        // No look at the usage directory while the job runs: only the last pass sends them.
+        cfg.stage_poll_interval = Duration::from_secs(3_600);
+    })
+    .await;
+    let models = ["opus", "sonnet", "haiku"];
+    let ids: Vec<String> = models
+        .iter()
+        .map(|model| t.report(&usage(model, 1, 1, Some(10))))
+        .collect();
+    assert_eq!(t.usage_writes().len(), 0);
+    t.complete().await;
+    let sent: Vec<(String, String)> = t
+        .usage_writes()
+        .into_iter()
+        .map(|(w, _)| (w.request_id, w.body.model))
+        .collect();
+    let expected: Vec<(String, String)> = ids.into_iter().zip(models.map(String::from)).collect();
+    assert_eq!(sent, expected);
+    let writes = t.fake.writes(t.job.job_id);
+    let complete_at = writes.iter().position(|(a, _, _)| a == "complete").unwrap();
+    let last_usage_at = writes.iter().rposition(|(a, _, _)| a == "usage").unwrap();
+    assert!(last_usage_at < complete_at, "usage goes before the end");
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_usage_report_kills_the_job_and_nothing_more_is_sent() {
+    // Renewals every 20 s: the usage report is the write that meets the fence.
+    let t = WaitingJob::start(14, 60_000, |_, _| {}).await;
+    let pgid = running_pgid(t.workdir.path(), &t.job).await;
+    eventually("a first renewal", || {
+        position_of(&t.fake, t.job.job_id, "renew").map(|_| ())
+    })
+    .await;
+
+    t.fake.fence.store(true, Ordering::SeqCst);
+    t.report(&usage("sonnet", 1, 1, Some(1)));
+    t.report(&usage("sonnet", 2, 2, Some(2)));
+    assert_eq!(
+        fenced_and_silent(&t.fake, t.job.job_id, pgid).await,
+        "usage"
+    );
+    assert_eq!(t.usage_writes().len(), 1, "the second report is never sent");
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphans_unsent_usage_goes_under_its_id_before_the_orphans_fail() {
+    let fake = Fake::new(15_000, Vec::new());
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    // What a crashed agent leaves behind: a report its job wrote, and the job's marker. The
+    // job's process is gone: its pid names no process of that job any more.
+    let job_id = JobId(uuid::Uuid::new_v4());
+    let control = orphans_control_dir(workdir.path(), job_id, 1);
+    let report = usage("sonnet", 100, 50, None);
+    let id = write_usage_in(&control, &report).unwrap();
+    let pid = {
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        gone.id() as i32
+    };
+    left_running(&control, job_id, 21, 1, pid);
+
+    let agent = Agent::start(config(&url, workdir.path()));
+    eventually("the orphan report", || {
+        fake.write_of::<Fail>(job_id, "fail")
+    })
+    .await;
+    let sent = usage_writes(&fake, job_id);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].0.epoch, sent[0].0.request_id.as_str()),
+        (21, id.as_str())
+    );
+    assert_eq!(sent[0].0.body, report);
+    assert!(position_of(&fake, job_id, "usage") < position_of(&fake, job_id, "fail"));
+    eventually("the marker to go", || {
+        (!control.join("running.json").exists()).then_some(())
+    })
+    .await;
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_workdir_still_gives_jobs_a_control_directory_they_reach() {
+    let job = claimed(
+        r#"printf planning > "$GF_CONTROL_DIR/stage" && sleep 30"#,
+        2,
+        None,
+    );
+    let fake = Fake::new(15_000, vec![job.clone()]);
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    // The same directory, named from this process's directory: `../../tmp/...`.
+    let cwd = std::env::current_dir().unwrap();
+    let mut relative = PathBuf::new();
+    for _ in cwd.components().skip(1) {
+        relative.push("..");
+    }
+    relative.push(workdir.path().strip_prefix("/").unwrap());
+    assert!(relative.is_relative());
+    let agent = Agent::start(config(&url, &relative));
+    let stage: FencedWrite<Stage> =
+        eventually("the stage", || fake.write_of(job.job_id, "stage")).await;
+    assert_eq!(stage.body.stage, "planning");
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_refused_for_good_is_dropped_and_the_jobs_output_says_why() {
+    let t = WaitingJob::start(16, 15_000, |_, _| {}).await;
+    t.report(&usage("mystery", 10, 10, None));
+    let after = t.report(&usage("sonnet", 10, 10, None));
+    eventually("the next report to be taken", || {
+        t.usage_writes()
+            .iter()
+            .any(|(w, status)| w.request_id == after && *status == 200)
+            .then_some(())
+    })
+    .await;
+    t.complete().await;
+    let answers: Vec<u16> = t.usage_writes().iter().map(|(_, s)| *s).collect();
+    assert_eq!(answers, [400, 200], "the refused report is not sent again");
+    let output = t.fake.output(t.job.job_id);
+    assert!(
+        output.contains("refused: invalid_request: no price for model \"mystery\""),
+        "{output:?}"
+    );
+    t.agent.shutdown().await.unwrap();
 }

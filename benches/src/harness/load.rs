@@ -1,8 +1,8 @@
 //! The workload: simulated factories (claim → renew → complete) and submitters driving one
 //! coordinator, or the nodes of a cluster, over HTTP. This file holds what every client of a
 //! run shares and how each request is sent; `load/clients.rs` runs the clients and gathers
-//! what they measured, `load/preload.rs` queues jobs before a run, and `load/verify.rs` holds
-//! the count the store must agree with.
+//! what they measured, `load/preload.rs` queues jobs before a run, `load/verify.rs` holds
+//! the count the store must agree with, and `load/spend.rs` the budget that `--usage` checks.
 //!
 //! Clients are spread over the nodes: factory `f` and submitter `s` start on node `f mod n` and
 //! `s mod n`. A request that loses its node (a transport error) moves its client to the next
@@ -11,6 +11,7 @@
 
 mod clients;
 mod preload;
+mod spend;
 mod verify;
 
 use std::sync::Mutex;
@@ -23,6 +24,7 @@ use super::error::{Error, Result};
 use crate::procfs::{CpuSample, Watched};
 pub(crate) use clients::{Measured, measure};
 pub(crate) use preload::{preload, wait_indexed};
+pub(crate) use spend::{check_spend, remove_budget, set_budget, spent};
 pub(crate) use verify::{check, count_succeeded, verdict};
 
 /// The product of the measured jobs; the verification lists it.
@@ -42,6 +44,8 @@ pub(crate) struct Workload {
     pub slots: u32,
     pub submitters: u32,
     pub renew: bool,
+    /// Each job reports one usage write before it completes (`load/spend.rs`).
+    pub usage: bool,
     /// Submits carry an idempotency key, so one whose answer was lost with its node can be sent
     /// again to another node without making a second job. It costs the submit one more read
     /// and write, so the runs compared with each other either all have it or none.
@@ -113,11 +117,14 @@ pub(crate) struct Shared {
     /// Makes this run's job keys unique, so one store can be benched twice.
     run_id: String,
     renew: bool,
+    usage: bool,
     keyed_submits: bool,
     jobs: u64,
     deadline: Instant,
     next_job: AtomicU64,
     pub completed: AtomicU64,
+    /// Usage reports the coordinator took.
+    usage_reported: AtomicU64,
     retries: AtomicU64,
     /// Clients moved to another node by a transport error.
     failovers: AtomicU64,
@@ -149,11 +156,13 @@ impl Shared {
             admin: admin.to_string(),
             run_id: run_id.to_string(),
             renew: w.renew,
+            usage: w.usage,
             keyed_submits: w.keyed_submits,
             jobs: w.jobs,
             deadline,
             next_job: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            usage_reported: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             failovers: AtomicU64::new(0),
             lost_claims: AtomicU64::new(0),
@@ -232,6 +241,21 @@ impl Shared {
             self.retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
         }
+    }
+
+    /// GETs `path` as the admin from the first node, as a `T`: the reads that check a run.
+    async fn read<T: serde::de::DeserializeOwned>(&self, what: &str, path: &str) -> Result<T> {
+        let route = Route::new(0, self.nodes.len());
+        let body = self
+            .send(what, Retry::Idempotent, &route, |base| {
+                self.http
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(&self.admin)
+            })
+            .await?
+            .body
+            .unwrap_or_default();
+        parse(what, &body)
     }
 
     /// A request that got no answer from `node`: moves the route on and says why, when the

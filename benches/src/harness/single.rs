@@ -1,5 +1,6 @@
 //! The single-coordinator mode: an optional pre-load of jobs no factory can take, one measured
-//! run, its figures (printed, and as JSON with `--json`) and the store's count.
+//! run, its figures (printed, and as JSON with `--json`), the store's count and, with
+//! `--usage`, the spend of the run's budget.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::child::Target;
-use super::error::Result;
+use super::error::{Error, Result};
 use super::load::{self, Shared, Workload};
 use super::{BenchArgs, write_json};
 use crate::procfs::{Memory, Watched, load_average, show_pct};
@@ -58,12 +59,13 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     let run_id = Uuid::now_v7().simple().to_string();
     println!(
         "gigafactory bench: {} jobs, {} factories × {} slots, {} submitters, renew {}, \
-         {} jobs queued before",
+         usage {}, {} jobs queued before",
         args.jobs,
         args.factories,
         args.slots,
         args.submitters,
         if args.renew { "on" } else { "off" },
+        if args.usage { "on" } else { "off" },
         args.queued_base
     );
     println!("coordinator: {}", target.describe());
@@ -129,11 +131,22 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     }
 
     let sh = shared(Instant::now() + phase);
+    let budget = if args.usage {
+        Some(load::set_budget(&sh, &run_id).await?)
+    } else {
+        None
+    };
     let m = load::measure(&sh, &workload).await?;
     let memory = target.memory();
     let store_bytes = target.store_bytes();
     let load_after = load_average();
     let stored = load::count_succeeded(&sh, &m.ids, Instant::now() + phase).await;
+    let mut spend = None;
+    if let Some(b) = &budget {
+        let spent = load::spent(&sh, b, Instant::now() + phase).await;
+        spend = Some(load::check_spend(b, &spent, m.usage_reported));
+        load::remove_budget(&sh, b).await;
+    }
 
     println!();
     println!(
@@ -155,6 +168,9 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     println!("{}", m.claim.row("claim"));
     if args.renew {
         println!("{}", m.renew.row("renew"));
+    }
+    if args.usage {
+        println!("{}", m.usage.row("usage"));
     }
     println!("{}", m.complete.row("complete"));
     println!(
@@ -180,6 +196,10 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     );
     println!("  load average        before {load_before}, after {load_after}");
     println!("  check               {}", load::check(&m, &stored));
+    if let Some(spend) = &spend {
+        let line = spend.as_ref().unwrap_or_else(|why| why);
+        println!("  budget spend        {line}");
+    }
 
     if let Some(path) = &args.json {
         let extra = json!({
@@ -188,6 +208,10 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
             "slots": args.slots,
             "submitters": args.submitters,
             "renew": args.renew,
+            "usage_reports": args.usage.then_some(m.usage_reported),
+            "budget_spend_check": spend.as_ref().map(|s| match s {
+                Ok(line) | Err(line) => line,
+            }),
             "queued_base": pre.as_ref().map(|p| json!({
                 "requested": args.queued_base,
                 "loaded": p.loaded,
@@ -209,5 +233,9 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
         });
         write_json(path, &m.json(&stored, extra))?;
     }
-    load::verdict(&m, stored, args.timeout_secs)
+    load::verdict(&m, stored, args.timeout_secs)?;
+    match spend {
+        Some(Err(why)) => Err(Error::Check(format!("budget spend: {why}"))),
+        _ => Ok(()),
+    }
 }

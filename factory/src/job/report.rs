@@ -1,19 +1,24 @@
 //! What a running job tells the coordinator, and what the answers mean for it: every fenced
-//! write goes through [`JobCtx::write`], which turns a lost lease into a stop (and silence) and a
-//! revoked token into a fatal error; the helpers that report while the job runs (its output, its
-//! lease renewals, its stage); and its end (`complete`, `fail` or `release`), retried until the
-//! coordinator takes it. Output past the coordinator's per-job log limit is refused for good:
-//! the rest of it is dropped, and the job runs on and reports its end as usual.
+//! write goes through [`JobCtx::write_as`], which turns a lost lease into a stop (and silence)
+//! and a revoked token into a fatal error; the helpers that report while the job runs (its
+//! output, its lease renewals, its stage, its usage reports); and its end (`complete`, `fail`
+//! or `release`), retried until the coordinator takes it. Output past the coordinator's per-job
+//! log limit is refused for good: the rest of it is dropped, and the job runs on and reports
+//! its end as usual. Usage reports go in the order the job wrote them, each under the request
+//! id it got then, so a retry is counted once.
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use gigafactory_core::wire::{Complete, ErrorCode, Fail, LeaseAnswer, Release, Renew, Stage};
+use gigafactory_core::wire::{
+    Complete, ErrorCode, Fail, FencedWrite, LeaseAnswer, LogStream, Release, Renew, Stage,
+};
 use serde::Serialize;
-use tokio::time::MissedTickBehavior;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{error, info, warn};
 
 use super::JobCtx;
@@ -41,7 +46,8 @@ enum Refusal {
     /// `413 log_limit_exceeded`: the job's output reached the coordinator's per-job log limit,
     /// and no later chunk will be taken either. Part of the protocol, not a fault.
     LogLimit,
-    /// Anything else, by its error code: a bug on one side (logged where it happened).
+    /// Anything else, by its error code and message: a bug on one side, or a usage report
+    /// the coordinator cannot price (logged where it happened).
     Other(String),
 }
 
@@ -55,16 +61,33 @@ impl fmt::Display for Refusal {
 }
 
 impl JobCtx {
+    /// Sends `body` as the fenced write `action` under a new request id.
     async fn write<T: Serialize>(&self, action: &'static str, body: T, retry: Retry) -> Written {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.write_as(action, request_id, body, retry).await
+    }
+
+    /// Sends `body` as the fenced write `action` under `request_id`.
+    async fn write_as<T: Serialize>(
+        &self,
+        action: &'static str,
+        request_id: String,
+        body: T,
+        retry: Retry,
+    ) -> Written {
         let shared = &self.shared;
+        let write = FencedWrite {
+            epoch: self.job.epoch,
+            request_id,
+            body,
+        };
         let sent = shared
             .coordinator
-            .write(
+            .write_as(
                 &shared.identity.token,
                 self.job.job_id,
                 action,
-                self.job.epoch,
-                body,
+                write,
                 retry,
             )
             .await;
@@ -94,7 +117,7 @@ impl JobCtx {
             }
             Err(CallError::Status { status, body }) => {
                 error!(action, status, code = %body.error, message = %body.message, "the coordinator refused a write");
-                Written::Refused(Refusal::Other(body.error))
+                Written::Refused(Refusal::Other(format!("{}: {}", body.error, body.message)))
             }
             Err(e) => {
                 error!(action, error = ?e, "a write failed");
@@ -261,4 +284,57 @@ pub(super) async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
         }
         sent = Some(stage);
     }
+}
+
+/// Sends the job's usage reports as it writes them, oldest first, each under the request id it
+/// got when written. Once `last_call` fires (the job's process ended) it makes one more pass,
+/// so every report written goes before the job's end, and returns.
+pub(super) async fn usage_loop(
+    ctx: Arc<JobCtx>,
+    control_dir: PathBuf,
+    queue: Arc<LogQueue>,
+    mut last_call: oneshot::Receiver<()>,
+) {
+    let period = ctx.shared.config.stage_poll_interval;
+    // A job writes no report before it started: the first look can wait a period.
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        // Never polled again once it fired: the pass below is the last.
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = &mut last_call => true,
+        };
+        if !send_usage(&ctx, &control_dir, &queue).await || last {
+            return;
+        }
+    }
+}
+
+/// Sends the reports waiting in `control_dir`, oldest first, each retried until the coordinator
+/// answers; false once the job must not be reported any more. A report refused for good (a
+/// model the coordinator has no price for) is dropped, and the job's output says why.
+async fn send_usage(ctx: &JobCtx, control_dir: &Path, queue: &LogQueue) -> bool {
+    // A look into one small local directory: cheaper than a trip to a blocking thread.
+    for pending in control::pending_usage(control_dir) {
+        let request_id = &pending.request_id;
+        match ctx
+            .write_as("usage", request_id.clone(), &pending.report, Retry::Forever)
+            .await
+        {
+            Written::Accepted(_) => {
+                info!(request_id, model = %pending.report.model, "usage reported")
+            }
+            Written::Ended => return false,
+            Written::Refused(why) => {
+                warn!(request_id, %why, "a usage report was refused; dropping it");
+                queue.push(
+                    LogStream::Stderr,
+                    format!("[gigafactory: usage report {request_id} refused: {why}]\n"),
+                );
+            }
+        }
+        pending.remove();
+    }
+    true
 }

@@ -1,5 +1,5 @@
 //! The simulated clients of one measured run: the factories' claim loops (claim → renew →
-//! complete), the submitters and the enrollment that precedes them; [`measure`] runs them
+//! usage (`--usage`) → complete), the submitters and the enrollment that precedes them; [`measure`] runs them
 //! until every job completed, an error, or the deadline, and gathers what they measured.
 
 use std::collections::HashSet;
@@ -8,12 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use gigafactory_core::wire::{
-    ClaimRequest, Complete, EnrollRequest, EnrollResponse, FencedWrite, Renew,
+    ClaimRequest, Complete, EnrollRequest, EnrollResponse, FencedWrite, Renew, UsageReport,
 };
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::spend::{USAGE_MICROS, USAGE_MODEL};
 use super::{BENCH_PRODUCT, Retry, Route, Shared, Workload, parse};
 use crate::harness::error::{Error, Result};
 use crate::procfs::{CpuSample, CpuUse};
@@ -57,6 +58,7 @@ struct Token {
 struct SlotStats {
     claim: Latencies,
     renew: Latencies,
+    usage: Latencies,
     complete: Latencies,
     empty_claims: u64,
     /// When each of its jobs completed, and which.
@@ -70,7 +72,8 @@ struct SubmitStats {
     ids: Vec<Uuid>,
 }
 
-/// One slot of a simulated factory: claim one job, renew it, complete it, again.
+/// One slot of a simulated factory: claim one job, renew it, report its usage, complete it,
+/// again.
 async fn claim_loop(sh: Arc<Shared>, token: Arc<str>, route: Arc<Route>) -> SlotStats {
     let mut st = SlotStats::default();
     let claim = ClaimRequest {
@@ -108,6 +111,34 @@ async fn claim_loop(sh: Arc<Shared>, token: Arc<str>, route: Arc<Route>) -> Slot
     st
 }
 
+/// Sends the fenced write `action` of `lease` under a request id of its own (a retry of it is
+/// answered as the first send was, and counted once), recording its latency in `latencies`;
+/// the answer's body.
+async fn write<T: serde::Serialize>(
+    sh: &Shared,
+    token: &str,
+    route: &Route,
+    lease: &ClaimedLease,
+    action: &str,
+    body: T,
+    latencies: &mut Latencies,
+) -> Result<Option<Vec<u8>>> {
+    let write = FencedWrite {
+        epoch: lease.epoch,
+        request_id: Uuid::now_v7().to_string(),
+        body,
+    };
+    let path = format!("/v1/jobs/{}/{action}", lease.job_id);
+    let sent = Instant::now();
+    let answer = sh
+        .send(action, Retry::Idempotent, route, |base| {
+            sh.post(base, &path, token).json(&write)
+        })
+        .await?;
+    latencies.record(sent);
+    Ok(answer.body)
+}
+
 async fn run_job(
     sh: &Shared,
     token: &str,
@@ -117,34 +148,30 @@ async fn run_job(
 ) -> Result<()> {
     let id = lease.job_id;
     if sh.renew {
-        let write = FencedWrite {
-            epoch: lease.epoch,
-            request_id: Uuid::now_v7().to_string(),
-            body: Renew {},
-        };
-        let sent = Instant::now();
-        sh.send("renew", Retry::Idempotent, route, |base| {
-            sh.post(base, &format!("/v1/jobs/{id}/renew"), token)
-                .json(&write)
-        })
-        .await?;
-        st.renew.record(sent);
+        write(sh, token, route, lease, "renew", Renew {}, &mut st.renew).await?;
     }
-    let write = FencedWrite {
-        epoch: lease.epoch,
-        request_id: Uuid::now_v7().to_string(),
-        body: Complete::default(),
-    };
-    let sent = Instant::now();
-    let answer = sh
-        .send("complete", Retry::Idempotent, route, |base| {
-            sh.post(base, &format!("/v1/jobs/{id}/complete"), token)
-                .json(&write)
-        })
-        .await?
-        .body
-        .ok_or_else(|| Error::request("complete", "empty answer"))?;
-    st.complete.record(sent);
+    if sh.usage {
+        let report = UsageReport {
+            model: USAGE_MODEL.into(),
+            input_tokens: 1_000,
+            output_tokens: 100,
+            cost_micros: Some(USAGE_MICROS),
+        };
+        write(sh, token, route, lease, "usage", report, &mut st.usage).await?;
+        sh.usage_reported.fetch_add(1, Ordering::Relaxed);
+    }
+    let complete = Complete::default();
+    let answer = write(
+        sh,
+        token,
+        route,
+        lease,
+        "complete",
+        complete,
+        &mut st.complete,
+    )
+    .await?
+    .ok_or_else(|| Error::request("complete", "empty answer"))?;
     let answer: LeaseState = parse("complete", &answer)?;
     if answer.state != "succeeded" {
         let why = format!("completed, but the job is {}", answer.state);
@@ -259,8 +286,11 @@ pub(crate) struct Measured {
     pub submit: Latencies,
     pub claim: Latencies,
     pub renew: Latencies,
+    pub usage: Latencies,
     pub complete: Latencies,
     pub empty_claims: u64,
+    /// Usage reports the coordinator took (`--usage`).
+    pub usage_reported: u64,
     // Read by the cluster comparison only (feature `etcd`).
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     /// When the first claim loop started: the origin of `completions_ms`.
@@ -310,6 +340,7 @@ impl Measured {
             "submit": self.submit.json(),
             "claim": self.claim.json(),
             "renew": self.renew.json(),
+            "usage": self.usage.json(),
             "complete": self.complete.json(),
             "retries": self.retries,
             "client_cpu_pct": self.cpu.client,
@@ -360,6 +391,7 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
     }
     let mut claim = Latencies::default();
     let mut renew = Latencies::default();
+    let mut usage = Latencies::default();
     let mut complete = Latencies::default();
     let mut empty_claims = 0;
     let mut completions = Vec::with_capacity(w.jobs as usize);
@@ -367,6 +399,7 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
         let st = t.await?;
         claim.merge(st.claim);
         renew.merge(st.renew);
+        usage.merge(st.usage);
         complete.merge(st.complete);
         empty_claims += st.empty_claims;
         completions.extend(st.completions);
@@ -387,8 +420,10 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
         submit: submit.sorted(),
         claim: claim.sorted(),
         renew: renew.sorted(),
+        usage: usage.sorted(),
         complete: complete.sorted(),
         empty_claims,
+        usage_reported: sh.usage_reported.load(Ordering::Acquire),
         started,
         elapsed: ended.duration_since(started).as_secs_f64(),
         completed,

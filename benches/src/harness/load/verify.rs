@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{BENCH_PRODUCT, Measured, Retry, Route, Shared, parse};
+use super::{BENCH_PRODUCT, Measured, Shared};
 use crate::harness::error::{Error, Result};
 
 /// Jobs per page of the final verification (the API's maximum).
@@ -37,7 +37,6 @@ pub(crate) async fn count_succeeded(
     let Some(oldest) = ids.iter().min() else {
         return Ok(0);
     };
-    let route = Route::new(0, sh.nodes.len());
     let mut cursor = Uuid::from_u128(oldest.as_u128().saturating_sub(1)).to_string();
     let mut found = 0;
     loop {
@@ -49,14 +48,7 @@ pub(crate) async fn count_succeeded(
         let path = format!(
             "/v1/jobs?state=succeeded&product={BENCH_PRODUCT}&limit={VERIFY_PAGE_JOBS}&cursor={cursor}"
         );
-        let body = sh
-            .send("list jobs", Retry::Idempotent, &route, |base| {
-                sh.http.get(format!("{base}{path}")).bearer_auth(&sh.admin)
-            })
-            .await?
-            .body
-            .unwrap_or_default();
-        let page: Page = parse("list jobs", &body)?;
+        let page: Page = sh.read("list jobs", &path).await?;
         found += page.jobs.iter().filter(|j| ids.contains(&j.id)).count() as u64;
         match page.next_cursor {
             Some(next) => cursor = next,
