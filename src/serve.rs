@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use gigafactory_actors::{Config, Coordinator, SystemClock};
+use gigafactory_actors::{Config, Coordinator, Edges, SystemClock};
 use gigafactory_api::ApiOptions;
-use gigafactory_core::budget;
 use gigafactory_core::tracker::SourceConfig;
 use gigafactory_core::usage::Price;
-use gigafactory_storage::{AnyStore, DEFAULT_STORE_URL};
+use gigafactory_core::{artifact, budget};
+use gigafactory_storage::{AnyStore, BlobStore, DEFAULT_STORE_URL};
 use serde::Deserialize;
 
 #[derive(clap::Args, Default)]
@@ -21,7 +21,8 @@ pub struct ServeArgs {
     /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms;
     /// model prices as `[prices.MODEL]` tables of `input_usd_per_mtok` and
     /// `output_usd_per_mtok` (dollars per million tokens); trackers as `[intake.SOURCE]`
-    /// (README: "Trackers"); and `[outbox]` retries of their callbacks.
+    /// (README: "Trackers"); `[outbox]` retries of their callbacks; and `[artifacts]` (README:
+    /// "Artifacts").
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Store URL: embedded:PATH, etcd://host:port,...[/namespace], or fdb:CLUSTER_FILE[#namespace].
@@ -39,6 +40,11 @@ pub struct ServeArgs {
     /// Lease time-to-live in milliseconds; factories renew at a third of it.
     #[arg(long, env = "GIGAFACTORY_LEASE_TTL_MS")]
     pub lease_ttl_ms: Option<u64>,
+    /// Where artifacts' bytes go: an absolute directory (`file:///dir`), or
+    /// `s3://bucket/prefix` (build with `--features s3`). Every node of a cluster must reach
+    /// the same one. By default `artifacts/` beside an embedded store.
+    #[arg(long, env = "GIGAFACTORY_ARTIFACTS")]
+    pub artifacts: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +62,21 @@ struct FileConfig {
     #[serde(default)]
     intake: BTreeMap<String, SourceConfig>,
     outbox: Option<FileOutbox>,
+    artifacts: Option<FileArtifacts>,
+}
+
+/// Where artifacts go and how much is kept.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArtifacts {
+    store: Option<String>,
+    file_max_bytes: Option<u64>,
+    job_max_bytes: Option<u64>,
+    job_max_count: Option<usize>,
+    /// 0 keeps artifacts for ever.
+    retention_days: Option<u64>,
+    orphan_grace_secs: Option<u64>,
+    sweep_interval_secs: Option<u64>,
 }
 
 /// How tracker callbacks are retried.
@@ -112,6 +133,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub insecure_dev: bool,
     pub admin_token_file: Option<PathBuf>,
+    /// The blob store's URL.
+    pub artifacts: String,
     pub config: Config,
 }
 
@@ -140,6 +163,12 @@ impl ServeArgs {
             config.outbox_tries_max = o.tries_max.unwrap_or(config.outbox_tries_max);
             config.outbox_timeout_ms = o.timeout_ms.unwrap_or(config.outbox_timeout_ms);
         }
+        let artifacts_url = self
+            .artifacts
+            .or(file.artifacts.as_ref().and_then(|a| a.store.clone()));
+        if let Some(a) = &file.artifacts {
+            artifact_limits(&mut config, a)?;
+        }
         for (model, p) in &file.prices {
             let price = Price {
                 input_micros_per_mtok: p
@@ -151,11 +180,22 @@ impl ServeArgs {
             };
             config.prices.insert(model.clone(), price);
         }
+        let store = self
+            .store
+            .or(file.store)
+            .unwrap_or_else(|| DEFAULT_STORE_URL.into());
+        let artifacts = match artifacts_url {
+            // A directory may be given relative to where the node starts.
+            Some(url) if !url.contains(':') => std::path::absolute(&url)
+                .with_context(|| format!("resolving {url}"))?
+                .display()
+                .to_string(),
+            Some(url) => url,
+            None => default_artifacts(&store)?,
+        };
         Ok(Settings {
-            store: self
-                .store
-                .or(file.store)
-                .unwrap_or_else(|| DEFAULT_STORE_URL.into()),
+            store,
+            artifacts,
             listen: self
                 .listen
                 .or(file.listen)
@@ -165,6 +205,52 @@ impl ServeArgs {
             config,
         })
     }
+}
+
+/// Applies `[artifacts]`' bounds, each checked.
+fn artifact_limits(config: &mut Config, a: &FileArtifacts) -> Result<()> {
+    let limits = &mut config.artifacts;
+    limits.file_max_bytes = a.file_max_bytes.unwrap_or(limits.file_max_bytes);
+    limits.job_max_bytes = a.job_max_bytes.unwrap_or(limits.job_max_bytes);
+    limits.job_max_count = a.job_max_count.unwrap_or(limits.job_max_count);
+    anyhow::ensure!(
+        limits.file_max_bytes > 0 && limits.job_max_bytes > 0,
+        "artifacts.file_max_bytes and artifacts.job_max_bytes must be above 0"
+    );
+    anyhow::ensure!(
+        (1..=artifact::JOB_COUNT_MAX).contains(&limits.job_max_count),
+        "artifacts.job_max_count must be within 1..={}",
+        artifact::JOB_COUNT_MAX
+    );
+    if let Some(days) = a.retention_days {
+        config.artifact_retention_ms = days.saturating_mul(86_400_000);
+    }
+    if let Some(s) = a.orphan_grace_secs {
+        anyhow::ensure!(
+            s >= 60,
+            "artifacts.orphan_grace_secs must be at least 60: uploads in flight need the time"
+        );
+        config.artifact_orphan_grace_ms = s * 1_000;
+    }
+    if let Some(s) = a.sweep_interval_secs {
+        anyhow::ensure!(s >= 1, "artifacts.sweep_interval_secs must be at least 1");
+        config.artifact_sweep_interval_ms = s * 1_000;
+    }
+    Ok(())
+}
+
+/// `artifacts/` beside an embedded store's directory; other stores need it said.
+fn default_artifacts(store: &str) -> Result<String> {
+    let dir = match store.split_once(':') {
+        Some(("embedded", dir)) => dir,
+        Some(("etcd" | "fdb", _)) => anyhow::bail!(
+            "a shared store needs --artifacts (or [artifacts] store): a location every node reaches"
+        ),
+        _ => store,
+    };
+    let dir = std::path::absolute(Path::new(dir).join("artifacts"))
+        .with_context(|| format!("resolving {dir}/artifacts"))?;
+    Ok(dir.display().to_string())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -226,9 +312,14 @@ pub async fn start(settings: Settings) -> Result<Node> {
     config.shared_store = store.engine() != "embedded";
     config.node_addr = format!("http://{addr}");
     let courier = gigafactory_api::HttpCourier::new().context("building the callback client")?;
-    let coord =
-        Coordinator::start_with_courier(store, config, Arc::new(SystemClock), Arc::new(courier))
-            .await?;
+    let blobs = BlobStore::open(&settings.artifacts)
+        .with_context(|| format!("opening the artifact store {}", settings.artifacts))?;
+    let edges = Edges {
+        clock: Arc::new(SystemClock),
+        courier: Arc::new(courier),
+        blobs,
+    };
+    let coord = Coordinator::start_with(store, config, edges).await?;
     let admin_token = coord.bootstrap_admin().await?;
     if let Some(secret) = &admin_token {
         eprintln!(

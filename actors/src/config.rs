@@ -3,6 +3,7 @@
 use gigafactory_core::backoff::Backoff;
 use std::collections::BTreeMap;
 
+use gigafactory_core::artifact::ArtifactLimits;
 use gigafactory_core::tracker::SourceConfig;
 use gigafactory_core::usage::PriceTable;
 
@@ -74,6 +75,15 @@ pub struct Config {
     pub outbox_backoff: Backoff,
     /// Tries of a delivery before it is dead-lettered.
     pub outbox_tries_max: u32,
+    /// What one job's artifacts may hold.
+    pub artifacts: ArtifactLimits,
+    /// Artifacts older than this are deleted (0 keeps them).
+    pub artifact_retention_ms: u64,
+    /// A blob nobody keeps, or an unfinished upload, is collected once this old: longer than
+    /// any upload takes.
+    pub artifact_orphan_grace_ms: u64,
+    /// How often the sweeper applies retention and collects orphans.
+    pub artifact_sweep_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -113,6 +123,10 @@ impl Default for Config {
                 cap_ms: 300_000,
             },
             outbox_tries_max: gigafactory_core::tracker::DELIVERY_TRIES_DEFAULT,
+            artifacts: ArtifactLimits::default(),
+            artifact_retention_ms: 30 * 24 * 3_600_000,
+            artifact_orphan_grace_ms: 3_600_000,
+            artifact_sweep_interval_ms: 600_000,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use gigafactory_core::cluster::shard_of;
 use gigafactory_core::job::{JobId, Millis};
-use gigafactory_storage::AnyStore;
+use gigafactory_storage::{AnyStore, BlobStore};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -19,6 +19,25 @@ use crate::courier::Courier;
 use crate::fleet::FleetHub;
 use crate::registry::Registry;
 use crate::stats_history::NodeStats;
+
+/// What a node reaches outside the store, given by whoever starts it: the clock, how it
+/// calls trackers, where artifacts' bytes go.
+pub struct Edges {
+    pub clock: Arc<dyn Clock>,
+    pub courier: Arc<dyn Courier>,
+    pub blobs: BlobStore,
+}
+
+impl Edges {
+    /// `clock`, no tracker callbacks, and artifacts in memory: for tests and tools.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Edges {
+            clock,
+            courier: Arc::new(crate::courier::NoCourier),
+            blobs: BlobStore::in_memory(),
+        }
+    }
+}
 
 pub(crate) struct Context {
     pub store: AnyStore,
@@ -36,15 +55,17 @@ pub(crate) struct Context {
     pub unhealthy: AtomicBool,
     /// Sends trackers their callbacks (the binary's HTTP client).
     pub courier: Arc<dyn Courier>,
+    /// Artifacts' bytes (every node of a cluster must reach the same one).
+    pub blobs: BlobStore,
 }
 
 impl Context {
-    pub fn new(
-        store: AnyStore,
-        config: Config,
-        clock: Arc<dyn Clock>,
-        courier: Arc<dyn Courier>,
-    ) -> Self {
+    pub fn new(store: AnyStore, config: Config, edges: Edges) -> Self {
+        let Edges {
+            clock,
+            courier,
+            blobs,
+        } = edges;
         let started_at = clock.now_ms();
         let node_id = Uuid::now_v7();
         // Only nodes sharing a store share fleet events; a store of its own needs no feed.
@@ -64,6 +85,7 @@ impl Context {
             stats,
             unhealthy: AtomicBool::new(false),
             courier,
+            blobs,
         }
     }
 

@@ -38,6 +38,9 @@ pub enum CoordError {
     /// kept. Stop sending output for this job.
     #[error("the job's output passed its limit of {limit_bytes} bytes; the rest is not kept")]
     LogLimitExceeded { limit_bytes: u64 },
+    /// The artifact, or the job's artifacts with it, pass a limit; nothing was kept.
+    #[error("{0}")]
+    ArtifactLimit(String),
     /// The request is malformed or breaks a rule; nothing changed.
     #[error("{0}")]
     Invalid(String),
@@ -127,6 +130,8 @@ impl From<RepoError> for CoordError {
             RepoError::NotFound(id) => CoordError::NotFound(format!("job {id}")),
             RepoError::Job(j) => j.into(),
             RepoError::Held(hold) => CoordError::BudgetHeld(hold.message),
+            RepoError::Artifact(a) => CoordError::ArtifactLimit(a.to_string()),
+            e @ RepoError::BlobCollected => CoordError::Unavailable(e.to_string()),
             RepoError::Store(s) => s.into(),
         }
     }

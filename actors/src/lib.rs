@@ -6,7 +6,9 @@
 //!             ├─ JobActor × n     one per active job: serializes every command on it
 //!             ├─ FactoryActor × n one per factory: heartbeats, pending commands, liveness
 //!             ├─ MembershipActor  on a shared store: node lease, shard leases
-//!             └─ FleetRelayActor  on a shared store: other nodes' fleet events into this stream
+//!             ├─ FleetRelayActor  on a shared store: other nodes' fleet events into this stream
+//!             ├─ OutboxActor      tracker echoes due in the node's shards
+//!             └─ SweeperActor     artifact retention, blobs nobody keeps
 //! ```
 //!
 //! Every change of a job is one store transaction committed through `commit` (the one path),
@@ -34,9 +36,11 @@ mod registry;
 mod scheduler;
 mod stats_history;
 mod supervisor;
+mod sweeper;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
+pub use context::Edges;
 pub use coordinator::{
     ClusterView, Coordinator, FaultTarget, IntakeOutcome, OperatorAction, Principal, Stats,
 };

@@ -1,5 +1,5 @@
 //! `Supervisor`: the root of a node's actor tree. It restarts the scheduler, the reaper, the
-//! outbox and, on a shared store, the membership and fleet relay actors when they fail — each
+//! outbox, the artifact sweeper and, on a shared store, the membership and fleet relay actors when they fail — each
 //! rebuilds what it holds from the store — and escalates a crash loop (more than
 //! `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
 //! `/readyz` reports. Job and factory actors are virtual: when one fails, the supervisor only
@@ -20,6 +20,7 @@ use crate::membership::MembershipActor;
 use crate::outbox::OutboxActor;
 use crate::reaper::ReaperActor;
 use crate::scheduler::SchedulerActor;
+use crate::sweeper::SweeperActor;
 
 pub(crate) enum SupervisorMsg {
     /// Take a sample of the node's counters for the overview's history
@@ -37,6 +38,7 @@ pub(crate) struct SupervisorState {
     membership: Option<ActorCell>,
     fleet_relay: Option<ActorCell>,
     outbox: Option<ActorCell>,
+    sweeper: Option<ActorCell>,
     /// When singleton restarts happened, for crash-loop detection.
     restarts: VecDeque<u64>,
 }
@@ -58,11 +60,13 @@ impl Actor for Supervisor {
             membership: None,
             fleet_relay: None,
             outbox: None,
+            sweeper: None,
             restarts: VecDeque::new(),
         };
         state.start_scheduler(&myself).await?;
         state.start_reaper(&myself).await?;
         state.start_outbox(&myself).await?;
+        state.start_sweeper(&myself).await?;
         if state.ctx.config.shared_store {
             state.start_membership(&myself).await?;
             state.start_fleet_relay(&myself).await?;
@@ -110,6 +114,10 @@ impl Actor for Supervisor {
             tracing::error!(why, "outbox stopped; restarting it");
             state.note_restart();
             state.start_outbox(&myself).await?;
+        } else if state.sweeper.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "artifact sweeper stopped; restarting it");
+            state.note_restart();
+            state.start_sweeper(&myself).await?;
         } else if state.membership.as_ref().is_some_and(|c| c.get_id() == id) {
             tracing::error!(why, "membership stopped; restarting it");
             state.note_restart();
@@ -169,6 +177,16 @@ impl SupervisorState {
         let (r, _) =
             Actor::spawn_linked(None, OutboxActor, self.ctx.clone(), myself.get_cell()).await?;
         self.outbox = Some(r.get_cell());
+        Ok(())
+    }
+
+    async fn start_sweeper(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) =
+            Actor::spawn_linked(None, SweeperActor, self.ctx.clone(), myself.get_cell()).await?;
+        self.sweeper = Some(r.get_cell());
         Ok(())
     }
 

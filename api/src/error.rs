@@ -73,6 +73,10 @@ impl IntoResponse for ApiError {
                 CoordError::LogLimitExceeded { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::LogLimitExceeded)
                 }
+                CoordError::ArtifactLimit(_) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::ArtifactLimitExceeded,
+                ),
                 CoordError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
                 CoordError::InvalidManifest(details) => {
                     body.details = details.clone();

@@ -4,6 +4,7 @@
 //! Architecture invariant: only `api` knows HTTP. Errors become responses in one place
 //! (`error.rs`), each with a stable `error` code.
 
+mod artifacts;
 mod auth;
 mod budgets;
 mod courier;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use gigafactory_actors::Coordinator;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -87,6 +88,12 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
             get(jobs::weights).put(jobs::set_weights),
         )
         .route("/v1/jobs/{id}/usage", post(budgets::usage))
+        .route("/v1/jobs/{id}/artifacts", get(artifacts::list))
+        .route("/v1/jobs/{id}/artifacts/{name}", put(artifacts::upload))
+        .route(
+            "/v1/jobs/{id}/artifacts/{attempt}/{name}",
+            get(artifacts::download),
+        )
         .route(
             "/v1/intake/{source}",
             get(intake::source).post(intake::deliver),

@@ -204,6 +204,9 @@ impl Node {
             .arg("--admin-token-file")
             .arg(self.dir.join("admin-token"))
             .args(["--lease-ttl-ms", &self.lease_ttl_ms.to_string()])
+            // Every node reaches the same artifacts, beside the nodes' directories.
+            .arg("--artifacts")
+            .arg(self.dir.parent().unwrap_or(&self.dir).join("artifacts"))
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)

@@ -106,6 +106,8 @@ pub enum EventKind {
     Stage,
     /// The job reported what it spent on a model.
     Usage,
+    /// The job saved a file (an artifact of its attempt).
+    Artifact,
     Complete,
     Fail,
     Release,
@@ -137,12 +139,13 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::Submitted,
         EventKind::Claim,
         EventKind::Renew,
         EventKind::Stage,
         EventKind::Usage,
+        EventKind::Artifact,
         EventKind::Complete,
         EventKind::Fail,
         EventKind::Release,
@@ -171,6 +174,7 @@ impl EventKind {
             EventKind::Renew => "renew",
             EventKind::Stage => "stage",
             EventKind::Usage => "usage",
+            EventKind::Artifact => "artifact",
             EventKind::Complete => "complete",
             EventKind::Fail => "fail",
             EventKind::Release => "release",

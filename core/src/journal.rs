@@ -47,7 +47,7 @@ impl Exchange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteTag {
     pub job: JobId,
-    /// `renew`, `stage`, `logs`, `complete`, `fail` or `release`.
+    /// `renew`, `stage`, `usage`, `logs`, `complete`, `fail` or `release`.
     pub action: String,
     pub epoch: u64,
     pub request_id: String,

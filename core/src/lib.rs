@@ -5,6 +5,7 @@
 //!
 //! Architecture invariant: `core` does no I/O, spawns nothing and reads no clock.
 
+pub mod artifact;
 pub mod backoff;
 pub mod budget;
 pub mod cluster;

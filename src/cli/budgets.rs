@@ -11,7 +11,9 @@ use gigafactory_core::wire::{BudgetBody, BudgetView, JobSpend, PauseBody};
 use serde::Deserialize;
 
 use crate::Remote;
-use crate::client::{Client, urlencode};
+use gigafactory_core::wire::urlencode;
+
+use crate::client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum BudgetsCmd {

@@ -11,7 +11,9 @@ use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse};
 use serde_json::Value;
 
 use crate::Remote;
-use crate::client::{Client, urlencode};
+use gigafactory_core::wire::urlencode;
+
+use crate::client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum JobsCmd {

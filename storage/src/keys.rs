@@ -342,6 +342,58 @@ pub fn outbox_parts(key: &[u8]) -> Result<(u32, String)> {
     Ok((shard, id))
 }
 
+/// `("artifact", job, attempt, name)` → an artifact's record: a job's files by attempt.
+pub fn artifact(job: Uuid, attempt: u32, name: &str) -> Vec<u8> {
+    pack(&("artifact", job, attempt, name))
+}
+
+pub fn artifacts_of(job: Uuid) -> KeyRange {
+    subspace(&("artifact", job))
+}
+
+/// `("artref", sha256, job, attempt, name)` → nothing: the artifacts that keep a blob.
+pub fn artifact_ref(sha256: &str, job: Uuid, attempt: u32, name: &str) -> Vec<u8> {
+    pack(&("artref", sha256, job, attempt, name))
+}
+
+pub fn artifact_refs(sha256: &str) -> KeyRange {
+    subspace(&("artref", sha256))
+}
+
+/// `("artage", created_ms, job, attempt, name)` → nothing: artifacts oldest first, for
+/// retention.
+pub fn artifact_age(created_ms: u64, job: Uuid, attempt: u32, name: &str) -> Vec<u8> {
+    pack(&("artage", created_ms, job, attempt, name))
+}
+
+/// Artifacts saved before `ms`.
+pub fn artifacts_saved_before(ms: u64) -> KeyRange {
+    KeyRange::new(pack(&("artage",)), pack(&("artage", ms)))
+}
+
+/// The job, attempt and name in an `artage` key.
+pub fn artifact_age_parts(key: &[u8]) -> Result<(Uuid, u32, String)> {
+    let (_, _, job, attempt, name): (String, u64, Uuid, u32, String) =
+        unpack(key).map_err(tuple_error)?;
+    Ok((job, attempt, name))
+}
+
+/// `("blobgone", sha256)` → nothing: the sweeper is deleting this blob; an artifact naming it
+/// waits until it is gone and is uploaded again.
+pub fn blob_gone(sha256: &str) -> Vec<u8> {
+    pack(&("blobgone", sha256))
+}
+
+pub fn blobs_gone() -> KeyRange {
+    subspace(&("blobgone",))
+}
+
+/// The digest in a `blobgone` key.
+pub fn blob_gone_sha(key: &[u8]) -> Result<String> {
+    let (_, sha): (String, String) = unpack(key).map_err(tuple_error)?;
+    Ok(sha)
+}
+
 /// `("meta", name)` → store-wide facts (layout version, admin token created).
 pub fn meta(name: &str) -> Vec<u8> {
     pack(&("meta", name))

@@ -1,10 +1,12 @@
 //! Gigafactory's storage room: an ordered key-value store with serializable transactions (the
 //! model FoundationDB gives), three engines behind one contract, the key layout and the record
-//! codec. Everything the coordinator persists goes through here.
+//! codec; and the blob store that keeps artifacts' bytes (`blobs`). Everything the coordinator
+//! persists goes through here.
 //!
-//! Architecture invariant: only this crate knows redb, etcd or FoundationDB.
+//! Architecture invariant: only this crate knows redb, etcd, FoundationDB or object_store.
 
 mod any;
+pub mod blobs;
 mod buffer;
 pub mod codec;
 pub mod engine;
@@ -16,6 +18,7 @@ pub mod repo;
 mod txn;
 
 pub use any::{AnyStore, AnyTxn, DEFAULT_STORE_URL};
+pub use blobs::{BlobError, BlobStore};
 pub use buffer::Buffered;
 pub use engine::embedded::{EmbeddedOptions, EmbeddedStore};
 #[cfg(feature = "etcd")]

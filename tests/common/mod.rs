@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod artifacts;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};
@@ -104,6 +105,15 @@ impl Coordinator {
         c
     }
 
+    /// Nodes of one test sharing a store (their directories side by side) share artifacts.
+    fn shared_artifacts(&self) -> Vec<String> {
+        if self.store.starts_with("embedded:") {
+            return Vec::new();
+        }
+        let shared = self.dir.parent().unwrap().join("artifacts");
+        vec!["--artifacts".into(), shared.display().to_string()]
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -125,6 +135,7 @@ impl Coordinator {
                     .iter()
                     .flat_map(|c| ["--config".as_ref(), c.as_os_str()]),
             )
+            .args(self.shared_artifacts())
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

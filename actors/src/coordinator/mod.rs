@@ -1,11 +1,12 @@
 //! The coordinator node's handle: what the API calls. Each file holds one concern — tokens
 //! (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
-//! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, work in from trackers and
+//! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
 //! what they are told (`intake.rs`), and reads of jobs, logs and the node (`reads.rs`,
 //! `observe.rs`). Every method turns a request into a store transaction, or a message to the
 //! actor that serializes it; none keeps state of its own.
 
+mod artifacts;
 mod budgets;
 mod factories;
 mod intake;
@@ -29,8 +30,7 @@ pub use tokens::Principal;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::context::Context;
-use crate::courier::{Courier, NoCourier};
+use crate::context::{Context, Edges};
 use crate::error::{CoordError, Result};
 use crate::scheduler::{SchedulerMsg, SchedulerSnapshot};
 use crate::supervisor::Supervisor;
@@ -42,19 +42,15 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Starts the actor tree on `store`, sending no tracker callbacks.
+    /// Starts the actor tree on `store`, sending no tracker callbacks, keeping artifacts in
+    /// memory.
     pub async fn start(store: AnyStore, config: Config, clock: Arc<dyn Clock>) -> Result<Self> {
-        Self::start_with_courier(store, config, clock, Arc::new(NoCourier)).await
+        Self::start_with(store, config, Edges::with_clock(clock)).await
     }
 
-    /// Starts the actor tree on `store`, sending tracker callbacks through `courier`.
-    pub async fn start_with_courier(
-        store: AnyStore,
-        config: Config,
-        clock: Arc<dyn Clock>,
-        courier: Arc<dyn Courier>,
-    ) -> Result<Self> {
-        let ctx = Arc::new(Context::new(store, config, clock, courier));
+    /// Starts the actor tree on `store`, reaching the world through `edges`.
+    pub async fn start_with(store: AnyStore, config: Config, edges: Edges) -> Result<Self> {
+        let ctx = Arc::new(Context::new(store, config, edges));
         let (sup, _) = Actor::spawn(None, Supervisor, ctx.clone())
             .await
             .map_err(|e| CoordError::Internal(format!("cannot start the supervisor: {e}")))?;

@@ -125,6 +125,9 @@ impl ChildNode {
         if let Some(ttl) = self.launcher.lease_ttl_ms {
             cmd.arg("--lease-ttl-ms").arg(ttl.to_string());
         }
+        // Nodes sharing a store share artifacts, beside their directories.
+        let parent = self.dir.parent().unwrap_or(&self.dir);
+        cmd.arg("--artifacts").arg(parent.join("artifacts"));
         let process = cmd
             // Settings must come from the flags above only.
             .env_remove("GIGAFACTORY_CONFIG")

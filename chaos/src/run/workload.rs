@@ -14,8 +14,10 @@ use crate::history::{Attempt, Outcome as SubmitOutcome, Submit};
 use crate::procs::Api;
 use crate::rng::Rng;
 
-/// What every job runs: short, and it names itself in its log.
-const JOB_COMMAND: &str = "sleep 0.2; echo $GF_JOB_ID";
+/// What every job runs: short, it reports usage (C8 counts it; its factory sends the report
+/// as a fenced write), and it names itself in its log.
+const JOB_COMMAND: &str =
+    "sleep 0.2; gigafactory job usage --model chaos --cost-usd 0.01 && echo $GF_JOB_ID";
 /// High enough that repeated lease expiries rarely kill a job; dead is still legal.
 const MAX_ATTEMPTS: u32 = 20;
 /// Mixed into the seed for the workload's choices, so they do not shift the fault schedule.

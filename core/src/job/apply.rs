@@ -162,6 +162,10 @@ pub fn apply(
             next.cost.add(&model, input_tokens, output_tokens, micros);
         }
         (
+            Command::Artifact { .. },
+            JobState::Leased { .. } | JobState::Running { .. } | JobState::Preempting { .. },
+        ) => {}
+        (
             Command::Complete { .. },
             JobState::Leased { .. } | JobState::Running { .. } | JobState::Preempting { .. },
         ) => {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{FactoryId, JobId, Millis};
+use crate::artifact::{ArtifactFile, ArtifactLimits};
 use crate::budget::Micros;
 use crate::event::EventKind;
 use crate::scoring::ScoreBreakdown;
@@ -39,6 +40,13 @@ pub enum Command {
         input_tokens: u64,
         output_tokens: u64,
         micros: Micros,
+    },
+    /// The holder saved a file, already in the blob store; it is kept if it fits `limits`.
+    Artifact {
+        factory: FactoryId,
+        epoch: u64,
+        file: Box<ArtifactFile>,
+        limits: ArtifactLimits,
     },
     /// The holder finished the job successfully.
     Complete {
@@ -96,6 +104,7 @@ impl Command {
         match self {
             Command::Claim { .. } => "claim",
             Command::Usage { .. } => "usage",
+            Command::Artifact { .. } => "artifact",
             Command::Renew { .. } => "renew",
             Command::Stage { .. } => "stage",
             Command::Complete { .. } => "complete",
@@ -122,6 +131,7 @@ impl Command {
             Command::Renew { .. } => EventKind::Renew,
             Command::Stage { .. } => EventKind::Stage,
             Command::Usage { .. } => EventKind::Usage,
+            Command::Artifact { .. } => EventKind::Artifact,
             Command::Complete { .. } => EventKind::Complete,
             Command::Fail { .. } => EventKind::Fail,
             Command::Release { .. } => EventKind::Release,
@@ -157,6 +167,7 @@ impl Command {
             Command::Renew { factory, epoch, .. }
             | Command::Stage { factory, epoch, .. }
             | Command::Usage { factory, epoch, .. }
+            | Command::Artifact { factory, epoch, .. }
             | Command::Complete { factory, epoch }
             | Command::Fail { factory, epoch, .. }
             | Command::Release { factory, epoch, .. } => Some((*factory, *epoch)),

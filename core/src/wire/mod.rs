@@ -2,10 +2,12 @@
 //! factory agent and the CLI so that all three agree on the contract. Field names are the
 //! API's; changing one is a breaking change.
 
+mod artifacts;
 mod budgets;
 
 use serde::{Deserialize, Serialize};
 
+pub use artifacts::{ArtifactUpload, ArtifactView};
 pub use budgets::{
     BudgetBody, BudgetDetail, BudgetView, CostView, JobSpend, PauseBody, PauseView, UsageReport,
 };
@@ -14,6 +16,19 @@ use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
 use crate::manifest::Payload;
 use crate::scoring::ScoreBreakdown;
+
+/// `s` percent-encoded as one URL path segment or query value (also RFC 5987's
+/// `filename*`): unreserved characters stay, every other byte is `%XX`.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 
 /// The stable `error` codes of error responses: clients match on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +41,7 @@ pub enum ErrorCode {
     IllegalTransition,
     ParentEnded,
     LogLimitExceeded,
+    ArtifactLimitExceeded,
     CostCapReached,
     BudgetHeld,
     InvalidRequest,
@@ -38,7 +54,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -47,6 +63,7 @@ impl ErrorCode {
         ErrorCode::IllegalTransition,
         ErrorCode::ParentEnded,
         ErrorCode::LogLimitExceeded,
+        ErrorCode::ArtifactLimitExceeded,
         ErrorCode::CostCapReached,
         ErrorCode::BudgetHeld,
         ErrorCode::InvalidRequest,
@@ -68,6 +85,7 @@ impl ErrorCode {
             ErrorCode::IllegalTransition => "illegal_transition",
             ErrorCode::ParentEnded => "parent_ended",
             ErrorCode::LogLimitExceeded => "log_limit_exceeded",
+            ErrorCode::ArtifactLimitExceeded => "artifact_limit_exceeded",
             ErrorCode::CostCapReached => "cost_cap_reached",
             ErrorCode::BudgetHeld => "budget_held",
             ErrorCode::InvalidRequest => "invalid_request",
@@ -459,4 +477,16 @@ pub struct Event {
     pub state: String,
     // Stored with the record codec (bincode, not self-describing): no skipped fields here.
     pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::urlencode;
+
+    #[test]
+    fn urlencode_keeps_unreserved_characters_and_escapes_every_other_byte() {
+        assert_eq!(urlencode("fix-1_a.b~"), "fix-1_a.b~");
+        assert_eq!(urlencode("a b/c?d"), "a%20b%2Fc%3Fd");
+        assert_eq!(urlencode("é"), "%C3%A9");
+    }
 }

@@ -177,7 +177,15 @@ pub async fn transition<T: Transaction>(
         // A new lease: answers remembered for the last one's writes are no use any more.
         forget_answers(tx, id)?;
     }
+    let artifact = match &cmd {
+        Command::Artifact { file, limits, .. } => Some((file.clone(), *limits)),
+        _ => None,
+    };
     let mut first = write(tx, &old, cmd, parents, author, now, backoff)?;
+    if let Some((file, limits)) = artifact {
+        let (attempt, epoch) = (first.job.attempts, first.job.epoch);
+        super::artifacts::keep(tx, id, attempt, epoch, &file, &limits, now).await?;
+    }
     let spent = first.job.cost.total().saturating_sub(old.cost.total());
     first.crossings = super::budgets::charge(tx, &first.job, spent, now).await?;
     for (n, crossing) in (3..).zip(&first.crossings) {
@@ -213,6 +221,12 @@ fn write<T: Transaction>(
         Command::Preempt { by: Some(by), .. } => Some(format!("for job {by}")),
         Command::ParentEnded { parent, state } => Some(format!("parent {parent} {state}")),
         Command::ParentRevived { parent } => Some(format!("parent {parent}")),
+        Command::Artifact { file, .. } => Some(format!(
+            "{} ({}, {} bytes)",
+            file.name,
+            file.kind.name(),
+            file.size
+        )),
         Command::Usage { model, micros, .. } => Some(format!(
             "{model}: {}",
             gigafactory_core::budget::format_usd(*micros)

@@ -5,6 +5,7 @@
 //! record (`save_job` derives them from the job's state), so an index can never disagree
 //! with the job it points at.
 
+mod artifacts;
 mod budgets;
 mod fleet;
 mod jobs;
@@ -20,6 +21,10 @@ use gigafactory_core::wire::{Event, FleetEvent, LeaseAnswer};
 use crate::codec::Record;
 use crate::error::Error;
 
+pub use artifacts::{
+    artifacts_of, artifacts_saved_before, blobs_gone, clear_blob_gone, delete_artifact,
+    load_artifact, mark_blob_gone,
+};
 pub use budgets::{
     BUDGETS_MAX, budgets, budgets_of, budgets_signal, daily_spend, delete_budget, hold_of,
     load_budget, save_budget, spent, top_jobs,
@@ -165,6 +170,12 @@ pub enum RepoError {
     /// A budget holds the job: it may not be leased now; nothing changed.
     #[error("{}", .0.message)]
     Held(gigafactory_core::budget::Hold),
+    /// The artifact passes the job's limits; nothing changed.
+    #[error(transparent)]
+    Artifact(#[from] gigafactory_core::artifact::ArtifactError),
+    /// The artifact's blob is being deleted by the sweeper: upload it again shortly.
+    #[error("the artifact's blob is being collected; upload it again")]
+    BlobCollected,
     /// The store failed; see [`Error`] for what to do.
     #[error(transparent)]
     Store(#[from] Error),
@@ -516,6 +527,21 @@ mod tests {
                 }),
                 created_at: 1,
                 updated_at: 9,
+            },
+        );
+        check(
+            "artifact",
+            &gigafactory_core::artifact::Artifact {
+                file: gigafactory_core::artifact::ArtifactFile {
+                    name: "fix.diff".into(),
+                    kind: gigafactory_core::artifact::ArtifactKind::Patch,
+                    size: 1_234,
+                    sha256: "ab".repeat(32),
+                    media_type: "text/x-diff".into(),
+                },
+                attempt: 2,
+                epoch: 5,
+                created_at: 1_500,
             },
         );
     }
