@@ -34,32 +34,43 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, r: reqwest::RequestBuilder) -> Result<T> {
+    /// Sends `r`: the answer if it is a success, else an error with the server's message.
+    async fn answer(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = r
             .send()
             .await
             .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
         let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(e) => {
-                    let details = e
-                        .details
-                        .iter()
-                        .map(|d| format!("\n  {d}"))
-                        .collect::<String>();
-                    bail!("{} ({}): {}{details}", e.error, status.as_u16(), e.message)
-                }
-                Err(_) => bail!("{status}: {text}"),
-            }
+        if status.is_success() {
+            return Ok(resp);
         }
+        let text = resp.text().await?;
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(e) => {
+                let details = e
+                    .details
+                    .iter()
+                    .map(|d| format!("\n  {d}"))
+                    .collect::<String>();
+                bail!("{} ({}): {}{details}", e.error, status.as_u16(), e.message)
+            }
+            Err(_) => bail!("{status}: {text}"),
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, r: reqwest::RequestBuilder) -> Result<T> {
+        let text = self.answer(r).await?.text().await?;
         let text = if text.is_empty() {
             "null".to_string()
         } else {
             text
         };
         serde_json::from_str(&text).with_context(|| format!("unexpected answer: {text}"))
+    }
+
+    /// A `GET` whose body is read as it comes (a download).
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
+        self.answer(self.req(reqwest::Method::GET, path)).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

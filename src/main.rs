@@ -82,6 +82,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Trackers: what a payload would create, items, their deliveries, redelivery.
+    Intake {
+        #[command(subcommand)]
+        cmd: cli::intake::IntakeCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Commands for a job to run from inside its workspace.
     Job {
         #[command(subcommand)]
@@ -209,6 +216,7 @@ fn main() -> Result<()> {
         Cmd::Factories { cmd, remote } => rt.block_on(cli::fleet::factories(&remote, cmd)),
         Cmd::Tokens { cmd, remote } => rt.block_on(cli::fleet::tokens(&remote, cmd)),
         Cmd::Budgets { cmd, remote } => rt.block_on(cli::budgets::budgets(&remote, cmd)),
+        Cmd::Intake { cmd, remote } => rt.block_on(cli::intake::intake(&remote, cmd)),
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,

@@ -254,3 +254,54 @@ fn limits_answer_413_with_the_limit_and_bad_input_is_refused_and_nothing_is_kept
         "nothing of the refused uploads kept"
     );
 }
+
+#[test]
+fn the_cli_lists_and_downloads_artifacts_and_never_overwrites_a_file() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start_with_config(&dir.path().join("node"), 60_000, CONFIG);
+    let factory = FakeFactory::enroll(&coord);
+    let id = submit(&coord, "cli");
+    let (_, epoch) = factory.claim(&coord);
+    let bytes = noise(2 * MIB, 11);
+    let (status, v) = upload(
+        &coord.url,
+        &factory.token,
+        &id,
+        "out.bin",
+        epoch,
+        "file",
+        &bytes,
+        false,
+    );
+    assert_eq!(status, 200, "{v}");
+
+    let listed = cli_ok(&coord, &["jobs", "artifacts", &id]);
+    assert!(
+        listed.contains("attempt 1") && listed.contains("2.0 MiB") && listed.contains("out.bin"),
+        "{listed}"
+    );
+    let target = dir.path().join("saved.bin");
+    let target_arg = target.to_str().unwrap();
+    cli_ok(
+        &coord,
+        &["jobs", "download", &id, "out.bin", "-o", target_arg],
+    );
+    assert!(
+        std::fs::read(&target).unwrap() == bytes,
+        "the file saved is the file uploaded"
+    );
+    let (ok, _, err) = cli(
+        &coord,
+        &["jobs", "download", &id, "out.bin", "-o", target_arg],
+    );
+    assert!(!ok && err.contains("must not exist"), "{err}");
+    let (ok, _, err) = cli(
+        &coord,
+        &["jobs", "download", &id, "out.bin", "--attempt", "2"],
+    );
+    assert!(
+        !ok && err.contains("no artifact \"out.bin\"") && err.contains("out.bin (attempt 1)"),
+        "{err}"
+    );
+}

@@ -390,3 +390,39 @@ fn a_killed_nodes_tracker_deliveries_resume_on_another_node() {
     });
     assert!(tracker.acknowledged().contains(&"started".to_string()));
 }
+
+#[test]
+fn an_artifact_uploaded_through_one_node_reads_back_through_the_other() {
+    use common::artifacts::{download, noise, upload};
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Shared::start();
+    let (a, b) = two_nodes(dir.path(), &store);
+    let factory = FakeFactory::enroll(&a);
+    let job = r#"{"key": "k", "title": "t", "product": "ops", "payload": {"command": "x"}}"#;
+    let (status, v) = post(&a, "/v1/jobs", job);
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, epoch) = factory.claim(&a);
+    let bytes = noise(3 << 20, 21);
+    let (status, v) = upload(
+        &a.url,
+        &factory.token,
+        &id,
+        "report.md",
+        epoch,
+        "report",
+        &bytes,
+        true,
+    );
+    assert_eq!(status, 200, "{v}");
+    let listed = get(&b, &format!("/v1/jobs/{id}/artifacts"));
+    assert_eq!(listed[0]["name"], "report.md", "{listed}");
+    let (status, _, body) = download(
+        &b.url,
+        &b.admin,
+        &format!("/v1/jobs/{id}/artifacts/1/report.md"),
+    );
+    assert_eq!(status, 200);
+    assert!(body == bytes, "node b serves the bytes node a stored");
+}

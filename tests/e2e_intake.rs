@@ -264,9 +264,14 @@ fn a_dead_lettered_delivery_is_visible_and_redeliverable() {
     let (status, _) = post(&coord, "/v1/deliveries/no-such/redeliver", "{}");
     assert_eq!(status, 404);
 
+    let shown = cli_ok(&coord, &["intake", "item", "gh", "acme/app#42"]);
+    assert!(
+        shown.contains("dead letter") && shown.contains("3 tries, last answer: HTTP 500"),
+        "{shown}"
+    );
     tracker.down.store(false, Ordering::SeqCst);
-    let (status, v) = post(&coord, &format!("/v1/deliveries/{id}/redeliver"), "{}");
-    assert_eq!(status, 202, "{v}");
+    let again = cli_ok(&coord, &["intake", "redeliver", &id]);
+    assert!(again.contains("queued again"), "{again}");
     wait_for(Duration::from_secs(20), "redelivered", || {
         get(&coord, ITEM_PATH)["deliveries"][0]["status"] == "delivered"
     });
@@ -277,4 +282,29 @@ fn a_dead_lettered_delivery_is_visible_and_redeliverable() {
         (409, Some("illegal_transition")),
         "{v}"
     );
+}
+
+#[test]
+fn intake_test_shows_what_a_payload_would_create_and_creates_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start_with_config(dir.path(), 60_000, &config(None, 5));
+    let payload = dir.path().join("issue.json");
+    std::fs::write(&payload, issue("open", "2026-12-02T10:00:00Z")).unwrap();
+    let plan = cli_ok(&coord, &["intake", "test", "gh", payload.to_str().unwrap()]);
+    assert!(plan.starts_with("2 job(s) would be created:"), "{plan}");
+    assert!(
+        plan.contains("Fix acme/app#42") && plan.contains("after plan"),
+        "{plan}"
+    );
+    assert!(job_states(&coord).is_empty(), "a dry run creates nothing");
+
+    std::fs::write(&payload, "{\"not\": \"an issue\"}").unwrap();
+    let (ok, _, err) = cli(&coord, &["intake", "test", "gh", payload.to_str().unwrap()]);
+    assert!(!ok && err.contains("invalid_request"), "{err}");
+    let (ok, _, err) = cli(
+        &coord,
+        &["intake", "test", "nope", payload.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("not_found"), "{err}");
 }

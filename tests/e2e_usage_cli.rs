@@ -6,35 +6,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
 /// Runs the CLI against `coord` with its admin token: whether it succeeded, stdout, stderr.
-fn cli(coord: &Coordinator, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("GIGAFACTORY_COORDINATOR", &coord.url)
-        .env("GIGAFACTORY_TOKEN", &coord.admin)
-        .env_remove("GF_CONTROL_DIR")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs the CLI and expects it to succeed; its stdout.
-fn cli_ok(coord: &Coordinator, args: &[&str]) -> String {
-    let (ok, out, err) = cli(coord, args);
-    assert!(ok, "gigafactory {args:?} failed: {err}");
-    out
-}
-
 fn submit_one(coord: &Coordinator, key: &str, command: &str) -> String {
     let manifest = format!(
         "product = \"e2e\"\n[[jobs]]\nkey = \"{key}\"\ntitle = \"{key}\"\ncommand = \"{command}\"\n"

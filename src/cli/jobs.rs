@@ -1,5 +1,5 @@
 //! The job commands: `gigafactory submit` and `gigafactory jobs ls | show | events | logs |
-//! cancel | requeue | ship | reject | retry`. `show` reads a job as people do (its state, why
+//! cancel | requeue | ship | reject | retry` (`artifacts` and `download` are `artifacts.rs`). `show` reads a job as people do (its state, why
 //! it waits, its attempts and what it cost, by model and factory time, against its own cost
 //! budget); `--json` prints the API's answer as it came.
 
@@ -60,6 +60,21 @@ pub enum JobsCmd {
     },
     Retry {
         id: String,
+    },
+    /// A job's artifacts: every attempt's files.
+    Artifacts {
+        id: String,
+    },
+    /// Save one of a job's artifacts (the latest attempt's, unless --attempt).
+    Download {
+        id: String,
+        name: String,
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Where to save it (`-` for standard output); by default its name, here. An existing
+        /// file is never overwritten.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -136,6 +151,13 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
         JobsCmd::Ship { id } => action(&c, &id, "ship").await?,
         JobsCmd::Reject { id } => action(&c, &id, "reject").await?,
         JobsCmd::Retry { id } => action(&c, &id, "retry").await?,
+        JobsCmd::Artifacts { id } => super::artifacts::list(&c, &id).await?,
+        JobsCmd::Download {
+            id,
+            name,
+            attempt,
+            output,
+        } => super::artifacts::download(&c, &id, &name, attempt, output).await?,
     }
     Ok(())
 }

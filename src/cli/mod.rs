@@ -1,7 +1,10 @@
-//! The CLI's client commands, one file per concern: jobs (`jobs.rs`, with `submit`), the fleet
-//! (`fleet.rs`: factories and tokens) and money (`budgets.rs`). Each is a thin caller of the
+//! The CLI's client commands, one file per concern: jobs (`jobs.rs`, with `submit`) and their
+//! artifacts (`artifacts.rs`), the fleet (`fleet.rs`: factories and tokens), money
+//! (`budgets.rs`) and trackers (`intake.rs`). Each is a thin caller of the
 //! REST API through `crate::client`, printing what comes back for people to read.
 
+pub mod artifacts;
 pub mod budgets;
 pub mod fleet;
+pub mod intake;
 pub mod jobs;

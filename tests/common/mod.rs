@@ -471,3 +471,27 @@ impl FakeFactory {
         self.call(coord, &format!("/v1/jobs/{id}/{what}"), body)
     }
 }
+
+/// Runs the CLI against `coord` as its admin: whether it succeeded, its stdout and stderr.
+pub fn cli(coord: &Coordinator, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("GIGAFACTORY_COORDINATOR", &coord.url)
+        .env("GIGAFACTORY_TOKEN", &coord.admin)
+        .env_remove("GF_CONTROL_DIR")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs the CLI and expects it to succeed; its stdout.
+pub fn cli_ok(coord: &Coordinator, args: &[&str]) -> String {
+    let (ok, out, err) = cli(coord, args);
+    assert!(ok, "gigafactory {args:?} failed: {err}");
+    out
+}
