@@ -349,6 +349,7 @@ fn claimed(command: &str, epoch: u64, wall_clock_ms: Option<u64>) -> ClaimedJob 
         title: "test job".into(),
         payload: Payload::Command(command.into()),
         allowed_scope: Vec::new(),
+        artifacts: Vec::new(),
         wall_clock_ms,
         checkpoint: None,
     }

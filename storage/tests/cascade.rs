@@ -68,6 +68,7 @@ fn spec(n: usize) -> JobSpec {
         deps: Vec::new(),
         idempotency_key: None,
         allowed_scope: Vec::new(),
+        artifacts: Vec::new(),
         max_attempts: 1,
         wall_clock_ms: None,
         cost_budget_micros: None,

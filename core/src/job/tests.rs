@@ -44,6 +44,7 @@ fn spec() -> JobSpec {
         deps: Vec::new(),
         idempotency_key: None,
         allowed_scope: Vec::new(),
+        artifacts: Vec::new(),
         max_attempts: 3,
         wall_clock_ms: None,
         cost_budget_micros: None,

@@ -88,6 +88,18 @@ pub(super) fn check_glob(value: &str) -> CheckResult {
         .map_err(|e| format!("invalid glob {}: {}", show(value), e.kind()))
 }
 
+/// An artifact glob names files inside the workspace: relative, never climbing out of it.
+pub(super) fn check_output_glob(value: &str) -> CheckResult {
+    check_glob(value)?;
+    if value.starts_with('/') || value.split(['/', '\\']).any(|part| part == "..") {
+        return Err(format!(
+            "{} must stay inside the workspace (relative, no ..)",
+            show(value)
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn check_priority(value: i128) -> Result<u32, String> {
     in_range(value, 0, PRIORITY_MAX.into()).map(|v| v as u32)
 }
@@ -223,6 +235,13 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
         &spec.allowed_scope,
         ALLOWED_SCOPE_MAX,
         check_glob,
+    );
+    check_list(
+        sink,
+        &at("artifacts"),
+        &spec.artifacts,
+        ARTIFACT_GLOBS_MAX,
+        check_output_glob,
     );
 }
 

@@ -15,6 +15,7 @@ pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "preemptible",
     "review",
     "allowed_scope",
+    "artifacts",
 ];
 pub(super) const JOB_ONLY_FIELDS: &[&str] = &[
     "key",

@@ -17,6 +17,7 @@ pub(super) struct Settings {
     pub(super) preemptible: Option<bool>,
     pub(super) review: Option<bool>,
     pub(super) allowed_scope: Option<Vec<String>>,
+    pub(super) artifacts: Option<Vec<String>>,
 }
 
 pub(super) static NO_SETTINGS: Settings = Settings {
@@ -30,6 +31,7 @@ pub(super) static NO_SETTINGS: Settings = Settings {
     preemptible: None,
     review: None,
     allowed_scope: None,
+    artifacts: None,
 };
 
 impl Settings {
@@ -67,6 +69,13 @@ impl Settings {
             preemptible: read(fields, "preemptible", sink, expect_bool, Ok),
             review: read(fields, "review", sink, expect_bool, Ok),
             allowed_scope: read_list(fields, "allowed_scope", sink, ALLOWED_SCOPE_MAX, check_glob),
+            artifacts: read_list(
+                fields,
+                "artifacts",
+                sink,
+                ARTIFACT_GLOBS_MAX,
+                check_output_glob,
+            ),
         }
     }
 
@@ -83,6 +92,7 @@ impl Settings {
             preemptible: self.preemptible.or(profile.preemptible),
             review: self.review.or(profile.review),
             allowed_scope: self.allowed_scope.or_else(|| profile.allowed_scope.clone()),
+            artifacts: self.artifacts.or_else(|| profile.artifacts.clone()),
         }
     }
 }
@@ -172,6 +182,7 @@ impl Draft {
             deps: self.deps,
             idempotency_key: self.idempotency_key,
             allowed_scope: settings.allowed_scope.unwrap_or_default(),
+            artifacts: settings.artifacts.unwrap_or_default(),
             max_attempts: settings.max_attempts.unwrap_or(MAX_ATTEMPTS_DEFAULT),
             wall_clock_ms: settings.wall_clock_ms,
             cost_budget_micros: settings.cost_budget_micros,

@@ -51,6 +51,8 @@ pub const LABELS_MAX: usize = 16;
 pub const DEPS_MAX: usize = 1_000;
 /// Most path globs in one job's allowed scope.
 pub const ALLOWED_SCOPE_MAX: usize = 256;
+/// Artifact globs of one job.
+pub const ARTIFACT_GLOBS_MAX: usize = 32;
 /// Longest path glob, in bytes.
 pub const GLOB_LEN_MAX_BYTES: usize = 1_024;
 /// Longest title, in bytes.
@@ -123,6 +125,9 @@ pub struct JobSpec {
     /// Path globs the job may change.
     #[serde(default)]
     pub allowed_scope: Vec<String>,
+    /// Workspace globs whose files the agent saves as the attempt's artifacts when it ends.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
     /// 1..=100.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,

@@ -89,6 +89,7 @@ fn resolves_a_full_manifest_with_profile_defaults_applied() {
             deps: vec!["schema".into()],
             idempotency_key: Some("payments/build-api/v1".into()),
             allowed_scope: vec!["api/**".into()],
+            artifacts: Vec::new(),
             max_attempts: 3,
             wall_clock_ms: Some(600_000),
             cost_budget_micros: Some(2_500_000),
@@ -107,8 +108,11 @@ fn resolves_a_full_manifest_with_profile_defaults_applied() {
 fn job_values_replace_profile_values_instead_of_merging() {
     let text = format!(
         "product = \"p\"\n[profiles.base]\ncapabilities = [\"linux\", \"rust\"]\n\
-         wall_clock_secs = 60\nallowed_scope = [\"a/**\"]\n{}{}",
-        job("own", "profile = \"base\"\ncapabilities = [\"gpu\"]"),
+         wall_clock_secs = 60\nallowed_scope = [\"a/**\"]\nartifacts = [\"out/*.md\"]\n{}{}",
+        job(
+            "own",
+            "profile = \"base\"\ncapabilities = [\"gpu\"]\nartifacts = [\"*.patch\"]"
+        ),
         job("inherits", "profile = \"base\""),
     );
     let manifest = parse_manifest(&text).expect("valid manifest");
@@ -119,6 +123,8 @@ fn job_values_replace_profile_values_instead_of_merging() {
         vec!["linux".to_owned(), "rust".to_owned()]
     );
     assert_eq!(manifest.jobs[1].wall_clock_ms, Some(60_000));
+    assert_eq!(manifest.jobs[0].artifacts, vec!["*.patch".to_owned()]);
+    assert_eq!(manifest.jobs[1].artifacts, vec!["out/*.md".to_owned()]);
 }
 
 #[test]
@@ -565,6 +571,7 @@ fn validate_job_spec_reports_every_problem_by_field() {
         deps: vec!["x".into(), "x".into()],
         idempotency_key: Some("a\nb".into()),
         allowed_scope: vec!["ok/**".into(), "{".into()],
+        artifacts: vec!["out/*.md".into(), "../secrets".into(), "/etc/*".into()],
         max_attempts: 0,
         wall_clock_ms: Some(0),
         cost_budget_micros: Some(COST_BUDGET_MAX_MICROS + 1),
@@ -581,13 +588,15 @@ fn validate_job_spec_reports_every_problem_by_field() {
         ("deps", "duplicate dependency \"x\""),
         ("idempotency_key", "control characters"),
         ("allowed_scope[1]", "invalid glob"),
+        ("artifacts[1]", "inside the workspace"),
+        ("artifacts[2]", "inside the workspace"),
         ("max_attempts", "between 1 and 100"),
         ("wall_clock_ms", "got 0"),
         ("cost_budget_micros", "between 0 and"),
     ] {
         assert_error(&errors, location, part);
     }
-    assert_eq!(errors.len(), 11, "{}", ManifestErrors(errors.clone()));
+    assert_eq!(errors.len(), 13, "{}", ManifestErrors(errors.clone()));
 }
 
 #[test]

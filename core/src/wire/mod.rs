@@ -195,6 +195,9 @@ pub struct ClaimedJob {
     pub title: String,
     pub payload: Payload,
     pub allowed_scope: Vec<String>,
+    /// Workspace globs whose files the agent uploads as artifacts when the attempt ends.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
     pub wall_clock_ms: Option<u64>,
     pub checkpoint: Option<String>,
 }
@@ -211,6 +214,7 @@ impl ClaimedJob {
             title: job.spec.title.clone(),
             payload: job.spec.payload.clone(),
             allowed_scope: job.spec.allowed_scope.clone(),
+            artifacts: job.spec.artifacts.clone(),
             wall_clock_ms: job.spec.wall_clock_ms,
             checkpoint: job.checkpoint.clone(),
         }

@@ -48,8 +48,8 @@ pub use tracker::{
 impl Record for Job {
     const KIND: &'static str = "job";
     /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
-    /// 4: the tracker item it came from.
-    const SCHEMA: u16 = 4;
+    /// 4: the tracker item it came from. 5: artifact globs in the spec.
+    const SCHEMA: u16 = 5;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -213,6 +213,7 @@ mod tests {
             deps: vec!["plan".into()],
             idempotency_key: Some("payments/build".into()),
             allowed_scope: vec!["src/**".into()],
+            artifacts: vec!["out/*.md".into()],
             max_attempts: 3,
             wall_clock_ms: Some(600_000),
             cost_budget_micros: Some(2_500_000),
@@ -362,6 +363,7 @@ mod tests {
         let before_cost = Job {
             spec: JobSpec {
                 labels: Vec::new(),
+                artifacts: Vec::new(),
                 ..spec()
             },
             cost: JobCost::default(),
@@ -374,9 +376,20 @@ mod tests {
                 before_cost
             );
         }
+        let before_artifacts = Job {
+            spec: JobSpec {
+                artifacts: Vec::new(),
+                ..spec()
+            },
+            ..job()
+        };
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v4")).unwrap(),
+            before_artifacts
+        );
         let before_origin = Job {
             origin: None,
-            ..job()
+            ..before_artifacts
         };
         assert_eq!(
             codec::decode::<Job>(&golden_bytes("job_v3")).unwrap(),

@@ -1,12 +1,13 @@
 //! Reading records written by older versions. Each older shape is declared here as it was,
 //! field for field (bincode is not self-describing: the order is the format), and converted
 //! to the current one. Jobs: schema 1 had no cause on `Cancelled`; schemas 1 and 2 had no
-//! labels and no cost; schema 3 no origin. Ready entries: schema 1 had no labels. Fleet events:
+//! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec. Ready entries: schema 1 had no labels. Fleet events:
 //! schema 1 had no detail.
 
 use gigafactory_core::job::{Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{JobSpec, Payload};
 use gigafactory_core::scoring::ScoreBreakdown;
+use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
 use serde::Deserialize;
 
@@ -54,6 +55,54 @@ impl From<JobSpecV1> for JobSpec {
             deps: s.deps,
             idempotency_key: s.idempotency_key,
             allowed_scope: s.allowed_scope,
+            max_attempts: s.max_attempts,
+            wall_clock_ms: s.wall_clock_ms,
+            cost_budget_micros: s.cost_budget_micros,
+            preemptible: s.preemptible,
+            review: s.review,
+            artifacts: Vec::new(),
+        }
+    }
+}
+
+/// A job spec with labels and without artifact globs (job schemas 3 and 4).
+#[derive(Deserialize)]
+struct JobSpecV2 {
+    key: String,
+    title: String,
+    product: String,
+    payload: Payload,
+    priority: u32,
+    capabilities: Vec<String>,
+    labels: Vec<String>,
+    engine_class: Option<String>,
+    profile: Option<String>,
+    deps: Vec<String>,
+    idempotency_key: Option<String>,
+    allowed_scope: Vec<String>,
+    max_attempts: u32,
+    wall_clock_ms: Option<u64>,
+    cost_budget_micros: Option<u64>,
+    preemptible: bool,
+    review: bool,
+}
+
+impl From<JobSpecV2> for JobSpec {
+    fn from(s: JobSpecV2) -> Self {
+        JobSpec {
+            key: s.key,
+            title: s.title,
+            product: s.product,
+            payload: s.payload,
+            priority: s.priority,
+            capabilities: s.capabilities,
+            labels: s.labels,
+            engine_class: s.engine_class,
+            profile: s.profile,
+            deps: s.deps,
+            idempotency_key: s.idempotency_key,
+            allowed_scope: s.allowed_scope,
+            artifacts: Vec::new(),
             max_attempts: s.max_attempts,
             wall_clock_ms: s.wall_clock_ms,
             cost_budget_micros: s.cost_budget_micros,
@@ -166,11 +215,12 @@ impl<S: Into<JobState>> From<JobV1<S>> for Job {
     }
 }
 
-/// A job as schema 3 stored it: no origin.
+/// A job as schemas 3 and 4 stored it: no artifact globs in its spec, and in schema 3 no
+/// origin (`O` is `()` then, which takes no bytes).
 #[derive(Deserialize)]
-struct JobV3 {
+struct JobV3<O> {
     id: JobId,
-    spec: JobSpec,
+    spec: JobSpecV2,
     parents: Vec<JobId>,
     state: JobState,
     stage: Option<String>,
@@ -186,13 +236,39 @@ struct JobV3 {
     updated_at: Millis,
     rev: u64,
     cost: JobCost,
+    origin: O,
 }
 
-impl From<JobV3> for Job {
-    fn from(v: JobV3) -> Self {
+impl JobV3<()> {
+    fn without_origin(self) -> JobV3<Option<ItemRef>> {
+        JobV3 {
+            id: self.id,
+            spec: self.spec,
+            parents: self.parents,
+            state: self.state,
+            stage: self.stage,
+            epoch: self.epoch,
+            attempts: self.attempts,
+            failures: self.failures,
+            checkpoint: self.checkpoint,
+            placement: self.placement,
+            last_error: self.last_error,
+            exit_code: self.exit_code,
+            run_ms: self.run_ms,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            rev: self.rev,
+            cost: self.cost,
+            origin: None,
+        }
+    }
+}
+
+impl From<JobV3<Option<ItemRef>>> for Job {
+    fn from(v: JobV3<Option<ItemRef>>) -> Self {
         Job {
             id: v.id,
-            spec: v.spec,
+            spec: v.spec.into(),
             parents: v.parents,
             state: v.state,
             stage: v.stage,
@@ -208,7 +284,7 @@ impl From<JobV3> for Job {
             updated_at: v.updated_at,
             rev: v.rev,
             cost: v.cost,
-            origin: None,
+            origin: v.origin,
         }
     }
 }
@@ -218,7 +294,10 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
     match schema {
         1 => Ok(decode_payload::<JobV1<JobStateV1>>(payload)?.into()),
         2 => Ok(decode_payload::<JobV1<JobState>>(payload)?.into()),
-        3 => Ok(decode_payload::<JobV3>(payload)?.into()),
+        3 => Ok(decode_payload::<JobV3<()>>(payload)?
+            .without_origin()
+            .into()),
+        4 => Ok(decode_payload::<JobV3<Option<ItemRef>>>(payload)?.into()),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),
