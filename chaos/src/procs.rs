@@ -50,10 +50,8 @@ impl Api {
         url: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
-        let mut req = match method {
-            "GET" => self.client.get(url),
-            _ => self.client.post(url),
-        };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut req = self.client.request(method, url);
         if !self.admin.is_empty() {
             req = req.bearer_auth(&self.admin);
         }
