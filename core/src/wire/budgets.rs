@@ -22,6 +22,16 @@ pub struct UsageReport {
     pub cost_micros: Option<Micros>,
 }
 
+/// A usage report carried on a job's end (`complete`, `fail`, `release`), under the request id
+/// it would have been sent with alone: the end applies it first, in the same transaction, and
+/// counts it once per id whether it arrived alone, carried, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageWrite {
+    pub request_id: String,
+    #[serde(flatten)]
+    pub report: UsageReport,
+}
+
 /// A job's cost as the API shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostView {
@@ -143,4 +153,44 @@ pub struct BudgetDetail {
     pub burndown: Burndown,
     /// The jobs that spent most this period, most first.
     pub top_jobs: Vec<JobSpend>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Complete, FencedWrite};
+
+    #[test]
+    fn a_complete_carries_usage_reports_each_with_its_own_request_id() {
+        let body = serde_json::json!({
+            "epoch": 3, "request_id": "end", "changed_paths": ["a"],
+            "usage": [
+                {"request_id": "u1", "model": "sonnet", "input_tokens": 10, "cost_micros": 5},
+                {"request_id": "u2", "model": "haiku", "output_tokens": 2}
+            ]
+        });
+        let w: FencedWrite<Complete> = serde_json::from_value(body).unwrap();
+        let ids: Vec<&str> = w.body.usage.iter().map(|u| u.request_id.as_str()).collect();
+        assert_eq!(ids, ["u1", "u2"]);
+        assert_eq!(
+            w.body.usage[0].report,
+            UsageReport {
+                model: "sonnet".into(),
+                input_tokens: 10,
+                output_tokens: 0,
+                cost_micros: Some(5),
+            }
+        );
+        let again: FencedWrite<Complete> =
+            serde_json::from_value(serde_json::to_value(&w).unwrap()).unwrap();
+        assert_eq!(again, w);
+    }
+
+    #[test]
+    fn an_end_without_usage_says_nothing_of_it_and_a_report_with_a_stray_field_is_refused() {
+        let bare = serde_json::to_value(Complete::default()).unwrap();
+        assert_eq!(bare, serde_json::json!({"changed_paths": []}));
+        let stray = serde_json::json!({"request_id": "u1", "model": "m", "costs": 1});
+        assert!(serde_json::from_value::<UsageWrite>(stray).is_err());
+    }
 }
