@@ -1,6 +1,6 @@
 //! Budgets and usage through a real coordinator process and its HTTP API, with a factory
-//! played by the test: usage is counted once per request id and refused from a stale epoch
-//! or another factory; bad budgets get clear errors and change nothing; an exhausted budget
+//! played by the test: usage, alone or carried on a complete, is counted once per request id
+//! and refused from a stale epoch or another factory; bad budgets get clear errors and change nothing; an exhausted budget
 //! holds new jobs, stops running ones under policy `stop`, and a raise or a resume releases
 //! them; a job past its own cost budget ends.
 
@@ -134,6 +134,50 @@ fn usage_is_counted_once_refused_from_stale_or_foreign_writers_and_bad_budgets_c
         ),
         (Some(10), Some(3 * USD))
     );
+
+    // Reports carried on the complete: refused with it from a stale epoch or another factory
+    // (nothing counted), then taken with it, the one already counted alone once more not.
+    let carried = |ids: &[&str]| {
+        let reports: Vec<Value> = ids
+            .iter()
+            .map(|rid| {
+                let mut r = usage(2);
+                r["request_id"] = json!(rid);
+                r
+            })
+            .collect();
+        json!({"usage": reports})
+    };
+    expect(
+        factory.write_as(&coord, &id, "complete", epoch + 1, "end", carried(&["u5"])),
+        409,
+        "fenced",
+    );
+    expect(
+        other.write_as(&coord, &id, "complete", epoch, "end", carried(&["u5"])),
+        403,
+        "not_lease_holder",
+    );
+    assert_eq!(spent(&coord, "ops-daily"), 3 * USD);
+    let (status, v) = factory.write_as(
+        &coord,
+        &id,
+        "complete",
+        epoch,
+        "end",
+        carried(&["u1", "u5"]),
+    );
+    assert_eq!(
+        (status, v["state"].as_str()),
+        (200, Some("succeeded")),
+        "{v}"
+    );
+    assert_eq!(
+        spent(&coord, "ops-daily"),
+        5 * USD,
+        "u1 counted once, u5 once"
+    );
+    assert_eq!(job(&coord, &id)["cost"]["total_micros"], 5 * USD);
 }
 
 #[test]

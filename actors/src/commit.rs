@@ -3,18 +3,21 @@
 //! the change as a [`JobWrite`] and calls [`commit`]: one store transaction applies the
 //! commands through `repo::transition` (which carries each change to the job's descendants),
 //! and only after it committed are the changes announced on the fleet stream and their
-//! effects carried out ([`adopt`], also used for new submissions).
+//! effects carried out ([`adopt`], also used for new submissions). A factory's end may carry
+//! writes of its own (usage reports): they go through `repo::transition` too, first, in the
+//! same transaction, each idempotent under its own request id.
 
 use std::sync::Arc;
 
+use gigafactory_core::backoff::Backoff;
 use gigafactory_core::budget::{Hold, Level};
 use gigafactory_core::event::{Author, EventKind, Transition};
-use gigafactory_core::job::{Command, Job, JobId};
+use gigafactory_core::job::{self, Command, Job, JobError, JobId, Millis};
 use gigafactory_core::scope::out_of_scope;
 use gigafactory_core::tracker;
 use gigafactory_core::wire::LeaseAnswer;
 use gigafactory_storage::repo::{self, RepoError};
-use gigafactory_storage::transact;
+use gigafactory_storage::{Transaction, transact};
 
 use crate::context::Context;
 use crate::effects;
@@ -38,6 +41,12 @@ pub(crate) struct JobWrite {
     /// A batch (claims, reaps) skips the commands the state machine refuses and commits the
     /// rest; otherwise a refusal fails the write and nothing changes.
     pub skip_refused: bool,
+    /// Factory writes this one carries (the usage reports an end brings along), each with its
+    /// own request id: applied in order before the single command, in its transaction, each
+    /// skipped when its id was answered before (it came alone first) and remembered under it.
+    /// A refused one refuses the whole write, and nothing is written; but one that ends the
+    /// lease stays, as it would alone (see [`apply_carried`]).
+    pub carried: Vec<(String, Command)>,
 }
 
 impl JobWrite {
@@ -49,6 +58,7 @@ impl JobWrite {
             request_id: None,
             changed_paths: Vec::new(),
             skip_refused: false,
+            carried: Vec::new(),
         }
     }
 
@@ -60,6 +70,7 @@ impl JobWrite {
             request_id: None,
             changed_paths: Vec::new(),
             skip_refused: true,
+            carried: Vec::new(),
         }
     }
 }
@@ -81,6 +92,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         _ => None,
     };
     debug_assert!(write.request_id.is_none() || single.is_some());
+    debug_assert!(write.carried.is_empty() || single.is_some());
     let outcome = transact!(ctx.store, |tx| {
         if let (Some(rid), Some(id)) = (&write.request_id, single)
             && repo::remembered_answer(tx, id, rid).await?.is_some()
@@ -89,7 +101,14 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         }
         let mut jobs = Vec::with_capacity(write.commands.len());
         let mut held = Vec::new();
-        let mut changes = Vec::with_capacity(write.commands.len());
+        let mut changes = Vec::with_capacity(write.commands.len() + write.carried.len());
+        if let Some(id) = single
+            && let Some(refusal) =
+                apply_carried(tx, id, &write, now, &backoff, &mut changes).await?
+        {
+            enqueue_echoes(tx, &ctx.config, &changes, now)?;
+            return Ok(Some((Committed { jobs, held }, changes, Some(refusal))));
+        }
         for (id, cmd) in &write.commands {
             match repo::transition(tx, *id, cmd.clone(), &write.author, now, &backoff).await {
                 Ok(mut cascade) => {
@@ -129,12 +148,15 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                 repo::remember_answer(tx, job.id, rid, &LeaseAnswer::of(job))?;
             }
         }
-        Ok(Some((Committed { jobs, held }, changes)))
+        Ok(Some((Committed { jobs, held }, changes, None)))
     })?;
     match outcome {
-        Some((committed, changes)) => {
+        Some((committed, changes, refusal)) => {
             adopt(ctx, &changes).await;
-            Ok(committed)
+            match refusal {
+                Some(refusal) => Err(refusal.into()),
+                None => Ok(committed),
+            }
         }
         // A retry of a write that was applied: answer with the job as it is now.
         None => {
@@ -147,6 +169,38 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
             })
         }
     }
+}
+
+/// Applies the writes `write` carries to job `id`, in order, each once per request id, and
+/// appends their changes. A carried write is a factory write alone would be: when one of them
+/// takes the lease away (a usage report that passes the job's own cost budget ends it), what
+/// was applied up to it stays, as it would have, and the rest of the write is refused as it
+/// then would be: the refusal is returned, to be answered once this much committed.
+async fn apply_carried<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    write: &JobWrite,
+    now: Millis,
+    backoff: &Backoff,
+    changes: &mut Vec<Transition>,
+) -> std::result::Result<Option<JobError>, RepoError> {
+    let fence = write.commands.first().and_then(|(_, cmd)| cmd.fence());
+    for (rid, cmd) in &write.carried {
+        if repo::remembered_answer(tx, id, rid).await?.is_some() {
+            continue;
+        }
+        let mut cascade =
+            repo::transition(tx, id, cmd.clone(), &write.author, now, backoff).await?;
+        let job = cascade[0].job.clone();
+        repo::remember_answer(tx, id, rid, &LeaseAnswer::of(&job))?;
+        changes.append(&mut cascade);
+        if let Some((factory, epoch)) = fence
+            && let Err(refusal) = job::check_fence(&job, factory, epoch)
+        {
+            return Ok(Some(refusal));
+        }
+    }
+    Ok(None)
 }
 
 /// Queues, in the change's own transaction, the echo of every change a tracker hears of (a

@@ -23,11 +23,14 @@ use crate::error::{CoordError, Result};
 pub(crate) enum JobMsg {
     /// Apply a state-machine command. `request_id` makes a factory write idempotent.
     /// `changed_paths`: what the job changed in its workspace (with complete or fail).
+    /// `carried`: the factory writes an end brings along, each under its own request id
+    /// (usage reports), applied before it in its transaction.
     Apply {
         cmd: Command,
         author: Author,
         request_id: Option<String>,
         changed_paths: Vec<String>,
+        carried: Vec<(String, Command)>,
         reply: RpcReplyPort<Result<Job>>,
     },
     /// Append a chunk of output, fenced like any factory write.
@@ -103,12 +106,14 @@ impl Actor for JobActor {
                 author,
                 request_id,
                 changed_paths,
+                carried,
                 reply,
             } => {
                 state.queued.fetch_sub(1, Ordering::Relaxed);
                 let write = JobWrite {
                     request_id,
                     changed_paths,
+                    carried,
                     ..JobWrite::one(state.id, cmd, author)
                 };
                 let outcome = commit::commit(&state.ctx, write).await.and_then(|c| {

@@ -3,6 +3,8 @@
 //! that reaches its limit holds its product's new jobs (and says why) until it is raised or
 //! its period resets, a pause holds them until resumed, and policy `stop` preempts the ones
 //! running; a job past its own cost budget ends; factory time is settled at the lease's end.
+//! Reports an end carries count as they would alone, once per request id, and not at all
+//! when the end is refused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,9 @@ use gigafactory_core::budget::{MICROS_PER_USD, Period, Policy};
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::fleet::Role;
 use gigafactory_core::job::{Command, JobId, JobState};
-use gigafactory_core::manifest::JobSpec;
-use gigafactory_core::usage::{Price, PriceTable};
-use gigafactory_core::wire::{BudgetBody, EnrollRequest, EnrollResponse, UsageReport};
+use gigafactory_core::manifest::{JobSpec, PAYLOAD_LEN_MAX_BYTES, Payload, TITLE_LEN_MAX_BYTES};
+use gigafactory_core::usage::{CARRIED_REPORTS_MAX, Price, PriceTable};
+use gigafactory_core::wire::{BudgetBody, EnrollRequest, EnrollResponse, UsageReport, UsageWrite};
 use gigafactory_storage::AnyStore;
 use tokio::sync::broadcast::Receiver;
 
@@ -363,11 +365,234 @@ async fn a_job_past_its_own_cost_budget_ends_and_factory_time_is_counted() {
             },
             "done".into(),
             vec![],
+            vec![],
         )
         .await;
     assert!(
         matches!(fenced, Err(CoordError::Fenced { .. })),
         "the holder was fenced"
+    );
+    coord.stop();
+}
+
+fn carried(request_id: &str, cost_usd: u64) -> UsageWrite {
+    UsageWrite {
+        request_id: request_id.into(),
+        report: report(cost_usd),
+    }
+}
+
+fn complete(f: &EnrollResponse, epoch: u64) -> Command {
+    Command::Complete {
+        factory: f.factory_id,
+        epoch,
+    }
+}
+
+/// The kinds and details of a job's usage and end events, in timeline order.
+async fn money_timeline(coord: &Coordinator, id: JobId) -> Vec<(EventKind, Option<String>)> {
+    coord
+        .events(id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::Usage | EventKind::Complete))
+        .map(|e| (e.kind, e.detail))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_carried_on_complete_counts_once_even_when_it_came_alone_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord, 0.0).await;
+    let (_, mut events) = coord.follow_fleet(None);
+    budget(&coord, "ops-daily", 10, Policy::Finish).await;
+    let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
+    // Sent alone, its answer lost: the agent carries it again on the end.
+    coord
+        .report_usage(f.factory_id, id, epoch, "u1".into(), report(1))
+        .await
+        .unwrap();
+    let usage = vec![carried("u1", 1), carried("u2", 8)];
+    for _ in 0..2 {
+        let answer = coord
+            .factory_write(id, complete(&f, epoch), "end".into(), vec![], usage.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.state, "succeeded",
+            "a retried end is answered the same"
+        );
+    }
+    let job = coord.job(id).await.unwrap();
+    assert_eq!(job.cost.total(), 9 * MICROS_PER_USD, "$1 once and $8");
+    let spent = coord.budget("ops-daily").await.unwrap().budget.spent_micros;
+    assert_eq!(spent, 9 * MICROS_PER_USD);
+    let alert = next(&mut events, EventKind::BudgetAlert).await;
+    assert_eq!(
+        alert.detail.as_deref(),
+        Some("budget ops-daily passed its alert: $9.00 of $10.00"),
+        "the carried report crosses the alert as it would alone"
+    );
+    assert_eq!(
+        money_timeline(&coord, id).await,
+        [
+            (EventKind::Usage, Some("gpt: $1.00".into())),
+            (EventKind::Usage, Some("gpt: $8.00".into())),
+            (EventKind::Complete, None),
+        ]
+    );
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_with_a_stale_epoch_carrying_usage_is_refused_and_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord, 0.0).await;
+    budget(&coord, "ops-daily", 100, Policy::Finish).await;
+    let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
+    let stale = coord
+        .factory_write(
+            id,
+            complete(&f, epoch + 1),
+            "end".into(),
+            vec![],
+            vec![carried("u1", 5)],
+        )
+        .await;
+    assert!(matches!(stale, Err(CoordError::Fenced { .. })), "{stale:?}");
+    let job = coord.job(id).await.unwrap();
+    assert_eq!(job.cost.total(), 0);
+    assert!(job.state.lease().is_some(), "the end was not applied");
+    assert_eq!(
+        coord.budget("ops-daily").await.unwrap().budget.spent_micros,
+        0
+    );
+    assert_eq!(money_timeline(&coord, id).await, []);
+    // Nothing was remembered under its id either: sent again by the holder, it counts.
+    coord
+        .report_usage(f.factory_id, id, epoch, "u1".into(), report(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        coord.job(id).await.unwrap().cost.total(),
+        5 * MICROS_PER_USD
+    );
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_carrying_a_report_it_cannot_price_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord, 0.0).await;
+    let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
+    let unknown = UsageWrite {
+        request_id: "u2".into(),
+        report: UsageReport {
+            model: "mystery".into(),
+            input_tokens: 10,
+            output_tokens: 10,
+            cost_micros: None,
+        },
+    };
+    let refused = coord
+        .factory_write(
+            id,
+            complete(&f, epoch),
+            "end".into(),
+            vec![],
+            vec![carried("u1", 1), unknown],
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(CoordError::Invalid(m)) if m.starts_with("usage report u2: no price")),
+        "{refused:?}"
+    );
+    let too_many: Vec<UsageWrite> = (0..=CARRIED_REPORTS_MAX)
+        .map(|i| carried(&format!("u{i}"), 1))
+        .collect();
+    let refused = coord
+        .factory_write(id, complete(&f, epoch), "end".into(), vec![], too_many)
+        .await;
+    assert!(
+        matches!(refused, Err(CoordError::Invalid(_))),
+        "{refused:?}"
+    );
+    let job = coord.job(id).await.unwrap();
+    assert_eq!((job.cost.total(), job.state.name()), (0, "leased"));
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carried_report_past_the_jobs_cost_budget_ends_it_and_the_end_is_refused_as_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord, 0.0).await;
+    budget(&coord, "ops-daily", 100, Policy::Finish).await;
+    let mut capped = spec("capped", "ops");
+    capped.cost_budget_micros = Some(MICROS_PER_USD);
+    let (id, epoch) = leased(&coord, &f, capped).await;
+    // As if sent alone: the first report counts and ends the job, the second meets the fence.
+    let ended = coord
+        .factory_write(
+            id,
+            complete(&f, epoch),
+            "end".into(),
+            vec![],
+            vec![carried("u1", 2), carried("u2", 5)],
+        )
+        .await;
+    assert!(matches!(ended, Err(CoordError::Fenced { .. })), "{ended:?}");
+    let job = coord.job(id).await.unwrap();
+    assert_eq!(
+        (job.state, job.cost.total()),
+        (JobState::Dead, 2 * MICROS_PER_USD)
+    );
+    assert_eq!(
+        coord.budget("ops-daily").await.unwrap().budget.spent_micros,
+        2 * MICROS_PER_USD
+    );
+    assert_eq!(
+        money_timeline(&coord, id).await,
+        [(EventKind::Usage, Some("gpt: $2.00".into()))]
+    );
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_job_ends_with_the_most_reports_an_end_may_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord, 0.0).await;
+    budget(&coord, "ops-daily", 1_000, Policy::Finish).await;
+    let mut big = spec("big", "ops");
+    big.payload = Payload::Command("x".repeat(PAYLOAD_LEN_MAX_BYTES));
+    big.title = "t".repeat(TITLE_LEN_MAX_BYTES);
+    let (id, epoch) = leased(&coord, &f, big).await;
+    let usage: Vec<UsageWrite> = (0..CARRIED_REPORTS_MAX)
+        .map(|i| carried(&format!("u{i}"), 1))
+        .collect();
+    let answer = coord
+        .factory_write(id, complete(&f, epoch), "end".into(), vec![], usage)
+        .await
+        .unwrap();
+    assert_eq!(answer.state, "succeeded");
+    let reports = CARRIED_REPORTS_MAX as u64;
+    assert_eq!(
+        coord.job(id).await.unwrap().cost.total(),
+        reports * MICROS_PER_USD
+    );
+    assert_eq!(
+        coord.budget("ops-daily").await.unwrap().budget.spent_micros,
+        reports * MICROS_PER_USD
     );
     coord.stop();
 }

@@ -94,7 +94,7 @@ async fn a_job_is_claimed_by_priority_completed_and_explained() {
         epoch: 1,
     };
     let answer = coord
-        .factory_write(high.id, cmd, "r1".into(), vec![])
+        .factory_write(high.id, cmd, "r1".into(), vec![], vec![])
         .await
         .unwrap();
     assert_eq!(answer.state, "succeeded");
@@ -105,7 +105,7 @@ async fn a_job_is_claimed_by_priority_completed_and_explained() {
     };
     assert!(
         coord
-            .factory_write(low.id, stale, "r2".into(), vec![])
+            .factory_write(low.id, stale, "r2".into(), vec![], vec![])
             .await
             .is_err(),
         "no lease, no write"
@@ -191,7 +191,7 @@ async fn crashed_actors_are_recovered_from_the_store() {
             epoch: 1,
         };
         match coord
-            .factory_write(job.id, cmd, "done".into(), vec![])
+            .factory_write(job.id, cmd, "done".into(), vec![], vec![])
             .await
         {
             Ok(a) => {

@@ -10,7 +10,7 @@ use gigafactory_core::fleet::{Factory, Role};
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::wire::{
     ClaimRequest, ClaimResponse, Complete, EnrollRequest, EnrollResponse, Fail, FencedWrite,
-    HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage,
+    HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -91,17 +91,19 @@ pub(crate) async fn claim(
     Ok(Json(ClaimResponse { jobs }).into_response())
 }
 
-/// Applies a fenced write; `changed_paths` (from complete and fail) feed scope warnings.
+/// Applies a fenced write; `changed_paths` (from complete and fail) feed scope warnings, and
+/// `usage` (the reports an end carries) is applied before it, in its transaction.
 async fn write(
     s: &AppState,
     id: &str,
     cmd: Command,
     request_id: String,
     changed_paths: Vec<String>,
+    usage: Vec<UsageWrite>,
 ) -> ApiResult<Json<LeaseAnswer>> {
     Ok(Json(
         s.coord
-            .factory_write(parse_job_id(id)?, cmd, request_id, changed_paths)
+            .factory_write(parse_job_id(id)?, cmd, request_id, changed_paths, usage)
             .await?,
     ))
 }
@@ -123,6 +125,7 @@ pub(crate) async fn renew(
             ttl_ms,
         },
         w.request_id,
+        Vec::new(),
         Vec::new(),
     )
     .await
@@ -151,6 +154,7 @@ pub(crate) async fn stage(
         },
         w.request_id,
         Vec::new(),
+        Vec::new(),
     )
     .await
 }
@@ -171,6 +175,7 @@ pub(crate) async fn complete(
         },
         w.request_id,
         w.body.changed_paths,
+        w.body.usage,
     )
     .await
 }
@@ -193,7 +198,7 @@ pub(crate) async fn fail(
         retryable: f.retryable,
         jitter,
     };
-    write(&s, &id, cmd, w.request_id, f.changed_paths).await
+    write(&s, &id, cmd, w.request_id, f.changed_paths, f.usage).await
 }
 
 pub(crate) async fn release(
@@ -213,6 +218,7 @@ pub(crate) async fn release(
         },
         w.request_id,
         Vec::new(),
+        w.body.usage,
     )
     .await
 }

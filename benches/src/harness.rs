@@ -14,8 +14,10 @@
 //!   the bench saw complete, and every job it submitted unless the run stopped early, or the
 //!   command fails after printing what it measured.
 //!
-//! With `--usage`, each job reports one usage write (a fixed cost) before it completes, and the
-//! budget the bench sets on its product must have spent exactly what was reported
+//! With `--usage`, each job reports one usage of a fixed cost, carried on its complete as the
+//! factory agent carries the reports left at a job's end (`--usage separate`: as a write of its
+//! own before the complete, as the agent sends a report while the job runs), and the budget the
+//! bench sets on its product must have spent exactly what was reported
 //! (`harness/load/spend.rs`).
 //!
 //! With `--queued-base Q`, Q jobs that no factory can take (they require capability `never`) are
@@ -47,7 +49,7 @@ use std::time::Duration;
 
 use child::{Launcher, Target};
 pub use error::{Error, Result};
-use load::Workload;
+use load::{UsageMode, Workload};
 
 /// Bounds on the flags, so a typo cannot ask for a billion connections.
 const JOBS_MAX: u64 = 100_000_000;
@@ -98,11 +100,12 @@ pub struct BenchArgs {
     /// Renew each lease once before completing it.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     renew: bool,
-    /// Report one usage write of a fixed cost from each job before it completes; a budget on
+    /// Report one usage of a fixed cost from each job: carried on its complete (`--usage`, or
+    /// `--usage carried`), or as a write of its own before it (`--usage separate`). A budget on
     /// the bench's product, set first with a limit it never reaches, must have spent exactly
     /// that cost times the reports accepted.
-    #[arg(long)]
-    usage: bool,
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "carried")]
+    usage: Option<UsageMode>,
     /// Job lease TTL of the coordinators the bench starts (their own default otherwise). After
     /// a node kill, a lease granted by an answer the kill lost is requeued only when it expires.
     #[arg(long, conflicts_with = "coordinator")]
@@ -278,5 +281,32 @@ mod tests {
         assert!(ensure_loopback("http://10.0.0.5:7070").is_err());
         assert!(ensure_loopback("http://example.com").is_err());
         assert!(ensure_loopback("https://127.0.0.1:7070").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn usage_of(args: &[&str]) -> Option<UsageMode> {
+        use clap::Parser as _;
+        let argv = std::iter::once("bench").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().bench.usage
+    }
+
+    #[test]
+    fn usage_is_carried_on_the_complete_unless_asked_for_separately() {
+        assert_eq!(usage_of(&[]), None);
+        assert_eq!(usage_of(&["--usage"]), Some(UsageMode::Carried));
+        assert_eq!(
+            usage_of(&["--usage", "--jobs", "10"]),
+            Some(UsageMode::Carried)
+        );
+        assert_eq!(
+            usage_of(&["--usage", "separate"]),
+            Some(UsageMode::Separate)
+        );
+        assert_eq!(usage_of(&["--usage=carried"]), Some(UsageMode::Carried));
     }
 }

@@ -51,6 +51,9 @@ pub struct WriteTag {
     pub action: String,
     pub epoch: u64,
     pub request_id: String,
+    /// The request ids of the usage reports an end carried, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<String>,
 }
 
 /// A job's epoch and state in a write's answer.

@@ -16,6 +16,10 @@ pub const MODEL_LEN_MAX: usize = 128;
 pub const TOKENS_MAX: u64 = 1_000_000_000_000;
 /// Most one report may cost: $10,000.
 pub const REPORT_MAX_MICROS: Micros = 10_000_000_000;
+/// Most usage reports one end (`complete`, `fail`, `release`) may carry. Each carried report
+/// rewrites the job's record in the end's transaction, and a record may take up to 100 KB:
+/// 64 of them stay well within the 10 MB a transaction may write, whatever the job.
+pub const CARRIED_REPORTS_MAX: usize = 64;
 /// While a lease lasts, factory time is settled (and counted against budgets) at most this
 /// often: at the renewal after this much unsettled time.
 pub const FACTORY_TIME_SETTLE_MS: u64 = 60_000;

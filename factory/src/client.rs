@@ -317,33 +317,31 @@ impl Coordinator {
     }
 
     /// Sends one fenced write (`renew`, `stage`, `logs`, `usage`, `complete`, `fail`,
-    /// `release`) for the lease `(job_id, epoch)`, under a new request id.
-    pub async fn write<T: Serialize>(
-        &self,
-        token: &str,
-        job_id: JobId,
-        action: &'static str,
-        epoch: u64,
-        body: T,
-        retry: Retry,
-    ) -> Result<WriteOutcome, CallError> {
-        let write = FencedWrite {
-            epoch,
-            request_id: uuid::Uuid::new_v4().to_string(),
-            body,
-        };
-        self.write_as(token, job_id, action, write, retry).await
-    }
-
-    /// [`Coordinator::write`] under the request id `write` carries: one the caller keeps (a
-    /// usage report's, given when the job wrote it), so that sending it again, even from
-    /// another agent process, is answered as the first send was and counted once.
+    /// `release`) for the lease `(job_id, write.epoch)` under the request id `write` carries:
+    /// a new one, or one the caller keeps (a usage report's, given when the job wrote it), so
+    /// that sending it again, even from another agent process, is answered as the first send
+    /// was and counted once.
     pub async fn write_as<T: Serialize>(
         &self,
         token: &str,
         job_id: JobId,
         action: &'static str,
         write: FencedWrite<T>,
+        retry: Retry,
+    ) -> Result<WriteOutcome, CallError> {
+        self.write_carrying(token, job_id, action, write, Vec::new(), retry)
+            .await
+    }
+
+    /// [`Coordinator::write_as`] for an end whose body carries usage reports: `carried` are
+    /// their request ids, which the journal records with the write.
+    pub async fn write_carrying<T: Serialize>(
+        &self,
+        token: &str,
+        job_id: JobId,
+        action: &'static str,
+        write: FencedWrite<T>,
+        carried: Vec<String>,
         retry: Retry,
     ) -> Result<WriteOutcome, CallError> {
         let epoch = write.epoch;
@@ -354,6 +352,7 @@ impl Coordinator {
             action: action.to_owned(),
             epoch,
             request_id: write.request_id.clone(),
+            usage: carried,
         });
         match self
             .post_tagged::<_, LeaseAnswer>(&path, token, &write, timeout, retry, tag.as_ref())

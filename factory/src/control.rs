@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
 
-pub use usage::{pending_usage, write_usage, write_usage_in};
+pub use usage::{PendingUsage, pending_usage, split_for_end, write_usage, write_usage_in};
 
 /// The variable that names a job's control directory.
 pub const CONTROL_DIR_ENV: &str = "GF_CONTROL_DIR";

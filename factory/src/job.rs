@@ -2,10 +2,10 @@
 //! and five helpers — the output pump, the log sender, the lease renewer, the stage watcher and
 //! the usage sender — then supervises the process: it exits, or a stop is asked for (cancel,
 //! preempt, lost lease, budget, shutdown) and carried out with SIGTERM, a grace period and
-//! SIGKILL. Then the usage reports still waiting are sent, the rest of the output delivered,
-//! the changed paths computed, and the end reported: `complete`, `fail` or `release`, retried
-//! until the coordinator takes it. A lost lease (`409`, `404`) anywhere ends everything at
-//! once: SIGKILL, and not another word to the coordinator.
+//! SIGKILL. Then the usage sender stops, the rest of the output is delivered, the changed
+//! paths computed, and the end reported: `complete`, `fail` or `release`, carrying the usage
+//! reports still waiting, retried until the coordinator takes it. A lost lease (`409`, `404`)
+//! anywhere ends everything at once: SIGKILL, and not another word to the coordinator.
 //!
 //! This file is the job's life on this machine; `job/report.rs` is everything it tells the
 //! coordinator.
@@ -246,9 +246,9 @@ pub async fn run_job(
         return;
     }
 
-    // Every usage report the job wrote goes before its end: after the end the lease is gone
-    // and the report would be refused. The renewer keeps the lease meanwhile, and the reports
-    // go before the output is closed, so a refusal can still be noted in it.
+    // The usage sender stops (after the report it is sending, if one): the reports still
+    // waiting ride on the end, in its transaction, which saves a write each. Read only once it
+    // stopped, so that no report goes both ways at once.
     let _ = usage_last_call.send(());
     if !ctx.delivered(&mut usage, "its usage").await {
         RunningMarker::remove(&ws.control);
@@ -273,7 +273,9 @@ pub async fn run_job(
     // lost lease. The end itself is retried within what is left of the lease.
     renewer.abort();
     let report = final_report(&ws, status, ended_by, changed);
-    ctx.delivered(send_report(&ctx, report), "its end").await;
+    let pending = control::pending_usage(&ws.control);
+    ctx.delivered(send_report(&ctx, report, pending), "its end")
+        .await;
     RunningMarker::remove(&ws.control);
     let shared = ctx.shared.clone();
     let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;

@@ -1,10 +1,10 @@
 //! Jobs orphaned by an agent that died: at start-up, every workspace still holding a
 //! `running.json` marker was running when the previous agent stopped without reporting its end.
-//! Its processes (if they still run that job) are killed, the usage reports it left unsent are
-//! sent (each under the request id it was written with, so one the dead agent sent already is
-//! counted once), and the coordinator is told the attempt failed, retryably, so the job is
-//! requeued now instead of when its lease expires. The marker goes once the coordinator took
-//! the report (or answered that the lease is gone).
+//! Its processes (if they still run that job) are killed, and the coordinator is told the
+//! attempt failed, retryably, so the job is requeued now instead of when its lease expires; the
+//! fail carries the usage reports the attempt left unsent (each under the request id it was
+//! written with, so one the dead agent sent already is counted once). The marker goes once the
+//! coordinator took the report (or answered that the lease is gone).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::client::{CallError, Retry, WriteOutcome};
 use crate::context::Shared;
-use crate::control::{self, RunningMarker};
+use crate::control::{self, PendingUsage, RunningMarker};
 use crate::process::{self, Signal};
 use crate::workspace::JOBS_DIR;
 
@@ -101,7 +101,44 @@ fn next_after(shared: &Shared, sent: Result<WriteOutcome, CallError>, what: &str
 }
 
 async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
-    for pending in control::pending_usage(&control) {
+    let (alone, carried) = control::split_for_end(control::pending_usage(&control));
+    // More than a fail may carry: the oldest go first, alone.
+    if !send_alone(&shared, &control, &marker, alone).await {
+        return;
+    }
+    let mut sent = send_fail(&shared, &marker, &carried).await;
+    let invalid = |sent: &Result<WriteOutcome, CallError>| matches!(sent, Err(CallError::Status { status: 400, body }) if body.error == "invalid_request");
+    if invalid(&sent) && !carried.is_empty() {
+        // A report the coordinator cannot take (one it cannot price): alone, the rest count.
+        warn!(
+            reports = carried.len(),
+            "the orphan's fail was refused with the usage it carried: sending the reports alone, then the fail"
+        );
+        if !send_alone(&shared, &control, &marker, carried).await {
+            return;
+        }
+        sent = send_fail(&shared, &marker, &[]).await;
+    } else if matches!(sent, Ok(WriteOutcome::Accepted(_))) {
+        carried.iter().for_each(PendingUsage::remove);
+    }
+    let accepted = matches!(sent, Ok(WriteOutcome::Accepted(_)));
+    match next_after(&shared, sent, "fail") {
+        Next::Continue if accepted => info!("reported a job orphaned by a restart"),
+        Next::Continue | Next::Done => {}
+        Next::Later => return,
+    }
+    RunningMarker::remove(&control);
+}
+
+/// Sends `pending` alone, each under its id; false once the orphan's report must stop here
+/// (the marker is gone when the lease was, kept when the coordinator could not be reached).
+async fn send_alone(
+    shared: &Shared,
+    control: &Path,
+    marker: &RunningMarker,
+    pending: Vec<PendingUsage>,
+) -> bool {
+    for pending in pending {
         let write = FencedWrite {
             epoch: marker.epoch,
             request_id: pending.request_id.clone(),
@@ -117,34 +154,47 @@ async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
                 Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
             )
             .await;
-        match next_after(&shared, sent, "usage") {
+        match next_after(shared, sent, "usage") {
             Next::Continue => pending.remove(),
-            Next::Done => return RunningMarker::remove(&control),
-            Next::Later => return,
+            Next::Done => {
+                RunningMarker::remove(control);
+                return false;
+            }
+            Next::Later => return false,
         }
     }
+    true
+}
+
+/// Sends the orphan's fail, carrying `carried`.
+async fn send_fail(
+    shared: &Shared,
+    marker: &RunningMarker,
+    carried: &[PendingUsage],
+) -> Result<WriteOutcome, CallError> {
+    let usage: Vec<_> = carried.iter().map(PendingUsage::carried).collect();
+    let ids = usage.iter().map(|u| u.request_id.clone()).collect();
     let fail = Fail {
         error: ORPHANED_ERROR.into(),
         exit_code: None,
         retryable: true,
         changed_paths: Vec::new(),
+        usage,
     };
-    let sent = shared
+    let write = FencedWrite {
+        epoch: marker.epoch,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        body: fail,
+    };
+    shared
         .coordinator
-        .write(
+        .write_carrying(
             &shared.identity.token,
             marker.job_id,
             "fail",
-            marker.epoch,
-            fail,
+            write,
+            ids,
             Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
         )
-        .await;
-    let accepted = matches!(sent, Ok(WriteOutcome::Accepted(_)));
-    match next_after(&shared, sent, "fail") {
-        Next::Continue if accepted => info!("reported a job orphaned by a restart"),
-        Next::Continue | Next::Done => {}
-        Next::Later => return,
-    }
-    RunningMarker::remove(&control);
+        .await
 }

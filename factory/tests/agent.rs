@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use gigafactory_core::manifest::Payload;
 use gigafactory_core::wire::{
     ClaimRequest, ClaimResponse, ClaimedJob, Complete, EnrollRequest, EnrollResponse, ErrorBody,
     FactoryCommand, Fail, FencedWrite, HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk,
-    LogStream, Release, Renew, Stage, UsageReport,
+    LogStream, Release, Renew, Stage, UsageReport, UsageWrite,
 };
 use gigafactory_factory::{AgentConfig, AgentError, run, write_usage_in};
 use serde::de::DeserializeOwned;
@@ -79,8 +79,6 @@ struct Fake {
     log_chunks_max: AtomicUsize,
     /// Answer the next this many usage reports `503`, as a node whose store is unavailable does.
     usage_unavailable: AtomicUsize,
-    /// Take this long over each usage report before applying it, as a loaded node does.
-    usage_commit_ms: AtomicU64,
 }
 
 impl Fake {
@@ -95,7 +93,6 @@ impl Fake {
             command: Mutex::new(None),
             log_chunks_max: AtomicUsize::new(usize::MAX),
             usage_unavailable: AtomicUsize::new(0),
-            usage_commit_ms: AtomicU64::new(0),
         })
     }
 
@@ -249,10 +246,6 @@ async fn job_write(
         "usage" => parse::<UsageReport>(&body).map(|w| w.epoch),
         _ => None,
     };
-    if action == "usage" {
-        let commit_ms = fake.usage_commit_ms.load(Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(commit_ms)).await;
-    }
     let unavailable = action == "usage"
         && fake
             .usage_unavailable
@@ -268,9 +261,19 @@ async fn job_write(
         });
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None);
     }
-    // The fake's price table knows one model, as a coordinator's `[prices]` might.
-    let model = body["model"].clone();
-    let unpriced = action == "usage" && body["cost_micros"].is_null() && model != "sonnet";
+    // The fake's price table knows one model, as a coordinator's `[prices]` might; an end is
+    // refused whole for a report it carries that cannot be priced.
+    let priced = |report: &serde_json::Value| {
+        !report["cost_micros"].is_null() || report["model"] == "sonnet"
+    };
+    let carried = body["usage"].as_array().cloned().unwrap_or_default();
+    let model = match action.as_str() {
+        "usage" => Some(&body),
+        _ => carried.iter().find(|r| !priced(r)),
+    }
+    .map(|r| r["model"].clone());
+    let unpriced = (action == "usage" && !priced(&body)) || (action != "usage" && model.is_some());
+    let model = model.unwrap_or_default();
     let fenced = fake.fence.load(Ordering::SeqCst);
     let over_log_limit = action == "logs"
         && fake
@@ -1060,12 +1063,13 @@ async fn a_usage_report_answered_503_is_sent_again_under_the_same_request_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn usage_reports_left_at_the_jobs_end_are_sent_before_it_in_the_order_written() {
-    let t = WaitingJob::start(15, 15_000, |fake, cfg| {
-        // Slow enough that an end sent without waiting for the reports would arrive first.
-        fake.usage_commit_ms.store(200, Ordering::SeqCst);
-        // No look at the usage directory while the job runs: only the last pass sends them.
+async fn usage_reports_left_at_the_jobs_end_ride_on_its_complete_in_the_order_written() {
+    let journal_dir = tempfile::tempdir().unwrap();
+    let journal = journal_dir.path().join("journal.jsonl");
+    let t = WaitingJob::start(15, 15_000, |_, cfg| {
+        // No look at the usage directory while the job runs: every report is left at its end.
         cfg.stage_poll_interval = Duration::from_secs(3_600);
+        cfg.journal = Some(journal.clone());
     })
     .await;
     let models = ["opus", "sonnet", "haiku"];
@@ -1073,19 +1077,80 @@ async fn usage_reports_left_at_the_jobs_end_are_sent_before_it_in_the_order_writ
         .iter()
         .map(|model| t.report(&usage(model, 1, 1, Some(10))))
         .collect();
-    assert_eq!(t.usage_writes().len(), 0);
     t.complete().await;
-    let sent: Vec<(String, String)> = t
+    assert_eq!(t.usage_writes().len(), 0, "no report went alone");
+    let end: FencedWrite<Complete> = t.fake.write_of(t.job.job_id, "complete").unwrap();
+    let carried: Vec<(String, String)> = end
+        .body
+        .usage
+        .into_iter()
+        .map(|u| (u.request_id, u.report.model))
+        .collect();
+    let expected: Vec<(String, String)> =
+        ids.iter().cloned().zip(models.map(String::from)).collect();
+    assert_eq!(
+        carried, expected,
+        "carried under their own ids, in the order written"
+    );
+    assert_eq!(end.epoch, 15);
+    eventually("the carried reports' files to go", || {
+        let left = std::fs::read_dir(t.control.join("usage")).ok()?.count();
+        (left == 0).then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let tag = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<gigafactory_core::journal::Exchange>(l).ok())
+        .find_map(|e| e.write.filter(|w| w.action == "complete"))
+        .expect("the complete is in the journal");
+    assert_eq!(
+        tag.usage, ids,
+        "the journal names the reports the complete carried"
+    );
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_refused_for_a_report_it_carries_sends_the_reports_alone_then_itself_without() {
+    let t = WaitingJob::start(17, 15_000, |_, cfg| {
+        cfg.stage_poll_interval = Duration::from_secs(3_600);
+    })
+    .await;
+    let mystery = t.report(&usage("mystery", 10, 10, None));
+    let priced = t.report(&usage("sonnet", 10, 10, None));
+    t.complete().await;
+    let writes = eventually("a complete taken", || {
+        let writes = t.fake.writes(t.job.job_id);
+        writes
+            .iter()
+            .any(|(a, _, status)| a == "complete" && *status == 200)
+            .then_some(writes)
+    })
+    .await;
+    let ends: Vec<(&str, usize, u16)> = writes
+        .iter()
+        .filter(|(a, _, _)| a == "complete" || a == "usage")
+        .map(|(a, body, status)| {
+            let carried = body["usage"].as_array().map_or(0, Vec::len);
+            (a.as_str(), carried, *status)
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            ("complete", 2, 400),
+            ("usage", 0, 400),
+            ("usage", 0, 200),
+            ("complete", 0, 200)
+        ]
+    );
+    let alone: Vec<String> = t
         .usage_writes()
         .into_iter()
-        .map(|(w, _)| (w.request_id, w.body.model))
+        .map(|(w, _)| w.request_id)
         .collect();
-    let expected: Vec<(String, String)> = ids.into_iter().zip(models.map(String::from)).collect();
-    assert_eq!(sent, expected);
-    let writes = t.fake.writes(t.job.job_id);
-    let complete_at = writes.iter().position(|(a, _, _)| a == "complete").unwrap();
-    let last_usage_at = writes.iter().rposition(|(a, _, _)| a == "usage").unwrap();
-    assert!(last_usage_at < complete_at, "usage goes before the end");
+    assert_eq!(alone, [mystery, priced], "alone under the same ids");
     t.agent.shutdown().await.unwrap();
 }
 
@@ -1111,7 +1176,7 @@ async fn a_fenced_usage_report_kills_the_job_and_nothing_more_is_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_orphans_unsent_usage_goes_under_its_id_before_the_orphans_fail() {
+async fn an_orphans_unsent_usage_rides_on_its_fail_under_its_id() {
     let fake = Fake::new(15_000, Vec::new());
     let url = serve(fake.clone()).await;
     let workdir = tempfile::tempdir().unwrap();
@@ -1129,20 +1194,23 @@ async fn an_orphans_unsent_usage_goes_under_its_id_before_the_orphans_fail() {
     left_running(&control, job_id, 21, 1, pid);
 
     let agent = Agent::start(config(&url, workdir.path()));
-    eventually("the orphan report", || {
+    let fail: FencedWrite<Fail> = eventually("the orphan report", || {
         fake.write_of::<Fail>(job_id, "fail")
     })
     .await;
-    let sent = usage_writes(&fake, job_id);
-    assert_eq!(sent.len(), 1);
+    assert_eq!(usage_writes(&fake, job_id).len(), 0, "no report went alone");
+    assert_eq!(fail.epoch, 21);
     assert_eq!(
-        (sent[0].0.epoch, sent[0].0.request_id.as_str()),
-        (21, id.as_str())
+        fail.body.usage,
+        [UsageWrite {
+            request_id: id,
+            report
+        }]
     );
-    assert_eq!(sent[0].0.body, report);
-    assert!(position_of(&fake, job_id, "usage") < position_of(&fake, job_id, "fail"));
-    eventually("the marker to go", || {
-        (!control.join("running.json").exists()).then_some(())
+    eventually("the marker and the report to go", || {
+        let gone = !control.join("running.json").exists()
+            && std::fs::read_dir(control.join("usage")).ok()?.count() == 0;
+        gone.then_some(())
     })
     .await;
     agent.shutdown().await.unwrap();

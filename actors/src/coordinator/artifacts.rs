@@ -79,7 +79,7 @@ impl Coordinator {
             limits,
         };
         let written = self
-            .factory_write(id, cmd, upload.request_id, Vec::new())
+            .factory_write(id, cmd, upload.request_id, Vec::new(), Vec::new())
             .await;
         if let Err(e) = &written
             && !e.may_have_committed()

@@ -6,7 +6,7 @@ use gigafactory_core::budget::{
 };
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{Command, FactoryId, Job, JobId};
-use gigafactory_core::usage;
+use gigafactory_core::usage::{self, UsageError};
 use gigafactory_core::wire::{
     BudgetBody, BudgetDetail, BudgetView, JobSpend, LeaseAnswer, UsageReport,
 };
@@ -32,23 +32,37 @@ impl Coordinator {
         request_id: String,
         report: UsageReport,
     ) -> Result<LeaseAnswer> {
+        let cmd = self
+            .usage_command(factory, epoch, report)
+            .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        self.factory_write(id, cmd, request_id, Vec::new(), Vec::new())
+            .await
+    }
+
+    /// The command that counts `report` for the lease `(factory, epoch)`: priced from its
+    /// dollars, or its tokens at the configured price. Reports sent alone and reports an end
+    /// carries are priced here alike.
+    pub(super) fn usage_command(
+        &self,
+        factory: FactoryId,
+        epoch: u64,
+        report: UsageReport,
+    ) -> Result<Command, UsageError> {
         let micros = usage::price(
             &report.model,
             report.input_tokens,
             report.output_tokens,
             report.cost_micros,
             &self.ctx.config.prices,
-        )
-        .map_err(|e| CoordError::Invalid(e.to_string()))?;
-        let cmd = Command::Usage {
+        )?;
+        Ok(Command::Usage {
             factory,
             epoch,
             model: report.model,
             input_tokens: report.input_tokens,
             output_tokens: report.output_tokens,
             micros,
-        };
-        self.factory_write(id, cmd, request_id, Vec::new()).await
+        })
     }
 
     /// Every budget, where it stands now.

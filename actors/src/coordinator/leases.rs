@@ -1,5 +1,6 @@
 //! What factories do with leases: long-poll claims (placed by the scheduler), the fenced
-//! writes on a lease they hold (renew, stage, complete, fail, release), and their output.
+//! writes on a lease they hold (renew, stage, complete, fail, release, the last with the usage
+//! reports they carry), and their output.
 //! Every write goes to the job's actor, which commits it after checking the epoch (J3).
 
 use std::time::Duration;
@@ -8,13 +9,24 @@ use gigafactory_core::event::Author;
 use gigafactory_core::fleet::FactoryStatus;
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::scoring::FactoryView;
-use gigafactory_core::wire::{ClaimedJob, LeaseAnswer, LogChunk};
+use gigafactory_core::usage::CARRIED_REPORTS_MAX;
+use gigafactory_core::wire::{ClaimedJob, LeaseAnswer, LogChunk, UsageWrite};
 use tokio::sync::oneshot;
 
 use super::Coordinator;
 use crate::error::{CoordError, Result};
 use crate::job_actor::JobMsg;
 use crate::scheduler::{ClaimAsk, SchedulerMsg};
+
+/// Refuses a request id a factory write may not carry.
+fn check_request_id(request_id: &str) -> Result<()> {
+    if request_id.is_empty() || request_id.len() > REQUEST_ID_MAX_BYTES {
+        return Err(CoordError::Invalid(format!(
+            "request_id must be 1 to {REQUEST_ID_MAX_BYTES} characters"
+        )));
+    }
+    Ok(())
+}
 
 /// Changed paths one report may list (the agent caps its list at the same number).
 const CHANGED_PATHS_MAX: usize = 10_000;
@@ -69,28 +81,46 @@ impl Coordinator {
         out
     }
 
-    /// A fenced factory write (renew, stage, complete, fail, release). `changed_paths` (with
-    /// complete and fail) outside the job's scope become a warning event.
+    /// A fenced factory write (renew, stage, usage, complete, fail, release). `changed_paths`
+    /// (with complete and fail) outside the job's scope become a warning event. `usage` (with
+    /// an end) are the reports not sent yet: each is priced and applied before the end, in its
+    /// transaction, once per its own request id; the end refused, none of them counts.
     pub async fn factory_write(
         &self,
         id: JobId,
         cmd: Command,
         request_id: String,
         changed_paths: Vec<String>,
+        usage: Vec<UsageWrite>,
     ) -> Result<LeaseAnswer> {
         if changed_paths.len() > CHANGED_PATHS_MAX {
             return Err(CoordError::Invalid(format!(
                 "at most {CHANGED_PATHS_MAX} changed paths"
             )));
         }
-        if request_id.is_empty() || request_id.len() > REQUEST_ID_MAX_BYTES {
+        if usage.len() > CARRIED_REPORTS_MAX {
             return Err(CoordError::Invalid(format!(
-                "request_id must be 1 to {REQUEST_ID_MAX_BYTES} characters"
+                "an end carries at most {CARRIED_REPORTS_MAX} usage reports; send the rest alone"
             )));
         }
-        let Some((factory, _)) = cmd.fence() else {
+        check_request_id(&request_id)?;
+        let Some((factory, epoch)) = cmd.fence() else {
             return Err(CoordError::Internal("not a factory write".into()));
         };
+        let mut carried = Vec::with_capacity(usage.len());
+        for u in usage {
+            check_request_id(&u.request_id)?;
+            if u.request_id == request_id {
+                return Err(CoordError::Invalid(format!(
+                    "usage report {}: a carried report needs a request id of its own",
+                    u.request_id
+                )));
+            }
+            let report = self
+                .usage_command(factory, epoch, u.report)
+                .map_err(|e| CoordError::Invalid(format!("usage report {}: {e}", u.request_id)))?;
+            carried.push((u.request_id, report));
+        }
         let job = self
             .ctx
             .ask_job(id, |reply| JobMsg::Apply {
@@ -98,6 +128,7 @@ impl Coordinator {
                 author: Author::Factory(factory),
                 request_id: Some(request_id.clone()),
                 changed_paths: changed_paths.clone(),
+                carried: carried.clone(),
                 reply,
             })
             .await?;

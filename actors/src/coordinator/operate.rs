@@ -57,6 +57,7 @@ impl Coordinator {
                 author: author.clone(),
                 request_id: None,
                 changed_paths: Vec::new(),
+                carried: Vec::new(),
                 reply,
             })
             .await

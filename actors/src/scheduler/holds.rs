@@ -122,6 +122,7 @@ impl SchedulerState {
                     author: Author::Scheduler,
                     request_id: None,
                     changed_paths: Vec::new(),
+                    carried: Vec::new(),
                     reply,
                 })
                 .await;

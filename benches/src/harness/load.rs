@@ -1,4 +1,4 @@
-//! The workload: simulated factories (claim → renew → complete) and submitters driving one
+//! The workload: simulated factories (claim → renew → (usage →) complete) and submitters driving one
 //! coordinator, or the nodes of a cluster, over HTTP. This file holds what every client of a
 //! run shares and how each request is sent; `load/clients.rs` runs the clients and gathers
 //! what they measured, `load/preload.rs` queues jobs before a run, `load/verify.rs` holds
@@ -24,7 +24,7 @@ use super::error::{Error, Result};
 use crate::procfs::{CpuSample, Watched};
 pub(crate) use clients::{Measured, measure};
 pub(crate) use preload::{preload, wait_indexed};
-pub(crate) use spend::{check_spend, remove_budget, set_budget, spent};
+pub(crate) use spend::{UsageMode, check_spend, remove_budget, set_budget, spent};
 pub(crate) use verify::{check, count_succeeded, verdict};
 
 /// The product of the measured jobs; the verification lists it.
@@ -44,8 +44,8 @@ pub(crate) struct Workload {
     pub slots: u32,
     pub submitters: u32,
     pub renew: bool,
-    /// Each job reports one usage write before it completes (`load/spend.rs`).
-    pub usage: bool,
+    /// Each job reports one usage, and how (`load/spend.rs`).
+    pub usage: Option<UsageMode>,
     /// Submits carry an idempotency key, so one whose answer was lost with its node can be sent
     /// again to another node without making a second job. It costs the submit one more read
     /// and write, so the runs compared with each other either all have it or none.
@@ -117,7 +117,7 @@ pub(crate) struct Shared {
     /// Makes this run's job keys unique, so one store can be benched twice.
     run_id: String,
     renew: bool,
-    usage: bool,
+    usage: Option<UsageMode>,
     keyed_submits: bool,
     jobs: u64,
     deadline: Instant,

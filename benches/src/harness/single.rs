@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::child::Target;
 use super::error::{Error, Result};
-use super::load::{self, Shared, Workload};
+use super::load::{self, Shared, UsageMode, Workload};
 use super::{BenchArgs, write_json};
 use crate::procfs::{Memory, Watched, load_average, show_pct};
 
@@ -65,7 +65,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
         args.slots,
         args.submitters,
         if args.renew { "on" } else { "off" },
-        if args.usage { "on" } else { "off" },
+        UsageMode::describe(args.usage),
         args.queued_base
     );
     println!("coordinator: {}", target.describe());
@@ -131,7 +131,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     }
 
     let sh = shared(Instant::now() + phase);
-    let budget = if args.usage {
+    let budget = if args.usage.is_some() {
         Some(load::set_budget(&sh, &run_id).await?)
     } else {
         None
@@ -169,7 +169,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     if args.renew {
         println!("{}", m.renew.row("renew"));
     }
-    if args.usage {
+    if args.usage == Some(UsageMode::Separate) {
         println!("{}", m.usage.row("usage"));
     }
     println!("{}", m.complete.row("complete"));
@@ -208,7 +208,8 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
             "slots": args.slots,
             "submitters": args.submitters,
             "renew": args.renew,
-            "usage_reports": args.usage.then_some(m.usage_reported),
+            "usage_mode": UsageMode::describe(args.usage),
+            "usage_reports": args.usage.map(|_| m.usage_reported),
             "budget_spend_check": spend.as_ref().map(|s| match s {
                 Ok(line) | Err(line) => line,
             }),

@@ -74,8 +74,12 @@ pub(super) fn check_factory_side(
         let mut first_sent: HashMap<&str, u64> = HashMap::new();
         for e in &journal.exchanges {
             if let Some(w) = &e.write {
-                let t = first_sent.entry(w.request_id.as_str()).or_insert(e.sent_at);
-                *t = (*t).min(e.sent_at);
+                // A usage report an end carries is sent with it, under its own id: alone
+                // before, or carried again after, it is the same request.
+                for id in std::iter::once(&w.request_id).chain(&w.usage) {
+                    let t = first_sent.entry(id.as_str()).or_insert(e.sent_at);
+                    *t = (*t).min(e.sent_at);
+                }
                 if e.fenced() {
                     let t = fenced_at
                         .entry((w.job.to_string(), w.epoch))
@@ -160,8 +164,13 @@ pub(super) fn check_factory_side(
                         ));
                     }
                 }
+                let sent_after = |fenced: u64| {
+                    std::iter::once(&w.request_id)
+                        .chain(&w.usage)
+                        .any(|id| first_sent.get(id.as_str()).copied().unwrap_or(0) > fenced)
+                };
                 if let Some(&fenced) = fenced_at.get(&(job.clone(), w.epoch))
-                    && first_sent.get(w.request_id.as_str()).copied().unwrap_or(0) > fenced
+                    && sent_after(fenced)
                 {
                     out.violations.push(journal_violation(
                         Invariant::C4,
@@ -279,6 +288,7 @@ mod tests {
                 action: action.into(),
                 epoch,
                 request_id: request.into(),
+                usage: Vec::new(),
             }),
             error: (status == 409).then(|| "fenced".to_string()),
             answer: (status == 200).then(|| gigafactory_core::journal::Seen {
@@ -336,6 +346,58 @@ mod tests {
         assert!(v.violations.is_empty(), "{:?}", v.violations);
         assert_eq!((v.factory_requests, v.factory_requests_matched), (7, 5));
         assert_eq!(h.fenced_refusals(), 1);
+    }
+
+    /// `wrote`, carrying the usage reports `usage`.
+    fn carrying(mut e: Exchange, usage: &[&str]) -> Exchange {
+        let tag = e.write.as_mut().expect("a write");
+        tag.usage = usage.iter().map(|u| u.to_string()).collect();
+        e
+    }
+
+    #[test]
+    fn usage_carried_on_an_end_is_checked_as_a_write_of_that_lease() {
+        let run = |factory: &'static str, epoch: u64| {
+            journaled(
+                fenced_run(),
+                vec![(
+                    factory,
+                    vec![
+                        wrote(55, "usage", epoch, "u1", 200),
+                        carrying(wrote(60, "complete", epoch, "r3", 200), &["u1", "u2"]),
+                    ],
+                )],
+            )
+        };
+        let v = check(&run(F2, 3));
+        assert!(v.violations.is_empty(), "{:?}", v.violations);
+        detects(&run(F1, 3), Invariant::C4);
+    }
+
+    #[test]
+    fn a_usage_report_first_sent_after_its_epoch_was_fenced_breaks_c4_even_when_carried() {
+        // F1 heard epoch 1 fenced at 91; a report it first sent after that, then carried on a
+        // retry of an end first sent before, must not have been taken.
+        let h = journaled(
+            fenced_run(),
+            vec![(
+                F1,
+                vec![
+                    granted(10, 1),
+                    wrote(80, "complete", 1, "r2", 0),
+                    wrote(90, "renew", 1, "r1", 409),
+                    wrote(92, "usage", 1, "u9", 0),
+                    carrying(wrote(95, "complete", 1, "r2", 200), &["u9"]),
+                ],
+            )],
+        );
+        let v = check(&h);
+        assert!(
+            v.violations.iter().any(|x| x.invariant == Invariant::C4
+                && x.message.contains("after the coordinator had fenced")),
+            "{:?}",
+            v.violations
+        );
     }
 
     #[test]

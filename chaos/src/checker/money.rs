@@ -1,9 +1,10 @@
 //! C8: money is counted exactly. A usage report the store accepts adds its amount to the
 //! job's cost and a `usage` event (`"MODEL: $X"`) to its timeline in one transaction, and the
-//! same amount to the budget (B1); a retried report adds nothing. So each job's cost is the
-//! sum of its usage events, and the run's budget spent the sum of its jobs' costs — unless the
-//! run crossed into a new budget period, which splits the spend (then only the jobs are
-//! checked).
+//! same amount to the budget (B1); a retried report adds nothing. A report carried on a job's
+//! end is applied in the end's transaction just so, with an event of its own before the
+//! end's. So each job's cost is the sum of its usage events, and the run's budget spent the
+//! sum of its jobs' costs — unless the run crossed into a new budget period, which splits the
+//! spend (then only the jobs are checked).
 
 use gigafactory_core::budget::parse_usd;
 use gigafactory_core::event::EventKind;

@@ -22,6 +22,58 @@ pub struct UsageReport {
     pub cost_micros: Option<Micros>,
 }
 
+/// A usage report carried on a job's end (`complete`, `fail`, `release`), under the request id
+/// it would have been sent with alone: the end applies it first, in the same transaction, and
+/// counts it once per id whether it arrived alone, carried, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "FlatUsageWrite", into = "FlatUsageWrite")]
+pub struct UsageWrite {
+    pub request_id: String,
+    pub report: UsageReport,
+}
+
+/// [`UsageWrite`] on the wire: one flat object, `{"request_id", "model", ...}`. Spelled out
+/// rather than flattened, since serde does not refuse unknown fields through `flatten`, and a
+/// misspelt `cost_micros` must not be priced as if it were absent.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlatUsageWrite {
+    request_id: String,
+    model: String,
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    cost_micros: Option<Micros>,
+}
+
+impl From<FlatUsageWrite> for UsageWrite {
+    fn from(w: FlatUsageWrite) -> Self {
+        UsageWrite {
+            request_id: w.request_id,
+            report: UsageReport {
+                model: w.model,
+                input_tokens: w.input_tokens,
+                output_tokens: w.output_tokens,
+                cost_micros: w.cost_micros,
+            },
+        }
+    }
+}
+
+impl From<UsageWrite> for FlatUsageWrite {
+    fn from(w: UsageWrite) -> Self {
+        FlatUsageWrite {
+            request_id: w.request_id,
+            model: w.report.model,
+            input_tokens: w.report.input_tokens,
+            output_tokens: w.report.output_tokens,
+            cost_micros: w.report.cost_micros,
+        }
+    }
+}
+
 /// A job's cost as the API shows it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostView {
@@ -143,4 +195,61 @@ pub struct BudgetDetail {
     pub burndown: Burndown,
     /// The jobs that spent most this period, most first.
     pub top_jobs: Vec<JobSpend>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Complete, FencedWrite};
+
+    #[test]
+    fn a_complete_carries_usage_reports_each_with_its_own_request_id() {
+        let body = serde_json::json!({
+            "epoch": 3, "request_id": "end", "changed_paths": ["a"],
+            "usage": [
+                {"request_id": "u1", "model": "sonnet", "input_tokens": 10, "cost_micros": 5},
+                {"request_id": "u2", "model": "haiku", "output_tokens": 2}
+            ]
+        });
+        let w: FencedWrite<Complete> = serde_json::from_value(body).unwrap();
+        let ids: Vec<&str> = w.body.usage.iter().map(|u| u.request_id.as_str()).collect();
+        assert_eq!(ids, ["u1", "u2"]);
+        assert_eq!(
+            w.body.usage[0].report,
+            UsageReport {
+                model: "sonnet".into(),
+                input_tokens: 10,
+                output_tokens: 0,
+                cost_micros: Some(5),
+            }
+        );
+        let again: FencedWrite<Complete> =
+            serde_json::from_value(serde_json::to_value(&w).unwrap()).unwrap();
+        assert_eq!(again, w);
+    }
+
+    #[test]
+    fn an_end_without_usage_says_nothing_of_it_and_a_report_with_a_stray_field_is_refused() {
+        let bare = serde_json::to_value(Complete::default()).unwrap();
+        assert_eq!(bare, serde_json::json!({"changed_paths": []}));
+        let stray = serde_json::json!({"request_id": "u1", "model": "m", "cost_micro": 1});
+        assert!(serde_json::from_value::<UsageWrite>(stray).is_err());
+        let flat = serde_json::to_value(UsageWrite {
+            request_id: "u1".into(),
+            report: UsageReport {
+                model: "m".into(),
+                input_tokens: 1,
+                output_tokens: 2,
+                cost_micros: None,
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            flat,
+            serde_json::json!({
+                "request_id": "u1", "model": "m", "input_tokens": 1, "output_tokens": 2,
+                "cost_micros": null
+            })
+        );
+    }
 }

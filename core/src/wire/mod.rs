@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub use artifacts::{ArtifactUpload, ArtifactView};
 pub use budgets::{
     BudgetBody, BudgetDetail, BudgetView, CostView, JobSpend, PauseBody, PauseView, UsageReport,
+    UsageWrite,
 };
 
 use crate::event::{Author, EventKind};
@@ -274,6 +275,10 @@ pub struct Complete {
     /// Workspace paths the job changed.
     #[serde(default)]
     pub changed_paths: Vec<String>,
+    /// Usage reports not yet sent, applied in order before the end, in its transaction (at
+    /// most [`crate::usage::CARRIED_REPORTS_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<UsageWrite>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,6 +291,10 @@ pub struct Fail {
     pub retryable: bool,
     #[serde(default)]
     pub changed_paths: Vec<String>,
+    /// Usage reports not yet sent, applied in order before the end, in its transaction (at
+    /// most [`crate::usage::CARRIED_REPORTS_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<UsageWrite>,
 }
 
 fn yes() -> bool {
@@ -297,6 +306,10 @@ pub struct Release {
     /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`.
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// Usage reports not yet sent, applied in order before the end, in its transaction (at
+    /// most [`crate::usage::CARRIED_REPORTS_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage: Vec<UsageWrite>,
 }
 
 /// The answer to a factory write: the lease as it stands, and whether to stop.

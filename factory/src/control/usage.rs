@@ -1,9 +1,11 @@
 //! Usage reports in the control directory. `gigafactory job usage` writes each report as a
 //! file of its own in `$GF_CONTROL_DIR/usage/`, with the request id it gets at that moment;
 //! the agent sends the files in the order they were written, each under its id, and removes a
-//! file once the coordinator took it (or refused it for good). However often a report is sent
-//! (retries, the last pass before the job's end, an agent restarted after a crash), it goes
-//! with the same id, and the coordinator counts it once.
+//! file once the coordinator took it (or refused it for good). While the job runs each goes
+//! alone; those still waiting when the attempt ends ride on its end (`complete`, `fail`,
+//! `release`), which applies them first in its own transaction ([`split_for_end`]). However
+//! often a report is sent (retries, alone and then carried, an agent restarted after a crash),
+//! it goes with the same id, and the coordinator counts it once.
 //!
 //! The format, shared by the two sides of one binary: a file named
 //! `<written at, ns since the Unix epoch, 20 digits>-<request id>.json` (so names sort in the
@@ -16,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gigafactory_core::budget::{Micros, format_usd};
-use gigafactory_core::usage::{REPORT_MAX_MICROS, TOKENS_MAX};
-use gigafactory_core::wire::UsageReport;
+use gigafactory_core::usage::{CARRIED_REPORTS_MAX, REPORT_MAX_MICROS, TOKENS_MAX};
+use gigafactory_core::wire::{UsageReport, UsageWrite};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -57,6 +59,14 @@ pub struct PendingUsage {
 }
 
 impl PendingUsage {
+    /// The report as an end carries it, under its own request id.
+    pub fn carried(&self) -> UsageWrite {
+        UsageWrite {
+            request_id: self.request_id.clone(),
+            report: self.report.clone(),
+        }
+    }
+
     /// Forgets the report: the coordinator took it, or refused it for good.
     pub fn remove(&self) {
         match std::fs::remove_file(&self.path) {
@@ -69,9 +79,16 @@ impl PendingUsage {
     }
 }
 
+/// Splits the reports left at an attempt's end (oldest first) into those that go alone, first,
+/// and those its end carries: the newest [`CARRIED_REPORTS_MAX`], so the order written holds.
+pub fn split_for_end(mut pending: Vec<PendingUsage>) -> (Vec<PendingUsage>, Vec<PendingUsage>) {
+    let carried = pending.split_off(pending.len().saturating_sub(CARRIED_REPORTS_MAX));
+    (pending, carried)
+}
+
 /// Records what the calling job spent on a model (`gigafactory job usage`): the agent sends it
-/// to the coordinator, with the lease's epoch, within a quarter of a second, and in any case
-/// before the job's end. Returns the report's request id.
+/// to the coordinator, with the lease's epoch, within a quarter of a second, or with the job's
+/// end if that comes first. Returns the report's request id.
 pub fn write_usage(report: &UsageReport) -> Result<String> {
     write_usage_in(&control_dir_from_env()?, report)
 }
@@ -230,6 +247,24 @@ mod tests {
         pending[0].remove();
         pending[0].remove();
         assert_eq!(pending_usage(dir.path()), pending[1..]);
+    }
+
+    #[test]
+    fn an_end_carries_the_newest_reports_and_the_older_go_alone_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<String> = (0..CARRIED_REPORTS_MAX + 2)
+            .map(|_| write_usage_in(dir.path(), &report("m", 0, 0, Some(1))).unwrap())
+            .collect();
+        let (alone, carried) = split_for_end(pending_usage(dir.path()));
+        let alone: Vec<&str> = alone.iter().map(|p| p.request_id.as_str()).collect();
+        assert_eq!(alone, [ids[0].as_str(), ids[1].as_str()]);
+        let carried: Vec<UsageWrite> = carried.iter().map(PendingUsage::carried).collect();
+        assert_eq!(carried.len(), CARRIED_REPORTS_MAX);
+        assert_eq!(carried[0].request_id, ids[2]);
+        assert_eq!(carried[0].report, report("m", 0, 0, Some(1)));
+
+        let (alone, carried) = split_for_end(pending_usage(dir.path()).split_off(60));
+        assert_eq!((alone.len(), carried.len()), (0, ids.len() - 60));
     }
 
     #[test]

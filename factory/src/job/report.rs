@@ -5,16 +5,18 @@
 //! or `release`), retried until the coordinator takes it. Output past the coordinator's per-job
 //! log limit is refused for good: the rest of it is dropped, and the job runs on and reports
 //! its end as usual. Usage reports go in the order the job wrote them, each under the request
-//! id it got then, so a retry is counted once.
+//! id it got then, so a retry is counted once: alone while the job runs, and those still
+//! waiting at its end carried on the end, in its transaction.
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
 use gigafactory_core::wire::{
     Complete, ErrorCode, Fail, FencedWrite, LeaseAnswer, LogStream, Release, Renew, Stage,
+    UsageWrite,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -23,7 +25,7 @@ use tracing::{error, info, warn};
 
 use super::JobCtx;
 use crate::client::{CallError, Retry, WriteOutcome};
-use crate::control;
+use crate::control::{self, PendingUsage};
 use crate::logs::LogQueue;
 use crate::process;
 use crate::stop::Stop;
@@ -46,8 +48,11 @@ enum Refusal {
     /// `413 log_limit_exceeded`: the job's output reached the coordinator's per-job log limit,
     /// and no later chunk will be taken either. Part of the protocol, not a fault.
     LogLimit,
-    /// Anything else, by its error code and message: a bug on one side, or a usage report
-    /// the coordinator cannot price (logged where it happened).
+    /// `400 invalid_request`, with its message: the write breaks a rule, such as a usage
+    /// report the coordinator cannot price (alone, or carried on an end).
+    Invalid(String),
+    /// Anything else, by its error code and message: a bug on one side (logged where it
+    /// happened).
     Other(String),
 }
 
@@ -55,6 +60,9 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::LogLimit => f.write_str(ErrorCode::LogLimitExceeded.as_str()),
+            Refusal::Invalid(message) => {
+                write!(f, "{}: {message}", ErrorCode::InvalidRequest.as_str())
+            }
             Refusal::Other(code) => f.write_str(code),
         }
     }
@@ -75,6 +83,20 @@ impl JobCtx {
         body: T,
         retry: Retry,
     ) -> Written {
+        self.write_carrying(action, request_id, body, Vec::new(), retry)
+            .await
+    }
+
+    /// [`Self::write_as`] for an end carrying the usage reports whose request ids are
+    /// `carried`.
+    async fn write_carrying<T: Serialize>(
+        &self,
+        action: &'static str,
+        request_id: String,
+        body: T,
+        carried: Vec<String>,
+        retry: Retry,
+    ) -> Written {
         let shared = &self.shared;
         let write = FencedWrite {
             epoch: self.job.epoch,
@@ -83,11 +105,12 @@ impl JobCtx {
         };
         let sent = shared
             .coordinator
-            .write_as(
+            .write_carrying(
                 &shared.identity.token,
                 self.job.job_id,
                 action,
                 write,
+                carried,
                 retry,
             )
             .await;
@@ -115,6 +138,12 @@ impl JobCtx {
             {
                 Written::Refused(Refusal::LogLimit)
             }
+            Err(CallError::Status { status: 400, body })
+                if body.error == ErrorCode::InvalidRequest.as_str() =>
+            {
+                warn!(action, message = %body.message, "the coordinator refused a write as invalid");
+                Written::Refused(Refusal::Invalid(body.message))
+            }
             Err(CallError::Status { status, body }) => {
                 error!(action, status, code = %body.error, message = %body.message, "the coordinator refused a write");
                 Written::Refused(Refusal::Other(format!("{}: {}", body.error, body.message)))
@@ -134,6 +163,34 @@ pub(super) enum Report {
     Release(Release),
 }
 
+impl Report {
+    /// Sends the end under a new request id, carrying `carried`, until the coordinator
+    /// answers.
+    async fn send(&mut self, ctx: &JobCtx, carried: &[PendingUsage]) -> (&'static str, Written) {
+        let usage: Vec<UsageWrite> = carried.iter().map(PendingUsage::carried).collect();
+        let ids = usage.iter().map(|u| u.request_id.clone()).collect();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let retry = Retry::Forever;
+        match self {
+            Report::Complete(body) => {
+                body.usage = usage;
+                let written = ctx.write_carrying("complete", request_id, &*body, ids, retry);
+                ("complete", written.await)
+            }
+            Report::Fail(body) => {
+                body.usage = usage;
+                let written = ctx.write_carrying("fail", request_id, &*body, ids, retry);
+                ("fail", written.await)
+            }
+            Report::Release(body) => {
+                body.usage = usage;
+                let written = ctx.write_carrying("release", request_id, &*body, ids, retry);
+                ("release", written.await)
+            }
+        }
+    }
+}
+
 /// The report for how the job ended.
 pub(super) fn final_report(
     ws: &Workspace,
@@ -148,15 +205,22 @@ pub(super) fn final_report(
             exit_code,
             retryable: false,
             changed_paths,
+            usage: Vec::new(),
         }),
         Some(Stop::Preempt { .. } | Stop::Shutdown) => {
             let checkpoint = control::read_checkpoint(&ws.control);
             info!(checkpoint = ?checkpoint, "releasing the job");
-            Report::Release(Release { checkpoint })
+            Report::Release(Release {
+                checkpoint,
+                usage: Vec::new(),
+            })
         }
         // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
         Some(Stop::Cancel | Stop::Fenced) | None => match status {
-            Ok(status) if status.success() => Report::Complete(Complete { changed_paths }),
+            Ok(status) if status.success() => Report::Complete(Complete {
+                changed_paths,
+                usage: Vec::new(),
+            }),
             Ok(status) => {
                 let (error, exit_code) = process::describe_exit(status);
                 Report::Fail(Fail {
@@ -164,6 +228,7 @@ pub(super) fn final_report(
                     exit_code,
                     retryable: true,
                     changed_paths,
+                    usage: Vec::new(),
                 })
             }
             Err(e) => Report::Fail(Fail {
@@ -171,24 +236,40 @@ pub(super) fn final_report(
                 exit_code: None,
                 retryable: true,
                 changed_paths,
+                usage: Vec::new(),
             }),
         },
     }
 }
 
-/// Sends the end of the job until the coordinator takes it.
-pub(super) async fn send_report(ctx: &JobCtx, report: Report) {
-    let (action, written) = match report {
-        Report::Complete(body) => (
-            "complete",
-            ctx.write("complete", body, Retry::Forever).await,
-        ),
-        Report::Fail(body) => {
-            info!(error = %body.error, exit_code = ?body.exit_code, retryable = body.retryable, "job failed");
-            ("fail", ctx.write("fail", body, Retry::Forever).await)
+/// Sends the end of the job until the coordinator takes it, carrying the usage reports still
+/// waiting (`pending`, oldest first): the newest an end may carry ride on it, any older go
+/// alone first, and each file goes once its report was taken. Should the coordinator refuse
+/// the end for a report it carries (one it cannot price), the reports go alone (one refused is
+/// dropped, as it would have been while the job ran) and the end again without them.
+pub(super) async fn send_report(ctx: &JobCtx, mut report: Report, pending: Vec<PendingUsage>) {
+    if let Report::Fail(body) = &report {
+        info!(error = %body.error, exit_code = ?body.exit_code, retryable = body.retryable, "job failed");
+    }
+    let (alone, carried) = control::split_for_end(pending);
+    if !send_usage(ctx, alone, None).await {
+        return;
+    }
+    let (action, mut written) = report.send(ctx, &carried).await;
+    match &written {
+        Written::Accepted(_) => carried.iter().for_each(PendingUsage::remove),
+        Written::Refused(Refusal::Invalid(_)) if !carried.is_empty() => {
+            warn!(
+                reports = carried.len(),
+                "the end was refused with the usage it carried: sending the reports alone, then the end"
+            );
+            if !send_usage(ctx, carried, None).await {
+                return;
+            }
+            written = report.send(ctx, &[]).await.1;
         }
-        Report::Release(body) => ("release", ctx.write("release", body, Retry::Forever).await),
-    };
+        _ => {}
+    }
     match written {
         Written::Accepted(answer) => info!(action, state = %answer.state, "job end reported"),
         Written::Ended => {}
@@ -207,9 +288,11 @@ pub(super) async fn finish_early(ctx: &JobCtx, error: String, retryable: bool) {
         exit_code: None,
         retryable,
         changed_paths: Vec::new(),
+        usage: Vec::new(),
     });
     tokio::select! {
-        _ = send_report(ctx, fail) => {}
+        // The job never ran: it wrote no usage.
+        _ = send_report(ctx, fail, Vec::new()) => {}
         _ = ctx.silenced() => {}
     }
 }
@@ -287,8 +370,8 @@ pub(super) async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
 }
 
 /// Sends the job's usage reports as it writes them, oldest first, each under the request id it
-/// got when written. Once `last_call` fires (the job's process ended) it makes one more pass,
-/// so every report written goes before the job's end, and returns.
+/// got when written. Once `last_call` fires (the job's process ended) it returns, after the
+/// pass under way if one is: the reports still waiting then ride on the job's end.
 pub(super) async fn usage_loop(
     ctx: Arc<JobCtx>,
     control_dir: PathBuf,
@@ -300,23 +383,24 @@ pub(super) async fn usage_loop(
     let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        // Never polled again once it fired: the pass below is the last.
-        let last = tokio::select! {
-            _ = tick.tick() => false,
-            _ = &mut last_call => true,
-        };
-        if !send_usage(&ctx, &control_dir, &queue).await || last {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut last_call => return,
+        }
+        // A look into one small local directory: cheaper than a trip to a blocking thread.
+        let pending = control::pending_usage(&control_dir);
+        if !send_usage(&ctx, pending, Some(&queue)).await {
             return;
         }
     }
 }
 
-/// Sends the reports waiting in `control_dir`, oldest first, each retried until the coordinator
-/// answers; false once the job must not be reported any more. A report refused for good (a
-/// model the coordinator has no price for) is dropped, and the job's output says why.
-async fn send_usage(ctx: &JobCtx, control_dir: &Path, queue: &LogQueue) -> bool {
-    // A look into one small local directory: cheaper than a trip to a blocking thread.
-    for pending in control::pending_usage(control_dir) {
+/// Sends `pending` alone, oldest first, each retried until the coordinator answers; false once
+/// the job must not be reported any more. A report refused for good (a model the coordinator
+/// has no price for) is dropped, and the job's output says why while it is still open
+/// (`queue`).
+async fn send_usage(ctx: &JobCtx, pending: Vec<PendingUsage>, queue: Option<&LogQueue>) -> bool {
+    for pending in pending {
         let request_id = &pending.request_id;
         match ctx
             .write_as("usage", request_id.clone(), &pending.report, Retry::Forever)
@@ -328,10 +412,12 @@ async fn send_usage(ctx: &JobCtx, control_dir: &Path, queue: &LogQueue) -> bool 
             Written::Ended => return false,
             Written::Refused(why) => {
                 warn!(request_id, %why, "a usage report was refused; dropping it");
-                queue.push(
-                    LogStream::Stderr,
-                    format!("[gigafactory: usage report {request_id} refused: {why}]\n"),
-                );
+                if let Some(queue) = queue {
+                    queue.push(
+                        LogStream::Stderr,
+                        format!("[gigafactory: usage report {request_id} refused: {why}]\n"),
+                    );
+                }
             }
         }
         pending.remove();

@@ -1,6 +1,7 @@
 //! The simulated clients of one measured run: the factories' claim loops (claim → renew →
-//! usage (`--usage`) → complete), the submitters and the enrollment that precedes them; [`measure`] runs them
-//! until every job completed, an error, or the deadline, and gathers what they measured.
+//! (`--usage separate`: usage →) complete, which carries the usage with `--usage`), the
+//! submitters and the enrollment that precedes them; [`measure`] runs them until every job
+//! completed, an error, or the deadline, and gathers what they measured.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,12 +10,13 @@ use std::time::Instant;
 
 use gigafactory_core::wire::{
     ClaimRequest, Complete, EnrollRequest, EnrollResponse, FencedWrite, Renew, UsageReport,
+    UsageWrite,
 };
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::spend::{USAGE_MICROS, USAGE_MODEL};
+use super::spend::{USAGE_MICROS, USAGE_MODEL, UsageMode};
 use super::{BENCH_PRODUCT, Retry, Route, Shared, Workload, parse};
 use crate::harness::error::{Error, Result};
 use crate::procfs::{CpuSample, CpuUse};
@@ -72,8 +74,8 @@ struct SubmitStats {
     ids: Vec<Uuid>,
 }
 
-/// One slot of a simulated factory: claim one job, renew it, report its usage, complete it,
-/// again.
+/// One slot of a simulated factory: claim one job, renew it, report its usage (alone, or on
+/// its complete), complete it, again.
 async fn claim_loop(sh: Arc<Shared>, token: Arc<str>, route: Arc<Route>) -> SlotStats {
     let mut st = SlotStats::default();
     let claim = ClaimRequest {
@@ -150,17 +152,25 @@ async fn run_job(
     if sh.renew {
         write(sh, token, route, lease, "renew", Renew {}, &mut st.renew).await?;
     }
-    if sh.usage {
-        let report = UsageReport {
-            model: USAGE_MODEL.into(),
-            input_tokens: 1_000,
-            output_tokens: 100,
-            cost_micros: Some(USAGE_MICROS),
-        };
-        write(sh, token, route, lease, "usage", report, &mut st.usage).await?;
-        sh.usage_reported.fetch_add(1, Ordering::Relaxed);
+    let report = UsageReport {
+        model: USAGE_MODEL.into(),
+        input_tokens: 1_000,
+        output_tokens: 100,
+        cost_micros: Some(USAGE_MICROS),
+    };
+    let mut complete = Complete::default();
+    match sh.usage {
+        None => {}
+        Some(UsageMode::Separate) => {
+            write(sh, token, route, lease, "usage", report, &mut st.usage).await?;
+            sh.usage_reported.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(UsageMode::Carried) => complete.usage.push(UsageWrite {
+            request_id: Uuid::now_v7().to_string(),
+            report,
+        }),
     }
-    let complete = Complete::default();
+    let carried = complete.usage.len() as u64;
     let answer = write(
         sh,
         token,
@@ -177,6 +187,7 @@ async fn run_job(
         let why = format!("completed, but the job is {}", answer.state);
         return Err(Error::request("complete", why));
     }
+    sh.usage_reported.fetch_add(carried, Ordering::Relaxed);
     st.completions.push((Instant::now(), id));
     if sh.completed.fetch_add(1, Ordering::AcqRel) + 1 == sh.jobs {
         let sample = CpuSample::take(&sh.watched);
@@ -289,7 +300,7 @@ pub(crate) struct Measured {
     pub usage: Latencies,
     pub complete: Latencies,
     pub empty_claims: u64,
-    /// Usage reports the coordinator took (`--usage`).
+    /// Usage reports the coordinator took (`--usage`), alone or carried.
     pub usage_reported: u64,
     // Read by the cluster comparison only (feature `etcd`).
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]

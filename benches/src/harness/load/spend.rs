@@ -1,5 +1,5 @@
-//! `--usage`: every simulated job reports one usage write of a fixed cost before it completes,
-//! and the money must add up. Before the run the bench sets a budget of its own on the bench's
+//! `--usage`: every simulated job reports one usage of a fixed cost, carried on its complete or
+//! as a write of its own before it ([`UsageMode`]), and the money must add up. Before the run the bench sets a budget of its own on the bench's
 //! product, with the largest limit a budget may have, so it never holds a job; after the run
 //! the budget must have spent exactly the reports the bench saw accepted times that cost
 //! (each report counted once, whatever was retried). The budget is removed at the end.
@@ -19,6 +19,28 @@ use crate::harness::error::{Error, Result};
 pub(crate) const USAGE_MICROS: Micros = 1_000;
 /// The model the reports name; they carry their cost, so no price table is needed.
 pub(crate) const USAGE_MODEL: &str = "bench";
+
+/// How each job of a `--usage` run reports its usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum UsageMode {
+    /// On its complete, in the complete's transaction: what the factory agent does with the
+    /// reports still waiting when a job ends.
+    Carried,
+    /// As a fenced write of its own before the complete: what the agent does with a report
+    /// written while the job runs.
+    Separate,
+}
+
+impl UsageMode {
+    /// How the figures name the mode.
+    pub fn describe(mode: Option<UsageMode>) -> &'static str {
+        match mode {
+            None => "off",
+            Some(UsageMode::Carried) => "carried on the complete",
+            Some(UsageMode::Separate) => "a separate write",
+        }
+    }
+}
 
 /// The budget of one run.
 pub(crate) struct RunBudget {
