@@ -19,6 +19,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("overview.js", JS, include_bytes!("../ui/overview.js")),
     ("jobs.js", JS, include_bytes!("../ui/jobs.js")),
     ("job.js", JS, include_bytes!("../ui/job.js")),
+    ("artifacts.js", JS, include_bytes!("../ui/artifacts.js")),
+    ("item.js", JS, include_bytes!("../ui/item.js")),
     ("factories.js", JS, include_bytes!("../ui/factories.js")),
     ("weights.js", JS, include_bytes!("../ui/weights.js")),
     ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
@@ -46,10 +48,11 @@ pub(crate) async fn index() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // The app loads only its own assets and talks only to this origin.
+            // The app loads only its own assets and talks only to this origin; images may also
+            // be blob URLs, which is how a job's image artifacts (fetched with the token) show.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:",
             ),
         ],
         include_str!("../ui/index.html"),

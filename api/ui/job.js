@@ -1,9 +1,12 @@
-// A job's page (#/jobs/ID): its fields, why a budget holds it, lease countdown, score
-// breakdown, cost, attempts, live logs, timeline, dependency graph (dagre) and the operator's
-// actions.
+// A job's page (#/jobs/ID): its fields, why a budget holds it, the files its attempts saved
+// (beside Ship and Reject while it waits for review), the tracker item it came from with its
+// deliveries, lease countdown, score breakdown, cost, attempts, live logs, timeline,
+// dependency graph (dagre) and the operator's actions.
 
 import { h, api, every, rerender, followSse, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED } from "./lib.js";
 import { fmtUsd, percentOf, spendBar } from "./money.js";
+import { artifactsPanel } from "./artifacts.js";
+import { itemPanel } from "./item.js";
 
 // Events fetched per request; a job's timeline is read incrementally.
 const EVENTS_PAGE = 500;
@@ -55,12 +58,20 @@ export function jobPage(main, id) {
   const timeline = h("ol", { class: "timeline", tabindex: "0", "aria-label": "Timeline" });
   const logs = h("pre", { class: "logs", "data-testid": "logs", role: "log", tabindex: "0", "aria-label": "Live output" });
   const dag = h("div", { class: "dag" });
+  const artifacts = artifactsPanel(id);
+  // Ship and Reject beside what the job saved, while it waits for review.
+  const decision = h("div", { class: "decision", role: "group", "aria-labelledby": "decision-title", "data-testid": "decision", hidden: true });
+  const artifactsTitle = h("h2", { id: "artifacts-title" }, "Artifacts");
+  const artifactsCard = h("section", { class: "card", hidden: true, "aria-labelledby": "artifacts-title", "data-testid": "artifacts-card" }, artifactsTitle, h("div", { class: "review-layout" }, artifacts.el, decision));
+  const item = itemPanel(id);
   const col = (label) => h("th", { scope: "col" }, label);
   main.append(
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     h("h1", { id: "job-title" }, "Job"),
     actions,
     held,
+    artifactsCard,
+    item.el,
     h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, col("Factor"), col("Raw"), col("Weight"), col("Contribution"))), score))),
     h("section", { class: "card" }, h("h2", {}, "Cost"), cost),
     h("section", { class: "card" }, h("h2", { id: "attempts-title" }, "Attempts"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "attempts-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Attempt"), col("Factory"), col("Epoch"), col("Started"), col("Ended"), col("Outcome"), col("Error"))), attempts))),
@@ -120,6 +131,19 @@ export function jobPage(main, id) {
   };
   // Drawn once, not on every refresh, so a focused button keeps the focus.
   actions.replaceChildren(...(canAct() ? ["cancel", "requeue", "retry", "ship", "reject"].map((a) => h("button", { type: "button", "data-action": a, onclick: () => act(a) }, a)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
+  // Whether the job was in review at the last redraw: the decision is drawn only when that
+  // changes, so its focused button keeps the focus.
+  let inReview = false;
+  const drawReview = (on) => {
+    inReview = on;
+    // While the decision shows Ship and Reject beside the artifacts, the bar above does not.
+    for (const b of actions.querySelectorAll('[data-action="ship"], [data-action="reject"]')) b.hidden = on;
+    artifactsTitle.textContent = on ? "Review what it saved" : "Artifacts";
+    artifactsCard.classList.toggle("review", on);
+    decision.hidden = !on;
+    const buttons = canAct() ? [h("button", { type: "button", "data-action": "ship", onclick: () => act("ship") }, "Ship"), h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => act("reject") }, "Reject")] : [h("p", { class: "muted" }, "Only an operator can ship or reject.")];
+    decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, "This job waits for review. Ship accepts what its last attempt saved; Reject ends the job."), ...buttons] : []));
+  };
   let dagDrawn = null;
   async function load() {
     job = await api("GET", `/v1/jobs/${id}`);
@@ -129,6 +153,10 @@ export function jobPage(main, id) {
     held.hidden = !job.held;
     held.replaceChildren(h("strong", {}, "Held: "), job.held || "");
     rerender(cost, () => drawCost(cost, job));
+    if ((job.state === "review") !== inReview) drawReview(job.state === "review");
+    const saved = await artifacts.refresh(job);
+    artifactsCard.hidden = saved === 0 && !inReview;
+    await item.refresh(job);
     const factors = (job.placement && job.placement.factors) || [];
     await drawLease();
     score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));

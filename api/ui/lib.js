@@ -1,7 +1,7 @@
 // What every page of the control plane shares: the signed-in session (the token lives in
-// sessionStorage, never in a URL), requests to the REST API with that token (SSE streams
-// included, read with fetch since EventSource cannot send headers), element building, redraws
-// that keep the keyboard focus, and the page's timers.
+// sessionStorage, never in a URL), requests to the REST API with that token (SSE streams and
+// file downloads included, read with fetch since neither EventSource nor a link can send
+// headers), element building, redraws that keep the keyboard focus, and the page's timers.
 
 export const TOKEN_KEY = "gigafactory.token";
 export const REFRESH_MS = 2000;
@@ -63,6 +63,29 @@ export function fmtUntil(ms) {
   return `in ${Math.floor(hours / 24)} d ${hours % 24} h`;
 }
 
+// "1.5 KiB": a size in bytes, in binary units as the coordinator's limits are set.
+export function fmtBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+// `text` as a web address, or null. Links that a job or a tracker wrote are followed only if
+// they are http(s): a `javascript:` or `data:` one would run or show content as this app.
+export function webUrl(text) {
+  try {
+    const u = new URL(String(text).trim());
+    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+  } catch (_) {
+    return null;
+  }
+}
+
 export function badge(state) {
   return h("span", { class: `badge state-${state}` }, state);
 }
@@ -104,6 +127,18 @@ export async function api(method, path, body) {
     throw new ApiError(res.status, data);
   }
   return data;
+}
+
+// The bytes at `path` (an artifact) as a Blob typed by the response's Content-Type. A link
+// cannot carry the token, so the page fetches the bytes and hands them on as a blob URL.
+export async function apiBlob(path) {
+  const res = await fetch(path, { headers: { Authorization: `Bearer ${app.token}` } });
+  if (!res.ok) {
+    const data = await res.json().catch(() => null);
+    if (res.status === 401) signOut("Your token was refused; sign in again.");
+    throw new ApiError(res.status, data);
+  }
+  return res.blob();
 }
 
 // Reads a server-sent event stream through fetch (EventSource cannot send a token), and
