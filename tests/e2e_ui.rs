@@ -4,11 +4,14 @@
 //! its error, a factory's page shows the jobs it runs and its actions, budgets are created,
 //! paused, resumed, refused a bad edit and deleted, a budget's burndown is drawn, a job's cost
 //! and the budget holding it show (the browser script plays a second factory to report usage),
-//! a viewer cannot act, and narrow screens work. Screenshots go to `docs/screenshots/`. Needs
-//! `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
+//! a viewer cannot act, and narrow screens work. A second run, on a coordinator with a GitHub
+//! source, shows a tracker item's job in review with the files it saved beside Ship and Reject
+//! and the item's deliveries, dead-lettered and redelivered from the page. Screenshots go to
+//! `docs/screenshots/`. Needs `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
 
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
@@ -20,30 +23,103 @@ fn the_control_plane_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 5_000);
     let _f = Factory::start(&coord, "ui-factory", 1, "linux", &dir.path().join("f"));
-    let viewer = post(
+    let viewer = mint_viewer(&coord);
+    let out = run_script("ui.test.mjs", &coord, &viewer, &[]);
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+const WEBHOOK_SECRET: &str = "ui-webhook-secret";
+const CALLBACK_SECRET: &str = "ui-callback-secret";
+
+/// A GitHub source whose callback is `port` on loopback, where the browser script starts
+/// listening only once it wants deliveries to succeed; the outbox gives up after two quick
+/// tries, so a delivery dead-letters within a second.
+fn review_config(port: u16) -> String {
+    format!(
+        r#"
+[intake.github]
+kind = "github"
+secret = "{WEBHOOK_SECRET}"
+callback_url = "http://127.0.0.1:{port}/hook"
+callback_secret = "{CALLBACK_SECRET}"
+
+[[intake.github.rules]]
+labels = ["bug"]
+product = "ui-review"
+capabilities = ["ui-review"]
+template = "fix"
+
+[intake.github.templates]
+fix = '''
+[[jobs]]
+key = "fix"
+title = "Fix {{{{id}}}}"
+prompt = "Fix {{{{title}}}}: {{{{body}}}} ({{{{url}}}})"
+review = true
+'''
+
+[outbox]
+backoff_base_ms = 50
+backoff_cap_ms = 200
+tries_max = 2
+timeout_ms = 500
+"#
+    )
+}
+
+#[test]
+fn a_review_shows_what_it_saved_and_a_tracker_item_its_deliveries() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on until the script does.
+    let callback_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let coord = Coordinator::start_with_config(dir.path(), 5_000, &review_config(callback_port));
+    let viewer = mint_viewer(&coord);
+    let port = callback_port.to_string();
+    let out = run_script(
+        "review.test.mjs",
         &coord,
+        &viewer,
+        &[&port, WEBHOOK_SECRET, CALLBACK_SECRET],
+    );
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+fn mint_viewer(coord: &Coordinator) -> String {
+    post(
+        coord,
         "/v1/tokens",
         r#"{"role": "viewer", "name": "ui-viewer"}"#,
     )
     .1["token"]
         .as_str()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// Runs `tests/ui/{script}` with the coordinator's URL, the admin and viewer tokens, the
+/// screenshot directory and `extra`; fails with its output unless it succeeds. Answers stdout.
+fn run_script(script: &str, coord: &Coordinator, viewer: &str, extra: &[&str]) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shots = root.join("docs/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
-        .arg(root.join("tests/ui/ui.test.mjs"))
-        .args([&coord.url, &coord.admin, &viewer])
+        .arg(root.join("tests/ui").join(script))
+        .args([&coord.url, &coord.admin, viewer])
         .arg(&shots)
+        .args(extra)
         .current_dir(root.join("tests/ui"))
         .output()
         .expect("node (Node.js) is needed for the browser tests");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "browser tests failed:\n{stdout}\n{stderr}"
+        "browser tests ({script}) failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("passed, 0 failed"), "{stdout}");
+    stdout
 }

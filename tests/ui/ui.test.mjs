@@ -2,34 +2,12 @@
 // against a coordinator with a real factory that tests/e2e_ui.rs started. Every page is also
 // audited with axe-core: a serious or critical accessibility violation fails the test.
 // Usage: node ui.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR
-import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+import { TIMEOUT_MS, apiClient, assertNoSidewaysScroll, audit, launch, signIn as signInAt, tabTo } from "./harness.mjs";
 
 const [url, admin, viewer, shots] = process.argv.slice(2);
-const TIMEOUT_MS = 30_000;
-
-async function apiCall(method, path, body, token = admin) {
-  const res = await fetch(url + path, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, body: await res.json().catch(() => null) };
-}
-
-// Runs axe-core on the page as it is now; fails on serious or critical violations, listing
-// each with the elements it found.
-async function audit(page, name) {
-  await page.evaluate(axeSource);
-  const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
-  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  const report = bad.map((v) => `${v.impact} ${v.id}: ${v.help}\n    ${v.nodes.slice(0, 5).map((n) => n.target.join(" ")).join("\n    ")}`).join("\n  ");
-  assert.equal(bad.length, 0, `accessibility of ${name}:\n  ${report}`);
-}
+const apiCall = apiClient(url, admin);
+const signIn = (page, token) => signInAt(page, url, token);
 
 // Waits until the canvas under `selector` has pixels of about the colour `rgb`: a series drawn
 // in that colour leaves some.
@@ -42,44 +20,7 @@ async function waitForColour(page, selector, [r, g, b]) {
   }, { selector, r, g, b });
 }
 
-// No sideways scrolling: the page is no wider than the window.
-async function assertNoSidewaysScroll(page, name) {
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `no sideways scrolling on ${name} (${overflow}px)`);
-}
-
-// Presses Tab until the focused element matches `selector`; fails after `max` presses.
-async function tabTo(page, selector, max = 40) {
-  for (let i = 0; i < max; i++) {
-    await page.keyboard.press("Tab");
-    if (await page.evaluate((sel) => document.activeElement && document.activeElement.matches(sel), selector)) return;
-  }
-  assert.fail(`Tab never reached ${selector}`);
-}
-
-async function signIn(page, token) {
-  await page.goto(url + "/");
-  await page.getByLabel("Token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Overview" }).waitFor();
-}
-
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const results = [];
-async function step(name, fn) {
-  try {
-    await fn();
-    results.push(`ok   ${name}`);
-  } catch (e) {
-    results.push(`FAIL ${name}: ${e.message}`);
-    console.log(results.join("\n"));
-    await browser.close();
-    process.exit(1);
-  }
-}
+const { browser, step, finish } = await launch();
 
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -516,5 +457,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(results.join("\n"));
-console.log(`${results.length} passed, 0 failed`);
+finish();
