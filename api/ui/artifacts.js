@@ -196,14 +196,18 @@ export function artifactsPanel(jobId) {
     );
   };
 
+  // The attempt up for review first and marked (a bar and a badge, beside the decision), then
+  // the others, the latest first: an earlier attempt's files stay a click away.
   const draw = (all, reviewAttempt) => {
-    const attempts = [...new Set(all.map((a) => a.attempt))].sort((x, y) => y - x);
+    const first = (n) => (n === reviewAttempt ? 0 : 1);
+    const attempts = [...new Set(all.map((a) => a.attempt))].sort((x, y) => first(x) - first(y) || y - x);
     const rank = (a) => KIND_ORDER.indexOf(a.kind);
     const groups = attempts.map((n) => {
       const mine = all.filter((a) => a.attempt === n).sort((x, y) => rank(x) - rank(y) || x.name.localeCompare(y.name));
       const titleId = `artifacts-attempt-${n}`;
-      const note = n === reviewAttempt ? " · up for review" : "";
-      return h("section", { class: "artifact-attempt", "aria-labelledby": titleId, "data-attempt": n }, h("h3", { id: titleId }, `Attempt ${n}`, h("span", { class: "muted" }, ` · epoch ${mine[0].epoch}${note}`)), h("ul", { class: "artifacts" }, ...mine.map(item)));
+      const reviewed = n === reviewAttempt;
+      const title = h("h3", { id: titleId }, `Attempt ${n}`, h("span", { class: "muted" }, ` · epoch ${mine[0].epoch}`), reviewed ? [" ", h("span", { class: "badge state-review" }, "up for review")] : null);
+      return h("section", { class: `artifact-attempt${reviewed ? " reviewed" : ""}`, "aria-labelledby": titleId, "data-attempt": n }, title, h("ul", { class: "artifacts" }, ...mine.map(item)));
     });
     list.replaceChildren(...(groups.length ? groups : [h("p", { class: "muted" }, "No artifacts saved.")]));
   };

@@ -134,7 +134,7 @@ export function jobPage(main, id) {
   // Whether the job was in review at the last redraw: the decision is drawn only when that
   // changes, so its focused button keeps the focus.
   let inReview = false;
-  const drawReview = (on) => {
+  const drawReview = (on, attempt) => {
     inReview = on;
     // While the decision shows Ship and Reject beside the artifacts, the bar above does not.
     for (const b of actions.querySelectorAll('[data-action="ship"], [data-action="reject"]')) b.hidden = on;
@@ -142,7 +142,7 @@ export function jobPage(main, id) {
     artifactsCard.classList.toggle("review", on);
     decision.hidden = !on;
     const buttons = canAct() ? [h("button", { type: "button", "data-action": "ship", onclick: () => act("ship") }, "Ship"), h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => act("reject") }, "Reject")] : [h("p", { class: "muted" }, "Only an operator can ship or reject.")];
-    decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, "This job waits for review. Ship accepts what its last attempt saved; Reject ends the job."), ...buttons] : []));
+    decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, `This job waits for review. Ship accepts what attempt ${attempt} saved; Reject ends the job.`), ...buttons] : []));
   };
   let dagDrawn = null;
   async function load() {
@@ -153,7 +153,7 @@ export function jobPage(main, id) {
     held.hidden = !job.held;
     held.replaceChildren(h("strong", {}, "Held: "), job.held || "");
     rerender(cost, () => drawCost(cost, job));
-    if ((job.state === "review") !== inReview) drawReview(job.state === "review");
+    if ((job.state === "review") !== inReview) drawReview(job.state === "review", job.attempts);
     const saved = await artifacts.refresh(job);
     artifactsCard.hidden = saved === 0 && !inReview;
     await item.refresh(job);
