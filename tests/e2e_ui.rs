@@ -5,9 +5,10 @@
 //! paused, resumed, refused a bad edit and deleted, a budget's burndown is drawn, a job's cost
 //! and the budget holding it show (the browser script plays a second factory to report usage),
 //! a viewer cannot act, and narrow screens work. A second run, on a coordinator with a GitHub
-//! source, shows a tracker item's job in review with the files it saved beside Ship and Reject
-//! and the item's deliveries, dead-lettered and redelivered from the page. Screenshots go to
-//! `docs/screenshots/`. Needs `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
+//! source, shows a tracker item's job in review with the files each of its two attempts saved,
+//! the one up for review first and beside Ship and Reject, and the item's deliveries,
+//! dead-lettered and redelivered from the page. Screenshots go to `docs/screenshots/`. Needs
+//! `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
 

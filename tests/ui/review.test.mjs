@@ -1,9 +1,10 @@
 // A job made from a tracker item, in review with what it saved, in a real browser (Debian's
 // headless Chromium driven by playwright-core) against the coordinator tests/e2e_ui.rs started
 // with an [intake.github] source. The test sends the item as GitHub does (a signed webhook) and
-// plays the factory over HTTP (enroll, claim, upload a patch, a report, a link, an image and a
-// binary file, complete). Nothing listens at the source's callback at first, so the job's
-// deliveries dead-letter; the test then listens there and redelivers them from the page.
+// plays the factory over HTTP: enroll, claim, save notes, be requeued, claim again, upload a
+// patch, a report, a link, an image and a binary file, complete. Nothing listens at the
+// source's callback at first, so the job's deliveries dead-letter; the test then listens there
+// and redelivers them from the page.
 // Usage: node review.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR CALLBACK_PORT
 //        WEBHOOK_SECRET CALLBACK_SECRET
 import assert from "node:assert/strict";
@@ -39,6 +40,8 @@ const PATCH = `diff --git a/src/cache.rs b/src/cache.rs
 `;
 // Markup in a report is shown as its text, never run or rendered.
 const REPORT = "# Fix for acme/app#42\n\nThe cache now falls back to empty.\n\n<script>document.title = 'pwned'</script><b>not bold</b>\n";
+
+const NOTES = "First attempt: could not reproduce without a cold cache.\n";
 
 // PUT of one artifact as a factory sends it: the file as the body, its lease and digest in
 // the query.
@@ -79,14 +82,22 @@ try {
   assert.equal(intake.decision, "created");
   const jobId = intake.jobs[0][1];
 
-  // The factory this test plays takes the job, saves what it made and completes it.
+  // The factory this test plays takes the job and saves notes; an operator requeues it; the
+  // second attempt saves what it made and completes.
   const enrollment = await apiCall("POST", "/v1/enrollment-tokens", {});
   const bot = await apiCall("POST", "/v1/factories/enroll", { name: "ui-review-bot", os: "linux", arch: "x86_64", capabilities: ["ui-review"], slots: 1 }, enrollment.body.token);
   assert.equal(bot.status, 200, JSON.stringify(bot.body));
-  const claim = await apiCall("POST", "/v1/claims", { max_jobs: 1, wait_ms: 10_000 }, bot.body.token);
-  assert.equal(claim.status, 200, JSON.stringify(claim.body));
-  const { job_id: claimed, epoch } = claim.body.jobs[0];
-  assert.equal(claimed, jobId);
+  const token = bot.body.token;
+  const claimIt = async () => {
+    const claim = await apiCall("POST", "/v1/claims", { max_jobs: 1, wait_ms: 10_000 }, token);
+    assert.equal(claim.status, 200, JSON.stringify(claim.body));
+    assert.equal(claim.body.jobs[0].job_id, jobId);
+    return claim.body.jobs[0].epoch;
+  };
+  await upload(token, jobId, await claimIt(), "notes.txt", "file", Buffer.from(NOTES));
+  const requeued = await apiCall("POST", `/v1/jobs/${jobId}/actions/requeue`);
+  assert.equal(requeued.status, 200, JSON.stringify(requeued.body));
+  const epoch = await claimIt();
   // A 120×80 PNG, blue with an amber block in the middle, as Chromium encodes it.
   const png = Buffer.from(await page.evaluate(() => {
     const c = document.createElement("canvas");
@@ -100,7 +111,6 @@ try {
     return c.toDataURL("image/png").split(",")[1];
   }), "base64");
   const binary = Buffer.from(Array.from({ length: 2048 }, (_, i) => (i * 37) % 256));
-  const token = bot.body.token;
   await upload(token, jobId, epoch, "fix.patch", "patch", Buffer.from(PATCH));
   await upload(token, jobId, epoch, "report.md", "report", Buffer.from(REPORT));
   await upload(token, jobId, epoch, "pull-request", "link", Buffer.from(`${PR_URL}\n`));
@@ -110,10 +120,13 @@ try {
   assert.equal(completed.status, 200, JSON.stringify(completed.body));
   assert.equal((await apiCall("GET", `/v1/jobs/${jobId}`)).body.state, "review");
 
-  const artifact = (name) => page.locator(`[data-artifact="1/${name}"]`);
+  // The artifacts of the attempt up for review, the second.
+  const artifact = (name) => page.locator(`[data-artifact="2/${name}"]`);
+  const notes = page.locator('[data-artifact="1/notes.txt"]');
   const decision = page.locator('[data-testid="decision"]');
   const itemCard = page.locator('[data-testid="item-card"]');
-  const startedRow = itemCard.locator('tr[data-event="started"]');
+  // Each attempt's start was echoed; the first one's is redelivered below.
+  const startedRow = itemCard.locator('tr[data-event="started"]').first();
   const reviewRow = itemCard.locator('tr[data-event="review"]');
 
   await step("a job in review shows what it saved beside Ship and Reject", async () => {
@@ -126,9 +139,21 @@ try {
     const list = await page.locator('[data-testid="artifacts"]').boundingBox();
     const beside = await decision.boundingBox();
     assert.ok(beside.x >= list.x + list.width && beside.y < list.y + list.height, `the decision is beside the artifacts (${JSON.stringify({ list, beside })})`);
-    // Each artifact with its kind and size; the attempt up for review has its views open.
-    await page.locator('[data-attempt="1"] h3', { hasText: "up for review" }).waitFor();
-    assert.deepEqual(await page.locator("[data-artifact] .artifact-name").allTextContents(), ["report.md", "fix.patch", "pull-request", "core.bin", "screen.png"]);
+    // Each artifact with its kind and size, by attempt: the one up for review first, marked,
+    // beside the decision that names it, its views open; an earlier one's below, closed.
+    const reviewed = page.locator('section[data-attempt="2"]');
+    await reviewed.locator("h3 .badge", { hasText: "up for review" }).waitFor();
+    assert.deepEqual(await page.locator("section[data-attempt]").evaluateAll((els) => els.map((e) => e.dataset.attempt)), ["2", "1"]);
+    assert.deepEqual(await page.locator("section[data-attempt].reviewed").evaluateAll((els) => els.map((e) => e.dataset.attempt)), ["2"]);
+    assert.equal(await reviewed.evaluate((el) => getComputedStyle(el).borderLeftStyle), "solid", "the attempt up for review carries the decision's bar");
+    await decision.getByText("Ship accepts what attempt 2 saved").waitFor();
+    const attempt2 = await reviewed.boundingBox();
+    assert.ok(beside.x >= attempt2.x + attempt2.width && beside.y < attempt2.y + attempt2.height && beside.y + beside.height > attempt2.y, `the decision is beside attempt 2's files (${JSON.stringify({ attempt2, beside })})`);
+    assert.deepEqual(await page.locator("[data-artifact] .artifact-name").allTextContents(), ["report.md", "fix.patch", "pull-request", "core.bin", "screen.png", "notes.txt"]);
+    assert.deepEqual(await page.locator('section[data-attempt="1"] [data-artifact]').evaluateAll((els) => els.map((e) => e.dataset.artifact)), ["1/notes.txt"]);
+    const show = notes.getByRole("button", { name: "Show notes.txt" });
+    assert.equal(await show.getAttribute("aria-expanded"), "false");
+    assert.ok(await notes.locator(".artifact-view").isHidden());
     await artifact("core.bin").getByText("2.0 KiB").waitFor();
     await artifact("fix.patch").locator(".badge", { hasText: "patch" }).waitFor();
     assert.equal(await artifact("core.bin").locator("button[aria-controls]").count(), 0, "a binary file has no view, only a download");
@@ -149,7 +174,7 @@ try {
 
   await step("an image is drawn, a link is a link and a report's markup stays text", async () => {
     await page.waitForFunction(() => {
-      const img = document.querySelector('[data-artifact="1/screen.png"] img');
+      const img = document.querySelector('[data-artifact="2/screen.png"] img');
       if (!img || !img.complete || img.naturalWidth !== 120 || img.naturalHeight !== 80) return false;
       const c = document.createElement("canvas");
       c.width = 120;
@@ -170,9 +195,24 @@ try {
     assert.notEqual(await page.title(), "pwned");
   });
 
-  await step("a download saves the artifact's bytes under its name", async () => {
-    for (const [name, bytes] of [["fix.patch", Buffer.from(PATCH)], ["screen.png", png], ["core.bin", binary]]) {
-      const [download] = await Promise.all([page.waitForEvent("download"), artifact(name).getByRole("button", { name: `Download ${name}` }).click()]);
+  await step("the keyboard opens an earlier attempt's file, and redraws keep the focus", async () => {
+    await tabTo(page, '[data-key="view:1/notes.txt"]', 60);
+    await page.keyboard.press("Enter");
+    await notes.locator("pre.artifact-text", { hasText: NOTES.trim() }).waitFor();
+    const hide = notes.getByRole("button", { name: "Hide notes.txt" });
+    assert.equal(await hide.getAttribute("aria-expanded"), "true");
+    for (let i = 0; i < 2; i++) await page.waitForResponse((r) => r.url().endsWith(`/v1/jobs/${jobId}/artifacts`));
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.key), "view:1/notes.txt");
+    await page.keyboard.press("Enter");
+    await notes.locator(".artifact-view").waitFor({ state: "hidden" });
+    await page.keyboard.press("Enter");
+    await notes.locator("pre.artifact-text").waitFor();
+  });
+
+  await step("a download saves the artifact's bytes under its name, an earlier attempt's too", async () => {
+    const files = [[artifact("fix.patch"), "fix.patch", Buffer.from(PATCH)], [artifact("screen.png"), "screen.png", png], [artifact("core.bin"), "core.bin", binary], [notes, "notes.txt", Buffer.from(NOTES)]];
+    for (const [row, name, bytes] of files) {
+      const [download] = await Promise.all([page.waitForEvent("download"), row.getByRole("button", { name: `Download ${name}` }).click()]);
       assert.equal(download.suggestedFilename(), name);
       assert.equal(sha256(readFileSync(await download.path())), sha256(bytes), `the bytes of ${name}`);
     }
@@ -201,9 +241,9 @@ try {
     vpage.setDefaultTimeout(TIMEOUT_MS);
     await signIn(vpage, url, viewer);
     await vpage.goto(`${url}/#/jobs/${jobId}`);
-    await vpage.locator('[data-artifact="1/fix.patch"] pre.diff ins').first().waitFor();
+    await vpage.locator('[data-artifact="2/fix.patch"] pre.diff ins').first().waitFor();
     await vpage.locator('[data-testid="decision"]', { hasText: "Only an operator can ship or reject." }).waitFor();
-    await vpage.locator('[data-testid="item-card"] tr[data-event="started"] .badge', { hasText: "dead letter" }).waitFor();
+    await vpage.locator('[data-testid="item-card"] tr[data-event="started"] .badge', { hasText: "dead letter" }).first().waitFor();
     assert.equal(await vpage.locator("button[data-action]").count(), 0);
     assert.equal(await vpage.locator('[data-testid="item-card"] button').count(), 0);
     assert.equal(await vpage.locator('[data-testid="item-card"] th', { hasText: "Action" }).count(), 0);
@@ -219,8 +259,8 @@ try {
     npage.setDefaultTimeout(TIMEOUT_MS);
     await signIn(npage, url, admin);
     await npage.goto(`${url}/#/jobs/${jobId}`);
-    await npage.locator('[data-artifact="1/fix.patch"] pre.diff ins').first().waitFor();
-    await npage.locator('[data-artifact="1/screen.png"] img').waitFor();
+    await npage.locator('[data-artifact="2/fix.patch"] pre.diff ins').first().waitFor();
+    await npage.locator('[data-artifact="2/screen.png"] img').waitFor();
     await npage.locator('[data-testid="item-card"] tr[data-event="review"]').waitFor();
     await assertNoSidewaysScroll(npage, "a job in review");
     const list = await npage.locator('[data-testid="artifacts"]').boundingBox();
