@@ -174,6 +174,22 @@ enum JobSelfCmd {
         #[arg(long, value_parser = gigafactory_core::budget::parse_usd)]
         cost_usd: Option<gigafactory_core::budget::Micros>,
     },
+    /// Save a file (copied as it is now) or a link with the job's attempt: the factory uploads
+    /// it, and the job's page shows it beside the review.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["path", "url"]))]
+    Artifact {
+        /// The file to save.
+        path: Option<PathBuf>,
+        /// A link to save instead (a pull request, a dashboard): http(s) only; needs --name.
+        #[arg(long)]
+        url: Option<String>,
+        /// The name it is listed under (the file's name by default).
+        #[arg(long)]
+        name: Option<String>,
+        /// file, patch, report or link (by the file's extension by default).
+        #[arg(long, value_parser = gigafactory_core::artifact::ArtifactKind::parse)]
+        kind: Option<gigafactory_core::artifact::ArtifactKind>,
+    },
 }
 
 fn init_tracing() {
@@ -235,6 +251,26 @@ fn main() -> Result<()> {
                         output_tokens,
                         cost_micros: cost_usd,
                     })?;
+                }
+                JobSelfCmd::Artifact {
+                    path,
+                    url,
+                    name,
+                    kind,
+                } => {
+                    use gigafactory_factory::ArtifactSource;
+                    let source = match (&path, &url) {
+                        (Some(path), _) => ArtifactSource::File(path),
+                        (None, Some(url)) => ArtifactSource::Link(url),
+                        (None, None) => anyhow::bail!("give a file to save, or --url"),
+                    };
+                    let saved = gigafactory_factory::write_artifact(source, name.as_deref(), kind)?;
+                    println!(
+                        "saved {} ({}, {} bytes): the factory uploads it",
+                        saved.name,
+                        saved.kind.name(),
+                        saved.size
+                    );
                 }
             }
             Ok(())

@@ -10,12 +10,7 @@ const SECRET_PREFIX: &str = "gf_";
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let mut s = String::with_capacity(SECRET_PREFIX.len() + 64);
-    s.push_str(SECRET_PREFIX);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("{SECRET_PREFIX}{}", gigafactory_core::wire::hex(&bytes))
 }
 
 /// The hash under which a secret's token is stored.

@@ -143,6 +143,77 @@ pub fn blob_path(sha256: &str) -> String {
     format!("sha256/{}/{sha256}", &sha256[..2])
 }
 
+/// Longest link an artifact of kind `link` may hold, in bytes.
+pub const LINK_MAX_BYTES: usize = 4_096;
+
+/// The kind a file is saved as when the job does not say: patches and diffs by their
+/// extension, documents a reviewer reads as reports, anything else as a file.
+pub fn kind_for(name: &str) -> ArtifactKind {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "patch" | "diff" => ArtifactKind::Patch,
+        "md" | "markdown" | "html" | "htm" => ArtifactKind::Report,
+        _ => ArtifactKind::File,
+    }
+}
+
+/// Whether `url` may be saved as a link: an absolute http(s) URL on one line. The control
+/// plane opens nothing else.
+pub fn check_link(url: &str) -> Result<(), String> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return Err(format!(
+            "a link must start with http:// or https:// (got {url:?})"
+        ));
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("a link must name a host (got {url:?})"));
+    }
+    if url.len() > LINK_MAX_BYTES {
+        return Err(format!("a link must be at most {LINK_MAX_BYTES} bytes"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a link must not hold spaces or control characters".into());
+    }
+    Ok(())
+}
+
+/// Names for files a job's `artifacts` globs matched (workspace-relative paths with `/`):
+/// each is saved under its file name, unless that is `taken` already or shared with another
+/// match, in which case under its whole path with `/` as `_`. A path that makes no valid name
+/// either way gets none.
+pub fn names_for_paths<'a>(
+    paths: &'a [String],
+    taken: &std::collections::BTreeSet<String>,
+) -> Vec<(&'a str, Option<String>)> {
+    let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for p in paths {
+        *seen.entry(base(p)).or_default() += 1;
+    }
+    let mut used = taken.clone();
+    paths
+        .iter()
+        .map(|p| {
+            let short = base(p);
+            let name = if seen[&short] == 1 && !taken.contains(&short) {
+                short
+            } else {
+                p.replace('/', "_")
+            };
+            let name = (check_name(&name).is_ok() && used.insert(name.clone())).then_some(name);
+            (p.as_str(), name)
+        })
+        .collect()
+}
+
 /// The media type a file is served and shown as: by kind, then by extension.
 pub fn media_type(name: &str, kind: ArtifactKind) -> &'static str {
     let ext = name
@@ -318,6 +389,64 @@ mod tests {
     }
 
     #[test]
+    fn kinds_follow_the_extension_when_the_job_gives_none() {
+        assert_eq!(kind_for("fix.PATCH"), ArtifactKind::Patch);
+        assert_eq!(kind_for("a.diff"), ArtifactKind::Patch);
+        assert_eq!(kind_for("report.md"), ArtifactKind::Report);
+        assert_eq!(kind_for("coverage.html"), ArtifactKind::Report);
+        assert_eq!(kind_for("build.tar"), ArtifactKind::File);
+        assert_eq!(kind_for("Makefile"), ArtifactKind::File);
+    }
+
+    #[test]
+    fn links_are_absolute_http_urls_on_one_line() {
+        for ok in [
+            "https://github.com/acme/app/pull/7",
+            "HTTP://ci.local:8080/x?y=1",
+        ] {
+            assert_eq!(check_link(ok), Ok(()), "{ok}");
+        }
+        let long = format!("https://h/{}", "x".repeat(LINK_MAX_BYTES));
+        for bad in [
+            "",
+            "javascript:alert(1)",
+            "ftp://host/x",
+            "https://",
+            "https:///path",
+            "https://host/a b",
+            "https://host/\nx",
+            long.as_str(),
+        ] {
+            assert!(check_link(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn globbed_files_keep_their_name_unless_it_is_shared_or_taken() {
+        let paths: Vec<String> = [
+            "out/report.md",
+            "a/log.txt",
+            "b/log.txt",
+            "notes.md",
+            "x/...",
+        ]
+        .map(String::from)
+        .into();
+        let taken = ["notes.md".to_owned()].into();
+        let named = names_for_paths(&paths, &taken);
+        assert_eq!(
+            named,
+            [
+                ("out/report.md", Some("report.md".to_owned())),
+                ("a/log.txt", Some("a_log.txt".to_owned())),
+                ("b/log.txt", Some("b_log.txt".to_owned())),
+                ("notes.md", None),
+                ("x/...", Some("...".to_owned())),
+            ]
+        );
+    }
+
+    #[test]
     fn retention_of_zero_keeps_forever() {
         assert!(!expired(0, u64::MAX, 0));
         assert!(!expired(100, 199, 100));
@@ -345,6 +474,23 @@ mod tests {
                 prop_assert!(total <= job_max);
                 prop_assert!(kept.len() <= count_max);
                 prop_assert!(kept.iter().all(|a| a.file.size <= file_max));
+            }
+        }
+
+        /// Globbed files never get a name twice, nor one already taken, nor an invalid one.
+        #[test]
+        fn globbed_names_are_unique_valid_and_free(
+            paths in proptest::collection::btree_set("[ab/.]{1,6}", 0..12),
+            taken in proptest::collection::btree_set("[ab._]{1,4}", 0..4),
+        ) {
+            let paths: Vec<String> = paths.into_iter().collect();
+            let named = names_for_paths(&paths, &taken);
+            prop_assert_eq!(named.len(), paths.len());
+            let names: Vec<&String> = named.iter().filter_map(|(_, n)| n.as_ref()).collect();
+            let unique: std::collections::BTreeSet<&String> = names.iter().copied().collect();
+            prop_assert_eq!(unique.len(), names.len());
+            for n in names {
+                prop_assert!(check_name(n).is_ok() && !taken.contains(n), "{}", n);
             }
         }
     }

@@ -5,14 +5,17 @@
 //! carries the same `request_id` and the coordinator answers the retry as it answered the first.
 //! With a [`Journal`], every send and its answer is recorded.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gigafactory_core::job::JobId;
 use gigafactory_core::journal::{Exchange, Grant, Seen, WriteTag};
-use gigafactory_core::wire::{ClaimResponse, ErrorBody, FencedWrite, LeaseAnswer};
+use gigafactory_core::wire::{
+    ArtifactUpload, ClaimResponse, ErrorBody, FencedWrite, LeaseAnswer, urlencode,
+};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -29,6 +32,8 @@ pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const CLAIM_TIMEOUT_MARGIN_MS: u64 = 10_000;
 /// Where factories ask for work; a journal records the leases its answers hand over.
 pub const CLAIMS_PATH: &str = "/v1/claims";
+/// An upload gets [`REQUEST_TIMEOUT_MS`] plus the time its size takes at this rate.
+const UPLOAD_BYTES_PER_SEC_MIN: u64 = 1 << 20;
 /// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
 const IDLE_CONNECTIONS_MAX: usize = 16;
 
@@ -65,6 +70,8 @@ pub enum CallError {
     /// A successful answer whose body is not what the API promises: the two sides disagree on
     /// the contract.
     Decode(String),
+    /// What the request was to send cannot be read (a file to upload went missing).
+    Source(String),
 }
 
 impl CallError {
@@ -82,14 +89,24 @@ impl CallError {
                 code: body.error,
                 message: body.message,
             },
-            CallError::Unavailable(m) | CallError::Decode(m) => AgentError::Refused {
-                what,
-                status: 0,
-                code: "unavailable".into(),
-                message: m,
-            },
+            CallError::Unavailable(m) | CallError::Decode(m) | CallError::Source(m) => {
+                AgentError::Refused {
+                    what,
+                    status: 0,
+                    code: "unavailable".into(),
+                    message: m,
+                }
+            }
         }
     }
+}
+
+/// What a request sends.
+enum Outgoing<'a> {
+    /// A JSON body, POSTed.
+    Json(Vec<u8>),
+    /// A file, PUT as the body: streamed, opened anew for each send.
+    File { path: &'a Path, size: u64 },
 }
 
 /// How the coordinator took a fenced write.
@@ -193,7 +210,7 @@ impl Coordinator {
         // Serialized once: a retry sends exactly the same bytes (and request id).
         let bytes = serde_json::to_vec(body).map_err(|e| CallError::Decode(e.to_string()))?;
         let Some(answer) = self
-            .post_bytes(path, token, bytes, timeout, retry, tag)
+            .send(path, token, Outgoing::Json(bytes), timeout, retry, tag)
             .await?
         else {
             return Ok(None);
@@ -203,11 +220,11 @@ impl Coordinator {
             .map_err(|e| CallError::Decode(format!("{path}: {e}")))
     }
 
-    async fn post_bytes(
+    async fn send(
         &self,
         path: &str,
         token: &str,
-        body: Vec<u8>,
+        body: Outgoing<'_>,
         timeout: Duration,
         retry: Retry,
         tag: Option<&WriteTag>,
@@ -233,15 +250,24 @@ impl Coordinator {
                     });
                 }
             };
-            let sent = self
-                .http
-                .post(&url)
-                .bearer_auth(token)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .timeout(timeout)
-                .send()
-                .await;
+            let request = match &body {
+                Outgoing::Json(bytes) => self
+                    .http
+                    .post(&url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(bytes.clone()),
+                Outgoing::File { path, size } => {
+                    let file = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| CallError::Source(format!("{}: {e}", path.display())))?;
+                    self.http
+                        .put(&url)
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, *size)
+                        .body(reqwest::Body::from(file))
+                }
+            };
+            let sent = request.bearer_auth(token).timeout(timeout).send().await;
             let (why, retry_after) = match sent {
                 Ok(response) => {
                     let status = response.status();
@@ -354,24 +380,77 @@ impl Coordinator {
             request_id: write.request_id.clone(),
             usage: carried,
         });
-        match self
+        let sent = self
             .post_tagged::<_, LeaseAnswer>(&path, token, &write, timeout, retry, tag.as_ref())
             .await
-        {
-            Ok(Some(answer)) => Ok(WriteOutcome::Accepted(answer)),
-            Ok(None) => Err(CallError::Decode(format!(
-                "{path}: empty answer to a fenced write"
-            ))),
-            Err(CallError::Status {
-                status: status @ (403 | 404 | 409),
-                body,
-            }) => Ok(WriteOutcome::Lost {
-                status,
-                code: body.error,
-                current_epoch: body.current_epoch,
-            }),
-            Err(e) => Err(e),
-        }
+            .and_then(|answer| {
+                answer.ok_or_else(|| {
+                    CallError::Decode(format!("{path}: empty answer to a fenced write"))
+                })
+            });
+        fenced(sent)
+    }
+
+    /// Uploads the file at `path` (`size` bytes, its digest in `upload`) as the artifact `name`
+    /// of the lease `(job_id, upload.epoch)`: a fenced write like the others, streamed, under
+    /// the request id `upload` carries, retried as `retry` allows.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_artifact(
+        &self,
+        token: &str,
+        job_id: JobId,
+        name: &str,
+        upload: &ArtifactUpload,
+        path: &Path,
+        size: u64,
+        retry: Retry,
+    ) -> Result<WriteOutcome, CallError> {
+        let url_path = format!(
+            "/v1/jobs/{job_id}/artifacts/{}?epoch={}&request_id={}&kind={}&sha256={}",
+            urlencode(name),
+            upload.epoch,
+            urlencode(&upload.request_id),
+            upload.kind.name(),
+            upload.sha256,
+        );
+        let timeout = Duration::from_millis(
+            REQUEST_TIMEOUT_MS + size.saturating_mul(1_000) / UPLOAD_BYTES_PER_SEC_MIN,
+        );
+        let tag = self.journal.as_ref().map(|_| WriteTag {
+            job: job_id,
+            action: "artifact".to_owned(),
+            epoch: upload.epoch,
+            request_id: upload.request_id.clone(),
+            usage: Vec::new(),
+        });
+        let body = Outgoing::File { path, size };
+        let sent = self
+            .send(&url_path, token, body, timeout, retry, tag.as_ref())
+            .await
+            .and_then(|answer| {
+                let answer = answer.ok_or_else(|| {
+                    CallError::Decode(format!("{url_path}: empty answer to an upload"))
+                })?;
+                serde_json::from_slice::<LeaseAnswer>(&answer)
+                    .map_err(|e| CallError::Decode(format!("{url_path}: {e}")))
+            });
+        fenced(sent)
+    }
+}
+
+/// How a fenced write's answer reads for the job: a lost lease is an outcome, not an error.
+fn fenced(sent: Result<LeaseAnswer, CallError>) -> Result<WriteOutcome, CallError> {
+    match sent {
+        Ok(answer) => Ok(WriteOutcome::Accepted(answer)),
+        Err(CallError::Status {
+            status: status @ (403 | 404 | 409),
+            body,
+        }) => Ok(WriteOutcome::Lost {
+            status,
+            code: body.error,
+            current_epoch: body.current_epoch,
+        }),
+        Err(e) => Err(e),
     }
 }
 

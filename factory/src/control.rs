@@ -1,20 +1,27 @@
 //! The control directory: how a running job talks back to its agent without a network or a
 //! token. `gigafactory job stage NAME` and `gigafactory job checkpoint REF` write one small
 //! file each into `$GF_CONTROL_DIR` (atomically: tmp file, then rename), which the agent reads;
-//! `gigafactory job usage` queues a file per report (`control/usage.rs`). The agent also keeps
+//! `gigafactory job usage` queues a file per report (`control/usage.rs`), and
+//! `gigafactory job artifact` a copy of each file it saves (`control/artifacts.rs`). The agent also keeps
 //! its `running.json` marker there while the job's process lives, so an agent restarted after
 //! a crash finds the jobs it orphaned.
 
+mod artifacts;
 mod usage;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use gigafactory_core::job::JobId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Result};
 
+pub use artifacts::{
+    ArtifactSource, PendingArtifact, hash_file, pending_artifacts, write_artifact,
+    write_artifact_in,
+};
 pub use usage::{PendingUsage, pending_usage, split_for_end, write_usage, write_usage_in};
 
 /// The variable that names a job's control directory.
@@ -42,7 +49,7 @@ pub fn write_checkpoint(reference: &str) -> Result<()> {
     write_checkpoint_in(&control_dir_from_env()?, reference)
 }
 
-fn control_dir_from_env() -> Result<std::path::PathBuf> {
+fn control_dir_from_env() -> Result<PathBuf> {
     match std::env::var_os(CONTROL_DIR_ENV) {
         Some(dir) if !dir.is_empty() => Ok(dir.into()),
         _ => Err(AgentError::NotInJob),
@@ -112,6 +119,68 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         AgentError::io(format!("writing {}", target.display()), e)
     })
+}
+
+/// Opens the queue `sub` under `control_dir` (the job's usage reports, its artifacts),
+/// creating it on first use: the directory, and how many `suffix` entries wait in it.
+fn open_queue(control_dir: &Path, sub: &str, suffix: &str) -> Result<(PathBuf, usize)> {
+    let dir = control_dir.join(sub);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        // Not `create_dir_all`: a control directory that is missing is a wrong GF_CONTROL_DIR,
+        // not something to create.
+        Err(e) => return Err(AgentError::io(format!("creating {}", dir.display()), e)),
+    }
+    let pending = queued_names(&dir, suffix)?.len();
+    Ok((dir, pending))
+}
+
+/// The start of a queued entry's name: when it was written, in nanoseconds since the Unix
+/// epoch, 20 digits, so that names sort in the order written.
+fn queue_stamp() -> String {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{ns:020}")
+}
+
+/// The entries ending in `suffix` in the queue `dir`, sorted: the order they were written.
+fn queued_names(dir: &Path, suffix: &str) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AgentError::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        // Temporary files of writers in progress start with a dot.
+        .filter(|n| n.ends_with(suffix) && !n.starts_with('.'))
+        .collect();
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// The queue `sub` under `control_dir` and the first `max` entries waiting in it, oldest
+/// first: none when it cannot be read (with a warning naming `what`).
+fn waiting(
+    control_dir: &Path,
+    sub: &str,
+    suffix: &str,
+    max: usize,
+    what: &str,
+) -> (PathBuf, Vec<String>) {
+    let dir = control_dir.join(sub);
+    match queued_names(&dir, suffix) {
+        Ok(mut names) => {
+            names.truncate(max);
+            (dir, names)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the job's {what}");
+            (dir, Vec::new())
+        }
+    }
 }
 
 /// What the agent records about a job whose process it started, until it reported the job's

@@ -57,22 +57,26 @@ pub enum AgentError {
     /// retryable.
     #[error("cannot build the http client: {0}")]
     Http(#[source] reqwest::Error),
-    /// `gigafactory job stage|checkpoint|usage` ran outside a job: `GF_CONTROL_DIR` is not set. Run
+    /// `gigafactory job stage|checkpoint|usage|artifact` ran outside a job: `GF_CONTROL_DIR` is not set. Run
     /// it only from inside a job's command.
     #[error("GF_CONTROL_DIR is not set: this command only works inside a gigafactory job")]
     NotInJob,
-    /// A stage name, checkpoint reference or usage report is not one the coordinator would
+    /// A stage name, checkpoint reference, usage report or artifact is not one the coordinator would
     /// take (empty, too long, a line break, over a limit). Pass a value within the limits.
     #[error("invalid {what}: {reason}")]
     InvalidValue { what: &'static str, reason: String },
-    /// `gigafactory job usage` found this many reports still waiting in `dir`: the agent is not
-    /// sending them (it is stopped, or cannot reach a coordinator). Check the factory agent;
-    /// the reports already written are sent once it takes them.
+    /// `gigafactory job usage|artifact` found this many reports or files still waiting in
+    /// `dir`: the agent is not sending them (it is stopped, or cannot reach a coordinator).
+    /// Check the factory agent; what was already written is sent once it takes it.
     #[error(
-        "{pending} usage reports wait unsent in {}: the factory agent is not taking them",
+        "{pending} {what} wait unsent in {}: the factory agent is not taking them",
         dir.display()
     )]
-    UsageBacklog { pending: usize, dir: PathBuf },
+    Backlog {
+        what: &'static str,
+        pending: usize,
+        dir: PathBuf,
+    },
 }
 
 impl AgentError {

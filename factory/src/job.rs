@@ -1,15 +1,18 @@
 //! One claimed job, from its workspace to its last report. The job's task starts the process
-//! and five helpers — the output pump, the log sender, the lease renewer, the stage watcher and
-//! the usage sender — then supervises the process: it exits, or a stop is asked for (cancel,
-//! preempt, lost lease, budget, shutdown) and carried out with SIGTERM, a grace period and
-//! SIGKILL. Then the usage sender stops, the rest of the output is delivered, the changed
-//! paths computed, and the end reported: `complete`, `fail` or `release`, carrying the usage
-//! reports still waiting, retried until the coordinator takes it. A lost lease (`409`, `404`)
+//! and six helpers — the output pump, the log sender, the lease renewer, the stage watcher,
+//! the usage sender and the artifact uploader — then supervises the process: it exits, or a
+//! stop is asked for (cancel, preempt, lost lease, budget, shutdown) and carried out with
+//! SIGTERM, a grace period and SIGKILL. Then the usage sender and the uploader stop, the
+//! changed paths are computed, the artifacts still waiting and those the job's globs match
+//! uploaded, the rest of the output delivered, and the end reported: `complete`, `fail` or
+//! `release`, carrying the usage reports still waiting, retried until the coordinator takes
+//! it. A lost lease (`409`, `404`)
 //! anywhere ends everything at once: SIGKILL, and not another word to the coordinator.
 //!
 //! This file is the job's life on this machine; `job/report.rs` is everything it tells the
-//! coordinator.
+//! coordinator but its files, which `job/artifacts.rs` uploads.
 
+mod artifacts;
 mod report;
 
 use std::io;
@@ -35,6 +38,7 @@ use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
 use crate::stop::{Stop, escalate};
 use crate::workspace::{self, CHANGED_PATHS_MAX, Workspace};
+use artifacts::{artifact_loop, save_at_end};
 use report::{
     final_report, finish_early, renew_loop, send_logs, send_report, stage_loop, usage_loop,
 };
@@ -212,12 +216,23 @@ pub async fn run_job(
         )
         .in_current_span(),
     );
+    let (artifacts_last_call, artifacts_last_call_rx) = oneshot::channel();
+    let mut saver = tokio::spawn(
+        artifact_loop(
+            ctx.clone(),
+            ws.control.clone(),
+            queue.clone(),
+            artifacts_last_call_rx,
+        )
+        .in_current_span(),
+    );
     helpers.extend([
         pump.abort_handle(),
         sender.abort_handle(),
         renewer.abort_handle(),
         stager.abort_handle(),
         usage.abort_handle(),
+        saver.abort_handle(),
     ]);
     let _helpers = Helpers(helpers);
 
@@ -255,12 +270,28 @@ pub async fn run_job(
         return;
     }
 
+    // Likewise the artifact uploader; what it has not uploaded goes up below, with the files
+    // the job's `artifacts` globs match, all before the end (after it the lease is gone).
+    let _ = artifacts_last_call.send(());
+    let saved = tokio::select! {
+        saved = &mut saver => saved.unwrap_or_default(),
+        _ = ctx.silenced() => {
+            RunningMarker::remove(&ws.control);
+            return;
+        }
+    };
+
     let work = ws.work.clone();
     let after = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
         .await
         .unwrap_or_default();
     let changed = workspace::changed_paths(&before, &after, CHANGED_PATHS_MAX);
     check_scope(&ctx, &changed, &queue);
+    let at_end = save_at_end(&ctx, &ws.control, &ws.work, &after, &queue, saved);
+    if !ctx.delivered(at_end, "its artifacts").await {
+        RunningMarker::remove(&ws.control);
+        return;
+    }
     queue.close();
     // All output goes before the end: after it the lease is gone and more output would be
     // refused.

@@ -33,7 +33,10 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-pub use control::{write_checkpoint, write_stage, write_usage, write_usage_in};
+pub use control::{
+    ArtifactSource, PendingArtifact, write_artifact, write_artifact_in, write_checkpoint,
+    write_stage, write_usage, write_usage_in,
+};
 pub use error::{AgentError, Result};
 
 /// The agent command run for prompt jobs unless configured otherwise; the prompt goes to its

@@ -3,13 +3,14 @@
 //! Its processes (if they still run that job) are killed, and the coordinator is told the
 //! attempt failed, retryably, so the job is requeued now instead of when its lease expires; the
 //! fail carries the usage reports the attempt left unsent (each under the request id it was
-//! written with, so one the dead agent sent already is counted once). The marker goes once the
+//! written with, so one the dead agent sent already is counted once), and the files it saved
+//! and its agent never uploaded go up before it. The marker goes once the
 //! coordinator took the report (or answered that the lease is gone).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gigafactory_core::wire::{Fail, FencedWrite};
+use gigafactory_core::wire::{ArtifactUpload, Fail, FencedWrite};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -101,6 +102,9 @@ fn next_after(shared: &Shared, sent: Result<WriteOutcome, CallError>, what: &str
 }
 
 async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
+    if !send_artifacts(&shared, &control, &marker).await {
+        return;
+    }
     let (alone, carried) = control::split_for_end(control::pending_usage(&control));
     // More than a fail may carry: the oldest go first, alone.
     if !send_alone(&shared, &control, &marker, alone).await {
@@ -155,6 +159,40 @@ async fn send_alone(
             )
             .await;
         match next_after(shared, sent, "usage") {
+            Next::Continue => pending.remove(),
+            Next::Done => {
+                RunningMarker::remove(control);
+                return false;
+            }
+            Next::Later => return false,
+        }
+    }
+    true
+}
+
+/// Uploads the files the attempt saved and its agent never uploaded, under its lease, each
+/// under the request id it got when saved; false once the orphan's report must stop here.
+async fn send_artifacts(shared: &Shared, control: &Path, marker: &RunningMarker) -> bool {
+    for pending in control::pending_artifacts(control) {
+        let upload = ArtifactUpload {
+            epoch: marker.epoch,
+            request_id: pending.request_id.clone(),
+            kind: pending.kind,
+            sha256: pending.sha256.clone(),
+        };
+        let sent = shared
+            .coordinator
+            .upload_artifact(
+                &shared.identity.token,
+                marker.job_id,
+                &pending.name,
+                &upload,
+                &pending.data,
+                pending.size,
+                Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
+            )
+            .await;
+        match next_after(shared, sent, "artifact") {
             Next::Continue => pending.remove(),
             Next::Done => {
                 RunningMarker::remove(control);

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{post, put};
 use gigafactory_core::job::{FactoryId, JobId};
 use gigafactory_core::manifest::Payload;
 use gigafactory_core::wire::{
@@ -24,7 +24,9 @@ use gigafactory_core::wire::{
     FactoryCommand, Fail, FencedWrite, HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk,
     LogStream, Release, Renew, Stage, UsageReport, UsageWrite,
 };
-use gigafactory_factory::{AgentConfig, AgentError, run, write_usage_in};
+use gigafactory_factory::{
+    AgentConfig, AgentError, ArtifactSource, run, write_artifact_in, write_usage_in,
+};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -328,6 +330,42 @@ fn parse<T: DeserializeOwned>(body: &serde_json::Value) -> Option<FencedWrite<T>
     Some(write)
 }
 
+/// `PUT /v1/jobs/{id}/artifacts/{name}`: recorded as the write `artifact` with its query and
+/// its bytes (as text); fenced like any write.
+async fn artifact_put(
+    State(fake): State<Arc<Fake>>,
+    UrlPath((job_id, name)): UrlPath<(JobId, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let epoch: u64 = query["epoch"].parse().unwrap();
+    let fenced = fake.fence.load(Ordering::SeqCst);
+    let body = serde_json::json!({
+        "name": name, "epoch": epoch, "request_id": query["request_id"], "kind": query["kind"],
+        "sha256": query["sha256"], "length": headers["content-length"].to_str().unwrap(),
+        "data": String::from_utf8_lossy(&bytes),
+    });
+    fake.record(Seen::Write {
+        token: bearer(&headers),
+        job_id,
+        action: "artifact".into(),
+        body,
+        answered: if fenced { 409 } else { 200 },
+    });
+    if fenced {
+        return error(StatusCode::CONFLICT, "fenced", Some(epoch + 1));
+    }
+    Json(LeaseAnswer {
+        job_id,
+        epoch,
+        state: "running".into(),
+        expires_at: Some(0),
+        preempt_deadline: None,
+    })
+    .into_response()
+}
+
 /// Serves `fake` on a loopback port; returns its base URL.
 async fn serve(fake: Arc<Fake>) -> String {
     let app = Router::new()
@@ -335,6 +373,7 @@ async fn serve(fake: Arc<Fake>) -> String {
         .route("/v1/factories/{id}/heartbeat", post(heartbeat))
         .route("/v1/claims", post(claim))
         .route("/v1/jobs/{id}/{action}", post(job_write))
+        .route("/v1/jobs/{id}/artifacts/{name}", put(artifact_put))
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -485,6 +524,15 @@ fn usage_writes(fake: &Fake, job_id: JobId) -> Vec<(FencedWrite<UsageReport>, u1
         .into_iter()
         .filter(|(a, _, _)| a == "usage")
         .map(|(_, body, status)| (serde_json::from_value(body).unwrap(), status))
+        .collect()
+}
+
+/// The artifact uploads for `job_id`, in order, with the status each was answered.
+fn artifact_writes(fake: &Fake, job_id: JobId) -> Vec<(serde_json::Value, u16)> {
+    fake.writes(job_id)
+        .into_iter()
+        .filter(|(a, _, _)| a == "artifact")
+        .map(|(_, body, status)| (body, status))
         .collect()
 }
 
@@ -1262,4 +1310,80 @@ async fn a_usage_report_refused_for_good_is_dropped_and_the_jobs_output_says_why
         "{output:?}"
     );
     t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_artifact_goes_up_under_the_lease_before_the_end_and_is_forgotten() {
+    let t = WaitingJob::start(14, 15_000, |_, _| {}).await;
+    let saved = write_artifact_in(
+        &t.control,
+        ArtifactSource::Link("https://github.com/acme/app/pull/7"),
+        Some("pull-request"),
+        None,
+    )
+    .unwrap();
+    t.complete().await;
+    let writes = t.fake.writes(t.job.job_id);
+    let upload = writes.iter().position(|(a, _, _)| a == "artifact").unwrap();
+    let end = writes.iter().position(|(a, _, _)| a == "complete").unwrap();
+    assert!(upload < end, "{writes:?}");
+    let (body, status) = &artifact_writes(&t.fake, t.job.job_id)[0];
+    assert_eq!(*status, 200);
+    assert_eq!(body["name"], "pull-request");
+    assert_eq!(body["kind"], "link");
+    assert_eq!(body["epoch"], 14);
+    assert_eq!(body["request_id"], saved.request_id.as_str());
+    assert_eq!(body["sha256"], saved.sha256.as_str());
+    assert_eq!(body["length"], "35");
+    assert_eq!(body["data"], "https://github.com/acme/app/pull/7\n");
+    assert!(!saved.data.exists(), "the entry is forgotten once taken");
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_upload_kills_the_job_group_and_nothing_more_is_reported() {
+    let t = WaitingJob::start(15, 15_000, |_, _| {}).await;
+    let pgid = running_pgid(t.workdir.path(), &t.job).await;
+    t.fake.fence.store(true, Ordering::SeqCst);
+    let src = t.workdir.path().join("notes.txt");
+    std::fs::write(&src, "notes").unwrap();
+    write_artifact_in(&t.control, ArtifactSource::File(&src), None, None).unwrap();
+    assert_eq!(
+        fenced_and_silent(&t.fake, t.job.job_id, pgid).await,
+        "artifact"
+    );
+    t.agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphans_saved_artifact_goes_up_before_its_fail_under_its_id() {
+    let fake = Fake::new(15_000, Vec::new());
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let job_id = JobId(uuid::Uuid::new_v4());
+    let control = orphans_control_dir(workdir.path(), job_id, 1);
+    let src = workdir.path().join("fix.patch");
+    std::fs::write(&src, "+fixed\n").unwrap();
+    let saved = write_artifact_in(&control, ArtifactSource::File(&src), None, None).unwrap();
+    let pid = {
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        gone.id() as i32
+    };
+    left_running(&control, job_id, 22, 1, pid);
+
+    let agent = Agent::start(config(&url, workdir.path()));
+    eventually("the orphan report", || {
+        fake.write_of::<Fail>(job_id, "fail")
+    })
+    .await;
+    let writes = fake.writes(job_id);
+    let actions: Vec<&str> = writes.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(actions, ["artifact", "fail"]);
+    assert_eq!(writes[0].1["request_id"], saved.request_id.as_str());
+    assert_eq!(writes[0].1["kind"], "patch");
+    assert_eq!(writes[0].1["epoch"], 22);
+    assert_eq!(writes[0].1["data"], "+fixed\n");
+    eventually("the entry to go", || (!saved.data.exists()).then_some(())).await;
+    agent.shutdown().await.unwrap();
 }

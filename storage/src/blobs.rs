@@ -217,8 +217,7 @@ where
         writer.put(chunk);
     }
     let digest = hasher.finalize();
-    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((size, hex))
+    Ok((size, gigafactory_core::wire::hex(&digest)))
 }
 
 #[cfg(feature = "s3")]
@@ -253,10 +252,7 @@ mod tests {
     use super::*;
 
     fn sha(bytes: &[u8]) -> String {
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        gigafactory_core::wire::hex(&Sha256::digest(bytes))
     }
 
     fn chunks(bytes: &[u8]) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin + Send {

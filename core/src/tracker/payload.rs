@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{IntakeError, SourceKind, TrackerItem};
+use crate::wire::hex;
 
 /// The header that carries a source's signature.
 pub fn signature_header(kind: SourceKind) -> &'static str {
@@ -28,10 +29,6 @@ fn mac(secret: &[u8], body: &[u8]) -> Vec<u8> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     m.update(body);
     m.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

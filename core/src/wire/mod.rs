@@ -31,6 +31,17 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// `bytes` as lower-case hex, two digits each: how digests and secrets are written.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The stable `error` codes of error responses: clients match on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {

@@ -15,7 +15,6 @@
 //! report.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use gigafactory_core::budget::{Micros, format_usd};
 use gigafactory_core::usage::{CARRIED_REPORTS_MAX, REPORT_MAX_MICROS, TOKENS_MAX};
@@ -23,7 +22,7 @@ use gigafactory_core::wire::{UsageReport, UsageWrite};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{control_dir_from_env, validate, write_atomically};
+use super::{control_dir_from_env, open_queue, queue_stamp, validate, waiting, write_atomically};
 use crate::error::{AgentError, Result};
 
 /// The directory under the control directory that holds the reports not yet sent.
@@ -96,22 +95,15 @@ pub fn write_usage(report: &UsageReport) -> Result<String> {
 /// [`write_usage`] into an explicit control directory.
 pub fn write_usage_in(control_dir: &Path, report: &UsageReport) -> Result<String> {
     let report = checked(report)?;
-    let dir = control_dir.join(USAGE_DIR);
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        // Not `create_dir_all`: a control directory that is missing is a wrong GF_CONTROL_DIR,
-        // not something to create.
-        Err(e) => return Err(AgentError::io(format!("creating {}", dir.display()), e)),
-    }
-    let pending = report_names(&dir)?.len();
+    let (dir, pending) = open_queue(control_dir, USAGE_DIR, REPORT_SUFFIX)?;
     if pending >= USAGE_PENDING_MAX {
-        return Err(AgentError::UsageBacklog { pending, dir });
+        return Err(AgentError::Backlog {
+            what: "usage reports",
+            pending,
+            dir,
+        });
     }
     let request_id = uuid::Uuid::now_v7().to_string();
-    let written_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
     let file = ReportFile {
         request_id: request_id.clone(),
         model: report.model,
@@ -120,7 +112,7 @@ pub fn write_usage_in(control_dir: &Path, report: &UsageReport) -> Result<String
         cost_micros: report.cost_micros,
     };
     let bytes = serde_json::to_vec(&file).expect("a report always serializes");
-    let name = format!("{written_ns:020}-{request_id}{REPORT_SUFFIX}");
+    let name = format!("{}-{request_id}{REPORT_SUFFIX}", queue_stamp());
     write_atomically(&dir, &name, &bytes)?;
     Ok(request_id)
 }
@@ -164,35 +156,18 @@ fn checked(report: &UsageReport) -> Result<UsageReport> {
     })
 }
 
-/// The report files in `dir`, sorted: the order they were written.
-fn report_names(dir: &Path) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(AgentError::io(format!("reading {}", dir.display()), e)),
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        // Temporary files of writers in progress start with a dot.
-        .filter(|n| n.ends_with(REPORT_SUFFIX) && !n.starts_with('.'))
-        .collect();
-    names.sort_unstable();
-    Ok(names)
-}
-
 /// The reports waiting in `control_dir`, oldest first (at most [`USAGE_PENDING_MAX`]). A file
 /// no writer could have produced (edited by hand) cannot be sent: it is removed, with a warning.
 pub fn pending_usage(control_dir: &Path) -> Vec<PendingUsage> {
-    let dir = control_dir.join(USAGE_DIR);
-    let names = match report_names(&dir) {
-        Ok(names) => names,
-        Err(e) => {
-            warn!(error = %e, "cannot read the job's usage reports");
-            return Vec::new();
-        }
-    };
-    let mut pending = Vec::with_capacity(names.len().min(USAGE_PENDING_MAX));
-    for name in names.into_iter().take(USAGE_PENDING_MAX) {
+    let (dir, names) = waiting(
+        control_dir,
+        USAGE_DIR,
+        REPORT_SUFFIX,
+        USAGE_PENDING_MAX,
+        "usage reports",
+    );
+    let mut pending = Vec::with_capacity(names.len());
+    for name in names {
         let path = dir.join(&name);
         let parsed = std::fs::read(&path)
             .map_err(|e| e.to_string())
@@ -271,7 +246,7 @@ mod tests {
     fn a_report_file_holds_the_documented_fields() {
         let dir = tempfile::tempdir().unwrap();
         let id = write_usage_in(dir.path(), &report("sonnet", 5, 6, Some(7))).unwrap();
-        let names = report_names(&dir.path().join(USAGE_DIR)).unwrap();
+        let names = super::super::queued_names(&dir.path().join(USAGE_DIR), REPORT_SUFFIX).unwrap();
         let [name] = names.as_slice() else {
             panic!("one file: {names:?}")
         };
@@ -340,7 +315,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                AgentError::UsageBacklog {
+                AgentError::Backlog {
                     pending: USAGE_PENDING_MAX,
                     ..
                 }

@@ -35,7 +35,7 @@ use crate::workspace::Workspace;
 const BUDGET_EXCEEDED_ERROR: &str = "wall-clock budget exceeded";
 
 /// How a fenced write went, from the job's point of view.
-enum Written {
+pub(super) enum Written {
     Accepted(LeaseAnswer),
     /// The lease is gone or the agent can no longer report: a stop was requested already.
     Ended,
@@ -44,10 +44,13 @@ enum Written {
 }
 
 /// Why the coordinator refused a write for good.
-enum Refusal {
+pub(super) enum Refusal {
     /// `413 log_limit_exceeded`: the job's output reached the coordinator's per-job log limit,
     /// and no later chunk will be taken either. Part of the protocol, not a fault.
     LogLimit,
+    /// `413 artifact_limit_exceeded`, with its message: the file, or the job's artifacts with
+    /// it, pass a limit of the coordinator's.
+    ArtifactLimit(String),
     /// `400 invalid_request`, with its message: the write breaks a rule, such as a usage
     /// report the coordinator cannot price (alone, or carried on an end).
     Invalid(String),
@@ -60,6 +63,13 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::LogLimit => f.write_str(ErrorCode::LogLimitExceeded.as_str()),
+            Refusal::ArtifactLimit(message) => {
+                write!(
+                    f,
+                    "{}: {message}",
+                    ErrorCode::ArtifactLimitExceeded.as_str()
+                )
+            }
             Refusal::Invalid(message) => {
                 write!(f, "{}: {message}", ErrorCode::InvalidRequest.as_str())
             }
@@ -114,6 +124,16 @@ impl JobCtx {
                 retry,
             )
             .await;
+        self.written(action, sent)
+    }
+
+    /// What the coordinator's answer to the fenced write `action` means for the job.
+    pub(super) fn written(
+        &self,
+        action: &'static str,
+        sent: Result<WriteOutcome, CallError>,
+    ) -> Written {
+        let shared = &self.shared;
         match sent {
             Ok(WriteOutcome::Accepted(answer)) => Written::Accepted(answer),
             Ok(WriteOutcome::Lost {
@@ -137,6 +157,12 @@ impl JobCtx {
                 if body.error == ErrorCode::LogLimitExceeded.as_str() =>
             {
                 Written::Refused(Refusal::LogLimit)
+            }
+            Err(CallError::Status { status: 413, body })
+                if body.error == ErrorCode::ArtifactLimitExceeded.as_str() =>
+            {
+                warn!(action, message = %body.message, "the coordinator refused an artifact past its limits");
+                Written::Refused(Refusal::ArtifactLimit(body.message))
             }
             Err(CallError::Status { status: 400, body })
                 if body.error == ErrorCode::InvalidRequest.as_str() =>

@@ -194,6 +194,7 @@ mod tests {
     use gigafactory_core::manifest::{JobSpec, Payload};
     use gigafactory_core::scoring::{Factor, ScoreBreakdown};
     use gigafactory_core::usage::{JobCost, ModelUsage};
+    use gigafactory_core::wire::hex;
     use uuid::Uuid;
 
     use super::*;
@@ -272,10 +273,6 @@ mod tests {
                 id: "acme/app#42".into(),
             }),
         }
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn check<R: Record + std::fmt::Debug + PartialEq>(name: &str, record: &R) {
