@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gigafactory_core::wire::JobPage;
+use gigafactory_core::wire::{ArtifactView, JobPage};
 use serde_json::Value;
 
 use crate::Remote;
@@ -24,7 +24,7 @@ pub struct DemoArgs {
     timeout_secs: u64,
 }
 
-/// The sample: a small DAG with stages, a retry and a review.
+/// The sample: a small DAG with stages, a retry, and a review of what a job saved and spent.
 const SAMPLE_MANIFEST: &str = r#"
 product = "demo"
 
@@ -66,7 +66,17 @@ title = "Release notes (needs review)"
 profile = "quick"
 deps = ["api", "ui", "flaky"]
 review = true
-command = "echo writing release notes; sleep 1; echo done"
+artifacts = ["*.patch"]
+command = """
+echo writing release notes
+printf '# Release notes\\n\\n- the API is built\\n- the UI is built\\n' > RELEASE_NOTES.md
+gigafactory job artifact RELEASE_NOTES.md
+gigafactory job artifact --url https://example.com/acme/app/pull/42 --name pull-request
+printf -- '--- a/VERSION\\n+++ b/VERSION\\n@@ -1 +1 @@\\n-1.0.0\\n+1.1.0\\n' > version.patch
+gigafactory job usage --model demo-model --input-tokens 1200 --output-tokens 300 --cost-usd 0.0125
+sleep 1
+echo done
+"""
 "#;
 
 pub async fn run(args: DemoArgs) -> Result<()> {
@@ -164,7 +174,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         if let Some(review) = page.jobs.iter().find(|j| j.state == "review")
             && !shipped
         {
-            println!("         release notes are in review: shipping them as an operator would");
+            let saved: Vec<ArtifactView> = client
+                .get(&format!("/v1/jobs/{}/artifacts", review.id))
+                .await?;
+            let names: Vec<&str> = saved.iter().map(|a| a.name.as_str()).collect();
+            println!(
+                "         release notes are in review with {}: shipping them as an operator would",
+                names.join(", ")
+            );
             client
                 .post::<Value>(&format!("/v1/jobs/{}/actions/ship", review.id), None)
                 .await?;
@@ -196,8 +213,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("\nall {} jobs finished:", page.jobs.len());
     for j in &page.jobs {
         println!(
-            "  {:<8} {:<9} attempts {}  {}",
-            j.key, j.state, j.attempts, j.title
+            "  {:<8} {:<9} attempts {}  {:>8}  {}",
+            j.key,
+            j.state,
+            j.attempts,
+            gigafactory_core::budget::format_usd(j.cost.total_micros),
+            j.title
         );
     }
     println!(
