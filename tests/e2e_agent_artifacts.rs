@@ -151,6 +151,8 @@ fn a_file_past_the_coordinators_limit_is_dropped_with_a_note_and_the_job_still_s
     let script = r#"set -e
 head -c 5000 /dev/zero > big.bin
 gigafactory job artifact big.bin
+head -c 8388608 /dev/zero > huge.bin
+gigafactory job artifact huge.bin
 printf 'ok\n' > small.txt
 gigafactory job artifact small.txt --kind report
 "#;
@@ -165,6 +167,11 @@ gigafactory job artifact small.txt --kind report
     let text = output(&coord, &id);
     assert!(
         text.contains("[gigafactory: artifact big.bin not saved: artifact_limit_exceeded:"),
+        "{text}"
+    );
+    // Refused by its length before a byte is read: answered, not retried until the job ends.
+    assert!(
+        text.contains("[gigafactory: artifact huge.bin not saved: artifact_limit_exceeded:"),
         "{text}"
     );
 }

@@ -31,9 +31,6 @@ fn the_demo_runs_every_job_to_its_end_and_ships_the_reviewed_one_with_its_artifa
         release.contains("shipped") && release.contains("$0.0125"),
         "{release}"
     );
-    let flaky = stdout
-        .lines()
-        .find(|l| l.starts_with("  flaky "))
-        .unwrap();
+    let flaky = stdout.lines().find(|l| l.starts_with("  flaky ")).unwrap();
     assert!(flaky.contains("succeeded attempts 2"), "{flaky}");
 }

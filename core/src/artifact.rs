@@ -186,9 +186,10 @@ pub fn check_link(url: &str) -> Result<(), String> {
 }
 
 /// Names for files a job's `artifacts` globs matched (workspace-relative paths with `/`):
-/// each is saved under its file name, unless that is `taken` already or shared with another
-/// match, in which case under its whole path with `/` as `_`. A path that makes no valid name
-/// either way gets none.
+/// each is saved under its file name when no other match shares it and it is not `taken`
+/// already; the others under their whole path with `/` as `_`, and should that clash too,
+/// with `~2`, `~3`... before the extension. Plain names are given first, so a path name never
+/// takes one a file has by right. A path that makes no valid name gets none.
 pub fn names_for_paths<'a>(
     paths: &'a [String],
     taken: &std::collections::BTreeSet<String>,
@@ -199,16 +200,32 @@ pub fn names_for_paths<'a>(
         *seen.entry(base(p)).or_default() += 1;
     }
     let mut used = taken.clone();
-    paths
+    let plain: Vec<Option<String>> = paths
         .iter()
         .map(|p| {
             let short = base(p);
-            let name = if seen[&short] == 1 && !taken.contains(&short) {
-                short
-            } else {
-                p.replace('/', "_")
-            };
-            let name = (check_name(&name).is_ok() && used.insert(name.clone())).then_some(name);
+            let free =
+                seen[&short] == 1 && check_name(&short).is_ok() && used.insert(short.clone());
+            free.then_some(short)
+        })
+        .collect();
+    paths
+        .iter()
+        .zip(plain)
+        .map(|(p, plain)| {
+            let name = plain.or_else(|| {
+                let long = p.replace('/', "_");
+                let (stem, ext) = match long.rsplit_once('.') {
+                    Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
+                    _ => (long.clone(), String::new()),
+                };
+                std::iter::once(long)
+                    .chain((2..=JOB_COUNT_MAX + 1).map(|n| format!("{stem}~{n}{ext}")))
+                    .find(|n| check_name(n).is_ok() && !used.contains(n))
+                    .inspect(|n| {
+                        used.insert(n.clone());
+                    })
+            });
             (p.as_str(), name)
         })
         .collect()
@@ -429,19 +446,24 @@ mod tests {
             "b/log.txt",
             "notes.md",
             "x/...",
+            "a_log.txt",
+            "c/b.txt",
         ]
         .map(String::from)
         .into();
-        let taken = ["notes.md".to_owned()].into();
+        let taken = ["notes.md".to_owned(), "b.txt".to_owned()].into();
         let named = names_for_paths(&paths, &taken);
         assert_eq!(
             named,
             [
                 ("out/report.md", Some("report.md".to_owned())),
-                ("a/log.txt", Some("a_log.txt".to_owned())),
+                // The plain `a_log.txt` below keeps its name; this one steps aside.
+                ("a/log.txt", Some("a_log~2.txt".to_owned())),
                 ("b/log.txt", Some("b_log.txt".to_owned())),
-                ("notes.md", None),
+                ("notes.md", Some("notes~2.md".to_owned())),
                 ("x/...", Some("...".to_owned())),
+                ("a_log.txt", Some("a_log.txt".to_owned())),
+                ("c/b.txt", Some("c_b.txt".to_owned())),
             ]
         );
     }
@@ -477,11 +499,12 @@ mod tests {
             }
         }
 
-        /// Globbed files never get a name twice, nor one already taken, nor an invalid one.
+        /// Globbed files never get a name twice, nor one already taken, nor an invalid one;
+        /// and a file whose path makes a valid name always gets one.
         #[test]
-        fn globbed_names_are_unique_valid_and_free(
-            paths in proptest::collection::btree_set("[ab/.]{1,6}", 0..12),
-            taken in proptest::collection::btree_set("[ab._]{1,4}", 0..4),
+        fn globbed_names_are_unique_valid_free_and_never_dropped(
+            paths in proptest::collection::btree_set("[ab/._]{1,6}", 0..12),
+            taken in proptest::collection::btree_set("[ab._~2]{1,6}", 0..6),
         ) {
             let paths: Vec<String> = paths.into_iter().collect();
             let named = names_for_paths(&paths, &taken);
@@ -491,6 +514,11 @@ mod tests {
             prop_assert_eq!(unique.len(), names.len());
             for n in names {
                 prop_assert!(check_name(n).is_ok() && !taken.contains(n), "{}", n);
+            }
+            for (path, name) in &named {
+                if check_name(&path.replace('/', "_")).is_ok() {
+                    prop_assert!(name.is_some(), "{} got no name", path);
+                }
             }
         }
     }

@@ -33,7 +33,7 @@ pub const CLAIM_TIMEOUT_MARGIN_MS: u64 = 10_000;
 /// Where factories ask for work; a journal records the leases its answers hand over.
 pub const CLAIMS_PATH: &str = "/v1/claims";
 /// An upload gets [`REQUEST_TIMEOUT_MS`] plus the time its size takes at this rate.
-const UPLOAD_BYTES_PER_SEC_MIN: u64 = 1 << 20;
+const UPLOAD_BYTES_PER_SEC_MIN: u64 = 256 << 10;
 /// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
 const IDLE_CONNECTIONS_MAX: usize = 16;
 
@@ -99,6 +99,44 @@ impl CallError {
             }
         }
     }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status { status, body } => {
+                write!(f, "http {status} {}: {}", body.error, body.message)
+            }
+            CallError::Unavailable(m) => write!(f, "coordinator unavailable: {m}"),
+            CallError::Decode(m) => write!(f, "unexpected answer: {m}"),
+            CallError::Source(m) => write!(f, "cannot read what to send: {m}"),
+        }
+    }
+}
+
+/// Opens a file to upload: a regular file of `size` bytes, never through a symbolic link, and
+/// never blocking on a FIFO a job put in its place.
+async fn open_upload(path: &Path, size: u64) -> Result<tokio::fs::File, CallError> {
+    let source = |why: String| CallError::Source(format!("{}: {why}", path.display()));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = options
+        .open(path)
+        .await
+        .map_err(|e| source(e.to_string()))?;
+    let meta = file.metadata().await.map_err(|e| source(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(source("not a regular file".into()));
+    }
+    if meta.len() != size {
+        return Err(source(format!(
+            "{} bytes, {size} when it was hashed",
+            meta.len()
+        )));
+    }
+    Ok(file)
 }
 
 /// What a request sends.
@@ -257,9 +295,7 @@ impl Coordinator {
                     .header(CONTENT_TYPE, "application/json")
                     .body(bytes.clone()),
                 Outgoing::File { path, size } => {
-                    let file = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|e| CallError::Source(format!("{}: {e}", path.display())))?;
+                    let file = open_upload(path, *size).await?;
                     self.http
                         .put(&url)
                         .header(CONTENT_TYPE, "application/octet-stream")

@@ -287,7 +287,9 @@ pub async fn run_job(
         .unwrap_or_default();
     let changed = workspace::changed_paths(&before, &after, CHANGED_PATHS_MAX);
     check_scope(&ctx, &changed, &queue);
-    let at_end = save_at_end(&ctx, &ws.control, &ws.work, &after, &queue, saved);
+    // A stopped job has a deadline for its end: its outputs are not collected then.
+    let collect = ended_by.is_none();
+    let at_end = save_at_end(&ctx, &ws.control, &ws.work, &after, &queue, saved, collect);
     if !ctx.delivered(at_end, "its artifacts").await {
         RunningMarker::remove(&ws.control);
         return;

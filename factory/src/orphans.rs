@@ -4,7 +4,8 @@
 //! attempt failed, retryably, so the job is requeued now instead of when its lease expires; the
 //! fail carries the usage reports the attempt left unsent (each under the request id it was
 //! written with, so one the dead agent sent already is counted once), and the files it saved
-//! and its agent never uploaded go up before it. The marker goes once the
+//! and its agent never uploaded go up before it (after its usage, which then goes alone: no
+//! one renews the lease while files upload). The marker goes once the
 //! coordinator took the report (or answered that the lease is gone).
 
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::client::{CallError, Retry, WriteOutcome};
 use crate::context::Shared;
-use crate::control::{self, PendingUsage, RunningMarker};
+use crate::control::{self, PendingArtifact, PendingUsage, RunningMarker};
 use crate::process::{self, Signal};
 use crate::workspace::JOBS_DIR;
 
@@ -102,12 +103,20 @@ fn next_after(shared: &Shared, sent: Result<WriteOutcome, CallError>, what: &str
 }
 
 async fn report(shared: Arc<Shared>, control: PathBuf, marker: RunningMarker) {
-    if !send_artifacts(&shared, &control, &marker).await {
+    let usage = control::pending_usage(&control);
+    let artifacts = control::pending_artifacts(&control);
+    // Nothing renews an orphan's lease: its money goes first, alone, before files that may
+    // take long; with no files, the newest reports ride on the fail (more than it may carry
+    // go first, alone).
+    let (alone, carried) = if artifacts.is_empty() {
+        control::split_for_end(usage)
+    } else {
+        (usage, Vec::new())
+    };
+    if !send_alone(&shared, &control, &marker, alone).await {
         return;
     }
-    let (alone, carried) = control::split_for_end(control::pending_usage(&control));
-    // More than a fail may carry: the oldest go first, alone.
-    if !send_alone(&shared, &control, &marker, alone).await {
+    if !send_artifacts(&shared, &control, &marker, artifacts).await {
         return;
     }
     let mut sent = send_fail(&shared, &marker, &carried).await;
@@ -172,8 +181,13 @@ async fn send_alone(
 
 /// Uploads the files the attempt saved and its agent never uploaded, under its lease, each
 /// under the request id it got when saved; false once the orphan's report must stop here.
-async fn send_artifacts(shared: &Shared, control: &Path, marker: &RunningMarker) -> bool {
-    for pending in control::pending_artifacts(control) {
+async fn send_artifacts(
+    shared: &Shared,
+    control: &Path,
+    marker: &RunningMarker,
+    pending: Vec<PendingArtifact>,
+) -> bool {
+    for pending in pending {
         let upload = ArtifactUpload {
             epoch: marker.epoch,
             request_id: pending.request_id.clone(),

@@ -1356,7 +1356,7 @@ async fn a_fenced_upload_kills_the_job_group_and_nothing_more_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_orphans_saved_artifact_goes_up_before_its_fail_under_its_id() {
+async fn an_orphans_usage_then_its_saved_artifact_go_up_before_its_fail_under_their_ids() {
     let fake = Fake::new(15_000, Vec::new());
     let url = serve(fake.clone()).await;
     let workdir = tempfile::tempdir().unwrap();
@@ -1365,6 +1365,8 @@ async fn an_orphans_saved_artifact_goes_up_before_its_fail_under_its_id() {
     let src = workdir.path().join("fix.patch");
     std::fs::write(&src, "+fixed\n").unwrap();
     let saved = write_artifact_in(&control, ArtifactSource::File(&src), None, None).unwrap();
+    let report = usage("sonnet", 10, 5, None);
+    let report_id = write_usage_in(&control, &report).unwrap();
     let pid = {
         let mut gone = std::process::Command::new("true").spawn().unwrap();
         gone.wait().unwrap();
@@ -1379,7 +1381,10 @@ async fn an_orphans_saved_artifact_goes_up_before_its_fail_under_its_id() {
     .await;
     let writes = fake.writes(job_id);
     let actions: Vec<&str> = writes.iter().map(|(a, _, _)| a.as_str()).collect();
-    assert_eq!(actions, ["artifact", "fail"]);
+    // Its money first, alone (nothing renews the lease while files upload), then its files.
+    assert_eq!(actions, ["usage", "artifact", "fail"]);
+    assert_eq!(writes[0].1["request_id"], report_id.as_str());
+    let writes = &writes[1..];
     assert_eq!(writes[0].1["request_id"], saved.request_id.as_str());
     assert_eq!(writes[0].1["kind"], "patch");
     assert_eq!(writes[0].1["epoch"], 22);

@@ -81,8 +81,9 @@ impl PendingArtifact {
 }
 
 /// Saves an artifact of the calling job (`gigafactory job artifact`): named `name` (the
-/// file's name by default), of `kind` (by its extension by default). The agent uploads it
-/// within a quarter of a second, or before the job's end if that comes first.
+/// file's name by default), of `kind` (by its extension by default). The agent uploads it at
+/// its next look into the control directory (every quarter of a second by default), or before
+/// the job's end if that comes first.
 pub fn write_artifact(
     source: ArtifactSource<'_>,
     name: Option<&str>,
@@ -245,7 +246,8 @@ pub fn pending_artifacts(control_dir: &Path) -> Vec<PendingArtifact> {
         let parsed = std::fs::read(&meta)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Meta>(&b).map_err(|e| e.to_string()))
-            .and_then(|m| match std::fs::metadata(&data) {
+            .and_then(|m| match std::fs::symlink_metadata(&data) {
+                Ok(d) if !d.is_file() => Err("its data is not a regular file".into()),
                 Ok(d) if d.len() == m.size => Ok(m),
                 Ok(d) => Err(format!("{} bytes of data for {}", d.len(), m.size)),
                 Err(e) => Err(e.to_string()),
@@ -386,6 +388,18 @@ mod tests {
         std::fs::write(&saved.data, "abcd").unwrap();
         assert_eq!(pending_artifacts(dir.path()), []);
         assert!(!saved.data.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_entry_whose_data_became_a_symbolic_link_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.txt");
+        std::fs::write(&src, "abc").unwrap();
+        let saved = write_artifact_in(dir.path(), ArtifactSource::File(&src), None, None).unwrap();
+        std::fs::remove_file(&saved.data).unwrap();
+        std::os::unix::fs::symlink(&src, &saved.data).unwrap();
+        assert_eq!(pending_artifacts(dir.path()), []);
     }
 
     #[test]

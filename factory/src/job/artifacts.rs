@@ -23,6 +23,11 @@ use crate::control::{self, PendingArtifact};
 use crate::logs::LogQueue;
 use crate::workspace::Snapshot;
 
+/// Sends of one upload before it is dropped with a note: unlike a report, a file may be
+/// refused in a way the agent only sees as a broken connection (an answer before the body was
+/// read), or be too large for the link; it must not hold the job's end forever.
+const UPLOAD_SENDS_MAX: u32 = 8;
+
 /// One file on its way up.
 struct Upload<'a> {
     name: &'a str,
@@ -34,7 +39,8 @@ struct Upload<'a> {
 }
 
 impl JobCtx {
-    /// Uploads one file under the job's lease, retried until the coordinator answers.
+    /// Uploads one file under the job's lease, retried a few times while the coordinator does
+    /// not answer.
     async fn upload(&self, file: Upload<'_>) -> Written {
         let shared = &self.shared;
         let upload = ArtifactUpload {
@@ -52,7 +58,7 @@ impl JobCtx {
                 &upload,
                 file.path,
                 file.size,
-                Retry::Forever,
+                Retry::Attempts(UPLOAD_SENDS_MAX),
             )
             .await;
         self.written("artifact", sent)
@@ -84,7 +90,7 @@ impl JobCtx {
 }
 
 /// Uploads the artifacts the job saved as it saves them, oldest first. Once `last_call` fires
-/// (the job's process ended) it returns, after the upload under way if one is, with the names
+/// (the job's process ended) it returns, after the pass under way if one is, with the names
 /// the coordinator kept: what is still waiting goes up in [`save_at_end`].
 pub(super) async fn artifact_loop(
     ctx: Arc<JobCtx>,
@@ -134,9 +140,11 @@ async fn send_pending(
 }
 
 /// At the job's end, before the end is reported: uploads what the job saved and is still
-/// waiting, then the regular files under `work` (as `after` lists them) that its `artifacts`
-/// globs match, each under its file name unless that is taken (see
-/// [`artifact::names_for_paths`]). False once the job must not be reported any more.
+/// waiting, then, when the job's process ended by itself (`collect`), the regular files under
+/// `work` (as `after` lists them) that its `artifacts` globs match, each under its file name
+/// unless that is taken (see [`artifact::names_for_paths`]). A job stopped (preempted, past
+/// its wall-clock budget, shutting down) has a deadline its end must meet: its outputs are not
+/// collected. False once the job must not be reported any more.
 pub(super) async fn save_at_end(
     ctx: &JobCtx,
     control_dir: &Path,
@@ -144,16 +152,19 @@ pub(super) async fn save_at_end(
     after: &Snapshot,
     queue: &LogQueue,
     mut saved: BTreeSet<String>,
+    collect: bool,
 ) -> bool {
-    if !send_pending(
-        ctx,
-        control::pending_artifacts(control_dir),
-        queue,
-        &mut saved,
-    )
-    .await
-    {
+    let pending = control::pending_artifacts(control_dir);
+    if !send_pending(ctx, pending, queue, &mut saved).await {
         return false;
+    }
+    if !collect {
+        if !ctx.job.artifacts.is_empty() {
+            let note =
+                "[gigafactory: the job was stopped; its artifacts globs are not collected]\n";
+            queue.push(LogStream::Stderr, note.into());
+        }
+        return true;
     }
     let paths: Vec<String> = after.keys().cloned().collect();
     let (mut matched, invalid) = gigafactory_core::scope::matching(&ctx.job.artifacts, &paths);

@@ -175,8 +175,8 @@ impl JobCtx {
                 Written::Refused(Refusal::Other(format!("{}: {}", body.error, body.message)))
             }
             Err(e) => {
-                error!(action, error = ?e, "a write failed");
-                Written::Refused(Refusal::Other(format!("{e:?}")))
+                error!(action, error = %e, "a write failed");
+                Written::Refused(Refusal::Other(e.to_string()))
             }
         }
     }
