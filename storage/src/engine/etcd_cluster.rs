@@ -53,6 +53,7 @@ impl LocalEtcdCluster {
     /// Like [`start`](Self::start), with members also serving clients on each of `hosts` (local
     /// addresses, e.g. a bridge the chaos suite's network namespaces reach the store through).
     pub fn start_also_on(size: usize, hosts: &[&str]) -> io::Result<Self> {
+        remove_dead_processes_dirs();
         let mut attempt = 1;
         loop {
             match Self::try_start(size, hosts) {
@@ -246,6 +247,31 @@ impl Drop for LocalEtcdCluster {
             let _ = self.kill(i);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes the data directories of clusters whose process is gone. A cluster kept for a
+/// whole test binary (in a `static`) is never dropped, so its directory would stay behind.
+fn remove_dead_processes_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("gigafactory-")
+            .and_then(|rest| rest.strip_suffix("-etcd"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<i32>().ok()));
+        let Some(pid) = pid.filter(|&p| p > 0) else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
