@@ -167,14 +167,10 @@ async fn send_alone(
                 Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
             )
             .await;
-        match next_after(shared, sent, "usage") {
-            Next::Continue => pending.remove(),
-            Next::Done => {
-                RunningMarker::remove(control);
-                return false;
-            }
-            Next::Later => return false,
+        if !goes_on(shared, control, sent, "usage") {
+            return false;
         }
+        pending.remove();
     }
     true
 }
@@ -206,16 +202,30 @@ async fn send_artifacts(
                 Retry::Attempts(ORPHAN_REPORT_SENDS_MAX),
             )
             .await;
-        match next_after(shared, sent, "artifact") {
-            Next::Continue => pending.remove(),
-            Next::Done => {
-                RunningMarker::remove(control);
-                return false;
-            }
-            Next::Later => return false,
+        if !goes_on(shared, control, sent, "artifact") {
+            return false;
         }
+        pending.remove();
     }
     true
+}
+
+/// Whether the orphan's report goes on after one of its writes was answered (the caller then
+/// forgets what it sent); the marker goes when the lease did.
+fn goes_on(
+    shared: &Shared,
+    control: &Path,
+    sent: Result<WriteOutcome, CallError>,
+    what: &'static str,
+) -> bool {
+    match next_after(shared, sent, what) {
+        Next::Continue => true,
+        Next::Done => {
+            RunningMarker::remove(control);
+            false
+        }
+        Next::Later => false,
+    }
 }
 
 /// Sends the orphan's fail, carrying `carried`.
