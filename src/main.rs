@@ -82,6 +82,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Products' fair shares and scoring weights.
+    Products {
+        #[command(subcommand)]
+        cmd: cli::scheduling::ProductsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Trackers: what a payload would create, items, their deliveries, redelivery.
     Intake {
         #[command(subcommand)]
@@ -233,6 +240,7 @@ fn main() -> Result<()> {
         Cmd::Tokens { cmd, remote } => rt.block_on(cli::fleet::tokens(&remote, cmd)),
         Cmd::Budgets { cmd, remote } => rt.block_on(cli::budgets::budgets(&remote, cmd)),
         Cmd::Intake { cmd, remote } => rt.block_on(cli::intake::intake(&remote, cmd)),
+        Cmd::Products { cmd, remote } => rt.block_on(cli::scheduling::products(&remote, cmd)),
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,

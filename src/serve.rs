@@ -21,8 +21,9 @@ pub struct ServeArgs {
     /// TOML file with any of: store, listen, insecure_dev, admin_token_file, lease_ttl_ms;
     /// model prices as `[prices.MODEL]` tables of `input_usd_per_mtok` and
     /// `output_usd_per_mtok` (dollars per million tokens); trackers as `[intake.SOURCE]`
-    /// (README: "Trackers"); `[outbox]` retries of their callbacks; and `[artifacts]` (README:
-    /// "Artifacts").
+    /// (README: "Trackers"); `[outbox]` retries of their callbacks; `[artifacts]` (README:
+    /// "Artifacts"); and `[scheduling]`: `fair_share` (default true) and `[scheduling.shares]`
+    /// (README: "Scheduling").
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Store URL: embedded:PATH, etcd://host:port,...[/namespace], or fdb:CLUSTER_FILE[#namespace].
@@ -63,6 +64,16 @@ struct FileConfig {
     intake: BTreeMap<String, SourceConfig>,
     outbox: Option<FileOutbox>,
     artifacts: Option<FileArtifacts>,
+    scheduling: Option<FileScheduling>,
+}
+
+/// Fair share across products.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScheduling {
+    fair_share: Option<bool>,
+    #[serde(default)]
+    shares: BTreeMap<String, u64>,
 }
 
 /// Where artifacts go and how much is kept.
@@ -156,6 +167,14 @@ impl ServeArgs {
             config.lease_ttl_ms = ttl;
         }
         config.intake = file.intake;
+        if let Some(sch) = file.scheduling {
+            config.fair_share = sch.fair_share.unwrap_or(config.fair_share);
+            for (product, share) in sch.shares {
+                let share = gigafactory_core::fair_share::check_share(share)
+                    .with_context(|| format!("scheduling.shares.{product}"))?;
+                config.shares.insert(product, share);
+            }
+        }
         if let Some(o) = file.outbox {
             let b = &mut config.outbox_backoff;
             b.base_ms = o.backoff_base_ms.unwrap_or(b.base_ms);

@@ -63,6 +63,13 @@ pub struct Config {
     /// How often the scheduler re-reads budgets (to learn of spend and changes made through
     /// other nodes, and of periods that rolled over).
     pub budget_refresh_ms: u64,
+    /// Fair share across products (`core::fair_share`); off, products compete on score.
+    pub fair_share: bool,
+    /// Products' shares from the configuration; shares set through the API win.
+    pub shares: BTreeMap<String, u32>,
+    /// How often the scheduler re-reads running jobs, factories, weights and shares from the
+    /// store (what other nodes started and changed; what ran before a restart).
+    pub fleet_refresh_ms: u64,
     /// Trackers that deliver items (webhooks) and hear of their jobs, by source name.
     pub intake: BTreeMap<String, SourceConfig>,
     /// How often the outbox looks for deliveries due.
@@ -114,6 +121,9 @@ impl Default for Config {
             stats_history_samples: 720,
             prices: PriceTable::new(),
             budget_refresh_ms: 5_000,
+            fair_share: true,
+            shares: BTreeMap::new(),
+            fleet_refresh_ms: 2_000,
             intake: BTreeMap::new(),
             outbox_interval_ms: 500,
             outbox_batch_max: 64,

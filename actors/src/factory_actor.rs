@@ -163,6 +163,12 @@ impl FactoryActorState {
                 repo::save_factory(tx, &f)?;
             }
             Ok::<_, CoordError>(())
-        })
+        })?;
+        if status != FactoryStatus::Online {
+            // A claim it left waiting must not take work now.
+            self.ctx
+                .tell_scheduler(crate::scheduler::SchedulerMsg::FactoryUnavailable(id));
+        }
+        Ok(())
     }
 }

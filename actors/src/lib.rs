@@ -43,6 +43,7 @@ pub use config::Config;
 pub use context::Edges;
 pub use coordinator::{
     ClusterView, Coordinator, FaultTarget, IntakeOutcome, OperatorAction, Principal, Stats,
+    WhyNotRunning,
 };
 pub use courier::{Courier, NoCourier, Sent};
 pub use error::{CoordError, Result};

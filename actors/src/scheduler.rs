@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use gigafactory_core::budget::{Crossing, Hold};
 use gigafactory_core::event::Author;
+use gigafactory_core::fair_share::Standing;
 use gigafactory_core::job::{Command, FactoryId, JobId, Millis};
 use gigafactory_core::placement;
-use gigafactory_core::scoring::{self, FactoryView, JobView, RunningView, ScoreBreakdown, Weights};
+use gigafactory_core::scoring::{self, FactoryView, JobView, ScoreBreakdown, Weights};
 use gigafactory_core::wire::ClaimedJob;
 use gigafactory_storage::repo::{self, ReadyEntry};
 use gigafactory_storage::transact;
@@ -27,10 +28,15 @@ use crate::commit::{self, JobWrite};
 use crate::context::Context;
 use crate::ready_queue::ReadyQueue;
 
+mod explain;
+mod fleet_view;
 mod holds;
 mod preemption;
 mod store_sync;
 
+pub use explain::Rivals;
+pub(crate) use fleet_view::FleetRead;
+use fleet_view::{Running, read_fleet, running_view};
 use holds::{Holds, load_holds};
 use store_sync::{Resync, read_ready_index, watch_budgets_signal, watch_ready_signal};
 
@@ -81,8 +87,22 @@ pub(crate) enum SchedulerMsg {
     },
     /// A product's resolved scoring weights changed.
     WeightsChanged(String, Weights),
+    /// A product's fair share changed.
+    ShareChanged(String, u32),
+    /// Time to re-read running jobs, factories and product settings from the store.
+    FleetTick,
+    /// What the store holds of them.
+    FleetRead(Box<FleetRead>),
+    /// The queued jobs a job competes with on `factories`, and what placement weighs them by.
+    Rivals {
+        job: JobId,
+        factories: Vec<FactoryView>,
+        reply: RpcReplyPort<Rivals>,
+    },
     /// A factory's current shape, from its heartbeat.
     FactorySeen(FactoryId, FactoryView),
+    /// A factory drains, went offline or was revoked: its waiting claims are answered empty.
+    FactoryUnavailable(FactoryId),
     /// Expire long-polls and look for preemptions.
     Tick,
     /// Another node changed the ready index: re-read its head from the store.
@@ -123,7 +143,9 @@ impl SchedulerMsg {
                 | SchedulerMsg::LeaseEnded(_)
                 | SchedulerMsg::Claim(_)
                 | SchedulerMsg::WeightsChanged(..)
+                | SchedulerMsg::ShareChanged(..)
                 | SchedulerMsg::FactorySeen(..)
+                | SchedulerMsg::FactoryUnavailable(_)
                 | SchedulerMsg::BudgetsChanged
                 | SchedulerMsg::BudgetReached(_)
         )
@@ -150,7 +172,9 @@ pub(crate) struct SchedulerState {
     ctx: Arc<Context>,
     queue: ReadyQueue,
     waiters: VecDeque<ClaimAsk>,
-    running: HashMap<JobId, RunningView>,
+    running: Running,
+    /// Fair share: the shares in force and the slots each product holds.
+    standing: Standing,
     factories: HashMap<FactoryId, FactoryView>,
     /// A job that preempted, and the factory whose slot it waits for.
     reserved: HashMap<FactoryId, JobId>,
@@ -180,7 +204,12 @@ impl Actor for SchedulerActor {
             ctx: ctx.clone(),
             queue: ReadyQueue::default(),
             waiters: VecDeque::new(),
-            running: HashMap::new(),
+            running: Running::default(),
+            standing: Standing {
+                enabled: ctx.config.fair_share,
+                shares: ctx.config.shares.clone(),
+                running: Default::default(),
+            },
             factories: HashMap::new(),
             reserved: HashMap::new(),
             weights: HashMap::new(),
@@ -218,6 +247,11 @@ impl Actor for SchedulerActor {
             "scheduler index rebuilt from the store"
         );
         myself.send_interval(Duration::from_millis(TICK_MS), || SchedulerMsg::Tick);
+        read_fleet(ctx.clone(), myself.clone());
+        myself.send_interval(
+            Duration::from_millis(ctx.config.fleet_refresh_ms.max(TICK_MS)),
+            || SchedulerMsg::FleetTick,
+        );
         load_holds(ctx.clone(), myself.clone());
         myself.send_interval(
             Duration::from_millis(ctx.config.budget_refresh_ms.max(TICK_MS)),
@@ -260,7 +294,7 @@ impl Actor for SchedulerActor {
                 state.remove(id);
             }
             SchedulerMsg::LeaseEnded(id) => {
-                state.running.remove(&id);
+                state.running.remove(&mut state.standing, &id);
             }
             SchedulerMsg::Claim(ask) => state.claim(&myself, ask),
             SchedulerMsg::Unclaimed(entries) => {
@@ -272,23 +306,29 @@ impl Actor for SchedulerActor {
             SchedulerMsg::Claimed { factory, jobs } => {
                 for (entry, at) in jobs {
                     state.reserved.retain(|_, j| *j != entry.id);
-                    state.running.insert(
-                        entry.id,
-                        RunningView {
-                            job: entry.view(),
-                            factory_id: factory.0.as_u128(),
-                            started_at_ms: at,
-                            progress_ms: 0,
-                        },
-                    );
+                    let view = running_view(entry.view(), factory, at, at);
+                    state.running.insert(&mut state.standing, entry.id, view);
                 }
             }
             SchedulerMsg::WeightsChanged(product, w) => {
                 state.weights.insert(product, w);
             }
+            SchedulerMsg::ShareChanged(product, share) => {
+                state.standing.shares.insert(product, share);
+            }
+            SchedulerMsg::FleetTick => read_fleet(state.ctx.clone(), myself.clone()),
+            SchedulerMsg::FleetRead(read) => state.fleet_read(*read),
+            SchedulerMsg::Rivals {
+                job,
+                factories,
+                reply,
+            } => {
+                let _ = reply.send(state.rivals(job, &factories));
+            }
             SchedulerMsg::FactorySeen(id, view) => {
                 state.factories.insert(id, view);
             }
+            SchedulerMsg::FactoryUnavailable(id) => state.factory_unavailable(id),
             SchedulerMsg::Refresh => {
                 state.refresh().await?;
                 state.serve_waiters(&myself);
@@ -354,10 +394,7 @@ impl Actor for SchedulerActor {
 
 impl SchedulerState {
     fn weights_of(&self, product: &str) -> &Weights {
-        static DEFAULT: std::sync::OnceLock<Weights> = std::sync::OnceLock::new();
-        self.weights
-            .get(product)
-            .unwrap_or_else(|| DEFAULT.get_or_init(Weights::default))
+        gigafactory_core::waiting::weights_of(&self.weights, product)
     }
 
     fn insert(&mut self, entry: ReadyEntry) {
@@ -400,6 +437,9 @@ impl SchedulerState {
     fn place(&mut self, ask: &ClaimAsk, now: Millis) -> Vec<(ReadyEntry, ScoreBreakdown)> {
         let mut factory = ask.factory.clone();
         let mut picked = Vec::new();
+        // This claim's picks count as running before they commit, so a claim of several
+        // slots splits them by share too.
+        let mut standing = self.standing.clone();
         // A job that preempted for this factory's slot goes first.
         if let Some(job) = self.reserved.get(&ask.factory_id).copied()
             && let Some(view) = self.queue.get(job).map(ReadyEntry::view)
@@ -409,6 +449,7 @@ impl SchedulerState {
             let breakdown =
                 scoring::score_candidate(&view, &factory, self.weights_of(&view.product), now);
             factory.slots_busy += 1;
+            standing.add(&entry.product);
             picked.push((entry, breakdown));
         }
         let reserved_elsewhere: Vec<JobId> = self
@@ -443,13 +484,14 @@ impl SchedulerState {
                 .map(|e| (e.id, e.view()))
                 .unzip();
             let weights = |product: &str| self.weights_of(product);
-            let Some(choice) = placement::choose(&views, &factory, weights, now) else {
+            let Some(choice) = placement::choose(&views, &factory, weights, &standing, now) else {
                 break;
             };
             let Some(entry) = self.remove(ids[choice.index]) else {
                 break;
             };
             factory.slots_busy += 1;
+            standing.add(&entry.product);
             picked.push((entry, choice.breakdown));
         }
         picked
@@ -488,6 +530,18 @@ impl SchedulerState {
             }
         }
         self.waiters = still;
+    }
+
+    /// Answers a factory's waiting claims empty and forgets its shape, so nothing is placed
+    /// on it until it claims again (a draining factory's agent does not).
+    fn factory_unavailable(&mut self, id: FactoryId) {
+        self.factories.remove(&id);
+        let (gone, kept): (VecDeque<_>, VecDeque<_>) =
+            self.waiters.drain(..).partition(|w| w.factory_id == id);
+        self.waiters = kept;
+        for w in gone {
+            let _ = w.reply.send(Vec::new());
+        }
     }
 
     fn expire_waiters(&mut self) {

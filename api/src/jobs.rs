@@ -127,6 +127,10 @@ pub(crate) async fn show(
     let job = s.coord.job(parse_job_id(&id)?).await?;
     let mut view = JobView::from(&job);
     view.held = s.coord.held_by(&job).await?;
+    if matches!(view.state.as_str(), "pending" | "queued" | "failed") {
+        let why = s.coord.why_not_running(job.id, None).await?;
+        view.waiting = Some(why.explanation.summary);
+    }
     Ok(Json(view))
 }
 
@@ -361,28 +365,100 @@ pub(crate) async fn dag(
     }))
 }
 
+/// Why a job is not running (`core::waiting`), with the last placement's breakdown.
 #[derive(Serialize)]
 pub(crate) struct Explain {
     job_id: JobId,
     state: &'static str,
-    /// The factory the last placement chose.
+    /// The factory holding the job's lease, if one does.
     factory_id: Option<gigafactory_core::job::FactoryId>,
+    /// Why the last placement chose its factory.
     placement: Option<gigafactory_core::scoring::ScoreBreakdown>,
+    #[serde(flatten)]
+    explanation: gigafactory_core::waiting::Explanation,
+    /// The weights the explanation used (the product's).
+    weights: gigafactory_core::scoring::Weights,
+    /// With the request's weights (query parameters named after them): what would change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    what_if: Option<WhatIf>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct WhatIf {
+    weights: gigafactory_core::scoring::Weights,
+    #[serde(flatten)]
+    explanation: gigafactory_core::waiting::Explanation,
 }
 
 pub(crate) async fn explain(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    query: Result<
+        Query<gigafactory_core::scoring::WeightsOverride>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> ApiResult<Json<Explain>> {
     caller.require_view()?;
-    let job = s.coord.job(parse_job_id(&id)?).await?;
+    let Query(o) = query?;
+    let request = (o != Default::default()).then_some(o);
+    let why = s.coord.why_not_running(parse_job_id(&id)?, request).await?;
     Ok(Json(Explain {
-        job_id: job.id,
-        state: job.state.name(),
-        factory_id: job.state.lease().map(|l| l.factory),
-        placement: job.placement,
+        job_id: why.job.id,
+        state: why.job.state.name(),
+        factory_id: why.job.state.lease().map(|l| l.factory),
+        placement: why.job.placement,
+        explanation: why.explanation,
+        weights: why.weights,
+        what_if: why.what_if.map(|(weights, explanation)| WhatIf {
+            weights,
+            explanation,
+        }),
     }))
+}
+
+/// Every product's fair share that is not the default, and whether fair share is on.
+#[derive(Serialize)]
+pub(crate) struct SharesView {
+    enabled: bool,
+    default: u32,
+    shares: std::collections::BTreeMap<String, u32>,
+}
+
+pub(crate) async fn shares(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<SharesView>> {
+    caller.require_view()?;
+    let (enabled, shares) = s.coord.shares().await?;
+    Ok(Json(SharesView {
+        enabled,
+        default: gigafactory_core::fair_share::SHARE_DEFAULT,
+        shares,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShareBody {
+    share: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ShareView {
+    product: String,
+    share: u32,
+}
+
+pub(crate) async fn set_share(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(product): Path<String>,
+    Body(b): Body<ShareBody>,
+) -> ApiResult<Json<ShareView>> {
+    caller.require_operate()?;
+    let share = s.coord.set_share(&product, b.share).await?;
+    Ok(Json(ShareView { product, share }))
 }
 
 #[derive(Serialize)]

@@ -87,6 +87,8 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
             "/v1/products/{product}/weights",
             get(jobs::weights).put(jobs::set_weights),
         )
+        .route("/v1/products/shares", get(jobs::shares))
+        .route("/v1/products/{product}/share", put(jobs::set_share))
         .route("/v1/jobs/{id}/usage", post(budgets::usage))
         .route("/v1/jobs/{id}/artifacts", get(artifacts::list))
         .route("/v1/jobs/{id}/artifacts/{name}", put(artifacts::upload))

@@ -20,6 +20,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("jobs.js", JS, include_bytes!("../ui/jobs.js")),
     ("job.js", JS, include_bytes!("../ui/job.js")),
     ("artifacts.js", JS, include_bytes!("../ui/artifacts.js")),
+    ("waiting.js", JS, include_bytes!("../ui/waiting.js")),
     ("item.js", JS, include_bytes!("../ui/item.js")),
     ("factories.js", JS, include_bytes!("../ui/factories.js")),
     ("weights.js", JS, include_bytes!("../ui/weights.js")),

@@ -1,4 +1,4 @@
-// A job's page (#/jobs/ID): its fields, why a budget holds it, the files its attempts saved
+// A job's page (#/jobs/ID): its fields, why it is not running (`waiting.js`), the files its attempts saved
 // (beside Ship and Reject while it waits for review), the tracker item it came from with its
 // deliveries, lease countdown, score breakdown, cost, attempts, live logs, timeline,
 // dependency graph (dagre) and the operator's actions.
@@ -7,6 +7,7 @@ import { h, api, every, rerender, followSse, fmtTime, badge, flash, canAct, app,
 import { fmtUsd, percentOf, spendBar } from "./money.js";
 import { artifactsPanel } from "./artifacts.js";
 import { itemPanel } from "./item.js";
+import { waitingPanel } from "./waiting.js";
 
 // Events fetched per request; a job's timeline is read incrementally.
 const EVENTS_PAGE = 500;
@@ -64,12 +65,14 @@ export function jobPage(main, id) {
   const artifactsTitle = h("h2", { id: "artifacts-title" }, "Artifacts");
   const artifactsCard = h("section", { class: "card", hidden: true, "aria-labelledby": "artifacts-title", "data-testid": "artifacts-card" }, artifactsTitle, h("div", { class: "review-layout" }, artifacts.el, decision));
   const item = itemPanel(id);
+  const waiting = waitingPanel(id);
   const col = (label) => h("th", { scope: "col" }, label);
   main.append(
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     h("h1", { id: "job-title" }, "Job"),
     actions,
     held,
+    waiting.el,
     artifactsCard,
     item.el,
     h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, col("Factor"), col("Raw"), col("Weight"), col("Contribution"))), score))),
@@ -157,6 +160,7 @@ export function jobPage(main, id) {
     const saved = await artifacts.refresh(job);
     artifactsCard.hidden = saved === 0 && !inReview;
     await item.refresh(job);
+    await waiting.refresh(job);
     const factors = (job.placement && job.placement.factors) || [];
     await drawLease();
     score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));

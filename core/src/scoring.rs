@@ -158,6 +158,23 @@ pub struct JobView {
     pub preemptible: bool,
 }
 
+impl JobView {
+    /// What placement knows of `job`, whatever its state.
+    pub fn of(job: &crate::job::Job) -> Self {
+        JobView {
+            id: job.id.0.as_u128(),
+            priority: job.spec.priority,
+            queued_at_ms: job.created_at,
+            capabilities: job.spec.capabilities.clone(),
+            labels: job.spec.labels.clone(),
+            engine_class: job.spec.engine_class.clone(),
+            product: job.spec.product.clone(),
+            repo_hint: None,
+            preemptible: job.spec.preemptible,
+        }
+    }
+}
+
 /// What the scheduler knows of a factory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FactoryView {

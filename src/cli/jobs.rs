@@ -1,5 +1,6 @@
 //! The job commands: `gigafactory submit` and `gigafactory jobs ls | show | events | logs |
-//! cancel | requeue | ship | reject | retry` (`artifacts` and `download` are `artifacts.rs`). `show` reads a job as people do (its state, why
+//! cancel | requeue | ship | reject | retry` (`artifacts` and `download` are `artifacts.rs`,
+//! `explain` is `scheduling.rs`). `show` reads a job as people do (its state, why
 //! it waits, its attempts and what it cost, by model and factory time, against its own cost
 //! budget); `--json` prints the API's answer as it came.
 
@@ -32,6 +33,16 @@ pub enum JobsCmd {
     /// Show one job: its state, why it waits, its attempts and what it cost.
     Show {
         id: String,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a job is not running: the reason, every factory with what keeps it from the job
+    /// and its score, and with `--weight age=2` what other weights would change.
+    Explain {
+        id: String,
+        #[arg(long = "weight", value_name = "NAME=VALUE")]
+        weights: Vec<String>,
         /// Print the API's JSON instead.
         #[arg(long)]
         json: bool,
@@ -145,6 +156,9 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
                 );
             }
         }
+        JobsCmd::Explain { id, weights, json } => {
+            super::scheduling::explain(&c, &id, &weights, json).await?
+        }
         JobsCmd::Logs { id, follow } => logs(&c, &id, follow).await?,
         JobsCmd::Cancel { id } => action(&c, &id, "cancel").await?,
         JobsCmd::Requeue { id } => action(&c, &id, "requeue").await?,
@@ -180,8 +194,10 @@ fn describe(j: &JobView) -> String {
         "state",
         format!("{}{stage}, priority {}", j.state, j.priority),
     ));
-    if let Some(held) = &j.held {
-        lines.push(("held", held.clone()));
+    match (&j.held, &j.waiting) {
+        (Some(held), _) => lines.push(("held", held.clone())),
+        (None, Some(waiting)) => lines.push(("waiting", waiting.clone())),
+        (None, None) => {}
     }
     lines.push((
         "attempts",

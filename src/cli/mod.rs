@@ -1,6 +1,7 @@
 //! The CLI's client commands, one file per concern: jobs (`jobs.rs`, with `submit`) and their
 //! artifacts (`artifacts.rs`), the fleet (`fleet.rs`: factories and tokens), money
-//! (`budgets.rs`) and trackers (`intake.rs`). Each is a thin caller of the
+//! (`budgets.rs`), trackers (`intake.rs`) and scheduling (`scheduling.rs`: why a job waits,
+//! products' shares and weights). Each is a thin caller of the
 //! REST API through `crate::client`, printing what comes back for people to read.
 
 pub mod artifacts;
@@ -8,3 +9,4 @@ pub mod budgets;
 pub mod fleet;
 pub mod intake;
 pub mod jobs;
+pub mod scheduling;

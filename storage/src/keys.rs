@@ -232,6 +232,21 @@ pub fn weights_product(key: &[u8]) -> Result<String> {
     Ok(product)
 }
 
+/// `("share", product)` → the product's fair share, as set through the API.
+pub fn share(product: &str) -> Vec<u8> {
+    pack(&("share", product))
+}
+
+pub fn shares_all() -> KeyRange {
+    subspace(&"share")
+}
+
+/// The product in a share key.
+pub fn share_product(key: &[u8]) -> Result<String> {
+    let (_, product): (String, String) = unpack(key).map_err(tuple_error)?;
+    Ok(product)
+}
+
 /// `("signal", name)` → a counter bumped (atomic add, never a conflict) by every transaction
 /// that makes something happen others wait for, such as a job becoming ready. Waiters watch
 /// it instead of polling.

@@ -167,6 +167,31 @@ try {
     await audit(page, "the weights page");
   });
 
+  await step("a job needing a capability no factory has says why, naming every factory", async () => {
+    const q = await apiCall("POST", "/v1/jobs", { key: "ui-quantum", title: "UI quantum", product: "ui", capabilities: ["quantum"], payload: { command: "true" } });
+    assert.equal(q.status, 201, JSON.stringify(q.body));
+    await page.goto(url + `/#/jobs/${q.body.id}`);
+    await page.locator('[data-testid="waiting"]', { hasText: "no factory has capability quantum; closest: " }).waitFor();
+    const row = page.locator('[data-testid="candidates"] tr', { hasText: "ui-factory" });
+    await row.locator("td", { hasText: "lacks capability quantum" }).waitFor();
+    await page.screenshot({ path: `${shots}/waiting.png`, fullPage: true });
+    await audit(page, "the job page of a job no factory can run");
+    await apiCall("POST", `/v1/jobs/${q.body.id}/actions/cancel`);
+  });
+
+  await step("an operator sets a product's fair share on the weights page", async () => {
+    await page.goto(url + "/#/weights?product=ui");
+    const share = page.getByLabel("Fair share");
+    await share.fill("4");
+    await page.getByRole("button", { name: "Save share" }).click();
+    await page.locator("#flash", { hasText: "share saved" }).waitFor();
+    assert.equal((await apiCall("GET", "/v1/products/shares")).body.shares.ui, 4);
+    await share.fill("0");
+    await page.getByRole("button", { name: "Save share" }).click();
+    await page.locator("#flash", { hasText: "share must be between 1 and 1000" }).waitFor();
+    assert.equal((await apiCall("GET", "/v1/products/shares")).body.shares.ui, 4, "a refused share changes nothing");
+  });
+
   await step("an operator creates a budget from the form, its dollars read exactly", async () => {
     await page.goto(url + "/#/budgets");
     await page.getByText("No budgets yet.").waitFor();

@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod budgets;
+mod explain;
 mod factories;
 mod intake;
 mod leases;
@@ -23,6 +24,7 @@ use std::sync::atomic::Ordering;
 use gigafactory_storage::{AnyStore, repo, transact};
 use ractor::Actor;
 
+pub use explain::WhyNotRunning;
 pub use intake::IntakeOutcome;
 pub use observe::{ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;

@@ -1,7 +1,10 @@
 //! What operators do: act on jobs (requeue, reject, cancel, ship, retry) and set each
-//! product's scoring weights.
+//! product's scoring weights and fair share.
+
+use std::collections::BTreeMap;
 
 use gigafactory_core::event::Author;
+use gigafactory_core::fair_share;
 use gigafactory_core::job::{Command, Job, JobId};
 use gigafactory_core::scoring::{self, Weights, WeightsOverride};
 use gigafactory_storage::{repo, transact};
@@ -75,21 +78,50 @@ impl Coordinator {
 
     /// Replaces a product's weights override; refused whole if any weight is out of range.
     pub async fn set_weights(&self, product: &str, o: WeightsOverride) -> Result<Weights> {
-        if product.is_empty()
-            || product.len() > PRODUCT_MAX_BYTES
-            || !product
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            return Err(CoordError::Invalid(format!(
-                "{product:?} is not a product name"
-            )));
-        }
+        check_product(product)?;
         let w = scoring::resolve_weights(&Weights::default(), Some(&o), None)
             .map_err(|e| CoordError::Invalid(e.to_string()))?;
         transact!(self.ctx.store, |tx| repo::save_weights(tx, product, &o))?;
         self.ctx
             .tell_scheduler(SchedulerMsg::WeightsChanged(product.to_string(), w));
         Ok(w)
+    }
+}
+
+/// A product name as settings take it.
+fn check_product(product: &str) -> Result<()> {
+    if product.is_empty()
+        || product.len() > PRODUCT_MAX_BYTES
+        || !product
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(CoordError::Invalid(format!(
+            "{product:?} is not a product name"
+        )));
+    }
+    Ok(())
+}
+
+impl Coordinator {
+    /// Every product's fair share that is not the default: configured, or set through the
+    /// API (which wins); and whether fair share is on.
+    pub async fn shares(&self) -> Result<(bool, BTreeMap<String, u32>)> {
+        let stored = transact!(self.ctx.store, |tx| repo::all_shares(tx).await)?;
+        let mut shares = self.ctx.config.shares.clone();
+        shares.extend(stored);
+        Ok((self.ctx.config.fair_share, shares))
+    }
+
+    /// Sets a product's fair share (1..=1000); every node's scheduler takes it within its
+    /// fleet refresh, this node's at once.
+    pub async fn set_share(&self, product: &str, share: u64) -> Result<u32> {
+        check_product(product)?;
+        let share =
+            fair_share::check_share(share).map_err(|e| CoordError::Invalid(e.to_string()))?;
+        transact!(self.ctx.store, |tx| repo::save_share(tx, product, share))?;
+        self.ctx
+            .tell_scheduler(SchedulerMsg::ShareChanged(product.to_string(), share));
+        Ok(share)
     }
 }

@@ -129,7 +129,7 @@ impl SchedulerState {
             match preempted {
                 Ok(_) => {
                     tracing::info!(job_id = %id, budget = %crossing.budget, "stopping for an exhausted budget");
-                    self.running.remove(&id);
+                    self.running.remove(&mut self.standing, &id);
                 }
                 Err(e) => tracing::debug!(job_id = %id, error = %e, "not stopped for its budget"),
             }

@@ -24,7 +24,7 @@ impl SchedulerState {
         if self.factories.values().any(|f| scoring::eligible(&view, f)) {
             return;
         }
-        let running: Vec<RunningView> = self.running.values().cloned().collect();
+        let running: Vec<RunningView> = self.running.iter().map(|(_, r)| r.clone()).collect();
         let factories: Vec<FactoryView> = self.factories.values().cloned().collect();
         let gap = self.ctx.config.preempt_min_priority_gap;
         let Some(i) = scoring::select_preemption_victim(&view, &running, &factories, gap) else {
@@ -54,11 +54,11 @@ impl SchedulerState {
                 tracing::info!(job_id = %victim_id, factory_id = %factory_id, by = %by, "preempting for a higher-priority job");
                 metrics::counter!("gigafactory_preemptions_total").increment(1);
                 self.reserved.insert(factory_id, by);
-                self.running.remove(&victim_id);
+                self.running.remove(&mut self.standing, &victim_id);
             }
             Err(e) => {
                 tracing::debug!(job_id = %victim_id, error = %e, "preemption refused");
-                self.running.remove(&victim_id);
+                self.running.remove(&mut self.standing, &victim_id);
             }
         }
     }

@@ -334,3 +334,31 @@ fn sorted_unique(mut items: Vec<String>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+impl JobSpec {
+    /// A valid spec for tests (see `the_test_spec_is_a_valid_job_spec`): product acme, needs
+    /// `rust`, three attempts, preemptible, no review.
+    pub(crate) fn sample() -> JobSpec {
+        JobSpec {
+            key: "build-api".into(),
+            title: "Build the API".into(),
+            product: "acme".into(),
+            payload: Payload::Command("make".into()),
+            priority: PRIORITY_DEFAULT,
+            capabilities: vec!["rust".into()],
+            labels: Vec::new(),
+            engine_class: None,
+            profile: None,
+            deps: Vec::new(),
+            idempotency_key: None,
+            allowed_scope: Vec::new(),
+            artifacts: Vec::new(),
+            max_attempts: 3,
+            wall_clock_ms: None,
+            cost_budget_micros: None,
+            preemptible: true,
+            review: false,
+        }
+    }
+}

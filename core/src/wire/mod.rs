@@ -400,6 +400,10 @@ pub struct JobView {
     /// Why a job waiting for placement is held (a paused or exhausted budget), when it is.
     #[serde(default)]
     pub held: Option<String>,
+    /// Why a pending, queued or backing-off job is not running, in one line (in full:
+    /// `GET /v1/jobs/{id}/explain`).
+    #[serde(default)]
+    pub waiting: Option<String>,
     /// The tracker item the job came from.
     #[serde(default)]
     pub origin: Option<crate::tracker::ItemRef>,
@@ -443,6 +447,7 @@ impl From<&Job> for JobView {
             cost_budget_micros: j.spec.cost_budget_micros,
             cost: CostView::from(&j.cost),
             held: None,
+            waiting: None,
             origin: j.origin.clone(),
             created_at: j.created_at,
             updated_at: j.updated_at,

@@ -95,6 +95,27 @@ pub async fn all_weights<T: Transaction>(
         .collect()
 }
 
+/// Sets a product's fair share (checked by the caller).
+pub fn save_share<T: Transaction>(tx: &mut T, product: &str, share: u32) -> Result<(), Error> {
+    tx.set(&keys::share(product), &share.to_le_bytes())
+}
+
+/// Every share set through the API, by product.
+pub async fn all_shares<T: Transaction>(tx: &mut T) -> Result<Vec<(String, u32)>, Error> {
+    let rows = tx
+        .get_range(&keys::shares_all(), RangeOptions::limit(100_000).snapshot())
+        .await?;
+    rows.iter()
+        .map(|(k, v)| {
+            let bytes: [u8; 4] = v
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Codec(format!("a share of {} bytes", v.len())))?;
+            Ok((keys::share_product(k)?, u32::from_le_bytes(bytes)))
+        })
+        .collect()
+}
+
 /// What a scheduler watches to learn that some node made a job ready (every such commit adds
 /// to this counter; see `save_job`).
 pub fn ready_signal() -> WatchTarget {

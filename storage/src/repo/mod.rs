@@ -30,10 +30,10 @@ pub use budgets::{
     load_budget, save_budget, spent, top_jobs,
 };
 pub use fleet::{
-    admin_bootstrapped_at, all_weights, append_fleet_feed, clear_shard_lease, factories,
-    fleet_feed_after, fleet_feeds_signal, forget_node, load_factory, load_token, load_weights,
-    mark_admin_bootstrapped, nodes, ready_signal, save_factory, save_node, save_shard_lease,
-    save_token, save_weights, shard_leases,
+    admin_bootstrapped_at, all_shares, all_weights, append_fleet_feed, clear_shard_lease,
+    factories, fleet_feed_after, fleet_feeds_signal, forget_node, load_factory, load_token,
+    load_weights, mark_admin_bootstrapped, nodes, ready_signal, save_factory, save_node,
+    save_shard_lease, save_share, save_token, save_weights, shard_leases,
 };
 pub use jobs::{
     CHILDREN_MAX, append_event, children, events, expired_leases, jobs_page, leased_jobs, load_job,

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::backoff::Backoff;
-use crate::manifest::{PRIORITY_DEFAULT, Payload, validate_job_spec};
+use crate::manifest::validate_job_spec;
 use crate::parents::Readiness;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -36,26 +36,7 @@ const B: usize = 1;
 /// A valid spec (see `the_test_spec_is_a_valid_job_spec`): three attempts, preemptible, no
 /// review.
 fn spec() -> JobSpec {
-    JobSpec {
-        key: "build-api".into(),
-        title: "Build the API".into(),
-        product: "acme".into(),
-        payload: Payload::Command("make".into()),
-        priority: PRIORITY_DEFAULT,
-        capabilities: vec!["rust".into()],
-        labels: Vec::new(),
-        engine_class: None,
-        profile: None,
-        deps: Vec::new(),
-        idempotency_key: None,
-        allowed_scope: Vec::new(),
-        artifacts: Vec::new(),
-        max_attempts: 3,
-        wall_clock_ms: None,
-        cost_budget_micros: None,
-        preemptible: true,
-        review: false,
-    }
+    JobSpec::sample()
 }
 
 fn spec_with(max_attempts: u32, review: bool, preemptible: bool) -> JobSpec {
