@@ -171,6 +171,8 @@ mod tests {
             labels: Vec::new(),
             engine_class: None,
             preemptible: true,
+            concurrency_key: None,
+            affinity: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod fair_share;
 pub mod fleet;
 pub mod job;
 pub mod journal;
+pub mod limits;
 pub mod manifest;
 pub mod parents;
 pub mod placement;

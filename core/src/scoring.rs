@@ -169,7 +169,7 @@ impl JobView {
             labels: job.spec.labels.clone(),
             engine_class: job.spec.engine_class.clone(),
             product: job.spec.product.clone(),
-            repo_hint: None,
+            repo_hint: job.spec.affinity.clone(),
             preemptible: job.spec.preemptible,
         }
     }

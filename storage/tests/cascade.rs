@@ -74,6 +74,10 @@ fn spec(n: usize) -> JobSpec {
         cost_budget_micros: None,
         preemptible: true,
         review: false,
+        approvals: 1,
+        reviewers: Vec::new(),
+        concurrency_key: None,
+        affinity: None,
     }
 }
 

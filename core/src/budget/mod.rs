@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use burndown::{Burndown, BurndownDay, FORECAST_WINDOW_DAYS, burndown};
 pub use money::{BadAmount, MICROS_PER_USD, Micros, cost_of, format_usd, parse_usd};
-pub use period::{Period, day_start, format_utc};
+pub use period::{Period, day_start, format_utc, format_utc_seconds};
 
 use crate::event::Author;
 use crate::job::Millis;

@@ -81,6 +81,13 @@ pub fn format_utc(at: Millis) -> String {
     )
 }
 
+/// `at` to the second: `2026-12-03 00:00:06 UTC`.
+pub fn format_utc_seconds(at: Millis) -> String {
+    let minute = format_utc(at);
+    let seconds = at % 60_000 / 1_000;
+    format!("{}:{seconds:02} UTC", minute.trim_end_matches(" UTC"))
+}
+
 /// Year, month (1–12) and day (1–31) of a day count since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

@@ -185,6 +185,19 @@ pub struct Job {
     pub cost: JobCost,
     /// The tracker item the job came from, whose tracker hears of its progress.
     pub origin: Option<ItemRef>,
+    /// The concurrency limits whose count this lease holds (`core::limits`); given back
+    /// when the lease ends.
+    pub limit_slots: Vec<String>,
+    /// Approvals of the review in progress (cleared when a new attempt starts).
+    pub approvals: Vec<Approval>,
+}
+
+/// A reviewer's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The token's name.
+    pub by: String,
+    pub at: Millis,
 }
 
 /// Wall-clock time the job has run, counting the lease it holds now.
@@ -222,6 +235,8 @@ pub fn new_job(id: JobId, spec: JobSpec, parents: Vec<JobId>, now: Millis) -> Jo
         rev: 0,
         cost: JobCost::default(),
         origin: None,
+        limit_slots: Vec::new(),
+        approvals: Vec::new(),
     }
 }
 

@@ -100,6 +100,19 @@ pub(super) fn check_output_glob(value: &str) -> CheckResult {
     Ok(())
 }
 
+pub(super) fn check_approvals(value: i128) -> Result<u32, String> {
+    in_range(value, 1, APPROVALS_MAX.into()).map(|v| v as u32)
+}
+
+pub(super) fn check_reviewer(value: &str) -> CheckResult {
+    check_text(value, REVIEWER_LEN_MAX_BYTES)
+}
+
+/// A `concurrency_key` or `affinity`: `kind:value` (`repo:acme/api`).
+pub(super) fn check_limit_key(value: &str) -> CheckResult {
+    crate::limits::check_key(value).map_err(|e| e.to_string())
+}
+
 pub(super) fn check_priority(value: i128) -> Result<u32, String> {
     in_range(value, 0, PRIORITY_MAX.into()).map(|v| v as u32)
 }
@@ -186,6 +199,18 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
     if let Some(profile) = &spec.profile {
         check(at("profile"), check_key(profile));
     }
+    check(
+        at("approvals"),
+        check_approvals(spec.approvals.into()).map(drop),
+    );
+    for (field, value) in [
+        ("concurrency_key", &spec.concurrency_key),
+        ("affinity", &spec.affinity),
+    ] {
+        if let Some(v) = value {
+            check(at(field), check_limit_key(v));
+        }
+    }
     if let Some(key) = &spec.idempotency_key {
         check(at("idempotency_key"), check_idempotency_key(key));
     }
@@ -221,6 +246,13 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
     if !spec.labels.is_sorted_by(|a, b| a < b) {
         sink.push(labels, "must be sorted and without duplicates");
     }
+    check_list(
+        sink,
+        &at("reviewers"),
+        &spec.reviewers,
+        REVIEWERS_MAX,
+        check_reviewer,
+    );
     let deps = at("deps");
     check_list(sink, &deps, &spec.deps, DEPS_MAX, check_key);
     let mut seen = BTreeSet::new();

@@ -16,6 +16,10 @@ pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "review",
     "allowed_scope",
     "artifacts",
+    "approvals",
+    "reviewers",
+    "concurrency_key",
+    "affinity",
 ];
 pub(super) const JOB_ONLY_FIELDS: &[&str] = &[
     "key",

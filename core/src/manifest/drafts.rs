@@ -18,6 +18,10 @@ pub(super) struct Settings {
     pub(super) review: Option<bool>,
     pub(super) allowed_scope: Option<Vec<String>>,
     pub(super) artifacts: Option<Vec<String>>,
+    pub(super) approvals: Option<u32>,
+    pub(super) reviewers: Option<Vec<String>>,
+    pub(super) concurrency_key: Option<String>,
+    pub(super) affinity: Option<String>,
 }
 
 pub(super) static NO_SETTINGS: Settings = Settings {
@@ -32,6 +36,10 @@ pub(super) static NO_SETTINGS: Settings = Settings {
     review: None,
     allowed_scope: None,
     artifacts: None,
+    approvals: None,
+    reviewers: None,
+    concurrency_key: None,
+    affinity: None,
 };
 
 impl Settings {
@@ -76,6 +84,14 @@ impl Settings {
                 ARTIFACT_GLOBS_MAX,
                 check_output_glob,
             ),
+            approvals: read(fields, "approvals", sink, expect_int, check_approvals),
+            reviewers: read_list(fields, "reviewers", sink, REVIEWERS_MAX, check_reviewer),
+            concurrency_key: read(fields, "concurrency_key", sink, expect_string, |s| {
+                check_limit_key(&s).map(|()| s)
+            }),
+            affinity: read(fields, "affinity", sink, expect_string, |s| {
+                check_limit_key(&s).map(|()| s)
+            }),
         }
     }
 
@@ -93,6 +109,12 @@ impl Settings {
             review: self.review.or(profile.review),
             allowed_scope: self.allowed_scope.or_else(|| profile.allowed_scope.clone()),
             artifacts: self.artifacts.or_else(|| profile.artifacts.clone()),
+            approvals: self.approvals.or(profile.approvals),
+            reviewers: self.reviewers.or_else(|| profile.reviewers.clone()),
+            concurrency_key: self
+                .concurrency_key
+                .or_else(|| profile.concurrency_key.clone()),
+            affinity: self.affinity.or_else(|| profile.affinity.clone()),
         }
     }
 }
@@ -188,6 +210,10 @@ impl Draft {
             cost_budget_micros: settings.cost_budget_micros,
             preemptible: settings.preemptible.unwrap_or(true),
             review: settings.review.unwrap_or(false),
+            approvals: settings.approvals.unwrap_or(APPROVALS_DEFAULT),
+            reviewers: settings.reviewers.unwrap_or_default(),
+            concurrency_key: settings.concurrency_key,
+            affinity: settings.affinity,
         }
     }
 }

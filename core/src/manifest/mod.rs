@@ -68,6 +68,14 @@ pub const PRIORITY_MAX: u32 = 1_000;
 pub const PRIORITY_DEFAULT: u32 = 50;
 /// Attempts of a job that names none.
 pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
+/// Approvals a review needs unless the job says.
+pub const APPROVALS_DEFAULT: u32 = 1;
+/// Most approvals a review may need.
+pub const APPROVALS_MAX: u32 = 10;
+/// Most reviewers a job may name.
+pub const REVIEWERS_MAX: usize = 16;
+/// Longest reviewer name, in bytes (a token's name).
+pub const REVIEWER_LEN_MAX_BYTES: usize = 128;
 /// Most attempts a job may ask for.
 pub const MAX_ATTEMPTS_MAX: u32 = 100;
 /// Longest wall-clock budget: 30 days.
@@ -141,6 +149,19 @@ pub struct JobSpec {
     /// When true, success leads to `review` and an operator ships or rejects it.
     #[serde(default)]
     pub review: bool,
+    /// Approvals a review needs before the job ships (1..=10); one rejection sends it back.
+    #[serde(default = "default_approvals")]
+    pub approvals: u32,
+    /// Who may approve or reject it (token names); empty: any operator.
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    /// Jobs sharing it hold at most the limit set on it (`PUT /v1/limits/{key}`) at once.
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+    /// What a factory may hold warm for the job (a repository, a cache key); factories that
+    /// report it warm score higher.
+    #[serde(default)]
+    pub affinity: Option<String>,
 }
 
 /// A parsed manifest: its jobs in topological order, dependencies before dependents.
@@ -318,6 +339,10 @@ fn default_max_attempts() -> u32 {
     MAX_ATTEMPTS_DEFAULT
 }
 
+fn default_approvals() -> u32 {
+    APPROVALS_DEFAULT
+}
+
 fn default_true() -> bool {
     true
 }
@@ -359,6 +384,10 @@ impl JobSpec {
             cost_budget_micros: None,
             preemptible: true,
             review: false,
+            approvals: 1,
+            reviewers: Vec::new(),
+            concurrency_key: None,
+            affinity: None,
         }
     }
 }

@@ -95,6 +95,10 @@ fn resolves_a_full_manifest_with_profile_defaults_applied() {
             cost_budget_micros: Some(2_500_000),
             preemptible: true,
             review: false,
+            approvals: 1,
+            reviewers: Vec::new(),
+            concurrency_key: None,
+            affinity: None,
         }
     );
     assert_eq!(schema.key, "schema");
@@ -577,6 +581,10 @@ fn validate_job_spec_reports_every_problem_by_field() {
         cost_budget_micros: Some(COST_BUDGET_MAX_MICROS + 1),
         preemptible: true,
         review: false,
+        approvals: 11,
+        reviewers: vec!["ana".into(), " ".into()],
+        concurrency_key: Some("acme".into()),
+        affinity: Some("repo:a b".into()),
     };
     let errors = validate_job_spec(&spec).expect_err("many problems").0;
     for (location, part) in [
@@ -593,10 +601,14 @@ fn validate_job_spec_reports_every_problem_by_field() {
         ("max_attempts", "between 1 and 100"),
         ("wall_clock_ms", "got 0"),
         ("cost_budget_micros", "between 0 and"),
+        ("approvals", "between 1 and 10"),
+        ("reviewers[1]", "must not be empty"),
+        ("concurrency_key", "product:NAME"),
+        ("affinity", "product:NAME"),
     ] {
         assert_error(&errors, location, part);
     }
-    assert_eq!(errors.len(), 13, "{}", ManifestErrors(errors.clone()));
+    assert_eq!(errors.len(), 17, "{}", ManifestErrors(errors.clone()));
 }
 
 #[test]
@@ -657,4 +669,30 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_manifest_sets_review_approvals_reviewers_concurrency_key_and_affinity_through_profiles() {
+    let m = parse_manifest(
+        "product = \"p\"\n[profiles.api]\nconcurrency_key = \"repo:acme/api\"\naffinity = \"repo:acme/api\"\n[[jobs]]\nkey = \"a\"\ntitle = \"a\"\ncommand = \"x\"\nprofile = \"api\"\nreview = true\napprovals = 2\nreviewers = [\"ana\", \"bo\"]\n[[jobs]]\nkey = \"b\"\ntitle = \"b\"\ncommand = \"x\"\n",
+    )
+    .expect("valid");
+    let (a, b) = (&m.jobs[0], &m.jobs[1]);
+    assert_eq!(a.concurrency_key.as_deref(), Some("repo:acme/api"));
+    assert_eq!(a.affinity.as_deref(), Some("repo:acme/api"));
+    assert_eq!(
+        (a.approvals, a.reviewers.as_slice()),
+        (2, &["ana".to_owned(), "bo".to_owned()][..])
+    );
+    assert_eq!(
+        (b.approvals, b.concurrency_key.as_ref()),
+        (APPROVALS_DEFAULT, None)
+    );
+    let e = parse_manifest("product = \"p\"\n[[jobs]]\nkey = \"a\"\ntitle = \"a\"\ncommand = \"x\"\nconcurrency_key = \"acme\"\napprovals = 0\n")
+        .expect_err("bad key and approvals");
+    let text = e.to_string();
+    assert!(
+        text.contains("concurrency_key") && text.contains("approvals"),
+        "{text}"
+    );
 }

@@ -48,8 +48,9 @@ pub use tracker::{
 impl Record for Job {
     const KIND: &'static str = "job";
     /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
-    /// 4: the tracker item it came from. 5: artifact globs in the spec.
-    const SCHEMA: u16 = 5;
+    /// 4: the tracker item it came from. 5: artifact globs in the spec. 6: approvals,
+    /// reviewers, concurrency key and affinity in the spec; limit slots and approvals.
+    const SCHEMA: u16 = 6;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -115,6 +116,10 @@ pub struct ReadyEntry {
     pub labels: Vec<String>,
     pub engine_class: Option<String>,
     pub preemptible: bool,
+    /// The job's concurrency key: a limit on it holds the job.
+    pub concurrency_key: Option<String>,
+    /// What a factory may hold warm for the job.
+    pub affinity: Option<String>,
 }
 
 impl ReadyEntry {
@@ -129,6 +134,8 @@ impl ReadyEntry {
             labels: job.spec.labels.clone(),
             engine_class: job.spec.engine_class.clone(),
             preemptible: job.spec.preemptible,
+            concurrency_key: job.spec.concurrency_key.clone(),
+            affinity: job.spec.affinity.clone(),
         })
     }
 
@@ -142,7 +149,7 @@ impl ReadyEntry {
             labels: self.labels.clone(),
             engine_class: self.engine_class.clone(),
             product: self.product.clone(),
-            repo_hint: None,
+            repo_hint: self.affinity.clone(),
             preemptible: self.preemptible,
         }
     }
@@ -150,8 +157,8 @@ impl ReadyEntry {
 
 impl Record for ReadyEntry {
     const KIND: &'static str = "ready_entry";
-    /// 2: labels.
-    const SCHEMA: u16 = 2;
+    /// 2: labels. 3: concurrency key and affinity.
+    const SCHEMA: u16 = 3;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::ready_entry(schema, payload)
@@ -219,7 +226,24 @@ mod tests {
             wall_clock_ms: Some(600_000),
             cost_budget_micros: Some(2_500_000),
             preemptible: true,
+            review: true,
+            approvals: 2,
+            reviewers: vec!["ana".into()],
+            concurrency_key: Some("repo:acme/payments".into()),
+            affinity: Some("repo:acme/payments".into()),
+        }
+    }
+
+    /// What a spec of schema 5 or older reads as: one approval by anyone, no key, no
+    /// affinity, and (the golden job's) no review.
+    fn before_scheduling(spec: JobSpec) -> JobSpec {
+        JobSpec {
             review: false,
+            approvals: 1,
+            reviewers: Vec::new(),
+            concurrency_key: None,
+            affinity: None,
+            ..spec
         }
     }
 
@@ -272,6 +296,21 @@ mod tests {
                 source: "github".into(),
                 id: "acme/app#42".into(),
             }),
+            limit_slots: vec!["repo:acme/payments".into()],
+            approvals: vec![gigafactory_core::job::Approval {
+                by: "ana".into(),
+                at: 1_400,
+            }],
+        }
+    }
+
+    /// The golden job as schemas up to 5 stored it.
+    fn job_v5() -> Job {
+        Job {
+            spec: before_scheduling(spec()),
+            limit_slots: Vec::new(),
+            approvals: Vec::new(),
+            ..job()
         }
     }
 
@@ -361,11 +400,11 @@ mod tests {
             spec: JobSpec {
                 labels: Vec::new(),
                 artifacts: Vec::new(),
-                ..spec()
+                ..before_scheduling(spec())
             },
             cost: JobCost::default(),
             origin: None,
-            ..job()
+            ..job_v5()
         };
         for name in ["job_v1", "job_v2"] {
             assert_eq!(
@@ -373,12 +412,16 @@ mod tests {
                 before_cost
             );
         }
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v5")).unwrap(),
+            job_v5()
+        );
         let before_artifacts = Job {
             spec: JobSpec {
                 artifacts: Vec::new(),
-                ..spec()
+                ..before_scheduling(spec())
             },
-            ..job()
+            ..job_v5()
         };
         assert_eq!(
             codec::decode::<Job>(&golden_bytes("job_v4")).unwrap(),
@@ -399,6 +442,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             codec::decode::<ReadyEntry>(&golden_bytes("ready_entry_v1")).unwrap(),
+            entry
+        );
+        let entry = ReadyEntry::of(&Job {
+            state: JobState::Failed { retry_at: 42 },
+            ..job_v5()
+        })
+        .unwrap();
+        assert_eq!(
+            codec::decode::<ReadyEntry>(&golden_bytes("ready_entry_v2")).unwrap(),
             entry
         );
         let event = codec::decode::<FleetEvent>(&golden_bytes("fleet_event_v1")).unwrap();

@@ -1,11 +1,13 @@
 //! Reading records written by older versions. Each older shape is declared here as it was,
 //! field for field (bincode is not self-describing: the order is the format), and converted
 //! to the current one. Jobs: schema 1 had no cause on `Cancelled`; schemas 1 and 2 had no
-//! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec. Ready entries: schema 1 had no labels. Fleet events:
-//! schema 1 had no detail.
+//! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec;
+//! schemas up to 5 no approvals, reviewers, concurrency key or affinity in the spec, and no
+//! limit slots or approvals on the job. Ready entries: schema 1 had no labels, schemas up to 2
+//! no concurrency key or affinity. Fleet events: schema 1 had no detail.
 
 use gigafactory_core::job::{Job, JobId, JobState, Lease, Millis};
-use gigafactory_core::manifest::{JobSpec, Payload};
+use gigafactory_core::manifest::{APPROVALS_DEFAULT, JobSpec, Payload};
 use gigafactory_core::scoring::ScoreBreakdown;
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
@@ -61,6 +63,7 @@ impl From<JobSpecV1> for JobSpec {
             preemptible: s.preemptible,
             review: s.review,
             artifacts: Vec::new(),
+            ..scheduling_defaults()
         }
     }
 }
@@ -108,7 +111,87 @@ impl From<JobSpecV2> for JobSpec {
             cost_budget_micros: s.cost_budget_micros,
             preemptible: s.preemptible,
             review: s.review,
+            ..scheduling_defaults()
         }
+    }
+}
+
+/// A job spec with artifact globs, before approvals, reviewers, concurrency key and affinity
+/// (job schema 5).
+#[derive(Deserialize)]
+struct JobSpecV3 {
+    key: String,
+    title: String,
+    product: String,
+    payload: Payload,
+    priority: u32,
+    capabilities: Vec<String>,
+    labels: Vec<String>,
+    engine_class: Option<String>,
+    profile: Option<String>,
+    deps: Vec<String>,
+    idempotency_key: Option<String>,
+    allowed_scope: Vec<String>,
+    artifacts: Vec<String>,
+    max_attempts: u32,
+    wall_clock_ms: Option<u64>,
+    cost_budget_micros: Option<u64>,
+    preemptible: bool,
+    review: bool,
+}
+
+impl From<JobSpecV3> for JobSpec {
+    fn from(s: JobSpecV3) -> Self {
+        JobSpec {
+            key: s.key,
+            title: s.title,
+            product: s.product,
+            payload: s.payload,
+            priority: s.priority,
+            capabilities: s.capabilities,
+            labels: s.labels,
+            engine_class: s.engine_class,
+            profile: s.profile,
+            deps: s.deps,
+            idempotency_key: s.idempotency_key,
+            allowed_scope: s.allowed_scope,
+            artifacts: s.artifacts,
+            max_attempts: s.max_attempts,
+            wall_clock_ms: s.wall_clock_ms,
+            cost_budget_micros: s.cost_budget_micros,
+            preemptible: s.preemptible,
+            review: s.review,
+            ..scheduling_defaults()
+        }
+    }
+}
+
+/// What a spec written before schema 6 means for the fields it lacks: one approval by any
+/// operator, no concurrency key, no affinity. The rest is overwritten by the caller.
+fn scheduling_defaults() -> JobSpec {
+    JobSpec {
+        key: String::new(),
+        title: String::new(),
+        product: String::new(),
+        payload: Payload::Command(String::new()),
+        priority: 0,
+        capabilities: Vec::new(),
+        labels: Vec::new(),
+        engine_class: None,
+        profile: None,
+        deps: Vec::new(),
+        idempotency_key: None,
+        allowed_scope: Vec::new(),
+        artifacts: Vec::new(),
+        max_attempts: 0,
+        wall_clock_ms: None,
+        cost_budget_micros: None,
+        preemptible: false,
+        review: false,
+        approvals: APPROVALS_DEFAULT,
+        reviewers: Vec::new(),
+        concurrency_key: None,
+        affinity: None,
     }
 }
 
@@ -211,6 +294,8 @@ impl<S: Into<JobState>> From<JobV1<S>> for Job {
             rev: v1.rev,
             cost: JobCost::default(),
             origin: None,
+            limit_slots: Vec::new(),
+            approvals: Vec::new(),
         }
     }
 }
@@ -218,9 +303,9 @@ impl<S: Into<JobState>> From<JobV1<S>> for Job {
 /// A job as schemas 3 and 4 stored it: no artifact globs in its spec, and in schema 3 no
 /// origin (`O` is `()` then, which takes no bytes).
 #[derive(Deserialize)]
-struct JobV3<O> {
+struct JobV3<O, S = JobSpecV2> {
     id: JobId,
-    spec: JobSpecV2,
+    spec: S,
     parents: Vec<JobId>,
     state: JobState,
     stage: Option<String>,
@@ -264,8 +349,8 @@ impl JobV3<()> {
     }
 }
 
-impl From<JobV3<Option<ItemRef>>> for Job {
-    fn from(v: JobV3<Option<ItemRef>>) -> Self {
+impl<S: Into<JobSpec>> From<JobV3<Option<ItemRef>, S>> for Job {
+    fn from(v: JobV3<Option<ItemRef>, S>) -> Self {
         Job {
             id: v.id,
             spec: v.spec.into(),
@@ -285,6 +370,8 @@ impl From<JobV3<Option<ItemRef>>> for Job {
             rev: v.rev,
             cost: v.cost,
             origin: v.origin,
+            limit_slots: Vec::new(),
+            approvals: Vec::new(),
         }
     }
 }
@@ -298,6 +385,7 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
             .without_origin()
             .into()),
         4 => Ok(decode_payload::<JobV3<Option<ItemRef>>>(payload)?.into()),
+        5 => Ok(decode_payload::<JobV3<Option<ItemRef>, JobSpecV3>>(payload)?.into()),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),
@@ -317,9 +405,39 @@ struct ReadyEntryV1 {
     preemptible: bool,
 }
 
+/// A ready entry as schema 2 stored it: no concurrency key, no affinity.
+#[derive(Deserialize)]
+struct ReadyEntryV2 {
+    id: JobId,
+    priority: u32,
+    created_at: Millis,
+    not_before: Millis,
+    product: String,
+    capabilities: Vec<String>,
+    labels: Vec<String>,
+    engine_class: Option<String>,
+    preemptible: bool,
+}
+
 /// Reads a ready entry stored with an older `schema`.
 pub(super) fn ready_entry(schema: u16, payload: &[u8]) -> Result<ReadyEntry> {
     match schema {
+        2 => {
+            let e: ReadyEntryV2 = decode_payload(payload)?;
+            Ok(ReadyEntry {
+                id: e.id,
+                priority: e.priority,
+                created_at: e.created_at,
+                not_before: e.not_before,
+                product: e.product,
+                capabilities: e.capabilities,
+                labels: e.labels,
+                engine_class: e.engine_class,
+                preemptible: e.preemptible,
+                concurrency_key: None,
+                affinity: None,
+            })
+        }
         1 => {
             let e: ReadyEntryV1 = decode_payload(payload)?;
             Ok(ReadyEntry {
@@ -332,6 +450,8 @@ pub(super) fn ready_entry(schema: u16, payload: &[u8]) -> Result<ReadyEntry> {
                 labels: Vec::new(),
                 engine_class: e.engine_class,
                 preemptible: e.preemptible,
+                concurrency_key: None,
+                affinity: None,
             })
         }
         _ => Err(Error::Codec(format!(
