@@ -89,6 +89,13 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Concurrency and rate limits by key.
+    Limits {
+        #[command(subcommand)]
+        cmd: cli::scheduling::LimitsCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Trackers: what a payload would create, items, their deliveries, redelivery.
     Intake {
         #[command(subcommand)]
@@ -241,6 +248,7 @@ fn main() -> Result<()> {
         Cmd::Budgets { cmd, remote } => rt.block_on(cli::budgets::budgets(&remote, cmd)),
         Cmd::Intake { cmd, remote } => rt.block_on(cli::intake::intake(&remote, cmd)),
         Cmd::Products { cmd, remote } => rt.block_on(cli::scheduling::products(&remote, cmd)),
+        Cmd::Limits { cmd, remote } => rt.block_on(cli::scheduling::limits(&remote, cmd)),
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,

@@ -1,7 +1,8 @@
 //! Two coordinator nodes on one three-member etcd cluster (real processes): work submitted on
 //! one node reaches claims waiting on the other through a store watch, fleet events committed
-//! through one node stream live from the other, and a factory fails over between nodes when one
-//! dies.
+//! through one node stream live from the other, a factory fails over between nodes when one
+//! dies, a concurrency limit holds across nodes, and a node preempts a job it never saw
+//! start.
 //!
 //! The nodes share a local etcd cluster, or, in a build with the `fdb` feature and
 //! `FDB_CLUSTER_FILE` set, that FoundationDB cluster (each test in a namespace of its own):
@@ -425,4 +426,103 @@ fn an_artifact_uploaded_through_one_node_reads_back_through_the_other() {
     );
     assert_eq!(status, 200);
     assert!(body == bytes, "node b serves the bytes node a stored");
+}
+
+#[test]
+fn a_concurrency_limit_holds_across_nodes_whose_factories_claim_at_once() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Shared::start();
+    let (a, b) = two_nodes(dir.path(), &store);
+    let (status, v) = call(
+        "PUT",
+        &format!("{}/v1/limits/repo:acme%2Fapi", a.url),
+        Some(&a.admin),
+        Some(r#"{"max_running": 3}"#),
+    );
+    assert_eq!(status, 200, "{v}");
+    // Two slots each: neither factory can fill the limit alone, so both run the keyed jobs
+    // at once, claiming through different nodes.
+    let _fa = Factory::start(&a, "fa", 2, "linux", &dir.path().join("fa"));
+    let _fb = Factory::start(&b, "fb", 2, "linux", &dir.path().join("fb"));
+    let manifest = |node: &str| {
+        let mut m = String::from("product = \"lim\"\n");
+        for n in 0..4 {
+            m.push_str(&format!(
+                "[[jobs]]\nkey = \"{node}{n}\"\ntitle = \"{node}{n}\"\nconcurrency_key = \"repo:acme/api\"\ncommand = \"sleep 0.8\"\n"
+            ));
+        }
+        m
+    };
+    let mut ids: Vec<String> = submit_manifest(&a, &manifest("a"))
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    ids.extend(
+        submit_manifest(&b, &manifest("b"))
+            .into_iter()
+            .map(|(_, id)| id),
+    );
+    wait_for(Duration::from_secs(120), "every job to succeed", || {
+        ids.iter().all(|id| state(&a, id) == "succeeded")
+    });
+    let spans = lease_spans(&a, &ids);
+    assert_eq!(spans.len(), 8, "{spans:?}");
+    assert!(most_at_once(&spans) <= 3, "more than 3 at once: {spans:?}");
+    let claimed_by: std::collections::BTreeSet<String> = ids
+        .iter()
+        .map(|id| {
+            events(&a, id)
+                .iter()
+                .find(|e| e["kind"] == "claim")
+                .unwrap()["factory_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(claimed_by.len(), 2, "both factories took jobs");
+    assert_eq!(get(&b, "/v1/limits")[0]["running"], 0);
+}
+
+#[test]
+fn a_node_preempts_a_job_it_never_saw_start_after_the_node_that_did_died() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Shared::start();
+    let (mut a, b) = two_nodes(dir.path(), &store);
+    let urls = format!("{},{}", a.url, b.url);
+    let _f = Factory::start_with_urls(&a, &urls, "only", 1, "linux", &dir.path().join("f"));
+    let low_cmd = r#"if [ -n \"$GF_CHECKPOINT\" ]; then echo resumed; exit 0; fi; trap 'gigafactory job checkpoint saved; exit 0' TERM; while true; do sleep 0.1; done"#;
+    let low = submit_manifest(
+        &a,
+        &format!("product = \"e2e\"\n[[jobs]]\nkey = \"low\"\ntitle = \"low\"\npriority = 10\ncommand = \"{low_cmd}\"\n"),
+    )
+    .remove(0)
+    .1;
+    wait_for(Duration::from_secs(30), "the low job to run", || {
+        state(&a, &low) == "running"
+    });
+    // The node that granted the lease dies; the factory goes on through b, which never saw
+    // the job start.
+    a.kill();
+    let high = submit_manifest(
+        &b,
+        "product = \"e2e\"\n[[jobs]]\nkey = \"high\"\ntitle = \"high\"\npriority = 900\ncommand = \"true\"\n",
+    )
+    .remove(0)
+    .1;
+    wait_for(Duration::from_secs(60), "the high job to succeed", || {
+        state(&b, &high) == "succeeded"
+    });
+    wait_for(
+        Duration::from_secs(60),
+        "the low job to resume and succeed",
+        || state(&b, &low) == "succeeded",
+    );
+    let kinds: Vec<String> = events(&b, &low)
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kinds.contains(&"preempt".to_owned()), "{kinds:?}");
 }

@@ -13,6 +13,7 @@ use gigafactory_core::backoff::Backoff;
 use gigafactory_core::budget::{Hold, Level};
 use gigafactory_core::event::{Author, EventKind, Transition};
 use gigafactory_core::job::{self, Command, Job, JobError, JobId, Millis};
+use gigafactory_core::limits::LimitHold;
 use gigafactory_core::scope::out_of_scope;
 use gigafactory_core::tracker;
 use gigafactory_core::wire::LeaseAnswer;
@@ -81,6 +82,8 @@ pub(crate) struct Committed {
     pub jobs: Vec<Job>,
     /// In a batch: the jobs a budget held, and why (claims of them were refused).
     pub held: Vec<(JobId, Hold)>,
+    /// In a batch: the jobs a concurrency or rate limit held, and which.
+    pub limited: Vec<(JobId, LimitHold)>,
 }
 
 /// Commits `write` and carries out what it changed.
@@ -101,13 +104,22 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         }
         let mut jobs = Vec::with_capacity(write.commands.len());
         let mut held = Vec::new();
+        let mut limited = Vec::new();
         let mut changes = Vec::with_capacity(write.commands.len() + write.carried.len());
         if let Some(id) = single
             && let Some(refusal) =
                 apply_carried(tx, id, &write, now, &backoff, &mut changes).await?
         {
             enqueue_echoes(tx, &ctx.config, &changes, now)?;
-            return Ok(Some((Committed { jobs, held }, changes, Some(refusal))));
+            return Ok(Some((
+                Committed {
+                    jobs,
+                    held,
+                    limited,
+                },
+                changes,
+                Some(refusal),
+            )));
         }
         for (id, cmd) in &write.commands {
             match repo::transition(tx, *id, cmd.clone(), &write.author, now, &backoff).await {
@@ -116,6 +128,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                     changes.append(&mut cascade);
                 }
                 Err(RepoError::Held(hold)) if write.skip_refused => held.push((*id, hold)),
+                Err(RepoError::Limited(hold)) if write.skip_refused => limited.push((*id, hold)),
                 Err(RepoError::Job(_) | RepoError::NotFound(_)) if write.skip_refused => {}
                 Err(e) => return Err(e),
             }
@@ -148,7 +161,15 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                 repo::remember_answer(tx, job.id, rid, &LeaseAnswer::of(job))?;
             }
         }
-        Ok(Some((Committed { jobs, held }, changes, None)))
+        Ok(Some((
+            Committed {
+                jobs,
+                held,
+                limited,
+            },
+            changes,
+            None,
+        )))
     })?;
     match outcome {
         Some((committed, changes, refusal)) => {
@@ -166,6 +187,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
             Ok(Committed {
                 jobs: vec![job],
                 held: Vec::new(),
+                limited: Vec::new(),
             })
         }
     }

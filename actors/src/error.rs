@@ -34,6 +34,9 @@ pub enum CoordError {
     /// A budget holds the job (paused or exhausted); resume or raise the budget.
     #[error("{0}")]
     BudgetHeld(String),
+    /// A concurrency or rate limit holds the job from a lease now.
+    #[error("{0}")]
+    LimitHeld(String),
     /// The job's output reached its bound; this chunk and the rest of the output are not
     /// kept. Stop sending output for this job.
     #[error("the job's output passed its limit of {limit_bytes} bytes; the rest is not kept")]
@@ -130,6 +133,7 @@ impl From<RepoError> for CoordError {
             RepoError::NotFound(id) => CoordError::NotFound(format!("job {id}")),
             RepoError::Job(j) => j.into(),
             RepoError::Held(hold) => CoordError::BudgetHeld(hold.message),
+            RepoError::Limited(hold) => CoordError::LimitHeld(hold.message()),
             RepoError::Artifact(a) => CoordError::ArtifactLimit(a.to_string()),
             e @ RepoError::BlobCollected => CoordError::Unavailable(e.to_string()),
             RepoError::Store(s) => s.into(),

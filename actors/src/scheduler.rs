@@ -1,11 +1,13 @@
 //! `SchedulerActor`: places queued jobs on factories. It keeps an in-memory index of queued
 //! jobs (entries, not actors: a million queued jobs cost a few hundred MB), answers claims —
 //! long-polls wait here until work arrives — lets `core::placement` choose among the
-//! candidates, commits the claims through `commit`, and preempts lower-priority work when a
-//! job cannot be placed (`preemption.rs`). On a shared store it follows what other nodes
-//! make ready (`store_sync.rs`). The index is rebuilt from the store's ready index whenever
-//! the actor starts, so a restart loses nothing: every change it hears about was committed
-//! first.
+//! candidates (fair share across products, `core::fair_share`), commits the claims
+//! (`claims.rs`), skips jobs a budget or a limit holds (`holds.rs`), and preempts
+//! lower-priority work when a job cannot be placed (`preemption.rs`). On a shared store it
+//! follows what other nodes make ready (`store_sync.rs`); from every store it reads running
+//! jobs, factories and product settings (`fleet_view.rs`), and it answers explanations
+//! (`explain.rs`). The index is rebuilt from the store's ready index whenever the actor
+//! starts, so a restart loses nothing: every change it hears about was committed first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -13,9 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gigafactory_core::budget::{Crossing, Hold};
-use gigafactory_core::event::Author;
 use gigafactory_core::fair_share::Standing;
-use gigafactory_core::job::{Command, FactoryId, JobId, Millis};
+use gigafactory_core::job::{FactoryId, JobId, Millis};
+use gigafactory_core::limits::LimitHold;
 use gigafactory_core::placement;
 use gigafactory_core::scoring::{self, FactoryView, JobView, ScoreBreakdown, Weights};
 use gigafactory_core::wire::ClaimedJob;
@@ -24,10 +26,10 @@ use gigafactory_storage::transact;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use crate::commit::{self, JobWrite};
 use crate::context::Context;
 use crate::ready_queue::ReadyQueue;
 
+mod claims;
 mod explain;
 mod fleet_view;
 mod holds;
@@ -125,6 +127,9 @@ pub(crate) enum SchedulerMsg {
     /// Claims the store refused because a budget holds the jobs: put the entries back (they
     /// wait) and hold the budget's jobs.
     Held(Vec<(ReadyEntry, Hold)>),
+    /// Claims the store refused because a limit holds the jobs: put the entries back and
+    /// hold the limit's jobs until it may admit one.
+    Limited(Vec<(ReadyEntry, LimitHold)>),
     /// A report through this node took a budget to its limit.
     BudgetReached(Crossing),
     Snapshot(RpcReplyPort<SchedulerSnapshot>),
@@ -164,6 +169,8 @@ pub struct SchedulerSnapshot {
     pub preemptions_pending: usize,
     /// Budgets holding their jobs from placement.
     pub budget_holds: usize,
+    /// Limit keys holding their jobs from placement.
+    pub limit_holds: usize,
 }
 
 pub(crate) struct SchedulerActor;
@@ -295,6 +302,9 @@ impl Actor for SchedulerActor {
             }
             SchedulerMsg::LeaseEnded(id) => {
                 state.running.remove(&mut state.standing, &id);
+                if state.holds.lease_ended() {
+                    state.serve_waiters(&myself);
+                }
             }
             SchedulerMsg::Claim(ask) => state.claim(&myself, ask),
             SchedulerMsg::Unclaimed(entries) => {
@@ -357,6 +367,13 @@ impl Actor for SchedulerActor {
                     state.insert(entry);
                 }
             }
+            SchedulerMsg::Limited(limited) => {
+                let now = state.ctx.now();
+                for (entry, hold) in limited {
+                    state.holds.limit(&hold, now);
+                    state.insert(entry);
+                }
+            }
             SchedulerMsg::BudgetReached(crossing) => state.budget_reached(crossing).await,
             SchedulerMsg::Tick => {
                 if state.holds.expire(state.ctx.now()) {
@@ -384,6 +401,7 @@ impl Actor for SchedulerActor {
                     running: state.running.len(),
                     preemptions_pending: state.reserved.len(),
                     budget_holds: state.holds.len(),
+                    limit_holds: state.holds.limits_len(),
                 });
             }
         }
@@ -554,88 +572,5 @@ impl SchedulerState {
         for w in expired {
             let _ = w.reply.send(Vec::new());
         }
-    }
-
-    /// Commits the claims in one transaction, off the actor, and answers the factory. A job
-    /// whose state changed since it was indexed (cancelled, say) is skipped.
-    fn commit(
-        &self,
-        myself: &ActorRef<SchedulerMsg>,
-        ask: ClaimAsk,
-        picked: Vec<(ReadyEntry, ScoreBreakdown)>,
-        now: Millis,
-    ) {
-        if picked.is_empty() {
-            let _ = ask.reply.send(Vec::new());
-            return;
-        }
-        let ctx = self.ctx.clone();
-        let myself = myself.clone();
-        tokio::spawn(async move {
-            let ttl_ms = ctx.config.lease_ttl_ms;
-            let factory = ask.factory_id;
-            let started = std::time::Instant::now();
-            let claims = picked
-                .iter()
-                .map(|(entry, breakdown)| {
-                    let cmd = Command::Claim {
-                        factory,
-                        ttl_ms,
-                        placement: Some(breakdown.clone()),
-                        rate_micros_per_hour: ask.factory.cost_per_hour_micros,
-                    };
-                    (entry.id, cmd)
-                })
-                .collect();
-            let write = JobWrite::batch(Author::Factory(factory), claims);
-            match commit::commit(&ctx, write).await {
-                Ok(committed) => {
-                    let jobs = committed.jobs;
-                    if !committed.held.is_empty() {
-                        // Back in the queue, to wait for their budgets.
-                        let held = committed
-                            .held
-                            .into_iter()
-                            .filter_map(|(id, hold)| {
-                                let entry = picked.iter().find(|(e, _)| e.id == id)?;
-                                Some((entry.0.clone(), hold))
-                            })
-                            .collect();
-                        let _ = myself.cast(SchedulerMsg::Held(held));
-                    }
-                    metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
-                    metrics::histogram!("gigafactory_claim_commit_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    ctx.stats.record_claim_latency(started.elapsed());
-                    let running = picked
-                        .iter()
-                        .filter(|(e, _)| jobs.iter().any(|j| j.id == e.id))
-                        .map(|(e, _)| (e.clone(), now))
-                        .collect();
-                    let _ = myself.cast(SchedulerMsg::Claimed {
-                        factory,
-                        jobs: running,
-                    });
-                    let answer = jobs.iter().map(|j| ClaimedJob::of(j, ttl_ms)).collect();
-                    if ask.reply.send(answer).is_err() {
-                        // The factory went away after the commit: its leases expire and the
-                        // reaper requeues the jobs.
-                        tracing::warn!(factory_id = %factory, "claim answered to nobody");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(factory_id = %factory, error = %e, "claim commit failed");
-                    // An outcome that may have committed leaves the jobs leased (they expire)
-                    // or in the store's ready index (they come back at the next rebuild);
-                    // any other failure aborted, so the jobs go back in the queue.
-                    if !e.may_have_committed() {
-                        let _ = myself.cast(SchedulerMsg::Unclaimed(
-                            picked.into_iter().map(|(e, _)| e).collect(),
-                        ));
-                    }
-                    let _ = ask.reply.send(Vec::new());
-                }
-            }
-        });
     }
 }

@@ -70,6 +70,7 @@ impl IntoResponse for ApiError {
                 CoordError::ParentEnded { .. } => (StatusCode::CONFLICT, ErrorCode::ParentEnded),
                 CoordError::CostCapReached(_) => (StatusCode::CONFLICT, ErrorCode::CostCapReached),
                 CoordError::BudgetHeld(_) => (StatusCode::CONFLICT, ErrorCode::BudgetHeld),
+                CoordError::LimitHeld(_) => (StatusCode::CONFLICT, ErrorCode::LimitHeld),
                 CoordError::LogLimitExceeded { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::LogLimitExceeded)
                 }

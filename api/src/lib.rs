@@ -12,6 +12,7 @@ mod error;
 mod factories;
 mod intake;
 mod jobs;
+mod limits;
 mod node;
 mod openapi;
 mod ui;
@@ -87,6 +88,8 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
             "/v1/products/{product}/weights",
             get(jobs::weights).put(jobs::set_weights),
         )
+        .route("/v1/limits", get(limits::list))
+        .route("/v1/limits/{key}", put(limits::set).delete(limits::delete))
         .route("/v1/products/shares", get(jobs::shares))
         .route("/v1/products/{product}/share", put(jobs::set_share))
         .route("/v1/jobs/{id}/usage", post(budgets::usage))

@@ -1,6 +1,7 @@
 //! What scheduling shows and takes: `gigafactory jobs explain ID [--weight NAME=VALUE]` (why a
-//! job is not running, every factory's part, and what other weights would change) and
-//! `gigafactory products shares | share PRODUCT N | weights PRODUCT [--set NAME=VALUE]`.
+//! job is not running, every factory's part, and what other weights would change),
+//! `gigafactory products shares | share PRODUCT N | weights PRODUCT [--set NAME=VALUE]` and
+//! `gigafactory limits ls | set KEY [--max-running N] [--per-minute N] | rm KEY`.
 
 use anyhow::{Context, Result, bail};
 use gigafactory_core::wire::urlencode;
@@ -21,6 +22,77 @@ pub enum ProductsCmd {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
+}
+
+#[derive(clap::Subcommand)]
+pub enum LimitsCmd {
+    /// Every limit: its values, the leases holding a slot, and its next start.
+    Ls,
+    /// Set the limit on KEY (`product:NAME`, or a jobs' `concurrency_key` such as
+    /// `repo:acme/api`).
+    Set {
+        key: String,
+        /// Leases at once under the key.
+        #[arg(long)]
+        max_running: Option<u32>,
+        /// Leases started a minute, evenly spaced.
+        #[arg(long)]
+        per_minute: Option<u32>,
+    },
+    /// Remove the limit on KEY.
+    Rm { key: String },
+}
+
+pub async fn limits(remote: &Remote, cmd: LimitsCmd) -> Result<()> {
+    let c = Client::new(remote);
+    match cmd {
+        LimitsCmd::Ls => {
+            let list: Vec<Value> = c.get("/v1/limits").await?;
+            print!("{}", limits_table(&list));
+        }
+        LimitsCmd::Set {
+            key,
+            max_running,
+            per_minute,
+        } => {
+            let body = serde_json::json!({ "max_running": max_running, "per_minute": per_minute });
+            let v: Value = c
+                .put(&format!("/v1/limits/{}", urlencode(&key)), &body)
+                .await?;
+            print!("{}", limits_table(&[v]));
+        }
+        LimitsCmd::Rm { key } => {
+            c.delete(&format!("/v1/limits/{}", urlencode(&key))).await?;
+            println!("removed the limit on {key}");
+        }
+    }
+    Ok(())
+}
+
+fn limits_table(list: &[Value]) -> String {
+    let mut out = format!(
+        "{:<32} {:>12} {:>11} {:>8}  NEXT START\n",
+        "KEY", "MAX RUNNING", "PER MINUTE", "RUNNING"
+    );
+    let or_dash = |v: &Value| {
+        v.as_u64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    for l in list {
+        let next = l["next_start_at"]
+            .as_u64()
+            .map(gigafactory_core::budget::format_utc_seconds)
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<32} {:>12} {:>11} {:>8}  {next}\n",
+            l["key"].as_str().unwrap_or("?"),
+            or_dash(&l["max_running"]),
+            or_dash(&l["per_minute"]),
+            or_dash(&l["running"]),
+        ));
+    }
+    out
 }
 
 /// `NAME=VALUE` pairs as a JSON object of numbers.
@@ -164,6 +236,17 @@ fn refusal(r: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limits_table_shows_dashes_for_what_a_limit_does_not_set() {
+        let shown = limits_table(&[serde_json::json!({
+            "key": "repo:acme/api", "max_running": 2, "per_minute": null, "running": 1,
+            "next_start_at": null
+        })]);
+        let row = shown.lines().nth(1).unwrap();
+        assert!(row.starts_with("repo:acme/api"), "{row}");
+        assert!(row.ends_with("2           -        1  -"), "{row}");
+    }
 
     #[test]
     fn weight_pairs_take_numbers_and_name_a_bad_one() {

@@ -232,6 +232,31 @@ pub fn weights_product(key: &[u8]) -> Result<String> {
     Ok(product)
 }
 
+/// `("limit", key)` → a concurrency or rate limit.
+pub fn limit(key: &str) -> Vec<u8> {
+    pack(&("limit", key))
+}
+
+pub fn limits_all() -> KeyRange {
+    subspace(&"limit")
+}
+
+/// The key in a limit's key.
+pub fn limit_key(key: &[u8]) -> Result<String> {
+    let (_, k): (String, String) = unpack(key).map_err(tuple_error)?;
+    Ok(k)
+}
+
+/// `("limitrun", key)` → leases holding a slot under the limit (u32 LE).
+pub fn limit_running(key: &str) -> Vec<u8> {
+    pack(&("limitrun", key))
+}
+
+/// `("limitnext", key)` → the earliest time (µs, u64 LE) the limit's next lease may start.
+pub fn limit_next(key: &str) -> Vec<u8> {
+    pack(&("limitnext", key))
+}
+
 /// `("share", product)` → the product's fair share, as set through the API.
 pub fn share(product: &str) -> Vec<u8> {
     pack(&("share", product))

@@ -124,6 +124,7 @@ async fn finish(store: &EmbeddedStore, job: &Job, succeed: bool, now: u64) {
             ttl_ms: 60_000,
             placement: None,
             rate_micros_per_hour: 0,
+            limit_slots: Vec::new(),
         };
         if !apply(store, job.id, claim, now).await {
             return;

@@ -495,3 +495,38 @@ pub fn cli_ok(coord: &Coordinator, args: &[&str]) -> String {
     assert!(ok, "gigafactory {args:?} failed: {err}");
     out
 }
+
+/// The (claim, end) times of each attempt of `ids`, from their timelines.
+pub fn lease_spans(coord: &Coordinator, ids: &[String]) -> Vec<(u64, u64)> {
+    let mut spans = Vec::new();
+    for id in ids {
+        let mut open = None;
+        for e in events(coord, id) {
+            let at = e["at"].as_u64().unwrap();
+            match e["kind"].as_str().unwrap() {
+                "claim" => open = Some(at),
+                "complete" | "fail" | "release" | "expire" => {
+                    if let Some(start) = open.take() {
+                        spans.push((start, at));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    spans
+}
+
+/// The most spans open at one moment.
+pub fn most_at_once(spans: &[(u64, u64)]) -> usize {
+    spans
+        .iter()
+        .map(|(start, _)| {
+            spans
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}

@@ -1,5 +1,6 @@
 //! Money: usage a job reports (priced, fenced, counted once), budgets operators set, pause
-//! and resume, and what they show (state, burndown, top jobs); and why a queued job is held.
+//! and resume, and what they show (state, burndown, top jobs); and why a queued job is held
+//! (by a budget or a limit).
 
 use gigafactory_core::budget::{
     self, ALERT_PERCENT_DEFAULT, BudgetRecord, BudgetSpec, PAUSE_REASON_MAX_BYTES, Pause, Policy,
@@ -200,13 +201,19 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Why a job waiting for placement is held by a budget now, if it is.
+    /// Why a job waiting for placement is held now, if it is: by a budget, or by a
+    /// concurrency or rate limit.
     pub async fn held_by(&self, job: &Job) -> Result<Option<String>> {
         if job.state.ready_at().is_none() {
             return Ok(None);
         }
         let now = self.now();
-        let hold = transact!(self.ctx.store, |tx| repo::hold_of(tx, job, now).await)?;
-        Ok(hold.map(|h| h.message))
+        let hold = transact!(self.ctx.store, |tx| {
+            Ok::<_, gigafactory_storage::Error>(match repo::hold_of(tx, job, now).await? {
+                Some(budget) => Some(budget.message),
+                None => repo::limit_hold(tx, job, now).await?.map(|l| l.message()),
+            })
+        })?;
+        Ok(hold)
     }
 }

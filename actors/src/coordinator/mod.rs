@@ -2,7 +2,8 @@
 //! (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
 //! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
-//! what they are told (`intake.rs`), and reads of jobs, logs and the node (`reads.rs`,
+//! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), why a job
+//! is not running (`explain.rs`), and reads of jobs, logs and the node (`reads.rs`,
 //! `observe.rs`). Every method turns a request into a store transaction, or a message to the
 //! actor that serializes it; none keeps state of its own.
 
@@ -12,6 +13,7 @@ mod explain;
 mod factories;
 mod intake;
 mod leases;
+mod limits;
 mod observe;
 mod operate;
 mod reads;

@@ -1,6 +1,9 @@
-//! Budget holds in the scheduler: the queued jobs a paused or exhausted budget keeps from
-//! placement are skipped, not dropped, so a resume, a raised limit or a new period lets them
-//! run at once. The scheduler learns of holds three ways: a claim the store refused because
+//! Budget and limit holds in the scheduler: the queued jobs a paused or exhausted budget, a
+//! full concurrency limit or a rate not due keeps from placement are skipped, not dropped, so
+//! a resume, a raised limit, a new period, a lease's end or the rate's next start lets them
+//! run at once. Limits are learnt only from claims the store refused (the claim transaction
+//! checks them exactly); a concurrency hold is tried again after `LIMIT_RECHECK_MS`, or at
+//! once when a lease ends through this node, since leases end through every node. The scheduler learns of holds three ways: a claim the store refused because
 //! of a budget (the claim transaction checks budgets, so that is exact), a report that
 //! exhausted a budget through this node, and a periodic re-read of every budget (other
 //! nodes' reports, changes, periods that rolled over). With policy `stop`, reaching a budget
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use gigafactory_core::budget::{self, Crossing, Hold, Policy};
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{Command, JobId, Millis};
+use gigafactory_core::limits::{self, LimitHold};
 use gigafactory_storage::repo::{self, ReadyEntry};
 use gigafactory_storage::transact;
 use ractor::ActorRef;
@@ -20,10 +24,15 @@ use super::{SchedulerMsg, SchedulerState};
 use crate::context::Context;
 use crate::job_actor::JobMsg;
 
-/// The holds in force, by budget.
+/// How long a full concurrency limit holds its jobs before a claim tries again.
+const LIMIT_RECHECK_MS: Millis = 1_000;
+
+/// The holds in force, by budget and by limit key.
 #[derive(Default)]
 pub(super) struct Holds {
     by_budget: HashMap<String, Hold>,
+    /// Limit key → until when its jobs wait.
+    by_limit: HashMap<String, Millis>,
 }
 
 impl Holds {
@@ -31,6 +40,27 @@ impl Holds {
         self.by_budget
             .values()
             .any(|h| h.holds(&e.product, &e.labels, now))
+            || (!self.by_limit.is_empty() && self.limited(e, now))
+    }
+
+    fn limited(&self, e: &ReadyEntry, now: Millis) -> bool {
+        let product = limits::product_key(&e.product);
+        std::iter::once(&product)
+            .chain(e.concurrency_key.as_ref())
+            .any(|k| self.by_limit.get(k).is_some_and(|until| now < *until))
+    }
+
+    /// A claim was refused by `hold` at `now`.
+    pub fn limit(&mut self, hold: &LimitHold, now: Millis) {
+        let until = hold.until().unwrap_or(now + LIMIT_RECHECK_MS);
+        self.by_limit.insert(hold.key().to_owned(), until);
+    }
+
+    /// A lease ended through this node: a concurrency limit may have a free slot.
+    pub fn lease_ended(&mut self) -> bool {
+        let before = self.by_limit.len();
+        self.by_limit.clear();
+        before > 0
     }
 
     pub fn set(&mut self, hold: Hold) {
@@ -47,8 +77,10 @@ impl Holds {
         lifted
     }
 
-    /// Drops holds whose period has rolled over; true when one was.
+    /// Drops budget holds whose period has rolled over (true when one was: budgets are read
+    /// again) and limit holds that are due.
     pub fn expire(&mut self, now: Millis) -> bool {
+        self.by_limit.retain(|_, until| now < *until);
         let before = self.by_budget.len();
         self.by_budget
             .retain(|_, h| h.until.is_none_or(|until| now < until));
@@ -57,6 +89,11 @@ impl Holds {
 
     pub fn len(&self) -> usize {
         self.by_budget.len()
+    }
+
+    /// Limit keys holding their jobs now.
+    pub fn limits_len(&self) -> usize {
+        self.by_limit.len()
     }
 }
 

@@ -80,6 +80,7 @@ pub fn apply(
                 ttl_ms,
                 placement,
                 rate_micros_per_hour,
+                limit_slots,
             },
             JobState::Queued { not_before }
             | JobState::Failed {
@@ -94,6 +95,7 @@ pub fn apply(
             next.epoch += 1;
             next.attempts += 1;
             next.placement = placement;
+            next.limit_slots = limit_slots;
             next.stage = None;
             next.cost.start_lease(rate_micros_per_hour, now);
             next.state = JobState::Leased {
@@ -347,6 +349,10 @@ pub fn apply(
     end_past_cost_cap(&mut next, &mut effects, now);
     next.updated_at = now;
     next.rev += 1;
+    if next.state.lease().is_none() {
+        // Limit slots belong to a lease: whatever ended it gives them back.
+        next.limit_slots.clear();
+    }
     debug_assert!(next.epoch >= job.epoch, "J2: epochs never go back");
     debug_assert!(
         next.state.lease().is_none_or(|l| l.epoch == next.epoch),

@@ -19,6 +19,9 @@ pub enum Command {
         placement: Option<ScoreBreakdown>,
         /// The factory's hourly rate: its time accrues to the job's cost while it holds it.
         rate_micros_per_hour: Micros,
+        /// The concurrency limits the lease counts under (the claim transaction took a slot
+        /// of each); the job holds them until its lease ends.
+        limit_slots: Vec<String>,
     },
     /// The holder extends its lease (and so shows it is alive).
     Renew {

@@ -56,6 +56,7 @@ pub enum ErrorCode {
     ArtifactLimitExceeded,
     CostCapReached,
     BudgetHeld,
+    LimitHeld,
     InvalidRequest,
     InvalidManifest,
     Unauthorized,
@@ -66,7 +67,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -78,6 +79,7 @@ impl ErrorCode {
         ErrorCode::ArtifactLimitExceeded,
         ErrorCode::CostCapReached,
         ErrorCode::BudgetHeld,
+        ErrorCode::LimitHeld,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidManifest,
         ErrorCode::Unauthorized,
@@ -100,6 +102,7 @@ impl ErrorCode {
             ErrorCode::ArtifactLimitExceeded => "artifact_limit_exceeded",
             ErrorCode::CostCapReached => "cost_cap_reached",
             ErrorCode::BudgetHeld => "budget_held",
+            ErrorCode::LimitHeld => "limit_held",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidManifest => "invalid_manifest",
             ErrorCode::Unauthorized => "unauthorized",

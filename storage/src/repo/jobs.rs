@@ -169,11 +169,19 @@ pub async fn transition<T: Transaction>(
     } else {
         Readiness::Ready
     };
-    if matches!(cmd, Command::Claim { .. }) {
+    let mut cmd = cmd;
+    let mut admission = None;
+    if let Command::Claim { limit_slots, .. } = &mut cmd {
         // A paused or exhausted budget leases nothing new.
         if let Some(hold) = super::budgets::hold_of(tx, &old, now).await? {
             return Err(RepoError::Held(hold));
         }
+        // Nor does a full concurrency limit or a rate not due yet.
+        let passed = super::limits::check_claim(tx, &old, now)
+            .await?
+            .map_err(RepoError::Limited)?;
+        *limit_slots = passed.slots();
+        admission = Some(passed);
         // A new lease: answers remembered for the last one's writes are no use any more.
         forget_answers(tx, id)?;
     }
@@ -182,6 +190,14 @@ pub async fn transition<T: Transaction>(
         _ => None,
     };
     let mut first = write(tx, &old, cmd, parents, author, now, backoff)?;
+    if let Some(admission) = &admission {
+        // Granted: the lease counts under its limits (a refused claim counted nothing).
+        super::limits::admit(tx, admission)?;
+    }
+    if first.job.limit_slots.is_empty() && !old.limit_slots.is_empty() {
+        // The lease ended (`apply` cleared its slots): give them back.
+        super::limits::give_back(tx, &old.limit_slots).await?;
+    }
     if let Some((file, limits)) = artifact {
         let (attempt, epoch) = (first.job.attempts, first.job.epoch);
         super::artifacts::keep(tx, id, attempt, epoch, &file, &limits, now).await?;
@@ -274,6 +290,9 @@ async fn cascade<T: Transaction>(
                 continue;
             };
             let change = write(tx, &child, cmd, readiness, &Author::Scheduler, now, backoff)?;
+            if change.job.limit_slots.is_empty() && !child.limit_slots.is_empty() {
+                super::limits::give_back(tx, &child.limit_slots).await?;
+            }
             if parents::concerns_children(&child.state, &change.job.state) {
                 parents_changed.push_back(child_id);
             }

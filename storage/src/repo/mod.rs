@@ -9,6 +9,7 @@ mod artifacts;
 mod budgets;
 mod fleet;
 mod jobs;
+mod limits;
 mod logs;
 mod tracker;
 mod upgrade;
@@ -38,6 +39,9 @@ pub use fleet::{
 pub use jobs::{
     CHILDREN_MAX, append_event, children, events, expired_leases, jobs_page, leased_jobs, load_job,
     note, ready_page, remember_answer, remembered_answer, save_job, submit, transition,
+};
+pub use limits::{
+    LIMITS_MAX, LimitState, delete_limit, limit_hold, limits, load_limit, save_limit,
 };
 pub use logs::{LOG_MAX_BYTES_PER_JOB, LogAppend, append_log, logs_after, watch_logs};
 pub use tracker::{
@@ -177,6 +181,9 @@ pub enum RepoError {
     /// A budget holds the job: it may not be leased now; nothing changed.
     #[error("{}", .0.message)]
     Held(gigafactory_core::budget::Hold),
+    /// A concurrency or rate limit holds the job from a lease now.
+    #[error("{}", .0.message())]
+    Limited(gigafactory_core::limits::LimitHold),
     /// The artifact passes the job's limits; nothing changed.
     #[error(transparent)]
     Artifact(#[from] gigafactory_core::artifact::ArtifactError),

@@ -78,6 +78,7 @@ fn claim(f: usize) -> Command {
         ttl_ms: TTL_MS,
         placement: None,
         rate_micros_per_hour: 0,
+        limit_slots: Vec::new(),
     }
 }
 

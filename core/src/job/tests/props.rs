@@ -91,6 +91,7 @@ impl Op {
                 ttl_ms: *ttl_ms,
                 placement: None,
                 rate_micros_per_hour: RATE_MICROS_PER_HOUR,
+                limit_slots: vec![format!("repo:r{n}")],
             },
             Op::Usage { w, e, micros } => Command::Usage {
                 factory: writer(w),
@@ -307,6 +308,9 @@ proptest! {
                 JobState::Leased { .. } | JobState::Running { .. } | JobState::Preempting { .. }
             );
             prop_assert_eq!(holds, job.state.lease().is_some(), "J1: {:?}", job.state);
+            // Limit slots belong to the lease: held exactly while it is (every claim here
+            // takes one), so whatever ends a lease gives them back.
+            prop_assert_eq!(!job.limit_slots.is_empty(), holds, "slots {:?}", job.limit_slots);
             if let Some(lease) = job.state.lease() {
                 prop_assert_eq!(lease.epoch, job.epoch, "J1: the live lease has the job's epoch");
                 if !granted.contains(&(lease.factory, lease.epoch)) {
