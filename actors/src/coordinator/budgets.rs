@@ -206,7 +206,8 @@ impl Coordinator {
             return Ok(None);
         }
         let now = self.now();
-        let hold = transact!(self.ctx.store, |tx| repo::hold_of(tx, job, now).await)?;
+        let book = &self.ctx.budget_book;
+        let hold = transact!(self.ctx.store, |tx| repo::hold_of(tx, book, job, now).await)?;
         Ok(hold.map(|h| h.message))
     }
 }
