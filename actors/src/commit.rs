@@ -4,15 +4,15 @@
 //! commands through `repo::transition` (which carries each change to the job's descendants),
 //! and only after it committed are the changes announced on the fleet stream and their
 //! effects carried out ([`adopt`], also used for new submissions). A factory's end may carry
-//! writes of its own (usage reports): they go through `repo::transition` too, first, in the
-//! same transaction, each idempotent under its own request id.
+//! writes of its own (usage reports): they are applied first, in the end's own transition
+//! (`repo::transitions`: the job read, written and charged once), each counted once under its
+//! own request id.
 
 use std::sync::Arc;
 
-use gigafactory_core::backoff::Backoff;
 use gigafactory_core::budget::{Hold, Level};
 use gigafactory_core::event::{Author, EventKind, Transition};
-use gigafactory_core::job::{self, Command, Job, JobError, JobId, Millis};
+use gigafactory_core::job::{self, Command, Job, JobId};
 use gigafactory_core::limits::LimitHold;
 use gigafactory_core::scope::out_of_scope;
 use gigafactory_core::tracker;
@@ -43,10 +43,11 @@ pub(crate) struct JobWrite {
     /// rest; otherwise a refusal fails the write and nothing changes.
     pub skip_refused: bool,
     /// Factory writes this one carries (the usage reports an end brings along), each with its
-    /// own request id: applied in order before the single command, in its transaction, each
-    /// skipped when its id was answered before (it came alone first) and remembered under it.
-    /// A refused one refuses the whole write, and nothing is written; but one that ends the
-    /// lease stays, as it would alone (see [`apply_carried`]).
+    /// own request id: applied in order before the single command, in its transition, each
+    /// skipped when its id was answered before (it came alone first), and remembered under
+    /// it while its lease lives (see [`remember_carried`]). A refused one refuses the whole
+    /// write, and nothing is written; but one that ends the lease stays, as it would alone,
+    /// and the rest is refused (see `repo::transitions`).
     pub carried: Vec<(String, Command)>,
 }
 
@@ -106,26 +107,33 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         let mut held = Vec::new();
         let mut limited = Vec::new();
         let mut changes = Vec::with_capacity(write.commands.len() + write.carried.len());
-        if let Some(id) = single
-            && let Some(refusal) =
-                apply_carried(tx, id, &write, now, &backoff, &mut changes).await?
-        {
-            enqueue_echoes(tx, &ctx.config, &changes, now)?;
-            return Ok(Some((
-                Committed {
-                    jobs,
-                    held,
-                    limited,
-                },
-                changes,
-                Some(refusal),
-            )));
-        }
+        let carried = match single {
+            Some(id) => uncounted(tx, id, &write.carried).await?,
+            None => Vec::new(),
+        };
         for (id, cmd) in &write.commands {
-            match repo::transition(tx, *id, cmd.clone(), &write.author, now, &backoff).await {
-                Ok(mut cascade) => {
-                    jobs.push(cascade[0].job.clone());
+            // The carried writes go first, in the command's own transition.
+            let cmds = carried.iter().map(|(_, c)| c.clone());
+            let cmds = cmds.chain([cmd.clone()]).collect();
+            let book = &ctx.budget_book;
+            match repo::transitions(tx, *id, cmds, &write.author, now, &backoff, book).await {
+                Ok((mut cascade, None)) => {
+                    jobs.push(cascade[carried.len()].job.clone());
+                    remember_carried(tx, *id, cmd, &carried, &cascade)?;
                     changes.append(&mut cascade);
+                }
+                // A carried report took the lease away (it passed the job's own cost budget):
+                // what was applied up to it stays, as it would alone, and the rest of the
+                // write is refused as it then would be, once this much committed.
+                Ok((mut cascade, Some(refusal))) => {
+                    changes.append(&mut cascade);
+                    enqueue_echoes(tx, &ctx.config, &changes, now)?;
+                    let committed = Committed {
+                        jobs,
+                        held,
+                        limited,
+                    };
+                    return Ok(Some((committed, changes, Some(refusal))));
                 }
                 Err(RepoError::Held(hold)) if write.skip_refused => held.push((*id, hold)),
                 Err(RepoError::Limited(hold)) if write.skip_refused => limited.push((*id, hold)),
@@ -193,36 +201,52 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
     }
 }
 
-/// Applies the writes `write` carries to job `id`, in order, each once per request id, and
-/// appends their changes. A carried write is a factory write alone would be: when one of them
-/// takes the lease away (a usage report that passes the job's own cost budget ends it), what
-/// was applied up to it stays, as it would have, and the rest of the write is refused as it
-/// then would be: the refusal is returned, to be answered once this much committed.
-async fn apply_carried<T: Transaction>(
+/// The writes carried on a write to job `id` that were not counted yet, each request id once:
+/// one whose request id has an answer came alone first (the agent carries again a report
+/// whose answer it lost).
+async fn uncounted<'w, T: Transaction>(
     tx: &mut T,
     id: JobId,
-    write: &JobWrite,
-    now: Millis,
-    backoff: &Backoff,
-    changes: &mut Vec<Transition>,
-) -> std::result::Result<Option<JobError>, RepoError> {
-    let fence = write.commands.first().and_then(|(_, cmd)| cmd.fence());
-    for (rid, cmd) in &write.carried {
-        if repo::remembered_answer(tx, id, rid).await?.is_some() {
+    carried: &'w [(String, Command)],
+) -> std::result::Result<Vec<&'w (String, Command)>, RepoError> {
+    let mut out: Vec<&(String, Command)> = Vec::with_capacity(carried.len());
+    for write in carried {
+        let (rid, _) = write;
+        if out.iter().any(|(seen, _)| seen == rid) {
             continue;
         }
-        let mut cascade =
-            repo::transition(tx, id, cmd.clone(), &write.author, now, backoff).await?;
-        let job = cascade[0].job.clone();
-        repo::remember_answer(tx, id, rid, &LeaseAnswer::of(&job))?;
-        changes.append(&mut cascade);
-        if let Some((factory, epoch)) = fence
-            && let Err(refusal) = job::check_fence(&job, factory, epoch)
-        {
-            return Ok(Some(refusal));
+        if repo::remembered_answer(tx, id, rid).await?.is_none() {
+            out.push(write);
         }
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// Remembers the answer to each carried write (its change is `changes[i]`) while a resend of
+/// it could still apply: only while the lease it was written under lives. An end takes its
+/// lease away, so after it the fence refuses any resend of its carried reports, and a retry
+/// of the end itself is answered from the end's own remembered answer; nothing is written
+/// for them then (a write per report saved, in the common case).
+fn remember_carried<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    cmd: &Command,
+    carried: &[&(String, Command)],
+    changes: &[Transition],
+) -> std::result::Result<(), RepoError> {
+    let Some((factory, epoch)) = cmd.fence().filter(|_| !carried.is_empty()) else {
+        return Ok(());
+    };
+    let Some(after) = changes.get(carried.len()) else {
+        return Ok(());
+    };
+    if job::check_fence(&after.job, factory, epoch).is_err() {
+        return Ok(());
+    }
+    for ((rid, _), change) in carried.iter().zip(changes) {
+        repo::remember_answer(tx, id, rid, &LeaseAnswer::of(&change.job))?;
+    }
+    Ok(())
 }
 
 /// Queues, in the change's own transaction, the echo of every change a tracker hears of (a

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use gigafactory_core::cluster::shard_of;
 use gigafactory_core::job::{JobId, Millis};
+use gigafactory_storage::repo::BudgetBook;
 use gigafactory_storage::{AnyStore, BlobStore};
 use uuid::Uuid;
 
@@ -57,6 +58,9 @@ pub(crate) struct Context {
     pub courier: Arc<dyn Courier>,
     /// Artifacts' bytes (every node of a cluster must reach the same one).
     pub blobs: BlobStore,
+    /// Budget definitions kept between transactions for claims and charges (B3 in
+    /// `storage`'s `repo::budgets` says why that is exact).
+    pub budget_book: BudgetBook,
 }
 
 impl Context {
@@ -86,6 +90,7 @@ impl Context {
             unhealthy: AtomicBool::new(false),
             courier,
             blobs,
+            budget_book: BudgetBook::default(),
         }
     }
 

@@ -448,6 +448,46 @@ async fn a_report_carried_on_complete_counts_once_even_when_it_came_alone_first(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_carried_twice_on_one_end_or_resent_after_it_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord, 0.0).await;
+    budget(&coord, "ops-daily", 100, Policy::Finish).await;
+    let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
+    let usage = vec![carried("u1", 3), carried("u1", 3)];
+    let answer = coord
+        .factory_write(id, complete(&f, epoch), "end".into(), vec![], usage)
+        .await
+        .unwrap();
+    assert_eq!(answer.state, "succeeded");
+    // The end took the lease: a resend of its report alone meets the fence.
+    let resent = coord
+        .report_usage(f.factory_id, id, epoch, "u1".into(), report(3))
+        .await;
+    assert!(
+        matches!(resent, Err(CoordError::Fenced { .. })),
+        "{resent:?}"
+    );
+    assert_eq!(
+        coord.job(id).await.unwrap().cost.total(),
+        3 * MICROS_PER_USD
+    );
+    assert_eq!(
+        coord.budget("ops-daily").await.unwrap().budget.spent_micros,
+        3 * MICROS_PER_USD
+    );
+    assert_eq!(
+        money_timeline(&coord, id).await,
+        [
+            (EventKind::Usage, Some("gpt: $3.00".into())),
+            (EventKind::Complete, None),
+        ]
+    );
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complete_with_a_stale_epoch_carrying_usage_is_refused_and_counts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);

@@ -147,6 +147,13 @@ pub fn budgets_all() -> KeyRange {
     subspace(&("budget",))
 }
 
+/// `("budgetsv",)` → the version of the budgets' definitions (atomic counter): every change
+/// of a budget record or of the product index adds one to it, and nothing else writes it
+/// (spend does not). A node's `BudgetBook` keeps records under the version they were read at.
+pub fn budgets_version() -> Vec<u8> {
+    pack(&("budgetsv",))
+}
+
 /// `("budgetp", product, name)` → nothing: the budgets of a product, for placement's check.
 pub fn budget_of(product: &str, name: &str) -> Vec<u8> {
     pack(&("budgetp", product, name))

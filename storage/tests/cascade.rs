@@ -99,13 +99,15 @@ async fn apply(store: &EmbeddedStore, id: JobId, cmd: Command, now: u64) -> bool
         _ => Author::Operator("prop".into()),
     };
     let backoff = Backoff::default();
+    let book = repo::BudgetBook::default();
     let outcome = transact!(store, |tx| repo::transition(
         tx,
         id,
         cmd.clone(),
         &author,
         now,
-        &backoff
+        &backoff,
+        &book
     )
     .await);
     match outcome {

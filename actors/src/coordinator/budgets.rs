@@ -208,8 +208,9 @@ impl Coordinator {
             return Ok(None);
         }
         let now = self.now();
+        let book = &self.ctx.budget_book;
         let hold = transact!(self.ctx.store, |tx| {
-            Ok::<_, gigafactory_storage::Error>(match repo::hold_of(tx, job, now).await? {
+            Ok::<_, gigafactory_storage::Error>(match repo::hold_of(tx, book, job, now).await? {
                 Some(budget) => Some(budget.message),
                 None => repo::limit_hold(tx, job, now).await?.map(|l| l.message()),
             })

@@ -1,9 +1,11 @@
 //! Budgets in the store: their records (and an index by product for placement's check),
 //! their spend per period, per UTC day and per job, and the levels each period passed.
 //! Spend is added with atomic adds in the transaction that accepted it, so it is exact across
-//! nodes; each level is announced once per period through a marker key.
+//! nodes; each level is announced once per period through a marker key. Claims and charges
+//! read the definitions through a [`BudgetBook`], which keeps them between transactions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use gigafactory_core::budget::{self, BudgetRecord, Crossing, Hold, Level, Micros, day_start};
 use gigafactory_core::job::{Job, JobId, Millis};
@@ -15,6 +17,8 @@ use crate::txn::{RangeOptions, Transaction, WatchTarget};
 
 /// Budgets a store may hold.
 pub const BUDGETS_MAX: usize = 10_000;
+/// Products whose budgets a [`BudgetBook`] keeps at once; past it, it starts over.
+pub const BOOK_PRODUCTS_MAX: usize = 4_096;
 /// Jobs a budget's top list reads in one period.
 pub const TOP_JOBS_READ_MAX: usize = 100_000;
 
@@ -35,7 +39,8 @@ pub async fn load_budget<T: Transaction>(
 
 /// Writes a budget (and its product index entry; `old` is what it was, if anything, so a
 /// budget moved to another product leaves the old product's index). Other nodes'
-/// schedulers hear of it through the `budgets` signal.
+/// schedulers hear of it through the `budgets` signal, and every node's [`BudgetBook`]
+/// through the version it bumps (B3). Not in a transaction that reads budgets through a book.
 pub fn save_budget<T: Transaction>(
     tx: &mut T,
     old: Option<&BudgetRecord>,
@@ -49,10 +54,12 @@ pub fn save_budget<T: Transaction>(
     }
     tx.set(&keys::budget(name), &codec::encode(record)?)?;
     tx.set(&keys::budget_of(&record.spec.product, name), &[])?;
+    tx.atomic_add(&keys::budgets_version(), 1)?;
     tx.atomic_add(&keys::signal("budgets"), 1)
 }
 
-/// Removes a budget with everything kept for it.
+/// Removes a budget with everything kept for it (bumping the version, B3). Not in a
+/// transaction that reads budgets through a book.
 pub fn delete_budget<T: Transaction>(tx: &mut T, record: &BudgetRecord) -> Result<(), Error> {
     let name = &record.spec.name;
     tx.clear(&keys::budget(name))?;
@@ -60,6 +67,7 @@ pub fn delete_budget<T: Transaction>(tx: &mut T, record: &BudgetRecord) -> Resul
     for range in keys::budget_spend_all(name) {
         tx.clear_range(&range)?;
     }
+    tx.atomic_add(&keys::budgets_version(), 1)?;
     tx.atomic_add(&keys::signal("budgets"), 1)
 }
 
@@ -93,6 +101,76 @@ pub async fn budgets_of<T: Transaction>(
     Ok(out)
 }
 
+/// The definitions of budgets (never their spend), kept in memory between transactions so
+/// that a claim or a charge does not read and decode its product's budget records each time.
+/// One per node and store.
+///
+/// B3 with a book: a transaction sees the budgets as they were at its read version, as
+/// exactly as if it read the records themselves with conflict. Every change of a budget record
+/// or of the product index (`save_budget`, `delete_budget`) adds one to `budgets_version` in
+/// its own transaction, and nothing else writes that key. A transaction reads the version with
+/// conflict and uses the records kept under the value it read: the version only grows, so
+/// records read at two points where it had the same value are the same records; and a change
+/// that commits after the transaction read the version conflicts with it, so it retries and
+/// reads the new version. A stale book is therefore never used, only refilled. A transaction
+/// that changes budgets must not read them through a book (it would read the version its own
+/// uncommitted write made): the functions that change budgets take none.
+///
+/// Why a version of its own and not the `budgets` signal: spend that exhausts a budget bumps
+/// the signal too, in a transaction that may read budgets again afterwards (a batch of expiries
+/// charging several jobs) and then abort, leaving records kept under a value that a later
+/// change of a budget would reach.
+#[derive(Default)]
+pub struct BudgetBook {
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    /// The version the records were read at.
+    version: u64,
+    /// Each product's budgets at that version (empty: the product has none).
+    by_product: HashMap<String, Arc<[BudgetRecord]>>,
+}
+
+impl BudgetBook {
+    fn get(&self, version: u64, product: &str) -> Option<Arc<[BudgetRecord]>> {
+        let kept = self.kept.lock().expect("budget book poisoned");
+        (kept.version == version)
+            .then(|| kept.by_product.get(product).cloned())
+            .flatten()
+    }
+
+    fn keep(&self, version: u64, product: &str, records: Arc<[BudgetRecord]>) {
+        let mut kept = self.kept.lock().expect("budget book poisoned");
+        // A transaction that read an older version must not put its records back.
+        if version < kept.version {
+            return;
+        }
+        if version > kept.version || kept.by_product.len() >= BOOK_PRODUCTS_MAX {
+            kept.by_product.clear();
+            kept.version = version;
+        }
+        kept.by_product.insert(product.to_owned(), records);
+    }
+}
+
+/// The budgets of `product` at the transaction's read version, from `book` when it holds
+/// them (B3), read with conflict otherwise.
+async fn budgets_in_book<T: Transaction>(
+    tx: &mut T,
+    book: &BudgetBook,
+    product: &str,
+) -> Result<Arc<[BudgetRecord]>, Error> {
+    let version = counter(tx.get(&keys::budgets_version()).await?);
+    if let Some(records) = book.get(version, product) {
+        return Ok(records);
+    }
+    let records: Arc<[BudgetRecord]> = budgets_of(tx, product).await?.into();
+    book.keep(version, product, records.clone());
+    Ok(records)
+}
+
 /// What `budget` spent in the period holding `now`. A snapshot read: spend only grows, and
 /// readers that act on it (placement, alerts) tolerate a report committed concurrently.
 pub async fn spent<T: Transaction>(
@@ -113,15 +191,16 @@ fn counter(v: Option<Vec<u8>>) -> Micros {
 /// Why the budgets covering `job` hold it at `now`, if one does.
 pub async fn hold_of<T: Transaction>(
     tx: &mut T,
+    book: &BudgetBook,
     job: &Job,
     now: Millis,
 ) -> Result<Option<Hold>, Error> {
-    for record in budgets_of(tx, &job.spec.product).await? {
+    for record in budgets_in_book(tx, book, &job.spec.product).await?.iter() {
         if !record.spec.covers(&job.spec.product, &job.spec.labels) {
             continue;
         }
-        let spent = spent(tx, &record, now).await?;
-        if let Some(hold) = budget::hold(&record, spent, now) {
+        let spent = spent(tx, record, now).await?;
+        if let Some(hold) = budget::hold(record, spent, now) {
             return Ok(Some(hold));
         }
     }
@@ -133,6 +212,7 @@ pub async fn hold_of<T: Transaction>(
 /// in its period.
 pub async fn charge<T: Transaction>(
     tx: &mut T,
+    book: &BudgetBook,
     job: &Job,
     amount: Micros,
     now: Millis,
@@ -142,13 +222,13 @@ pub async fn charge<T: Transaction>(
         return Ok(crossed);
     }
     let delta = i64::try_from(amount).unwrap_or(i64::MAX);
-    for record in budgets_of(tx, &job.spec.product).await? {
+    for record in budgets_in_book(tx, book, &job.spec.product).await?.iter() {
         let spec = &record.spec;
         if !spec.covers(&job.spec.product, &job.spec.labels) {
             continue;
         }
         let start = spec.period.start(now);
-        let before = spent(tx, &record, now).await?;
+        let before = spent(tx, record, now).await?;
         tx.atomic_add(&keys::spend(&spec.name, start), delta)?;
         tx.atomic_add(&keys::spend_day(&spec.name, day_start(now)), delta)?;
         tx.atomic_add(&keys::spend_job(&spec.name, start, job.id.0), delta)?;

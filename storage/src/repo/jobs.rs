@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 use gigafactory_core::backoff::Backoff;
 use gigafactory_core::budget::Level;
 use gigafactory_core::event::{Author, EventKind, Transition};
-use gigafactory_core::job::{self, Command, Effect, Job, JobId, JobState, Millis};
+use gigafactory_core::job::{self, Command, Effect, Job, JobError, JobId, JobState, Millis};
 use gigafactory_core::parents::{self, Readiness};
 use gigafactory_core::wire::{Event, LeaseAnswer};
 
+use super::budgets::BudgetBook;
 use super::{ReadyEntry, RepoError};
 use crate::codec;
 use crate::error::Error;
@@ -162,65 +163,140 @@ pub async fn transition<T: Transaction>(
     author: &Author,
     now: Millis,
     backoff: &Backoff,
+    book: &BudgetBook,
 ) -> Result<Vec<Transition>, RepoError> {
+    let (changes, refused) = transitions(tx, id, vec![cmd], author, now, backoff, book).await?;
+    debug_assert!(refused.is_none(), "a first command's refusal is an error");
+    Ok(changes)
+}
+
+/// Applies `cmds` to job `id` one after the other, each as it would apply alone (its own
+/// event, its own [`Transition`]), but with the job read and written once and its budgets
+/// charged once: an end with the usage reports it carries costs little more than the end.
+/// Returns the changes, the job's own first (one per command applied, in order) and then its
+/// descendants', with the refusal of a command that came after others: the first refused
+/// ends the sequence, and what came before it stays, as it would have had each come alone
+/// (the caller answers the refusal once this much committed). When the first command is
+/// refused nothing is written and the refusal is the error.
+pub async fn transitions<T: Transaction>(
+    tx: &mut T,
+    id: JobId,
+    cmds: Vec<Command>,
+    author: &Author,
+    now: Millis,
+    backoff: &Backoff,
+    book: &BudgetBook,
+) -> Result<(Vec<Transition>, Option<JobError>), RepoError> {
+    if cmds.is_empty() {
+        return Ok((Vec::new(), None));
+    }
     let old = load_job(tx, id).await?.ok_or(RepoError::NotFound(id))?;
-    let parents = if cmd.needs_parents() {
-        readiness_of(tx, &old).await?
-    } else {
-        Readiness::Ready
-    };
-    let mut cmd = cmd;
-    let mut admission = None;
-    if let Command::Claim { limit_slots, .. } = &mut cmd {
-        // A paused or exhausted budget leases nothing new.
-        if let Some(hold) = super::budgets::hold_of(tx, &old, now).await? {
-            return Err(RepoError::Held(hold));
+    let mut changes: Vec<Transition> = Vec::with_capacity(cmds.len());
+    let mut refused = None;
+    // The last change that spent: the one a budget's crossing is announced with.
+    let mut spender = 0;
+    for cmd in cmds {
+        let job = changes.last().map_or(&old, |t| &t.job);
+        let spent_before = job.cost.total();
+        match step(tx, job, cmd, author, now, backoff, book).await {
+            Ok(change) => {
+                if change.job.cost.total() > spent_before {
+                    spender = changes.len();
+                }
+                changes.push(change);
+            }
+            Err(RepoError::Job(e)) if !changes.is_empty() => {
+                refused = Some(e);
+                break;
+            }
+            Err(e) => return Err(e),
         }
-        // Nor does a full concurrency limit or a rate not due yet.
-        let passed = super::limits::check_claim(tx, &old, now)
-            .await?
-            .map_err(RepoError::Limited)?;
-        *limit_slots = passed.slots();
-        admission = Some(passed);
-        // A new lease: answers remembered for the last one's writes are no use any more.
-        forget_answers(tx, id)?;
     }
-    let artifact = match &cmd {
-        Command::Artifact { file, limits, .. } => Some((file.clone(), *limits)),
-        _ => None,
-    };
-    let mut first = write(tx, &old, cmd, parents, author, now, backoff)?;
-    if let Some(admission) = &admission {
-        // Granted: the lease counts under its limits (a refused claim counted nothing).
-        super::limits::admit(tx, admission)?;
-    }
-    if first.job.limit_slots.is_empty() && !old.limit_slots.is_empty() {
-        // The lease ended (`apply` cleared its slots): give them back.
-        super::limits::give_back(tx, &old.limit_slots).await?;
-    }
-    if let Some((file, limits)) = artifact {
-        let (attempt, epoch) = (first.job.attempts, first.job.epoch);
-        super::artifacts::keep(tx, id, attempt, epoch, &file, &limits, now).await?;
-    }
-    let spent = first.job.cost.total().saturating_sub(old.cost.total());
-    first.crossings = super::budgets::charge(tx, &first.job, spent, now).await?;
-    for (n, crossing) in (3..).zip(&first.crossings) {
+    let new = &changes[changes.len() - 1].job;
+    save_job(tx, Some(&old), new)?;
+    let spent = new.cost.total().saturating_sub(old.cost.total());
+    let crossings = super::budgets::charge(tx, book, new, spent, now).await?;
+    let concerns_children = parents::concerns_children(&old.state, &new.state);
+    let spending = &mut changes[spender];
+    for (n, crossing) in (3..).zip(&crossings) {
         let kind = match crossing.level {
             Level::Alert => EventKind::BudgetAlert,
             Level::Exhausted => EventKind::BudgetReached,
         };
         let detail = Some(crossing.message());
-        append_event(tx, &first.job, n, kind, author, detail, now)?;
+        append_event(tx, &spending.job, n, kind, author, detail, now)?;
     }
-    let mut changes = vec![first];
-    if parents::concerns_children(&old.state, &changes[0].job.state) {
+    spending.crossings = crossings;
+    if concerns_children {
         cascade(tx, id, now, backoff, &mut changes).await?;
     }
-    Ok(changes)
+    Ok((changes, refused))
 }
 
-/// Applies one command to `old` and writes the outcome with its event.
-fn write<T: Transaction>(
+/// Applies one command to `job` (as the store holds it, or as the commands before it in the
+/// same write left it) and writes what the command writes besides the job: its events, the
+/// end of the last lease's answers for a claim, the counts of the limits a claim passed, the
+/// slots a lease's end gives back, the file of an artifact. The job itself is saved by the
+/// caller. A claim a budget or a limit holds is refused first.
+async fn step<T: Transaction>(
+    tx: &mut T,
+    job: &Job,
+    cmd: Command,
+    author: &Author,
+    now: Millis,
+    backoff: &Backoff,
+    book: &BudgetBook,
+) -> Result<Transition, RepoError> {
+    let parents = if cmd.needs_parents() {
+        readiness_of(tx, job).await?
+    } else {
+        Readiness::Ready
+    };
+    let mut cmd = cmd;
+    let claim = matches!(cmd, Command::Claim { .. });
+    // A paused or exhausted budget leases nothing new.
+    if claim && let Some(hold) = super::budgets::hold_of(tx, book, job, now).await? {
+        return Err(RepoError::Held(hold));
+    }
+    // Nor does a full concurrency limit or a rate not due yet.
+    let mut admission = None;
+    if let Command::Claim { limit_slots, .. } = &mut cmd {
+        let passed = super::limits::check_claim(tx, job, now)
+            .await?
+            .map_err(RepoError::Limited)?;
+        *limit_slots = passed.slots();
+        admission = Some(passed);
+    }
+    let artifact = match &cmd {
+        Command::Artifact { file, limits, .. } => Some((file.clone(), *limits)),
+        _ => None,
+    };
+    let change = apply_and_log(tx, job, cmd, parents, author, now, backoff)?;
+    if let Some(admission) = &admission {
+        // Granted: the lease counts under its limits (a refused claim counted nothing).
+        super::limits::admit(tx, admission)?;
+        // A new lease: answers remembered for the last one's writes are no use any more.
+        forget_answers(tx, job.id)?;
+    }
+    give_back_if_ended(tx, job, &change.job).await?;
+    if let Some((file, limits)) = artifact {
+        let (attempt, epoch) = (change.job.attempts, change.job.epoch);
+        super::artifacts::keep(tx, job.id, attempt, epoch, &file, &limits, now).await?;
+    }
+    Ok(change)
+}
+
+/// When `new` no longer holds the limit slots `old` held (its lease ended: `apply` clears
+/// them), gives them back.
+async fn give_back_if_ended<T: Transaction>(tx: &mut T, old: &Job, new: &Job) -> Result<(), Error> {
+    if new.limit_slots.is_empty() && !old.limit_slots.is_empty() {
+        super::limits::give_back(tx, &old.limit_slots).await?;
+    }
+    Ok(())
+}
+
+/// Applies one command to `old` and appends its events; the caller saves the job.
+fn apply_and_log<T: Transaction>(
     tx: &mut T,
     old: &Job,
     cmd: Command,
@@ -250,7 +326,6 @@ fn write<T: Transaction>(
         _ => None,
     };
     let (new, effects) = job::apply(old, cmd, now, backoff, parents)?;
-    save_job(tx, Some(old), &new)?;
     if kind.on_timeline() {
         append_event(tx, &new, 0, kind, author, detail, now)?;
     }
@@ -289,10 +364,10 @@ async fn cascade<T: Transaction>(
             let Some(cmd) = parents::follow_up(&child, readiness) else {
                 continue;
             };
-            let change = write(tx, &child, cmd, readiness, &Author::Scheduler, now, backoff)?;
-            if change.job.limit_slots.is_empty() && !child.limit_slots.is_empty() {
-                super::limits::give_back(tx, &child.limit_slots).await?;
-            }
+            let author = Author::Scheduler;
+            let change = apply_and_log(tx, &child, cmd, readiness, &author, now, backoff)?;
+            save_job(tx, Some(&child), &change.job)?;
+            give_back_if_ended(tx, &child, &change.job).await?;
             if parents::concerns_children(&child.state, &change.job.state) {
                 parents_changed.push_back(child_id);
             }

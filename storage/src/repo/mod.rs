@@ -27,8 +27,8 @@ pub use artifacts::{
     load_artifact, mark_blob_gone,
 };
 pub use budgets::{
-    BUDGETS_MAX, budgets, budgets_of, budgets_signal, daily_spend, delete_budget, hold_of,
-    load_budget, save_budget, spent, top_jobs,
+    BOOK_PRODUCTS_MAX, BUDGETS_MAX, BudgetBook, budgets, budgets_of, budgets_signal, daily_spend,
+    delete_budget, hold_of, load_budget, save_budget, spent, top_jobs,
 };
 pub use fleet::{
     admin_bootstrapped_at, all_shares, all_weights, append_fleet_feed, clear_shard_lease,
@@ -39,6 +39,7 @@ pub use fleet::{
 pub use jobs::{
     CHILDREN_MAX, append_event, children, events, expired_leases, jobs_page, leased_jobs, load_job,
     note, ready_page, remember_answer, remembered_answer, save_job, submit, transition,
+    transitions,
 };
 pub use limits::{
     LIMITS_MAX, LimitState, delete_limit, limit_hold, limits, load_limit, save_limit,
