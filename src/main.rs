@@ -144,6 +144,10 @@ struct FactoryArgs {
     /// Engine classes (agent kinds) this machine runs.
     #[arg(long, value_delimiter = ',')]
     engine_classes: Vec<String>,
+    /// What this factory holds warm (a repository or cache key, `repo:acme/api`; repeat the
+    /// flag): jobs whose `affinity` names one prefer it. Keys of jobs it runs join them.
+    #[arg(long = "warm", value_name = "KEY")]
+    warm: Vec<String>,
     /// Where the identity and the job workspaces live.
     #[arg(long, default_value = "./gigafactory-factory")]
     workdir: PathBuf,
@@ -233,6 +237,7 @@ fn main() -> Result<()> {
             config.slots = a.slots;
             config.capabilities = a.capabilities;
             config.engine_classes = a.engine_classes;
+            config.warm = a.warm;
             config.cost_per_hour_usd = a.cost_per_hour;
             config.grace = std::time::Duration::from_secs(a.grace_secs);
             config.agent_command = Some(a.agent_command).filter(|c| !c.trim().is_empty());

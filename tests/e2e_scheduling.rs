@@ -148,3 +148,72 @@ fn children_wait_for_parents_cycles_are_refused_and_submits_are_idempotent() {
         "a manifest honours idempotency keys too"
     );
 }
+
+#[test]
+fn a_warm_factory_takes_its_affinity_job_and_a_cold_one_takes_it_while_the_warm_one_is_busy() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 10_000);
+    let warm_args = ["--warm", "repo:acme/api"];
+    let (url, d) = (coord.url.clone(), dir.path());
+    let _warm =
+        Factory::start_with_args(&coord, &url, "warm", 1, "linux", &d.join("w"), &warm_args);
+    let _cold = Factory::start(&coord, "cold", 1, "linux", &d.join("c"));
+    wait_for(
+        Duration::from_secs(20),
+        "warm to report its warm key",
+        || {
+            get(&coord, "/v1/factories")
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["name"] == "warm" && f["warm"] == serde_json::json!(["repo:acme/api"]))
+                && get(&coord, "/v1/factories").as_array().unwrap().len() == 2
+        },
+    );
+    // Both wait for work (their claims long-poll); the job goes to the warm one.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let job = |key: &str| {
+        format!(
+            "product = \"e2e\"\n[[jobs]]\nkey = \"{key}\"\ntitle = \"{key}\"\naffinity = \"repo:acme/api\"\ncommand = \"sleep 3\"\n"
+        )
+    };
+    let first = submit_manifest(&coord, &job("first")).remove(0).1;
+    wait_for(Duration::from_secs(20), "the first job to run", || {
+        state(&coord, &first) == "running"
+    });
+    let factory_of = |id: &str| {
+        let f = job_factory(&coord, id);
+        get(&coord, &format!("/v1/factories/{f}"))["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(factory_of(&first), "warm");
+    let placement = job_json(&coord, &first)["placement"].clone();
+    let affinity = placement["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "affinity")
+        .unwrap()["raw"]
+        .clone();
+    assert_eq!(affinity, 1.0, "{placement}");
+    // The warm one is busy: the cold one takes the next rather than leave it waiting.
+    let second = submit_manifest(&coord, &job("second")).remove(0).1;
+    wait_for(Duration::from_secs(20), "the second job to run", || {
+        state(&coord, &second) == "running"
+    });
+    assert_eq!(factory_of(&second), "cold");
+}
+
+fn job_json(coord: &Coordinator, id: &str) -> serde_json::Value {
+    get(coord, &format!("/v1/jobs/{id}"))
+}
+
+fn job_factory(coord: &Coordinator, id: &str) -> String {
+    job_json(coord, id)["lease"]["factory_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

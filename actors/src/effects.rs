@@ -17,8 +17,20 @@ use crate::scheduler::SchedulerMsg;
 pub(crate) async fn dispatch(ctx: &Arc<Context>, t: &Transition) {
     let job = &t.job;
     let before = t.before.as_ref();
-    if before.is_some_and(|s| s.lease().is_some()) && job.state.lease().is_none() {
-        ctx.tell_scheduler(SchedulerMsg::LeaseEnded(job.id));
+    if let Some(lease) = before.and_then(|s| s.lease())
+        && job.state.lease().is_none()
+    {
+        // A success or a failure says how the factory does on the product; a release, a
+        // preemption or a cancel says nothing of it.
+        let ok = match t.kind {
+            EventKind::Complete => Some(true),
+            EventKind::Fail | EventKind::Expire => Some(false),
+            _ => None,
+        };
+        ctx.tell_scheduler(SchedulerMsg::LeaseEnded {
+            id: job.id,
+            outcome: ok.map(|ok| (lease.factory, job.spec.product.clone(), ok)),
+        });
     }
     // A claim's placement took the job off this node's queue already.
     if t.kind != EventKind::Claim

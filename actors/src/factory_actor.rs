@@ -134,6 +134,9 @@ impl FactoryActorState {
             }
             f.last_heartbeat = now;
             f.slots_busy = req.slots_busy.min(f.slots);
+            if let Some(warm) = &req.warm {
+                f.warm = warm.clone();
+            }
             if f.status == FactoryStatus::Offline {
                 f.status = FactoryStatus::Online;
             }

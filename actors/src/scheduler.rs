@@ -18,6 +18,7 @@ use gigafactory_core::budget::{Crossing, Hold};
 use gigafactory_core::fair_share::Standing;
 use gigafactory_core::job::{FactoryId, JobId, Millis};
 use gigafactory_core::limits::LimitHold;
+use gigafactory_core::outcomes::Outcomes;
 use gigafactory_core::placement;
 use gigafactory_core::scoring::{self, FactoryView, JobView, ScoreBreakdown, Weights};
 use gigafactory_core::wire::ClaimedJob;
@@ -77,8 +78,12 @@ pub(crate) enum SchedulerMsg {
     JobReady(ReadyEntry),
     /// A job is no longer claimable.
     JobGone(JobId),
-    /// A job no longer holds a lease.
-    LeaseEnded(JobId),
+    /// A job no longer holds a lease; with how it ended on which factory, when that says
+    /// something of the factory (a success or a failure).
+    LeaseEnded {
+        id: JobId,
+        outcome: Option<(FactoryId, String, bool)>,
+    },
     Claim(ClaimAsk),
     /// Claims whose commit failed for a reason that may pass: put the entries back.
     Unclaimed(Vec<ReadyEntry>),
@@ -145,7 +150,7 @@ impl SchedulerMsg {
             self,
             SchedulerMsg::JobReady(_)
                 | SchedulerMsg::JobGone(_)
-                | SchedulerMsg::LeaseEnded(_)
+                | SchedulerMsg::LeaseEnded { .. }
                 | SchedulerMsg::Claim(_)
                 | SchedulerMsg::WeightsChanged(..)
                 | SchedulerMsg::ShareChanged(..)
@@ -182,6 +187,9 @@ pub(crate) struct SchedulerState {
     running: Running,
     /// Fair share: the shares in force and the slots each product holds.
     standing: Standing,
+    /// Each factory's recent outcomes per product (this node's leases), for the success
+    /// factor.
+    outcomes: Outcomes,
     factories: HashMap<FactoryId, FactoryView>,
     /// A job that preempted, and the factory whose slot it waits for.
     reserved: HashMap<FactoryId, JobId>,
@@ -212,6 +220,7 @@ impl Actor for SchedulerActor {
             queue: ReadyQueue::default(),
             waiters: VecDeque::new(),
             running: Running::default(),
+            outcomes: Outcomes::default(),
             standing: Standing {
                 enabled: ctx.config.fair_share,
                 shares: ctx.config.shares.clone(),
@@ -300,8 +309,11 @@ impl Actor for SchedulerActor {
             SchedulerMsg::JobGone(id) => {
                 state.remove(id);
             }
-            SchedulerMsg::LeaseEnded(id) => {
+            SchedulerMsg::LeaseEnded { id, outcome } => {
                 state.running.remove(&mut state.standing, &id);
+                if let Some((factory, product, ok)) = outcome {
+                    state.outcomes.record(factory.0.as_u128(), &product, ok);
+                }
                 if state.holds.lease_ended() {
                     state.serve_waiters(&myself);
                 }
@@ -336,6 +348,11 @@ impl Actor for SchedulerActor {
                 let _ = reply.send(state.rivals(job, &factories));
             }
             SchedulerMsg::FactorySeen(id, view) => {
+                // A claim waiting since before this heartbeat learns what the factory holds
+                // warm now (its free slots are the claim's own).
+                for ask in state.waiters.iter_mut().filter(|w| w.factory_id == id) {
+                    ask.factory.warm_repos = view.warm_repos.clone();
+                }
                 state.factories.insert(id, view);
             }
             SchedulerMsg::FactoryUnavailable(id) => state.factory_unavailable(id),
@@ -515,7 +532,8 @@ impl SchedulerState {
         picked
     }
 
-    fn claim(&mut self, myself: &ActorRef<SchedulerMsg>, ask: ClaimAsk) {
+    fn claim(&mut self, myself: &ActorRef<SchedulerMsg>, mut ask: ClaimAsk) {
+        ask.factory.success_by_product = self.outcomes.of(ask.factory_id.0.as_u128());
         self.factories.insert(ask.factory_id, ask.factory.clone());
         let now = self.ctx.now();
         let picked = self.place(&ask, now);
@@ -531,6 +549,7 @@ impl SchedulerState {
 
     fn serve_waiters(&mut self, myself: &ActorRef<SchedulerMsg>) {
         let now = self.ctx.now();
+        self.order_waiters_for_head(now);
         let mut still = VecDeque::with_capacity(self.waiters.len());
         while let Some(ask) = self.waiters.pop_front() {
             if ask.reply.is_closed() {
@@ -548,6 +567,32 @@ impl SchedulerState {
             }
         }
         self.waiters = still;
+    }
+
+    /// Several factories waiting: the one the first job in placement order scores best on
+    /// (warm for it, cheaper, less loaded, better at its product) asks first, so a job goes to
+    /// its best factory rather than to whichever asked first. The order is stable on ties.
+    fn order_waiters_for_head(&mut self, now: Millis) {
+        if self.waiters.len() < 2 {
+            return;
+        }
+        let Some(head) = self.queue.head(now, |e| !self.holds.holds(e, now)) else {
+            return;
+        };
+        let view = head.view();
+        let weights = *self.weights_of(&view.product);
+        let weights = &weights;
+        let score = |ask: &ClaimAsk| {
+            if scoring::eligible(&view, &ask.factory) {
+                scoring::score_candidate(&view, &ask.factory, weights, now).total
+            } else {
+                f64::NEG_INFINITY
+            }
+        };
+        let mut scored: Vec<(f64, ClaimAsk)> =
+            self.waiters.drain(..).map(|w| (score(&w), w)).collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        self.waiters = scored.into_iter().map(|(_, w)| w).collect();
     }
 
     /// Answers a factory's waiting claims empty and forgets its shape, so nothing is placed

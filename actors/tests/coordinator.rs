@@ -207,6 +207,7 @@ async fn crashed_actors_are_recovered_from_the_store() {
         let hb = gigafactory_core::wire::HeartbeatRequest {
             slots_busy: 0,
             running: vec![],
+            warm: None,
         };
         if coord.heartbeat(f.factory_id, hb).await.is_ok() {
             beat = true;
@@ -406,6 +407,7 @@ async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was
     let busy = gigafactory_core::wire::HeartbeatRequest {
         slots_busy: 1,
         running: vec![],
+        warm: None,
     };
     coord.heartbeat(f.factory_id, busy).await.unwrap();
     let (job, _) = coord

@@ -252,6 +252,8 @@ pub(crate) struct FactoryView {
     status: &'static str,
     enrolled_at: u64,
     last_heartbeat: u64,
+    /// What it holds warm, as its last heartbeat said.
+    warm: Vec<String>,
 }
 
 impl From<Factory> for FactoryView {
@@ -269,6 +271,7 @@ impl From<Factory> for FactoryView {
             status: f.status.name(),
             enrolled_at: f.enrolled_at,
             last_heartbeat: f.last_heartbeat,
+            warm: f.warm,
         }
     }
 }

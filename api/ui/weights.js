@@ -14,7 +14,7 @@ export function weightsPage(main, params) {
     affinity: "the factory already has its repository warm",
     load: "free slots on the factory",
     cost: "cheaper factories",
-    success: "the factory's past success on this engine class",
+    success: "the factory's recent success on this product",
   };
   // No min or max: the API names the range when a value is out of it.
   const share = h("input", { id: "share", type: "number", step: "1", disabled: !canAct() });

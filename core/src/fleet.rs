@@ -22,7 +22,13 @@ pub struct Factory {
     pub slots_busy: u32,
     /// Hash of the factory's current token (rotation replaces it).
     pub token_hash: [u8; 32],
+    /// What the factory holds warm (repositories, cache keys), as its last heartbeat said:
+    /// jobs whose `affinity` names one score higher there.
+    pub warm: Vec<String>,
 }
+
+/// Warm keys a factory may report.
+pub const WARM_KEYS_MAX: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FactoryStatus {

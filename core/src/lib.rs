@@ -17,6 +17,7 @@ pub mod job;
 pub mod journal;
 pub mod limits;
 pub mod manifest;
+pub mod outcomes;
 pub mod parents;
 pub mod placement;
 pub mod query;

@@ -106,7 +106,7 @@ mod tests {
             slots_busy: 0,
             cost_per_hour_micros: 0,
             warm_repos: Vec::new(),
-            success_by_engine: Vec::new(),
+            success_by_product: Vec::new(),
         }
     }
 

@@ -185,15 +185,15 @@ pub struct FactoryView {
     pub slots: u32,
     pub slots_busy: u32,
     pub cost_per_hour_micros: u64,
-    /// Repositories the factory has checked out already.
+    /// What the factory holds warm (repositories, cache keys).
     pub warm_repos: Vec<String>,
-    /// Per engine class: (engine class, successes, attempts).
-    pub success_by_engine: Vec<(String, u32, u32)>,
+    /// Its recent outcomes per product: (product, successes, attempts).
+    pub success_by_product: Vec<(String, u32, u32)>,
 }
 
 impl FactoryView {
-    /// What placement knows of `f` from its record. Warm repositories and success rates are
-    /// not recorded yet, so those factors score every factory alike.
+    /// What placement knows of `f` from its record; its recent outcomes are the scheduler's
+    /// to add (`success_by_product`).
     pub fn of(f: &crate::fleet::Factory) -> Self {
         FactoryView {
             id: f.id.0.as_u128(),
@@ -202,8 +202,8 @@ impl FactoryView {
             slots: f.slots,
             slots_busy: f.slots_busy,
             cost_per_hour_micros: f.cost_per_hour_micros,
-            warm_repos: Vec::new(),
-            success_by_engine: Vec::new(),
+            warm_repos: f.warm.clone(),
+            success_by_product: Vec::new(),
         }
     }
 }
@@ -314,17 +314,12 @@ pub fn score_candidate(
     ScoreBreakdown { total, factors }
 }
 
-/// Laplace-smoothed success rate, (successes + 1) / (attempts + 2): an unknown factory
-/// starts at 0.5 instead of 0 or 1. For a job without an engine class, the factory's record
-/// over all engines.
+/// Laplace-smoothed success rate of the factory on the job's product, (successes + 1) /
+/// (attempts + 2): a factory with no record starts at 0.5 instead of 0 or 1.
 fn success_rate(job: &JobView, factory: &FactoryView) -> f64 {
     let (mut successes, mut attempts) = (0u64, 0u64);
-    for (engine, s, a) in &factory.success_by_engine {
-        if job
-            .engine_class
-            .as_ref()
-            .is_none_or(|wanted| wanted == engine)
-        {
+    for (product, s, a) in &factory.success_by_product {
+        if *product == job.product {
             // Successes above attempts are bad data; clamp so the rate stays within 0..=1.
             successes += u64::from((*s).min(*a));
             attempts += u64::from(*a);
@@ -446,7 +441,7 @@ mod tests {
             slots_busy: 0,
             cost_per_hour_micros: 0,
             warm_repos: vec![],
-            success_by_engine: vec![],
+            success_by_product: vec![],
         }
     }
 
@@ -562,7 +557,7 @@ mod tests {
         f.slots_busy = 1;
         f.cost_per_hour_micros = 2_500_000;
         f.warm_repos = vec!["org/repo".into()];
-        f.success_by_engine = vec![("claude".into(), 7, 8), ("codex".into(), 0, 50)];
+        f.success_by_product = vec![("p".into(), 7, 8), ("other".into(), 0, 50)];
         let s = score_candidate(&j, &f, &Weights::default(), 30 * MINUTE_MS);
 
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
@@ -593,7 +588,7 @@ mod tests {
         let mut f = factory(1);
         f.slots_busy = 9;
         f.cost_per_hour_micros = u64::MAX;
-        f.success_by_engine = vec![("claude".into(), 9, 3)];
+        f.success_by_product = vec![("p".into(), 9, 3)];
         let s = score_candidate(&j, &f, &Weights::default(), 0);
         assert_eq!(raw(&s, "priority"), 1.0);
         assert_eq!(raw(&s, "age"), 0.0, "a job queued in the future has age 0");
@@ -609,24 +604,43 @@ mod tests {
     }
 
     #[test]
-    fn success_uses_the_engine_record_or_every_record_without_an_engine() {
+    fn success_is_the_factorys_record_on_the_jobs_product() {
         let mut f = factory(1);
-        f.success_by_engine = vec![("claude".into(), 3, 3), ("codex".into(), 0, 5)];
+        f.success_by_product = vec![("p".into(), 3, 3), ("other".into(), 0, 5)];
         let mut j = job(1, 0);
-        j.engine_class = Some("claude".into());
         assert_eq!(
             raw(&score_candidate(&j, &f, &Weights::default(), 0), "success"),
             0.8
         );
-        j.engine_class = None;
+        j.product = "other".into();
         assert_eq!(
             raw(&score_candidate(&j, &f, &Weights::default(), 0), "success"),
-            0.4
+            1.0 / 7.0
         );
-        f.success_by_engine.clear();
+        j.product = "new".into();
         assert_eq!(
             raw(&score_candidate(&j, &f, &Weights::default(), 0), "success"),
-            0.5
+            0.5,
+            "no record: even odds"
+        );
+    }
+
+    #[test]
+    fn a_factory_holding_the_jobs_affinity_warm_scores_above_an_equal_cold_one() {
+        let mut j = job(1, 50);
+        j.repo_hint = Some("repo:acme/api".into());
+        let cold = factory(1);
+        let warm = FactoryView {
+            id: 2,
+            warm_repos: vec!["repo:acme/api".into()],
+            ..factory(1)
+        };
+        let w = Weights::default();
+        let gain =
+            score_candidate(&j, &warm, &w, 0).total - score_candidate(&j, &cold, &w, 0).total;
+        assert!(
+            (gain - w.affinity).abs() < 1e-12,
+            "the affinity weight, no more: {gain}"
         );
     }
 
@@ -791,7 +805,7 @@ mod tests {
                     slots_busy: busy,
                     cost_per_hour_micros: cost,
                     warm_repos: warm.into_iter().map(str::to_owned).collect(),
-                    success_by_engine: engines
+                    success_by_product: engines
                         .into_iter()
                         .map(|e| (e.to_owned(), s.min(a), a))
                         .collect(),

@@ -101,6 +101,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
         let request = HeartbeatRequest {
             slots_busy: running.len() as u32,
             running,
+            warm: Some(shared.warm_keys()),
         };
         // Sent once: the next tick is the retry, with the then-current state.
         let answer = shared

@@ -14,12 +14,13 @@
 //! This module holds state and the rules that keep it consistent; the loops that act on it live
 //! in `agent.rs`, a job's life in `job.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gigafactory_core::fleet::WARM_KEYS_MAX;
 use gigafactory_core::job::JobId;
 use gigafactory_core::wire::HeldLease;
 use tokio::sync::{Notify, watch};
@@ -63,6 +64,8 @@ pub struct Shared {
     fatal_raised: Notify,
     /// Pruning from two finishing jobs at once would race over the same directories.
     prune_lock: Mutex<()>,
+    /// What the factory holds warm, most recently used first (at most `WARM_KEYS_MAX`).
+    warm: Mutex<VecDeque<String>>,
 }
 
 /// What the agent knows about one held job.
@@ -88,6 +91,12 @@ pub struct Held {
 
 impl Shared {
     pub fn new(config: AgentConfig, coordinator: Coordinator, identity: Identity) -> Self {
+        let mut config_warm: VecDeque<String> = VecDeque::new();
+        for key in &config.warm {
+            if !config_warm.contains(key) && config_warm.len() < WARM_KEYS_MAX {
+                config_warm.push_back(key.clone());
+            }
+        }
         Shared {
             config,
             coordinator,
@@ -100,7 +109,26 @@ impl Shared {
             fatal: Mutex::new(None),
             fatal_raised: Notify::new(),
             prune_lock: Mutex::new(()),
+            warm: Mutex::new(config_warm),
         }
+    }
+
+    /// A job with this affinity runs here: its repository or cache is warm from now on.
+    pub fn mark_warm(&self, key: &str) {
+        let mut warm = self.warm.lock().expect("warm keys lock");
+        warm.retain(|k| k != key);
+        warm.push_front(key.to_owned());
+        warm.truncate(WARM_KEYS_MAX);
+    }
+
+    /// What the factory holds warm, for its heartbeat.
+    pub fn warm_keys(&self) -> Vec<String> {
+        self.warm
+            .lock()
+            .expect("warm keys lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// How long to wait between two renewals of a lease.

@@ -127,6 +127,9 @@ pub async fn run_job(
     stop: Arc<watch::Sender<Option<Stop>>>,
     pgid_slot: Arc<AtomicI32>,
 ) {
+    if let Some(key) = &job.affinity {
+        shared.mark_warm(key);
+    }
     let ctx = Arc::new(JobCtx { shared, job, stop });
     let config = &ctx.shared.config;
     let (workdir, job_id, attempt) = (config.workdir.clone(), ctx.job.job_id, ctx.job.attempt);

@@ -66,6 +66,9 @@ pub struct AgentConfig {
     pub slots: u32,
     pub capabilities: Vec<String>,
     pub engine_classes: Vec<String>,
+    /// What the factory holds warm from the start (repositories, cache keys); the affinity
+    /// keys of the jobs it runs join them.
+    pub warm: Vec<String>,
     /// Where the identity and job workspaces live.
     pub workdir: PathBuf,
     pub cost_per_hour_usd: f64,
@@ -104,6 +107,7 @@ impl AgentConfig {
             slots: 1,
             capabilities: Vec::new(),
             engine_classes: Vec::new(),
+            warm: Vec::new(),
             workdir: workdir.into(),
             cost_per_hour_usd: 0.0,
             grace: Duration::from_millis(GRACE_MS),

@@ -199,6 +199,19 @@ impl Factory {
         capabilities: &str,
         workdir: &Path,
     ) -> Self {
+        Self::start_with_args(coord, urls, name, slots, capabilities, workdir, &[])
+    }
+
+    /// A factory with more command-line arguments (`--warm KEY`, say).
+    pub fn start_with_args(
+        coord: &Coordinator,
+        urls: &str,
+        name: &str,
+        slots: u32,
+        capabilities: &str,
+        workdir: &Path,
+        extra: &[&str],
+    ) -> Self {
         let token = enrollment_token(coord);
         let log = std::fs::File::create(workdir.with_extension("log")).unwrap();
         let child = Command::new(BIN)
@@ -223,6 +236,7 @@ impl Factory {
             .arg(workdir)
             .arg("--enroll-token")
             .arg(token)
+            .args(extra)
             .env("PATH", job_path())
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())

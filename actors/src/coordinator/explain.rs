@@ -62,6 +62,9 @@ impl Coordinator {
                 // A heartbeat's count may predate the last claim.
                 let running = rivals.busy.get(&view.id).copied().unwrap_or(0);
                 view.slots_busy = view.slots_busy.max(running);
+                if let Some(success) = rivals.success.get(&view.id) {
+                    view.success_by_product = success.clone();
+                }
                 FactoryFacts {
                     view,
                     name: f.name.clone(),

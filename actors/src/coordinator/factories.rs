@@ -61,6 +61,7 @@ impl Coordinator {
             last_heartbeat: now,
             slots_busy: 0,
             token_hash: hash,
+            warm: Vec::new(),
         };
         transact!(self.ctx.store, |tx| {
             let mut t = match repo::load_token(tx, &enroll_hash).await? {
@@ -169,6 +170,19 @@ impl Coordinator {
         id: FactoryId,
         req: HeartbeatRequest,
     ) -> Result<HeartbeatResponse> {
+        if let Some(warm) = &req.warm {
+            if warm.len() > gigafactory_core::fleet::WARM_KEYS_MAX {
+                return Err(CoordError::Invalid(format!(
+                    "at most {} warm keys, got {}",
+                    gigafactory_core::fleet::WARM_KEYS_MAX,
+                    warm.len()
+                )));
+            }
+            for key in warm {
+                gigafactory_core::limits::check_key(key)
+                    .map_err(|e| CoordError::Invalid(format!("warm key: {e}")))?;
+            }
+        }
         let actor = self.ctx.factory_actor(id).await?;
         ractor::call!(actor, FactoryMsg::Heartbeat, req)
             .map_err(|e| CoordError::Unavailable(format!("factory actor: {e}")))?

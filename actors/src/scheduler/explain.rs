@@ -19,6 +19,8 @@ pub struct Rivals {
     pub standing: Standing,
     /// Running jobs per factory, as this node knows them (fresher than a heartbeat's count).
     pub busy: HashMap<u128, u32>,
+    /// Each factory's recent outcomes per product, for the success factor.
+    pub success: HashMap<u128, Vec<(String, u32, u32)>>,
 }
 
 impl SchedulerState {
@@ -45,6 +47,10 @@ impl SchedulerState {
             jobs: jobs.into_values().collect(),
             weights: self.weights.clone(),
             standing: self.standing.clone(),
+            success: factories
+                .iter()
+                .map(|f| (f.id, self.outcomes.of(f.id)))
+                .collect(),
             busy: self.running.iter().fold(HashMap::new(), |mut m, (_, r)| {
                 *m.entry(r.factory_id).or_default() += 1;
                 m

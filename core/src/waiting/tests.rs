@@ -42,7 +42,7 @@ fn factory(n: u128, caps: &[&str], status: FactoryStatus, busy: u32) -> FactoryF
             slots_busy: busy,
             cost_per_hour_micros: 0,
             warm_repos: Vec::new(),
-            success_by_engine: Vec::new(),
+            success_by_product: Vec::new(),
         },
         name: format!("f{n}"),
         status,

@@ -164,6 +164,10 @@ pub struct HeartbeatRequest {
     pub slots_busy: u32,
     #[serde(default)]
     pub running: Vec<HeldLease>,
+    /// What the factory holds warm now (at most `fleet::WARM_KEYS_MAX`, each a `kind:value`
+    /// key); absent: as the last heartbeat said.
+    #[serde(default)]
+    pub warm: Option<Vec<String>>,
 }
 
 /// What the coordinator asks of a factory.
@@ -215,6 +219,9 @@ pub struct ClaimedJob {
     pub artifacts: Vec<String>,
     pub wall_clock_ms: Option<u64>,
     pub checkpoint: Option<String>,
+    /// What the job wants warm (a repository, a cache key): running it warms the factory.
+    #[serde(default)]
+    pub affinity: Option<String>,
 }
 
 impl ClaimedJob {
@@ -232,6 +239,7 @@ impl ClaimedJob {
             artifacts: job.spec.artifacts.clone(),
             wall_clock_ms: job.spec.wall_clock_ms,
             checkpoint: job.checkpoint.clone(),
+            affinity: job.spec.affinity.clone(),
         }
     }
 }

@@ -79,7 +79,12 @@ impl Record for FleetEvent {
 
 impl Record for Factory {
     const KIND: &'static str = "factory";
-    const SCHEMA: u16 = 1;
+    /// 2: warm keys.
+    const SCHEMA: u16 = 2;
+
+    fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
+        upgrade::factory(schema, payload)
+    }
 }
 
 impl Record for Token {
@@ -461,6 +466,8 @@ mod tests {
             codec::decode::<ReadyEntry>(&golden_bytes("ready_entry_v2")).unwrap(),
             entry
         );
+        let factory = codec::decode::<Factory>(&golden_bytes("factory_v1")).unwrap();
+        assert_eq!((factory.name.as_str(), factory.warm.len()), ("mac-1", 0));
         let event = codec::decode::<FleetEvent>(&golden_bytes("fleet_event_v1")).unwrap();
         assert_eq!((event.seq, event.detail), (12, None));
     }
@@ -533,6 +540,7 @@ mod tests {
                 last_heartbeat: 20,
                 slots_busy: 1,
                 token_hash: [9; 32],
+                warm: vec!["repo:acme/api".into()],
             },
         );
         check(

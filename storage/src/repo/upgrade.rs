@@ -4,7 +4,8 @@
 //! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec;
 //! schemas up to 5 no approvals, reviewers, concurrency key or affinity in the spec, and no
 //! limit slots or approvals on the job. Ready entries: schema 1 had no labels, schemas up to 2
-//! no concurrency key or affinity. Fleet events: schema 1 had no detail.
+//! no concurrency key or affinity. Fleet events: schema 1 had no detail. Factories: schema 1
+//! had no warm keys.
 
 use gigafactory_core::job::{Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{APPROVALS_DEFAULT, JobSpec, Payload};
@@ -496,6 +497,52 @@ pub(super) fn fleet_event(schema: u16, payload: &[u8]) -> Result<FleetEvent> {
         }
         _ => Err(Error::Codec(format!(
             "fleet event schema {schema} is not readable by this version"
+        ))),
+    }
+}
+
+/// A factory as schema 1 stored it: no warm keys.
+#[derive(Deserialize)]
+struct FactoryV1 {
+    id: gigafactory_core::job::FactoryId,
+    name: String,
+    os: String,
+    arch: String,
+    capabilities: Vec<String>,
+    engine_classes: Vec<String>,
+    slots: u32,
+    cost_per_hour_micros: u64,
+    status: gigafactory_core::fleet::FactoryStatus,
+    enrolled_at: Millis,
+    last_heartbeat: Millis,
+    slots_busy: u32,
+    token_hash: [u8; 32],
+}
+
+/// Reads a factory stored with an older `schema`.
+pub(super) fn factory(schema: u16, payload: &[u8]) -> Result<gigafactory_core::fleet::Factory> {
+    match schema {
+        1 => {
+            let f: FactoryV1 = decode_payload(payload)?;
+            Ok(gigafactory_core::fleet::Factory {
+                id: f.id,
+                name: f.name,
+                os: f.os,
+                arch: f.arch,
+                capabilities: f.capabilities,
+                engine_classes: f.engine_classes,
+                slots: f.slots,
+                cost_per_hour_micros: f.cost_per_hour_micros,
+                status: f.status,
+                enrolled_at: f.enrolled_at,
+                last_heartbeat: f.last_heartbeat,
+                slots_busy: f.slots_busy,
+                token_hash: f.token_hash,
+                warm: Vec::new(),
+            })
+        }
+        _ => Err(Error::Codec(format!(
+            "factory schema {schema} is not readable by this version"
         ))),
     }
 }
