@@ -394,6 +394,7 @@ fn claimed(command: &str, epoch: u64, wall_clock_ms: Option<u64>) -> ClaimedJob 
         artifacts: Vec::new(),
         wall_clock_ms,
         checkpoint: None,
+        review_feedback: None,
     }
 }
 
