@@ -25,6 +25,9 @@ pub enum CoordError {
         command: &'static str,
         state: &'static str,
     },
+    /// The reviewer approved this review already; another reviewer must approve it.
+    #[error("{0}")]
+    AlreadyApproved(String),
     /// The job cannot start a new life while this parent stays ended; retry the parent first.
     #[error("parent {parent} is {state}: retry it first")]
     ParentEnded { parent: String, state: &'static str },
@@ -114,6 +117,9 @@ impl From<JobError> for CoordError {
                 command: "budget_exhausted",
                 state: "within its budget",
             },
+            e @ JobError::NotAReviewer { .. } => CoordError::Forbidden(e.to_string()),
+            e @ JobError::AlreadyApproved { .. } => CoordError::AlreadyApproved(e.to_string()),
+            JobError::InvalidReason(why) => CoordError::Invalid(why),
             JobError::NotReady { not_before } => CoordError::IllegalTransition {
                 subject: "job",
                 command: "claim",

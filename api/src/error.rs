@@ -67,6 +67,9 @@ impl IntoResponse for ApiError {
                 CoordError::IllegalTransition { .. } => {
                     (StatusCode::CONFLICT, ErrorCode::IllegalTransition)
                 }
+                CoordError::AlreadyApproved(_) => {
+                    (StatusCode::CONFLICT, ErrorCode::AlreadyApproved)
+                }
                 CoordError::ParentEnded { .. } => (StatusCode::CONFLICT, ErrorCode::ParentEnded),
                 CoordError::CostCapReached(_) => (StatusCode::CONFLICT, ErrorCode::CostCapReached),
                 CoordError::BudgetHeld(_) => (StatusCode::CONFLICT, ErrorCode::BudgetHeld),

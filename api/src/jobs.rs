@@ -14,7 +14,9 @@ use gigafactory_actors::{CoordError, OperatorAction};
 use gigafactory_core::job::{FactoryId, Job, JobId};
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::query::JobFilter;
-use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse, SubmitResponse};
+use gigafactory_core::wire::{
+    Event, JobPage, JobView, ManifestResponse, RequestChangesBody, SubmitResponse,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -288,22 +290,39 @@ fn log_stream(
     })
 }
 
+/// An operator's action; `request_changes` takes a JSON body `{"reason": "..."}`, the other
+/// actions none (a body is not read).
 pub(crate) async fn act(
     State(s): State<AppState>,
     caller: Caller,
     Path((id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<JobView>> {
     caller.require_operate()?;
-    let action = OperatorAction::parse(&action).ok_or_else(|| {
-        ApiError::Coord(CoordError::Invalid(format!(
-            "unknown action {action:?}: use requeue, reject, cancel, ship or retry"
-        )))
-    })?;
+    let action = match action.as_str() {
+        "request_changes" => OperatorAction::RequestChanges {
+            reason: request_changes_body(&body)?.reason,
+        },
+        name => OperatorAction::parse(name).ok_or_else(|| {
+            ApiError::Coord(CoordError::Invalid(format!(
+                "unknown action {action:?}: use {}",
+                OperatorAction::NAMES.join(", ")
+            )))
+        })?,
+    };
     Ok(Json(JobView::from(
         &s.coord
             .act(parse_job_id(&id)?, action, &caller.author()?)
             .await?,
     )))
+}
+
+fn request_changes_body(body: &[u8]) -> ApiResult<RequestChangesBody> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::Malformed(format!(
+            "request_changes takes a JSON body {{\"reason\": \"what to change\"}}: {e}"
+        ))
+    })
 }
 
 pub(crate) async fn add_child(

@@ -1,5 +1,6 @@
 // A job's page (#/jobs/ID): its fields, why it is not running (`waiting.js`), the files its attempts saved
-// (beside Ship and Reject while it waits for review), the tracker item it came from with its
+// (beside the review's decision while it waits for review: its approvals, Ship or Approve,
+// Request changes and Reject), the tracker item it came from with its
 // deliveries, lease countdown, score breakdown, cost, attempts, live logs, timeline,
 // dependency graph (dagre) and the operator's actions.
 
@@ -122,11 +123,24 @@ export function jobPage(main, id) {
     }
     tick();
   };
-  const act = async (name) => {
-    if (!confirm(`${name} this job?`)) return;
+  const act = async (name, label = name) => {
+    if (!confirm(`${label} this job?`)) return;
     try {
       await api("POST", `/v1/jobs/${id}/actions/${name}`);
-      flash(`${name}: done`, "ok");
+      flash(`${label}: done`, "ok");
+      await load();
+    } catch (e) {
+      flash(e.message);
+    }
+  };
+  // Sends the job back for a new attempt with the reason the reviewer gives (the attempt gets
+  // it as GF_REVIEW_FEEDBACK); the API's refusal (an empty reason, not a reviewer) is shown.
+  const requestChanges = async () => {
+    const reason = prompt("What should the next attempt change?");
+    if (reason === null) return;
+    try {
+      await api("POST", `/v1/jobs/${id}/actions/request_changes`, { reason });
+      flash("request changes: done, the job runs again", "ok");
       await load();
     } catch (e) {
       flash(e.message);
@@ -135,8 +149,16 @@ export function jobPage(main, id) {
   // Drawn once, not on every refresh, so a focused button keeps the focus.
   actions.replaceChildren(...(canAct() ? ["cancel", "requeue", "retry", "ship", "reject"].map((a) => h("button", { type: "button", "data-action": a, onclick: () => act(a) }, a)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
   // Whether the job was in review at the last redraw: the decision is drawn only when that
-  // changes, so its focused button keeps the focus.
+  // changes, so its focused button keeps the focus; its approvals line is redrawn each time.
   let inReview = false;
+  const approvalsLine = h("p", { "data-testid": "approvals" });
+  const drawApprovals = () => {
+    const given = job.approvals || [];
+    const who = given.map((a, i) => [i ? ", " : "", h("span", { title: fmtTime(a.at) }, a.by)]).flat();
+    const reviewers = job.reviewers && job.reviewers.length ? ` (reviewers: ${job.reviewers.join(", ")})` : "";
+    const text = [h("strong", {}, "Approvals: "), `${given.length} of ${job.approvals_required}`, ...(who.length ? [" — ", ...who] : []), reviewers];
+    rerender(approvalsLine, () => approvalsLine.replaceChildren(...text));
+  };
   const drawReview = (on, attempt) => {
     inReview = on;
     // While the decision shows Ship and Reject beside the artifacts, the bar above does not.
@@ -144,19 +166,31 @@ export function jobPage(main, id) {
     artifactsTitle.textContent = on ? "Review what it saved" : "Artifacts";
     artifactsCard.classList.toggle("review", on);
     decision.hidden = !on;
-    const buttons = canAct() ? [h("button", { type: "button", "data-action": "ship", onclick: () => act("ship") }, "Ship"), h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => act("reject") }, "Reject")] : [h("p", { class: "muted" }, "Only an operator can ship or reject.")];
-    decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, `This job waits for review. Ship accepts what attempt ${attempt} saved; Reject ends the job.`), ...buttons] : []));
+    // With more than one approval needed, each operator's Ship is an approval.
+    const several = job.approvals_required > 1;
+    const ship = several ? "Approve" : "Ship";
+    const buttons = canAct()
+      ? [
+          h("button", { type: "button", "data-action": "ship", onclick: () => act("ship", ship.toLowerCase()) }, ship),
+          h("button", { type: "button", class: "secondary", "data-action": "request_changes", onclick: requestChanges }, "Request changes"),
+          h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => act("reject") }, "Reject"),
+        ]
+      : [h("p", { class: "muted" }, "Only an operator can ship or reject.")];
+    const counts = several ? `Approve counts toward the ${job.approvals_required} approvals it needs to ship what attempt ${attempt} saved` : `Ship accepts what attempt ${attempt} saved`;
+    const explain = `This job waits for review. ${counts}; Request changes runs it again with your reason; Reject ends the job.`;
+    decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, explain), approvalsLine, ...buttons] : []));
   };
   let dagDrawn = null;
   async function load() {
     job = await api("GET", `/v1/jobs/${id}`);
     document.getElementById("job-title").replaceChildren(job.title, " ", badge(job.state));
     const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];
-    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint));
+    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint), ...(job.review_feedback ? row("Review feedback", job.review_feedback) : []));
     held.hidden = !job.held;
     held.replaceChildren(h("strong", {}, "Held: "), job.held || "");
     rerender(cost, () => drawCost(cost, job));
     if ((job.state === "review") !== inReview) drawReview(job.state === "review", job.attempts);
+    if (inReview) drawApprovals();
     const saved = await artifacts.refresh(job);
     artifactsCard.hidden = saved === 0 && !inReview;
     await item.refresh(job);

@@ -123,8 +123,11 @@ pub enum EventKind {
     Cancel,
     Requeue,
     Retry,
+    /// An approval of the job in review (the last one needed ships it).
     Ship,
     Reject,
+    /// A reviewer sent the job back for a new attempt, with a reason.
+    RequestChanges,
     /// The job changed paths outside its `allowed_scope` (a warning beside complete or fail).
     ScopeWarning,
     /// The job's output passed the per-job log limit; later output is refused.
@@ -139,7 +142,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::Submitted,
         EventKind::Claim,
         EventKind::Renew,
@@ -160,6 +163,7 @@ impl EventKind {
         EventKind::Retry,
         EventKind::Ship,
         EventKind::Reject,
+        EventKind::RequestChanges,
         EventKind::ScopeWarning,
         EventKind::OutputCut,
         EventKind::BudgetAlert,
@@ -189,6 +193,7 @@ impl EventKind {
             EventKind::Retry => "retry",
             EventKind::Ship => "ship",
             EventKind::Reject => "reject",
+            EventKind::RequestChanges => "request_changes",
             EventKind::ScopeWarning => "scope_warning",
             EventKind::OutputCut => "output_cut",
             EventKind::BudgetAlert => "budget_alert",

@@ -430,6 +430,9 @@ fn launch_for(ctx: &JobCtx, ws: &Workspace) -> Result<Launch, String> {
     if let Some(checkpoint) = &job.checkpoint {
         env.push(("GF_CHECKPOINT".to_owned(), checkpoint.clone()));
     }
+    if let Some(feedback) = &job.review_feedback {
+        env.push(("GF_REVIEW_FEEDBACK".to_owned(), feedback.clone()));
+    }
     Ok(Launch {
         program,
         args,

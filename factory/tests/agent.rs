@@ -395,6 +395,7 @@ fn claimed(command: &str, epoch: u64, wall_clock_ms: Option<u64>) -> ClaimedJob 
         wall_clock_ms,
         checkpoint: None,
         affinity: None,
+        review_feedback: None,
     }
 }
 

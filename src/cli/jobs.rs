@@ -1,6 +1,6 @@
 //! The job commands: `gigafactory submit` and `gigafactory jobs ls | show | events | logs |
-//! cancel | requeue | ship | reject | retry` (`artifacts` and `download` are `artifacts.rs`,
-//! `explain` is `scheduling.rs`). `show` reads a job as people do (its state, why
+//! cancel | requeue | reject | retry` (`ship` and `request-changes` are `review.rs`,
+//! `artifacts` and `download` are `artifacts.rs`, `explain` is `scheduling.rs`). `show` reads a job as people do (its state, why
 //! it waits, its attempts and what it cost, by model and factory time, against its own cost
 //! budget); `--json` prints the API's answer as it came.
 
@@ -63,11 +63,21 @@ pub enum JobsCmd {
     Requeue {
         id: String,
     },
+    /// Approve a job in review as your token; the last approval it needs ships it.
     Ship {
         id: String,
     },
+    /// End a job in review as rejected.
     Reject {
         id: String,
+    },
+    /// Send a job in review back for a new attempt, which gets the reason as
+    /// GF_REVIEW_FEEDBACK.
+    RequestChanges {
+        id: String,
+        /// What to change (1 to 2000 bytes).
+        #[arg(long)]
+        reason: String,
     },
     Retry {
         id: String,
@@ -99,7 +109,7 @@ pub async fn submit(remote: &Remote, file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_job_line(j: &JobView) {
+pub(super) fn print_job_line(j: &JobView) {
     println!(
         "{}  {:<10} {:<10} p{:<4} {}",
         j.id,
@@ -162,7 +172,10 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
         JobsCmd::Logs { id, follow } => logs(&c, &id, follow).await?,
         JobsCmd::Cancel { id } => action(&c, &id, "cancel").await?,
         JobsCmd::Requeue { id } => action(&c, &id, "requeue").await?,
-        JobsCmd::Ship { id } => action(&c, &id, "ship").await?,
+        JobsCmd::Ship { id } => super::review::ship(&c, &id).await?,
+        JobsCmd::RequestChanges { id, reason } => {
+            super::review::request_changes(&c, &id, reason).await?
+        }
         JobsCmd::Reject { id } => action(&c, &id, "reject").await?,
         JobsCmd::Retry { id } => action(&c, &id, "retry").await?,
         JobsCmd::Artifacts { id } => super::artifacts::list(&c, &id).await?,
@@ -194,6 +207,12 @@ fn describe(j: &JobView) -> String {
         "state",
         format!("{}{stage}, priority {}", j.state, j.priority),
     ));
+    if let Some(review) = super::review::review_line(j) {
+        lines.push(("review", review));
+    }
+    if let Some(feedback) = &j.review_feedback {
+        lines.push(("feedback", feedback.clone()));
+    }
     match (&j.held, &j.waiting) {
         (Some(held), _) => lines.push(("held", held.clone())),
         (None, Some(waiting)) => lines.push(("waiting", waiting.clone())),

@@ -4,7 +4,9 @@
 // plays the factory over HTTP: enroll, claim, save notes, be requeued, claim again, upload a
 // patch, a report, a link, an image and a binary file, complete. Nothing listens at the
 // source's callback at first, so the job's deliveries dead-letter; the test then listens there
-// and redelivers them from the page.
+// and redelivers them from the page. A second job needs two approvals: the page shows who
+// approved of how many, Request changes asks for a reason (an empty one is refused and says
+// so) and runs the job again with it, and the second reviewer's approval ships it.
 // Usage: node review.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR CALLBACK_PORT
 //        WEBHOOK_SECRET CALLBACK_SECRET
 import assert from "node:assert/strict";
@@ -68,9 +70,12 @@ try {
   const page = await ctx.newPage();
   page.setDefaultTimeout(TIMEOUT_MS);
   const dialogs = [];
+  // What the test answers a prompt with (the reason Request changes asks for).
+  let promptAnswer = "";
   page.on("dialog", (d) => {
     dialogs.push(d.message());
-    d.accept();
+    if (d.type() === "prompt") d.accept(promptAnswer);
+    else d.accept();
   });
   await signIn(page, url, admin);
 
@@ -333,6 +338,68 @@ try {
     await itemCard.locator('tr[data-event="shipped"] .badge', { hasText: "delivered" }).waitFor();
     assert.ok(heard.some((r) => JSON.parse(r.body).event === "shipped"));
     await audit(page, "a shipped job with its artifacts");
+  });
+
+  await step("a review needing two approvals counts them, requests changes and ships on the second", async () => {
+    const REASON = "Cover the cold cache in a test too.";
+    const made = await apiCall("POST", "/v1/jobs", { key: "ui-two-reviews", title: "UI two reviews", product: "ui-review", capabilities: ["ui-review"], payload: { command: "true" }, review: true, approvals: 2 });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const twoId = made.body.id;
+    // The factory this test plays runs an attempt to its end: up for review again.
+    const runToReview = async () => {
+      const claim = await apiCall("POST", "/v1/claims", { max_jobs: 1, wait_ms: 10_000 }, token);
+      assert.equal(claim.status, 200, JSON.stringify(claim.body));
+      const claimed = claim.body.jobs[0];
+      assert.equal(claimed.job_id, twoId);
+      const done = await apiCall("POST", `/v1/jobs/${twoId}/complete`, { epoch: claimed.epoch, request_id: `ui-two-${claimed.attempt}` }, token);
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      return claimed;
+    };
+    assert.equal((await runToReview()).review_feedback, null, "no feedback before a request");
+    await page.goto(`${url}/#/jobs/${twoId}`);
+    await page.locator("#job-title .badge", { hasText: "review" }).waitFor();
+    const approvals = decision.locator('[data-testid="approvals"]');
+    await approvals.getByText("Approvals: 0 of 2").waitFor();
+    const approve = decision.locator('button[data-action="ship"]');
+    assert.equal(await approve.textContent(), "Approve", "with two approvals needed, Ship is an approval");
+    await decision.getByText("Approve counts toward the 2 approvals").waitFor();
+
+    // An empty reason is refused by the API, which the page shows; nothing changes.
+    const requestChanges = decision.getByRole("button", { name: "Request changes" });
+    promptAnswer = "   ";
+    await requestChanges.click();
+    await page.locator("#flash", { hasText: "invalid_request: a request for changes needs a reason" }).waitFor();
+    assert.equal((await apiCall("GET", `/v1/jobs/${twoId}`)).body.state, "review");
+    await page.locator("#flash").waitFor({ state: "hidden" });
+    promptAnswer = REASON;
+    await requestChanges.click();
+    await page.locator("#job-title .badge", { hasText: "queued" }).waitFor();
+    assert.ok(dialogs.includes("What should the next attempt change?"), `asked: ${dialogs.join(" | ")}`);
+    await page.locator(".timeline li", { hasText: `request_changes` }).filter({ hasText: REASON }).waitFor();
+    const second = await runToReview();
+    assert.equal(second.review_feedback, REASON, "the next attempt is handed the reason");
+    assert.equal(second.attempt, 2);
+
+    await page.locator("#job-title .badge", { hasText: "review" }).waitFor();
+    await approvals.getByText("Approvals: 0 of 2").waitFor();
+    await approve.click();
+    const me = (await apiCall("GET", "/v1/whoami")).body.name;
+    await approvals.getByText(`Approvals: 1 of 2 — ${me}`).waitFor();
+    assert.ok(dialogs.includes("approve this job?"), `asked: ${dialogs.join(" | ")}`);
+    assert.equal((await apiCall("GET", `/v1/jobs/${twoId}`)).body.state, "review", "one approval of two does not ship");
+    await page.locator("#flash").waitFor({ state: "hidden" });
+    await audit(page, "a job in review with one approval of two");
+    await approve.click();
+    await page.locator("#flash", { hasText: "already_approved" }).waitFor();
+
+    // A second operator's approval ships it.
+    const bo = await apiCall("POST", "/v1/tokens", { role: "operator", name: "ui-bo" });
+    assert.equal(bo.status, 200, JSON.stringify(bo.body));
+    const shipped = await apiCall("POST", `/v1/jobs/${twoId}/actions/ship`, undefined, bo.body.token);
+    assert.equal(shipped.status, 200, JSON.stringify(shipped.body));
+    assert.deepEqual(shipped.body.approvals.map((a) => a.by), [me, "ui-bo"]);
+    await page.locator("#job-title .badge", { hasText: "shipped" }).waitFor();
+    assert.ok(await decision.isHidden());
   });
 
   await step("a job no tracker made and that saved nothing shows neither", async () => {

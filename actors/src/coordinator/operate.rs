@@ -1,5 +1,5 @@
-//! What operators do: act on jobs (requeue, reject, cancel, ship, retry) and set each
-//! product's scoring weights and fair share.
+//! What operators do: act on jobs (requeue, cancel, retry, and review decisions: ship,
+//! reject, request changes) and set each product's scoring weights and fair share.
 
 use std::collections::BTreeMap;
 
@@ -17,17 +17,35 @@ use crate::scheduler::SchedulerMsg;
 /// Longest product name, in bytes.
 const PRODUCT_MAX_BYTES: usize = 128;
 
-/// An operator's action on a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An operator's action on a job. `Ship`, `Reject` and `RequestChanges` decide a review: the
+/// caller's token name is the reviewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OperatorAction {
     Requeue,
     Reject,
     Cancel,
+    /// Approve; the last approval the review needs ships the job.
     Ship,
     Retry,
+    /// Send the job back for a new attempt, which is handed `reason`.
+    RequestChanges {
+        reason: String,
+    },
 }
 
 impl OperatorAction {
+    /// Every action's name, as routes and the CLI spell it.
+    pub const NAMES: [&str; 6] = [
+        "requeue",
+        "reject",
+        "cancel",
+        "ship",
+        "retry",
+        "request_changes",
+    ];
+
+    /// The action named `name`, for the actions that take nothing more (not
+    /// `request_changes`, which takes a reason).
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "requeue" => OperatorAction::Requeue,
@@ -39,21 +57,40 @@ impl OperatorAction {
         })
     }
 
-    fn command(self) -> Command {
-        match self {
+    fn command(self, author: &Author) -> Result<Command> {
+        Ok(match self {
             OperatorAction::Requeue => Command::Requeue,
-            OperatorAction::Reject => Command::Reject,
             OperatorAction::Cancel => Command::Cancel,
-            OperatorAction::Ship => Command::Ship,
             OperatorAction::Retry => Command::Retry,
-        }
+            OperatorAction::Reject => Command::Reject {
+                by: reviewer(author)?,
+            },
+            OperatorAction::Ship => Command::Ship {
+                by: reviewer(author)?,
+            },
+            OperatorAction::RequestChanges { reason } => Command::RequestChanges {
+                by: reviewer(author)?,
+                reason,
+            },
+        })
+    }
+}
+
+/// The reviewer an author is: the name of its operator or admin token (`insecure-dev` for
+/// a caller without one on an insecure development node).
+fn reviewer(author: &Author) -> Result<String> {
+    match author {
+        Author::Admin(name) | Author::Operator(name) => Ok(name.clone()),
+        other => Err(CoordError::Forbidden(format!(
+            "{other} cannot review a job: it needs an operator or admin token"
+        ))),
     }
 }
 
 impl Coordinator {
     /// Applies an operator's action to a job, through the job's actor.
     pub async fn act(&self, id: JobId, action: OperatorAction, author: &Author) -> Result<Job> {
-        let cmd = action.command();
+        let cmd = action.command(author)?;
         self.ctx
             .ask_job(id, |reply| JobMsg::Apply {
                 cmd: cmd.clone(),

@@ -1,8 +1,11 @@
 //! The state machine: `apply` takes a job, a command, the time and where the job's parents
 //! stand, and returns the new job with its effects or the reason it refuses. Every change of
-//! every job is this function; it asserts the invariants J1–J4 (see `job`).
+//! every job is this function; it asserts the invariants J1–J4 (see `job`) and R1–R2 (see
+//! `review`).
 
-use super::{Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, wall_clock_used};
+use super::{
+    Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, review, wall_clock_used,
+};
 use crate::backoff::Backoff;
 use crate::budget::format_usd;
 use crate::parents::Readiness;
@@ -32,9 +35,10 @@ pub fn check_fence(job: &Job, factory: FactoryId, epoch: u64) -> Result<(), JobE
     }
 }
 
-/// Where a job starting a new life (or whose parents changed) goes, given its parents.
+/// Where a job starting a new life, or a new attempt (or whose parents changed), goes, given
+/// its parents; `revived` when a parent that cancelled it came back.
 fn reopened(
-    cmd: &Command,
+    revived: bool,
     parents: Readiness,
     now: Millis,
     effects: &mut Vec<Effect>,
@@ -45,13 +49,11 @@ fn reopened(
             Ok(JobState::Queued { not_before: now })
         }
         Readiness::Waiting => Ok(JobState::Pending),
-        Readiness::Blocked { parent, state } => match cmd {
-            // A child brought back by one parent may still be held by another.
-            Command::ParentRevived { .. } => Ok(JobState::Cancelled {
-                by_parent: Some(parent),
-            }),
-            _ => Err(JobError::ParentEnded { parent, state }),
-        },
+        // A child brought back by one parent may still be held by another.
+        Readiness::Blocked { parent, .. } if revived => Ok(JobState::Cancelled {
+            by_parent: Some(parent),
+        }),
+        Readiness::Blocked { parent, state } => Err(JobError::ParentEnded { parent, state }),
     }
 }
 
@@ -178,6 +180,8 @@ pub fn apply(
             };
             next.exit_code = Some(0);
             next.last_error = None;
+            // The attempt that was to answer the feedback is done with it.
+            next.review_feedback = None;
             if next.state.is_terminal() {
                 effects.push(Effect::Finished);
             }
@@ -278,12 +282,12 @@ pub fn apply(
             effects.push(Effect::Finished);
         }
         (
-            cmd @ Command::ParentRevived { parent },
+            Command::ParentRevived { parent },
             JobState::Cancelled {
                 by_parent: Some(cause),
             },
         ) if parent == *cause => {
-            next.state = reopened(&cmd, parents, now, &mut effects)?;
+            next.state = reopened(true, parents, now, &mut effects)?;
             next.last_error = match parents {
                 Readiness::Blocked { parent, state } => Some(format!("parent {parent} {state}")),
                 _ => None,
@@ -303,7 +307,7 @@ pub fn apply(
         (Command::Requeue, s) if !matches!(s, JobState::Pending | JobState::Queued { .. }) => {
             // Checked first: a refusal must change nothing.
             within_cost_cap(job)?;
-            let state = reopened(&Command::Requeue, parents, now, &mut effects)?;
+            let state = reopened(false, parents, now, &mut effects)?;
             // J4: a forced requeue starts over with a new epoch; a holder is told to stop.
             if let Some(lease) = s.lease() {
                 effects.push(Effect::StopOnFactory {
@@ -328,17 +332,31 @@ pub fn apply(
             | JobState::Rejected,
         ) => {
             within_cost_cap(job)?;
-            next.state = reopened(&Command::Retry, parents, now, &mut effects)?;
+            next.state = reopened(false, parents, now, &mut effects)?;
             next.epoch += 1;
             next.failures = 0;
         }
-        (Command::Ship, JobState::Review) => {
-            next.state = JobState::Shipped;
-            effects.push(Effect::Finished);
+        (Command::Ship { by }, JobState::Review) => {
+            // R1: the approval counts once per reviewer; the last one needed ships the job.
+            if review::approve(&mut next, by, now)? {
+                next.state = JobState::Shipped;
+                effects.push(Effect::Finished);
+            }
         }
-        (Command::Reject, JobState::Review) => {
+        (Command::Reject { by }, JobState::Review) => {
+            review::check_reviewer(job, &by)?;
             next.state = JobState::Rejected;
             effects.push(Effect::Finished);
+        }
+        (Command::RequestChanges { by, reason }, JobState::Review) => {
+            // Checked first: a refusal must change nothing. A round of review is not a
+            // failure: it counts toward no `max_attempts` (a person asks for it, and a job
+            // past its own cost budget is refused a new attempt).
+            review::check_reviewer(job, &by)?;
+            let reason = review::reason(&reason)?;
+            within_cost_cap(job)?;
+            next.state = reopened(false, parents, now, &mut effects)?;
+            next.review_feedback = Some(reason);
         }
         (cmd, s) => return Err(illegal(&cmd, s)),
     }
@@ -347,6 +365,13 @@ pub fn apply(
         next.cost.end_lease(now);
     }
     end_past_cost_cap(&mut next, &mut effects, now);
+    if !matches!(
+        next.state,
+        JobState::Review | JobState::Shipped | JobState::Rejected
+    ) {
+        // R2: a job out of review starts its next review without approvals.
+        next.approvals.clear();
+    }
     next.updated_at = now;
     next.rev += 1;
     if next.state.lease().is_none() {
@@ -357,6 +382,12 @@ pub fn apply(
     debug_assert!(
         next.state.lease().is_none_or(|l| l.epoch == next.epoch),
         "J1/J2: a live lease has the current epoch"
+    );
+    debug_assert!(
+        next.state != JobState::Shipped
+            || review::approved(&next)
+            || job.state == JobState::Shipped,
+        "R1: a job ships with the approvals it needs"
     );
     Ok((next, effects))
 }

@@ -97,8 +97,20 @@ pub enum Command {
     Cancel,
     Requeue,
     Retry,
-    Ship,
-    Reject,
+    /// A reviewer (a token's name) approves the job in review; it ships with its last
+    /// approval needed (see `review`).
+    Ship {
+        by: String,
+    },
+    /// A reviewer ends the job in review for good.
+    Reject {
+        by: String,
+    },
+    /// A reviewer sends the job in review back for a new attempt, which is handed `reason`.
+    RequestChanges {
+        by: String,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -122,8 +134,9 @@ impl Command {
             Command::Cancel => "cancel",
             Command::Requeue => "requeue",
             Command::Retry => "retry",
-            Command::Ship => "ship",
-            Command::Reject => "reject",
+            Command::Ship { .. } => "ship",
+            Command::Reject { .. } => "reject",
+            Command::RequestChanges { .. } => "request_changes",
         }
     }
 
@@ -147,8 +160,9 @@ impl Command {
             Command::Cancel => EventKind::Cancel,
             Command::Requeue => EventKind::Requeue,
             Command::Retry => EventKind::Retry,
-            Command::Ship => EventKind::Ship,
-            Command::Reject => EventKind::Reject,
+            Command::Ship { .. } => EventKind::Ship,
+            Command::Reject { .. } => EventKind::Reject,
+            Command::RequestChanges { .. } => EventKind::RequestChanges,
         }
     }
 
@@ -158,6 +172,7 @@ impl Command {
             self,
             Command::Retry
                 | Command::Requeue
+                | Command::RequestChanges { .. }
                 | Command::ParentsDone
                 | Command::ParentRevived { .. }
         )
@@ -209,6 +224,21 @@ pub enum JobError {
     /// The wall-clock budget is not used up yet.
     #[error("the job is within its wall-clock budget")]
     WithinBudget,
+    /// The caller may not decide this job's review: ask one of its reviewers.
+    #[error("{by} is not a reviewer of this job (its reviewers: {reviewers})")]
+    NotAReviewer { by: String, reviewers: String },
+    /// The reviewer approved this review already: another reviewer must approve it.
+    #[error(
+        "{by} approved this job already ({given} of {required} approvals): it needs another reviewer"
+    )]
+    AlreadyApproved {
+        by: String,
+        given: usize,
+        required: u32,
+    },
+    /// A request for changes without a usable reason: give one.
+    #[error("{0}")]
+    InvalidReason(String),
 }
 
 /// A consequence of a transition that someone outside must carry out.

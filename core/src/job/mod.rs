@@ -9,9 +9,12 @@
 //!   lease holder.
 //! - **J4** a terminal job never changes state again (operator `retry` and `requeue` start a
 //!   new life explicitly, with a new epoch).
+//!
+//! The review's own rules (R1, R2) are numbered in `review`.
 
 mod apply;
 mod command;
+pub mod review;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -188,8 +191,12 @@ pub struct Job {
     /// The concurrency limits whose count this lease holds (`core::limits`); given back
     /// when the lease ends.
     pub limit_slots: Vec<String>,
-    /// Approvals of the review in progress (cleared when a new attempt starts).
+    /// Approvals of the review in progress, or of the one that shipped or rejected the job
+    /// (R2: none in any other state).
     pub approvals: Vec<Approval>,
+    /// Why a reviewer last asked for changes: handed to every attempt after it (as
+    /// `GF_REVIEW_FEEDBACK`) until one completes.
+    pub review_feedback: Option<String>,
 }
 
 /// A reviewer's approval.
@@ -237,6 +244,7 @@ pub fn new_job(id: JobId, spec: JobSpec, parents: Vec<JobId>, now: Millis) -> Jo
         origin: None,
         limit_slots: Vec::new(),
         approvals: Vec::new(),
+        review_feedback: None,
     }
 }
 

@@ -253,6 +253,21 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
         REVIEWERS_MAX,
         check_reviewer,
     );
+    let named: BTreeSet<&String> = spec.reviewers.iter().collect();
+    if !named.is_empty()
+        && check_approvals(spec.approvals.into()).is_ok()
+        && named.len() < spec.approvals as usize
+    {
+        // No review of such a job could ever ship it.
+        sink.push(
+            at("approvals"),
+            format!(
+                "needs {} approvals but names only {} reviewer(s)",
+                spec.approvals,
+                named.len()
+            ),
+        );
+    }
     let deps = at("deps");
     check_list(sink, &deps, &spec.deps, DEPS_MAX, check_key);
     let mut seen = BTreeSet::new();

@@ -696,3 +696,20 @@ fn a_manifest_sets_review_approvals_reviewers_concurrency_key_and_affinity_throu
         "{text}"
     );
 }
+
+#[test]
+fn a_review_needing_more_approvals_than_it_names_reviewers_is_refused() {
+    let spec = JobSpec {
+        approvals: 3,
+        reviewers: vec!["ana".into(), "bo".into(), "ana".into()],
+        ..JobSpec::sample()
+    };
+    let errors = validate_job_spec(&spec).expect_err("cannot ship").0;
+    assert_error(&errors, "approvals", "needs 3 approvals but names only 2");
+    let spec = JobSpec {
+        approvals: 2,
+        reviewers: vec!["ana".into(), "bo".into()],
+        ..JobSpec::sample()
+    };
+    assert_eq!(validate_job_spec(&spec), Ok(()));
+}

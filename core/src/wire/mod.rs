@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod budgets;
+mod review;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,7 @@ pub use budgets::{
     BudgetBody, BudgetDetail, BudgetView, CostView, JobSpend, PauseBody, PauseView, UsageReport,
     UsageWrite,
 };
+pub use review::RequestChangesBody;
 
 use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
@@ -51,6 +53,7 @@ pub enum ErrorCode {
     Fenced,
     NotLeaseHolder,
     IllegalTransition,
+    AlreadyApproved,
     ParentEnded,
     LogLimitExceeded,
     ArtifactLimitExceeded,
@@ -74,6 +77,7 @@ impl ErrorCode {
         ErrorCode::Fenced,
         ErrorCode::NotLeaseHolder,
         ErrorCode::IllegalTransition,
+        ErrorCode::AlreadyApproved,
         ErrorCode::ParentEnded,
         ErrorCode::LogLimitExceeded,
         ErrorCode::ArtifactLimitExceeded,
@@ -97,6 +101,7 @@ impl ErrorCode {
             ErrorCode::Fenced => "fenced",
             ErrorCode::NotLeaseHolder => "not_lease_holder",
             ErrorCode::IllegalTransition => "illegal_transition",
+            ErrorCode::AlreadyApproved => "already_approved",
             ErrorCode::ParentEnded => "parent_ended",
             ErrorCode::LogLimitExceeded => "log_limit_exceeded",
             ErrorCode::ArtifactLimitExceeded => "artifact_limit_exceeded",
@@ -222,6 +227,9 @@ pub struct ClaimedJob {
     /// What the job wants warm (a repository, a cache key): running it warms the factory.
     #[serde(default)]
     pub affinity: Option<String>,
+    /// Why a reviewer last asked for changes, handed to the job as `GF_REVIEW_FEEDBACK`.
+    #[serde(default)]
+    pub review_feedback: Option<String>,
 }
 
 impl ClaimedJob {
@@ -240,6 +248,7 @@ impl ClaimedJob {
             wall_clock_ms: job.spec.wall_clock_ms,
             checkpoint: job.checkpoint.clone(),
             affinity: job.spec.affinity.clone(),
+            review_feedback: job.review_feedback.clone(),
         }
     }
 }
@@ -323,6 +332,10 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> u32 {
+    1
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Release {
     /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`.
@@ -399,6 +412,18 @@ pub struct JobView {
     pub ready_at: Option<Millis>,
     pub preemptible: bool,
     pub review: bool,
+    /// Approvals its review needs to ship.
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    /// The approvals of its review, in order (kept once shipped or rejected).
+    #[serde(default)]
+    pub approvals: Vec<crate::job::Approval>,
+    /// Token names allowed to decide its review; empty: any operator.
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    /// Why a reviewer last asked for changes, until an attempt after it completes.
+    #[serde(default)]
+    pub review_feedback: Option<String>,
     pub last_error: Option<String>,
     pub exit_code: Option<i32>,
     pub checkpoint: Option<String>,
@@ -451,6 +476,10 @@ impl From<&Job> for JobView {
             ready_at: j.state.ready_at(),
             preemptible: j.spec.preemptible,
             review: j.spec.review,
+            approvals_required: j.spec.approvals,
+            approvals: j.approvals.clone(),
+            reviewers: j.spec.reviewers.clone(),
+            review_feedback: j.review_feedback.clone(),
             last_error: j.last_error.clone(),
             exit_code: j.exit_code,
             checkpoint: j.checkpoint.clone(),

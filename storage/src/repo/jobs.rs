@@ -326,6 +326,13 @@ fn apply_and_log<T: Transaction>(
         _ => None,
     };
     let (new, effects) = job::apply(old, cmd, now, backoff, parents)?;
+    // Review decisions are told as the state machine took them: the approval with its count,
+    // the request for changes with its reason as kept.
+    let detail = match kind {
+        EventKind::Ship => job::review::approval_note(&new),
+        EventKind::RequestChanges => new.review_feedback.clone(),
+        _ => detail,
+    };
     if kind.on_timeline() {
         append_event(tx, &new, 0, kind, author, detail, now)?;
     }

@@ -54,8 +54,9 @@ impl Record for Job {
     const KIND: &'static str = "job";
     /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
     /// 4: the tracker item it came from. 5: artifact globs in the spec. 6: approvals,
-    /// reviewers, concurrency key and affinity in the spec; limit slots and approvals.
-    const SCHEMA: u16 = 6;
+    /// reviewers, concurrency key and affinity in the spec; limit slots and approvals. 7: the
+    /// review's feedback.
+    const SCHEMA: u16 = 7;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -314,6 +315,15 @@ mod tests {
                 by: "ana".into(),
                 at: 1_400,
             }],
+            review_feedback: Some("cover the empty case".into()),
+        }
+    }
+
+    /// The golden job as schema 6 stored it: no review feedback.
+    fn job_v6() -> Job {
+        Job {
+            review_feedback: None,
+            ..job()
         }
     }
 
@@ -323,7 +333,7 @@ mod tests {
             spec: before_scheduling(spec()),
             limit_slots: Vec::new(),
             approvals: Vec::new(),
-            ..job()
+            ..job_v6()
         }
     }
 
@@ -425,6 +435,10 @@ mod tests {
                 before_cost
             );
         }
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v6")).unwrap(),
+            job_v6()
+        );
         assert_eq!(
             codec::decode::<Job>(&golden_bytes("job_v5")).unwrap(),
             job_v5()

@@ -3,11 +3,11 @@
 //! to the current one. Jobs: schema 1 had no cause on `Cancelled`; schemas 1 and 2 had no
 //! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec;
 //! schemas up to 5 no approvals, reviewers, concurrency key or affinity in the spec, and no
-//! limit slots or approvals on the job. Ready entries: schema 1 had no labels, schemas up to 2
-//! no concurrency key or affinity. Fleet events: schema 1 had no detail. Factories: schema 1
-//! had no warm keys.
+//! limit slots or approvals on the job; schema 6 no review feedback. Ready entries: schema 1
+//! had no labels, schemas up to 2 no concurrency key or affinity. Fleet events: schema 1 had
+//! no detail. Factories: schema 1 had no warm keys.
 
-use gigafactory_core::job::{Job, JobId, JobState, Lease, Millis};
+use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{APPROVALS_DEFAULT, JobSpec, Payload};
 use gigafactory_core::scoring::ScoreBreakdown;
 use gigafactory_core::tracker::ItemRef;
@@ -297,6 +297,7 @@ impl<S: Into<JobState>> From<JobV1<S>> for Job {
             origin: None,
             limit_slots: Vec::new(),
             approvals: Vec::new(),
+            review_feedback: None,
         }
     }
 }
@@ -373,6 +374,60 @@ impl<S: Into<JobSpec>> From<JobV3<Option<ItemRef>, S>> for Job {
             origin: v.origin,
             limit_slots: Vec::new(),
             approvals: Vec::new(),
+            review_feedback: None,
+        }
+    }
+}
+
+/// A job as schema 6 stored it: no review feedback.
+#[derive(Deserialize)]
+struct JobV6 {
+    id: JobId,
+    spec: JobSpec,
+    parents: Vec<JobId>,
+    state: JobState,
+    stage: Option<String>,
+    epoch: u64,
+    attempts: u32,
+    failures: u32,
+    checkpoint: Option<String>,
+    placement: Option<ScoreBreakdown>,
+    last_error: Option<String>,
+    exit_code: Option<i32>,
+    run_ms: u64,
+    created_at: Millis,
+    updated_at: Millis,
+    rev: u64,
+    cost: JobCost,
+    origin: Option<ItemRef>,
+    limit_slots: Vec<String>,
+    approvals: Vec<Approval>,
+}
+
+impl From<JobV6> for Job {
+    fn from(v: JobV6) -> Self {
+        Job {
+            id: v.id,
+            spec: v.spec,
+            parents: v.parents,
+            state: v.state,
+            stage: v.stage,
+            epoch: v.epoch,
+            attempts: v.attempts,
+            failures: v.failures,
+            checkpoint: v.checkpoint,
+            placement: v.placement,
+            last_error: v.last_error,
+            exit_code: v.exit_code,
+            run_ms: v.run_ms,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            rev: v.rev,
+            cost: v.cost,
+            origin: v.origin,
+            limit_slots: v.limit_slots,
+            approvals: v.approvals,
+            review_feedback: None,
         }
     }
 }
@@ -387,6 +442,7 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
             .into()),
         4 => Ok(decode_payload::<JobV3<Option<ItemRef>>>(payload)?.into()),
         5 => Ok(decode_payload::<JobV3<Option<ItemRef>, JobSpecV3>>(payload)?.into()),
+        6 => Ok(decode_payload::<JobV6>(payload)?.into()),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),

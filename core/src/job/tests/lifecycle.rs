@@ -8,7 +8,11 @@ fn ship_and_reject_are_accepted_only_from_review() {
     let reviewed = leased(spec_with(3, true, true), A);
     let succeeded = ok(&leased(spec(), A), complete(A, 1), T0 + 1).0;
     for job in [queued(spec()), reviewed.clone(), succeeded] {
-        for (cmd, name) in [(Command::Ship, "ship"), (Command::Reject, "reject")] {
+        for (cmd, name) in [
+            (ship("ana"), "ship"),
+            (reject("ana"), "reject"),
+            (request_changes("ana", "more tests"), "request_changes"),
+        ] {
             assert_eq!(
                 refused(&job, cmd, T0 + 2),
                 JobError::IllegalTransition {
@@ -19,12 +23,12 @@ fn ship_and_reject_are_accepted_only_from_review() {
         }
     }
     let review = ok(&reviewed, complete(A, 1), T0 + 1).0;
-    let (shipped, effects) = ok(&review, Command::Ship, T0 + 2);
+    let (shipped, effects) = ok(&review, ship("ana"), T0 + 2);
     assert_eq!(
         (shipped.state, effects),
         (JobState::Shipped, vec![Effect::Finished])
     );
-    let (rejected, effects) = ok(&review, Command::Reject, T0 + 2);
+    let (rejected, effects) = ok(&review, reject("ana"), T0 + 2);
     assert_eq!(
         (rejected.state, effects),
         (JobState::Rejected, vec![Effect::Finished])
@@ -54,8 +58,8 @@ fn terminal_jobs() -> Vec<Job> {
     let cancelled = ok(&leased(spec(), A), Command::Cancel, T0 + 1).0;
     vec![
         ok(&leased(spec(), A), complete(A, 1), T0 + 1).0,
-        ok(&review, Command::Ship, T0 + 2).0,
-        ok(&review, Command::Reject, T0 + 2).0,
+        ok(&review, ship("ana"), T0 + 2).0,
+        ok(&review, reject("ana"), T0 + 2).0,
         ok(&leased(spec(), A), fail(A, 1, false, 0.5), T0 + 1).0,
         cancelled,
     ]

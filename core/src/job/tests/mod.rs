@@ -1,6 +1,6 @@
 //! The state machine's tests: shared helpers here; the lease's life case by case
-//! (`lease.rs`), the job's life around it (`lifecycle.rs`), and invariants J1–J4 by property
-//! over random command sequences (`props.rs`).
+//! (`lease.rs`), the job's life around it (`lifecycle.rs`), its review (`review.rs`), and
+//! invariants J1–J4 by property over random command sequences (`props.rs`).
 
 use super::*;
 use crate::backoff::Backoff;
@@ -12,6 +12,7 @@ use proptest::test_runner::TestCaseError;
 mod lease;
 mod lifecycle;
 mod props;
+mod review;
 
 /// When every test job is created: far from 0, so no time arithmetic can hide an underflow.
 const T0: Millis = 1_000_000;
@@ -143,11 +144,27 @@ fn operator_and_scheduler_commands() -> Vec<Command> {
         },
         Command::ParentsDone,
         Command::Cancel,
-        Command::Ship,
-        Command::Reject,
+        ship("ana"),
+        reject("ana"),
+        request_changes("ana", "more tests"),
         Command::Retry,
         Command::Requeue,
     ]
+}
+
+fn ship(by: &str) -> Command {
+    Command::Ship { by: by.into() }
+}
+
+fn reject(by: &str) -> Command {
+    Command::Reject { by: by.into() }
+}
+
+fn request_changes(by: &str, reason: &str) -> Command {
+    Command::RequestChanges {
+        by: by.into(),
+        reason: reason.into(),
+    }
 }
 
 fn lease_of(job: &Job) -> Lease {

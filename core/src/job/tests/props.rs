@@ -4,6 +4,8 @@
 use super::*;
 
 const FACTORIES: usize = 3;
+/// The token names reviews are decided by; the runs' specs allow some of them.
+pub(super) const REVIEWERS: [&str; 3] = ["ana", "bo", "cy"];
 
 /// Who sends a factory write: the current holder (factory 0 when there is none) or any
 /// of the factories.
@@ -68,8 +70,10 @@ enum Op {
     Cancel,
     Requeue,
     Retry,
-    Ship,
-    Reject,
+    /// Decisions by `REVIEWERS[n]`.
+    Ship(usize),
+    Reject(usize),
+    RequestChanges(usize),
 }
 
 impl Op {
@@ -143,8 +147,9 @@ impl Op {
             Op::Cancel => Command::Cancel,
             Op::Requeue => Command::Requeue,
             Op::Retry => Command::Retry,
-            Op::Ship => Command::Ship,
-            Op::Reject => Command::Reject,
+            Op::Ship(n) => ship(REVIEWERS[*n]),
+            Op::Reject(n) => reject(REVIEWERS[*n]),
+            Op::RequestChanges(n) => request_changes(REVIEWERS[*n], "add a test"),
         }
     }
 }
@@ -186,59 +191,72 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Cancel),
         1 => Just(Op::Requeue),
         1 => Just(Op::Retry),
-        1 => Just(Op::Ship),
-        1 => Just(Op::Reject),
+        3 => (0..REVIEWERS.len()).prop_map(Op::Ship),
+        1 => (0..REVIEWERS.len()).prop_map(Op::Reject),
+        1 => (0..REVIEWERS.len()).prop_map(Op::RequestChanges),
     ]
 }
 
 /// One random life of a job: its spec, whether it starts pending, and the steps (time to
 /// advance in ms, then the command).
 #[derive(Debug, Clone)]
-struct Run {
-    spec: JobSpec,
+pub(super) struct Run {
+    pub(super) spec: JobSpec,
     pending: bool,
     steps: Vec<(u64, Op)>,
 }
 
-fn run() -> impl Strategy<Value = Run> {
+/// Reviews need one to three approvals, from anyone or from some of `REVIEWERS` (never fewer
+/// than the approvals, as the manifest checks).
+pub(super) fn run() -> impl Strategy<Value = Run> {
     (
-        1u32..=4,
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
+        (1u32..=4, any::<bool>(), any::<bool>(), any::<bool>()),
         prop::option::of(0u64..2_000_000),
+        (
+            1u32..=3,
+            prop::sample::subsequence(REVIEWERS.to_vec(), 0..=3),
+        ),
         prop::collection::vec((0u64..2_000, op()), 1..60),
     )
         .prop_map(
-            |(max_attempts, review, preemptible, pending, cap, steps)| Run {
-                spec: JobSpec {
-                    cost_budget_micros: cap,
-                    ..spec_with(max_attempts, review, preemptible)
-                },
-                pending,
-                steps,
+            |((max_attempts, review, preemptible, pending), cap, (approvals, allowed), steps)| {
+                let reviewers: Vec<String> = allowed.iter().map(|r| r.to_string()).collect();
+                let approvals = match reviewers.len() {
+                    0 => approvals,
+                    n => approvals.min(n as u32),
+                };
+                Run {
+                    spec: JobSpec {
+                        cost_budget_micros: cap,
+                        approvals,
+                        reviewers,
+                        ..spec_with(max_attempts, review, preemptible)
+                    },
+                    pending,
+                    steps,
+                }
             },
         )
 }
 
 /// One command of a run, as applied.
-struct Step<'a> {
-    before: &'a Job,
-    cmd: &'a Command,
-    now: Millis,
-    result: &'a Result<(Job, Vec<Effect>), JobError>,
+pub(super) struct Step<'a> {
+    pub(super) before: &'a Job,
+    pub(super) cmd: &'a Command,
+    pub(super) now: Millis,
+    pub(super) result: &'a Result<(Job, Vec<Effect>), JobError>,
 }
 
 impl Step<'_> {
     /// The job after the step: the new one, or the old one kept when refused.
-    fn after(&self) -> &Job {
+    pub(super) fn after(&self) -> &Job {
         self.result.as_ref().map_or(self.before, |(next, _)| next)
     }
 }
 
 /// Plays `run` with an increasing `now`, keeping the job when a command is refused, and
 /// hands every step to `check`.
-fn play(
+pub(super) fn play(
     run: &Run,
     mut check: impl FnMut(&Step) -> Result<(), TestCaseError>,
 ) -> Result<(), TestCaseError> {
