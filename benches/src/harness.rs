@@ -106,6 +106,12 @@ pub struct BenchArgs {
     /// that cost times the reports accepted.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "carried")]
     usage: Option<UsageMode>,
+    /// Scheduling policies: `on` sets a concurrency limit on the bench's product and one on a
+    /// key every job carries (neither ever reached), with fair share on; `rate` also a rate
+    /// limit on the product; `off` sets no limit and starts the coordinator with fair share
+    /// off. Without it, the coordinator's defaults (fair share on, no limits).
+    #[arg(long, value_enum, conflicts_with = "coordinator")]
+    policies: Option<Policies>,
     /// Job lease TTL of the coordinators the bench starts (their own default otherwise). After
     /// a node kill, a lease granted by an answer the kill lost is requeued only when it expires.
     #[arg(long, conflicts_with = "coordinator")]
@@ -177,9 +183,22 @@ impl BenchArgs {
             renew: self.renew,
             usage: self.usage,
             keyed_submits: false,
+            concurrency_key: matches!(self.policies, Some(Policies::On | Policies::Rate))
+                .then(|| POLICY_KEY.to_owned()),
         }
     }
 }
+
+/// Whether the bench turns the scheduling policies on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policies {
+    On,
+    Rate,
+    Off,
+}
+
+/// The concurrency key every job carries with `--policies on`.
+pub(crate) const POLICY_KEY: &str = "repo:bench";
 
 /// Writes the figures to `path` as pretty JSON (the `--json` file).
 fn write_json(path: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
@@ -235,6 +254,7 @@ pub async fn run(
     let launcher = Launcher {
         gigafactory,
         lease_ttl_ms: args.lease_ttl_ms,
+        fair_share: args.policies.map(|p| p != Policies::Off),
     };
     tokio::pin!(interrupt);
     #[cfg(feature = "etcd")]

@@ -54,6 +54,8 @@ pub(crate) struct Launcher {
     pub gigafactory: PathBuf,
     /// The nodes' job lease TTL (`serve`'s own default when `None`).
     pub lease_ttl_ms: Option<u64>,
+    /// Fair share on or off (`serve`'s own default when `None`).
+    pub fair_share: Option<bool>,
 }
 
 /// One `gigafactory serve` child, restartable on the same port, store and directory.
@@ -124,6 +126,12 @@ impl ChildNode {
             .arg(self.dir.join(TOKEN_FILE));
         if let Some(ttl) = self.launcher.lease_ttl_ms {
             cmd.arg("--lease-ttl-ms").arg(ttl.to_string());
+        }
+        if let Some(on) = self.launcher.fair_share {
+            let config = self.dir.join("scheduling.toml");
+            std::fs::write(&config, format!("[scheduling]\nfair_share = {on}\n"))
+                .map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
+            cmd.arg("--config").arg(config);
         }
         // Nodes sharing a store share artifacts, beside their directories.
         let parent = self.dir.parent().unwrap_or(&self.dir);

@@ -10,6 +10,7 @@
 //! [`Retry`]); every retry loop is bounded in attempts and by the phase's deadline.
 
 mod clients;
+mod policies;
 mod preload;
 mod spend;
 mod verify;
@@ -23,6 +24,7 @@ use reqwest::StatusCode;
 use super::error::{Error, Result};
 use crate::procfs::{CpuSample, Watched};
 pub(crate) use clients::{Measured, measure};
+pub(crate) use policies::set_limits;
 pub(crate) use preload::{preload, wait_indexed};
 pub(crate) use spend::{UsageMode, check_spend, remove_budget, set_budget, spent};
 pub(crate) use verify::{check, count_succeeded, verdict};
@@ -50,6 +52,8 @@ pub(crate) struct Workload {
     /// again to another node without making a second job. It costs the submit one more read
     /// and write, so the runs compared with each other either all have it or none.
     pub keyed_submits: bool,
+    /// A concurrency key every job carries (`--policies on`).
+    pub concurrency_key: Option<String>,
 }
 
 /// The node a client talks to: an index into the nodes, moved on by a transport error.
@@ -119,6 +123,7 @@ pub(crate) struct Shared {
     renew: bool,
     usage: Option<UsageMode>,
     keyed_submits: bool,
+    concurrency_key: Option<String>,
     jobs: u64,
     deadline: Instant,
     next_job: AtomicU64,
@@ -158,6 +163,7 @@ impl Shared {
             renew: w.renew,
             usage: w.usage,
             keyed_submits: w.keyed_submits,
+            concurrency_key: w.concurrency_key.clone(),
             jobs: w.jobs,
             deadline,
             next_job: AtomicU64::new(0),

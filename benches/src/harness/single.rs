@@ -59,13 +59,17 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     let run_id = Uuid::now_v7().simple().to_string();
     println!(
         "gigafactory bench: {} jobs, {} factories × {} slots, {} submitters, renew {}, \
-         usage {}, {} jobs queued before",
+         usage {}, policies {}, {} jobs queued before",
         args.jobs,
         args.factories,
         args.slots,
         args.submitters,
         if args.renew { "on" } else { "off" },
         UsageMode::describe(args.usage),
+        match args.policies {
+            Some(p) => format!("{p:?}").to_lowercase(),
+            None => "default".to_owned(),
+        },
         args.queued_base
     );
     println!("coordinator: {}", target.describe());
@@ -131,6 +135,9 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     }
 
     let sh = shared(Instant::now() + phase);
+    if workload.concurrency_key.is_some() {
+        load::set_limits(&sh, args.policies == Some(crate::harness::Policies::Rate)).await?;
+    }
     let budget = if args.usage.is_some() {
         Some(load::set_budget(&sh, &run_id).await?)
     } else {

@@ -70,7 +70,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,

@@ -1,9 +1,17 @@
 //! Concurrency and rate limits in the store: each limit's record, the count of leases holding
 //! a slot under it, and the earliest time its next lease may start. The claim transaction
-//! reads them (`check_claim`) and counts the lease (`admit`), so two nodes granting leases at once conflict on the
-//! counter rather than both passing a full limit; a lease's end gives its slots back
-//! (`give_back`) in the transaction that ends it. A batch of claims in one transaction reads
-//! its own counts, so it cannot pass a limit either.
+//! reads them (`check_claim`) and counts the lease (`admit`); a lease's end gives its slots
+//! back (`give_back`) in the transaction that ends it.
+//!
+//! Counts move by atomic adds, which never make two transactions conflict, and a claim reads a
+//! count without a conflict while it is more than [`CONFLICT_MARGIN`] below the limit's max:
+//! far from the max, claims and ends on one key do not abort each other. Within the margin the
+//! claim reads the count with a conflict, so two nodes admitting at once conflict and one
+//! retries: there the limit is exact. Passing the max from far below would take more than
+//! `CONFLICT_MARGIN` claims of one key in flight at once, each read before any of them
+//! committed. A rate's next start is read and written by every start under it (the next start
+//! depends on the last), so a rate limit orders its key's claims. A batch of claims in one
+//! transaction reads its own counts.
 
 use gigafactory_core::job::{Job, Millis};
 use gigafactory_core::limits::{self, LimitHold, LimitSpec};
@@ -15,6 +23,8 @@ use crate::txn::{RangeOptions, Transaction};
 
 /// Limits a store may hold.
 pub const LIMITS_MAX: usize = 10_000;
+/// How far below its max a concurrency count is read with a conflict (see the file's doc).
+pub const CONFLICT_MARGIN: u32 = 1_024;
 
 impl Record for LimitSpec {
     const KIND: &'static str = "limit";
@@ -53,7 +63,7 @@ pub async fn load_limit<T: Transaction>(
     Ok(Some(LimitState {
         key: key.to_owned(),
         spec: codec::decode(&v)?,
-        running: read_u32(tx, &keys::limit_running(key)).await?,
+        running: read_count(tx, &keys::limit_running(key), false).await?,
         next_start_us: read_u64(tx, &keys::limit_next(key)).await?,
     }))
 }
@@ -71,7 +81,7 @@ pub async fn limits<T: Transaction>(tx: &mut T) -> Result<Vec<LimitState>, Error
         let key = keys::limit_key(&k)?;
         out.push(LimitState {
             spec: codec::decode(&v)?,
-            running: read_u32(tx, &keys::limit_running(&key)).await?,
+            running: read_count(tx, &keys::limit_running(&key), false).await?,
             next_start_us: read_u64(tx, &keys::limit_next(&key)).await?,
             key,
         });
@@ -109,8 +119,8 @@ fn check(state: &LimitState, now: Millis) -> Result<Option<u64>, LimitHold> {
 /// What a claim passed: the limits to count its lease under, once the lease is granted.
 #[derive(Debug, Default)]
 pub struct Admission {
-    /// Concurrency limits: key and the count with this lease.
-    slots: Vec<(String, u32)>,
+    /// Concurrency limits whose count the lease takes a slot of.
+    slots: Vec<String>,
     /// Rates: key and the next start after this lease's.
     next_starts: Vec<(String, u64)>,
 }
@@ -118,7 +128,7 @@ pub struct Admission {
 impl Admission {
     /// The keys whose slots the lease will hold.
     pub fn slots(&self) -> Vec<String> {
-        self.slots.iter().map(|(k, _)| k.clone()).collect()
+        self.slots.clone()
     }
 }
 
@@ -132,21 +142,28 @@ pub async fn check_claim<T: Transaction>(
 ) -> Result<Result<Admission, LimitHold>, Error> {
     let mut admission = Admission::default();
     for key in limits::keys_of(&job.spec) {
-        let Some(state) = load_limit(tx, &key).await? else {
+        let Some(v) = tx.get(&keys::limit(&key)).await? else {
             continue;
         };
-        match check(&state, now) {
-            Ok(next) => {
-                if state.spec.max_running.is_some() {
-                    admission
-                        .slots
-                        .push((state.key.clone(), state.running.saturating_add(1)));
-                }
-                if let Some(next) = next {
-                    admission.next_starts.push((state.key, next));
-                }
+        let spec: LimitSpec = codec::decode(&v)?;
+        if let Some(max) = spec.max_running {
+            let count = keys::limit_running(&key);
+            let mut running = read_count(tx, &count, false).await?;
+            if running.saturating_add(CONFLICT_MARGIN) >= max {
+                // Near the max: read again with a conflict, so racing claims cannot both pass.
+                running = read_count(tx, &count, true).await?;
             }
-            Err(hold) => return Ok(Err(hold)),
+            if let Err(hold) = limits::concurrency(&key, running, max) {
+                return Ok(Err(hold));
+            }
+            admission.slots.push(key.clone());
+        }
+        if let Some(per_minute) = spec.per_minute {
+            let next = read_u64(tx, &keys::limit_next(&key)).await?;
+            match limits::rate(&key, next, per_minute, now) {
+                Ok(next) => admission.next_starts.push((key, next)),
+                Err(hold) => return Ok(Err(hold)),
+            }
         }
     }
     Ok(Ok(admission))
@@ -154,8 +171,8 @@ pub async fn check_claim<T: Transaction>(
 
 /// Counts a granted lease under the limits `admission` passed.
 pub fn admit<T: Transaction>(tx: &mut T, admission: &Admission) -> Result<(), Error> {
-    for (key, running) in &admission.slots {
-        tx.set(&keys::limit_running(key), &running.to_le_bytes())?;
+    for key in &admission.slots {
+        tx.atomic_add(&keys::limit_running(key), 1)?;
     }
     for (key, next) in &admission.next_starts {
         tx.set(&keys::limit_next(key), &next.to_le_bytes())?;
@@ -166,22 +183,25 @@ pub fn admit<T: Transaction>(tx: &mut T, admission: &Admission) -> Result<(), Er
 /// Gives back the slots `slots` held (a lease ended).
 pub async fn give_back<T: Transaction>(tx: &mut T, slots: &[String]) -> Result<(), Error> {
     for key in slots {
-        let running = read_u32(tx, &keys::limit_running(key)).await?;
-        tx.set(
-            &keys::limit_running(key),
-            &running.saturating_sub(1).to_le_bytes(),
-        )?;
+        tx.atomic_add(&keys::limit_running(key), -1)?;
     }
     Ok(())
 }
 
-async fn read_u32<T: Transaction>(tx: &mut T, key: &[u8]) -> Result<u32, Error> {
-    match tx.get(key).await? {
-        None => Ok(0),
-        Some(v) => Ok(u32::from_le_bytes(v.as_slice().try_into().map_err(
-            |_| Error::Codec(format!("a limit count of {} bytes", v.len())),
-        )?)),
-    }
+/// A count kept by atomic adds (an i64, little-endian), read with or without a conflict; a
+/// count below 0 (it cannot be, as every slot taken is given back once) reads as 0.
+async fn read_count<T: Transaction>(tx: &mut T, key: &[u8], conflict: bool) -> Result<u32, Error> {
+    let v = if conflict {
+        tx.get(key).await?
+    } else {
+        tx.get_snapshot(key).await?
+    };
+    let Some(v) = v else { return Ok(0) };
+    let bytes: [u8; 8] = v
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::Codec(format!("a limit count of {} bytes", v.len())))?;
+    Ok(i64::from_le_bytes(bytes).clamp(0, i64::from(u32::MAX)) as u32)
 }
 
 async fn read_u64<T: Transaction>(tx: &mut T, key: &[u8]) -> Result<u64, Error> {

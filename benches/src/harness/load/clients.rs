@@ -220,6 +220,9 @@ async fn submit_loop(sh: Arc<Shared>, route: Route) -> SubmitStats {
         if sh.keyed_submits {
             spec["idempotency_key"] = json!(key);
         }
+        if let Some(k) = &sh.concurrency_key {
+            spec["concurrency_key"] = json!(k);
+        }
         let sent = Instant::now();
         let answer = sh
             .send("submit", retry, &route, |base| {
