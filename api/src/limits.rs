@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use gigafactory_core::job::Millis;
-use gigafactory_core::limits::LimitSpec;
+use gigafactory_core::limits::{self, LimitSpec};
 use gigafactory_storage::repo::LimitState;
 use serde::Serialize;
 
@@ -26,17 +26,27 @@ pub(crate) struct LimitView {
     running: u32,
     /// With a rate: the earliest time its next lease may start (ms), when that is ahead.
     next_start_at: Option<Millis>,
+    /// With a rate faster than 3,000 a minute: leases started in the current second, of the
+    /// second's quota (a 61st of the rate).
+    started_this_second: Option<u32>,
 }
 
 impl LimitView {
     fn of(s: LimitState, now: Millis) -> Self {
-        let next = s.next_start_us.div_ceil(1_000);
+        let counted = s.spec.per_minute.is_some_and(limits::rate_is_counted);
+        let next = if counted {
+            let full = s.spec.per_minute.map(limits::rate_quota) <= Some(s.started_this_second);
+            full.then(|| (limits::rate_bucket(now) + 1) * limits::RATE_BUCKET_MS)
+        } else {
+            Some(s.next_start_us.div_ceil(1_000))
+        };
         LimitView {
             key: s.key,
             max_running: s.spec.max_running,
             per_minute: s.spec.per_minute,
             running: s.running,
-            next_start_at: (s.spec.per_minute.is_some() && next > now).then_some(next),
+            next_start_at: next.filter(|n| s.spec.per_minute.is_some() && *n > now),
+            started_this_second: counted.then_some(s.started_this_second),
         }
     }
 }

@@ -1,9 +1,13 @@
 //! Concurrency and rate limits by key. A key is a product (`product:NAME`, every job of it) or
 //! a job's own `concurrency_key` (`repo:acme/api`). A limit caps the jobs holding a lease
-//! under its key (`max_running`) and the leases granted per minute (`per_minute`, evenly
-//! spaced: 10 a minute is one every 6 s, so no minute ever sees more than 10). The claim
-//! transaction checks and counts both (storage), so they hold across nodes; this file is the
-//! arithmetic and the words.
+//! under its key (`max_running`) and the leases granted per minute (`per_minute`): no window
+//! of a minute ever sees more. Up to `RATE_SPACED_MAX` a minute, starts are evenly spaced
+//! (10 a minute: one every 6 s; each start moves the key's next start, so its claims are
+//! ordered, which costs little at one start every 20 ms or more); faster rates count starts
+//! per second, at most a 61st of the rate each second (a minute touches 61 seconds at most),
+//! so starts under one key need not wait for each other. The claim transaction checks and
+//! counts both (storage), so they hold across nodes; this file is the arithmetic and the
+//! words.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +22,12 @@ const MS_PER_MINUTE: u64 = 60_000;
 /// Rate arithmetic is in microseconds, so 7 a minute spaces starts exactly, not by 8.57 ms
 /// rounded.
 const US_PER_MINUTE: u64 = MS_PER_MINUTE * 1_000;
+/// The fastest rate whose starts are evenly spaced; faster ones count starts per second.
+pub const RATE_SPACED_MAX: u32 = 3_000;
+/// The second a counted rate's starts are counted in.
+pub const RATE_BUCKET_MS: u64 = 1_000;
+/// Seconds a window of a minute can touch: the quota of each is a 61st of the rate.
+const BUCKETS_PER_WINDOW: u32 = 61;
 
 /// What is wrong with a limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,7 +162,41 @@ pub fn concurrency(key: &str, running: u32, max: u32) -> Result<(), LimitHold> {
     }
 }
 
-/// The rate check (a GCRA with no burst): `next_us` is the earliest time, in microseconds,
+/// Whether `per_minute` counts starts per second rather than spacing them.
+pub fn rate_is_counted(per_minute: u32) -> bool {
+    per_minute > RATE_SPACED_MAX
+}
+
+/// The second holding `now`, for a counted rate.
+pub fn rate_bucket(now: Millis) -> u64 {
+    now / RATE_BUCKET_MS
+}
+
+/// Starts a counted rate admits in one second: any minute touches at most 61 seconds, so
+/// 61 of them stay within the rate.
+pub fn rate_quota(per_minute: u32) -> u32 {
+    per_minute / BUCKETS_PER_WINDOW
+}
+
+/// The check of a counted rate: `started` leases began in `now`'s second so far.
+pub fn counted_rate(
+    key: &str,
+    started: u32,
+    per_minute: u32,
+    now: Millis,
+) -> Result<(), LimitHold> {
+    if started < rate_quota(per_minute) {
+        Ok(())
+    } else {
+        Err(LimitHold::Rate {
+            key: key.to_owned(),
+            per_minute,
+            until: (rate_bucket(now) + 1) * RATE_BUCKET_MS,
+        })
+    }
+}
+
+/// The check of a spaced rate (a GCRA with no burst): `next_us` is the earliest time, in microseconds,
 /// the key may start a job (0: never started). Admits at `now` when it has come, and returns
 /// the next one, one interval on; else the hold, with when it lifts.
 pub fn rate(key: &str, next_us: u64, per_minute: u32, now: Millis) -> Result<u64, LimitHold> {
@@ -245,6 +289,32 @@ mod tests {
     }
 
     proptest! {
+        /// A counted rate, whatever the pattern of tries: no window of a minute admits more
+        /// than `per_minute`, and a busy key still starts 96 % of it (a 61st a second,
+        /// rounded down).
+        #[test]
+        fn a_counted_rate_admits_no_more_than_the_rate_in_any_minute(
+            per_minute in (RATE_SPACED_MAX + 1)..40_000u32,
+            gaps in prop::collection::vec(0u64..40, 1..3_000),
+        ) {
+            let mut now = 1_000_000u64;
+            let mut per_bucket: std::collections::HashMap<u64, u32> = Default::default();
+            let mut admitted = Vec::new();
+            for gap in gaps {
+                now += gap;
+                let started = per_bucket.get(&rate_bucket(now)).copied().unwrap_or(0);
+                if counted_rate("k", started, per_minute, now).is_ok() {
+                    *per_bucket.entry(rate_bucket(now)).or_default() += 1;
+                    admitted.push(now);
+                }
+            }
+            for (i, start) in admitted.iter().enumerate() {
+                let within = admitted[i..].iter().take_while(|t| **t < start + MS_PER_MINUTE).count();
+                prop_assert!(within <= per_minute as usize, "{} in a minute at {}/min", within, per_minute);
+            }
+            prop_assert!(u64::from(rate_quota(per_minute)) * 60 * 100 >= u64::from(per_minute) * 96);
+        }
+
         /// However often starts are tried, no window of a minute admits more than
         /// `per_minute` of them.
         #[test]

@@ -264,6 +264,11 @@ pub fn limit_next(key: &str) -> Vec<u8> {
     pack(&("limitnext", key))
 }
 
+/// `("limitsec", key, second)` → leases a counted rate started in that second (i64 LE).
+pub fn limit_bucket(key: &str, second: u64) -> Vec<u8> {
+    pack(&("limitsec", key, second))
+}
+
 /// `("share", product)` → the product's fair share, as set through the API.
 pub fn share(product: &str) -> Vec<u8> {
     pack(&("share", product))

@@ -12,7 +12,8 @@ use crate::error::{CoordError, Result};
 impl Coordinator {
     /// Every limit with how many leases hold a slot and when its next start may be.
     pub async fn limits(&self) -> Result<Vec<LimitState>> {
-        Ok(transact!(self.ctx.store, |tx| repo::limits(tx).await)?)
+        let now = self.now();
+        Ok(transact!(self.ctx.store, |tx| repo::limits(tx, now).await)?)
     }
 
     /// Sets the limit on `key`; refused whole when the key or a value is bad. A lower
@@ -21,9 +22,10 @@ impl Coordinator {
         limits::check_key(key).map_err(|e| CoordError::Invalid(e.to_string()))?;
         spec.validate()
             .map_err(|e| CoordError::Invalid(e.to_string()))?;
+        let now = self.now();
         let state = transact!(self.ctx.store, |tx| {
-            if repo::limits(tx).await?.len() >= repo::LIMITS_MAX
-                && repo::load_limit(tx, key).await?.is_none()
+            if repo::limits(tx, now).await?.len() >= repo::LIMITS_MAX
+                && repo::load_limit(tx, key, now).await?.is_none()
             {
                 return Err(CoordError::Invalid(format!(
                     "at most {} limits; remove one first",
@@ -31,7 +33,7 @@ impl Coordinator {
                 )));
             }
             repo::save_limit(tx, key, &spec)?;
-            Ok::<_, CoordError>(repo::load_limit(tx, key).await?)
+            Ok::<_, CoordError>(repo::load_limit(tx, key, now).await?)
         })?;
         state.ok_or_else(|| CoordError::Unavailable("limit read back empty".into()))
     }

@@ -9,9 +9,11 @@
 //! claim reads the count with a conflict, so two nodes admitting at once conflict and one
 //! retries: there the limit is exact. Passing the max from far below would take more than
 //! `CONFLICT_MARGIN` claims of one key in flight at once, each read before any of them
-//! committed. A rate's next start is read and written by every start under it (the next start
-//! depends on the last), so a rate limit orders its key's claims. A batch of claims in one
-//! transaction reads its own counts.
+//! committed. A spaced rate's next start is read and written by every start under it (the
+//! next start depends on the last), so a slow rate orders its key's claims; a counted rate
+//! (faster than `limits::RATE_SPACED_MAX` a minute) counts each second's starts the same way
+//! as a concurrency count, against the second's quota. A batch of claims in one transaction
+//! reads its own counts.
 
 use gigafactory_core::job::{Job, Millis};
 use gigafactory_core::limits::{self, LimitHold, LimitSpec};
@@ -38,8 +40,10 @@ pub struct LimitState {
     pub spec: LimitSpec,
     /// Leases holding a slot under it now.
     pub running: u32,
-    /// The earliest time (µs) its next lease may start; 0 when none started.
+    /// The earliest time (µs) its next lease may start; 0 when none started (a spaced rate).
     pub next_start_us: u64,
+    /// Leases started in the current second (a counted rate).
+    pub started_this_second: u32,
 }
 
 pub fn save_limit<T: Transaction>(tx: &mut T, key: &str, spec: &LimitSpec) -> Result<(), Error> {
@@ -56,20 +60,34 @@ pub async fn delete_limit<T: Transaction>(tx: &mut T, key: &str) -> Result<bool,
 pub async fn load_limit<T: Transaction>(
     tx: &mut T,
     key: &str,
+    now: Millis,
 ) -> Result<Option<LimitState>, Error> {
     let Some(v) = tx.get(&keys::limit(key)).await? else {
         return Ok(None);
     };
-    Ok(Some(LimitState {
-        key: key.to_owned(),
-        spec: codec::decode(&v)?,
-        running: read_count(tx, &keys::limit_running(key), false).await?,
-        next_start_us: read_u64(tx, &keys::limit_next(key)).await?,
-    }))
+    state_of(tx, key.to_owned(), codec::decode(&v)?, now)
+        .await
+        .map(Some)
 }
 
-/// Every limit, by key.
-pub async fn limits<T: Transaction>(tx: &mut T) -> Result<Vec<LimitState>, Error> {
+async fn state_of<T: Transaction>(
+    tx: &mut T,
+    key: String,
+    spec: LimitSpec,
+    now: Millis,
+) -> Result<LimitState, Error> {
+    let second = keys::limit_bucket(&key, limits::rate_bucket(now));
+    Ok(LimitState {
+        running: read_count(tx, &keys::limit_running(&key), false).await?,
+        next_start_us: read_u64(tx, &keys::limit_next(&key)).await?,
+        started_this_second: read_count(tx, &second, false).await?,
+        spec,
+        key,
+    })
+}
+
+/// Every limit, by key, as it stands at `now`.
+pub async fn limits<T: Transaction>(tx: &mut T, now: Millis) -> Result<Vec<LimitState>, Error> {
     let rows = tx
         .get_range(
             &keys::limits_all(),
@@ -78,13 +96,7 @@ pub async fn limits<T: Transaction>(tx: &mut T) -> Result<Vec<LimitState>, Error
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for (k, v) in rows {
-        let key = keys::limit_key(&k)?;
-        out.push(LimitState {
-            spec: codec::decode(&v)?,
-            running: read_count(tx, &keys::limit_running(&key), false).await?,
-            next_start_us: read_u64(tx, &keys::limit_next(&key)).await?,
-            key,
-        });
+        out.push(state_of(tx, keys::limit_key(&k)?, codec::decode(&v)?, now).await?);
     }
     Ok(out)
 }
@@ -96,7 +108,7 @@ pub async fn limit_hold<T: Transaction>(
     now: Millis,
 ) -> Result<Option<LimitHold>, Error> {
     for key in limits::keys_of(&job.spec) {
-        if let Some(state) = load_limit(tx, &key).await?
+        if let Some(state) = load_limit(tx, &key, now).await?
             && let Err(hold) = check(&state, now)
         {
             return Ok(Some(hold));
@@ -105,15 +117,17 @@ pub async fn limit_hold<T: Transaction>(
     Ok(None)
 }
 
-fn check(state: &LimitState, now: Millis) -> Result<Option<u64>, LimitHold> {
+fn check(state: &LimitState, now: Millis) -> Result<(), LimitHold> {
     if let Some(max) = state.spec.max_running {
         limits::concurrency(&state.key, state.running, max)?;
     }
-    state
-        .spec
-        .per_minute
-        .map(|per_minute| limits::rate(&state.key, state.next_start_us, per_minute, now))
-        .transpose()
+    match state.spec.per_minute {
+        Some(pm) if limits::rate_is_counted(pm) => {
+            limits::counted_rate(&state.key, state.started_this_second, pm, now)
+        }
+        Some(pm) => limits::rate(&state.key, state.next_start_us, pm, now).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// What a claim passed: the limits to count its lease under, once the lease is granted.
@@ -121,8 +135,10 @@ fn check(state: &LimitState, now: Millis) -> Result<Option<u64>, LimitHold> {
 pub struct Admission {
     /// Concurrency limits whose count the lease takes a slot of.
     slots: Vec<String>,
-    /// Rates: key and the next start after this lease's.
+    /// Spaced rates: key and the next start after this lease's.
     next_starts: Vec<(String, u64)>,
+    /// Counted rates: key and the second the lease starts in.
+    seconds: Vec<(String, u64)>,
 }
 
 impl Admission {
@@ -158,12 +174,27 @@ pub async fn check_claim<T: Transaction>(
             }
             admission.slots.push(key.clone());
         }
-        if let Some(per_minute) = spec.per_minute {
-            let next = read_u64(tx, &keys::limit_next(&key)).await?;
-            match limits::rate(&key, next, per_minute, now) {
-                Ok(next) => admission.next_starts.push((key, next)),
-                Err(hold) => return Ok(Err(hold)),
+        match spec.per_minute {
+            Some(per_minute) if limits::rate_is_counted(per_minute) => {
+                let second = limits::rate_bucket(now);
+                let count = keys::limit_bucket(&key, second);
+                let mut started = read_count(tx, &count, false).await?;
+                if started.saturating_add(CONFLICT_MARGIN) >= limits::rate_quota(per_minute) {
+                    started = read_count(tx, &count, true).await?;
+                }
+                if let Err(hold) = limits::counted_rate(&key, started, per_minute, now) {
+                    return Ok(Err(hold));
+                }
+                admission.seconds.push((key, second));
             }
+            Some(per_minute) => {
+                let next = read_u64(tx, &keys::limit_next(&key)).await?;
+                match limits::rate(&key, next, per_minute, now) {
+                    Ok(next) => admission.next_starts.push((key, next)),
+                    Err(hold) => return Ok(Err(hold)),
+                }
+            }
+            None => {}
         }
     }
     Ok(Ok(admission))
@@ -176,6 +207,11 @@ pub fn admit<T: Transaction>(tx: &mut T, admission: &Admission) -> Result<(), Er
     }
     for (key, next) in &admission.next_starts {
         tx.set(&keys::limit_next(key), &next.to_le_bytes())?;
+    }
+    for (key, second) in &admission.seconds {
+        tx.atomic_add(&keys::limit_bucket(key, *second), 1)?;
+        // The count of two seconds ago is no use to anyone any more.
+        tx.clear(&keys::limit_bucket(key, second.saturating_sub(2)))?;
     }
     Ok(())
 }
