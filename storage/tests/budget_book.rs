@@ -14,28 +14,8 @@ const NOW: u64 = 1_800_000_000_000;
 
 fn job(product: &str) -> Job {
     let spec = JobSpec {
-        key: "j".into(),
-        title: "job".into(),
-        product: product.into(),
-        payload: Payload::Command("true".into()),
-        priority: 50,
-        capabilities: Vec::new(),
-        labels: Vec::new(),
-        engine_class: None,
-        profile: None,
-        deps: Vec::new(),
-        idempotency_key: None,
-        allowed_scope: Vec::new(),
-        artifacts: Vec::new(),
         max_attempts: 1,
-        wall_clock_ms: None,
-        cost_budget_micros: None,
-        preemptible: true,
-        review: false,
-        approvals: 1,
-        reviewers: Vec::new(),
-        concurrency_key: None,
-        affinity: None,
+        ..JobSpec::new("j", "job", product, Payload::Command("true".into()))
     };
     new_job(JobId(Uuid::now_v7()), spec, Vec::new(), NOW)
 }

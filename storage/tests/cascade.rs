@@ -56,28 +56,13 @@ fn arb_dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
 
 fn spec(n: usize) -> JobSpec {
     JobSpec {
-        key: format!("j{n}"),
-        title: format!("job {n}"),
-        product: "p".into(),
-        payload: Payload::Command("true".into()),
-        priority: 50,
-        capabilities: Vec::new(),
-        labels: Vec::new(),
-        engine_class: None,
-        profile: None,
-        deps: Vec::new(),
-        idempotency_key: None,
-        allowed_scope: Vec::new(),
-        artifacts: Vec::new(),
         max_attempts: 1,
-        wall_clock_ms: None,
-        cost_budget_micros: None,
-        preemptible: true,
-        review: false,
-        approvals: 1,
-        reviewers: Vec::new(),
-        concurrency_key: None,
-        affinity: None,
+        ..JobSpec::new(
+            &format!("j{n}"),
+            &format!("job {n}"),
+            "p",
+            Payload::Command("true".into()),
+        )
     }
 }
 

@@ -15,28 +15,9 @@ const NOW: u64 = 1_800_000_000_000;
 
 fn spec(key: Option<&str>) -> JobSpec {
     JobSpec {
-        key: "j".into(),
-        title: "job".into(),
-        product: "p".into(),
-        payload: Payload::Command("true".into()),
-        priority: 50,
-        capabilities: Vec::new(),
-        labels: Vec::new(),
-        engine_class: None,
-        profile: None,
-        deps: Vec::new(),
-        idempotency_key: None,
-        allowed_scope: Vec::new(),
-        artifacts: Vec::new(),
         max_attempts: 1,
-        wall_clock_ms: None,
-        cost_budget_micros: None,
-        preemptible: true,
-        review: false,
-        approvals: 1,
-        reviewers: Vec::new(),
         concurrency_key: key.map(str::to_owned),
-        affinity: None,
+        ..JobSpec::new("j", "job", "p", Payload::Command("true".into()))
     }
 }
 

@@ -360,18 +360,18 @@ fn sorted_unique(mut items: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
 impl JobSpec {
-    /// A valid spec for tests (see `the_test_spec_is_a_valid_job_spec`): product acme, needs
-    /// `rust`, three attempts, preemptible, no review.
-    pub(crate) fn sample() -> JobSpec {
+    /// A spec with every optional field at its default: priority 50, three attempts,
+    /// preemptible, no review (one approval when on), no capabilities, labels, limits or
+    /// budget. Check it with [`validate_job_spec`] before trusting it.
+    pub fn new(key: &str, title: &str, product: &str, payload: Payload) -> JobSpec {
         JobSpec {
-            key: "build-api".into(),
-            title: "Build the API".into(),
-            product: "acme".into(),
-            payload: Payload::Command("make".into()),
+            key: key.into(),
+            title: title.into(),
+            product: product.into(),
+            payload,
             priority: PRIORITY_DEFAULT,
-            capabilities: vec!["rust".into()],
+            capabilities: Vec::new(),
             labels: Vec::new(),
             engine_class: None,
             profile: None,
@@ -379,15 +379,30 @@ impl JobSpec {
             idempotency_key: None,
             allowed_scope: Vec::new(),
             artifacts: Vec::new(),
-            max_attempts: 3,
+            max_attempts: MAX_ATTEMPTS_DEFAULT,
             wall_clock_ms: None,
             cost_budget_micros: None,
             preemptible: true,
             review: false,
-            approvals: 1,
+            approvals: APPROVALS_DEFAULT,
             reviewers: Vec::new(),
             concurrency_key: None,
             affinity: None,
+        }
+    }
+
+    /// A valid spec for tests (see `the_test_spec_is_a_valid_job_spec`): product acme, needs
+    /// `rust`, three attempts, preemptible, no review.
+    #[cfg(test)]
+    pub(crate) fn sample() -> JobSpec {
+        JobSpec {
+            capabilities: vec!["rust".into()],
+            ..JobSpec::new(
+                "build-api",
+                "Build the API",
+                "acme",
+                Payload::Command("make".into()),
+            )
         }
     }
 }

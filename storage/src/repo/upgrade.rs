@@ -8,7 +8,7 @@
 //! no detail. Factories: schema 1 had no warm keys.
 
 use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
-use gigafactory_core::manifest::{APPROVALS_DEFAULT, JobSpec, Payload};
+use gigafactory_core::manifest::{JobSpec, Payload};
 use gigafactory_core::scoring::ScoreBreakdown;
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
@@ -170,30 +170,7 @@ impl From<JobSpecV3> for JobSpec {
 /// What a spec written before schema 6 means for the fields it lacks: one approval by any
 /// operator, no concurrency key, no affinity. The rest is overwritten by the caller.
 fn scheduling_defaults() -> JobSpec {
-    JobSpec {
-        key: String::new(),
-        title: String::new(),
-        product: String::new(),
-        payload: Payload::Command(String::new()),
-        priority: 0,
-        capabilities: Vec::new(),
-        labels: Vec::new(),
-        engine_class: None,
-        profile: None,
-        deps: Vec::new(),
-        idempotency_key: None,
-        allowed_scope: Vec::new(),
-        artifacts: Vec::new(),
-        max_attempts: 0,
-        wall_clock_ms: None,
-        cost_budget_micros: None,
-        preemptible: false,
-        review: false,
-        approvals: APPROVALS_DEFAULT,
-        reviewers: Vec::new(),
-        concurrency_key: None,
-        affinity: None,
-    }
+    JobSpec::new("", "", "", Payload::Command(String::new()))
 }
 
 /// A job as schemas 1 and 2 stored it (they differ only in `S`, the state's shape): no labels
