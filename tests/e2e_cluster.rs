@@ -211,7 +211,7 @@ fn a_factory_fails_over_to_another_node_when_its_node_dies() {
     let store = Shared::start();
     let (mut a, b) = two_nodes(dir.path(), &store);
     let urls = format!("{},{}", a.url, b.url);
-    let _f = Factory::start_with_urls(&a, &urls, "f", 2, "linux", &dir.path().join("f"));
+    let _f = Factory::start_with_args(&a, &urls, "f", 2, "linux", &dir.path().join("f"), &[]);
     let mut manifest = String::from("product = \"e2e\"\n");
     for n in 0..10 {
         manifest.push_str(&format!(
@@ -492,7 +492,7 @@ fn a_node_preempts_a_job_it_never_saw_start_after_the_node_that_did_died() {
     let store = Shared::start();
     let (mut a, b) = two_nodes(dir.path(), &store);
     let urls = format!("{},{}", a.url, b.url);
-    let _f = Factory::start_with_urls(&a, &urls, "only", 1, "linux", &dir.path().join("f"));
+    let _f = Factory::start_with_args(&a, &urls, "only", 1, "linux", &dir.path().join("f"), &[]);
     let low_cmd = r#"if [ -n \"$GF_CHECKPOINT\" ]; then echo resumed; exit 0; fi; trap 'gigafactory job checkpoint saved; exit 0' TERM; while true; do sleep 0.1; done"#;
     let low = submit_manifest(
         &a,

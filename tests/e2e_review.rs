@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -22,29 +21,6 @@ fn mint_operator(coord: &Coordinator, name: &str) -> String {
     );
     assert_eq!(status, 200, "{v}");
     v["token"].as_str().unwrap().to_owned()
-}
-
-/// Runs the CLI with `token`: whether it succeeded, its stdout and stderr.
-fn cli_as(coord: &Coordinator, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("GIGAFACTORY_COORDINATOR", &coord.url)
-        .env("GIGAFACTORY_TOKEN", token)
-        .env_remove("GF_CONTROL_DIR")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn cli_as_ok(coord: &Coordinator, token: &str, args: &[&str]) -> String {
-    let (ok, out, err) = cli_as(coord, token, args);
-    assert!(ok, "gigafactory {args:?} failed: {err}");
-    out
 }
 
 /// An action on job `id` as `token`, with `body` (none: no body).

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gigafactory_actors::{Config, Coordinator, OperatorAction, SystemClock};
+use gigafactory_actors::{Config, CoordError, Coordinator, OperatorAction, SystemClock};
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::fleet::Role;
 use gigafactory_core::job::Command;
@@ -418,5 +418,43 @@ async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was
     let claimed = coord.claim(f.factory_id, 1, 2_000).await.unwrap();
     assert_eq!(claimed.len(), 1, "the free slot the claim names is used");
     assert_eq!(claimed[0].job_id, job.id);
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_keeps_valid_warm_keys_and_refuses_bad_ones_changing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path()).await;
+    let f = enroll(&coord, 1).await;
+    let beat = |warm: Option<Vec<String>>| gigafactory_core::wire::HeartbeatRequest {
+        slots_busy: 0,
+        running: vec![],
+        warm,
+    };
+    let warm = coord.heartbeat(f.factory_id, beat(Some(vec!["repo:acme/api".into()])));
+    warm.await.unwrap();
+    let kept = |coord: &Coordinator| {
+        let coord = coord.clone();
+        async move { coord.factory(f.factory_id).await.unwrap().warm }
+    };
+    assert_eq!(kept(&coord).await, ["repo:acme/api"]);
+    for bad in [
+        vec!["no kind".to_owned()],
+        (0..65).map(|n| format!("repo:r{n}")).collect(),
+    ] {
+        let refused = coord.heartbeat(f.factory_id, beat(Some(bad))).await;
+        assert!(
+            matches!(refused, Err(CoordError::Invalid(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            kept(&coord).await,
+            ["repo:acme/api"],
+            "a refused heartbeat changes nothing"
+        );
+    }
+    // No list: the warm keys stay as the last heartbeat said.
+    coord.heartbeat(f.factory_id, beat(None)).await.unwrap();
+    assert_eq!(kept(&coord).await, ["repo:acme/api"]);
     coord.stop();
 }

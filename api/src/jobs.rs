@@ -128,9 +128,9 @@ pub(crate) async fn show(
     caller.require_view()?;
     let job = s.coord.job(parse_job_id(&id)?).await?;
     let mut view = JobView::from(&job);
-    view.held = s.coord.held_by(&job).await?;
     if matches!(view.state.as_str(), "pending" | "queued" | "failed") {
         let why = s.coord.why_not_running(job.id, None).await?;
+        view.held = why.held;
         view.waiting = Some(why.explanation.summary);
     }
     Ok(Json(view))

@@ -187,22 +187,11 @@ impl Factory {
         capabilities: &str,
         workdir: &Path,
     ) -> Self {
-        Self::start_with_urls(coord, &coord.url, name, slots, capabilities, workdir)
+        Self::start_with_args(coord, &coord.url, name, slots, capabilities, workdir, &[])
     }
 
-    /// A factory that fails over between the comma-separated coordinator `urls`.
-    pub fn start_with_urls(
-        coord: &Coordinator,
-        urls: &str,
-        name: &str,
-        slots: u32,
-        capabilities: &str,
-        workdir: &Path,
-    ) -> Self {
-        Self::start_with_args(coord, urls, name, slots, capabilities, workdir, &[])
-    }
-
-    /// A factory with more command-line arguments (`--warm KEY`, say).
+    /// A factory that fails over between the comma-separated coordinator `urls`, with more
+    /// command-line arguments (`--warm KEY`, say).
     pub fn start_with_args(
         coord: &Coordinator,
         urls: &str,
@@ -488,10 +477,15 @@ impl FakeFactory {
 
 /// Runs the CLI against `coord` as its admin: whether it succeeded, its stdout and stderr.
 pub fn cli(coord: &Coordinator, args: &[&str]) -> (bool, String, String) {
+    cli_as(coord, &coord.admin, args)
+}
+
+/// Runs the CLI against `coord` with `token`: whether it succeeded, its stdout and stderr.
+pub fn cli_as(coord: &Coordinator, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("GIGAFACTORY_COORDINATOR", &coord.url)
-        .env("GIGAFACTORY_TOKEN", &coord.admin)
+        .env("GIGAFACTORY_TOKEN", token)
         .env_remove("GF_CONTROL_DIR")
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -505,7 +499,12 @@ pub fn cli(coord: &Coordinator, args: &[&str]) -> (bool, String, String) {
 
 /// Runs the CLI and expects it to succeed; its stdout.
 pub fn cli_ok(coord: &Coordinator, args: &[&str]) -> String {
-    let (ok, out, err) = cli(coord, args);
+    cli_as_ok(coord, &coord.admin, args)
+}
+
+/// Runs the CLI with `token` and expects it to succeed; its stdout.
+pub fn cli_as_ok(coord: &Coordinator, token: &str, args: &[&str]) -> String {
+    let (ok, out, err) = cli_as(coord, token, args);
     assert!(ok, "gigafactory {args:?} failed: {err}");
     out
 }

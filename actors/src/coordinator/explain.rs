@@ -18,6 +18,8 @@ use crate::scheduler::{Rivals, SchedulerMsg};
 #[derive(Debug, Clone)]
 pub struct WhyNotRunning {
     pub job: Job,
+    /// What holds the job (a budget's or a limit's message), if anything does.
+    pub held: Option<String>,
     pub explanation: Explanation,
     /// The job's product's weights.
     pub weights: Weights,
@@ -104,6 +106,7 @@ impl Coordinator {
             }
         };
         Ok(WhyNotRunning {
+            held,
             job,
             explanation,
             weights: base,
