@@ -1,6 +1,7 @@
 //! End to end with real processes: a coordinator and factories on loopback. Jobs run exactly
 //! once; a factory killed or paused mid-job loses its lease to another factory and is fenced;
-//! a coordinator killed under load loses nothing it acknowledged.
+//! a coordinator killed under load loses nothing it acknowledged; a coordinator down past the
+//! lease TTL while jobs run costs them neither their run nor an attempt.
 
 mod common;
 
@@ -238,6 +239,33 @@ fn a_coordinator_killed_under_load_loses_no_acknowledged_submit_or_completion() 
             "job {id} ran {n} times in {attempts} attempts"
         );
     }
+}
+
+#[test]
+fn a_coordinator_down_past_the_lease_ttl_costs_running_jobs_no_restart_and_no_attempt() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    const TTL_MS: u64 = 2_000;
+    let mut coord = Coordinator::start(dir.path(), TTL_MS);
+    let ran = dir.path().join("ran.log");
+    let command = format!("echo $GF_JOB_ID >> {}; sleep 8", ran.display());
+    let (_a, id) = job_running_on(&coord, &dir.path().join("fa"), &command);
+
+    coord.kill();
+    // The outage itself: three TTLs with no node to hear the factory's renewals.
+    std::thread::sleep(Duration::from_millis(3 * TTL_MS));
+    coord.restart();
+    wait_for(Duration::from_secs(60), "the job to succeed", || {
+        state(&coord, &id) == "succeeded"
+    });
+    let done = job(&coord, &id);
+    assert_eq!(done["attempts"], 1, "not restarted: {done}");
+    assert_eq!(done["failures"], 0, "not counted as a failure: {done}");
+    assert_eq!(ran_ids(&ran), vec![id.clone()], "ran once");
+    assert!(
+        coord.log().contains("no coordinator node was heard"),
+        "the node says why it holds back the reaper"
+    );
 }
 
 /// Reads a job's log stream (SSE) for `secs`, optionally resuming after `last_event_id`:

@@ -15,6 +15,11 @@ pub struct Config {
     pub heartbeat_window_ms: u64,
     /// How often the reaper looks for expired leases.
     pub reap_interval_ms: u64,
+    /// How often each node records that it serves (`gigafactory_core::hearing`).
+    pub hearing_interval_ms: u64,
+    /// A silence longer than this between two such records was an outage: leases that ran
+    /// out in it get a lease TTL from the return before they are reaped, and cost no attempt.
+    pub outage_gap_ms: u64,
     /// Expired leases handled per reaper pass.
     pub reap_batch_max: usize,
     /// How often the reaper checks wall-clock budgets of leased jobs.
@@ -99,6 +104,8 @@ impl Default for Config {
             lease_ttl_ms: 15_000,
             heartbeat_window_ms: 10_000,
             reap_interval_ms: 500,
+            hearing_interval_ms: 1_000,
+            outage_gap_ms: 3_000,
             reap_batch_max: 256,
             budget_check_interval_ms: 2_000,
             preempt_grace_ms: 30_000,

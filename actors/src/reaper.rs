@@ -5,11 +5,17 @@
 //! against the clock, so a lease renewed meanwhile is left alone. Every
 //! `budget_check_interval_ms` it ends leased jobs whose wall-clock budget ran out (the state
 //! machine refuses the others).
+//!
+//! Every `hearing_interval_ms` it records that this node serves (`repo::hear`, before the
+//! first pass too). A lease that ran out while no node was heard is left a lease TTL from the
+//! coordinator's return to be renewed, and taking it then costs the job no attempt
+//! (`gigafactory_core::hearing`): a coordinator outage does not burn retries.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use gigafactory_core::event::Author;
+use gigafactory_core::hearing::Hearing;
 use gigafactory_core::job::Command;
 use gigafactory_storage::repo;
 use gigafactory_storage::transact;
@@ -24,6 +30,7 @@ const BUDGET_CHECK_JOBS_MAX: usize = 100_000;
 
 pub(crate) enum ReaperMsg {
     ReapTick,
+    HearTick,
     BudgetTick,
     /// Fault injection (admin route): fail, so the supervisor restarts the reaper.
     Crash,
@@ -31,42 +38,82 @@ pub(crate) enum ReaperMsg {
 
 pub(crate) struct ReaperActor;
 
+pub(crate) struct ReaperState {
+    ctx: Arc<Context>,
+    /// The hearing as this node last recorded it.
+    hearing: Hearing,
+}
+
 impl Actor for ReaperActor {
     type Msg = ReaperMsg;
-    type State = Arc<Context>;
+    type State = ReaperState;
     type Arguments = Arc<Context>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<ReaperMsg>,
         ctx: Arc<Context>,
-    ) -> Result<Arc<Context>, ActorProcessingErr> {
-        myself.send_interval(Duration::from_millis(ctx.config.reap_interval_ms), || {
+    ) -> Result<ReaperState, ActorProcessingErr> {
+        let mut state = ReaperState {
+            ctx,
+            hearing: Hearing::default(),
+        };
+        // Before the first pass: a node back from an outage must know of it before it reaps.
+        hear(&mut state).await;
+        let config = &state.ctx.config;
+        myself.send_interval(Duration::from_millis(config.reap_interval_ms), || {
             ReaperMsg::ReapTick
         });
+        myself.send_interval(Duration::from_millis(config.hearing_interval_ms), || {
+            ReaperMsg::HearTick
+        });
         myself.send_interval(
-            Duration::from_millis(ctx.config.budget_check_interval_ms),
+            Duration::from_millis(config.budget_check_interval_ms),
             || ReaperMsg::BudgetTick,
         );
-        Ok(ctx)
+        Ok(state)
     }
 
     async fn handle(
         &self,
         _: ActorRef<ReaperMsg>,
         msg: ReaperMsg,
-        ctx: &mut Arc<Context>,
+        state: &mut ReaperState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ReaperMsg::ReapTick => reap(ctx).await,
-            ReaperMsg::BudgetTick => check_budgets(ctx).await,
+            ReaperMsg::ReapTick => reap(&state.ctx, &state.hearing).await,
+            ReaperMsg::HearTick => hear(state).await,
+            ReaperMsg::BudgetTick => check_budgets(&state.ctx).await,
             ReaperMsg::Crash => return Err("fault injected: reaper crash".into()),
         }
         Ok(())
     }
 }
 
-async fn reap(ctx: &Arc<Context>) {
+/// Records that this node serves; keeps the last record when the store cannot be reached (the
+/// silence then shows as an outage to whoever records next).
+async fn hear(state: &mut ReaperState) {
+    let ctx = &state.ctx;
+    let (now, gap) = (ctx.now(), ctx.config.outage_gap_ms);
+    match transact!(ctx.store, |tx| repo::hear(tx, now, gap).await) {
+        Ok(hearing) => {
+            if hearing.outage != state.hearing.outage
+                && let Some(o) = hearing.outage
+            {
+                tracing::warn!(
+                    from = o.from,
+                    until = o.until,
+                    "no coordinator node was heard for {} ms: leases that ran out meanwhile get a lease TTL to be renewed",
+                    o.until.saturating_sub(o.from)
+                );
+            }
+            state.hearing = hearing;
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot record that this node serves"),
+    }
+}
+
+async fn reap(ctx: &Arc<Context>, hearing: &Hearing) {
     let now = ctx.now();
     let limit = ctx.config.reap_batch_max;
     let expired = match transact!(ctx.store, |tx| repo::expired_leases(tx, now, limit).await) {
@@ -76,12 +123,15 @@ async fn reap(ctx: &Arc<Context>) {
             return;
         }
     };
+    let ttl = ctx.config.lease_ttl_ms;
     for (expired_at, id) in expired {
-        if !ctx.owns_shard(id) {
+        if !ctx.owns_shard(id) || hearing.reap_at(expired_at, ttl) > now {
             continue;
         }
         let jitter = rand::rng().random::<f64>();
-        let write = JobWrite::batch(Author::Reaper, vec![(id, Command::Expire { jitter })]);
+        let blamed = hearing.blames_job(expired_at);
+        let expire = Command::Expire { jitter, blamed };
+        let write = JobWrite::batch(Author::Reaper, vec![(id, expire)]);
         match commit::commit(ctx, write).await {
             Ok(committed) => {
                 for job in committed.jobs {

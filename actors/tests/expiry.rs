@@ -1,7 +1,8 @@
 //! Time-driven behaviour of a node with an injected clock: a lease expires exactly when its
 //! TTL has passed by the node's clock and not a millisecond before, the retry backoff holds a
-//! failed job back until the clock passes it, and a wall-clock budget ends a job once it is
-//! used up. The tests move a [`ManualClock`] and wait on the fleet stream for what follows;
+//! failed job back until the clock passes it, a wall-clock budget ends a job once it is
+//! used up, and a lease that ran out while the coordinator was down gets a TTL to be renewed
+//! and costs no attempt. The tests move a [`ManualClock`] and wait on the fleet stream for what follows;
 //! nothing sleeps.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use gigafactory_actors::{Config, Coordinator, FleetEvent, ManualClock};
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::fleet::Role;
-use gigafactory_core::job::{JobId, JobState};
+use gigafactory_core::job::{Command, JobId, JobState};
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::wire::{EnrollRequest, EnrollResponse};
 use gigafactory_storage::AnyStore;
@@ -22,18 +23,35 @@ const TTL_MS: u64 = 10_000;
 /// How long a test waits, in real time, for something the clock already made due.
 const DUE_WITHIN: Duration = Duration::from_secs(20);
 
+/// A silence between two records of the node serving that counts as an outage. The manual
+/// clock jumps, and each jump is a silence: the tests that are not about outages jump less.
+const OUTAGE_GAP_MS: u64 = 2 * TTL_MS;
+
 fn config() -> Config {
     Config {
         lease_ttl_ms: TTL_MS,
         // Ticks come often in real time; what they find due is decided by the manual clock.
         reap_interval_ms: 5,
+        hearing_interval_ms: 5,
+        outage_gap_ms: OUTAGE_GAP_MS,
         budget_check_interval_ms: 5,
         ..Config::default()
     }
 }
 
 async fn start(dir: &std::path::Path, clock: &ManualClock) -> Coordinator {
-    let store = AnyStore::open(&format!("embedded:{}", dir.display())).unwrap();
+    // A node stopped just before releases the store once its actors have stopped.
+    let deadline = std::time::Instant::now() + DUE_WITHIN;
+    let store = loop {
+        match AnyStore::open(&format!("embedded:{}", dir.display())) {
+            Ok(store) => break store,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "store not released yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("store never released: {e}"),
+        }
+    };
     Coordinator::start(store, config(), Arc::new(clock.clone()))
         .await
         .unwrap()
@@ -184,5 +202,77 @@ async fn a_wall_clock_budget_ends_its_job_once_used_up() {
         dead.last_error.as_deref(),
         Some("wall-clock budget exhausted")
     );
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_ran_out_while_the_coordinator_was_down_gets_a_ttl_and_costs_no_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let coord = start(dir.path(), &clock).await;
+    let f = enroll(&coord).await;
+    let renewed = leased(&coord, &f, "renewed", None).await;
+    let abandoned = leased(&coord, &f, "abandoned", None).await;
+    coord.stop();
+    drop(coord);
+
+    // Down for three TTLs: both leases run out while no node can hear a renewal.
+    clock.advance(3 * TTL_MS);
+    let back = T0 + 3 * TTL_MS;
+    let coord = start(dir.path(), &clock).await;
+    let (_, mut events) = coord.follow_fleet(None);
+    let renew = Command::Renew {
+        factory: f.factory_id,
+        epoch: 1,
+        ttl_ms: TTL_MS,
+    };
+    let answer = coord
+        .factory_write(renewed, renew, "renew-after-outage".into(), vec![], vec![])
+        .await
+        .expect("a lease that ran out in the outage can still be renewed");
+    assert_eq!(answer.epoch, 1, "renewed under its own epoch");
+
+    // A TTL after the return, less a millisecond, the other lease is still the factory's.
+    clock.advance(TTL_MS - 1);
+    let renew = Command::Renew {
+        factory: f.factory_id,
+        epoch: 1,
+        ttl_ms: TTL_MS,
+    };
+    coord
+        .factory_write(renewed, renew, "renew-again".into(), vec![], vec![])
+        .await
+        .unwrap();
+    let probe = leased(&coord, &f, "probe", None).await;
+    clock.advance(1);
+    let expired = next(&mut events, EventKind::Expire).await;
+    assert_eq!(
+        expired.job_id,
+        abandoned,
+        "the abandoned lease is taken a TTL after the return, at {}",
+        back + TTL_MS
+    );
+    let taken = coord.job(abandoned).await.unwrap();
+    assert_eq!((taken.epoch, taken.failures), (2, 0), "fenced, not blamed");
+    assert_eq!(
+        taken.last_error.as_deref(),
+        Some("lease expired while no coordinator could hear it")
+    );
+    let kept = coord.job(renewed).await.unwrap();
+    assert_eq!(kept.epoch, 1, "renewed, kept: {:?}", kept.state);
+
+    // Leases that run out after the return are reaped on time and blamed.
+    clock.advance(TTL_MS - 1);
+    let mut taken = vec![
+        next(&mut events, EventKind::Expire).await.job_id,
+        next(&mut events, EventKind::Expire).await.job_id,
+    ];
+    taken.sort();
+    let mut due = vec![renewed, probe];
+    due.sort();
+    assert_eq!(taken, due);
+    for id in due {
+        assert_eq!(coord.job(id).await.unwrap().failures, 1, "{id} is blamed");
+    }
     coord.stop();
 }

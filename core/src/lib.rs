@@ -13,6 +13,7 @@ pub mod dag;
 pub mod event;
 pub mod fair_share;
 pub mod fleet;
+pub mod hearing;
 pub mod job;
 pub mod journal;
 pub mod limits;

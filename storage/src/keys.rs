@@ -291,6 +291,11 @@ pub fn signal(name: &str) -> Vec<u8> {
     pack(&("signal", name))
 }
 
+/// `("hearing",)` → when a node was last heard serving, and the latest outage (`Hearing`).
+pub fn hearing() -> Vec<u8> {
+    pack(&("hearing",))
+}
+
 /// `("node", id)` → a coordinator node's record (its liveness lease).
 pub fn node(id: Uuid) -> Vec<u8> {
     pack(&("node", id))

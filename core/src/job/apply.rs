@@ -212,20 +212,22 @@ pub fn apply(
             effects.push(Effect::Ready { at: now });
         }
         (
-            Command::Expire { jitter },
+            Command::Expire { jitter, blamed },
             JobState::Leased { lease }
             | JobState::Running { lease }
             | JobState::Preempting { lease, .. },
         ) => {
             if lease.expires_at > now {
-                return Err(illegal(&Command::Expire { jitter }, state));
+                return Err(illegal(&Command::Expire { jitter, blamed }, state));
             }
             // J2: the expired holder is fenced before anyone else may claim.
             next.epoch += 1;
             let preempted = matches!(state, JobState::Preempting { .. });
-            if !preempted {
+            if !preempted && blamed {
                 next.failures += 1;
                 next.last_error = Some("lease expired".into());
+            } else if !preempted {
+                next.last_error = Some("lease expired while no coordinator could hear it".into());
             }
             retry_or_die(&mut next, true, now, backoff, jitter, &mut effects);
         }

@@ -72,8 +72,11 @@ pub enum Command {
         checkpoint: Option<String>,
     },
     /// The reaper: the lease ran out (or the preemption grace did). `jitter` in [0, 1).
+    /// `blamed`: whether it counts as a failure of the job (not when the lease ran out while
+    /// no coordinator node could hear its renewals; see `crate::hearing`).
     Expire {
         jitter: f64,
+        blamed: bool,
     },
     /// The reaper: the job used up its wall-clock budget (refused while it has not).
     BudgetExhausted,

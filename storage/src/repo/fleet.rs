@@ -4,6 +4,7 @@
 
 use gigafactory_core::cluster::{NodeRecord, SHARDS, ShardLease};
 use gigafactory_core::fleet::{Factory, Token};
+use gigafactory_core::hearing::Hearing;
 use gigafactory_core::job::{FactoryId, Millis};
 use gigafactory_core::scoring::WeightsOverride;
 use gigafactory_core::wire::FleetEvent;
@@ -120,6 +121,19 @@ pub async fn all_shares<T: Transaction>(tx: &mut T) -> Result<Vec<(String, u32)>
 /// to this counter; see `save_job`).
 pub fn ready_signal() -> WatchTarget {
     WatchTarget::Key(keys::signal("ready"))
+}
+
+/// Records that a node serving at `now` was heard, and returns the record as it now stands:
+/// a silence longer than `gap_ms` before it was an outage (see `gigafactory_core::hearing`).
+/// Read with conflict, so of two nodes recording at once one retries on the other's record.
+pub async fn hear<T: Transaction>(tx: &mut T, now: Millis, gap_ms: u64) -> Result<Hearing, Error> {
+    let before: Hearing = match tx.get(&keys::hearing()).await? {
+        Some(v) => codec::decode(&v)?,
+        None => Hearing::default(),
+    };
+    let after = before.heard(now, gap_ms);
+    tx.set(&keys::hearing(), &codec::encode(&after)?)?;
+    Ok(after)
 }
 
 /// Every node record.

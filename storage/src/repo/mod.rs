@@ -32,7 +32,7 @@ pub use budgets::{
 };
 pub use fleet::{
     admin_bootstrapped_at, all_shares, all_weights, append_fleet_feed, clear_shard_lease,
-    factories, fleet_feed_after, fleet_feeds_signal, forget_node, load_factory, load_token,
+    factories, fleet_feed_after, fleet_feeds_signal, forget_node, hear, load_factory, load_token,
     load_weights, mark_admin_bootstrapped, nodes, ready_signal, save_factory, save_node,
     save_shard_lease, save_share, save_token, save_weights, shard_leases,
 };
@@ -100,6 +100,11 @@ impl Record for gigafactory_core::scoring::WeightsOverride {
 
 impl Record for gigafactory_core::cluster::NodeRecord {
     const KIND: &'static str = "node";
+    const SCHEMA: u16 = 1;
+}
+
+impl Record for gigafactory_core::hearing::Hearing {
+    const KIND: &'static str = "hearing";
     const SCHEMA: u16 = 1;
 }
 
@@ -619,6 +624,16 @@ mod tests {
                 }),
                 created_at: 1,
                 updated_at: 9,
+            },
+        );
+        check(
+            "hearing",
+            &gigafactory_core::hearing::Hearing {
+                heard_at: 40_000,
+                outage: Some(gigafactory_core::hearing::Outage {
+                    from: 10_000,
+                    until: 40_000,
+                }),
             },
         );
         check(

@@ -170,7 +170,14 @@ fn expire_before_the_lease_runs_out_is_refused() {
     let job = leased(spec(), A);
     let expires_at = lease_of(&job).expires_at;
     assert_eq!(
-        refused(&job, Command::Expire { jitter: 0.5 }, expires_at - 1),
+        refused(
+            &job,
+            Command::Expire {
+                jitter: 0.5,
+                blamed: true
+            },
+            expires_at - 1
+        ),
         JobError::IllegalTransition {
             command: "expire",
             state: "leased"
@@ -182,7 +189,14 @@ fn expire_before_the_lease_runs_out_is_refused() {
 fn expire_after_the_lease_runs_out_fences_the_holder_and_backs_off() {
     let job = leased(spec(), A);
     let expires_at = lease_of(&job).expires_at;
-    let (expired, effects) = ok(&job, Command::Expire { jitter: 0.0 }, expires_at);
+    let (expired, effects) = ok(
+        &job,
+        Command::Expire {
+            jitter: 0.0,
+            blamed: true,
+        },
+        expires_at,
+    );
     let retry_at = expires_at + 500;
     assert_eq!(expired.state, JobState::Failed { retry_at });
     assert_eq!(effects, [Effect::Ready { at: retry_at }]);
@@ -201,10 +215,39 @@ fn expire_after_the_lease_runs_out_fences_the_holder_and_backs_off() {
 fn expire_at_max_attempts_kills_the_job() {
     let job = leased(spec_with(1, false, true), A);
     let expires_at = lease_of(&job).expires_at;
-    let (dead, effects) = ok(&job, Command::Expire { jitter: 0.5 }, expires_at + 7);
+    let (dead, effects) = ok(
+        &job,
+        Command::Expire {
+            jitter: 0.5,
+            blamed: true,
+        },
+        expires_at + 7,
+    );
     assert_eq!(dead.state, JobState::Dead);
     assert_eq!((dead.epoch, dead.failures), (2, 1));
     assert_eq!(effects, [Effect::Finished]);
+}
+
+#[test]
+fn an_expiry_while_no_coordinator_could_hear_fences_but_costs_no_attempt() {
+    let job = leased(spec_with(1, false, true), A);
+    let expires_at = lease_of(&job).expires_at;
+    let expire = Command::Expire {
+        jitter: 0.0,
+        blamed: false,
+    };
+    let (expired, effects) = ok(&job, expire, expires_at + 7);
+    assert_eq!((expired.epoch, expired.failures), (2, 0));
+    assert!(
+        matches!(expired.state, JobState::Failed { .. }),
+        "requeued, not dead, at its one attempt: {:?}",
+        expired.state
+    );
+    assert!(matches!(effects.as_slice(), [Effect::Ready { .. }]));
+    assert_eq!(
+        expired.last_error.as_deref(),
+        Some("lease expired while no coordinator could hear it")
+    );
 }
 
 #[test]
@@ -251,7 +294,14 @@ fn expire_of_a_preempting_job_is_not_a_failure() {
     };
     let (preempting, _) = ok(&job, preempt, T0 + 50);
     let deadline = T0 + 150;
-    let (expired, effects) = ok(&preempting, Command::Expire { jitter: 0.9 }, deadline);
+    let (expired, effects) = ok(
+        &preempting,
+        Command::Expire {
+            jitter: 0.9,
+            blamed: true,
+        },
+        deadline,
+    );
     assert_eq!((expired.epoch, expired.failures), (2, 0));
     assert_eq!(expired.last_error, None);
     // No failure, so no backoff: placeable at once.

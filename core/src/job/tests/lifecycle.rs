@@ -244,7 +244,14 @@ fn requeue_of_a_job_dead_at_max_attempts_gives_it_its_attempts_back() {
         },
         T0 + 40,
     );
-    let (expired, _) = ok(&preempting, Command::Expire { jitter: 0.5 }, T0 + 50);
+    let (expired, _) = ok(
+        &preempting,
+        Command::Expire {
+            jitter: 0.5,
+            blamed: true,
+        },
+        T0 + 50,
+    );
     assert_eq!(expired.state, JobState::Failed { retry_at: T0 + 50 });
     assert_eq!(expired.failures, 0);
 }

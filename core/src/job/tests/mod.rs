@@ -136,7 +136,10 @@ fn factory_writes(f: usize, epoch: u64) -> Vec<Command> {
 fn operator_and_scheduler_commands() -> Vec<Command> {
     vec![
         claim(A),
-        Command::Expire { jitter: 0.5 },
+        Command::Expire {
+            jitter: 0.5,
+            blamed: true,
+        },
         Command::BudgetExhausted,
         Command::Preempt {
             by: None,

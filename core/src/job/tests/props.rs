@@ -61,6 +61,7 @@ enum Op {
     },
     Expire {
         jitter: f64,
+        blamed: bool,
     },
     BudgetExhausted,
     Preempt {
@@ -137,7 +138,10 @@ impl Op {
                 epoch: epoch(e),
                 checkpoint: checkpoint.then(|| "ckpt".into()),
             },
-            Op::Expire { jitter } => Command::Expire { jitter: *jitter },
+            Op::Expire { jitter, blamed } => Command::Expire {
+                jitter: *jitter,
+                blamed: *blamed,
+            },
             Op::BudgetExhausted => Command::BudgetExhausted,
             Op::Preempt { grace_ms } => Command::Preempt {
                 by: None,
@@ -184,7 +188,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         2 => (writer(), presented(), any::<bool>())
             .prop_map(|(w, e, checkpoint)| Op::Release { w, e, checkpoint }),
-        3 => (0.0f64..1.0).prop_map(|jitter| Op::Expire { jitter }),
+        3 => (0.0f64..1.0, any::<bool>()).prop_map(|(jitter, blamed)| Op::Expire { jitter, blamed }),
         1 => Just(Op::BudgetExhausted),
         2 => (0u64..2_000).prop_map(|grace_ms| Op::Preempt { grace_ms }),
         1 => Just(Op::ParentsDone),
