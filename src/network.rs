@@ -170,3 +170,93 @@ pub fn write_secret(path: &Path, secret: &str) -> Result<()> {
     writeln!(f, "{secret}")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn insecure_dev_listens_on_loopback_only() {
+        for addr in ["127.0.0.1:7070", "[::1]:7070"] {
+            assert!(check_insecure_dev(true, addr.parse().unwrap()).is_ok());
+        }
+        for addr in ["0.0.0.0:7070", "[::]:7070", "192.0.2.1:7070"] {
+            let err = check_insecure_dev(true, addr.parse().unwrap()).unwrap_err();
+            assert!(err.to_string().contains("loopback only"), "{err}");
+            assert!(check_insecure_dev(false, addr.parse().unwrap()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_secret_file_is_owner_only_even_when_it_was_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&path, "new").unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        let fresh = dir.path().join("fresh");
+        write_secret(&fresh, "s").unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+    }
+
+    #[test]
+    fn the_store_directory_is_created_private_and_tightened_when_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("a/store");
+        private_store_dir(&format!("embedded:{}", store.display())).unwrap();
+        assert_eq!(mode(&store), 0o700);
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_store_dir(&format!("embedded:{}", store.display())).unwrap();
+        assert_eq!(mode(&store), 0o700);
+        // Other stores have no directory here.
+        private_store_dir("etcd://127.0.0.1:2379").unwrap();
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key_and_client_certificates_need_tls() {
+        let cert_only = NetworkArgs {
+            tls_cert: Some("c.pem".into()),
+            ..NetworkArgs::default()
+        };
+        assert!(cert_only.resolve(None, None).is_err());
+        let ca_only = NetworkArgs {
+            tls_client_ca: Some("ca.pem".into()),
+            ..NetworkArgs::default()
+        };
+        assert!(ca_only.resolve(None, None).is_err());
+        let from_file: FileTls = toml::from_str("cert = \"c.pem\"\nkey = \"k.pem\"").unwrap();
+        let tls = NetworkArgs::default()
+            .resolve(Some(from_file), None)
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.key, Path::new("k.pem"));
+    }
+
+    #[test]
+    fn listener_limits_come_from_flags_then_the_file_then_defaults() {
+        let file: FileListener =
+            toml::from_str("header_read_timeout_ms = 500\nconnections_max = 8").unwrap();
+        let flags = NetworkArgs {
+            connections_max: Some(2),
+            ..NetworkArgs::default()
+        };
+        let limits = flags.resolve(None, Some(file)).unwrap().limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(limits.connections_max, 2);
+        assert_eq!(limits.idle_timeout, ListenerLimits::default().idle_timeout);
+        let zero = NetworkArgs {
+            connections_max: Some(0),
+            ..NetworkArgs::default()
+        };
+        assert!(zero.resolve(None, None).is_err());
+    }
+}
