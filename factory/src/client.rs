@@ -37,6 +37,9 @@ pub const CLAIMS_PATH: &str = "/v1/claims";
 const UPLOAD_BYTES_PER_SEC_MIN: u64 = 256 << 10;
 /// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
 const IDLE_CONNECTIONS_MAX: usize = 16;
+/// An idle connection is dropped after this long: before the coordinator's own idle timeout
+/// (60 s by default) closes it, so a request is not sent on a connection being closed.
+const POOL_IDLE_MS: u64 = 30_000;
 
 /// How many times a request is sent before the caller hears it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +196,8 @@ impl Coordinator {
         }
         let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX);
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_MS));
         let http = tls.apply(builder)?.build().map_err(AgentError::Http)?;
         Ok(Coordinator {
             http,

@@ -68,10 +68,58 @@ pub fn explain(error: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&e.to_string());
         cause = e.source();
     }
-    if text.contains("certificate") || text.contains("UnknownIssuer") {
+    // rustls's own words: "invalid peer certificate: ..." when the coordinator's certificate
+    // fails the checks, a fatal alert from the coordinator when ours (or its absence) does.
+    if text.contains("invalid peer certificate") {
         text.push_str(
             " (the coordinator's TLS certificate is not trusted: give its CA with --ca-file or GIGAFACTORY_CA_FILE)",
         );
+    } else if ["CertificateRequired", "UnknownCA", "BadCertificate"]
+        .iter()
+        .any(|alert| text.contains(&format!("received fatal alert: {alert}")))
+    {
+        text.push_str(
+            " (the coordinator refused this client's certificate or its absence: see --tls-client-cert and --tls-client-key)",
+        );
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a cause, as reqwest nests hyper's and rustls's.
+    #[derive(Debug)]
+    struct Nested(&'static str, Option<Box<Nested>>);
+
+    impl std::fmt::Display for Nested {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Nested {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn a_certificate_error_is_explained_with_what_to_do() {
+        let untrusted = Nested(
+            "error sending request",
+            Some(Box::new(Nested(
+                "invalid peer certificate: UnknownIssuer",
+                None,
+            ))),
+        );
+        let text = explain(&untrusted);
+        assert!(text.starts_with("error sending request: invalid peer certificate"));
+        assert!(text.contains("--ca-file"), "{text}");
+        let refused = Nested("received fatal alert: CertificateRequired", None);
+        assert!(explain(&refused).contains("--tls-client-cert"));
+        let refused_conn = Nested("connection refused", None);
+        assert_eq!(explain(&refused_conn), "connection refused");
+    }
 }
