@@ -393,3 +393,48 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     node.stop();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_file_sets_tls_and_the_listener_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gigafactory.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [listener]\nidle_timeout_ms = 5000\nconnections_max = 10\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            network: NetworkArgs {
+                connections_max: Some(3),
+                ..NetworkArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        let network = args.resolve().unwrap().network;
+        assert_eq!(network.tls.unwrap().cert, Path::new("c.pem"));
+        assert_eq!(
+            network.limits.idle_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(network.limits.connections_max, 3);
+    }
+
+    #[test]
+    fn insecure_dev_from_the_config_file_refuses_a_public_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gigafactory.toml");
+        std::fs::write(&path, "insecure_dev = true\nlisten = \"0.0.0.0:7070\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().err().expect("refused");
+        assert!(err.to_string().contains("loopback only"), "{err}");
+    }
+}
