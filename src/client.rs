@@ -1,6 +1,6 @@
 //! The CLI's HTTP client of the REST API: the coordinator's address and the caller's token
 //! (`--coordinator`, `--token` or `GIGAFACTORY_COORDINATOR`, `GIGAFACTORY_TOKEN`), one request
-//! at a time. An error answer becomes an error carrying the server's `error` code, its message
+//! at a time, over `https` with the system's roots and `--ca-file` (`GIGAFACTORY_CA_FILE`). An error answer becomes an error carrying the server's `error` code, its message
 //! and its details, which the binary prints before exiting non-zero.
 
 use anyhow::{Context, Result, bail};
@@ -18,12 +18,19 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(remote: &Remote) -> Self {
-        Client {
-            http: reqwest::Client::new(),
+    /// A client of `remote`; over `https` it trusts the system's roots and `--ca-file`.
+    pub fn new(remote: &Remote) -> Result<Self> {
+        let http = remote
+            .tls
+            .client_tls()
+            .apply(reqwest::Client::builder())?
+            .build()
+            .context("building the http client")?;
+        Ok(Client {
+            http,
             base: remote.coordinator.trim_end_matches('/').to_string(),
             token: remote.token.clone(),
-        }
+        })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -36,10 +43,13 @@ impl Client {
 
     /// Sends `r`: the answer if it is a success, else an error with the server's message.
     async fn answer(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = r
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {}", self.base))?;
+        let resp = r.send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the coordinator at {}: {}",
+                self.base,
+                gigafactory_factory::tls::explain(&e)
+            )
+        })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);

@@ -104,7 +104,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let client = Client::new(&Remote {
         coordinator: url.clone(),
         token: Some(admin.clone()),
-    });
+        tls: Default::default(),
+    })?;
 
     // The factories run jobs that call `gigafactory job stage`: put this binary on their PATH.
     let exe = std::env::current_exe()?;

@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod client;
 mod demo;
+mod network;
 mod serve;
 
 use std::path::PathBuf;
@@ -39,6 +40,44 @@ pub struct Remote {
     /// Bearer token (operator, viewer or admin).
     #[arg(long, env = "GIGAFACTORY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS towards an `https://` coordinator, for the CLI and the factory agent.
+#[derive(clap::Args, Clone, Default)]
+pub struct TlsArgs {
+    /// A private CA's certificate (PEM) to trust besides the system's roots.
+    #[arg(long, env = "GIGAFACTORY_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain (PEM) to present when the coordinator asks for one.
+    #[arg(
+        long,
+        env = "GIGAFACTORY_TLS_CLIENT_CERT",
+        requires = "tls_client_key",
+        global = true
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "GIGAFACTORY_TLS_CLIENT_KEY",
+        requires = "tls_client_cert",
+        global = true
+    )]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn client_tls(&self) -> gigafactory_factory::tls::ClientTls {
+        gigafactory_factory::tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            identity: self
+                .tls_client_cert
+                .clone()
+                .zip(self.tls_client_key.clone()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -170,6 +209,8 @@ struct FactoryArgs {
     /// the chaos suite does to check leases from the factories' side.
     #[arg(long)]
     journal: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +284,7 @@ fn main() -> Result<()> {
             config.agent_command = Some(a.agent_command).filter(|c| !c.trim().is_empty());
             config.heartbeat_interval = std::time::Duration::from_secs(a.heartbeat_secs.max(1));
             config.journal = a.journal;
+            config.tls = a.tls.client_tls();
             rt.block_on(gigafactory_factory::run(config, serve::shutdown_signal()))?;
             Ok(())
         }

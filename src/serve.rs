@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use gigafactory_actors::{Config, Coordinator, Edges, SystemClock};
 use gigafactory_api::ApiOptions;
+use gigafactory_api::listener::TlsReloader;
 use gigafactory_core::tracker::SourceConfig;
 use gigafactory_core::usage::Price;
 use gigafactory_core::{artifact, budget};
 use gigafactory_storage::{AnyStore, BlobStore, DEFAULT_STORE_URL};
 use serde::Deserialize;
+
+use crate::network::{self, FileListener, FileTls, Network, NetworkArgs};
 
 #[derive(clap::Args, Default)]
 pub struct ServeArgs {
@@ -22,8 +25,9 @@ pub struct ServeArgs {
     /// model prices as `[prices.MODEL]` tables of `input_usd_per_mtok` and
     /// `output_usd_per_mtok` (dollars per million tokens); trackers as `[intake.SOURCE]`
     /// (README: "Trackers"); `[outbox]` retries of their callbacks; `[artifacts]` (README:
-    /// "Artifacts"); and `[scheduling]`: `fair_share` (default true) and `[scheduling.shares]`
-    /// (README: "Scheduling").
+    /// "Artifacts"); `[scheduling]`: `fair_share` (default true) and `[scheduling.shares]`
+    /// (README: "Scheduling"); `[tls]`: `cert`, `key`, `client_ca`, `client_cert_required`;
+    /// and `[listener]`: `header_read_timeout_ms`, `idle_timeout_ms`, `connections_max`.
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Store URL: embedded:PATH, etcd://host:port,...[/namespace], or fdb:CLUSTER_FILE[#namespace].
@@ -32,10 +36,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GIGAFACTORY_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Serve operator routes without a token (local development only).
+    /// Serve operator routes without a token (local development only; loopback addresses only).
     #[arg(long, env = "GIGAFACTORY_INSECURE_DEV")]
     pub insecure_dev: bool,
-    /// On the first start, also write the new admin token to this file (mode 0600).
+    /// On the first start, write the new admin token to this file (mode 0600) instead of
+    /// printing it.
     #[arg(long, env = "GIGAFACTORY_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Lease time-to-live in milliseconds; factories renew at a third of it.
@@ -46,6 +51,8 @@ pub struct ServeArgs {
     /// the same one. By default `artifacts/` beside an embedded store.
     #[arg(long, env = "GIGAFACTORY_ARTIFACTS")]
     pub artifacts: Option<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[derive(Deserialize, Default)]
@@ -65,6 +72,8 @@ struct FileConfig {
     outbox: Option<FileOutbox>,
     artifacts: Option<FileArtifacts>,
     scheduling: Option<FileScheduling>,
+    tls: Option<FileTls>,
+    listener: Option<FileListener>,
 }
 
 /// Fair share across products.
@@ -146,6 +155,7 @@ pub struct Settings {
     pub admin_token_file: Option<PathBuf>,
     /// The blob store's URL.
     pub artifacts: String,
+    pub network: Network,
     pub config: Config,
 }
 
@@ -212,15 +222,19 @@ impl ServeArgs {
             Some(url) => url,
             None => default_artifacts(&store)?,
         };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7070".parse().expect("valid address"));
+        let insecure_dev = self.insecure_dev || file.insecure_dev.unwrap_or(false);
+        network::check_insecure_dev(insecure_dev, listen)?;
         Ok(Settings {
             store,
             artifacts,
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:7070".parse().expect("valid address")),
-            insecure_dev: self.insecure_dev || file.insecure_dev.unwrap_or(false),
+            listen,
+            insecure_dev,
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
+            network: self.network.resolve(file.tls, file.listener)?,
             config,
         })
     }
@@ -288,27 +302,12 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn write_secret(path: &Path, secret: &str) -> Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(f, "{secret}")?;
-    Ok(())
-}
-
 /// A running node: its coordinator and the address it listens on.
 pub struct Node {
     pub coord: Coordinator,
     pub addr: SocketAddr,
     pub admin_token: Option<String>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -320,6 +319,11 @@ impl Node {
 
 /// Opens the store, starts the actor tree and the HTTP server.
 pub async fn start(settings: Settings) -> Result<Node> {
+    network::private_store_dir(&settings.store)?;
+    let tls = match settings.network.tls.clone() {
+        Some(files) => Some(TlsReloader::load(files).context("loading the TLS certificate")?),
+        None => None,
+    };
     let store = AnyStore::open(&settings.store)
         .with_context(|| format!("opening store {}", settings.store))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -329,7 +333,8 @@ pub async fn start(settings: Settings) -> Result<Node> {
     let mut config = settings.config;
     // Other nodes may share an etcd or FoundationDB store; an embedded one is this process's.
     config.shared_store = store.engine() != "embedded";
-    config.node_addr = format!("http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    config.node_addr = format!("{scheme}://{addr}");
     let courier = gigafactory_api::HttpCourier::new().context("building the callback client")?;
     let blobs = BlobStore::open(&settings.artifacts)
         .with_context(|| format!("opening the artifact store {}", settings.artifacts))?;
@@ -340,13 +345,18 @@ pub async fn start(settings: Settings) -> Result<Node> {
     };
     let coord = Coordinator::start_with(store, config, edges).await?;
     let admin_token = coord.bootstrap_admin().await?;
-    if let Some(secret) = &admin_token {
-        eprintln!(
-            "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
-        );
-        if let Some(path) = &settings.admin_token_file {
-            write_secret(path, secret)?;
+    match (&admin_token, &settings.admin_token_file) {
+        (Some(secret), Some(path)) => {
+            network::write_secret(path, secret)?;
+            eprintln!(
+                "\n  First start: the admin token is in {} (mode 0600).\n",
+                path.display()
+            );
         }
+        (Some(secret), None) => eprintln!(
+            "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
+        ),
+        (None, _) => {}
     }
     if settings.insecure_dev {
         tracing::warn!(
@@ -365,8 +375,9 @@ pub async fn start(settings: Settings) -> Result<Node> {
             metrics: Some(handle),
         },
     );
-    tracing::info!(%addr, store = %settings.store, "coordinator listening");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    tracing::info!(%addr, scheme, store = %settings.store, "coordinator listening");
+    let limits = settings.network.limits;
+    let server = tokio::spawn(gigafactory_api::listener::serve(listener, app, limits, tls));
     Ok(Node {
         coord,
         addr,
@@ -381,4 +392,49 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!("shutting down");
     node.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_file_sets_tls_and_the_listener_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gigafactory.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             [listener]\nidle_timeout_ms = 5000\nconnections_max = 10\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            network: NetworkArgs {
+                connections_max: Some(3),
+                ..NetworkArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        let network = args.resolve().unwrap().network;
+        assert_eq!(network.tls.unwrap().cert, Path::new("c.pem"));
+        assert_eq!(
+            network.limits.idle_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(network.limits.connections_max, 3);
+    }
+
+    #[test]
+    fn insecure_dev_from_the_config_file_refuses_a_public_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gigafactory.toml");
+        std::fs::write(&path, "insecure_dev = true\nlisten = \"0.0.0.0:7070\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().err().expect("refused");
+        assert!(err.to_string().contains("loopback only"), "{err}");
+    }
 }

@@ -13,6 +13,7 @@ mod factories;
 mod intake;
 mod jobs;
 mod limits;
+pub mod listener;
 mod node;
 mod openapi;
 mod ui;

@@ -23,6 +23,7 @@ use tracing::{debug, warn};
 use crate::backoff::{parse_retry_after, retry_delay_after};
 use crate::error::AgentError;
 use crate::journal::{Journal, now_ms};
+use crate::tls::ClientTls;
 
 /// Any request but a claim gives up on one coordinator after this long.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -36,6 +37,9 @@ pub const CLAIMS_PATH: &str = "/v1/claims";
 const UPLOAD_BYTES_PER_SEC_MIN: u64 = 256 << 10;
 /// Idle connections kept per coordinator node: one per concurrent stream of writes is plenty.
 const IDLE_CONNECTIONS_MAX: usize = 16;
+/// An idle connection is dropped after this long: before the coordinator's own idle timeout
+/// (60 s by default) closes it, so a request is not sent on a connection being closed.
+const POOL_IDLE_MS: u64 = 30_000;
 
 /// How many times a request is sent before the caller hears it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,28 +177,28 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A client for these base URLs (`http://host:port`, tried in order).
-    pub fn new(urls: &[String]) -> Result<Self, AgentError> {
+    /// A client for these base URLs (`http://host:port` or `https://host:port`, tried in
+    /// order), trusting and presenting what `tls` says over `https`.
+    pub fn new(urls: &[String], tls: &ClientTls) -> Result<Self, AgentError> {
         if urls.is_empty() {
             return Err(AgentError::Config("no coordinator URL given".into()));
         }
         let mut clean = Vec::with_capacity(urls.len());
         for url in urls {
             let url = url.trim().trim_end_matches('/');
-            // This build has no TLS (it keeps the agent free of C dependencies): say so up front
-            // rather than failing every request later.
-            if !url.starts_with("http://") {
+            // Say so up front rather than failing every request later.
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(AgentError::Config(format!(
-                    "coordinator URL {url:?} must start with http:// (this build has no TLS)"
+                    "coordinator URL {url:?} must start with http:// or https://"
                 )));
             }
             clean.push(url.to_owned());
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
-            .build()
-            .map_err(AgentError::Http)?;
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_MS));
+        let http = tls.apply(builder)?.build().map_err(AgentError::Http)?;
         Ok(Coordinator {
             http,
             urls: clean,
@@ -360,7 +364,7 @@ impl Coordinator {
                 }
                 Err(e) => {
                     self.fail_over(index);
-                    let why = format!("{url}: {e}");
+                    let why = format!("{url}: {}", crate::tls::explain(&e));
                     record(0, Some(why.clone()), None);
                     (why, None)
                 }
@@ -532,20 +536,27 @@ mod tests {
 
     #[test]
     fn refuses_urls_it_cannot_speak_to() {
-        assert!(matches!(Coordinator::new(&[]), Err(AgentError::Config(_))));
-        let tls = Coordinator::new(&["https://coordinator:7070".into()]);
-        assert!(matches!(tls, Err(AgentError::Config(_))));
-        let ok = Coordinator::new(&["http://a:1/".into(), "http://b:2".into()]).unwrap();
+        let tls = ClientTls::default();
+        assert!(matches!(
+            Coordinator::new(&[], &tls),
+            Err(AgentError::Config(_))
+        ));
+        let ftp = Coordinator::new(&["ftp://coordinator:7070".into()], &tls);
+        assert!(matches!(ftp, Err(AgentError::Config(_))));
+        let ok = Coordinator::new(&["http://a:1/".into(), "https://b:2".into()], &tls).unwrap();
         assert_eq!(ok.first_url(), "http://a:1");
     }
 
     #[test]
     fn fail_over_moves_once_per_failed_node() {
-        let c = Coordinator::new(&[
-            "http://a:1".into(),
-            "http://b:2".into(),
-            "http://c:3".into(),
-        ])
+        let c = Coordinator::new(
+            &[
+                "http://a:1".into(),
+                "http://b:2".into(),
+                "http://c:3".into(),
+            ],
+            &ClientTls::default(),
+        )
         .unwrap();
         c.fail_over(0);
         c.fail_over(0); // a second request that also failed on node 0 must not skip node 1

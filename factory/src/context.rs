@@ -341,7 +341,7 @@ mod tests {
     fn shared() -> Arc<Shared> {
         Arc::new(Shared::new(
             AgentConfig::new(vec!["http://x:1".into()], "t", "/tmp/none"),
-            Coordinator::new(&["http://x:1".into()]).unwrap(),
+            Coordinator::new(&["http://x:1".into()], &Default::default()).unwrap(),
             Identity {
                 factory_id: gigafactory_core::job::FactoryId(uuid::Uuid::new_v4()),
                 token: "t".into(),

@@ -25,6 +25,7 @@ mod logs;
 mod orphans;
 mod process;
 mod stop;
+pub mod tls;
 mod workspace;
 
 use std::future::Future;
@@ -90,6 +91,8 @@ pub struct AgentConfig {
     pub workspaces_kept: usize,
     /// Where to record every request and answer (JSON lines); `None`: nowhere.
     pub journal: Option<PathBuf>,
+    /// What `https://` coordinators are trusted with, and the client certificate to present.
+    pub tls: tls::ClientTls,
 }
 
 impl AgentConfig {
@@ -118,6 +121,7 @@ impl AgentConfig {
             shutdown_report_timeout: Duration::from_millis(client::REQUEST_TIMEOUT_MS),
             workspaces_kept: workspace::WORKSPACES_KEPT,
             journal: None,
+            tls: tls::ClientTls::default(),
         }
     }
 
@@ -151,6 +155,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("claim_wait", &self.claim_wait)
             .field("journal", &self.journal)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -167,7 +172,7 @@ pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) ->
     let jobs_dir = config.workdir.join(workspace::JOBS_DIR);
     std::fs::create_dir_all(&jobs_dir)
         .map_err(|e| AgentError::io(format!("creating {}", jobs_dir.display()), e))?;
-    let mut coordinator = client::Coordinator::new(&config.coordinators)?;
+    let mut coordinator = client::Coordinator::new(&config.coordinators, &config.tls)?;
     if let Some(path) = &config.journal {
         coordinator = coordinator.with_journal(journal::Journal::open(path)?);
     }

@@ -83,7 +83,7 @@ struct Detail {
 }
 
 pub async fn budgets(remote: &Remote, cmd: BudgetsCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     let path = |name: &str| format!("/v1/budgets/{}", urlencode(name));
     match cmd {
         BudgetsCmd::Ls => {

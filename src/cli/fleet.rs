@@ -36,7 +36,7 @@ pub enum TokensCmd {
 }
 
 pub async fn factories(remote: &Remote, cmd: FactoriesCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     match cmd {
         FactoriesCmd::Ls => {
             let fs: Vec<Value> = c.get("/v1/factories").await?;
@@ -76,7 +76,7 @@ pub async fn factories(remote: &Remote, cmd: FactoriesCmd) -> Result<()> {
 }
 
 pub async fn tokens(remote: &Remote, cmd: TokensCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     let t: Value = match cmd {
         TokensCmd::Create { role, name } => {
             c.post(

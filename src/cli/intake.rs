@@ -44,7 +44,7 @@ struct ItemView {
 }
 
 pub async fn intake(remote: &Remote, cmd: IntakeCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     match cmd {
         IntakeCmd::Test { source, file, json } => {
             let body = std::fs::read_to_string(&file)

@@ -102,7 +102,9 @@ pub enum JobsCmd {
 pub async fn submit(remote: &Remote, file: &Path) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let made: ManifestResponse = Client::new(remote).post_text("/v1/manifests", text).await?;
+    let made: ManifestResponse = Client::new(remote)?
+        .post_text("/v1/manifests", text)
+        .await?;
     for (key, id) in made.jobs {
         println!("{id}  {key}");
     }
@@ -121,7 +123,7 @@ pub(super) fn print_job_line(j: &JobView) {
 }
 
 pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     match cmd {
         JobsCmd::Ls {
             state,

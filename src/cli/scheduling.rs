@@ -44,7 +44,7 @@ pub enum LimitsCmd {
 }
 
 pub async fn limits(remote: &Remote, cmd: LimitsCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     match cmd {
         LimitsCmd::Ls => {
             let list: Vec<Value> = c.get("/v1/limits").await?;
@@ -111,7 +111,7 @@ fn weight_pairs(pairs: &[String]) -> Result<Map<String, Value>> {
 }
 
 pub async fn products(remote: &Remote, cmd: ProductsCmd) -> Result<()> {
-    let c = Client::new(remote);
+    let c = Client::new(remote)?;
     match cmd {
         ProductsCmd::Shares => {
             let v: Value = c.get("/v1/products/shares").await?;

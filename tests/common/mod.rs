@@ -1,5 +1,5 @@
 //! Harness for end-to-end tests: real `gigafactory serve` and `gigafactory factory` processes on
-//! loopback ports, an HTTP helper, and bounded waits. Every process is killed when its handle
+//! loopback ports (over HTTP, or HTTPS trusting a test CA), an HTTP helper, and bounded waits. Every process is killed when its handle
 //! drops, so a failing test leaves nothing running.
 
 #![allow(dead_code)]
@@ -15,6 +15,55 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gigafactory");
+
+/// What every client this test process starts (curl, the CLI, factories) trusts and presents
+/// to a coordinator serving HTTPS.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    /// The CA certificate to trust.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+static CLIENT_TLS: Mutex<Option<ClientTls>> = Mutex::new(None);
+
+/// From now on, clients started here trust and present what `tls` says.
+pub fn use_client_tls(tls: ClientTls) {
+    *CLIENT_TLS.lock().unwrap_or_else(|p| p.into_inner()) = Some(tls);
+}
+
+fn client_tls() -> ClientTls {
+    let tls = CLIENT_TLS.lock().unwrap_or_else(|p| p.into_inner());
+    tls.clone().unwrap_or_default()
+}
+
+/// curl, trusting and presenting what [`use_client_tls`] said.
+fn curl() -> Command {
+    let mut cmd = Command::new("curl");
+    let tls = client_tls();
+    if let Some(ca) = tls.ca {
+        cmd.arg("--cacert").arg(ca);
+    }
+    if let Some((cert, key)) = tls.identity {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    cmd
+}
+
+/// The CLI's and the factory agent's TLS flags for what [`use_client_tls`] said.
+fn tls_flags() -> Vec<std::ffi::OsString> {
+    let tls = client_tls();
+    let mut flags = Vec::new();
+    if let Some(ca) = tls.ca {
+        flags.extend(["--ca-file".into(), ca.into_os_string()]);
+    }
+    if let Some((cert, key)) = tls.identity {
+        flags.extend(["--tls-client-cert".into(), cert.into_os_string()]);
+        flags.extend(["--tls-client-key".into(), key.into_os_string()]);
+    }
+    flags
+}
 
 /// End-to-end tests run one at a time: each starts several processes and leases are timed.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -50,6 +99,8 @@ pub struct Coordinator {
     store: String,
     /// A config file given with `--config`, if any.
     config: Option<PathBuf>,
+    /// More `serve` arguments (`--tls-cert ...`).
+    args: Vec<String>,
 }
 
 impl Coordinator {
@@ -78,6 +129,24 @@ impl Coordinator {
         admin: Option<&str>,
         config: Option<&str>,
     ) -> Self {
+        Self::start_with_args(dir, store, lease_ttl_ms, admin, config, &[])
+    }
+
+    /// A node on its own embedded store in `dir` with more `serve` arguments; with
+    /// `--tls-cert` it is reached over HTTPS, as [`use_client_tls`] says.
+    pub fn start_with(dir: &Path, lease_ttl_ms: u64, args: &[&str]) -> Self {
+        let store = format!("embedded:{}", dir.join("store").display());
+        Self::start_with_args(dir, &store, lease_ttl_ms, None, None, args)
+    }
+
+    fn start_with_args(
+        dir: &Path,
+        store: &str,
+        lease_ttl_ms: u64,
+        admin: Option<&str>,
+        config: Option<&str>,
+        args: &[&str],
+    ) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let config = config.map(|text| {
             let path = dir.join("gigafactory.toml");
@@ -96,6 +165,7 @@ impl Coordinator {
             lease_ttl_ms,
             store: store.to_string(),
             config,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         c.spawn();
         c.admin = std::fs::read_to_string(dir.join("admin-token"))
@@ -136,6 +206,7 @@ impl Coordinator {
                     .flat_map(|c| ["--config".as_ref(), c.as_os_str()]),
             )
             .args(self.shared_artifacts())
+            .args(&self.args)
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -143,7 +214,12 @@ impl Coordinator {
             .spawn()
             .expect("start coordinator");
         self.child = Some(child);
-        self.url = format!("http://127.0.0.1:{}", self.port);
+        let scheme = if self.args.iter().any(|a| a == "--tls-cert") {
+            "https"
+        } else {
+            "http"
+        };
+        self.url = format!("{scheme}://127.0.0.1:{}", self.port);
         let ready = format!("{}/readyz", self.url);
         wait_for(Duration::from_secs(30), "coordinator ready", || {
             self.dir.join("admin-token").exists() && call("GET", &ready, None, None).0 == 200
@@ -225,6 +301,7 @@ impl Factory {
             .arg(workdir)
             .arg("--enroll-token")
             .arg(token)
+            .args(tls_flags())
             .args(extra)
             .env("PATH", job_path())
             .env("GIGAFACTORY_LOG", "info")
@@ -290,7 +367,7 @@ pub fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
 /// stdin, so it may be larger than an argument list allows.
 pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
     use std::io::Write;
-    let mut cmd = Command::new("curl");
+    let mut cmd = curl();
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
@@ -322,7 +399,7 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
 
 /// Like [`call`], with extra headers and no token (a tracker's webhook, say).
 pub fn call_with(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut cmd = Command::new("curl");
+    let mut cmd = curl();
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
         .args(["-H", "content-type: application/json"]);
     for (name, value) in headers {
@@ -484,6 +561,7 @@ pub fn cli(coord: &Coordinator, args: &[&str]) -> (bool, String, String) {
 pub fn cli_as(coord: &Coordinator, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
+        .args(tls_flags())
         .env("GIGAFACTORY_COORDINATOR", &coord.url)
         .env("GIGAFACTORY_TOKEN", token)
         .env_remove("GF_CONTROL_DIR")
