@@ -32,9 +32,13 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GIGAFACTORY_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Serve operator routes without a token (local development only).
+    /// Serve operator routes without a token (local development only): token-less callers
+    /// are operators, and only loopback `Host` names from no page or the node's own are served.
     #[arg(long, env = "GIGAFACTORY_INSECURE_DEV")]
     pub insecure_dev: bool,
+    /// Serve `/v1/admin/faults`, which makes actors fail on an admin's request (chaos testing).
+    #[arg(long, env = "GIGAFACTORY_ENABLE_FAULT_INJECTION")]
+    pub enable_fault_injection: bool,
     /// On the first start, also write the new admin token to this file (mode 0600).
     #[arg(long, env = "GIGAFACTORY_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -143,6 +147,7 @@ pub struct Settings {
     pub store: String,
     pub listen: SocketAddr,
     pub insecure_dev: bool,
+    pub fault_injection: bool,
     pub admin_token_file: Option<PathBuf>,
     /// The blob store's URL.
     pub artifacts: String,
@@ -220,6 +225,7 @@ impl ServeArgs {
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:7070".parse().expect("valid address")),
             insecure_dev: self.insecure_dev || file.insecure_dev.unwrap_or(false),
+            fault_injection: self.enable_fault_injection,
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             config,
         })
@@ -350,7 +356,7 @@ pub async fn start(settings: Settings) -> Result<Node> {
     }
     if settings.insecure_dev {
         tracing::warn!(
-            "--insecure-dev: operator routes accept requests without a token; never use this outside a laptop"
+            "--insecure-dev: callers without a token act as operators; never use this outside a laptop"
         );
     }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -362,11 +368,20 @@ pub async fn start(settings: Settings) -> Result<Node> {
         coord.clone(),
         ApiOptions {
             insecure_dev: settings.insecure_dev,
+            listen: Some(addr),
+            fault_injection: settings.fault_injection,
             metrics: Some(handle),
+            ..ApiOptions::default()
         },
     );
     tracing::info!(%addr, store = %settings.store, "coordinator listening");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
     Ok(Node {
         coord,
         addr,

@@ -53,7 +53,7 @@ pub(crate) async fn index() -> Response {
             // be blob URLs, which is how a job's image artifacts (fetched with the token) show.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:",
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors 'none'",
             ),
         ],
         include_str!("../ui/index.html"),

@@ -295,13 +295,12 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
+    if method != "GET" {
+        // Every write says it is JSON, as the API requires (a cross-site form cannot).
+        cmd.args(["-H", "content-type: application/json"]);
+    }
     if body.is_some() {
-        cmd.args([
-            "-H",
-            "content-type: application/json",
-            "--data-binary",
-            "@-",
-        ]);
+        cmd.args(["--data-binary", "@-"]);
     }
     cmd.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("curl");
