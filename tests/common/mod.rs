@@ -50,6 +50,8 @@ pub struct Coordinator {
     store: String,
     /// A config file given with `--config`, if any.
     config: Option<PathBuf>,
+    /// More `serve` arguments (`--enable-fault-injection`).
+    args: Vec<String>,
 }
 
 impl Coordinator {
@@ -96,12 +98,21 @@ impl Coordinator {
             lease_ttl_ms,
             store: store.to_string(),
             config,
+            args: Vec::new(),
         };
         c.spawn();
         c.admin = std::fs::read_to_string(dir.join("admin-token"))
             .expect("admin token written on first start")
             .trim()
             .to_string();
+        c
+    }
+
+    /// A node on its own embedded store in `dir`, started with more `serve` arguments.
+    pub fn start_with_args(dir: &Path, lease_ttl_ms: u64, args: &[&str]) -> Self {
+        let mut c = Self::start(dir, lease_ttl_ms);
+        c.args = args.iter().map(|a| a.to_string()).collect();
+        c.restart();
         c
     }
 
@@ -136,6 +147,7 @@ impl Coordinator {
                     .flat_map(|c| ["--config".as_ref(), c.as_os_str()]),
             )
             .args(self.shared_artifacts())
+            .args(&self.args)
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
