@@ -247,7 +247,8 @@ fn an_insecure_dev_node_serves_only_its_loopback_names_and_pages_and_no_admin() 
     );
     assert_eq!(status, 403, "a token-less caller mints nothing: {v}");
 
-    let manifest = json!({"product": "p", "jobs": [{"key": "a", "title": "a", "command": "true"}]}).to_string();
+    let manifest = json!({"product": "p", "jobs": [{"key": "a", "title": "a", "command": "true"}]})
+        .to_string();
     let url = format!("{}/v1/manifests", coord.url);
     let (status, _, v) = raw(
         "POST",
@@ -293,8 +294,7 @@ fn a_write_not_of_its_routes_media_type_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 15_000);
     let auth = bearer(&coord.admin);
-    let manifest =
-        "product = \"p\"\n[[jobs]]\nkey = \"a\"\ntitle = \"a\"\ncommand = \"true\"\n";
+    let manifest = "product = \"p\"\n[[jobs]]\nkey = \"a\"\ntitle = \"a\"\ncommand = \"true\"\n";
     let url = format!("{}/v1/manifests", coord.url);
     for form in [
         "text/plain",
