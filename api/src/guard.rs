@@ -120,16 +120,28 @@ fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// Headers every answer carries: no page may frame the control plane (clickjacking), and no
-/// browser may guess a type other than the one sent.
+/// browser may guess a type other than the one sent. A route's own policy keeps its rules and
+/// gains `frame-ancestors` when it lacks one.
 fn secure(headers: &mut HeaderMap) {
     for (name, value) in [
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
     ] {
         headers
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
+    }
+    const NO_FRAMES: &str = "frame-ancestors 'none'";
+    let policy = match headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => NO_FRAMES.to_string(),
+        Some(p) if p.contains("frame-ancestors") => return,
+        Some(p) => format!("{p}; {NO_FRAMES}"),
+    };
+    if let Ok(v) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
 }
 
@@ -279,13 +291,20 @@ mod tests {
     }
 
     #[test]
-    fn every_answer_forbids_framing_and_sniffing_and_keeps_a_routes_own_policy() {
+    fn every_answer_forbids_framing_and_sniffing_and_a_routes_own_policy_gains_it() {
         let mut h = HeaderMap::new();
         secure(&mut h);
         assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
         assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-        let mut h = headers(&[("content-security-policy", "default-src 'self'")]);
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], "frame-ancestors 'none'");
+        let mut h = headers(&[("content-security-policy", "sandbox; default-src 'none'")]);
         secure(&mut h);
-        assert_eq!(h[header::CONTENT_SECURITY_POLICY], "default-src 'self'");
+        assert_eq!(
+            h[header::CONTENT_SECURITY_POLICY],
+            "sandbox; default-src 'none'; frame-ancestors 'none'"
+        );
+        let mut h = headers(&[("content-security-policy", "frame-ancestors 'self'")]);
+        secure(&mut h);
+        assert_eq!(h[header::CONTENT_SECURITY_POLICY], "frame-ancestors 'self'");
     }
 }

@@ -53,3 +53,61 @@ pub async fn audit_page<T: Transaction>(
     }
     Ok((out, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EmbeddedStore, Store};
+
+    fn entry(at: u64, caller: &str) -> AuditEntry {
+        AuditEntry {
+            at,
+            role: "operator".into(),
+            caller: caller.into(),
+            action: "POST /v1/factories/{id}/drain".into(),
+            target: format!("id={at}"),
+            status: 204,
+        }
+    }
+
+    async fn page(
+        store: &EmbeddedStore,
+        before: Option<AuditCursor>,
+        caller: Option<&str>,
+        limit: usize,
+    ) -> (Vec<u64>, Option<AuditCursor>) {
+        let mut tx = store.begin().await.unwrap();
+        let filter = AuditFilter {
+            action: None,
+            caller: caller.map(Into::into),
+        };
+        let (entries, next) = audit_page(&mut tx, before, &filter, limit).await.unwrap();
+        (entries.iter().map(|e| e.at).collect(), next)
+    }
+
+    #[tokio::test]
+    async fn the_audit_log_reads_newest_first_a_page_at_a_time_with_a_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for at in 1..=5 {
+            let caller = if at % 2 == 0 { "even" } else { "odd" };
+            record_audit(&mut tx, Uuid::now_v7(), &entry(at, caller)).unwrap();
+        }
+        tx.commit().await.unwrap();
+        let (first, next) = page(&store, None, None, 2).await;
+        assert_eq!(first, [5, 4]);
+        let (second, next) = page(&store, next, None, 2).await;
+        assert_eq!(second, [3, 2]);
+        let (last, next) = page(&store, next, None, 2).await;
+        assert_eq!(
+            (last, next),
+            (vec![1], None),
+            "the log's start ends the paging"
+        );
+        assert_eq!(
+            page(&store, None, Some("even"), 10).await,
+            (vec![4, 2], None)
+        );
+    }
+}

@@ -49,10 +49,11 @@ pub fn save_token<T: Transaction>(tx: &mut T, hash: &[u8; 32], token: &Token) ->
     tx.set(&keys::token(hash), &codec::encode(token)?)
 }
 
-/// Every token record with its secret's hash, in hash order.
+/// Every token record with its secret's hash, in hash order. Read with conflict: a revocation
+/// that checks the others (the last admin token is kept) must not race another.
 pub async fn tokens<T: Transaction>(tx: &mut T) -> Result<Vec<([u8; 32], Token)>, Error> {
     let rows = tx
-        .get_range(&keys::tokens(), RangeOptions::limit(100_000).snapshot())
+        .get_range(&keys::tokens(), RangeOptions::limit(100_000))
         .await?;
     rows.iter()
         .map(|(k, v)| Ok((keys::token_hash(k)?, codec::decode(v)?)))
