@@ -71,7 +71,7 @@ async fn mint(
     }
     let expires_at =
         gigafactory_core::fleet::expiry(s.coord.now(), expiry.expires_in, expiry.expires_at)
-            .map_err(|e| ApiError::Coord(CoordError::Invalid(e)))?;
+            .map_err(|e| ApiError::Coord(CoordError::Invalid(e.to_string())))?;
     let minted: Minted = s
         .coord
         .mint_token(role, name, expires_at, Some(caller.describe()))

@@ -138,6 +138,20 @@ pub fn token_id(hash: &[u8; 32]) -> String {
     crate::wire::hex(&hash[..TOKEN_ID_LEN / 2])
 }
 
+/// Why a requested expiry is refused; the request changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadExpiry {
+    /// Give one of them.
+    #[error("give expires_in or expires_at, not both")]
+    Both,
+    /// Write a number and a unit.
+    #[error("{0:?} is not a duration: write a whole number and s, m, h or d (90d)")]
+    Duration(String),
+    /// An expiry must lie ahead.
+    #[error("expires_at {at} is not in the future (now {now})")]
+    Past { at: Millis, now: Millis },
+}
+
 /// When a token minted at `now` expires, from a request's `expires_in` (a duration such as
 /// `90d`, `12h`, `30m` or `3600s`) or `expires_at` (ms since the epoch), at most one of them;
 /// the expiry must lie in the future.
@@ -145,25 +159,28 @@ pub fn expiry(
     now: Millis,
     expires_in: Option<&str>,
     expires_at: Option<Millis>,
-) -> Result<Option<Millis>, String> {
+) -> Result<Option<Millis>, BadExpiry> {
     let at = match (expires_in, expires_at) {
-        (Some(_), Some(_)) => return Err("give expires_in or expires_at, not both".into()),
+        (Some(_), Some(_)) => return Err(BadExpiry::Both),
         (Some(d), None) => now.saturating_add(parse_duration_ms(d)?),
         (None, Some(at)) => at,
         (None, None) => return Ok(None),
     };
     if at <= now {
-        return Err(format!("expires_at {at} is not in the future (now {now})"));
+        return Err(BadExpiry::Past { at, now });
     }
     Ok(Some(at))
 }
 
 /// A duration written as a positive whole number and a unit: `s`, `m`, `h` or `d`.
-pub fn parse_duration_ms(text: &str) -> Result<Millis, String> {
-    let bad = || format!("{text:?} is not a duration: write a number and s, m, h or d (90d)");
-    let text = text.trim();
-    let unit_at = text.len().checked_sub(1).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(unit_at);
+pub fn parse_duration_ms(text: &str) -> Result<Millis, BadExpiry> {
+    let bad = || BadExpiry::Duration(text.to_string());
+    let trimmed = text.trim();
+    let unit_at = trimmed.len().checked_sub(1).ok_or_else(bad)?;
+    if !trimmed.is_char_boundary(unit_at) {
+        return Err(bad());
+    }
+    let (number, unit) = trimmed.split_at(unit_at);
     let unit_ms: u64 = match unit {
         "s" => 1_000,
         "m" => 60_000,
