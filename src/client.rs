@@ -11,6 +11,10 @@ use serde_json::Value;
 
 use crate::Remote;
 
+/// The media type every write without a body of its own says it has: the API refuses a
+/// write of any other (a cross-site form cannot send it).
+const JSON: &str = "application/json";
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -91,7 +95,7 @@ impl Client {
         let r = self.req(reqwest::Method::POST, path);
         let r = match body {
             Some(b) => r.json(b),
-            None => r,
+            None => r.header(reqwest::header::CONTENT_TYPE, JSON),
         };
         self.send(r).await
     }
@@ -103,15 +107,24 @@ impl Client {
 
     /// Deletes `path`; an answer without a body (`204`) reads as `()`.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.send::<Value>(self.req(reqwest::Method::DELETE, path))
-            .await
-            .map(drop)
+        self.send::<Value>(
+            self.req(reqwest::Method::DELETE, path)
+                .header(reqwest::header::CONTENT_TYPE, JSON),
+        )
+        .await
+        .map(drop)
     }
 
-    pub async fn post_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
+    /// Posts `body` as it is, of `media_type` (a manifest's TOML or JSON, a tracker's JSON).
+    pub async fn post_raw<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        media_type: &str,
+        body: String,
+    ) -> Result<T> {
         self.send(
             self.req(reqwest::Method::POST, path)
-                .header("content-type", "text/plain")
+                .header(reqwest::header::CONTENT_TYPE, media_type)
                 .body(body),
         )
         .await

@@ -145,7 +145,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     let made: gigafactory_core::wire::ManifestResponse = client
-        .post_text("/v1/manifests", SAMPLE_MANIFEST.into())
+        .post_raw("/v1/manifests", "application/toml", SAMPLE_MANIFEST.into())
         .await?;
     println!("submitted {} jobs\n", made.jobs.len());
     let started = Instant::now();

@@ -107,10 +107,17 @@ enum Cmd {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Mint tokens (admin).
+    /// List, mint and revoke tokens (admin).
     Tokens {
         #[command(subcommand)]
         cmd: cli::fleet::TokensCmd,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The audit log: every operator and admin write, newest first (admin).
+    Audit {
+        #[command(flatten)]
+        args: cli::fleet::AuditArgs,
         #[command(flatten)]
         remote: Remote,
     },
@@ -292,6 +299,7 @@ fn main() -> Result<()> {
         Cmd::Jobs { cmd, remote } => rt.block_on(cli::jobs::jobs(&remote, cmd)),
         Cmd::Factories { cmd, remote } => rt.block_on(cli::fleet::factories(&remote, cmd)),
         Cmd::Tokens { cmd, remote } => rt.block_on(cli::fleet::tokens(&remote, cmd)),
+        Cmd::Audit { args, remote } => rt.block_on(cli::fleet::audit(&remote, args)),
         Cmd::Budgets { cmd, remote } => rt.block_on(cli::budgets::budgets(&remote, cmd)),
         Cmd::Intake { cmd, remote } => rt.block_on(cli::intake::intake(&remote, cmd)),
         Cmd::Products { cmd, remote } => rt.block_on(cli::scheduling::products(&remote, cmd)),

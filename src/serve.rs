@@ -36,9 +36,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GIGAFACTORY_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Serve operator routes without a token (local development only; loopback addresses only).
+    /// Serve operator routes without a token (local development only): token-less callers
+    /// are operators, only loopback addresses are listened on, and only loopback `Host` names
+    /// from no page or the node's own are served.
     #[arg(long, env = "GIGAFACTORY_INSECURE_DEV")]
     pub insecure_dev: bool,
+    /// Serve `/v1/admin/faults`, which makes actors fail on an admin's request (chaos testing).
+    #[arg(long, env = "GIGAFACTORY_ENABLE_FAULT_INJECTION")]
+    pub enable_fault_injection: bool,
     /// On the first start, write the new admin token to this file (mode 0600) instead of
     /// printing it.
     #[arg(long, env = "GIGAFACTORY_ADMIN_TOKEN_FILE")]
@@ -152,6 +157,7 @@ pub struct Settings {
     pub store: String,
     pub listen: SocketAddr,
     pub insecure_dev: bool,
+    pub fault_injection: bool,
     pub admin_token_file: Option<PathBuf>,
     /// The blob store's URL.
     pub artifacts: String,
@@ -233,6 +239,7 @@ impl ServeArgs {
             artifacts,
             listen,
             insecure_dev,
+            fault_injection: self.enable_fault_injection,
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             network: self.network.resolve(file.tls, file.listener)?,
             config,
@@ -360,7 +367,7 @@ pub async fn start(settings: Settings) -> Result<Node> {
     }
     if settings.insecure_dev {
         tracing::warn!(
-            "--insecure-dev: operator routes accept requests without a token; never use this outside a laptop"
+            "--insecure-dev: callers without a token act as operators; never use this outside a laptop"
         );
     }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -372,7 +379,10 @@ pub async fn start(settings: Settings) -> Result<Node> {
         coord.clone(),
         ApiOptions {
             insecure_dev: settings.insecure_dev,
+            listen: Some(addr),
+            fault_injection: settings.fault_injection,
             metrics: Some(handle),
+            ..ApiOptions::default()
         },
     );
     tracing::info!(%addr, scheme, store = %settings.store, "coordinator listening");

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::artifacts::{download, noise, sha256, upload};
+use common::artifacts::{download, noise, put_bytes, sha256, upload};
 use common::*;
 use serde_json::{Value, json};
 
@@ -212,7 +212,7 @@ fn limits_answer_413_with_the_limit_and_bad_input_is_refused_and_nothing_is_kept
         coord.url,
         sha256(b"other")
     );
-    let (status, v) = call("PUT", &wrong, Some(&factory.token), Some("hello"));
+    let (status, v) = put_bytes(&wrong, &factory.token, b"hello", false);
     expect((status, v), 400, "invalid_request");
     expect(up("a%2Fb", bytes, false), 400, "invalid_request");
     let bad_kind = format!(
@@ -220,7 +220,7 @@ fn limits_answer_413_with_the_limit_and_bad_input_is_refused_and_nothing_is_kept
         coord.url,
         sha256(bytes)
     );
-    let (status, v) = call("PUT", &bad_kind, Some(&factory.token), Some("hello"));
+    let (status, v) = put_bytes(&bad_kind, &factory.token, b"hello", false);
     expect((status, v), 400, "malformed_request");
     let (status, v) = upload(
         &coord.url,

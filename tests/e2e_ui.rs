@@ -2,7 +2,8 @@
 //! from `tests/ui`) against a real coordinator and factory: the overview shows the fleet, a
 //! submitted job appears and runs, its live logs stream, cancel ends it, a refused action shows
 //! its error, a factory's page shows the jobs it runs and its actions, budgets are created,
-//! paused, resumed, refused a bad edit and deleted, a budget's burndown is drawn, a job's cost
+//! paused, resumed, refused a bad edit and deleted, a token is minted and revoked on the Tokens
+//! page beside the audit log, a budget's burndown is drawn, a job's cost
 //! and the budget holding it show (the browser script plays a second factory to report usage),
 //! a viewer cannot act, and narrow screens work. A second run, on a coordinator with a GitHub
 //! source, shows a tracker item's job in review with the files each of its two attempts saved,

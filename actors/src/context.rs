@@ -5,7 +5,7 @@
 //! state.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use gigafactory_core::cluster::shard_of;
@@ -52,8 +52,10 @@ pub(crate) struct Context {
     shards: RwLock<(BTreeSet<u32>, Millis)>,
     pub fleet: FleetHub,
     pub stats: NodeStats,
-    /// Set when an actor crash-loops; `/readyz` reports it.
-    pub unhealthy: AtomicBool,
+    /// Until when (ms) the node reports itself unhealthy on `/readyz`: a crash loop sets it
+    /// one restart window past its latest restart, so it clears once a whole window passes
+    /// without one (0: healthy).
+    pub unhealthy_until: AtomicU64,
     /// Sends trackers their callbacks (the binary's HTTP client).
     pub courier: Arc<dyn Courier>,
     /// Artifacts' bytes (every node of a cluster must reach the same one).
@@ -87,7 +89,7 @@ impl Context {
             shards: RwLock::new((BTreeSet::new(), 0)),
             fleet: FleetHub::new(node_id, feed),
             stats,
-            unhealthy: AtomicBool::new(false),
+            unhealthy_until: AtomicU64::new(0),
             courier,
             blobs,
             budget_book: BudgetBook::default(),

@@ -53,9 +53,13 @@ pub enum CoordError {
     /// The manifest has these problems; nothing was submitted.
     #[error("invalid manifest: {} problem(s)", .0.len())]
     InvalidManifest(Vec<String>),
-    /// Missing, unknown or revoked credentials.
+    /// Missing, revoked or expired credentials.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// A secret that matches no token, as a guess would: the API counts these per peer and
+    /// throttles a peer that makes too many.
+    #[error("unauthorized: unknown token")]
+    UnknownToken,
     /// Valid credentials without the right to do this.
     #[error("forbidden: {0}")]
     Forbidden(String),

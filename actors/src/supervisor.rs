@@ -2,7 +2,7 @@
 //! outbox, the artifact sweeper and, on a shared store, the membership and fleet relay actors when they fail — each
 //! rebuilds what it holds from the store — and escalates a crash loop (more than
 //! `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
-//! `/readyz` reports. Job and factory actors are virtual: when one fails, the supervisor only
+//! `/readyz` reports until a whole window has passed without a crash loop. Job and factory actors are virtual: when one fails, the supervisor only
 //! logs it; the next command for that job or factory activates a fresh one. ractor's default
 //! (stop the supervisor when any child stops) would take the node down with one job. It also
 //! samples the node's counters for the overview's history on a timer.
@@ -227,7 +227,9 @@ impl SupervisorState {
                 restarts = self.restarts.len(),
                 "crash loop: node marked unhealthy"
             );
-            self.ctx.unhealthy.store(true, Ordering::Relaxed);
+            self.ctx
+                .unhealthy_until
+                .store(now.saturating_add(window), Ordering::Relaxed);
         }
     }
 }

@@ -56,7 +56,11 @@ async fn start(dir: &std::path::Path, sweep_interval_ms: u64) -> Node {
     let coord = Coordinator::start_with(store.clone(), config, edges)
         .await
         .unwrap();
-    let token = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let token = coord
+        .mint_token(Role::Enrollment, "t", None, None)
+        .await
+        .unwrap()
+        .token;
     let req = EnrollRequest {
         name: "f".into(),
         os: "linux".into(),

@@ -28,7 +28,11 @@ fn spec(key: &str, priority: u32) -> JobSpec {
 
 /// Enrolls a factory with `slots` slots.
 async fn enroll(coord: &Coordinator, slots: u32) -> gigafactory_core::wire::EnrollResponse {
-    let token = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let token = coord
+        .mint_token(Role::Enrollment, "t", None, None)
+        .await
+        .unwrap()
+        .token;
     let req = EnrollRequest {
         name: "f".into(),
         os: "linux".into(),
@@ -160,8 +164,14 @@ async fn crashed_actors_are_recovered_from_the_store() {
         .submit(spec("j", 50), vec![], &tester())
         .await
         .unwrap();
-    coord.inject_fault(FaultTarget::Scheduler).await.unwrap();
-    coord.inject_fault(FaultTarget::Reaper).await.unwrap();
+    coord
+        .inject_fault(FaultTarget::Scheduler, "test")
+        .await
+        .unwrap();
+    coord
+        .inject_fault(FaultTarget::Reaper, "test")
+        .await
+        .unwrap();
     // The restarted scheduler rebuilt its queue from the store.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -178,9 +188,12 @@ async fn crashed_actors_are_recovered_from_the_store() {
     }
     let claimed = coord.claim(f.factory_id, 1, 1_000).await.unwrap();
     assert_eq!(claimed[0].job_id, job.id);
-    coord.inject_fault(FaultTarget::Job(job.id)).await.unwrap();
     coord
-        .inject_fault(FaultTarget::Factory(f.factory_id))
+        .inject_fault(FaultTarget::Job(job.id), "test")
+        .await
+        .unwrap();
+    coord
+        .inject_fault(FaultTarget::Factory(f.factory_id), "test")
         .await
         .unwrap();
     // The next commands re-activate fresh job and factory actors.
@@ -216,6 +229,44 @@ async fn crashed_actors_are_recovered_from_the_store() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(beat, "the factory actor came back");
+    coord.stop();
+}
+
+/// A crash loop (more than `restart_max` scheduler restarts within the window) makes the node
+/// unready, and it is ready again once a whole window passes without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_ready_again_once_its_crash_loop_is_over() {
+    use gigafactory_actors::{FaultTarget, ManualClock};
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&format!("embedded:{}", dir.path().display())).unwrap();
+    let clock = ManualClock::at(1_000_000);
+    let config = Config::default();
+    let window = config.restart_window_ms;
+    let coord = Coordinator::start(store, config.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut faults = 0;
+    while coord.ready().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{faults} faults never made a crash loop"
+        );
+        // A fault reaches only a running scheduler; between restarts it is refused.
+        if coord
+            .inject_fault(FaultTarget::Scheduler, "test")
+            .await
+            .is_ok()
+        {
+            faults += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(faults > config.restart_max, "{faults} faults");
+    clock.advance(window - 1);
+    assert!(coord.ready().await.is_err(), "still inside the window");
+    clock.advance(1);
+    coord.ready().await.expect("ready once the window passed");
     coord.stop();
 }
 

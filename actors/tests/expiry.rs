@@ -58,7 +58,11 @@ async fn start(dir: &std::path::Path, clock: &ManualClock) -> Coordinator {
 }
 
 async fn enroll(coord: &Coordinator) -> EnrollResponse {
-    let token = coord.mint_token(Role::Enrollment, "t").await.unwrap();
+    let token = coord
+        .mint_token(Role::Enrollment, "t", None, None)
+        .await
+        .unwrap()
+        .token;
     let req = EnrollRequest {
         name: "f".into(),
         os: "linux".into(),

@@ -1,10 +1,11 @@
-//! Authentication: the bearer token of every request, checked against the store on every
-//! request (a revoked or rotated token stops working at once), and the role checks routes ask
-//! for.
+//! Authentication: the bearer token of every request, checked against the store once per
+//! request by the gate (`guard::gate`, so a revoked or expired token stops working at once),
+//! and the role checks routes ask for. A token-less caller of an `--insecure-dev` node is an
+//! operator, never an admin: it can act on jobs and the fleet, not mint tokens.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use gigafactory_actors::CoordError;
 use gigafactory_core::event::Author;
 use gigafactory_core::fleet::Role;
@@ -14,11 +15,50 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// The caller, authenticated.
+#[derive(Clone)]
 pub(crate) struct Caller {
     pub role: Role,
     pub name: String,
     /// The bearer secret as presented (enrollment spends it).
     pub secret: Option<String>,
+}
+
+/// The name a token-less caller of an insecure development node goes by.
+pub(crate) const INSECURE_DEV_CALLER: &str = "insecure-dev";
+
+/// What the request's credentials came to, found once by the gate for the route's [`Caller`].
+#[derive(Clone)]
+pub(crate) enum Credentials {
+    Caller(Caller),
+    Refused(CoordError),
+}
+
+impl Credentials {
+    /// Checks the `Authorization` header (absent: an operator on an insecure development node,
+    /// else refused).
+    pub async fn of(headers: &HeaderMap, state: &AppState) -> Credentials {
+        let secret = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|s| s.trim().to_string());
+        match secret {
+            Some(s) => match state.coord.authenticate(&s).await {
+                Ok(p) => Credentials::Caller(Caller {
+                    role: p.role,
+                    name: p.name,
+                    secret: Some(s),
+                }),
+                Err(e) => Credentials::Refused(e),
+            },
+            None if state.opts.insecure_dev => Credentials::Caller(Caller {
+                role: Role::Operator,
+                name: INSECURE_DEV_CALLER.into(),
+                secret: None,
+            }),
+            None => Credentials::Refused(CoordError::Unauthorized("missing bearer token".into())),
+        }
+    }
 }
 
 impl Caller {
@@ -31,6 +71,11 @@ impl Caller {
             Role::Factory(id) => Ok(Author::Factory(id)),
             Role::Viewer | Role::Enrollment => Err(forbidden("needs an operator or admin token")),
         }
+    }
+
+    /// `role:name`, as logs and records name the caller.
+    pub fn describe(&self) -> String {
+        format!("{}:{}", self.role.name(), self.name)
     }
 
     pub fn require_view(&self) -> Result<(), ApiError> {
@@ -74,29 +119,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|s| s.trim().to_string());
-        match secret {
-            Some(s) => {
-                let p = state.coord.authenticate(&s).await?;
-                Ok(Caller {
-                    role: p.role,
-                    name: p.name,
-                    secret: Some(s),
-                })
-            }
-            None if state.opts.insecure_dev => Ok(Caller {
-                role: Role::Admin,
-                name: "insecure-dev".into(),
-                secret: None,
-            }),
-            None => Err(ApiError::Coord(CoordError::Unauthorized(
-                "missing bearer token".into(),
-            ))),
+        // Every route passes the gate, which found the credentials once; a route outside it
+        // (none today) checks them here.
+        let credentials = match parts.extensions.get::<Credentials>() {
+            Some(c) => c.clone(),
+            None => Credentials::of(&parts.headers, state).await,
+        };
+        match credentials {
+            Credentials::Caller(c) => Ok(c),
+            Credentials::Refused(e) => Err(ApiError::Coord(e)),
         }
     }
 }

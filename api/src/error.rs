@@ -19,6 +19,13 @@ pub enum ApiError {
     TooLarge,
     #[error("{0}")]
     NotFound(String),
+    /// A write whose body is not of a media type the route takes (a cross-site form's).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many failed authentications from the caller's address: retry after this many
+    /// seconds.
+    #[error("too many failed authentications from this address: retry in {0} s")]
+    Throttled(u64),
 }
 
 impl From<JsonRejection> for ApiError {
@@ -52,11 +59,20 @@ impl IntoResponse for ApiError {
             current_epoch: None,
             details: Vec::new(),
         };
-        let mut retry_after = false;
+        // Seconds a client should wait before retrying, where waiting helps.
+        let mut retry_after: Option<u64> = None;
         let status = match &self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            ApiError::Throttled(secs) => {
+                retry_after = Some(*secs);
+                (StatusCode::TOO_MANY_REQUESTS, ErrorCode::AuthThrottled)
+            }
             ApiError::Coord(e) => match e {
                 CoordError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
                 CoordError::Fenced { current, .. } => {
@@ -86,14 +102,16 @@ impl IntoResponse for ApiError {
                     body.details = details.clone();
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidManifest)
                 }
-                CoordError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+                CoordError::Unauthorized(_) | CoordError::UnknownToken => {
+                    (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
+                }
                 CoordError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
                 CoordError::Overloaded(_) => {
-                    retry_after = true;
+                    retry_after = Some(1);
                     (StatusCode::TOO_MANY_REQUESTS, ErrorCode::Overloaded)
                 }
                 CoordError::Unavailable(_) | CoordError::CommitUnknown(_) => {
-                    retry_after = true;
+                    retry_after = Some(1);
                     (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
                 }
                 CoordError::Internal(_) => {
@@ -104,9 +122,9 @@ impl IntoResponse for ApiError {
         };
         body.error = status.1.as_str().into();
         let mut resp = (status.0, Json(body)).into_response();
-        if retry_after {
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

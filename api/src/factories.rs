@@ -1,23 +1,24 @@
 //! Routes factories call (enroll, heartbeat, claim, and the fenced writes on their leases)
-//! and the fleet routes operators call (list, rotate, revoke, drain, tokens).
+//! and the fleet routes operators call (list, rotate, revoke, drain).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use gigafactory_actors::CoordError;
-use gigafactory_core::fleet::{Factory, Role};
+use gigafactory_core::fleet::Factory;
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::wire::{
-    ClaimRequest, ClaimResponse, Complete, EnrollRequest, EnrollResponse, Fail, FencedWrite,
-    HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
+    ClaimRequest, ClaimResponse, Complete, EnrollRequest, Fail, FencedWrite, HeartbeatRequest,
+    HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
 };
 use rand::Rng as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::guard::AuditTarget;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -49,13 +50,16 @@ pub(crate) async fn enroll(
     State(s): State<AppState>,
     caller: Caller,
     Body(req): Body<EnrollRequest>,
-) -> ApiResult<Json<EnrollResponse>> {
+) -> ApiResult<impl IntoResponse> {
     let secret = caller.secret.ok_or_else(|| {
         ApiError::Coord(CoordError::Unauthorized(
             "enrolling needs an enrollment token".into(),
         ))
     })?;
-    Ok(Json(s.coord.enroll(&secret, req).await?))
+    let name = req.name.clone();
+    let enrolled = s.coord.enroll(&secret, req).await?;
+    let target = AuditTarget(format!("factory {} ({name})", enrolled.factory_id));
+    Ok((axum::Extension(target), Json(enrolled)))
 }
 
 pub(crate) async fn heartbeat(
@@ -335,63 +339,4 @@ pub(crate) async fn drain(
     caller.require_operate()?;
     s.coord.drain_factory(parse_factory_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EnrollmentTokenRequest {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-/// The body is optional: `{}` or `{"name": "..."}`.
-pub(crate) async fn enrollment_token(
-    State(s): State<AppState>,
-    caller: Caller,
-    body: String,
-) -> ApiResult<Json<TokenResponse>> {
-    caller.require_admin()?;
-    let req: EnrollmentTokenRequest = if body.trim().is_empty() {
-        EnrollmentTokenRequest::default()
-    } else {
-        serde_json::from_str(&body).map_err(|e| ApiError::Malformed(e.to_string()))?
-    };
-    let name = req.name.unwrap_or_else(|| "enrollment".into());
-    Ok(Json(TokenResponse {
-        token: s.coord.mint_token(Role::Enrollment, &name).await?,
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MintTokenRequest {
-    role: String,
-    name: String,
-}
-
-pub(crate) async fn mint_token(
-    State(s): State<AppState>,
-    caller: Caller,
-    Body(req): Body<MintTokenRequest>,
-) -> ApiResult<Json<TokenResponse>> {
-    caller.require_admin()?;
-    let role = match req.role.as_str() {
-        "admin" => Role::Admin,
-        "operator" => Role::Operator,
-        "viewer" => Role::Viewer,
-        "enrollment" => Role::Enrollment,
-        other => {
-            return Err(ApiError::Coord(CoordError::Invalid(format!(
-                "unknown role {other:?}: use admin, operator, viewer or enrollment"
-            ))));
-        }
-    };
-    if req.name.trim().is_empty() || req.name.len() > 128 {
-        return Err(ApiError::Coord(CoordError::Invalid(
-            "name must be 1 to 128 characters".into(),
-        )));
-    }
-    Ok(Json(TokenResponse {
-        token: s.coord.mint_token(role, &req.name).await?,
-    }))
 }

@@ -10,20 +10,25 @@ mod budgets;
 mod courier;
 mod error;
 mod factories;
+mod guard;
 mod intake;
 mod jobs;
 mod limits;
 pub mod listener;
 mod node;
 mod openapi;
+mod tokens;
 mod ui;
 
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post, put};
 use gigafactory_actors::Coordinator;
+use gigafactory_core::throttle::{AuthThrottle, ThrottleLimits};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use courier::HttpCourier;
@@ -35,8 +40,16 @@ pub const BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// How the API runs.
 #[derive(Clone, Default)]
 pub struct ApiOptions {
-    /// Operator routes without a token act as admin. Only for local development.
+    /// A caller without a token is an operator (never an admin), and only requests that name
+    /// this node by a loopback `Host` from no page or its own are served. Only for local
+    /// development.
     pub insecure_dev: bool,
+    /// The address the node listens on: an insecure node checks the `Host` port against it.
+    pub listen: Option<SocketAddr>,
+    /// Serves `/v1/admin/faults` (chaos testing); off unless the node is started so.
+    pub fault_injection: bool,
+    /// When a peer that presents unknown tokens is refused for a while.
+    pub auth_throttle: ThrottleLimits,
     /// Renders `/metrics`; without it `/metrics` is empty.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -45,15 +58,40 @@ pub struct ApiOptions {
 pub(crate) struct AppState {
     pub coord: Coordinator,
     pub opts: Arc<ApiOptions>,
+    /// Failed authentications by peer (`guard::gate`).
+    throttle: Arc<Mutex<AuthThrottle>>,
+}
+
+impl AppState {
+    /// How long (ms) `peer` must still wait before a token of its is looked at.
+    pub(crate) fn blocked_for(&self, peer: IpAddr) -> Option<u64> {
+        let now = self.coord.now();
+        self.throttle
+            .lock()
+            .expect("throttle lock poisoned")
+            .blocked_for(peer, now)
+    }
+
+    /// Counts a token of `peer`'s that matched none.
+    pub(crate) fn failed_auth(&self, peer: IpAddr) {
+        let now = self.coord.now();
+        let mut t = self.throttle.lock().expect("throttle lock poisoned");
+        t.fail(peer, now);
+        if t.blocked_for(peer, now).is_some() {
+            tracing::warn!(%peer, "too many unknown tokens: peer throttled");
+        }
+    }
 }
 
 /// Every route of the API.
 pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
     let state = AppState {
         coord,
+        throttle: Arc::new(Mutex::new(AuthThrottle::new(opts.auth_throttle))),
         opts: Arc::new(opts),
     };
-    Router::new()
+    let faults = state.opts.fault_injection;
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(node::readyz))
         .route("/metrics", get(node::metrics))
@@ -65,7 +103,6 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/events", get(node::fleet_events))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
-        .route("/v1/admin/faults", post(node::inject_fault))
         .route("/v1/factories/enroll", post(factories::enroll))
         .route("/v1/factories", get(factories::list))
         .route("/v1/factories/{id}", get(factories::show))
@@ -73,8 +110,10 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/factories/{id}/rotate", post(factories::rotate))
         .route("/v1/factories/{id}/revoke", post(factories::revoke))
         .route("/v1/factories/{id}/drain", post(factories::drain))
-        .route("/v1/enrollment-tokens", post(factories::enrollment_token))
-        .route("/v1/tokens", post(factories::mint_token))
+        .route("/v1/enrollment-tokens", post(tokens::enrollment_token))
+        .route("/v1/tokens", post(tokens::mint_token).get(tokens::list))
+        .route("/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/v1/audit", get(tokens::audit))
         .route("/v1/claims", post(factories::claim))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/manifests", post(jobs::submit_manifest))
@@ -119,8 +158,15 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/jobs/{id}/stage", post(factories::stage))
         .route("/v1/jobs/{id}/complete", post(factories::complete))
         .route("/v1/jobs/{id}/fail", post(factories::fail))
-        .route("/v1/jobs/{id}/release", post(factories::release))
+        .route("/v1/jobs/{id}/release", post(factories::release));
+    let router = match faults {
+        true => router.route("/v1/admin/faults", post(node::inject_fault)),
+        false => router,
+    };
+    router
+        .route_layer(from_fn_with_state(state.clone(), guard::gate))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
+        .layer(from_fn_with_state(state.clone(), guard::edge))
         .with_state(state)
 }

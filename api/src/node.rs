@@ -39,7 +39,8 @@ pub(crate) struct FaultRequest {
     id: Option<String>,
 }
 
-/// Chaos testing: an admin makes one actor fail; its supervisor must recover it.
+/// Chaos testing: an admin makes one actor fail; its supervisor must recover it. Routed only
+/// on a node started with `--enable-fault-injection`.
 pub(crate) async fn inject_fault(
     State(s): State<AppState>,
     caller: Caller,
@@ -68,7 +69,7 @@ pub(crate) async fn inject_fault(
             ))));
         }
     };
-    s.coord.inject_fault(target).await?;
+    s.coord.inject_fault(target, &caller.describe()).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -24,6 +24,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("item.js", JS, include_bytes!("../ui/item.js")),
     ("factories.js", JS, include_bytes!("../ui/factories.js")),
     ("weights.js", JS, include_bytes!("../ui/weights.js")),
+    ("tokens.js", JS, include_bytes!("../ui/tokens.js")),
     ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
     ("budget.js", JS, include_bytes!("../ui/budget.js")),
     ("money.js", JS, include_bytes!("../ui/money.js")),
@@ -53,7 +54,7 @@ pub(crate) async fn index() -> Response {
             // be blob URLs, which is how a job's image artifacts (fetched with the token) show.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:",
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors 'none'",
             ),
         ],
         include_str!("../ui/index.html"),

@@ -1,6 +1,6 @@
 // Gigafactory's control plane: a small single-page app over the REST API, one ES module per
 // page. Hash routes: #/overview, #/jobs, #/jobs/ID, #/factories, #/factories/ID, #/budgets,
-// #/budgets/NAME, #/weights.
+// #/budgets/NAME, #/weights, #/tokens (admins: tokens and the audit log).
 // This module signs in and routes; lib.js holds what the pages share.
 
 import { h, api, flash, signOut, app, ApiError, TOKEN_KEY } from "./lib.js";
@@ -11,6 +11,7 @@ import { factoriesPage, factoryPage } from "./factories.js";
 import { budgetsPage } from "./budgets.js";
 import { budgetPage } from "./budget.js";
 import { weightsPage } from "./weights.js";
+import { tokensPage } from "./tokens.js";
 
 function loginPage(main) {
   const input = h("input", { id: "token", type: "password", autocomplete: "off", required: true, placeholder: "gf_…" });
@@ -67,6 +68,7 @@ async function route() {
     }
   }
   nav.hidden = false;
+  document.getElementById("nav-tokens").hidden = app.role !== "admin";
   document.getElementById("signout").hidden = false;
   for (const a of nav.querySelectorAll("a")) {
     if (path.startsWith(a.getAttribute("href").slice(1))) a.setAttribute("aria-current", "page");
@@ -80,6 +82,7 @@ async function route() {
   else if (parts[0] === "budgets" && parts[1]) budgetPage(main, decodeURIComponent(parts[1]));
   else if (parts[0] === "budgets") budgetsPage(main, params);
   else if (parts[0] === "weights") weightsPage(main, params);
+  else if (parts[0] === "tokens") tokensPage(main);
   else overviewPage(main);
 }
 

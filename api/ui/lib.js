@@ -113,7 +113,8 @@ export class ApiError extends Error {
 
 export async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${app.token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // Every write says it is JSON, as the API requires of writes (a cross-site form cannot).
+  if (body !== undefined || method !== "GET") headers["Content-Type"] = "application/json";
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   let data = null;

@@ -57,6 +57,9 @@ impl Api {
         }
         if let Some(b) = body {
             req = req.json(b);
+        } else if method != reqwest::Method::GET {
+            // Every write says it is JSON, as the API requires (a cross-site form cannot).
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
         let resp = req.send().map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
@@ -202,6 +205,8 @@ impl Node {
             .arg("--admin-token-file")
             .arg(self.dir.join("admin-token"))
             .args(["--lease-ttl-ms", &self.lease_ttl_ms.to_string()])
+            // The suite's faults go through `/v1/admin/faults`.
+            .arg("--enable-fault-injection")
             // Every node reaches the same artifacts, beside the nodes' directories.
             .arg("--artifacts")
             .arg(self.dir.parent().unwrap_or(&self.dir).join("artifacts"))

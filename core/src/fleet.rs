@@ -97,4 +97,162 @@ pub struct Token {
     pub name: String,
     pub created_at: Millis,
     pub revoked: bool,
+    /// After this time the token is refused (absent: it does not expire).
+    pub expires_at: Option<Millis>,
+    /// Who minted it (`admin:alice`); absent for the first admin token, factory tokens, and
+    /// tokens minted before this was kept.
+    pub created_by: Option<String>,
+}
+
+/// Why a stored token is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    /// Revoked (or, for an enrollment token, spent): ask an admin for a new one.
+    #[error("token revoked")]
+    Revoked,
+    /// Past its expiry: ask an admin for a new one.
+    #[error("token expired at {0} (ms since the epoch)")]
+    Expired(Millis),
+}
+
+impl Token {
+    /// Whether the token may be used at `now`: not revoked, and `now` is before its expiry.
+    pub fn check(&self, now: Millis) -> Result<(), TokenRefusal> {
+        if self.revoked {
+            return Err(TokenRefusal::Revoked);
+        }
+        match self.expires_at {
+            Some(at) if now >= at => Err(TokenRefusal::Expired(at)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Hex digits of a token's id.
+pub const TOKEN_ID_LEN: usize = 16;
+
+/// A token's public id: the first 8 bytes of its secret's hash, in hex. The hash cannot be
+/// turned back into the secret, so its prefix may be shown and logged; 64 bits keep ids of
+/// the few thousand tokens a store holds apart.
+pub fn token_id(hash: &[u8; 32]) -> String {
+    crate::wire::hex(&hash[..TOKEN_ID_LEN / 2])
+}
+
+/// Why a requested expiry is refused; the request changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadExpiry {
+    /// Give one of them.
+    #[error("give expires_in or expires_at, not both")]
+    Both,
+    /// Write a number and a unit.
+    #[error("{0:?} is not a duration: write a whole number and s, m, h or d (90d)")]
+    Duration(String),
+    /// An expiry must lie ahead.
+    #[error("expires_at {at} is not in the future (now {now})")]
+    Past { at: Millis, now: Millis },
+}
+
+/// When a token minted at `now` expires, from a request's `expires_in` (a duration such as
+/// `90d`, `12h`, `30m` or `3600s`) or `expires_at` (ms since the epoch), at most one of them;
+/// the expiry must lie in the future.
+pub fn expiry(
+    now: Millis,
+    expires_in: Option<&str>,
+    expires_at: Option<Millis>,
+) -> Result<Option<Millis>, BadExpiry> {
+    let at = match (expires_in, expires_at) {
+        (Some(_), Some(_)) => return Err(BadExpiry::Both),
+        (Some(d), None) => now.saturating_add(parse_duration_ms(d)?),
+        (None, Some(at)) => at,
+        (None, None) => return Ok(None),
+    };
+    if at <= now {
+        return Err(BadExpiry::Past { at, now });
+    }
+    Ok(Some(at))
+}
+
+/// A duration written as a positive whole number and a unit: `s`, `m`, `h` or `d`.
+pub fn parse_duration_ms(text: &str) -> Result<Millis, BadExpiry> {
+    let bad = || BadExpiry::Duration(text.to_string());
+    let trimmed = text.trim();
+    let unit_at = trimmed.len().checked_sub(1).ok_or_else(bad)?;
+    if !trimmed.is_char_boundary(unit_at) {
+        return Err(bad());
+    }
+    let (number, unit) = trimmed.split_at(unit_at);
+    let unit_ms: u64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    if n == 0 {
+        return Err(bad());
+    }
+    n.checked_mul(unit_ms).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(expires_at: Option<Millis>) -> Token {
+        Token {
+            role: Role::Operator,
+            name: "ci".into(),
+            created_at: 0,
+            revoked: false,
+            expires_at,
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn a_token_works_until_its_expiry_and_never_once_revoked() {
+        assert_eq!(token(None).check(u64::MAX), Ok(()));
+        assert_eq!(token(Some(100)).check(99), Ok(()));
+        assert_eq!(token(Some(100)).check(100), Err(TokenRefusal::Expired(100)));
+        let revoked = Token {
+            revoked: true,
+            ..token(Some(100))
+        };
+        assert_eq!(revoked.check(0), Err(TokenRefusal::Revoked));
+    }
+
+    #[test]
+    fn an_expiry_is_one_future_time_from_a_duration_or_a_date() {
+        assert_eq!(expiry(1_000, None, None), Ok(None));
+        assert_eq!(expiry(1_000, Some("2h"), None), Ok(Some(7_201_000)));
+        assert_eq!(expiry(1_000, Some("90d"), None), Ok(Some(7_776_001_000)));
+        assert_eq!(expiry(1_000, None, Some(5_000)), Ok(Some(5_000)));
+        assert!(
+            expiry(1_000, None, Some(1_000)).is_err(),
+            "now is not future"
+        );
+        assert!(expiry(1_000, Some("1h"), Some(5_000)).is_err(), "both");
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "5",
+            "5w",
+            "-5m",
+            "1.5h",
+            "99999999999999999d",
+        ] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_id_is_the_hash_prefix_in_hex() {
+        let mut hash = [0u8; 32];
+        hash[0] = 0xab;
+        hash[7] = 0x01;
+        hash[8] = 0xff;
+        assert_eq!(token_id(&hash), "ab00000000000001");
+    }
 }

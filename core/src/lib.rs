@@ -6,6 +6,7 @@
 //! Architecture invariant: `core` does no I/O, spawns nothing and reads no clock.
 
 pub mod artifact;
+pub mod audit;
 pub mod backoff;
 pub mod budget;
 pub mod cluster;
@@ -24,6 +25,7 @@ pub mod placement;
 pub mod query;
 pub mod scope;
 pub mod scoring;
+pub mod throttle;
 pub mod tracker;
 pub mod usage;
 pub mod waiting;

@@ -50,7 +50,7 @@ pub async fn intake(remote: &Remote, cmd: IntakeCmd) -> Result<()> {
             let body = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let path = format!("/v1/intake/{}/test", urlencode(&source));
-            let specs: Vec<JobSpec> = c.post_text(&path, body).await?;
+            let specs: Vec<JobSpec> = c.post_raw(&path, "application/json", body).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&specs)?);
             } else {

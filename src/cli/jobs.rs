@@ -102,8 +102,13 @@ pub enum JobsCmd {
 pub async fn submit(remote: &Remote, file: &Path) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let media_type = if text.trim_start().starts_with('{') {
+        "application/json"
+    } else {
+        "application/toml"
+    };
     let made: ManifestResponse = Client::new(remote)?
-        .post_text("/v1/manifests", text)
+        .post_raw("/v1/manifests", media_type, text)
         .await?;
     for (key, id) in made.jobs {
         println!("{id}  {key}");

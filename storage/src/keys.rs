@@ -133,9 +133,44 @@ pub fn factories() -> KeyRange {
     subspace(&"factory")
 }
 
-/// `("token", sha256 of the secret)` → the token record (role, owner, revoked).
+/// `("token", sha256 of the secret)` → the token record (role, owner, revoked, expiry).
 pub fn token(hash: &[u8; 32]) -> Vec<u8> {
     pack(&("token", hash.as_slice()))
+}
+
+/// Every token record.
+pub fn tokens() -> KeyRange {
+    subspace(&"token")
+}
+
+/// The secret's hash in a token key.
+pub fn token_hash(key: &[u8]) -> Result<[u8; 32]> {
+    let (_, hash): (String, foundationdb_tuple::Bytes) = unpack(key).map_err(tuple_error)?;
+    hash.0
+        .as_ref()
+        .try_into()
+        .map_err(|_| Error::Codec(format!("a token hash of {} bytes", hash.0.len())))
+}
+
+/// `("audit", at_ms, id)` → an audit entry, in time order (the id, a UUIDv7, keeps entries of
+/// the same millisecond apart).
+pub fn audit(at_ms: u64, id: Uuid) -> Vec<u8> {
+    pack(&("audit", at_ms, id))
+}
+
+/// Audit entries before `(at_ms, id)` (every one without it), for reading newest first.
+pub fn audit_before(before: Option<(u64, Uuid)>) -> KeyRange {
+    let all = subspace(&"audit");
+    match before {
+        Some((at, id)) => KeyRange::new(all.begin, audit(at, id)),
+        None => all,
+    }
+}
+
+/// The time and id in an audit key.
+pub fn audit_parts(key: &[u8]) -> Result<(u64, Uuid)> {
+    let (_, at, id): (String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok((at, id))
 }
 
 /// `("budget", name)` → the budget record.

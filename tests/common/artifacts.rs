@@ -44,6 +44,12 @@ pub fn upload(
     let target = format!(
         "{url}/v1/jobs/{id}/artifacts/{name}?epoch={epoch}&request_id=up-{epoch}-{sha}&kind={kind}&sha256={sha}"
     );
+    put_bytes(&target, token, bytes, chunked)
+}
+
+/// `PUT` of `bytes` (an artifact's, `application/octet-stream`) to `target` with `token`:
+/// status and JSON body.
+pub fn put_bytes(target: &str, token: &str, bytes: &[u8], chunked: bool) -> (u16, Value) {
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "PUT"])
         .args(["-H", &format!("Authorization: Bearer {token}")])

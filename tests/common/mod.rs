@@ -99,7 +99,7 @@ pub struct Coordinator {
     store: String,
     /// A config file given with `--config`, if any.
     config: Option<PathBuf>,
-    /// More `serve` arguments (`--tls-cert ...`).
+    /// More `serve` arguments (`--tls-cert ...`, `--enable-fault-injection`).
     args: Vec<String>,
 }
 
@@ -372,13 +372,12 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
+    if method != "GET" {
+        // Every write says it is JSON, as the API requires (a cross-site form cannot).
+        cmd.args(["-H", "content-type: application/json"]);
+    }
     if body.is_some() {
-        cmd.args([
-            "-H",
-            "content-type: application/json",
-            "--data-binary",
-            "@-",
-        ]);
+        cmd.args(["--data-binary", "@-"]);
     }
     cmd.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("curl");

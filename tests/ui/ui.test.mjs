@@ -167,6 +167,24 @@ try {
     await audit(page, "the weights page");
   });
 
+  await step("an admin mints and revokes a token on the Tokens page, which shows the audit log", async () => {
+    await page.goto(url + "/#/tokens");
+    await page.getByLabel("Role", { exact: true }).selectOption("viewer");
+    await page.getByLabel("Name", { exact: true }).fill("ui-minted");
+    await page.getByLabel("Expires in", { exact: true }).fill("1d");
+    await page.getByRole("button", { name: "Mint token" }).click();
+    await page.locator('[data-testid="secret"]', { hasText: "gf_" }).waitFor();
+    const row = page.locator('[data-testid="tokens"] tr', { hasText: "ui-minted" });
+    await row.waitFor();
+    await page.locator('[data-testid="audit"] td', { hasText: "POST /v1/tokens" }).first().waitFor();
+    await page.screenshot({ path: `${shots}/tokens.png`, fullPage: true });
+    await audit(page, "the tokens page");
+    await row.getByRole("button", { name: "revoke ui-minted" }).click();
+    await row.waitFor({ state: "detached" });
+    const listed = (await apiCall("GET", "/v1/tokens")).body;
+    assert.ok(!listed.some((t) => t.name === "ui-minted"), "a revoked token leaves the list");
+  });
+
   await step("a job needing a capability no factory has says why, naming every factory", async () => {
     const q = await apiCall("POST", "/v1/jobs", { key: "ui-quantum", title: "UI quantum", product: "ui", capabilities: ["quantum"], payload: { command: "true" } });
     assert.equal(q.status, 201, JSON.stringify(q.body));

@@ -1,7 +1,7 @@
 //! The fleet of factories: enrollment, token rotation, revocation, draining, listing, and the
 //! heartbeats factories send (handled by each factory's actor).
 
-use gigafactory_core::fleet::{Factory, FactoryStatus, Role, Token};
+use gigafactory_core::fleet::{Factory, FactoryStatus, Role, Token, TokenRefusal};
 use gigafactory_core::job::FactoryId;
 use gigafactory_core::wire::{EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse};
 use gigafactory_storage::{repo, transact};
@@ -64,16 +64,21 @@ impl Coordinator {
             warm: Vec::new(),
         };
         transact!(self.ctx.store, |tx| {
-            let mut t = match repo::load_token(tx, &enroll_hash).await? {
-                Some(t) if t.role == Role::Enrollment && !t.revoked => t,
-                Some(t) if t.revoked => {
+            let mut t = repo::load_token(tx, &enroll_hash)
+                .await?
+                .ok_or(CoordError::UnknownToken)?;
+            match t.check(now) {
+                Err(TokenRefusal::Revoked) => {
                     return Err(CoordError::Unauthorized(
                         "enrollment token already used or revoked".into(),
                     ));
                 }
-                Some(_) => return Err(CoordError::Forbidden("not an enrollment token".into())),
-                None => return Err(CoordError::Unauthorized("unknown token".into())),
-            };
+                Err(e) => return Err(CoordError::Unauthorized(e.to_string())),
+                Ok(()) if t.role != Role::Enrollment => {
+                    return Err(CoordError::Forbidden("not an enrollment token".into()));
+                }
+                Ok(()) => {}
+            }
             t.revoked = true;
             repo::save_token(tx, &enroll_hash, &t)?;
             repo::save_factory(tx, &factory)?;
@@ -85,6 +90,8 @@ impl Coordinator {
                     name: req.name.clone(),
                     created_at: now,
                     revoked: false,
+                    expires_at: None,
+                    created_by: None,
                 },
             )?;
             Ok(())
@@ -126,6 +133,8 @@ impl Coordinator {
                     name: f.name.clone(),
                     created_at: now,
                     revoked: false,
+                    expires_at: None,
+                    created_by: None,
                 },
             )?;
             Ok(())

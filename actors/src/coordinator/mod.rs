@@ -1,5 +1,5 @@
 //! The coordinator node's handle: what the API calls. Each file holds one concern — tokens
-//! (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
+//! and the audit log (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
 //! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
 //! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), why a job
@@ -30,7 +30,7 @@ pub use explain::WhyNotRunning;
 pub use intake::IntakeOutcome;
 pub use observe::{ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
-pub use tokens::Principal;
+pub use tokens::{Minted, Principal, TokenInfo};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -96,9 +96,10 @@ impl Coordinator {
         self.ctx.node_id
     }
 
-    /// Ready to serve: the store answers and no actor is crash-looping.
+    /// Ready to serve: the store answers and no actor has crash-looped within the last
+    /// restart window.
     pub async fn ready(&self) -> Result<()> {
-        if self.ctx.unhealthy.load(Ordering::Relaxed) {
+        if self.now() < self.ctx.unhealthy_until.load(Ordering::Relaxed) {
             return Err(CoordError::Unavailable("an actor is crash-looping".into()));
         }
         transact!(self.ctx.store, |tx| repo::admin_bootstrapped_at(tx).await)?;

@@ -128,9 +128,10 @@ impl Coordinator {
     }
 
     /// Chaos testing: makes one actor fail as a panic would, so its supervisor must recover it.
-    /// Admin only (the API checks); every injected fault is logged.
-    pub async fn inject_fault(&self, target: FaultTarget) -> Result<()> {
-        tracing::warn!(?target, "fault injected");
+    /// Admin only (the API checks, and serves it only on a node started with fault injection
+    /// enabled); every injected fault is logged with `by`, the caller.
+    pub async fn inject_fault(&self, target: FaultTarget, by: &str) -> Result<()> {
+        tracing::warn!(?target, by, "fault injected");
         let sent = match target {
             FaultTarget::Scheduler => self
                 .ctx

@@ -1,8 +1,12 @@
-//! Access tokens: the first admin token, minting, and authenticating a bearer secret. Secrets
-//! are shown once and stored only as hashes (`auth`).
+//! Access tokens: the first admin token, minting (with an optional expiry), listing without
+//! secrets, revoking by id, and authenticating a bearer secret; and the audit log that records
+//! who did what. Secrets are shown once and stored only as hashes (`auth`).
 
-use gigafactory_core::fleet::{Role, Token};
+use gigafactory_core::audit::{AuditEntry, AuditFilter};
+use gigafactory_core::fleet::{Role, Token, TokenRefusal, token_id};
+use gigafactory_core::job::Millis;
 use gigafactory_storage::{repo, transact};
+use uuid::Uuid;
 
 use super::Coordinator;
 use crate::auth;
@@ -13,6 +17,30 @@ use crate::error::{CoordError, Result};
 pub struct Principal {
     pub role: Role,
     pub name: String,
+}
+
+/// A token as admins see it: never its secret.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenInfo {
+    /// The public id (`token_id`): what `DELETE /v1/tokens/{id}` takes.
+    pub id: String,
+    pub role: &'static str,
+    /// The factory, for a factory's token.
+    pub factory_id: Option<gigafactory_core::job::FactoryId>,
+    pub name: String,
+    pub created_at: Millis,
+    pub created_by: Option<String>,
+    pub expires_at: Option<Millis>,
+    /// `active`, `revoked` or `expired`.
+    pub status: &'static str,
+}
+
+/// A token just minted: its secret (shown this once), its id and its expiry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Minted {
+    pub token: String,
+    pub id: String,
+    pub expires_at: Option<Millis>,
 }
 
 impl Coordinator {
@@ -34,6 +62,8 @@ impl Coordinator {
                     name: "admin".into(),
                     created_at: now,
                     revoked: false,
+                    expires_at: None,
+                    created_by: None,
                 },
             )?;
             Ok(true)
@@ -41,8 +71,15 @@ impl Coordinator {
         Ok(made.then_some(secret))
     }
 
-    /// Mints a token for `role` (admin, operator, viewer or enrollment).
-    pub async fn mint_token(&self, role: Role, name: &str) -> Result<String> {
+    /// Mints a token for `role` (admin, operator, viewer or enrollment), refused from
+    /// `expires_at` on when given; `created_by` names the minter.
+    pub async fn mint_token(
+        &self,
+        role: Role,
+        name: &str,
+        expires_at: Option<Millis>,
+        created_by: Option<String>,
+    ) -> Result<Minted> {
         if matches!(role, Role::Factory(_)) {
             return Err(CoordError::Invalid(
                 "factory tokens come from enrollment".into(),
@@ -55,22 +92,113 @@ impl Coordinator {
             name: name.into(),
             created_at: self.now(),
             revoked: false,
+            expires_at,
+            created_by,
         };
         transact!(self.ctx.store, |tx| repo::save_token(tx, &hash, &token))?;
-        Ok(secret)
+        tracing::info!(token_id = %token_id(&hash), role = role.name(), name, "token minted");
+        Ok(Minted {
+            token: secret,
+            id: token_id(&hash),
+            expires_at,
+        })
     }
 
-    /// Who holds `secret`; revoked and unknown tokens are refused at once.
+    /// Every token without its secret, newest first; revoked ones only with `revoked`.
+    pub async fn tokens(&self, revoked: bool) -> Result<Vec<TokenInfo>> {
+        let now = self.now();
+        let all = transact!(self.ctx.store, |tx| repo::tokens(tx).await)?;
+        let mut out: Vec<TokenInfo> = all
+            .into_iter()
+            .filter(|(_, t)| revoked || !t.revoked)
+            .map(|(hash, t)| TokenInfo {
+                id: token_id(&hash),
+                role: t.role.name(),
+                factory_id: match t.role {
+                    Role::Factory(id) => Some(id),
+                    _ => None,
+                },
+                status: match t.check(now) {
+                    Ok(()) => "active",
+                    Err(TokenRefusal::Revoked) => "revoked",
+                    Err(TokenRefusal::Expired(_)) => "expired",
+                },
+                name: t.name,
+                created_at: t.created_at,
+                created_by: t.created_by,
+                expires_at: t.expires_at,
+            })
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Revokes the token with public id `id`: it stops working at once. Revoking a revoked
+    /// token changes nothing. A factory's token is revoked with its factory, and the last
+    /// working admin token is kept, so the store is never left without an admin.
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        let now = self.now();
+        transact!(self.ctx.store, |tx| {
+            let all = repo::tokens(tx).await?;
+            let (hash, mut t) = all
+                .iter()
+                .find(|(h, _)| token_id(h) == id)
+                .cloned()
+                .ok_or_else(|| CoordError::NotFound(format!("token {id}")))?;
+            if t.revoked {
+                return Ok(());
+            }
+            if let Role::Factory(f) = t.role {
+                return Err(CoordError::Invalid(format!(
+                    "a factory's token is revoked with its factory: factories revoke {f}"
+                )));
+            }
+            let working_admins = all
+                .iter()
+                .filter(|(_, t)| t.role == Role::Admin && t.check(now).is_ok())
+                .count();
+            if t.role == Role::Admin && t.check(now).is_ok() && working_admins == 1 {
+                return Err(CoordError::Invalid(
+                    "this is the last working admin token: mint another admin token first".into(),
+                ));
+            }
+            t.revoked = true;
+            repo::save_token(tx, &hash, &t)?;
+            Ok::<_, CoordError>(())
+        })?;
+        tracing::info!(token_id = id, "token revoked");
+        Ok(())
+    }
+
+    /// Who holds `secret`; revoked, expired and unknown tokens are refused at once.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
         let hash = auth::hash_secret(secret);
         let token = transact!(self.ctx.store, |tx| repo::load_token(tx, &hash).await)?;
-        match token {
-            Some(t) if !t.revoked => Ok(Principal {
-                role: t.role,
-                name: t.name,
-            }),
-            Some(_) => Err(CoordError::Unauthorized("token revoked".into())),
-            None => Err(CoordError::Unauthorized("unknown token".into())),
-        }
+        let t = token.ok_or(CoordError::UnknownToken)?;
+        t.check(self.now())
+            .map_err(|e| CoordError::Unauthorized(e.to_string()))?;
+        Ok(Principal {
+            role: t.role,
+            name: t.name,
+        })
+    }
+
+    /// Appends `entry` to the audit log.
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        let id = Uuid::now_v7();
+        transact!(self.ctx.store, |tx| repo::record_audit(tx, id, &entry))?;
+        Ok(())
+    }
+
+    /// A page of the audit log, newest first, and where the next one starts.
+    pub async fn audit(
+        &self,
+        before: Option<repo::AuditCursor>,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<repo::AuditCursor>)> {
+        Ok(transact!(self.ctx.store, |tx| {
+            repo::audit_page(tx, before, filter, limit).await
+        })?)
     }
 }

@@ -67,10 +67,12 @@ pub enum ErrorCode {
     Overloaded,
     Unavailable,
     Internal,
+    UnsupportedMediaType,
+    AuthThrottled,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -91,6 +93,8 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::AuthThrottled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +119,8 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::AuthThrottled => "auth_throttled",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The fleet and the cluster in the store: factories, access tokens, scoring weights, the
+//! The fleet and the cluster in the store: factories, access tokens (listed for their ids), scoring weights, the
 //! nodes with their shard leases and fleet feeds, and the store-wide facts and signals nodes
 //! share.
 
@@ -48,6 +48,17 @@ pub async fn load_token<T: Transaction>(
 
 pub fn save_token<T: Transaction>(tx: &mut T, hash: &[u8; 32], token: &Token) -> Result<(), Error> {
     tx.set(&keys::token(hash), &codec::encode(token)?)
+}
+
+/// Every token record with its secret's hash, in hash order. Read with conflict: a revocation
+/// that checks the others (the last admin token is kept) must not race another.
+pub async fn tokens<T: Transaction>(tx: &mut T) -> Result<Vec<([u8; 32], Token)>, Error> {
+    let rows = tx
+        .get_range(&keys::tokens(), RangeOptions::limit(100_000))
+        .await?;
+    rows.iter()
+        .map(|(k, v)| Ok((keys::token_hash(k)?, codec::decode(v)?)))
+        .collect()
 }
 
 /// When the first admin token was made, if it was.

@@ -6,6 +6,7 @@
 //! with the job it points at.
 
 mod artifacts;
+mod audit;
 mod budgets;
 mod fleet;
 mod jobs;
@@ -26,6 +27,7 @@ pub use artifacts::{
     artifacts_of, artifacts_saved_before, blobs_gone, clear_blob_gone, delete_artifact,
     load_artifact, mark_blob_gone,
 };
+pub use audit::{AUDIT_PAGE_SCAN_MAX, AuditCursor, audit_page, record_audit};
 pub use budgets::{
     BOOK_PRODUCTS_MAX, BUDGETS_MAX, BudgetBook, budgets, budgets_of, budgets_signal, daily_spend,
     delete_budget, hold_of, load_budget, save_budget, spent, top_jobs,
@@ -34,7 +36,7 @@ pub use fleet::{
     admin_bootstrapped_at, all_shares, all_weights, append_fleet_feed, clear_shard_lease,
     factories, fleet_feed_after, fleet_feeds_signal, forget_node, hear, load_factory, load_token,
     load_weights, mark_admin_bootstrapped, nodes, ready_signal, save_factory, save_node,
-    save_shard_lease, save_share, save_token, save_weights, shard_leases,
+    save_shard_lease, save_share, save_token, save_weights, shard_leases, tokens,
 };
 pub use jobs::{
     CHILDREN_MAX, append_event, children, events, expired_leases, jobs_page, leased_jobs, load_job,
@@ -90,6 +92,16 @@ impl Record for Factory {
 
 impl Record for Token {
     const KIND: &'static str = "token";
+    /// 2: an expiry and who minted it.
+    const SCHEMA: u16 = 2;
+
+    fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
+        upgrade::token(schema, payload)
+    }
+}
+
+impl Record for gigafactory_core::audit::AuditEntry {
+    const KIND: &'static str = "audit_entry";
     const SCHEMA: u16 = 1;
 }
 
@@ -489,6 +501,11 @@ mod tests {
         assert_eq!((factory.name.as_str(), factory.warm.len()), ("mac-1", 0));
         let event = codec::decode::<FleetEvent>(&golden_bytes("fleet_event_v1")).unwrap();
         assert_eq!((event.seq, event.detail), (12, None));
+        let token = codec::decode::<Token>(&golden_bytes("token_v1")).unwrap();
+        assert_eq!(
+            (token.name.as_str(), token.expires_at, token.created_by),
+            ("mac-1", None, None)
+        );
     }
 
     #[test]
@@ -569,6 +586,8 @@ mod tests {
                 name: "mac-1".into(),
                 created_at: 10,
                 revoked: false,
+                expires_at: Some(90_000),
+                created_by: Some("admin:alice".into()),
             },
         );
         check(
@@ -634,6 +653,17 @@ mod tests {
                     from: 10_000,
                     until: 40_000,
                 }),
+            },
+        );
+        check(
+            "audit_entry",
+            &gigafactory_core::audit::AuditEntry {
+                at: 1_500,
+                role: "admin".into(),
+                caller: "alice".into(),
+                action: "POST /v1/factories/{id}/drain".into(),
+                target: "id=f1".into(),
+                status: 204,
             },
         );
         check(

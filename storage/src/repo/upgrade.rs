@@ -5,7 +5,7 @@
 //! schemas up to 5 no approvals, reviewers, concurrency key or affinity in the spec, and no
 //! limit slots or approvals on the job; schema 6 no review feedback. Ready entries: schema 1
 //! had no labels, schemas up to 2 no concurrency key or affinity. Fleet events: schema 1 had
-//! no detail. Factories: schema 1 had no warm keys.
+//! no detail. Factories: schema 1 had no warm keys. Tokens: schema 1 had no expiry or minter.
 
 use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{JobSpec, Payload};
@@ -576,6 +576,35 @@ pub(super) fn factory(schema: u16, payload: &[u8]) -> Result<gigafactory_core::f
         }
         _ => Err(Error::Codec(format!(
             "factory schema {schema} is not readable by this version"
+        ))),
+    }
+}
+
+/// A token as schema 1 stored it: no expiry, no minter.
+#[derive(Deserialize)]
+struct TokenV1 {
+    role: gigafactory_core::fleet::Role,
+    name: String,
+    created_at: Millis,
+    revoked: bool,
+}
+
+/// Reads a token stored with an older `schema`.
+pub(super) fn token(schema: u16, payload: &[u8]) -> Result<gigafactory_core::fleet::Token> {
+    match schema {
+        1 => {
+            let t: TokenV1 = decode_payload(payload)?;
+            Ok(gigafactory_core::fleet::Token {
+                role: t.role,
+                name: t.name,
+                created_at: t.created_at,
+                revoked: t.revoked,
+                expires_at: None,
+                created_by: None,
+            })
+        }
+        _ => Err(Error::Codec(format!(
+            "token schema {schema} is not readable by this version"
         ))),
     }
 }

@@ -124,6 +124,7 @@ pub(crate) async fn remove_budget(sh: &Shared, budget: &RunBudget) {
             sh.http
                 .delete(format!("{base}{path}"))
                 .bearer_auth(&sh.admin)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
         })
         .await;
     if let Err(e) = removed {
