@@ -2,7 +2,7 @@
 //! `Retry-After` where waiting helps.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gigafactory_actors::CoordError;
@@ -19,6 +19,19 @@ pub enum ApiError {
     TooLarge,
     #[error("{0}")]
     NotFound(String),
+    /// The route does not take this method (`Allow` says which it does).
+    #[error("the route does not take this method")]
+    MethodNotAllowed,
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::Malformed(r.body_text())
+        }
+    }
 }
 
 impl From<JsonRejection> for ApiError {
@@ -57,6 +70,9 @@ impl IntoResponse for ApiError {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
             ApiError::Coord(e) => match e {
                 CoordError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
                 CoordError::Fenced { current, .. } => {
@@ -85,6 +101,10 @@ impl IntoResponse for ApiError {
                 CoordError::InvalidManifest(details) => {
                     body.details = details.clone();
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidManifest)
+                }
+                CoordError::IdempotencyConflict(details) => {
+                    body.details = details.clone();
+                    (StatusCode::CONFLICT, ErrorCode::IdempotencyConflict)
                 }
                 CoordError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
                 CoordError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),

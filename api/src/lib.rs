@@ -12,6 +12,7 @@ mod error;
 mod factories;
 mod intake;
 mod jobs;
+mod json;
 mod limits;
 mod node;
 mod openapi;
@@ -121,5 +122,6 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/jobs/{id}/release", post(factories::release))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
+        .layer(axum::middleware::map_response(json::plain_errors))
         .with_state(state)
 }

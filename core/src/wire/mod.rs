@@ -50,6 +50,7 @@ pub enum ErrorCode {
     MalformedRequest,
     PayloadTooLarge,
     NotFound,
+    MethodNotAllowed,
     Fenced,
     NotLeaseHolder,
     IllegalTransition,
@@ -62,6 +63,7 @@ pub enum ErrorCode {
     LimitHeld,
     InvalidRequest,
     InvalidManifest,
+    IdempotencyConflict,
     Unauthorized,
     Forbidden,
     Overloaded,
@@ -70,10 +72,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::Fenced,
         ErrorCode::NotLeaseHolder,
         ErrorCode::IllegalTransition,
@@ -86,6 +89,7 @@ impl ErrorCode {
         ErrorCode::LimitHeld,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidManifest,
+        ErrorCode::IdempotencyConflict,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::Overloaded,
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Fenced => "fenced",
             ErrorCode::NotLeaseHolder => "not_lease_holder",
             ErrorCode::IllegalTransition => "illegal_transition",
@@ -110,6 +115,7 @@ impl ErrorCode {
             ErrorCode::LimitHeld => "limit_held",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidManifest => "invalid_manifest",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Overloaded => "overloaded",
@@ -127,7 +133,8 @@ pub struct ErrorBody {
     /// With `fenced`: the epoch the job is at now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
-    /// With `invalid_manifest`: every problem, with its location.
+    /// With `invalid_manifest`: every problem, with its location; with
+    /// `idempotency_conflict`: every job whose key another job holds, with its location.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
 }
