@@ -3,7 +3,7 @@
 //! with another spec is a 409 naming the conflict (a manifest lists every one and keeps
 //! nothing); bad bytes, bad JSON, bad lengths and bad methods get the JSON error body and
 //! change nothing; what a factory says it is and the paths it reports are bounded; a page of
-//! a job's output is bounded in bytes.
+//! a job's output is bounded in bytes, and so is what a slow log follower holds.
 
 mod common;
 
@@ -298,19 +298,25 @@ fn bad_bytes_lengths_methods_and_shapes_get_the_json_error_body_and_change_nothi
     );
 }
 
+/// A job leased to a factory the test plays, with `chunks` chunks of 64 KiB of output: its id.
+fn noisy_job(coord: &Coordinator, chunks: u64) -> String {
+    let factory = FakeFactory::enroll(coord);
+    submit(coord, "noisy");
+    let (id, epoch) = factory.claim(coord);
+    let data = "z".repeat(64 * 1024 - 1);
+    for seq in 0..chunks {
+        let chunk = json!({"seq": seq, "stream": "stdout", "data": data});
+        assert_eq!(factory.write(coord, &id, "logs", epoch, chunk).0, 200);
+    }
+    id
+}
+
 #[test]
 fn a_page_of_a_jobs_output_is_bounded_in_bytes_and_the_next_page_goes_on() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 60_000);
-    let factory = FakeFactory::enroll(&coord);
-    submit(&coord, "noisy");
-    let (id, epoch) = factory.claim(&coord);
-    let data = "z".repeat(64 * 1024 - 1);
-    for seq in 0..40u64 {
-        let chunk = json!({"seq": seq, "stream": "stdout", "data": data});
-        assert_eq!(factory.write(&coord, &id, "logs", epoch, chunk).0, 200);
-    }
+    let id = noisy_job(&coord, 40);
     let mut seen = Vec::new();
     let mut after = String::new();
     while seen.len() < 40 {
@@ -333,5 +339,52 @@ fn a_page_of_a_jobs_output_is_bounded_in_bytes_and_the_next_page_goes_on() {
         seen,
         (0..40).collect::<Vec<u64>>(),
         "every line once, in order"
+    );
+}
+
+#[test]
+fn slow_log_followers_each_hold_a_bounded_page_not_the_whole_log() {
+    const FOLLOWERS: usize = 20;
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 60_000);
+    // 12 MiB of output.
+    let id = noisy_job(&coord, 192);
+    let before = coord.rss_bytes();
+    // Followers that read 1 KiB a second: the node cannot send them what it read for them.
+    let outputs = tempfile::tempdir().unwrap();
+    let mut followers: Vec<std::process::Child> = (0..FOLLOWERS)
+        .map(|n| {
+            Command::new("curl")
+                .args(["-s", "-N", "--limit-rate", "1k", "-o"])
+                .arg(outputs.path().join(n.to_string()))
+                .args(["-H", &format!("Authorization: Bearer {}", coord.admin)])
+                .args(["-H", "Accept: text/event-stream"])
+                .arg(format!("{}/v1/jobs/{id}/logs", coord.url))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "every follower to get its first lines",
+        || {
+            (0..FOLLOWERS).all(|n| {
+                std::fs::metadata(outputs.path().join(n.to_string())).is_ok_and(|m| m.len() > 0)
+            })
+        },
+    );
+    let grown = coord.rss_bytes().saturating_sub(before);
+    for f in &mut followers {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    // Each follower holds at most a 256 KiB page (and the socket's buffers): far less than
+    // the 12 MiB log each would hold if it read the whole log at once.
+    assert!(
+        grown < 64 * 1024 * 1024,
+        "{FOLLOWERS} slow followers grew the node by {} MiB",
+        grown >> 20
     );
 }

@@ -97,3 +97,64 @@ pub(crate) async fn plain_errors(resp: Response) -> Response {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_type(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn a_body_declared_json_in_any_spelling_is_read_and_anything_else_is_not() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(declares_json(&with_type(json)), "{json}");
+        }
+        for other in ["text/plain", "application/jsonx", "json", "text/json"] {
+            assert!(!declares_json(&with_type(other)), "{other}");
+        }
+        assert!(!declares_json(&HeaderMap::new()), "no content type");
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_refusal_becomes_the_json_error_body_and_keeps_allow() {
+        let plain = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+            "",
+        )
+            .into_response();
+        let resp = plain_errors(plain).await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[header::ALLOW], "GET,HEAD");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let body: gigafactory_core::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error, "method_not_allowed");
+
+        let plain = (StatusCode::BAD_REQUEST, "Invalid URL: bad utf-8").into_response();
+        let resp = plain_errors(plain).await;
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let body: gigafactory_core::wire::ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (body.error.as_str(), body.message.as_str()),
+            (
+                "malformed_request",
+                "malformed request: Invalid URL: bad utf-8"
+            )
+        );
+        let ok = plain_errors("fine".into_response()).await;
+        assert_eq!(
+            ok.status(),
+            StatusCode::OK,
+            "answers that are not refusals pass"
+        );
+    }
+}

@@ -157,6 +157,18 @@ impl Coordinator {
         }
     }
 
+    /// The node's resident memory now, in bytes (from `/proc`).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
     /// Restarts on the same store and port.
     pub fn restart(&mut self) {
         self.kill();
