@@ -63,16 +63,27 @@ fn declares_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Turns a refusal axum answered itself (an error status with a body that is not JSON) into
-/// the API's JSON error body, through the one mapping: `413` is `payload_too_large`, `405` is
-/// `method_not_allowed`, any other `4xx` is `malformed_request` with axum's text as its message.
+/// Turns a refusal axum answered itself (a status its extractors and router use, with a body
+/// that is not JSON) into the API's JSON error body, through the one mapping: `413` is
+/// `payload_too_large`, `405` is `method_not_allowed`, `404` is `not_found`, and `400`, `415`
+/// and `422` (a request that does not decode) are `malformed_request` with axum's text as the
+/// message. Any other answer passes as it is.
 pub(crate) async fn plain_errors(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !status.is_client_error() || is_json {
+    let axums = matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::UNPROCESSABLE_ENTITY
+    );
+    if !axums || is_json {
         return resp;
     }
     let allow = resp.headers().get(header::ALLOW).cloned();
@@ -155,6 +166,12 @@ mod tests {
             ok.status(),
             StatusCode::OK,
             "answers that are not refusals pass"
+        );
+        let timeout = plain_errors(StatusCode::REQUEST_TIMEOUT.into_response()).await;
+        assert_eq!(
+            timeout.status(),
+            StatusCode::REQUEST_TIMEOUT,
+            "a status axum's extractors do not use keeps its meaning"
         );
     }
 }
