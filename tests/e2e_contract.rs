@@ -2,8 +2,9 @@
 //! another's request id meets the fence, not the other's answer; an idempotency key reused
 //! with another spec is a 409 naming the conflict (a manifest lists every one and keeps
 //! nothing); bad bytes, bad JSON, bad lengths and bad methods get the JSON error body and
-//! change nothing; what a factory says it is and the paths it reports are bounded; a page of
-//! a job's output is bounded in bytes, and so is what a slow log follower holds.
+//! change nothing; what a factory says it is and the paths and checkpoint it reports are
+//! bounded; a page of a job's output is bounded in bytes, and so is what a slow log follower
+//! holds.
 
 mod common;
 
@@ -275,6 +276,9 @@ fn bad_bytes_lengths_methods_and_shapes_get_the_json_error_body_and_change_nothi
         "{}",
         refused.1
     );
+    let checkpoint = json!({"checkpoint": "c".repeat(4097)});
+    let refused = factory.write(&coord, &id, "release", epoch, checkpoint);
+    expect_error(&refused, 400, "invalid_request");
     let paths: Vec<String> = (0..20)
         .map(|i| format!("{i:02}{}", "y".repeat(1022)))
         .collect();

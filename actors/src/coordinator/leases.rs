@@ -10,7 +10,7 @@ use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::scope;
 use gigafactory_core::scoring::FactoryView;
 use gigafactory_core::usage::CARRIED_REPORTS_MAX;
-use gigafactory_core::wire::{ClaimedJob, LeaseAnswer, LogChunk, UsageWrite};
+use gigafactory_core::wire::{CHECKPOINT_MAX_BYTES, ClaimedJob, LeaseAnswer, LogChunk, UsageWrite};
 use tokio::sync::oneshot;
 
 use super::Coordinator;
@@ -92,6 +92,17 @@ impl Coordinator {
         usage: Vec<UsageWrite>,
     ) -> Result<LeaseAnswer> {
         scope::check_changed_paths(&changed_paths).map_err(CoordError::Invalid)?;
+        if let Command::Release {
+            checkpoint: Some(c),
+            ..
+        } = &cmd
+            && c.len() > CHECKPOINT_MAX_BYTES
+        {
+            return Err(CoordError::Invalid(format!(
+                "a checkpoint reference is at most {CHECKPOINT_MAX_BYTES} bytes, so the job's \
+                 record keeps it and the job can still be released"
+            )));
+        }
         if usage.len() > CARRIED_REPORTS_MAX {
             return Err(CoordError::Invalid(format!(
                 "an end carries at most {CARRIED_REPORTS_MAX} usage reports; send the rest alone"

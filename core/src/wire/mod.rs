@@ -343,9 +343,14 @@ fn one() -> u32 {
     1
 }
 
+/// Longest checkpoint reference a release may carry (a path, a branch, an object URL): the
+/// job's record keeps it, and must stay well within the store's value limit.
+pub const CHECKPOINT_MAX_BYTES: usize = 4_096;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Release {
-    /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`.
+    /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`; at most
+    /// [`CHECKPOINT_MAX_BYTES`].
     #[serde(default)]
     pub checkpoint: Option<String>,
     /// Usage reports not yet sent, applied in order before the end, in its transaction (at
