@@ -6,26 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 fn jobs_count(coord: &Coordinator) -> usize {
     get(coord, "/v1/jobs?limit=500")["jobs"]
         .as_array()
         .unwrap()
         .len()
-}
-
-fn expect(got: (u16, Value), status: u16, code: &str) {
-    assert_eq!(
-        (got.0, got.1["error"].as_str()),
-        (status, Some(code)),
-        "{}",
-        got.1
-    );
-    assert!(
-        !got.1["message"].as_str().unwrap_or_default().is_empty(),
-        "every error says why"
-    );
 }
 
 #[test]
@@ -39,13 +25,13 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         r#"{"key": "k", "title": "t", "product": "e2e", "payload": {"command": "sleep 30"}}"#;
 
     // Authentication and roles.
-    expect(
-        call("GET", &url("/v1/jobs"), None, None),
+    expect_error(
+        &call("GET", &url("/v1/jobs"), None, None),
         401,
         "unauthorized",
     );
-    expect(
-        call("GET", &url("/v1/jobs"), Some("gf_not-a-token"), None),
+    expect_error(
+        &call("GET", &url("/v1/jobs"), Some("gf_not-a-token"), None),
         401,
         "unauthorized",
     );
@@ -54,13 +40,13 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         .unwrap()
         .to_string();
     assert_eq!(call("GET", &url("/v1/jobs"), Some(&viewer), None).0, 200);
-    expect(
-        call("POST", &url("/v1/jobs"), Some(&viewer), Some(job_body)),
+    expect_error(
+        &call("POST", &url("/v1/jobs"), Some(&viewer), Some(job_body)),
         403,
         "forbidden",
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url("/v1/tokens"),
             Some(&viewer),
@@ -69,20 +55,20 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         403,
         "forbidden",
     );
-    expect(
-        post(&coord, "/v1/tokens", r#"{"role": "god", "name": "x"}"#),
+    expect_error(
+        &post(&coord, "/v1/tokens", r#"{"role": "god", "name": "x"}"#),
         400,
         "invalid_request",
     );
 
     // Malformed, unknown and oversized bodies.
-    expect(
-        call("POST", &url("/v1/jobs"), admin, Some("{not json")),
+    expect_error(
+        &call("POST", &url("/v1/jobs"), admin, Some("{not json")),
         400,
         "malformed_request",
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url("/v1/jobs"),
             admin,
@@ -97,8 +83,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         r#"{{"key": "k", "title": "t", "product": "e2e", "payload": {{"command": "{}"}}}}"#,
         "x".repeat(9 * 1024 * 1024)
     );
-    expect(
-        call("POST", &url("/v1/jobs"), admin, Some(&huge)),
+    expect_error(
+        &call("POST", &url("/v1/jobs"), admin, Some(&huge)),
         413,
         "payload_too_large",
     );
@@ -123,13 +109,13 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         details.len() >= 3 && details.iter().all(|d| d.contains("jobs[0]")),
         "every problem, with its location: {details:?}"
     );
-    expect(
-        call("GET", &url("/v1/jobs/not-a-uuid"), admin, None),
+    expect_error(
+        &call("GET", &url("/v1/jobs/not-a-uuid"), admin, None),
         400,
         "malformed_request",
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "GET",
             &url("/v1/jobs/01a21e40-ef79-7509-9f0c-dfccbc9a3f6b"),
             admin,
@@ -138,16 +124,16 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         404,
         "not_found",
     );
-    expect(
-        call("GET", &url("/v1/nowhere"), admin, None),
+    expect_error(
+        &call("GET", &url("/v1/nowhere"), admin, None),
         404,
         "not_found",
     );
     assert_eq!(jobs_count(&coord), 0, "no refused request made a job");
 
     // Weights: out of range is refused whole; a valid override is what placement then uses.
-    expect(
-        call(
+    expect_error(
+        &call(
             "PUT",
             &url("/v1/products/e2e/weights"),
             admin,
@@ -156,8 +142,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         400,
         "invalid_request",
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "PUT",
             &url("/v1/products/e2e/weights"),
             admin,
@@ -166,8 +152,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         400,
         "malformed_request",
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "PUT",
             &url("/v1/products/e2e/weights"),
             Some(&viewer),
@@ -246,13 +232,13 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
     let (status, made) = post(&coord, "/v1/jobs", job_body);
     assert_eq!(status, 201, "{made}");
     let id = made["id"].as_str().unwrap().to_string();
-    expect(
-        post(&coord, &format!("/v1/jobs/{id}/actions/ship"), ""),
+    expect_error(
+        &post(&coord, &format!("/v1/jobs/{id}/actions/ship"), ""),
         409,
         "illegal_transition",
     );
-    expect(
-        post(&coord, &format!("/v1/jobs/{id}/actions/explode"), ""),
+    expect_error(
+        &post(&coord, &format!("/v1/jobs/{id}/actions/explode"), ""),
         400,
         "invalid_request",
     );
@@ -269,8 +255,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         Some(enroll_body),
     );
     assert_eq!(s, 200, "{f1}");
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url("/v1/factories/enroll"),
             Some(&enroll),
@@ -283,8 +269,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         f1["factory_id"].as_str().unwrap().to_string(),
         f1["token"].as_str().unwrap().to_string(),
     );
-    expect(
-        call("GET", &url("/v1/jobs"), Some(&f1_token), None),
+    expect_error(
+        &call("GET", &url("/v1/jobs"), Some(&f1_token), None),
         403,
         "forbidden",
     );
@@ -304,8 +290,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
     );
     let f2_token = f2["token"].as_str().unwrap().to_string();
     let renew = format!(r#"{{"epoch": {epoch}, "request_id": "r1"}}"#);
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url(&format!("/v1/jobs/{id}/renew")),
             Some(&f2_token),
@@ -314,8 +300,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         403,
         "not_lease_holder",
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url(&format!("/v1/factories/{f1_id}/heartbeat")),
             Some(&f2_token),
@@ -331,7 +317,7 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         Some(&f1_token),
         Some(&stale),
     );
-    expect(fenced.clone(), 409, "fenced");
+    expect_error(&fenced, 409, "fenced");
     assert_eq!(fenced.1["current_epoch"].as_u64(), Some(epoch));
     assert_eq!(
         state(&coord, &id),
@@ -367,8 +353,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         .as_str()
         .unwrap()
         .to_string();
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url(&format!("/v1/jobs/{id}/renew")),
             Some(&f1_token),
@@ -392,8 +378,8 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         post(&coord, &format!("/v1/factories/{f1_id}/revoke"), "").0,
         204
     );
-    expect(
-        call(
+    expect_error(
+        &call(
             "POST",
             &url(&format!("/v1/jobs/{id}/renew")),
             Some(&rotated),

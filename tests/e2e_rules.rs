@@ -56,8 +56,7 @@ fn a_log_past_the_per_job_limit_is_refused_with_413_and_the_timeline_says_it_was
         .collect();
     assert_eq!(cut.len(), 1, "one note per attempt");
     assert!(cut[0]["detail"].as_str().unwrap().contains("16 MiB"));
-    let stored = get(&coord, &format!("/v1/jobs/{id}/logs"));
-    assert_eq!(stored.as_array().unwrap().len(), 256);
+    assert_eq!(all_logs(&coord, &id).len(), 256);
     let (status, v) = factory.write(&coord, &id, "complete", epoch, json!({}));
     assert_eq!(
         (status, v["state"].as_str()),

@@ -14,7 +14,7 @@ use gigafactory_core::budget::{Hold, Level};
 use gigafactory_core::event::{Author, EventKind, Transition};
 use gigafactory_core::job::{self, Command, Job, JobId};
 use gigafactory_core::limits::LimitHold;
-use gigafactory_core::scope::out_of_scope;
+use gigafactory_core::scope::{out_of_scope, scope_warning};
 use gigafactory_core::tracker;
 use gigafactory_core::wire::LeaseAnswer;
 use gigafactory_storage::repo::{self, RepoError};
@@ -22,19 +22,16 @@ use gigafactory_storage::{Transaction, transact};
 
 use crate::context::Context;
 use crate::effects;
-use crate::error::{CoordError, Result};
+use crate::error::Result;
 use crate::scheduler::SchedulerMsg;
-
-/// Paths a scope warning lists; the count says how many more there were.
-const SCOPE_WARNING_PATHS_MAX: usize = 20;
 
 /// Commands for one transaction, and who gives them.
 pub(crate) struct JobWrite {
     pub author: Author,
     /// Applied in order; each job's change is carried to its descendants.
     pub commands: Vec<(JobId, Command)>,
-    /// Makes a single factory write idempotent: a retry with the same id is answered with
-    /// the job as it is, and applies nothing again.
+    /// Makes a single factory write idempotent: a retry with the same id, by the same writer
+    /// under the same lease, is answered as the first was, and applies nothing again.
     pub request_id: Option<String>,
     /// What the job changed in its workspace (with complete or fail): paths outside its
     /// `allowed_scope` become a warning on its timeline.
@@ -85,6 +82,17 @@ pub(crate) struct Committed {
     pub held: Vec<(JobId, Hold)>,
     /// In a batch: the jobs a concurrency or rate limit held, and which.
     pub limited: Vec<(JobId, LimitHold)>,
+    /// A factory write retried under its request id: the answer it got the first time
+    /// (`jobs` is empty; nothing was applied).
+    pub replayed: Option<LeaseAnswer>,
+}
+
+/// What the transaction of a write decided.
+enum Outcome {
+    /// Applied: the jobs, every change, and the refusal of a command after others.
+    Applied(Committed, Vec<Transition>, Option<job::JobError>),
+    /// A retry of a write answered before: that answer.
+    Replayed(LeaseAnswer),
 }
 
 /// Commits `write` and carries out what it changed.
@@ -97,19 +105,27 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
     };
     debug_assert!(write.request_id.is_none() || single.is_some());
     debug_assert!(write.carried.is_empty() || single.is_some());
+    // The writer of a single factory write: its answers are remembered under it, so a
+    // request id reused by another factory (or under another lease) finds nothing and meets
+    // the fence (J3) like any new write.
+    let writer = match write.commands.as_slice() {
+        [(_, cmd)] => repo::Writer::of(cmd),
+        _ => None,
+    };
+    debug_assert!(write.request_id.is_none() || writer.is_some());
     let outcome = transact!(ctx.store, |tx| {
-        if let (Some(rid), Some(id)) = (&write.request_id, single)
-            && repo::remembered_answer(tx, id, rid).await?.is_some()
+        if let (Some(rid), Some(id), Some(writer)) = (&write.request_id, single, writer)
+            && let Some(answer) = repo::remembered_answer(tx, id, writer, rid).await?
         {
-            return Ok::<_, RepoError>(None);
+            return Ok::<_, RepoError>(Outcome::Replayed(answer));
         }
         let mut jobs = Vec::with_capacity(write.commands.len());
         let mut held = Vec::new();
         let mut limited = Vec::new();
         let mut changes = Vec::with_capacity(write.commands.len() + write.carried.len());
-        let carried = match single {
-            Some(id) => uncounted(tx, id, &write.carried).await?,
-            None => Vec::new(),
+        let carried = match (single, writer) {
+            (Some(id), Some(writer)) => uncounted(tx, id, writer, &write.carried).await?,
+            _ => Vec::new(),
         };
         for (id, cmd) in &write.commands {
             // The carried writes go first, in the command's own transition.
@@ -119,7 +135,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
             match repo::transitions(tx, *id, cmds, &write.author, now, &backoff, book).await {
                 Ok((mut cascade, None)) => {
                     jobs.push(cascade[carried.len()].job.clone());
-                    remember_carried(tx, *id, cmd, &carried, &cascade)?;
+                    remember_carried(tx, *id, writer, &carried, &cascade)?;
                     changes.append(&mut cascade);
                 }
                 // A carried report took the lease away (it passed the job's own cost budget):
@@ -132,8 +148,9 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                         jobs,
                         held,
                         limited,
+                        replayed: None,
                     };
-                    return Ok(Some((committed, changes, Some(refusal))));
+                    return Ok(Outcome::Applied(committed, changes, Some(refusal)));
                 }
                 Err(RepoError::Held(hold)) if write.skip_refused => held.push((*id, hold)),
                 Err(RepoError::Limited(hold)) if write.skip_refused => limited.push((*id, hold)),
@@ -145,16 +162,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         if let [job] = jobs.as_slice() {
             let (outside, _) = out_of_scope(&job.spec.allowed_scope, &write.changed_paths);
             if !outside.is_empty() {
-                let listed: Vec<&str> = outside
-                    .iter()
-                    .take(SCOPE_WARNING_PATHS_MAX)
-                    .map(String::as_str)
-                    .collect();
-                let detail = format!(
-                    "{} changed path(s) outside allowed_scope: {}",
-                    outside.len(),
-                    listed.join(", ")
-                );
+                let detail = scope_warning(&outside);
                 repo::append_event(
                     tx,
                     job,
@@ -165,39 +173,32 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                     now,
                 )?;
             }
-            if let Some(rid) = &write.request_id {
-                repo::remember_answer(tx, job.id, rid, &LeaseAnswer::of(job))?;
+            if let (Some(rid), Some(writer)) = (&write.request_id, writer) {
+                repo::remember_answer(tx, job.id, writer, rid, &LeaseAnswer::of(job))?;
             }
         }
-        Ok(Some((
-            Committed {
-                jobs,
-                held,
-                limited,
-            },
-            changes,
-            None,
-        )))
+        let committed = Committed {
+            jobs,
+            held,
+            limited,
+            replayed: None,
+        };
+        Ok(Outcome::Applied(committed, changes, None))
     })?;
     match outcome {
-        Some((committed, changes, refusal)) => {
+        Outcome::Applied(committed, changes, refusal) => {
             adopt(ctx, &changes).await;
             match refusal {
                 Some(refusal) => Err(refusal.into()),
                 None => Ok(committed),
             }
         }
-        // A retry of a write that was applied: answer with the job as it is now.
-        None => {
-            let id = single.expect("only a single write is remembered");
-            let job = transact!(ctx.store, |tx| repo::load_job(tx, id).await)?
-                .ok_or_else(|| CoordError::NotFound(format!("job {id}")))?;
-            Ok(Committed {
-                jobs: vec![job],
-                held: Vec::new(),
-                limited: Vec::new(),
-            })
-        }
+        Outcome::Replayed(answer) => Ok(Committed {
+            jobs: Vec::new(),
+            held: Vec::new(),
+            limited: Vec::new(),
+            replayed: Some(answer),
+        }),
     }
 }
 
@@ -207,6 +208,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
 async fn uncounted<'w, T: Transaction>(
     tx: &mut T,
     id: JobId,
+    writer: repo::Writer,
     carried: &'w [(String, Command)],
 ) -> std::result::Result<Vec<&'w (String, Command)>, RepoError> {
     let mut out: Vec<&(String, Command)> = Vec::with_capacity(carried.len());
@@ -215,7 +217,10 @@ async fn uncounted<'w, T: Transaction>(
         if out.iter().any(|(seen, _)| seen == rid) {
             continue;
         }
-        if repo::remembered_answer(tx, id, rid).await?.is_none() {
+        if repo::remembered_answer(tx, id, writer, rid)
+            .await?
+            .is_none()
+        {
             out.push(write);
         }
     }
@@ -230,21 +235,21 @@ async fn uncounted<'w, T: Transaction>(
 fn remember_carried<T: Transaction>(
     tx: &mut T,
     id: JobId,
-    cmd: &Command,
+    writer: Option<repo::Writer>,
     carried: &[&(String, Command)],
     changes: &[Transition],
 ) -> std::result::Result<(), RepoError> {
-    let Some((factory, epoch)) = cmd.fence().filter(|_| !carried.is_empty()) else {
+    let Some(writer) = writer.filter(|_| !carried.is_empty()) else {
         return Ok(());
     };
     let Some(after) = changes.get(carried.len()) else {
         return Ok(());
     };
-    if job::check_fence(&after.job, factory, epoch).is_err() {
+    if job::check_fence(&after.job, writer.factory, writer.epoch).is_err() {
         return Ok(());
     }
     for ((rid, _), change) in carried.iter().zip(changes) {
-        repo::remember_answer(tx, id, rid, &LeaseAnswer::of(&change.job))?;
+        repo::remember_answer(tx, id, writer, rid, &LeaseAnswer::of(&change.job))?;
     }
     Ok(())
 }

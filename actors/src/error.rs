@@ -53,6 +53,11 @@ pub enum CoordError {
     /// The manifest has these problems; nothing was submitted.
     #[error("invalid manifest: {} problem(s)", .0.len())]
     InvalidManifest(Vec<String>),
+    /// Each entry names a job (with its location in a manifest) whose idempotency key is
+    /// another job's, submitted with another spec; nothing was submitted. Send the same spec
+    /// again to get the existing job, or use a new key.
+    #[error("{}", conflicts_message(.0))]
+    IdempotencyConflict(Vec<String>),
     /// Missing, revoked or expired credentials.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -134,6 +139,17 @@ impl From<JobError> for CoordError {
                 },
             },
         }
+    }
+}
+
+fn conflicts_message(conflicts: &[String]) -> String {
+    match conflicts {
+        [one] => format!("{one}; nothing was submitted"),
+        many => format!(
+            "{} idempotency keys belong to jobs submitted with another spec; nothing was \
+             submitted",
+            many.len()
+        ),
     }
 }
 

@@ -11,27 +11,33 @@ use std::time::Duration;
 
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::job::{self, Command, FactoryId, Job, JobId};
-use gigafactory_core::wire::LogChunk;
+use gigafactory_core::wire::{LeaseAnswer, LogChunk};
 use gigafactory_storage::repo::{self, LOG_MAX_BYTES_PER_JOB, LogAppend, RepoError};
 use gigafactory_storage::transact;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::commit::{self, JobWrite};
+use crate::commit::{self, Committed, JobWrite};
 use crate::context::Context;
 use crate::error::{CoordError, Result};
 
 pub(crate) enum JobMsg {
-    /// Apply a state-machine command. `request_id` makes a factory write idempotent.
-    /// `changed_paths`: what the job changed in its workspace (with complete or fail).
-    /// `carried`: the factory writes an end brings along, each under its own request id
-    /// (usage reports), applied before it in its transaction.
+    /// Apply a state-machine command of an operator or the scheduler.
     Apply {
         cmd: Command,
         author: Author,
-        request_id: Option<String>,
+        reply: RpcReplyPort<Result<Job>>,
+    },
+    /// Apply a factory's fenced write, idempotent by `request_id` (a retry by the same writer
+    /// under the same lease gets the first answer again). `changed_paths`: what the job
+    /// changed in its workspace (with complete or fail). `carried`: the factory writes an end
+    /// brings along, each under its own request id (usage reports), applied before it in its
+    /// transaction.
+    FactoryWrite {
+        cmd: Command,
+        request_id: String,
         changed_paths: Vec<String>,
         carried: Vec<(String, Command)>,
-        reply: RpcReplyPort<Result<Job>>,
+        reply: RpcReplyPort<Result<LeaseAnswer>>,
     },
     /// Append a chunk of output, fenced like any factory write.
     AppendLog {
@@ -101,29 +107,44 @@ impl Actor for JobActor {
         // No span is entered here: a guard held across the awaits below would leak into other
         // tasks (tracing's `Entered` is not for async code). Events carry job_id and epoch.
         match msg {
-            JobMsg::Apply {
+            JobMsg::Apply { cmd, author, reply } => {
+                state.queued.fetch_sub(1, Ordering::Relaxed);
+                let write = JobWrite::one(state.id, cmd, author);
+                let outcome = commit::commit(&state.ctx, write).await.and_then(the_job);
+                let terminal = matches!(&outcome, Ok(job) if job.state.is_terminal());
+                let _ = reply.send(outcome);
+                state.after_command(&myself, terminal);
+            }
+            JobMsg::FactoryWrite {
                 cmd,
-                author,
                 request_id,
                 changed_paths,
                 carried,
                 reply,
             } => {
                 state.queued.fetch_sub(1, Ordering::Relaxed);
+                let Some((factory, _)) = cmd.fence() else {
+                    let _ = reply.send(Err(CoordError::Internal("not a factory write".into())));
+                    return Ok(());
+                };
                 let write = JobWrite {
-                    request_id,
+                    request_id: Some(request_id),
                     changed_paths,
                     carried,
-                    ..JobWrite::one(state.id, cmd, author)
+                    ..JobWrite::one(state.id, cmd, Author::Factory(factory))
                 };
-                let outcome = commit::commit(&state.ctx, write).await.and_then(|c| {
-                    c.jobs
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| CoordError::Internal("a write answered no job".into()))
-                });
-                let terminal = matches!(&outcome, Ok(job) if job.state.is_terminal());
-                let _ = reply.send(outcome);
+                // A replayed answer changed nothing: whether the job is terminal is not news.
+                let outcome = match commit::commit(&state.ctx, write).await {
+                    Ok(Committed {
+                        replayed: Some(answer),
+                        ..
+                    }) => Ok((answer, false)),
+                    other => other
+                        .and_then(the_job)
+                        .map(|job| (LeaseAnswer::of(&job), job.state.is_terminal())),
+                };
+                let terminal = matches!(outcome, Ok((_, true)));
+                let _ = reply.send(outcome.map(|(answer, _)| answer));
                 state.after_command(&myself, terminal);
             }
             JobMsg::AppendLog {
@@ -146,6 +167,14 @@ impl Actor for JobActor {
         }
         Ok(())
     }
+}
+
+/// The one job a single write changed.
+fn the_job(c: Committed) -> Result<Job> {
+    c.jobs
+        .into_iter()
+        .next()
+        .ok_or_else(|| CoordError::Internal("a write answered no job".into()))
 }
 
 impl JobActorState {

@@ -2,6 +2,8 @@
 //! completion, placements record their score, and the scheduler rebuilds its index from the
 //! store on start.
 
+mod common;
+
 use std::sync::Arc;
 
 use gigafactory_actors::{Config, CoordError, Coordinator, OperatorAction, SystemClock};
@@ -133,23 +135,7 @@ async fn a_restarted_node_rebuilds_its_queue_from_the_store() {
         coord.stop();
     }
     // The first node's store handle closes when its actors have stopped.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let coord = loop {
-        match AnyStore::open(&format!("embedded:{}", dir.path().display())) {
-            Ok(store) => {
-                break Coordinator::start(store, Config::default(), Arc::new(SystemClock))
-                    .await
-                    .unwrap();
-            }
-            Err(e) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "store never released: {e}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let coord = common::restart(dir.path(), Config::default(), Arc::new(SystemClock)).await;
     assert_eq!(coord.scheduler_snapshot().await.unwrap().queued, 5);
     coord.stop();
 }

@@ -1,20 +1,22 @@
 //! Time-driven behaviour of a node with an injected clock: a lease expires exactly when its
 //! TTL has passed by the node's clock and not a millisecond before, the retry backoff holds a
-//! failed job back until the clock passes it, a wall-clock budget ends a job once it is
-//! used up, and a lease that ran out while the coordinator was down gets a TTL to be renewed
-//! and costs no attempt. The tests move a [`ManualClock`] and wait on the fleet stream for what follows;
-//! nothing sleeps.
+//! failed job back until the clock passes it, a wall-clock budget ends a job once it is used
+//! up, a write arriving after its lease's `expires_at` is accepted until the reaper fences the
+//! lease (the late-write rule), and a lease that ran out while the coordinator was down gets a
+//! TTL to be renewed and costs no attempt. The tests move a [`ManualClock`] and wait on the
+//! fleet stream for what follows; nothing sleeps.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gigafactory_actors::{Config, Coordinator, FleetEvent, ManualClock};
+use gigafactory_actors::{Config, CoordError, Coordinator, FleetEvent, ManualClock};
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::fleet::Role;
 use gigafactory_core::job::{Command, JobId, JobState};
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::wire::{EnrollRequest, EnrollResponse};
-use gigafactory_storage::AnyStore;
 use tokio::sync::broadcast::Receiver;
 
 /// Where the manual clock starts: far from 0, so no arithmetic can hide an underflow.
@@ -40,21 +42,7 @@ fn config() -> Config {
 }
 
 async fn start(dir: &std::path::Path, clock: &ManualClock) -> Coordinator {
-    // A node stopped just before releases the store once its actors have stopped.
-    let deadline = std::time::Instant::now() + DUE_WITHIN;
-    let store = loop {
-        match AnyStore::open(&format!("embedded:{}", dir.display())) {
-            Ok(store) => break store,
-            Err(e) if std::time::Instant::now() < deadline => {
-                tracing::debug!(error = %e, "store not released yet");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("store never released: {e}"),
-        }
-    };
-    Coordinator::start(store, config(), Arc::new(clock.clone()))
-        .await
-        .unwrap()
+    restart(dir, clock, config()).await
 }
 
 async fn enroll(coord: &Coordinator) -> EnrollResponse {
@@ -278,5 +266,67 @@ async fn a_lease_that_ran_out_while_the_coordinator_was_down_gets_a_ttl_and_cost
     for id in due {
         assert_eq!(coord.job(id).await.unwrap().failures, 1, "{id} is blamed");
     }
+    coord.stop();
+}
+
+async fn restart(dir: &std::path::Path, clock: &ManualClock, config: Config) -> Coordinator {
+    common::restart(dir, config, Arc::new(clock.clone())).await
+}
+
+/// The late-write rule (ARCHITECTURE, the lease protocol): a lease is over when the reaper
+/// fences it, not when its `expires_at` passes; until then its holder's writes are accepted
+/// and a renewal revives it. Safety rests on the epoch alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_expiry_is_accepted_until_the_reaper_moves_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    // A reaper that does not pass while the late renewal is sent.
+    let asleep = Config {
+        reap_interval_ms: 3_600_000,
+        ..config()
+    };
+    let coord = restart(dir.path(), &clock, asleep).await;
+    let f = enroll(&coord).await;
+    let job = leased(&coord, &f, "job", None).await;
+    let renew = |epoch| Command::Renew {
+        factory: f.factory_id,
+        epoch,
+        ttl_ms: TTL_MS,
+    };
+
+    clock.advance(TTL_MS + 25);
+    let late = coord
+        .factory_write(job, renew(1), "late".into(), vec![], vec![])
+        .await
+        .expect("25 ms past expiry, before the reaper, the holder's renewal is accepted");
+    let revived_until = T0 + TTL_MS + 25 + TTL_MS;
+    assert_eq!(
+        (late.epoch, late.state.as_str(), late.expires_at),
+        (1, "running", Some(revived_until)),
+        "the lease is revived for a TTL from now"
+    );
+    coord.stop();
+    drop(coord);
+
+    // A node whose reaper passes: the revived lease is reaped when its new TTL has passed, and
+    // the holder's next write is fenced.
+    let coord = restart(dir.path(), &clock, config()).await;
+    let (_, mut events) = coord.follow_fleet(None);
+    clock.advance(TTL_MS);
+    let expired = next(&mut events, EventKind::Expire).await;
+    assert_eq!(expired.job_id, job);
+    let refused = coord
+        .factory_write(job, renew(1), "after".into(), vec![], vec![])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(CoordError::Fenced {
+                presented: 1,
+                current: 2
+            })
+        ),
+        "{refused:?}"
+    );
     coord.stop();
 }

@@ -11,7 +11,8 @@ use gigafactory_core::wire::{
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::factories::{Body, parse_job_id};
+use crate::factories::parse_job_id;
+use crate::json::Body;
 
 type ApiResult<T> = Result<T, ApiError>;
 

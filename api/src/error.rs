@@ -2,7 +2,7 @@
 //! `Retry-After` where waiting helps.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gigafactory_actors::CoordError;
@@ -26,6 +26,19 @@ pub enum ApiError {
     /// seconds.
     #[error("too many failed authentications from this address: retry in {0} s")]
     Throttled(u64),
+    /// The route does not take this method (`Allow` says which it does).
+    #[error("the route does not take this method")]
+    MethodNotAllowed,
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::Malformed(r.body_text())
+        }
+    }
 }
 
 impl From<JsonRejection> for ApiError {
@@ -73,6 +86,9 @@ impl IntoResponse for ApiError {
                 retry_after = Some(*secs);
                 (StatusCode::TOO_MANY_REQUESTS, ErrorCode::AuthThrottled)
             }
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
             ApiError::Coord(e) => match e {
                 CoordError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
                 CoordError::Fenced { current, .. } => {
@@ -101,6 +117,10 @@ impl IntoResponse for ApiError {
                 CoordError::InvalidManifest(details) => {
                     body.details = details.clone();
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidManifest)
+                }
+                CoordError::IdempotencyConflict(details) => {
+                    body.details = details.clone();
+                    (StatusCode::CONFLICT, ErrorCode::IdempotencyConflict)
                 }
                 CoordError::Unauthorized(_) | CoordError::UnknownToken => {
                     (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)

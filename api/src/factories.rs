@@ -19,20 +19,9 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::guard::AuditTarget;
+use crate::json::Body;
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// A JSON body, with a malformed one answered in our error format.
-pub(crate) struct Body<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(v))
-    }
-}
 
 pub(crate) fn parse_job_id(s: &str) -> ApiResult<JobId> {
     uuid::Uuid::parse_str(s)

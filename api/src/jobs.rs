@@ -17,17 +17,23 @@ use gigafactory_core::query::JobFilter;
 use gigafactory_core::wire::{
     Event, JobPage, JobView, ManifestResponse, RequestChangesBody, SubmitResponse,
 };
+use gigafactory_storage::repo;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::factories::{Body, parse_job_id};
+use crate::factories::parse_job_id;
+use crate::json::Body;
 
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Log lines sent per page when catching up from the store.
 const LOG_PAGE_LINES: usize = 1000;
+/// Most bytes of output a log follower (SSE) holds queued: it reads the next page from the
+/// store only once this one is sent, so a slow follower costs this much, not a page of
+/// `LOG_PAGE_LINES` chunks (up to 64 KiB each).
+const LOG_FOLLOW_PAGE_BYTES: usize = 256 * 1024;
 /// SSE keep-alive comment interval.
 pub(crate) const KEEP_ALIVE_SECS: u64 = 15;
 
@@ -221,7 +227,11 @@ pub(crate) async fn logs(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/event-stream"));
     if !wants_sse {
-        return Ok(Json(s.coord.logs(id, after, LOG_PAGE_LINES).await?).into_response());
+        let page = s
+            .coord
+            .logs(id, after, LOG_PAGE_LINES, repo::LOG_PAGE_MAX_BYTES)
+            .await?;
+        return Ok(Json(page.lines).into_response());
     }
     Ok(Sse::new(log_stream(s, id, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_SECS)))
@@ -273,12 +283,18 @@ fn log_stream(
                 // the next read tells what, if anything, is new.
                 let _ = watch.await;
             }
-            match st.s.coord.logs_watch(st.id, st.last, LOG_PAGE_LINES).await {
-                Ok((lines, watch)) => {
-                    // A full page may have more behind it: read again at once.
-                    if lines.len() < LOG_PAGE_LINES {
+            let page =
+                st.s.coord
+                    .logs_watch(st.id, st.last, LOG_PAGE_LINES, LOG_FOLLOW_PAGE_BYTES)
+                    .await;
+            match page {
+                Ok((page, watch)) => {
+                    // A page cut by its lines or its bytes has more behind it: read again
+                    // once it is sent.
+                    if !page.more {
                         st.watch = Some(watch);
                     }
+                    let lines = page.lines;
                     st.pending.extend(lines);
                 }
                 Err(e) => {

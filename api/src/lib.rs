@@ -13,6 +13,7 @@ mod factories;
 mod guard;
 mod intake;
 mod jobs;
+mod json;
 mod limits;
 pub mod listener;
 mod node;
@@ -168,5 +169,6 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .layer(from_fn_with_state(state.clone(), guard::edge))
+        .layer(axum::middleware::map_response(json::plain_errors))
         .with_state(state)
 }

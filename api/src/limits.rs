@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::factories::Body;
+use crate::json::Body;
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::factories::{Body, parse_job_id};
+use crate::factories::parse_job_id;
 use crate::jobs::KEEP_ALIVE_SECS;
+use crate::json::Body;
 
 type ApiResult<T> = Result<T, ApiError>;
 

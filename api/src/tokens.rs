@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::factories::Body;
 use crate::guard::AuditTarget;
+use crate::json::Body;
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -30,6 +30,60 @@ pub struct Factory {
 /// Warm keys a factory may report.
 pub const WARM_KEYS_MAX: usize = 64;
 
+/// Capabilities one factory may offer.
+pub const FACTORY_CAPABILITIES_MAX: usize = 256;
+/// Engine classes one factory may offer.
+pub const FACTORY_ENGINE_CLASSES_MAX: usize = 32;
+/// Longest `os` or `arch`, in bytes.
+pub const PLATFORM_LEN_MAX_BYTES: usize = 32;
+
+/// Checks what a factory says it is (at enrollment): `os` and `arch` are 1 to 32 bytes of
+/// `[a-z0-9_]`, the charset of Rust's `std::env::consts::{OS, ARCH}` that agents report — a
+/// charset rather than a list, so a new platform needs no coordinator release; capabilities
+/// and engine classes follow the rule of a job's capabilities (`[a-z0-9._:-]`, 1 to 64), so
+/// whatever a factory offers is something a job can ask for. Every problem, with its field.
+pub fn check_description(
+    os: &str,
+    arch: &str,
+    capabilities: &[String],
+    engine_classes: &[String],
+) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    for (field, value) in [("os", os), ("arch", arch)] {
+        let charset_ok = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if value.is_empty() || value.len() > PLATFORM_LEN_MAX_BYTES || !charset_ok {
+            problems.push(format!(
+                "{field}: must be 1 to {PLATFORM_LEN_MAX_BYTES} characters from [a-z0-9_], got {:?}",
+                value.chars().take(64).collect::<String>()
+            ));
+        }
+    }
+    for (field, names, max) in [
+        ("capabilities", capabilities, FACTORY_CAPABILITIES_MAX),
+        ("engine_classes", engine_classes, FACTORY_ENGINE_CLASSES_MAX),
+    ] {
+        if names.len() > max {
+            problems.push(format!(
+                "{field}: must have at most {max} entries, got {}",
+                names.len()
+            ));
+            continue;
+        }
+        for (i, name) in names.iter().enumerate() {
+            if let Err(message) = crate::manifest::check_capability_name(name) {
+                problems.push(format!("{field}[{i}]: {message}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FactoryStatus {
     Online,
@@ -254,5 +308,70 @@ mod tests {
         hash[7] = 0x01;
         hash[8] = 0xff;
         assert_eq!(token_id(&hash), "ab00000000000001");
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn what_agents_report_on_every_platform_is_accepted() {
+        for (os, arch) in [
+            ("linux", "x86_64"),
+            ("macos", "aarch64"),
+            ("windows", "x86_64"),
+            ("freebsd", "riscv64"),
+            (std::env::consts::OS, std::env::consts::ARCH),
+        ] {
+            let caps = names(&["gpu", "tool:git", "lang.rust-1"]);
+            assert_eq!(
+                check_description(os, arch, &caps, &names(&["claude"])),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_os_arch_or_capability_is_refused_with_every_problem_and_its_field() {
+        let long = "a".repeat(PLATFORM_LEN_MAX_BYTES + 1);
+        let problems = check_description(
+            "Linux",
+            &long,
+            &names(&["ok", "<script>", ""]),
+            &names(&["UPPER"]),
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = problems
+            .iter()
+            .map(|p| p.split_once(':').unwrap().0)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "os",
+                "arch",
+                "capabilities[1]",
+                "capabilities[2]",
+                "engine_classes[0]"
+            ]
+        );
+        assert!(check_description("", "x86_64", &[], &[]).is_err());
+        assert!(check_description("linux\n", "x86_64", &[], &[]).is_err());
+        assert!(check_description("li nux", "x86_64", &[], &[]).is_err());
+    }
+
+    #[test]
+    fn too_many_capabilities_are_refused_as_one_problem() {
+        let caps: Vec<String> = (0..=FACTORY_CAPABILITIES_MAX)
+            .map(|i| format!("c{i}"))
+            .collect();
+        assert_eq!(
+            check_description("linux", "x86_64", &caps, &[])
+                .unwrap_err()
+                .len(),
+            1
+        );
+        let at_max = &caps[..FACTORY_CAPABILITIES_MAX];
+        assert_eq!(check_description("linux", "x86_64", at_max, &[]), Ok(()));
     }
 }

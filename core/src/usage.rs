@@ -20,6 +20,12 @@ pub const REPORT_MAX_MICROS: Micros = 10_000_000_000;
 /// rewrites the job's record in the end's transaction, and a record may take up to 100 KB:
 /// 64 of them stay well within the 10 MB a transaction may write, whatever the job.
 pub const CARRIED_REPORTS_MAX: usize = 64;
+/// Distinct models a job's cost lists; reports of further models count under
+/// [`OTHER_MODELS`], so the job's record stays bounded (and every write of it, its end
+/// included, fits the store's value limit) while its spend stays exact.
+pub const MODELS_PER_JOB_MAX: usize = 32;
+/// The entry that reports past [`MODELS_PER_JOB_MAX`] distinct models count under.
+pub const OTHER_MODELS: &str = "(other models)";
 /// While a lease lasts, factory time is settled (and counted against budgets) at most this
 /// often: at the renewal after this much unsettled time.
 pub const FACTORY_TIME_SETTLE_MS: u64 = 60_000;
@@ -112,8 +118,15 @@ impl JobCost {
             .fold(self.factory_micros, |sum, m| sum.saturating_add(m.micros))
     }
 
-    /// Adds a report.
+    /// Adds a report: under its model, or under [`OTHER_MODELS`] once the job lists
+    /// [`MODELS_PER_JOB_MAX`] models and this is another.
     pub fn add(&mut self, model: &str, input_tokens: u64, output_tokens: u64, micros: Micros) {
+        let listed = self.models.iter().any(|m| m.model == model);
+        let model = if listed || self.models.len() < MODELS_PER_JOB_MAX {
+            model
+        } else {
+            OTHER_MODELS
+        };
         let entry = match self.models.iter_mut().find(|m| m.model == model) {
             Some(e) => e,
             None => {
@@ -129,6 +142,7 @@ impl JobCost {
         entry.input_tokens = entry.input_tokens.saturating_add(input_tokens);
         entry.output_tokens = entry.output_tokens.saturating_add(output_tokens);
         entry.micros = entry.micros.saturating_add(micros);
+        debug_assert!(self.models.len() <= MODELS_PER_JOB_MAX + 1);
     }
 
     /// A lease at `rate` begins at `now`.
@@ -159,6 +173,24 @@ impl JobCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_lists_a_bounded_number_of_models_and_the_rest_count_as_other() {
+        let mut cost = JobCost::default();
+        let many = MODELS_PER_JOB_MAX + 10;
+        for n in 0..many {
+            cost.add(&format!("model-{n}"), 1, 1, 100);
+        }
+        cost.add("model-0", 1, 1, 5);
+        assert_eq!(cost.models.len(), MODELS_PER_JOB_MAX + 1);
+        assert_eq!(
+            cost.models[0].micros, 105,
+            "a listed model still counts as itself"
+        );
+        let other = cost.models.last().unwrap();
+        assert_eq!((other.model.as_str(), other.micros), (OTHER_MODELS, 1_000));
+        assert_eq!(cost.total(), many as u64 * 100 + 5, "spend stays exact");
+    }
     use crate::budget::MICROS_PER_USD;
 
     fn table() -> PriceTable {

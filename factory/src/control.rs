@@ -34,8 +34,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint";
 pub const RUNNING_MARKER_FILE: &str = "running.json";
 /// Longest stage name: it is a label in the UI, not a log line.
 pub const STAGE_MAX_BYTES: usize = 128;
-/// Longest checkpoint reference (a path, a branch, an object URL).
-pub const CHECKPOINT_MAX_BYTES: usize = 4_096;
+/// Longest checkpoint reference (a path, a branch, an object URL): the coordinator's bound.
+pub use gigafactory_core::wire::CHECKPOINT_MAX_BYTES;
 
 /// Reports the calling job's stage (`gigafactory job stage NAME`): the agent sends it to the
 /// coordinator within a quarter of a second.

@@ -288,8 +288,11 @@ pub async fn run_job(
     let after = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
         .await
         .unwrap_or_default();
-    let changed = workspace::changed_paths(&before, &after, CHANGED_PATHS_MAX);
+    let mut changed = workspace::changed_paths(&before, &after, CHANGED_PATHS_MAX);
     check_scope(&ctx, &changed, &queue);
+    // The coordinator refuses an end listing a path past its bound; such a path is told in
+    // the job's own output above (scope notice) and left out of the report.
+    changed.retain(|p| p.len() <= gigafactory_core::scope::CHANGED_PATH_MAX_BYTES);
     // A stopped job has a deadline for its end: its outputs are not collected then.
     let collect = ended_by.is_none();
     let at_end = save_at_end(&ctx, &ws.control, &ws.work, &after, &queue, saved, collect);

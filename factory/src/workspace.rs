@@ -16,8 +16,8 @@ use crate::error::{AgentError, Result};
 
 /// The directory under the work directory holding every job's workspaces.
 pub const JOBS_DIR: &str = "jobs";
-/// At most this many changed paths are reported for one attempt.
-pub const CHANGED_PATHS_MAX: usize = 10_000;
+/// At most this many changed paths are reported for one attempt (the coordinator's bound).
+pub use gigafactory_core::scope::CHANGED_PATHS_MAX;
 /// A snapshot stops after this many entries, so a job that creates millions of files cannot
 /// exhaust the agent's memory; the walk is sorted, so both snapshots stop at the same place
 /// for the unchanged part of the tree.

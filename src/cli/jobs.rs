@@ -295,7 +295,8 @@ struct Line {
     data: String,
 }
 
-/// Prints stored output; with `follow`, polls for new lines until the job is terminal.
+/// Prints stored output, page after page (a page is bounded in bytes); with `follow`, polls
+/// for new lines until the job is terminal.
 async fn logs(c: &Client, id: &str, follow: bool) -> Result<()> {
     let mut after: Option<(u32, u64)> = None;
     loop {
@@ -308,10 +309,10 @@ async fn logs(c: &Client, id: &str, follow: bool) -> Result<()> {
             print!("{}", l.data);
             after = Some((l.attempt, l.seq));
         }
-        if !follow {
-            return Ok(());
-        }
         if lines.is_empty() {
+            if !follow {
+                return Ok(());
+            }
             let j: JobView = c.get(&format!("/v1/jobs/{id}")).await?;
             if matches!(
                 j.state.as_str(),

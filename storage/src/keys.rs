@@ -114,10 +114,13 @@ pub fn log_cut(job: Uuid) -> Vec<u8> {
     pack(&("logcut", job))
 }
 
-/// `("req", job, request id)` → the answer given to a factory write, so a retry with the same
-/// id gets the same answer. Cleared when the job is next claimed.
-pub fn request(job: Uuid, request_id: &str) -> Vec<u8> {
-    pack(&("req", job, request_id))
+/// `("req", job, factory, epoch, request id)` → the answer given to a factory write, so a
+/// retry of it gets the same answer. Keyed by the writer and its lease as well as the id, so
+/// only the write's own sender, under the lease it wrote under, can ever read it back (another
+/// factory reusing the id meets the fence instead). Cleared when the job is next claimed.
+/// (Schema 1 keyed by `(job, request id)` alone; those keys are cleared by the same range.)
+pub fn request(job: Uuid, factory: Uuid, epoch: u64, request_id: &str) -> Vec<u8> {
+    pack(&("req", job, factory, epoch, request_id))
 }
 
 pub fn requests_of(job: Uuid) -> KeyRange {

@@ -1,8 +1,7 @@
 //! Artifacts over HTTP for end-to-end tests: a factory's upload (with or without a length,
 //! through curl), a download, and the SHA-256 the coordinator names blobs by.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -51,7 +50,7 @@ pub fn upload(
 /// status and JSON body.
 pub fn put_bytes(target: &str, token: &str, bytes: &[u8], chunked: bool) -> (u16, Value) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "PUT"])
+    cmd.args(["-X", "PUT"])
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .args(["-H", "content-type: application/octet-stream"]);
     if chunked {
@@ -59,19 +58,8 @@ pub fn put_bytes(target: &str, token: &str, bytes: &[u8], chunked: bool) -> (u16
     } else {
         cmd.args(["--data-binary", "@-"]);
     }
-    cmd.arg(target).stdin(Stdio::piped()).stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("curl");
-    let mut stdin = child.stdin.take().unwrap();
-    // The server may answer (413) before reading it all; a broken pipe is fine then.
-    let _ = stdin.write_all(bytes);
-    drop(stdin);
-    let out = child.wait_with_output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    cmd.arg(target);
+    super::curl(cmd, bytes)
 }
 
 /// `GET` of an artifact's bytes: status, headers (lower-cased names) and body.

@@ -39,7 +39,7 @@ fn client_tls() -> ClientTls {
 }
 
 /// curl, trusting and presenting what [`use_client_tls`] said.
-fn curl() -> Command {
+fn curl_command() -> Command {
     let mut cmd = Command::new("curl");
     let tls = client_tls();
     if let Some(ca) = tls.ca {
@@ -233,6 +233,18 @@ impl Coordinator {
         }
     }
 
+    /// The node's resident memory now, in bytes (from `/proc`).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
     /// Restarts on the same store and port.
     pub fn restart(&mut self) {
         self.kill();
@@ -366,9 +378,8 @@ pub fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
 /// One HTTP call: status and JSON body (Null when empty or not JSON). The body goes through
 /// stdin, so it may be larger than an argument list allows.
 pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
-    use std::io::Write;
-    let mut cmd = curl();
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    let mut cmd = curl_command();
+    cmd.args(["-X", method]);
     if let Some(t) = token {
         cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
@@ -379,13 +390,21 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     if body.is_some() {
         cmd.args(["--data-binary", "@-"]);
     }
-    cmd.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped());
+    cmd.arg(url);
+    curl(cmd, body.unwrap_or_default().as_bytes())
+}
+
+/// Runs `cmd` (a curl with its method, headers and URL) with `body` on its stdin: the status
+/// and the JSON body (Null when empty or not JSON).
+pub fn curl(mut cmd: Command, body: &[u8]) -> (u16, Value) {
+    use std::io::Write;
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("curl");
     let mut stdin = child.stdin.take().unwrap();
-    if let Some(b) = body {
-        // The server may answer (413) before reading it all; a broken pipe is fine then.
-        let _ = stdin.write_all(b.as_bytes());
-    }
+    // The server may answer (413) before reading it all; a broken pipe is fine then.
+    let _ = stdin.write_all(body);
     drop(stdin);
     let out = child.wait_with_output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -396,25 +415,31 @@ pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) ->
     )
 }
 
+/// Asserts an error answer: its status, its stable `error` code, and a message saying why.
+#[track_caller]
+pub fn expect_error(got: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(
+        (got.0, got.1["error"].as_str()),
+        (status, Some(code)),
+        "{}",
+        got.1
+    );
+    assert!(
+        !got.1["message"].as_str().unwrap_or_default().is_empty(),
+        "every error says why: {}",
+        got.1
+    );
+}
+
 /// Like [`call`], with extra headers and no token (a tracker's webhook, say).
 pub fn call_with(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut cmd = curl();
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-        .args(["-H", "content-type: application/json"]);
+    let mut cmd = curl_command();
+    cmd.args(["-X", method, "-H", "content-type: application/json"]);
     for (name, value) in headers {
         cmd.args(["-H", &format!("{name}: {value}")]);
     }
-    let out = cmd
-        .args(["--data-binary", body, url])
-        .stdout(Stdio::piped())
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    cmd.args(["--data-binary", "@-", url]);
+    curl(cmd, body.as_bytes())
 }
 
 pub fn get(coord: &Coordinator, path: &str) -> Value {
@@ -472,6 +497,22 @@ pub fn events(coord: &Coordinator, id: &str) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// Every stored line of a job's output, read page after page (a page is bounded in bytes).
+pub fn all_logs(coord: &Coordinator, id: &str) -> Vec<Value> {
+    let mut lines: Vec<Value> = Vec::new();
+    loop {
+        let after = lines.last().map_or(String::new(), |l| {
+            format!("?after={}:{}", l["attempt"], l["seq"])
+        });
+        let page = get(coord, &format!("/v1/jobs/{id}/logs{after}"));
+        let page = page.as_array().unwrap();
+        if page.is_empty() {
+            return lines;
+        }
+        lines.extend(page.iter().cloned());
+    }
 }
 
 pub fn state(coord: &Coordinator, id: &str) -> String {

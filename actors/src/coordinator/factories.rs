@@ -1,7 +1,7 @@
 //! The fleet of factories: enrollment, token rotation, revocation, draining, listing, and the
 //! heartbeats factories send (handled by each factory's actor).
 
-use gigafactory_core::fleet::{Factory, FactoryStatus, Role, Token, TokenRefusal};
+use gigafactory_core::fleet::{self, Factory, FactoryStatus, Role, Token, TokenRefusal};
 use gigafactory_core::job::FactoryId;
 use gigafactory_core::wire::{EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse};
 use gigafactory_storage::{repo, transact};
@@ -39,6 +39,8 @@ impl Coordinator {
                 "cost_per_hour_usd must be a non-negative number".into(),
             ));
         }
+        fleet::check_description(&req.os, &req.arch, &req.capabilities, &req.engine_classes)
+            .map_err(|problems| CoordError::Invalid(problems.join("; ")))?;
         let enroll_hash = auth::hash_secret(enrollment_secret);
         let id = FactoryId(Uuid::now_v7());
         let secret = auth::new_secret();

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use gigafactory_core::event::Author;
 use gigafactory_core::fleet::FactoryStatus;
 use gigafactory_core::job::{Command, FactoryId, JobId};
+use gigafactory_core::scope;
 use gigafactory_core::scoring::FactoryView;
 use gigafactory_core::usage::CARRIED_REPORTS_MAX;
-use gigafactory_core::wire::{ClaimedJob, LeaseAnswer, LogChunk, UsageWrite};
+use gigafactory_core::wire::{CHECKPOINT_MAX_BYTES, ClaimedJob, LeaseAnswer, LogChunk, UsageWrite};
 use tokio::sync::oneshot;
 
 use super::Coordinator;
@@ -28,8 +28,6 @@ fn check_request_id(request_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Changed paths one report may list (the agent caps its list at the same number).
-const CHANGED_PATHS_MAX: usize = 10_000;
 /// Longest request id a factory write may carry.
 const REQUEST_ID_MAX_BYTES: usize = 128;
 /// Largest chunk of output one write may carry.
@@ -93,9 +91,16 @@ impl Coordinator {
         changed_paths: Vec<String>,
         usage: Vec<UsageWrite>,
     ) -> Result<LeaseAnswer> {
-        if changed_paths.len() > CHANGED_PATHS_MAX {
+        scope::check_changed_paths(&changed_paths).map_err(CoordError::Invalid)?;
+        if let Command::Release {
+            checkpoint: Some(c),
+            ..
+        } = &cmd
+            && c.len() > CHECKPOINT_MAX_BYTES
+        {
             return Err(CoordError::Invalid(format!(
-                "at most {CHANGED_PATHS_MAX} changed paths"
+                "a checkpoint reference is at most {CHECKPOINT_MAX_BYTES} bytes, so the job's \
+                 record keeps it and the job can still be released"
             )));
         }
         if usage.len() > CARRIED_REPORTS_MAX {
@@ -121,18 +126,15 @@ impl Coordinator {
                 .map_err(|e| CoordError::Invalid(format!("usage report {}: {e}", u.request_id)))?;
             carried.push((u.request_id, report));
         }
-        let job = self
-            .ctx
-            .ask_job(id, |reply| JobMsg::Apply {
+        self.ctx
+            .ask_job(id, |reply| JobMsg::FactoryWrite {
                 cmd: cmd.clone(),
-                author: Author::Factory(factory),
-                request_id: Some(request_id.clone()),
+                request_id: request_id.clone(),
                 changed_paths: changed_paths.clone(),
                 carried: carried.clone(),
                 reply,
             })
-            .await?;
-        Ok(LeaseAnswer::of(&job))
+            .await
     }
 
     /// Appends a chunk of the job's output, fenced like any factory write. Past the job's

@@ -95,9 +95,6 @@ impl Coordinator {
             .ask_job(id, |reply| JobMsg::Apply {
                 cmd: cmd.clone(),
                 author: author.clone(),
-                request_id: None,
-                changed_paths: Vec::new(),
-                carried: Vec::new(),
                 reply,
             })
             .await

@@ -4,8 +4,9 @@
 
 use gigafactory_core::job::{Job, JobId};
 use gigafactory_core::query::JobFilter;
-use gigafactory_core::wire::{Event, LogLine};
-use gigafactory_storage::{Watch, repo, transact};
+use gigafactory_core::wire::Event;
+use gigafactory_storage::repo::{self, LogPage};
+use gigafactory_storage::{Watch, transact};
 
 use super::Coordinator;
 use crate::error::{CoordError, Result};
@@ -18,7 +19,7 @@ const LIST_READ_ROWS: usize = 500;
 const LIST_PAGE_MAX: usize = 500;
 /// Most events one timeline page returns.
 const EVENTS_PAGE_MAX: usize = 1_000;
-/// Most log chunks one read returns.
+/// Most log chunks one page returns (its bytes are bounded too: `repo::LOG_PAGE_MAX_BYTES`).
 const LOG_PAGE_MAX: usize = 10_000;
 
 impl Coordinator {
@@ -75,16 +76,18 @@ impl Coordinator {
         .await)?)
     }
 
-    /// Stored output after position `(attempt, seq)`, in order.
+    /// Stored output after position `(attempt, seq)`, in order: at most `lines_max` chunks
+    /// and `bytes_max` bytes (at most `repo::LOG_PAGE_MAX_BYTES`, and one chunk always).
     pub async fn logs(
         &self,
         id: JobId,
         after: Option<(u32, u64)>,
-        limit: usize,
-    ) -> Result<Vec<LogLine>> {
-        let limit = limit.clamp(1, LOG_PAGE_MAX);
+        lines_max: usize,
+        bytes_max: usize,
+    ) -> Result<LogPage> {
+        let lines_max = lines_max.clamp(1, LOG_PAGE_MAX);
         Ok(transact!(self.ctx.store, |tx| repo::logs_after(
-            tx, id, after, limit
+            tx, id, after, lines_max, bytes_max
         )
         .await)?)
     }
@@ -96,11 +99,12 @@ impl Coordinator {
         &self,
         id: JobId,
         after: Option<(u32, u64)>,
-        limit: usize,
-    ) -> Result<(Vec<LogLine>, Watch)> {
-        let limit = limit.clamp(1, LOG_PAGE_MAX);
+        lines_max: usize,
+        bytes_max: usize,
+    ) -> Result<(LogPage, Watch)> {
+        let lines_max = lines_max.clamp(1, LOG_PAGE_MAX);
         Ok(transact!(self.ctx.store, |tx| {
-            let lines = repo::logs_after(tx, id, after, limit).await?;
+            let lines = repo::logs_after(tx, id, after, lines_max, bytes_max).await?;
             let watch = repo::watch_logs(tx, id).await?;
             Ok::<_, gigafactory_storage::Error>((lines, watch))
         })?)

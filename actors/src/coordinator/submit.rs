@@ -8,7 +8,7 @@ use gigafactory_core::event::Author;
 use gigafactory_core::job::{self, Job, JobId};
 use gigafactory_core::manifest::{self, JobSpec};
 use gigafactory_core::tracker::ItemRef;
-use gigafactory_storage::repo::{self, RepoError};
+use gigafactory_storage::repo::{self, Submitted};
 use gigafactory_storage::transact;
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
@@ -32,7 +32,7 @@ impl Coordinator {
         self.admit_submission()?;
         let now = self.now();
         let job = job::new_job(JobId(Uuid::now_v7()), spec, parents.clone(), now);
-        let (id, made) = transact!(self.ctx.store, |tx| {
+        let made = transact!(self.ctx.store, |tx| {
             for p in &parents {
                 if repo::load_job(tx, *p).await?.is_none() {
                     return Err(CoordError::Invalid(format!(
@@ -42,14 +42,19 @@ impl Coordinator {
             }
             Ok::<_, CoordError>(repo::submit(tx, &job, author).await?)
         })?;
-        metrics::counter!("gigafactory_jobs_submitted_total").increment(u64::from(made.is_some()));
         match made {
-            Some(t) => {
+            Submitted::Made(t) => {
+                metrics::counter!("gigafactory_jobs_submitted_total").increment(1);
                 let job = t.job.clone();
-                commit::adopt(&self.ctx, &[t]).await;
+                commit::adopt(&self.ctx, &[*t]).await;
                 Ok((job, true))
             }
-            None => Ok((self.job(id).await?, false)),
+            Submitted::Repeat(id) => Ok((self.job(id).await?, false)),
+            Submitted::Conflict { key, existing } => {
+                Err(CoordError::IdempotencyConflict(vec![conflict(
+                    None, &key, existing,
+                )]))
+            }
         }
     }
 
@@ -78,7 +83,11 @@ impl Coordinator {
     }
 
     /// Submits resolved specs (parents first, dependencies by key), all or nothing, each
-    /// linked to `origin` when it came from a tracker item.
+    /// linked to `origin` when it came from a tracker item. A job whose idempotency key
+    /// another job holds with another spec refuses the whole submission, every such job
+    /// named; except from a tracker, where the item's first jobs stand (as a later revision
+    /// of the item leaves them: `Decision::Update`), so a delivery retried after a change of
+    /// the item is answered with them.
     pub(super) async fn submit_specs(
         &self,
         specs: Vec<JobSpec>,
@@ -101,9 +110,11 @@ impl Coordinator {
                 }
             })
             .collect();
+        let keep_first = origin.is_some();
         let (made, created) = transact!(self.ctx.store, |tx| {
             let mut made = Vec::with_capacity(jobs.len());
             let mut created = Vec::new();
+            let mut conflicts = Vec::new();
             // Keys resolve to the ids actually stored, which differ for idempotent repeats.
             let mut resolved: BTreeMap<JobId, JobId> = BTreeMap::new();
             for j in &jobs {
@@ -113,12 +124,26 @@ impl Coordinator {
                     .iter()
                     .map(|p| resolved.get(p).copied().unwrap_or(*p))
                     .collect();
-                let (id, t) = repo::submit(tx, &j, author).await?;
+                let id = match repo::submit(tx, &j, author).await? {
+                    Submitted::Made(t) => {
+                        created.push(*t);
+                        j.id
+                    }
+                    Submitted::Repeat(id) => id,
+                    Submitted::Conflict { existing, .. } if keep_first => existing,
+                    Submitted::Conflict { key, existing } => {
+                        conflicts.push(conflict(Some(&j.spec.key), &key, existing));
+                        existing
+                    }
+                };
                 resolved.insert(j.id, id);
                 made.push((j.spec.key.clone(), id));
-                created.extend(t);
             }
-            Ok::<_, RepoError>((made, created))
+            // Returning the error drops the transaction: nothing of the manifest is kept.
+            if !conflicts.is_empty() {
+                return Err(CoordError::IdempotencyConflict(conflicts));
+            }
+            Ok::<_, CoordError>((made, created))
         })?;
         metrics::counter!("gigafactory_jobs_submitted_total").increment(created.len() as u64);
         commit::adopt(&self.ctx, &created).await;
@@ -137,4 +162,12 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// One idempotency conflict: where (a manifest's job by key), the key, and the job it is.
+fn conflict(job_key: Option<&str>, key: &str, existing: JobId) -> String {
+    let at = job_key.map_or(String::new(), |k| {
+        format!("jobs[key={k}].idempotency_key: ")
+    });
+    format!("{at}idempotency key {key:?} is job {existing}, submitted with another spec")
 }

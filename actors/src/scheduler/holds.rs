@@ -157,9 +157,6 @@ impl SchedulerState {
                 .ask_job(id, |reply| JobMsg::Apply {
                     cmd: cmd.clone(),
                     author: Author::Scheduler,
-                    request_id: None,
-                    changed_paths: Vec::new(),
-                    carried: Vec::new(),
                     reply,
                 })
                 .await;

@@ -43,9 +43,6 @@ impl SchedulerState {
             .ask_job(victim_id, |reply| JobMsg::Apply {
                 cmd: cmd.clone(),
                 author: Author::Scheduler,
-                request_id: None,
-                changed_paths: Vec::new(),
-                carried: Vec::new(),
                 reply,
             })
             .await;

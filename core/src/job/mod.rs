@@ -216,6 +216,16 @@ pub fn wall_clock_used(job: &Job, now: Millis) -> u64 {
             .map_or(0, |l| now.saturating_sub(l.granted_at))
 }
 
+/// Whether `new` repeats the submission that made `first` (they share an idempotency key):
+/// the same spec, every field as stored (parsing filled in the defaults and sorted the
+/// capabilities and labels, so two spellings of one spec compare equal), and, when the spec
+/// names no parents in `deps` (a child added under a job, whose parent is in the path), the
+/// same parents. Anything else is another job under a key already taken: a conflict, never
+/// the old job.
+pub fn same_submission(first: &Job, new: &Job) -> bool {
+    first.spec == new.spec && (!new.spec.deps.is_empty() || first.parents == new.parents)
+}
+
 /// A new job as submitted: pending if it has parents, else queued.
 pub fn new_job(id: JobId, spec: JobSpec, parents: Vec<JobId>, now: Millis) -> Job {
     let state = if parents.is_empty() {

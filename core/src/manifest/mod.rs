@@ -275,6 +275,8 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestErrors> {
         return Err(sink.into_errors());
     }
     let mut specs = Vec::with_capacity(jobs.len());
+    // (product, idempotency key) → the job that has it first.
+    let mut keyed: BTreeMap<(String, String), usize> = BTreeMap::new();
     for (i, job) in jobs.into_iter().enumerate() {
         let location = format!("jobs[{i}]");
         let profile = match &job.profile {
@@ -292,6 +294,7 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestErrors> {
                 // Defence in depth: the reader checked each value where it was written;
                 // the resolved job must pass the same checks a single submission passes.
                 validate_spec_into(&spec, &location, &mut sink);
+                check_key_unique(&mut keyed, &spec, i, &mut sink);
                 specs.push(spec);
             }
             _ => sink.push(location, "internal error: job was not resolved"),
@@ -309,6 +312,33 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestErrors> {
     Ok(Manifest { jobs })
 }
 
+/// Two jobs of one manifest under one idempotency key (in one product) cannot both be made:
+/// the later one would silently be the earlier. Each later one is reported, with the job
+/// that has the key first.
+fn check_key_unique(
+    keyed: &mut BTreeMap<(String, String), usize>,
+    spec: &JobSpec,
+    i: usize,
+    sink: &mut Sink,
+) {
+    let Some(key) = &spec.idempotency_key else {
+        return;
+    };
+    match keyed.entry((spec.product.clone(), key.clone())) {
+        Entry::Vacant(v) => {
+            v.insert(i);
+        }
+        Entry::Occupied(o) => sink.push(
+            format!("jobs[{i}].idempotency_key"),
+            format!(
+                "{} is also the key of jobs[{}]: each job needs its own",
+                show(key),
+                o.get()
+            ),
+        ),
+    }
+}
+
 /// Checks one job spec on its own, reporting every problem with the field as location
 /// (`priority`, `capabilities[1]`). Dependencies are checked for shape only: whether they
 /// exist is the caller's business (manifest keys here, job ids in the store).
@@ -320,6 +350,12 @@ pub fn validate_job_spec(spec: &JobSpec) -> Result<(), ManifestErrors> {
     } else {
         Err(sink.into_errors())
     }
+}
+
+/// Checks one capability or engine class name (the rule a job's `capabilities` follow), so
+/// that what a factory offers can be matched against what jobs need.
+pub fn check_capability_name(value: &str) -> Result<(), String> {
+    check_capability(value)
 }
 
 /// Reads one job spec from JSON (a single submission) and validates it. A malformed body is

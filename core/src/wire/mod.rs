@@ -50,6 +50,7 @@ pub enum ErrorCode {
     MalformedRequest,
     PayloadTooLarge,
     NotFound,
+    MethodNotAllowed,
     Fenced,
     NotLeaseHolder,
     IllegalTransition,
@@ -62,6 +63,7 @@ pub enum ErrorCode {
     LimitHeld,
     InvalidRequest,
     InvalidManifest,
+    IdempotencyConflict,
     Unauthorized,
     Forbidden,
     Overloaded,
@@ -72,10 +74,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::Fenced,
         ErrorCode::NotLeaseHolder,
         ErrorCode::IllegalTransition,
@@ -88,6 +91,7 @@ impl ErrorCode {
         ErrorCode::LimitHeld,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidManifest,
+        ErrorCode::IdempotencyConflict,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::Overloaded,
@@ -102,6 +106,7 @@ impl ErrorCode {
             ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Fenced => "fenced",
             ErrorCode::NotLeaseHolder => "not_lease_holder",
             ErrorCode::IllegalTransition => "illegal_transition",
@@ -114,6 +119,7 @@ impl ErrorCode {
             ErrorCode::LimitHeld => "limit_held",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidManifest => "invalid_manifest",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Overloaded => "overloaded",
@@ -133,7 +139,8 @@ pub struct ErrorBody {
     /// With `fenced`: the epoch the job is at now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
-    /// With `invalid_manifest`: every problem, with its location.
+    /// With `invalid_manifest`: every problem, with its location; with
+    /// `idempotency_conflict`: every job whose key another job holds, with its location.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
 }
@@ -342,9 +349,14 @@ fn one() -> u32 {
     1
 }
 
+/// Longest checkpoint reference a release may carry (a path, a branch, an object URL): the
+/// job's record keeps it, and must stay well within the store's value limit.
+pub const CHECKPOINT_MAX_BYTES: usize = 4_096;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Release {
-    /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`.
+    /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`; at most
+    /// [`CHECKPOINT_MAX_BYTES`].
     #[serde(default)]
     pub checkpoint: Option<String>,
     /// Usage reports not yet sent, applied in order before the end, in its transaction (at

@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use gigafactory_core::backoff::Backoff;
 use gigafactory_core::budget::Level;
 use gigafactory_core::event::{Author, EventKind, Transition};
-use gigafactory_core::job::{self, Command, Effect, Job, JobError, JobId, JobState, Millis};
+use gigafactory_core::job::{
+    self, Command, Effect, FactoryId, Job, JobError, JobId, JobState, Millis,
+};
 use gigafactory_core::parents::{self, Readiness};
 use gigafactory_core::wire::{Event, LeaseAnswer};
 
@@ -94,19 +96,41 @@ pub fn append_event<T: Transaction>(
     tx.set(&keys::event(job.id.0, job.rev, n), &codec::encode(&event)?)
 }
 
+/// What a submission did.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A new job, and its change to announce.
+    Made(Box<Transition>),
+    /// The idempotency key was used before by the same submission ([`job::same_submission`]):
+    /// the job made then. Nothing was written.
+    Repeat(JobId),
+    /// The idempotency key belongs to `existing`, submitted with another spec. Nothing was
+    /// written.
+    Conflict { key: String, existing: JobId },
+}
+
 /// Submits a new job: queued when its parents all succeeded (or it has none), pending while
 /// some have not finished, refused when one ended badly. With an idempotency key that was
-/// used before, returns the job made then and writes nothing (no transition).
+/// used before, writes nothing and says whether the job made then was the same submission.
 pub async fn submit<T: Transaction>(
     tx: &mut T,
     job: &Job,
     author: &Author,
-) -> Result<(JobId, Option<Transition>), RepoError> {
+) -> Result<Submitted, RepoError> {
     if let Some(idem) = &job.spec.idempotency_key {
         let key = keys::idempotency(&job.spec.product, idem);
         if let Some(existing) = tx.get(&key).await? {
             let id = uuid::Uuid::from_slice(&existing).map_err(|e| Error::Codec(e.to_string()))?;
-            return Ok((JobId(id), None));
+            let id = JobId(id);
+            let first = load_job(tx, id).await?.ok_or(RepoError::NotFound(id))?;
+            return Ok(if job::same_submission(&first, job) {
+                Submitted::Repeat(id)
+            } else {
+                Submitted::Conflict {
+                    key: idem.clone(),
+                    existing: id,
+                }
+            });
         }
         tx.set(&key, job.id.0.as_bytes())?;
     }
@@ -139,18 +163,15 @@ pub async fn submit<T: Transaction>(
         .map(|at| Effect::Ready { at })
         .into_iter()
         .collect();
-    Ok((
-        job.id,
-        Some(Transition {
-            before: None,
-            kind: EventKind::Submitted,
-            author: author.clone(),
-            effects,
-            at: job.created_at,
-            crossings: Vec::new(),
-            job,
-        }),
-    ))
+    Ok(Submitted::Made(Box::new(Transition {
+        before: None,
+        kind: EventKind::Submitted,
+        author: author.clone(),
+        effects,
+        at: job.created_at,
+        crossings: Vec::new(),
+        job,
+    })))
 }
 
 /// Applies `cmd` to job `id`, writes it with its event, and carries the change to the job's
@@ -519,27 +540,48 @@ pub async fn children<T: Transaction>(tx: &mut T, parent: JobId) -> Result<Vec<J
         .collect()
 }
 
-/// The answer an earlier request with this id got, if any (a retried factory write).
+/// Who sent a factory write and under which lease: with its request id, what its remembered
+/// answer is kept under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writer {
+    pub factory: FactoryId,
+    pub epoch: u64,
+}
+
+impl Writer {
+    /// The writer a factory write names (its fence), or none for any other command.
+    pub fn of(cmd: &Command) -> Option<Writer> {
+        cmd.fence()
+            .map(|(factory, epoch)| Writer { factory, epoch })
+    }
+}
+
+/// The answer an earlier write with this id got, if `writer` sent it under that lease (a
+/// retried factory write). Another writer's answer under the same id is never found.
 pub async fn remembered_answer<T: Transaction>(
     tx: &mut T,
     job: JobId,
+    writer: Writer,
     request_id: &str,
 ) -> Result<Option<LeaseAnswer>, Error> {
-    match tx.get(&keys::request(job.0, request_id)).await? {
+    let key = keys::request(job.0, writer.factory.0, writer.epoch, request_id);
+    match tx.get(&key).await? {
         Some(v) => Ok(Some(codec::decode(&v)?)),
         None => Ok(None),
     }
 }
 
-/// Records the answer to a factory write so that a retry with the same id gets it again.
-/// Answers of a job are dropped when it is next claimed.
+/// Records the answer to a factory write so that a retry of it, by the same writer under the
+/// same lease, gets it again. Answers of a job are dropped when it is next claimed.
 pub fn remember_answer<T: Transaction>(
     tx: &mut T,
     job: JobId,
+    writer: Writer,
     request_id: &str,
     answer: &LeaseAnswer,
 ) -> Result<(), Error> {
-    tx.set(&keys::request(job.0, request_id), &codec::encode(answer)?)
+    let key = keys::request(job.0, writer.factory.0, writer.epoch, request_id);
+    tx.set(&key, &codec::encode(answer)?)
 }
 
 fn forget_answers<T: Transaction>(tx: &mut T, job: JobId) -> Result<(), Error> {

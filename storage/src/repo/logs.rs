@@ -8,6 +8,7 @@ use gigafactory_core::wire::{LogChunk, LogLine, LogStream};
 
 use crate::error::Error;
 use crate::keys;
+use crate::limits::RANGE_MAX_ROWS;
 use crate::txn::{KeyRange, RangeOptions, Transaction, Watch, WatchTarget};
 
 /// Most log bytes kept per job, over all its attempts; later chunks are refused.
@@ -59,26 +60,64 @@ pub async fn append_log<T: Transaction>(
     Ok(LogAppend::Kept)
 }
 
-/// Stored output after position `(attempt, seq)`, in order, at most `limit` chunks.
+/// Most bytes of output one page of a job's log holds (read through the API, or queued for a
+/// follower), however many lines were asked for: what a reader holds is bounded by this, not
+/// by the lines asked times the chunk size. A page holds at least one line, so a reader always
+/// moves on.
+pub const LOG_PAGE_MAX_BYTES: usize = 1024 * 1024;
+/// Rows of the first range read of a page; later reads are sized by what the rows read so far
+/// weigh, so a page of short lines takes one or two reads and a page of long chunks does not
+/// read far past its bound.
+const LOG_PAGE_FIRST_READ_ROWS: usize = 16;
+
+/// A page of a job's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// The page stopped at its bound of lines or bytes: more output may follow at once.
+    pub more: bool,
+}
+
+/// Stored output after position `(attempt, seq)`, in order: at most `lines_max` chunks and
+/// at most `bytes_max` bytes (clamped to [`LOG_PAGE_MAX_BYTES`]; one chunk always).
 pub async fn logs_after<T: Transaction>(
     tx: &mut T,
     id: JobId,
     after: Option<(u32, u64)>,
-    limit: usize,
-) -> Result<Vec<LogLine>, Error> {
+    lines_max: usize,
+    bytes_max: usize,
+) -> Result<LogPage, Error> {
+    let bytes_max = bytes_max.min(LOG_PAGE_MAX_BYTES);
     let mut range = keys::logs_of(id.0);
     if let Some((a, s)) = after {
         range.begin = KeyRange::single(&keys::log_chunk(id.0, a, s)).end;
     }
-    let rows = tx
-        .get_range(&range, RangeOptions::limit(limit).snapshot())
-        .await?;
-    rows.into_iter()
-        .map(|(k, v)| {
+    let mut lines = Vec::new();
+    let mut bytes = 0usize;
+    let mut want = LOG_PAGE_FIRST_READ_ROWS;
+    while lines.len() < lines_max {
+        let want_now = want.clamp(1, (lines_max - lines.len()).min(RANGE_MAX_ROWS));
+        let rows = tx
+            .get_range(&range, RangeOptions::limit(want_now).snapshot())
+            .await?;
+        let ended = rows.len() < want_now;
+        for (k, v) in rows {
+            if !lines.is_empty() && bytes + v.len() > bytes_max {
+                return Ok(LogPage { lines, more: true });
+            }
+            bytes += v.len();
             let (_, attempt, seq) = keys::log_chunk_parts(&k)?;
-            Ok(decode_chunk(attempt, seq, &v))
-        })
-        .collect()
+            lines.push(decode_chunk(attempt, seq, &v));
+            range.begin = KeyRange::single(&k).end;
+        }
+        if ended {
+            return Ok(LogPage { lines, more: false });
+        }
+        // As many rows as would fill the rest of the page if they weigh what these did.
+        let weight = (bytes / lines.len()).max(1);
+        want = bytes_max.saturating_sub(bytes) / weight + 1;
+    }
+    Ok(LogPage { lines, more: true })
 }
 
 /// A watch that fires when the job gets more output, armed at this transaction's read

@@ -39,14 +39,17 @@ pub use fleet::{
     save_shard_lease, save_share, save_token, save_weights, shard_leases, tokens,
 };
 pub use jobs::{
-    CHILDREN_MAX, append_event, children, events, expired_leases, jobs_page, leased_jobs, load_job,
-    note, ready_page, remember_answer, remembered_answer, save_job, submit, transition,
-    transitions,
+    CHILDREN_MAX, Submitted, Writer, append_event, children, events, expired_leases, jobs_page,
+    leased_jobs, load_job, note, ready_page, remember_answer, remembered_answer, save_job, submit,
+    transition, transitions,
 };
 pub use limits::{
     LIMITS_MAX, LimitState, delete_limit, limit_hold, limits, load_limit, save_limit,
 };
-pub use logs::{LOG_MAX_BYTES_PER_JOB, LogAppend, append_log, logs_after, watch_logs};
+pub use logs::{
+    LOG_MAX_BYTES_PER_JOB, LOG_PAGE_MAX_BYTES, LogAppend, LogPage, append_log, logs_after,
+    watch_logs,
+};
 pub use tracker::{
     deliveries_of, due_deliveries, enqueue_delivery, items, load_delivery, load_item, save_item,
     settle_delivery,

@@ -296,3 +296,34 @@ fn wall_clock_used_counts_the_live_lease() {
     assert_eq!(wall_clock_used(&job, T0 + 1_000), 400);
     assert_eq!(wall_clock_used(&job, T0 + 1_300), 700);
 }
+
+#[test]
+fn a_repeat_is_the_same_spec_and_parents_and_anything_else_conflicts() {
+    let parent = JobId(Uuid::from_u128(7));
+    let first = new_job(JobId(Uuid::from_u128(1)), spec(), vec![parent], T0);
+    let again = new_job(JobId(Uuid::from_u128(2)), spec(), vec![parent], T0 + 5);
+    assert!(
+        same_submission(&first, &again),
+        "ids and times are not the submission"
+    );
+    let mut title = again.clone();
+    title.spec.title.push('!');
+    assert!(!same_submission(&first, &title));
+    let elsewhere = new_job(JobId(Uuid::from_u128(3)), spec(), vec![], T0);
+    assert!(
+        !same_submission(&first, &elsewhere),
+        "a child under another parent is another job"
+    );
+    // A manifest's job names its parents by key in `deps`: the keys are the submission, the
+    // ids they resolved to are not (a parent without a key is made anew each time).
+    let mut by_key = spec();
+    by_key.deps = vec!["build".into()];
+    let first = new_job(JobId(Uuid::from_u128(1)), by_key.clone(), vec![parent], T0);
+    let again = new_job(
+        JobId(Uuid::from_u128(2)),
+        by_key,
+        vec![JobId(Uuid::from_u128(8))],
+        T0,
+    );
+    assert!(same_submission(&first, &again));
+}

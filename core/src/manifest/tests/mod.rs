@@ -579,3 +579,22 @@ proptest! {
 }
 
 mod single;
+
+#[test]
+fn jobs_sharing_an_idempotency_key_are_each_reported_with_the_job_that_has_it_first() {
+    let errors = errors_of(&manifest(&[
+        job("a", "idempotency_key = \"same\""),
+        job("b", "idempotency_key = \"other\""),
+        job("c", "idempotency_key = \"same\""),
+        job("d", "idempotency_key = \"same\""),
+    ]));
+    assert_eq!(errors.len(), 2, "{}", ManifestErrors(errors.clone()));
+    assert_error(&errors, "jobs[2].idempotency_key", "jobs[0]");
+    assert_error(&errors, "jobs[3].idempotency_key", "jobs[0]");
+    // One key in two products is two keys.
+    let two_products = manifest(&[
+        job("a", "idempotency_key = \"same\""),
+        job("b", "idempotency_key = \"same\"\nproduct = \"q\""),
+    ]);
+    assert!(parse_manifest(&two_products).is_ok());
+}
