@@ -202,15 +202,19 @@ fn bad_bytes_lengths_methods_and_shapes_get_the_json_error_body_and_change_nothi
     );
     expect_error(&got, 400, "malformed_request");
     let got = call_bytes("POST", &url("/v1/jobs"), admin, "text/plain", b"{}");
-    expect_error(&got, 400, "malformed_request");
+    expect_error(&got, 415, "unsupported_media_type");
     expect_error(
         &call_cut_short(&coord, "/v1/jobs"),
         400,
         "malformed_request",
     );
     let huge = vec![b'#'; 9 * 1024 * 1024];
-    for path in ["/v1/manifests", &format!("/v1/jobs/{job}/actions/cancel")] {
-        let got = call_bytes("POST", &url(path), admin, "application/toml", &huge);
+    let cancel = format!("/v1/jobs/{job}/actions/cancel");
+    for (path, media) in [
+        ("/v1/manifests", "application/toml"),
+        (cancel.as_str(), "application/json"),
+    ] {
+        let got = call_bytes("POST", &url(path), admin, media, &huge);
         expect_error(&got, 413, "payload_too_large");
     }
     expect_error(
