@@ -13,6 +13,7 @@ use gigafactory_core::wire::{
     HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
 };
 use rand::Rng as _;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -21,16 +22,28 @@ use crate::error::ApiError;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// A JSON body, with a malformed one answered in our error format.
+/// A JSON object body, with a malformed one answered in our error format.
 pub(crate) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(v))
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        from_object(value).map(Body).map_err(ApiError::Malformed)
     }
+}
+
+/// `value` as a `T`, refused unless it is an object: serde reads a struct from an array of
+/// its fields in order as well, and `[null, null]` in place of a body must be refused, not
+/// read as one.
+pub(crate) fn from_object<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, String> {
+    if !value.is_object() {
+        return Err("the body must be a JSON object".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_job_id(s: &str) -> ApiResult<JobId> {
@@ -238,7 +251,7 @@ pub(crate) async fn logs(
 }
 
 /// A factory as operators see it (no token hash).
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct FactoryView {
     id: FactoryId,
     name: String,
@@ -300,7 +313,7 @@ pub(crate) async fn show(
     Ok(Json(s.coord.factory(parse_factory_id(&id)?).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct TokenResponse {
     /// The secret; shown this once.
     token: String,
@@ -337,7 +350,7 @@ pub(crate) async fn drain(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnrollmentTokenRequest {
     #[serde(default)]
@@ -354,7 +367,10 @@ pub(crate) async fn enrollment_token(
     let req: EnrollmentTokenRequest = if body.trim().is_empty() {
         EnrollmentTokenRequest::default()
     } else {
-        serde_json::from_str(&body).map_err(|e| ApiError::Malformed(e.to_string()))?
+        serde_json::from_str(&body)
+            .map_err(|e| e.to_string())
+            .and_then(from_object)
+            .map_err(ApiError::Malformed)?
     };
     let name = req.name.unwrap_or_else(|| "enrollment".into());
     Ok(Json(TokenResponse {
@@ -362,7 +378,7 @@ pub(crate) async fn enrollment_token(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MintTokenRequest {
     role: String,

@@ -17,12 +17,13 @@ use gigafactory_core::query::JobFilter;
 use gigafactory_core::wire::{
     Event, JobPage, JobView, ManifestResponse, RequestChangesBody, SubmitResponse,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::factories::{Body, parse_job_id};
+use crate::factories::{Body, from_object, parse_job_id};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -76,7 +77,7 @@ pub(crate) async fn submit_manifest(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     state: Option<String>,
@@ -136,7 +137,7 @@ pub(crate) async fn show(
     Ok(Json(view))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     after: Option<u64>,
@@ -145,7 +146,7 @@ pub(crate) struct EventsQuery {
 
 /// An event as the timeline route shows it: with the factory that caused it named on its
 /// own, so clients need not parse the author.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct EventView {
     #[serde(flatten)]
     event: Event,
@@ -175,7 +176,7 @@ pub(crate) async fn events(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsQuery {
     /// `attempt:seq` of the last line already seen.
@@ -318,11 +319,14 @@ pub(crate) async fn act(
 }
 
 fn request_changes_body(body: &[u8]) -> ApiResult<RequestChangesBody> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::Malformed(format!(
-            "request_changes takes a JSON body {{\"reason\": \"what to change\"}}: {e}"
-        ))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| e.to_string())
+        .and_then(from_object)
+        .map_err(|e| {
+            ApiError::Malformed(format!(
+                "request_changes takes a JSON body {{\"reason\": \"what to change\"}}: {e}"
+            ))
+        })
 }
 
 pub(crate) async fn add_child(
@@ -344,7 +348,7 @@ pub(crate) async fn add_child(
     Ok(submitted(&job, created))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct DagNode {
     id: JobId,
     key: String,
@@ -363,7 +367,7 @@ impl From<&Job> for DagNode {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct DagView {
     job: DagNode,
     parents: Vec<DagNode>,
@@ -385,7 +389,7 @@ pub(crate) async fn dag(
 }
 
 /// Why a job is not running (`core::waiting`), with the last placement's breakdown.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct Explain {
     job_id: JobId,
     state: &'static str,
@@ -402,7 +406,7 @@ pub(crate) struct Explain {
     what_if: Option<WhatIf>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct WhatIf {
     weights: gigafactory_core::scoring::Weights,
     #[serde(flatten)]
@@ -437,7 +441,7 @@ pub(crate) async fn explain(
 }
 
 /// Every product's fair share that is not the default, and whether fair share is on.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct SharesView {
     enabled: bool,
     default: u32,
@@ -457,13 +461,13 @@ pub(crate) async fn shares(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShareBody {
     share: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct ShareView {
     product: String,
     share: u32,
@@ -480,7 +484,7 @@ pub(crate) async fn set_share(
     Ok(Json(ShareView { product, share }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct WeightsView {
     product: String,
     /// What the product sets; unset weights come from the defaults.
