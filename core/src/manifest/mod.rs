@@ -348,7 +348,9 @@ fn default_true() -> bool {
     true
 }
 
-fn sorted_unique_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// Reads a list of strings sorted and deduplicated, as a spec's capabilities and labels are
+/// kept; for `deserialize_with`, also on the spec shapes older records were stored in.
+pub fn sorted_unique_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Vec::<String>::deserialize(d).map(sorted_unique)
 }
 

@@ -565,6 +565,19 @@ pub struct Event {
 #[cfg(test)]
 mod tests {
     use super::urlencode;
+    use crate::scoring::WeightsOverride;
+
+    /// Found by fuzzing (`fuzz/`, target `requests`): serde_json's default float parser read
+    /// `8.88888e33` one unit in the last place off, so the body written back from what was read
+    /// read as another number.
+    #[test]
+    fn a_float_in_a_body_reads_back_exactly_as_it_was_written() {
+        let read: WeightsOverride = serde_json::from_str(r#"{"priority": 8.88888e33}"#).unwrap();
+        assert_eq!(read.priority, Some(8.88888e33));
+        let again: WeightsOverride =
+            serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
+        assert_eq!(again, read);
+    }
 
     #[test]
     fn urlencode_keeps_unreserved_characters_and_escapes_every_other_byte() {
