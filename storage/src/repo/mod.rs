@@ -437,7 +437,12 @@ mod tests {
         unsorted.extend_from_slice(b"linux");
         unsorted.push(4);
         unsorted.extend_from_slice(b"rust");
-        let bytes = [&golden[..at], &unsorted[..], &golden[at + as_stored.len()..]].concat();
+        let bytes = [
+            &golden[..at],
+            &unsorted[..],
+            &golden[at + as_stored.len()..],
+        ]
+        .concat();
         let job = codec::decode::<Job>(&bytes).unwrap();
         assert_eq!(job.spec.capabilities, ["linux", "rust"]);
         let again = codec::decode::<Job>(&codec::encode(&job).unwrap()).unwrap();
