@@ -394,3 +394,44 @@ fn bad_input_and_wrong_tokens_get_clear_errors_and_change_nothing() {
         || state(&coord, &id) != "leased" && state(&coord, &id) != "running",
     );
 }
+
+/// Found by the API contract check (`scripts/api-contract`): serde reads a struct from an
+/// array of its fields in order, so `PUT weights` with `[null, null]` reset a product's
+/// weights with 200; and an artifact's attempt that is not a number was refused in plain text.
+#[test]
+fn a_body_that_is_not_an_object_and_an_attempt_that_is_not_a_number_get_json_errors() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let url = |p: &str| format!("{}{p}", coord.url);
+    let admin = Some(coord.admin.as_str());
+    let weights = url("/v1/products/p/weights");
+    assert_eq!(call("PUT", &weights, admin, Some(r#"{"age": 2}"#)).0, 200);
+    expect_error(
+        &call("PUT", &weights, admin, Some("[null, null]")),
+        400,
+        "malformed_request",
+    );
+    assert_eq!(
+        get(&coord, "/v1/products/p/weights")["override"]["age"],
+        2.0
+    );
+    let spec_as_array = r#"["k", "t", "e2e", {"command": "true"}]"#;
+    expect_error(
+        &call("POST", &url("/v1/jobs"), admin, Some(spec_as_array)),
+        400,
+        "malformed_request",
+    );
+    assert_eq!(jobs_count(&coord), 0);
+    let job = "0190aaaa-0000-7000-8000-000000000000";
+    expect_error(
+        &call(
+            "GET",
+            &url(&format!("/v1/jobs/{job}/artifacts/first/out.txt")),
+            admin,
+            None,
+        ),
+        400,
+        "malformed_request",
+    );
+}

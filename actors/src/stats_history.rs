@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gigafactory_core::job::Millis;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Claim latencies kept for the control plane's percentiles.
@@ -56,7 +57,7 @@ impl ClaimLatencies {
 }
 
 /// One sample of the overview's charts: what happened on this node since the sample before.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct StatsSample {
     pub at: Millis,
     /// Counters since the node started (as in `/v1/stats`), so a client that polls

@@ -58,9 +58,13 @@ pub(crate) async fn list(
 pub(crate) async fn download(
     State(s): State<AppState>,
     caller: Caller,
-    Path((id, attempt, name)): Path<(String, u32, String)>,
+    Path((id, attempt, name)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     caller.require_view()?;
+    // Parsed here, not by `Path`, whose refusal would be plain text, not our error body.
+    let attempt: u32 = attempt
+        .parse()
+        .map_err(|_| ApiError::Malformed(format!("{attempt:?} is not an attempt number")))?;
     let (view, bytes) = s.coord.artifact(parse_job_id(&id)?, attempt, &name).await?;
     let mut resp = Body::from_stream(bytes).into_response();
     let h = resp.headers_mut();

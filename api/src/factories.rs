@@ -13,6 +13,7 @@ use gigafactory_core::wire::{
     HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
 };
 use rand::Rng as _;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::AppState;
@@ -231,7 +232,7 @@ pub(crate) async fn logs(
 }
 
 /// A factory as operators see it (no token hash).
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct FactoryView {
     id: FactoryId,
     name: String,
@@ -293,7 +294,7 @@ pub(crate) async fn show(
     Ok(Json(s.coord.factory(parse_factory_id(&id)?).await?.into()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct TokenResponse {
     /// The secret; shown this once.
     token: String,

@@ -11,6 +11,7 @@ use gigafactory_actors::IntakeOutcome;
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::tracker::{Delivery, ItemRecord, SourceConfig, signature_header};
 use gigafactory_core::wire::JobView;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -55,7 +56,7 @@ pub(crate) async fn source(
     Ok(Json(s.coord.intake_source(&source)?.clone()))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ItemsQuery {
     limit: Option<usize>,
@@ -73,7 +74,7 @@ pub(crate) async fn items(
 }
 
 /// An item with its jobs and its deliveries.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct ItemView {
     item: ItemRecord,
     jobs: Vec<JobView>,

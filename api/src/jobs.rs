@@ -18,13 +18,14 @@ use gigafactory_core::wire::{
     Event, JobPage, JobView, ManifestResponse, RequestChangesBody, SubmitResponse,
 };
 use gigafactory_storage::repo;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::factories::parse_job_id;
-use crate::json::Body;
+use crate::json::{Body, from_object};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -82,7 +83,7 @@ pub(crate) async fn submit_manifest(
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     state: Option<String>,
@@ -142,7 +143,7 @@ pub(crate) async fn show(
     Ok(Json(view))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
     after: Option<u64>,
@@ -151,7 +152,7 @@ pub(crate) struct EventsQuery {
 
 /// An event as the timeline route shows it: with the factory that caused it named on its
 /// own, so clients need not parse the author.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct EventView {
     #[serde(flatten)]
     event: Event,
@@ -181,7 +182,7 @@ pub(crate) async fn events(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsQuery {
     /// `attempt:seq` of the last line already seen.
@@ -334,11 +335,14 @@ pub(crate) async fn act(
 }
 
 fn request_changes_body(body: &[u8]) -> ApiResult<RequestChangesBody> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::Malformed(format!(
-            "request_changes takes a JSON body {{\"reason\": \"what to change\"}}: {e}"
-        ))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| e.to_string())
+        .and_then(from_object)
+        .map_err(|e| {
+            ApiError::Malformed(format!(
+                "request_changes takes a JSON body {{\"reason\": \"what to change\"}}: {e}"
+            ))
+        })
 }
 
 pub(crate) async fn add_child(
@@ -360,7 +364,7 @@ pub(crate) async fn add_child(
     Ok(submitted(&job, created))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct DagNode {
     id: JobId,
     key: String,
@@ -379,7 +383,7 @@ impl From<&Job> for DagNode {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct DagView {
     job: DagNode,
     parents: Vec<DagNode>,
@@ -401,7 +405,7 @@ pub(crate) async fn dag(
 }
 
 /// Why a job is not running (`core::waiting`), with the last placement's breakdown.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct Explain {
     job_id: JobId,
     state: &'static str,
@@ -418,7 +422,7 @@ pub(crate) struct Explain {
     what_if: Option<WhatIf>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct WhatIf {
     weights: gigafactory_core::scoring::Weights,
     #[serde(flatten)]
@@ -453,7 +457,7 @@ pub(crate) async fn explain(
 }
 
 /// Every product's fair share that is not the default, and whether fair share is on.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct SharesView {
     enabled: bool,
     default: u32,
@@ -473,13 +477,13 @@ pub(crate) async fn shares(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShareBody {
     share: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct ShareView {
     product: String,
     share: u32,
@@ -496,7 +500,7 @@ pub(crate) async fn set_share(
     Ok(Json(ShareView { product, share }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct WeightsView {
     product: String,
     /// What the product sets; unset weights come from the defaults.

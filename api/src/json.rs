@@ -45,6 +45,18 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
+/// `value` as a `T`, refused unless it is an object: serde reads a struct from an array of
+/// its fields in order as well, and `[null, null]` in place of a body must be refused, not
+/// read as one (for the routes that read their body by hand).
+pub(crate) fn from_object<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, String> {
+    if !value.is_object() {
+        return Err("the body must be a JSON object".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
 /// Whether the request says its body is JSON (`application/json`, or a `+json` type).
 fn declares_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use gigafactory_core::job::Millis;
 use gigafactory_core::limits::{self, LimitSpec};
 use gigafactory_storage::repo::LimitState;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::AppState;
@@ -17,7 +18,7 @@ use crate::json::Body;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// A limit as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct LimitView {
     key: String,
     max_running: Option<u32>,

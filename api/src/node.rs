@@ -12,6 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use gigafactory_actors::CoordError;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -31,7 +32,7 @@ pub(crate) async fn cluster(
     Ok(Json(s.coord.cluster().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FaultRequest {
     /// `scheduler`, `reaper`, `job` or `factory`.
@@ -74,7 +75,7 @@ pub(crate) async fn inject_fault(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct WhoAmI {
     role: &'static str,
     name: String,
@@ -96,14 +97,14 @@ pub(crate) async fn stats(
     Ok(Json(s.coord.stats().await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HistoryQuery {
     /// Only samples taken after this time (ms since the epoch).
     after: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct StatsHistoryView {
     /// Time between two samples.
     interval_ms: u64,

@@ -10,13 +10,14 @@ use axum::response::IntoResponse;
 use gigafactory_actors::{CoordError, Minted, TokenInfo};
 use gigafactory_core::audit::{AuditEntry, AuditFilter};
 use gigafactory_core::fleet::Role;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::guard::AuditTarget;
-use crate::json::Body;
+use crate::json::{Body, from_object};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -25,7 +26,7 @@ const NAME_MAX_BYTES: usize = 128;
 /// Most audit entries one page returns.
 const AUDIT_PAGE_MAX: usize = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MintTokenRequest {
     role: String,
@@ -39,7 +40,7 @@ pub(crate) struct MintTokenRequest {
 }
 
 /// An enrollment token's request: the body is optional (`{}`, a name, an expiry).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnrollmentTokenRequest {
     #[serde(default)]
@@ -112,7 +113,10 @@ pub(crate) async fn enrollment_token(
     let req: EnrollmentTokenRequest = if body.trim().is_empty() {
         EnrollmentTokenRequest::default()
     } else {
-        serde_json::from_str(&body).map_err(|e| ApiError::Malformed(e.to_string()))?
+        serde_json::from_str(&body)
+            .map_err(|e| e.to_string())
+            .and_then(from_object)
+            .map_err(ApiError::Malformed)?
     };
     let name = req.name.unwrap_or_else(|| "enrollment".into());
     let expiry = Expiry {
@@ -122,7 +126,7 @@ pub(crate) async fn enrollment_token(
     mint(&s, &caller, Role::Enrollment, &name, expiry).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Also list revoked tokens (spent enrollment tokens, rotated factory tokens).
@@ -150,7 +154,7 @@ pub(crate) async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
     /// Only entries whose action contains this (`drain`, `POST /v1/tokens`).
@@ -162,7 +166,7 @@ pub(crate) struct AuditQuery {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub(crate) struct AuditPage {
     entries: Vec<AuditEntry>,
     /// Where the next (older) page starts; absent at the log's start.

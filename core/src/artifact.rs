@@ -3,6 +3,7 @@
 //! shown as, whether one more file fits the job's limits, and when retention ends it. The
 //! bytes live in a blob store; this is only the arithmetic and the rules.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::job::Millis;
@@ -14,7 +15,7 @@ pub const JOB_COUNT_MAX: usize = 1_000;
 pub const NAME_MAX_BYTES: usize = 200;
 
 /// What an artifact is, which decides how it is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactKind {
     /// Any file.

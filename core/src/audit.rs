@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::job::Millis;
 
 /// One operator or admin request that could change something, as it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub at: Millis,
     /// The caller's role (`admin`, `operator`, `viewer`, `enrollment`).

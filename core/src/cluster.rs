@@ -3,6 +3,7 @@
 //! fair share of the free ones and releases the extra. Ownership is a lease in the store with
 //! an epoch; it only avoids duplicate work — correctness comes from the fenced transactions.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ use crate::job::Millis;
 pub const SHARDS: u32 = 16;
 
 /// A coordinator node as the store records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NodeRecord {
     pub id: Uuid,
     /// Where its API listens, for operators.
@@ -24,7 +25,7 @@ pub struct NodeRecord {
 }
 
 /// A shard's lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ShardLease {
     pub owner: Uuid,
     /// Bumped at every change of owner.

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::job::{FactoryId, Job, JobState, Millis};
@@ -15,7 +16,7 @@ use crate::job::{FactoryId, Job, JobState, Millis};
 /// Serialized as its stable string (`factory:<id>`, `scheduler`, `reaper`, `admin:<token
 /// name>`, `operator:<token name>`, `tracker:<source>`), so stored events keep the bytes they
 /// had as strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(into = "String", try_from = "String")]
 pub enum Author {
     /// The factory holding (or taking) the job's lease.
@@ -97,7 +98,9 @@ impl TryFrom<String> for Author {
 
 /// What happened to a job. Serialized as its stable name (`claim`, `parent_ended`, …), the
 /// name events have always been stored and shown with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(into = "String", try_from = "String")]
 pub enum EventKind {
     Submitted,

@@ -9,6 +9,7 @@
 //! counts both (storage), so they hold across nodes; this file is the arithmetic and the
 //! words.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::job::Millis;
@@ -58,7 +59,7 @@ pub fn check_key(key: &str) -> Result<(), LimitError> {
 }
 
 /// A limit as an operator sets it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     #[serde(default)]

@@ -10,6 +10,7 @@
 //!   whatever order the candidates come in (ties are broken by priority, age, then id).
 //! - Weights are finite and within `0..=WEIGHT_MAX` once resolved, so totals are finite.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Largest weight an operator may set.
@@ -31,7 +32,7 @@ pub enum ScoringError {
 }
 
 /// How much each factor counts. A product may override some, and a request some more.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Weights {
     pub priority: f64,
     pub age: f64,
@@ -55,7 +56,7 @@ impl Default for Weights {
 }
 
 /// A partial weight set: `None` keeps the value from the level below.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsOverride {
     #[serde(default)]
@@ -209,7 +210,7 @@ impl FactoryView {
 }
 
 /// One factor of a score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Factor {
     pub name: String,
     /// The factor's value, in 0..=1.
@@ -220,7 +221,7 @@ pub struct Factor {
 }
 
 /// A score and how it was made, shown by `GET /v1/jobs/{id}/explain`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScoreBreakdown {
     /// The sum of the contributions.
     pub total: f64,

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fair_share::Standing;
@@ -32,7 +33,7 @@ pub struct FactoryFacts {
 }
 
 /// A parent that has not succeeded yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ParentWait {
     pub id: JobId,
     pub key: String,
@@ -40,7 +41,7 @@ pub struct ParentWait {
 }
 
 /// Why a candidate factory cannot take the job now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Refusal {
     MissingCapability { capability: String },
@@ -62,7 +63,7 @@ impl Refusal {
 }
 
 /// One factory, what keeps it from the job, and what it would score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Candidate {
     pub factory_id: FactoryId,
     pub name: String,
@@ -74,7 +75,7 @@ pub struct Candidate {
 }
 
 /// Why the job is where it is, for a person; `summary` says it in one line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
     /// Holding a lease: not waiting.
@@ -127,7 +128,7 @@ pub enum Reason {
 }
 
 /// The whole answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Explanation {
     pub summary: String,
     #[serde(flatten)]

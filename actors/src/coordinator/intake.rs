@@ -12,13 +12,14 @@ use gigafactory_core::tracker::{
     TrackerItem,
 };
 use gigafactory_storage::{repo, transact};
+use schemars::JsonSchema;
 
 use super::Coordinator;
 use crate::commit::{self, JobWrite};
 use crate::error::{CoordError, Result};
 
 /// What a delivery did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, JsonSchema)]
 pub struct IntakeOutcome {
     pub source: String,
     pub item_id: String,

@@ -1,6 +1,7 @@
 //! Watching the node: the overview's figures and their history, the fleet stream, the
 //! cluster's nodes and shard owners, and the admin's fault injection for chaos runs.
 
+use schemars::JsonSchema;
 use std::collections::BTreeMap;
 
 use gigafactory_core::cluster::{NodeRecord, ShardLease};
@@ -19,7 +20,7 @@ use crate::scheduler::SchedulerMsg;
 use crate::stats_history::StatsSample;
 
 /// The overview's figures (see [`Coordinator::stats`]).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, JsonSchema)]
 pub struct Stats {
     pub now: u64,
     pub factories_online: usize,
@@ -40,7 +41,7 @@ pub struct Stats {
 }
 
 /// Nodes and shard owners (see [`Coordinator::cluster`]).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, JsonSchema)]
 pub struct ClusterView {
     pub this_node: Uuid,
     pub now: u64,

@@ -20,7 +20,7 @@ pub struct Principal {
 }
 
 /// A token as admins see it: never its secret.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     /// The public id (`token_id`): what `DELETE /v1/tokens/{id}` takes.
     pub id: String,
@@ -36,7 +36,7 @@ pub struct TokenInfo {
 }
 
 /// A token just minted: its secret (shown this once), its id and its expiry.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Minted {
     pub token: String,
     pub id: String,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{BudgetSpec, Micros, day_start};
@@ -13,7 +14,7 @@ const MS_PER_DAY: u64 = 86_400_000;
 /// takes its rate from.
 pub const FORECAST_WINDOW_DAYS: u64 = 3;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct BurndownDay {
     /// The first moment of the UTC day.
     pub day: Millis,
@@ -22,7 +23,7 @@ pub struct BurndownDay {
     pub cumulative_micros: Micros,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Burndown {
     pub period_start: Millis,
     pub period_end: Millis,

@@ -26,6 +26,7 @@ mod burndown;
 mod money;
 mod period;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use burndown::{Burndown, BurndownDay, FORECAST_WINDOW_DAYS, burndown};
@@ -45,7 +46,7 @@ pub const PAUSE_REASON_MAX_BYTES: usize = 512;
 pub const LIMIT_MAX_MICROS: Micros = 1_000_000 * MICROS_PER_USD;
 
 /// What running jobs of a product do when its budget is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Let them run to their end; hold only new leases.

@@ -3,13 +3,14 @@
 //! reads (`2026-12-03 00:00 UTC`). Civil-date arithmetic from day counts, so no calendar
 //! crate and no time zone database.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::job::Millis;
 
 const MS_PER_DAY: u64 = 86_400_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     Day,

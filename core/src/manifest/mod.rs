@@ -20,6 +20,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::dag;
@@ -86,7 +87,7 @@ pub const COST_BUDGET_MAX_MICROS: u64 = 1_000_000 * MICROS_PER_USD;
 const MICROS_PER_USD: u64 = 1_000_000;
 
 /// What a job runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Payload {
     /// A shell command the factory runs.
@@ -101,7 +102,7 @@ pub enum Payload {
 /// defaults as a manifest, refuses unknown fields, and sorts and deduplicates capabilities.
 /// Deserialization checks only shapes; call [`validate_job_spec`] (or use
 /// [`parse_job_spec_json`], which does both) before trusting the values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Unique within its manifest; dependencies refer to it.
@@ -383,7 +384,9 @@ fn default_true() -> bool {
     true
 }
 
-fn sorted_unique_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// Reads a list of strings sorted and deduplicated, as a spec's capabilities and labels are
+/// kept; for `deserialize_with`, also on the spec shapes older records were stored in.
+pub fn sorted_unique_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Vec::<String>::deserialize(d).map(sorted_unique)
 }
 

@@ -14,6 +14,7 @@ mod plan;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use payload::{parse_item, sign, signature_header, signature_ok};
@@ -29,7 +30,7 @@ pub const DELIVERY_TRIES_DEFAULT: u32 = 10;
 pub const ITEM_ID_MAX_BYTES: usize = 256;
 
 /// The payload shape and signature scheme of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Github,
@@ -38,7 +39,7 @@ pub enum SourceKind {
 }
 
 /// One tracker as the coordinator's config describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub kind: SourceKind,
@@ -60,7 +61,7 @@ pub struct SourceConfig {
 }
 
 /// Which items a rule takes and what it makes of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntakeRule {
     /// Any of these labels matches; none listed matches every item.
@@ -104,14 +105,14 @@ pub enum IntakeError {
 }
 
 /// The tracker item a job came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct ItemRef {
     pub source: String,
     pub id: String,
 }
 
 /// An item as stored: what it looks like now and the jobs it made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ItemRecord {
     pub source: String,
     pub id: String,
@@ -154,7 +155,7 @@ pub fn decide(stored: Option<&ItemRecord>, item: &TrackerItem) -> Decision {
 }
 
 /// A job change the tracker hears of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Echo {
     /// `started`, `stage`, `review`, `shipped`, `succeeded`, `dead` or `cancelled`.
     pub event: String,
@@ -181,7 +182,7 @@ pub fn echo(before: Option<&JobState>, job: &Job, kind: EventKind) -> Option<Ech
 }
 
 /// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Pending,
@@ -191,7 +192,7 @@ pub enum DeliveryStatus {
 }
 
 /// One echo of one job change, on its way to the tracker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Delivery {
     /// Unique, time-ordered; also the idempotency key the tracker sees.
     pub id: String,

@@ -1,6 +1,7 @@
 //! The REST API's bodies for artifacts: an upload's parameters (the bytes are the request's
 //! body) and an artifact as listings show it.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{Artifact, ArtifactKind};
@@ -8,7 +9,7 @@ use crate::job::Millis;
 
 /// The query of `PUT /v1/jobs/{id}/artifacts/{name}`: the lease it is written under, what
 /// the file is, and the SHA-256 of its bytes (checked against the body).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArtifactUpload {
     pub epoch: u64,
@@ -20,7 +21,7 @@ pub struct ArtifactUpload {
 
 /// One artifact, as `GET /v1/jobs/{id}/artifacts` lists it. Its bytes are at
 /// `/v1/jobs/{id}/artifacts/{attempt}/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ArtifactView {
     pub name: String,
     pub kind: ArtifactKind,

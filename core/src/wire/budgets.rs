@@ -1,6 +1,7 @@
 //! The REST API's bodies for money: a job's usage report and cost, budgets as operators set
 //! and see them, and a budget's burndown. Amounts are integer micro-dollars (`*_micros`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{BudgetRecord, BudgetState, Burndown, Micros, Period, Policy};
@@ -10,7 +11,7 @@ use crate::usage::{JobCost, ModelUsage};
 
 /// What a job spent on a model, as its factory reports it (`POST /v1/jobs/{id}/usage`, a
 /// fenced write). Without `cost_micros` the coordinator prices the tokens from its table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageReport {
     pub model: String,
@@ -25,7 +26,7 @@ pub struct UsageReport {
 /// A usage report carried on a job's end (`complete`, `fail`, `release`), under the request id
 /// it would have been sent with alone: the end applies it first, in the same transaction, and
 /// counts it once per id whether it arrived alone, carried, or both.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(from = "FlatUsageWrite", into = "FlatUsageWrite")]
 pub struct UsageWrite {
     pub request_id: String,
@@ -35,7 +36,7 @@ pub struct UsageWrite {
 /// [`UsageWrite`] on the wire: one flat object, `{"request_id", "model", ...}`. Spelled out
 /// rather than flattened, since serde does not refuse unknown fields through `flatten`, and a
 /// misspelt `cost_micros` must not be priced as if it were absent.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FlatUsageWrite {
     request_id: String,
@@ -75,7 +76,7 @@ impl From<UsageWrite> for FlatUsageWrite {
 }
 
 /// A job's cost as the API shows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CostView {
     pub total_micros: Micros,
     /// Factory time settled so far.
@@ -94,7 +95,7 @@ impl From<&JobCost> for CostView {
 }
 
 /// A budget as an operator sets it (`PUT /v1/budgets/{name}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetBody {
     pub product: String,
@@ -109,13 +110,13 @@ pub struct BudgetBody {
 }
 
 /// Why an operator pauses a budget (`POST /v1/budgets/{name}/pause`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseBody {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PauseView {
     pub by: Author,
     pub reason: String,
@@ -123,7 +124,7 @@ pub struct PauseView {
 }
 
 /// A budget and where it stands in its current period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BudgetView {
     pub name: String,
     pub product: String,
@@ -181,7 +182,7 @@ impl BudgetView {
 }
 
 /// One job's spend in a budget's period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobSpend {
     pub job_id: JobId,
     pub title: String,
@@ -189,7 +190,7 @@ pub struct JobSpend {
 }
 
 /// A budget with its burndown and its top jobs (`GET /v1/budgets/{name}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct BudgetDetail {
     pub budget: BudgetView,
     pub burndown: Burndown,

@@ -6,6 +6,7 @@ mod artifacts;
 mod budgets;
 mod review;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use artifacts::{ArtifactUpload, ArtifactView};
@@ -132,8 +133,10 @@ impl ErrorCode {
 }
 
 /// Every error response: a stable machine-readable `error` code and a sentence for people.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
+    /// One of [`ErrorCode`]'s strings; a string, so a client reads codes added after it.
+    #[schemars(schema_with = "error_code_schema")]
     pub error: String,
     pub message: String,
     /// With `fenced`: the epoch the job is at now.
@@ -145,9 +148,15 @@ pub struct ErrorBody {
     pub details: Vec<String>,
 }
 
+/// `ErrorBody::error`'s schema: a string, one of the codes.
+fn error_code_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    schemars::json_schema!({"type": "string", "enum": codes})
+}
+
 // ---- factories ----
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub name: String,
@@ -162,7 +171,7 @@ pub struct EnrollRequest {
     pub cost_per_hour_usd: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EnrollResponse {
     pub factory_id: FactoryId,
     /// The factory's own secret; shown once.
@@ -170,13 +179,13 @@ pub struct EnrollResponse {
 }
 
 /// What a factory runs now, as it sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HeldLease {
     pub job_id: JobId,
     pub epoch: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub slots_busy: u32,
@@ -189,7 +198,7 @@ pub struct HeartbeatRequest {
 }
 
 /// What the coordinator asks of a factory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FactoryCommand {
     /// Stop the job (SIGTERM, grace, SIGKILL) and report nothing more for this epoch.
@@ -204,14 +213,14 @@ pub enum FactoryCommand {
     Drain,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeartbeatResponse {
     pub commands: Vec<FactoryCommand>,
     /// The lease TTL the coordinator grants; renew at a third of it.
     pub lease_ttl_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// Most jobs wanted now (the factory's free slots).
@@ -222,7 +231,7 @@ pub struct ClaimRequest {
 }
 
 /// A job handed to a factory with its lease.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimedJob {
     pub job_id: JobId,
     pub epoch: u64,
@@ -266,15 +275,16 @@ impl ClaimedJob {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimResponse {
     pub jobs: Vec<ClaimedJob>,
 }
 
 /// Every factory write carries the epoch it believes current and a request id: a retry with
 /// the same id gets the same answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Fenced{T}")]
 pub struct FencedWrite<T> {
     pub epoch: u64,
     pub request_id: String,
@@ -282,15 +292,15 @@ pub struct FencedWrite<T> {
     pub body: T,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Renew {}
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Stage {
     pub stage: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LogChunk {
     /// Position of this chunk in the attempt's output, from 0.
     pub seq: u64,
@@ -298,7 +308,7 @@ pub struct LogChunk {
     pub data: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,
@@ -306,7 +316,7 @@ pub enum LogStream {
 }
 
 /// One stored chunk of a job's output, as the logs route returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LogLine {
     pub attempt: u32,
     pub seq: u64,
@@ -314,7 +324,7 @@ pub struct LogLine {
     pub data: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Complete {
     /// Workspace paths the job changed.
     #[serde(default)]
@@ -325,7 +335,7 @@ pub struct Complete {
     pub usage: Vec<UsageWrite>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Fail {
     pub error: String,
     #[serde(default)]
@@ -353,7 +363,7 @@ fn one() -> u32 {
 /// job's record keeps it, and must stay well within the store's value limit.
 pub const CHECKPOINT_MAX_BYTES: usize = 4_096;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Release {
     /// Where the job saved its work, handed to the next attempt as `GF_CHECKPOINT`; at most
     /// [`CHECKPOINT_MAX_BYTES`].
@@ -366,7 +376,7 @@ pub struct Release {
 }
 
 /// The answer to a factory write: the lease as it stands, and whether to stop.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LeaseAnswer {
     pub job_id: JobId,
     pub epoch: u64,
@@ -397,7 +407,7 @@ impl LeaseAnswer {
 
 // ---- operators ----
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LeaseView {
     pub factory_id: FactoryId,
     pub epoch: u64,
@@ -406,7 +416,7 @@ pub struct LeaseView {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobView {
     pub id: JobId,
     pub key: String,
@@ -513,7 +523,7 @@ impl From<&Job> for JobView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SubmitResponse {
     pub id: JobId,
     /// False when an earlier submit with the same idempotency key already made this job.
@@ -521,13 +531,13 @@ pub struct SubmitResponse {
     pub job: JobView,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ManifestResponse {
     /// Manifest key → job id, in submission order.
     pub jobs: Vec<(String, JobId)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JobPage {
     pub jobs: Vec<JobView>,
     /// Pass back as `cursor` for the next page; absent on the last page.
@@ -537,7 +547,7 @@ pub struct JobPage {
 /// One job transition as the fleet stream (`GET /v1/events`) shows it. On a store several nodes
 /// share, each node also appends the transitions it commits to a bounded feed in the store,
 /// and every node relays the others' into its own stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FleetEvent {
     /// The event's position in the stream of the node serving it (in the store's feed: in the
     /// stream of the node that committed it). Increases by one per event.
@@ -557,7 +567,7 @@ pub struct FleetEvent {
 }
 
 /// One entry of a job's timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub seq: u64,
     pub at: Millis,
@@ -573,6 +583,19 @@ pub struct Event {
 #[cfg(test)]
 mod tests {
     use super::urlencode;
+    use crate::scoring::WeightsOverride;
+
+    /// Found by fuzzing (`fuzz/`, target `requests`): serde_json's default float parser read
+    /// `8.88888e33` one unit in the last place off, so the body written back from what was read
+    /// read as another number.
+    #[test]
+    fn a_float_in_a_body_reads_back_exactly_as_it_was_written() {
+        let read: WeightsOverride = serde_json::from_str(r#"{"priority": 8.88888e33}"#).unwrap();
+        assert_eq!(read.priority, Some(8.88888e33));
+        let again: WeightsOverride =
+            serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
+        assert_eq!(again, read);
+    }
 
     #[test]
     fn urlencode_keeps_unreserved_characters_and_escapes_every_other_byte() {

@@ -436,6 +436,39 @@ mod tests {
             .collect()
     }
 
+    /// Found by fuzzing (`fuzz/`, target `record`): the spec shapes of older job schemas read
+    /// capabilities and labels as stored, unsorted, where today's sorts and deduplicates them,
+    /// so such a job changed the next time it was written and read back.
+    #[test]
+    fn a_job_of_an_older_schema_reads_its_capabilities_sorted_and_unique_as_today() {
+        let golden = golden_bytes("job_v2");
+        let mut as_stored = Vec::new();
+        as_stored.extend_from_slice(&[2, 5]);
+        as_stored.extend_from_slice(b"linux");
+        as_stored.push(4);
+        as_stored.extend_from_slice(b"rust");
+        let at = golden
+            .windows(as_stored.len())
+            .position(|w| w == as_stored)
+            .expect("the golden job's capabilities");
+        let mut unsorted = vec![3, 4];
+        unsorted.extend_from_slice(b"rust");
+        unsorted.push(5);
+        unsorted.extend_from_slice(b"linux");
+        unsorted.push(4);
+        unsorted.extend_from_slice(b"rust");
+        let bytes = [
+            &golden[..at],
+            &unsorted[..],
+            &golden[at + as_stored.len()..],
+        ]
+        .concat();
+        let job = codec::decode::<Job>(&bytes).unwrap();
+        assert_eq!(job.spec.capabilities, ["linux", "rust"]);
+        let again = codec::decode::<Job>(&codec::encode(&job).unwrap()).unwrap();
+        assert_eq!(again, job, "written and read back, the job is the same");
+    }
+
     #[test]
     fn records_stored_with_older_schemas_read_back_as_today() {
         // The golden job of schemas 1 and 2 had no labels and no cost.

@@ -8,7 +8,7 @@
 //! no detail. Factories: schema 1 had no warm keys. Tokens: schema 1 had no expiry or minter.
 
 use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
-use gigafactory_core::manifest::{JobSpec, Payload};
+use gigafactory_core::manifest::{JobSpec, Payload, sorted_unique_strings};
 use gigafactory_core::scoring::ScoreBreakdown;
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
@@ -30,6 +30,7 @@ struct JobSpecV1 {
     product: String,
     payload: Payload,
     priority: u32,
+    #[serde(deserialize_with = "sorted_unique_strings")]
     capabilities: Vec<String>,
     engine_class: Option<String>,
     profile: Option<String>,
@@ -77,7 +78,9 @@ struct JobSpecV2 {
     product: String,
     payload: Payload,
     priority: u32,
+    #[serde(deserialize_with = "sorted_unique_strings")]
     capabilities: Vec<String>,
+    #[serde(deserialize_with = "sorted_unique_strings")]
     labels: Vec<String>,
     engine_class: Option<String>,
     profile: Option<String>,
@@ -126,7 +129,9 @@ struct JobSpecV3 {
     product: String,
     payload: Payload,
     priority: u32,
+    #[serde(deserialize_with = "sorted_unique_strings")]
     capabilities: Vec<String>,
+    #[serde(deserialize_with = "sorted_unique_strings")]
     labels: Vec<String>,
     engine_class: Option<String>,
     profile: Option<String>,
