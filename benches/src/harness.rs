@@ -474,6 +474,14 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn the_queue_workload_refuses_the_cluster_comparison() {
+        let why = refusal(&["--workload", "queue", "--compare-cluster"])
+            .expect("--compare-cluster with the queue workload");
+        assert!(why.contains("--compare-cluster"), "{why}");
+    }
+
     #[test]
     fn usage_is_carried_on_the_complete_unless_asked_for_separately() {
         assert_eq!(usage_of(&[]), None);
