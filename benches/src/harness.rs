@@ -24,6 +24,12 @@
 //! loaded first through manifests, so claim latency with a deep queue can be compared with a
 //! shallow one.
 //!
+//! With `--workload queue`, the workload job-queue benchmarks run instead of the closed loop:
+//! `--jobs` jobs of about 200 bytes are queued first through manifests (not timed), then
+//! `--workers` workers (factories of one slot) loop claim → complete as fast as they can, and
+//! the bench prints jobs/s over that phase and each worker's gap between jobs, p50/p99
+//! (`harness/queue.rs`). The closed loop's own flags are refused with it.
+//!
 //! With `--compare-cluster` (build feature `etcd`), one invocation runs the same workload on one
 //! embedded node and on three nodes sharing a three-member local etcd, then once more on the
 //! cluster while one node is SIGKILLed and restarted (see `harness/cluster.rs`).
@@ -41,6 +47,7 @@ mod cluster;
 mod error;
 mod load;
 mod metrics;
+mod queue;
 mod single;
 
 use std::future::Future;
@@ -56,6 +63,12 @@ const JOBS_MAX: u64 = 100_000_000;
 const QUEUED_BASE_MAX: u64 = 10_000_000;
 const CLAIM_LOOPS_MAX: u32 = 4_096;
 const SUBMITTERS_MAX: u32 = 1_024;
+/// The closed workload's defaults.
+const FACTORIES_DEFAULT: u32 = 8;
+const SLOTS_DEFAULT: u32 = 4;
+const SUBMITTERS_DEFAULT: u32 = 4;
+/// The queue workload's default workers, as job-queue benchmarks run them.
+const WORKERS_DEFAULT: u32 = 8;
 /// Highest job priority the API takes.
 const PRIORITY_MAX: u32 = 1_000;
 /// The lease TTLs `serve` accepts.
@@ -65,18 +78,27 @@ const LEASE_TTL_MS_MAX: u64 = 3_600_000;
 /// The flags of `gigafactory bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Jobs pushed through submit → claim → (renew →) complete.
+    /// The workload: `closed`, submitters and claim loops running together (submit → claim →
+    /// (renew →) complete); or `queue`, every job queued first, then `--workers` loops of
+    /// claim → complete (`harness/queue.rs`).
+    #[arg(long, value_enum, default_value_t = Mode::Closed)]
+    workload: Mode,
+    /// Jobs pushed through submit → claim → (renew →) complete, or queued then claimed and
+    /// completed.
     #[arg(long, default_value_t = 20_000)]
     jobs: u64,
-    /// Simulated factories.
-    #[arg(long, default_value_t = 8)]
-    factories: u32,
-    /// Concurrent claim loops of each simulated factory.
-    #[arg(long, default_value_t = 4)]
-    slots: u32,
-    /// Concurrent submitters.
-    #[arg(long, default_value_t = 4)]
-    submitters: u32,
+    /// Simulated factories (default 8; closed workload only).
+    #[arg(long)]
+    factories: Option<u32>,
+    /// Concurrent claim loops of each simulated factory (default 4; closed workload only).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Concurrent submitters (default 4; closed workload only).
+    #[arg(long)]
+    submitters: Option<u32>,
+    /// Workers of the queue workload, each a factory of one slot (default 8).
+    #[arg(long)]
+    workers: Option<u32>,
     /// Jobs queued before measuring that no factory can take (they require capability `never`).
     #[arg(long, default_value_t = 0)]
     queued_base: u64,
@@ -97,9 +119,9 @@ pub struct BenchArgs {
     /// its first start.
     #[arg(long)]
     store: Option<String>,
-    /// Renew each lease once before completing it.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    renew: bool,
+    /// Renew each lease once before completing it (default true; closed workload only).
+    #[arg(long, action = clap::ArgAction::Set)]
+    renew: Option<bool>,
     /// Report one usage of a fixed cost from each job: carried on its complete (`--usage`, or
     /// `--usage carried`), or as a write of its own before it (`--usage separate`). A budget on
     /// the bench's product, set first with a limit it never reaches, must have spent exactly
@@ -145,18 +167,29 @@ impl BenchArgs {
             self.queued_priority <= PRIORITY_MAX,
             format!("--queued-priority must be at most {PRIORITY_MAX}"),
         )?;
+        match self.workload {
+            Mode::Closed => usage(
+                self.workers.is_none(),
+                "--workers is for --workload queue (the closed workload has --factories and \
+                 --slots)",
+            )?,
+            Mode::Queue => self.check_queue()?,
+        }
+        let w = self.workload();
         usage(
-            self.factories >= 1 && self.slots >= 1,
-            "--factories and --slots must be at least 1",
+            w.factories >= 1 && w.slots >= 1,
+            "--factories, --slots and --workers must be at least 1",
         )?;
         usage(
-            self.factories.saturating_mul(self.slots) <= CLAIM_LOOPS_MAX,
-            format!("--factories × --slots must be at most {CLAIM_LOOPS_MAX}"),
+            w.factories.saturating_mul(w.slots) <= CLAIM_LOOPS_MAX,
+            format!("--factories × --slots and --workers must be at most {CLAIM_LOOPS_MAX}"),
         )?;
-        usage(
-            (1..=SUBMITTERS_MAX).contains(&self.submitters),
-            format!("--submitters must be within 1..={SUBMITTERS_MAX}"),
-        )?;
+        if self.workload == Mode::Closed {
+            usage(
+                (1..=SUBMITTERS_MAX).contains(&w.submitters),
+                format!("--submitters must be within 1..={SUBMITTERS_MAX}"),
+            )?;
+        }
         usage(self.timeout_secs >= 1, "--timeout-secs must be at least 1")?;
         if let Some(ttl) = self.lease_ttl_ms {
             usage(
@@ -174,19 +207,70 @@ impl BenchArgs {
         Ok(())
     }
 
+    /// Refuses, with `--workload queue`, the flags that shape the closed workload only: each
+    /// would be taken and ignored.
+    fn check_queue(&self) -> Result<()> {
+        let closed_only = [
+            ("--factories", self.factories.is_some()),
+            ("--slots", self.slots.is_some()),
+            ("--submitters", self.submitters.is_some()),
+            ("--renew", self.renew.is_some()),
+            ("--usage", self.usage.is_some()),
+            ("--queued-base", self.queued_base > 0),
+            ("--queued-priority", self.queued_priority > 0),
+        ];
+        for (flag, given) in closed_only {
+            usage(
+                !given,
+                format!("{flag} is for the closed workload, not --workload queue"),
+            )?;
+        }
+        #[cfg(feature = "etcd")]
+        usage(
+            !self.compare_cluster,
+            "--compare-cluster runs the closed workload, not --workload queue",
+        )?;
+        Ok(())
+    }
+
+    /// The clients of the run: with `--workload queue`, `--workers` factories of one slot that
+    /// never renew, and no submitters (the jobs are queued first).
     fn workload(&self) -> Workload {
+        let queue = self.workload == Mode::Queue;
         Workload {
             jobs: self.jobs,
-            factories: self.factories,
-            slots: self.slots,
-            submitters: self.submitters,
-            renew: self.renew,
+            factories: if queue {
+                self.workers.unwrap_or(WORKERS_DEFAULT)
+            } else {
+                self.factories.unwrap_or(FACTORIES_DEFAULT)
+            },
+            slots: if queue {
+                1
+            } else {
+                self.slots.unwrap_or(SLOTS_DEFAULT)
+            },
+            submitters: if queue {
+                0
+            } else {
+                self.submitters.unwrap_or(SUBMITTERS_DEFAULT)
+            },
+            renew: !queue && self.renew.unwrap_or(true),
             usage: self.usage,
             keyed_submits: false,
             concurrency_key: matches!(self.policies, Some(Policies::On | Policies::Rate))
                 .then(|| POLICY_KEY.to_owned()),
         }
     }
+}
+
+/// Which workload the bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Submitters and claim loops at once, as a fleet fed while it works.
+    Closed,
+    /// Every job queued first, then workers that claim and complete as fast as they can, as
+    /// job-queue benchmarks measure.
+    Queue,
 }
 
 /// Whether the bench turns the scheduling policies on or off.
@@ -241,13 +325,14 @@ pub async fn run(
     interrupt: impl Future<Output = ()>,
 ) -> Result<()> {
     args.check()?;
-    let slots_total = (args.factories * args.slots) as usize;
+    let w = args.workload();
+    let loops = (w.factories * w.slots + w.submitters) as usize;
     let http = reqwest::Client::builder()
         // Everything goes to loopback; an HTTP_PROXY in the environment must not reroute it.
         .no_proxy()
         .tcp_nodelay(true)
         // One kept-alive connection per concurrent loop, plus a few for set-up and checks.
-        .pool_max_idle_per_host(slots_total + args.submitters as usize + 8)
+        .pool_max_idle_per_host(loops + 8)
         .timeout(Duration::from_secs(load::REQUEST_TIMEOUT_SECS))
         .build()
         .map_err(|e| Error::Setup(format!("cannot build the http client: {e}")))?;
@@ -276,8 +361,14 @@ pub async fn run(
         ) => t?,
         () = &mut interrupt => return Err(Error::Interrupted),
     };
+    let bench = async {
+        match args.workload {
+            Mode::Closed => single::bench(&args, &http, &target).await,
+            Mode::Queue => queue::bench(&args, &http, &target).await,
+        }
+    };
     let outcome = tokio::select! {
-        r = single::bench(&args, &http, &target) => r,
+        r = bench => r,
         () = &mut interrupt => Err(Error::Interrupted),
     };
     if outcome.is_err()
@@ -310,9 +401,85 @@ mod tests {
     }
 
     fn usage_of(args: &[&str]) -> Option<UsageMode> {
+        parse(args).usage
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
         use clap::Parser as _;
         let argv = std::iter::once("bench").chain(args.iter().copied());
-        Cli::try_parse_from(argv).unwrap().bench.usage
+        Cli::try_parse_from(argv).unwrap().bench
+    }
+
+    /// The usage error `args` get from the check, or `None` if they pass it.
+    fn refusal(args: &[&str]) -> Option<String> {
+        match parse(args).check() {
+            Ok(()) => None,
+            Err(Error::Usage(why)) => Some(why),
+            Err(e) => panic!("not a usage error: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_closed_workload_stays_the_default_with_its_defaults() {
+        let args = parse(&[]);
+        assert_eq!(args.workload, Mode::Closed);
+        let w = args.workload();
+        assert_eq!((w.factories, w.slots, w.submitters), (8, 4, 4));
+        assert!(w.renew);
+        assert!(!parse(&["--renew", "false"]).workload().renew);
+        assert_eq!(refusal(&[]), None);
+    }
+
+    #[test]
+    fn the_queue_workload_runs_workers_of_one_slot_without_submitters_or_renew() {
+        let w = parse(&["--workload", "queue"]).workload();
+        assert_eq!((w.factories, w.slots, w.submitters), (8, 1, 0));
+        assert!(!w.renew);
+        assert_eq!(w.usage, None);
+        let w = parse(&["--workload", "queue", "--workers", "32"]).workload();
+        assert_eq!((w.factories, w.slots), (32, 1));
+        assert_eq!(refusal(&["--workload", "queue", "--workers", "32"]), None);
+    }
+
+    #[test]
+    fn workers_are_refused_outside_the_queue_workload_and_out_of_bounds() {
+        let why = refusal(&["--workers", "8"]).expect("--workers without the queue workload");
+        assert!(why.contains("--workers"), "{why}");
+        assert!(refusal(&["--workload", "queue", "--workers", "0"]).is_some());
+        let too_many = (CLAIM_LOOPS_MAX + 1).to_string();
+        assert!(refusal(&["--workload", "queue", "--workers", &too_many]).is_some());
+        let most = CLAIM_LOOPS_MAX.to_string();
+        assert_eq!(refusal(&["--workload", "queue", "--workers", &most]), None);
+    }
+
+    #[test]
+    fn the_queue_workload_refuses_the_closed_workloads_flags() {
+        for flag in [
+            &["--factories", "4"][..],
+            &["--slots", "2"],
+            &["--submitters", "2"],
+            &["--renew", "true"],
+            &["--renew", "false"],
+            &["--usage"],
+            &["--queued-base", "1000"],
+            &["--queued-priority", "10"],
+        ] {
+            let args: Vec<&str> = ["--workload", "queue"]
+                .iter()
+                .chain(flag)
+                .copied()
+                .collect();
+            let why = refusal(&args).unwrap_or_else(|| panic!("{flag:?} was taken"));
+            assert!(why.contains(flag[0]), "{flag:?}: {why}");
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn the_queue_workload_refuses_the_cluster_comparison() {
+        let why = refusal(&["--workload", "queue", "--compare-cluster"])
+            .expect("--compare-cluster with the queue workload");
+        assert!(why.contains("--compare-cluster"), "{why}");
     }
 
     #[test]

@@ -324,7 +324,7 @@ async fn phase<T, F: Future<Output = T>>(
     ));
     let before = scrape_etcd(http, site.etcd).await;
     let (m, queued, t) = tokio::join!(
-        load::measure(&sh, w),
+        load::measure(&sh, w, Vec::new()),
         sample_queue(http, &sh, &site.urls[0]),
         beside(sh.clone()),
     );

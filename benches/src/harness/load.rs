@@ -25,7 +25,7 @@ use super::error::{Error, Result};
 use crate::procfs::{CpuSample, Watched};
 pub(crate) use clients::{Measured, measure};
 pub(crate) use policies::set_limits;
-pub(crate) use preload::{preload, wait_indexed};
+pub(crate) use preload::{Loaded, Queued, preload, wait_indexed};
 pub(crate) use spend::{UsageMode, check_spend, remove_budget, set_budget, spent};
 pub(crate) use verify::{check, count_succeeded, verdict};
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::child::Target;
 use super::error::{Error, Result};
-use super::load::{self, Shared, UsageMode, Workload};
+use super::load::{self, Loaded, Measured, Queued, Shared, UsageMode, Workload};
 use super::{BenchArgs, write_json};
 use crate::procfs::{Memory, Watched, load_average, show_pct};
 
@@ -33,9 +33,99 @@ struct Preload {
     memory: Option<Memory>,
 }
 
+/// What the coordinator and the machine looked like at the end of a measured run: the tail of
+/// the figures both single-coordinator workloads print.
+pub(crate) struct Ended {
+    load_before: String,
+    load_after: String,
+    memory: Option<Memory>,
+    store_bytes: Option<u64>,
+}
+
+impl Ended {
+    /// Reads them now, given the load average read before the run.
+    pub fn take(target: &Target, load_before: String) -> Ended {
+        Ended {
+            load_before,
+            load_after: load_average(),
+            memory: target.memory(),
+            store_bytes: target.store_bytes(),
+        }
+    }
+
+    /// Prints the coordinator's memory, the store's size, the CPU the run `m` took, the load
+    /// average and whether the store's count `stored` adds up.
+    pub fn print(&self, m: &Measured, stored: &Result<u64>) {
+        println!("  coordinator memory  {}", Memory::show(self.memory));
+        if let Some(bytes) = self.store_bytes {
+            println!(
+                "  store on disk       {:.1} MiB",
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+        println!(
+            "  CPU (of one core)   coordinator {}, bench client {}, other processes {} \
+             (machine: {cores} cores, {} busy)",
+            show_pct(m.cpu.coordinator),
+            show_pct(m.cpu.client),
+            show_pct(m.cpu.others),
+            show_pct(m.cpu.machine),
+            cores = m.cpu.cores,
+        );
+        println!(
+            "  load average        before {}, after {}",
+            self.load_before, self.load_after
+        );
+        println!("  check               {}", load::check(m, stored));
+    }
+
+    /// The same figures for `--json`, added to `extra` (an object: what only the workload
+    /// knows).
+    pub fn json(&self, m: &Measured, mut extra: serde_json::Value) -> serde_json::Value {
+        let ours = json!({
+            "coordinator_vm_rss_kib": self.memory.map(|m| m.rss_kib),
+            "coordinator_vm_hwm_kib": self.memory.map(|m| m.hwm_kib),
+            "store_bytes": self.store_bytes,
+            "coordinator_cpu_pct": m.cpu.coordinator,
+            "cores": m.cpu.cores,
+            "loadavg_before": self.load_before,
+            "loadavg_after": self.load_after,
+        });
+        if let (serde_json::Value::Object(all), serde_json::Value::Object(ours)) =
+            (&mut extra, ours)
+        {
+            all.extend(ours);
+        }
+        extra
+    }
+}
+
+/// What the clients of a run on `target` share, until `deadline`.
+pub(crate) fn shared_on(
+    http: &reqwest::Client,
+    target: &Target,
+    run_id: &str,
+    workload: &Workload,
+    deadline: Instant,
+) -> Arc<Shared> {
+    let watched = Watched {
+        coordinators: target.pid().into_iter().collect(),
+        store: Vec::new(),
+    };
+    Arc::new(Shared::new(
+        http,
+        vec![target.base.clone()],
+        &target.admin,
+        run_id,
+        workload,
+        deadline,
+        watched,
+    ))
+}
+
 /// Waits, until `deadline` and at most `SETTLE_MAX_SECS`, for the coordinator to go idle.
 /// True if it did; also true when there is no child to watch.
-async fn wait_idle(target: &Target, deadline: Instant) -> bool {
+pub(crate) async fn wait_idle(target: &Target, deadline: Instant) -> bool {
     let deadline = deadline.min(Instant::now() + Duration::from_secs(SETTLE_MAX_SECS));
     let window = Duration::from_millis(SETTLE_WINDOW_MS);
     let Some(mut before) = target.cpu_secs() else {
@@ -57,14 +147,18 @@ async fn wait_idle(target: &Target, deadline: Instant) -> bool {
 pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Target) -> Result<()> {
     let load_before = load_average();
     let run_id = Uuid::now_v7().simple().to_string();
+    let workload = Workload {
+        keyed_submits: false,
+        ..args.workload()
+    };
     println!(
         "gigafactory bench: {} jobs, {} factories × {} slots, {} submitters, renew {}, \
          usage {}, policies {}, {} jobs queued before",
         args.jobs,
-        args.factories,
-        args.slots,
-        args.submitters,
-        if args.renew { "on" } else { "off" },
+        workload.factories,
+        workload.slots,
+        workload.submitters,
+        if workload.renew { "on" } else { "off" },
         UsageMode::describe(args.usage),
         match args.policies {
             Some(p) => format!("{p:?}").to_lowercase(),
@@ -75,32 +169,21 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     println!("coordinator: {}", target.describe());
     println!("load average before: {load_before}");
 
-    let workload = Workload {
-        keyed_submits: false,
-        ..args.workload()
-    };
     let phase = Duration::from_secs(args.timeout_secs);
-    let watched = Watched {
-        coordinators: target.pid().into_iter().collect(),
-        store: Vec::new(),
-    };
-    let shared = |deadline: Instant| {
-        Arc::new(Shared::new(
-            http,
-            vec![target.base.clone()],
-            &target.admin,
-            &run_id,
-            &workload,
-            deadline,
-            watched.clone(),
-        ))
-    };
+    let shared = |deadline: Instant| shared_on(http, target, &run_id, &workload, deadline);
 
     let mut pre = None;
     if args.queued_base > 0 {
         let deadline = Instant::now() + phase;
         let sh = shared(deadline);
-        let (loaded, secs) = load::preload(&sh, args.queued_base, args.queued_priority).await?;
+        let filler = Queued::Filler {
+            priority: args.queued_priority,
+        };
+        let Loaded {
+            count: loaded,
+            secs,
+            ..
+        } = load::preload(&sh, args.queued_base, filler).await?;
         let indexed = load::wait_indexed(&sh, loaded, deadline).await;
         let settle_started = Instant::now();
         let idle = wait_idle(target, deadline).await;
@@ -143,10 +226,8 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     } else {
         None
     };
-    let m = load::measure(&sh, &workload).await?;
-    let memory = target.memory();
-    let store_bytes = target.store_bytes();
-    let load_after = load_average();
+    let m = load::measure(&sh, &workload, Vec::new()).await?;
+    let ended = Ended::take(target, load_before);
     let stored = load::count_succeeded(&sh, &m.ids, Instant::now() + phase).await;
     let mut spend = None;
     if let Some(b) = &budget {
@@ -173,7 +254,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     println!("  latency (ms)             p50       p99       max     count");
     println!("{}", m.submit.row("submit"));
     println!("{}", m.claim.row("claim"));
-    if args.renew {
+    if workload.renew {
         println!("{}", m.renew.row("renew"));
     }
     if args.usage == Some(UsageMode::Separate) {
@@ -185,24 +266,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
         m.empty_claims
     );
     println!("  retries             {}", m.retries);
-    println!("  coordinator memory  {}", Memory::show(memory));
-    if let Some(bytes) = store_bytes {
-        println!(
-            "  store on disk       {:.1} MiB",
-            bytes as f64 / (1024.0 * 1024.0)
-        );
-    }
-    println!(
-        "  CPU (of one core)   coordinator {}, bench client {}, other processes {} \
-         (machine: {cores} cores, {} busy)",
-        show_pct(m.cpu.coordinator),
-        show_pct(m.cpu.client),
-        show_pct(m.cpu.others),
-        show_pct(m.cpu.machine),
-        cores = m.cpu.cores,
-    );
-    println!("  load average        before {load_before}, after {load_after}");
-    println!("  check               {}", load::check(&m, &stored));
+    ended.print(&m, &stored);
     if let Some(spend) = &spend {
         let line = spend.as_ref().unwrap_or_else(|why| why);
         println!("  budget spend        {line}");
@@ -211,10 +275,10 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     if let Some(path) = &args.json {
         let extra = json!({
             "jobs": args.jobs,
-            "factories": args.factories,
-            "slots": args.slots,
-            "submitters": args.submitters,
-            "renew": args.renew,
+            "factories": workload.factories,
+            "slots": workload.slots,
+            "submitters": workload.submitters,
+            "renew": workload.renew,
             "usage_mode": UsageMode::describe(args.usage),
             "usage_reports": args.usage.map(|_| m.usage_reported),
             "budget_spend_check": spend.as_ref().map(|s| match s {
@@ -231,15 +295,8 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
                 "vm_rss_kib": p.memory.map(|m| m.rss_kib),
             })),
             "empty_claims": m.empty_claims,
-            "coordinator_vm_rss_kib": memory.map(|m| m.rss_kib),
-            "coordinator_vm_hwm_kib": memory.map(|m| m.hwm_kib),
-            "store_bytes": store_bytes,
-            "coordinator_cpu_pct": m.cpu.coordinator,
-            "cores": m.cpu.cores,
-            "loadavg_before": load_before,
-            "loadavg_after": load_after,
         });
-        write_json(path, &m.json(&stored, extra))?;
+        write_json(path, &m.json(&stored, ended.json(&m, extra)))?;
     }
     load::verdict(&m, stored, args.timeout_secs)?;
     match spend {

@@ -1,7 +1,9 @@
 //! The simulated clients of one measured run: the factories' claim loops (claim → renew →
 //! (`--usage separate`: usage →) complete, which carries the usage with `--usage`), the
 //! submitters and the enrollment that precedes them; [`measure`] runs them until every job
-//! completed, an error, or the deadline, and gathers what they measured.
+//! completed, an error, or the deadline, and gathers what they measured, with each claim
+//! loop's gap between jobs (what the queue workload, which queues its jobs first and runs no
+//! submitters, reports).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -62,6 +64,8 @@ struct SlotStats {
     renew: Latencies,
     usage: Latencies,
     complete: Latencies,
+    /// From a complete's answer to the answer of the next claim that carried a job.
+    gap: Latencies,
     empty_claims: u64,
     /// When each of its jobs completed, and which.
     completions: Vec<(Instant, Uuid)>,
@@ -103,6 +107,11 @@ async fn claim_loop(sh: Arc<Shared>, token: Arc<str>, route: Arc<Route>) -> Slot
                 }
             };
         st.claim.record(sent);
+        if !claimed.jobs.is_empty()
+            && let Some((done, _)) = st.completions.last()
+        {
+            st.gap.record(*done);
+        }
         for lease in claimed.jobs {
             if let Err(e) = run_job(&sh, &token, &route, &lease, &mut st).await {
                 sh.fail(format!("job {}: {e}", lease.job_id));
@@ -302,6 +311,8 @@ pub(crate) struct Measured {
     pub renew: Latencies,
     pub usage: Latencies,
     pub complete: Latencies,
+    /// Each claim loop's gap between jobs (see `SlotStats::gap`).
+    pub gap: Latencies,
     pub empty_claims: u64,
     /// Usage reports the coordinator took (`--usage`), alone or carried.
     pub usage_reported: u64,
@@ -374,8 +385,9 @@ impl Measured {
 }
 
 /// Enrolls the factories, then runs the submitters and claim loops until every job completed,
-/// an error, or the deadline.
-pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> {
+/// an error, or the deadline. `queued` are the ids of jobs queued before (`--workload queue`):
+/// they count as submitted.
+pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload, queued: Vec<Uuid>) -> Result<Measured> {
     let tokens = enroll(sh, w.factories, w.slots).await?;
     let cpu_before = CpuSample::take(&sh.watched);
     let started = cpu_before.at;
@@ -398,6 +410,7 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
     }
     let mut submit = Latencies::default();
     let mut ids = HashSet::with_capacity(w.jobs as usize);
+    ids.extend(queued);
     for t in submitters {
         let st = t.await?;
         submit.merge(st.submit);
@@ -407,6 +420,7 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
     let mut renew = Latencies::default();
     let mut usage = Latencies::default();
     let mut complete = Latencies::default();
+    let mut gap = Latencies::default();
     let mut empty_claims = 0;
     let mut completions = Vec::with_capacity(w.jobs as usize);
     for t in slots {
@@ -415,6 +429,7 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
         renew.merge(st.renew);
         usage.merge(st.usage);
         complete.merge(st.complete);
+        gap.merge(st.gap);
         empty_claims += st.empty_claims;
         completions.extend(st.completions);
     }
@@ -436,6 +451,7 @@ pub(crate) async fn measure(sh: &Arc<Shared>, w: &Workload) -> Result<Measured> 
         renew: renew.sorted(),
         usage: usage.sorted(),
         complete: complete.sorted(),
+        gap: gap.sorted(),
         empty_claims,
         usage_reported: sh.usage_reported.load(Ordering::Acquire),
         started,

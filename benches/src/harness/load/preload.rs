@@ -1,6 +1,7 @@
-//! The pre-load: jobs no simulated factory can take, queued before a measured run so that
-//! claim latency with a deep queue can be compared with a shallow one, and the wait until the
-//! coordinator's scheduler has indexed them all.
+//! The pre-load: jobs queued through manifests before a measured run. Either jobs no
+//! simulated factory can take, so that claim latency with a deep queue can be compared with a
+//! shallow one (`--queued-base`), or the queue workload's own jobs (`--workload queue`); and
+//! the wait until the coordinator's scheduler has indexed them all.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Retry, Route, Shared, parse};
+use super::{BENCH_PRODUCT, Retry, Route, Shared, parse};
 use crate::harness::error::{Error, Result};
 use crate::harness::metrics::queued_jobs;
 
@@ -29,19 +30,69 @@ const PRELOAD_PROGRESS_JOBS: u64 = 100_000;
 const MANIFEST_TIMEOUT_SECS: u64 = 300;
 /// Pause between two index probes.
 const PROBE_PAUSE_MS: u64 = 50;
+/// The command of a queue workload job: long enough that the job, as its manifest carries it,
+/// is about 200 bytes, the size job-queue benchmarks queue.
+const WORK_COMMAND: &str = "printf '%s' 'one job of the queue workload, padded to the two hundred \
+     bytes a job-queue benchmark queues' >/dev/null";
 
-/// Loads `count` jobs no factory can take, in manifests of `MANIFEST_CHUNK_JOBS`, through the
-/// first node. Returns the jobs loaded and the seconds it took.
-pub(crate) async fn preload(sh: &Arc<Shared>, count: u64, priority: u32) -> Result<(u64, f64)> {
+/// What a pre-load queues.
+#[derive(Clone, Copy)]
+pub(crate) enum Queued {
+    /// Jobs no factory can take, at this priority, under a product of their own.
+    Filler { priority: u32 },
+    /// Jobs of the bench's product that every simulated factory can take.
+    Work,
+}
+
+impl Queued {
+    /// Job `i` of the run `run_id`, as its manifest carries it.
+    fn job(self, run_id: &str, i: u64) -> serde_json::Value {
+        match self {
+            Queued::Filler { priority } => json!({
+                "key": format!("{run_id}-base-{i}"),
+                "title": "queued filler",
+                "command": "true",
+                "capabilities": [BASE_CAPABILITY],
+                "priority": priority,
+            }),
+            Queued::Work => json!({
+                "key": format!("{run_id}-{i}"),
+                "title": "bench job",
+                "command": WORK_COMMAND,
+            }),
+        }
+    }
+
+    fn product(self) -> &'static str {
+        match self {
+            Queued::Filler { .. } => BASE_PRODUCT,
+            Queued::Work => BENCH_PRODUCT,
+        }
+    }
+}
+
+/// What a pre-load did.
+pub(crate) struct Loaded {
+    pub count: u64,
+    pub secs: f64,
+    /// The ids of the jobs made, kept for `Queued::Work` only (the store's count checks them).
+    pub ids: Vec<Uuid>,
+}
+
+/// Queues `count` jobs of the kind `what`, in manifests of `MANIFEST_CHUNK_JOBS`, through the
+/// first node.
+pub(crate) async fn preload(sh: &Arc<Shared>, count: u64, what: Queued) -> Result<Loaded> {
     let next_chunk = Arc::new(AtomicU64::new(0));
     let loaded = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let chunks = count.div_ceil(MANIFEST_CHUNK_JOBS);
+    let keep_ids = matches!(what, Queued::Work);
     let mut tasks = Vec::new();
     for _ in 0..PRELOAD_CONCURRENCY.min(chunks) {
         let (sh, next_chunk, loaded) = (sh.clone(), next_chunk.clone(), loaded.clone());
         tasks.push(tokio::spawn(async move {
             let route = Route::new(0, sh.nodes.len());
+            let mut ids = Vec::new();
             while !sh.stopping() {
                 let chunk = next_chunk.fetch_add(1, Ordering::AcqRel);
                 if chunk >= chunks {
@@ -49,18 +100,9 @@ pub(crate) async fn preload(sh: &Arc<Shared>, count: u64, priority: u32) -> Resu
                 }
                 let first = chunk * MANIFEST_CHUNK_JOBS;
                 let last = (first + MANIFEST_CHUNK_JOBS).min(count);
-                let jobs: Vec<serde_json::Value> = (first..last)
-                    .map(|i| {
-                        json!({
-                            "key": format!("{}-base-{i}", sh.run_id),
-                            "title": "queued filler",
-                            "command": "true",
-                            "capabilities": [BASE_CAPABILITY],
-                            "priority": priority,
-                        })
-                    })
-                    .collect();
-                let manifest = json!({ "product": BASE_PRODUCT, "jobs": jobs }).to_string();
+                let jobs: Vec<serde_json::Value> =
+                    (first..last).map(|i| what.job(&sh.run_id, i)).collect();
+                let manifest = json!({ "product": what.product(), "jobs": jobs }).to_string();
                 let body = sh
                     .send("manifest", Retry::Refused, &route, |base| {
                         sh.post(base, "/v1/manifests", &sh.admin)
@@ -80,6 +122,9 @@ pub(crate) async fn preload(sh: &Arc<Shared>, count: u64, priority: u32) -> Resu
                     let why = format!("{} jobs made of {}", made.jobs.len(), last - first);
                     return Err(Error::request("manifest", why));
                 }
+                if keep_ids {
+                    ids.extend(made.jobs.into_iter().map(|(_, id)| id));
+                }
                 let before = loaded.fetch_add(last - first, Ordering::AcqRel);
                 let after = before + (last - first);
                 if after / PRELOAD_PROGRESS_JOBS > before / PRELOAD_PROGRESS_JOBS {
@@ -89,16 +134,18 @@ pub(crate) async fn preload(sh: &Arc<Shared>, count: u64, priority: u32) -> Resu
                     );
                 }
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(ids)
         }));
     }
+    let mut ids = Vec::new();
     for t in tasks {
-        t.await??;
+        ids.extend(t.await??);
     }
-    Ok((
-        loaded.load(Ordering::Acquire),
-        started.elapsed().as_secs_f64(),
-    ))
+    Ok(Loaded {
+        count: loaded.load(Ordering::Acquire),
+        secs: started.elapsed().as_secs_f64(),
+        ids,
+    })
 }
 
 /// Waits, until `deadline`, for the first node's scheduler index to hold at least `count` jobs
@@ -115,5 +162,19 @@ pub(crate) async fn wait_indexed(sh: &Shared, count: u64, deadline: Instant) -> 
             return false;
         }
         tokio::time::sleep(Duration::from_millis(PROBE_PAUSE_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_workload_job_is_about_two_hundred_bytes() {
+        let run_id = Uuid::now_v7().simple().to_string();
+        for i in [0, 19_999, 9_999_999] {
+            let size = Queued::Work.job(&run_id, i).to_string().len();
+            assert!((180..=220).contains(&size), "job {i} is {size} bytes");
+        }
     }
 }
