@@ -51,13 +51,14 @@ impl Api {
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let is_get = method == reqwest::Method::GET;
         let mut req = self.client.request(method, url);
         if !self.admin.is_empty() {
             req = req.bearer_auth(&self.admin);
         }
         if let Some(b) = body {
             req = req.json(b);
-        } else if method != reqwest::Method::GET {
+        } else if !is_get {
             // Every write says it is JSON, as the API requires (a cross-site form cannot).
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
