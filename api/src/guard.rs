@@ -162,11 +162,9 @@ pub(crate) async fn edge(State(s): State<AppState>, req: Request, next: Next) ->
 /// The gate, per route: media type, throttle, credentials, audit.
 pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let route = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_default();
+    // A clone of the matched path is a reference count, not a copy of the text.
+    let matched = parts.extensions.get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("", MatchedPath::as_str);
     // Without the peer's address (a server built without connect info) nothing is throttled.
     let peer = parts
         .extensions
@@ -177,7 +175,7 @@ pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) ->
         return ApiError::Throttled(wait_ms.div_ceil(1_000)).into_response();
     }
     let write = is_write(&parts.method);
-    if write && let Err(e) = check_media(&route, &parts.headers) {
+    if write && let Err(e) = check_media(route, &parts.headers) {
         return e.into_response();
     }
     let credentials = Credentials::of(&parts.headers, &s).await;
@@ -188,7 +186,7 @@ pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) ->
     }
     let audited = match &credentials {
         Credentials::Caller(c) => {
-            write && !matches!(c.role, Role::Factory(_)) && !UNAUDITED.contains(&route.as_str())
+            write && !matches!(c.role, Role::Factory(_)) && !UNAUDITED.contains(&route)
         }
         Credentials::Refused(_) => false,
     };
@@ -196,14 +194,17 @@ pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) ->
         Credentials::Caller(c) if audited => Some(c.clone()),
         _ => None,
     };
-    let params = match caller {
-        Some(_) => RawPathParams::from_request_parts(&mut parts, &s).await.ok(),
+    // Only an audited write pays for its parameters and its action's text.
+    let audit = match caller {
+        Some(caller) => {
+            let params = RawPathParams::from_request_parts(&mut parts, &s).await.ok();
+            Some((caller, params, format!("{} {route}", parts.method)))
+        }
         None => None,
     };
     parts.extensions.insert(credentials);
-    let action = format!("{} {route}", parts.method);
     let resp = next.run(Request::from_parts(parts, body)).await;
-    if let Some(caller) = caller {
+    if let Some((caller, params, action)) = audit {
         let target = match resp.extensions().get::<AuditTarget>() {
             Some(t) => t.0.clone(),
             None => params
