@@ -6,7 +6,8 @@
 //! effects carried out ([`adopt`], also used for new submissions). A factory's end may carry
 //! writes of its own (usage reports): they are applied first, in the end's own transition
 //! (`repo::transitions`: the job read, written and charged once), each counted once under its
-//! own request id.
+//! own request id. An end may also lease the factory's next jobs: their claims follow it in
+//! its transaction (`then`), each skipped when refused, as in a batch of claims.
 
 use std::sync::Arc;
 
@@ -46,6 +47,9 @@ pub(crate) struct JobWrite {
     /// write, and nothing is written; but one that ends the lease stays, as it would alone,
     /// and the rest is refused (see `repo::transitions`).
     pub carried: Vec<(String, Command)>,
+    /// Claims that follow the single command in its transaction once it applied (an end
+    /// leasing the factory's next jobs): each refused one is skipped, as in a batch.
+    pub then: Vec<(JobId, Command)>,
 }
 
 impl JobWrite {
@@ -58,6 +62,7 @@ impl JobWrite {
             changed_paths: Vec::new(),
             skip_refused: false,
             carried: Vec::new(),
+            then: Vec::new(),
         }
     }
 
@@ -70,6 +75,7 @@ impl JobWrite {
             changed_paths: Vec::new(),
             skip_refused: true,
             carried: Vec::new(),
+            then: Vec::new(),
         }
     }
 }
@@ -78,9 +84,13 @@ impl JobWrite {
 pub(crate) struct Committed {
     /// Each commanded job as it is now (in a batch, the refused ones left out).
     pub jobs: Vec<Job>,
-    /// In a batch: the jobs a budget held, and why (claims of them were refused).
+    /// The jobs the claims that followed (`then`) leased.
+    pub claimed: Vec<Job>,
+    /// In a batch, or of the claims that followed: the jobs a budget held, and why (claims
+    /// of them were refused).
     pub held: Vec<(JobId, Hold)>,
-    /// In a batch: the jobs a concurrency or rate limit held, and which.
+    /// In a batch, or of the claims that followed: the jobs a concurrency or rate limit
+    /// held, and which.
     pub limited: Vec<(JobId, LimitHold)>,
     /// A factory write retried under its request id: the answer it got the first time
     /// (`jobs` is empty; nothing was applied).
@@ -105,6 +115,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
     };
     debug_assert!(write.request_id.is_none() || single.is_some());
     debug_assert!(write.carried.is_empty() || single.is_some());
+    debug_assert!(write.then.is_empty() || single.is_some());
     // The writer of a single factory write: its answers are remembered under it, so a
     // request id reused by another factory (or under another lease) finds nothing and meets
     // the fence (J3) like any new write.
@@ -120,6 +131,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
             return Ok::<_, RepoError>(Outcome::Replayed(answer));
         }
         let mut jobs = Vec::with_capacity(write.commands.len());
+        let mut claimed = Vec::with_capacity(write.then.len());
         let mut held = Vec::new();
         let mut limited = Vec::new();
         let mut changes = Vec::with_capacity(write.commands.len() + write.carried.len());
@@ -127,12 +139,19 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
             (Some(id), Some(writer)) => uncounted(tx, id, writer, &write.carried).await?,
             _ => Vec::new(),
         };
-        for (id, cmd) in &write.commands {
+        let commanded = write.commands.iter().map(|c| (c, false));
+        for ((id, cmd), follows) in commanded.chain(write.then.iter().map(|c| (c, true))) {
+            let skip = write.skip_refused || follows;
             // The carried writes go first, in the command's own transition.
-            let cmds = carried.iter().map(|(_, c)| c.clone());
+            let before: &[&(String, Command)] = if follows { &[] } else { &carried };
+            let cmds = before.iter().map(|(_, c)| c.clone());
             let cmds = cmds.chain([cmd.clone()]).collect();
             let book = &ctx.budget_book;
             match repo::transitions(tx, *id, cmds, &write.author, now, &backoff, book).await {
+                Ok((mut cascade, None)) if follows => {
+                    claimed.push(cascade[0].job.clone());
+                    changes.append(&mut cascade);
+                }
                 Ok((mut cascade, None)) => {
                     jobs.push(cascade[carried.len()].job.clone());
                     remember_carried(tx, *id, writer, &carried, &cascade)?;
@@ -146,15 +165,16 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
                     enqueue_echoes(tx, &ctx.config, &changes, now)?;
                     let committed = Committed {
                         jobs,
+                        claimed,
                         held,
                         limited,
                         replayed: None,
                     };
                     return Ok(Outcome::Applied(committed, changes, Some(refusal)));
                 }
-                Err(RepoError::Held(hold)) if write.skip_refused => held.push((*id, hold)),
-                Err(RepoError::Limited(hold)) if write.skip_refused => limited.push((*id, hold)),
-                Err(RepoError::Job(_) | RepoError::NotFound(_)) if write.skip_refused => {}
+                Err(RepoError::Held(hold)) if skip => held.push((*id, hold)),
+                Err(RepoError::Limited(hold)) if skip => limited.push((*id, hold)),
+                Err(RepoError::Job(_) | RepoError::NotFound(_)) if skip => {}
                 Err(e) => return Err(e),
             }
         }
@@ -179,6 +199,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         }
         let committed = Committed {
             jobs,
+            claimed,
             held,
             limited,
             replayed: None,
@@ -195,6 +216,7 @@ pub(crate) async fn commit(ctx: &Arc<Context>, write: JobWrite) -> Result<Commit
         }
         Outcome::Replayed(answer) => Ok(Committed {
             jobs: Vec::new(),
+            claimed: Vec::new(),
             held: Vec::new(),
             limited: Vec::new(),
             replayed: Some(answer),

@@ -19,6 +19,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::commit::{self, Committed, JobWrite};
 use crate::context::Context;
 use crate::error::{CoordError, Result};
+use crate::scheduler::Granted;
 
 pub(crate) enum JobMsg {
     /// Apply a state-machine command of an operator or the scheduler.
@@ -31,13 +32,15 @@ pub(crate) enum JobMsg {
     /// under the same lease gets the first answer again). `changed_paths`: what the job
     /// changed in its workspace (with complete or fail). `carried`: the factory writes an end
     /// brings along, each under its own request id (usage reports), applied before it in its
-    /// transaction.
+    /// transaction. `then`: claims leasing the factory its next jobs, following an end in
+    /// its transaction.
     FactoryWrite {
         cmd: Command,
         request_id: String,
         changed_paths: Vec<String>,
         carried: Vec<(String, Command)>,
-        reply: RpcReplyPort<Result<LeaseAnswer>>,
+        then: Vec<(JobId, Command)>,
+        reply: RpcReplyPort<Result<Written>>,
     },
     /// Append a chunk of output, fenced like any factory write.
     AppendLog {
@@ -50,6 +53,14 @@ pub(crate) enum JobMsg {
     IdleCheck(u64),
     /// Fault injection (admin route): fail; the next command re-activates the job.
     Crash,
+}
+
+/// What a factory write did.
+pub(crate) struct Written {
+    pub answer: LeaseAnswer,
+    /// What became of the claims that followed it; `None` when none was applied (a retry
+    /// answered from its first answer).
+    pub granted: Option<Granted>,
 }
 
 pub(crate) struct JobActorArgs {
@@ -120,6 +131,7 @@ impl Actor for JobActor {
                 request_id,
                 changed_paths,
                 carried,
+                then,
                 reply,
             } => {
                 state.queued.fetch_sub(1, Ordering::Relaxed);
@@ -131,6 +143,7 @@ impl Actor for JobActor {
                     request_id: Some(request_id),
                     changed_paths,
                     carried,
+                    then,
                     ..JobWrite::one(state.id, cmd, Author::Factory(factory))
                 };
                 // A replayed answer changed nothing: whether the job is terminal is not news.
@@ -138,13 +151,29 @@ impl Actor for JobActor {
                     Ok(Committed {
                         replayed: Some(answer),
                         ..
-                    }) => Ok((answer, false)),
-                    other => other
-                        .and_then(the_job)
-                        .map(|job| (LeaseAnswer::of(&job), job.state.is_terminal())),
+                    }) => Ok((
+                        Written {
+                            answer,
+                            granted: None,
+                        },
+                        false,
+                    )),
+                    Ok(mut c) => {
+                        let granted = Granted {
+                            claimed: std::mem::take(&mut c.claimed),
+                            held: std::mem::take(&mut c.held),
+                            limited: std::mem::take(&mut c.limited),
+                        };
+                        the_job(c).map(|job| {
+                            let answer = LeaseAnswer::of(&job);
+                            let granted = Some(granted);
+                            (Written { answer, granted }, job.state.is_terminal())
+                        })
+                    }
+                    Err(e) => Err(e),
                 };
                 let terminal = matches!(outcome, Ok((_, true)));
-                let _ = reply.send(outcome.map(|(answer, _)| answer));
+                let _ = reply.send(outcome.map(|(written, _)| written));
                 state.after_command(&myself, terminal);
             }
             JobMsg::AppendLog {

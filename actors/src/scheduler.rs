@@ -1,8 +1,8 @@
 //! `SchedulerActor`: places queued jobs on factories. It keeps an in-memory index of queued
 //! jobs (entries, not actors: a million queued jobs cost a few hundred MB), answers claims —
-//! long-polls wait here until work arrives — lets `core::placement` choose among the
-//! candidates (fair share across products, `core::fair_share`), commits the claims
-//! (`claims.rs`), skips jobs a budget or a limit holds (`holds.rs`), and preempts
+//! long-polls wait here until work arrives — and the picks of ends that lease the next job
+//! (its messages: `msg.rs`), lets `core::placement` choose among the candidates (fair share
+//! across products, `core::fair_share`), commits the claims (`claims.rs`), skips jobs a budget or a limit holds (`holds.rs`), and preempts
 //! lower-priority work when a job cannot be placed (`preemption.rs`). On a shared store it
 //! follows what other nodes make ready (`store_sync.rs`); from every store it reads running
 //! jobs, factories and product settings (`fleet_view.rs`), and it answers explanations
@@ -14,18 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gigafactory_core::budget::{Crossing, Hold};
 use gigafactory_core::fair_share::Standing;
 use gigafactory_core::job::{FactoryId, JobId, Millis};
-use gigafactory_core::limits::LimitHold;
 use gigafactory_core::outcomes::Outcomes;
 use gigafactory_core::placement;
-use gigafactory_core::scoring::{self, FactoryView, JobView, ScoreBreakdown, Weights};
-use gigafactory_core::wire::ClaimedJob;
+use gigafactory_core::scoring::{self, FactoryView, JobView, Weights};
 use gigafactory_storage::repo::{self, ReadyEntry};
 use gigafactory_storage::transact;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::oneshot;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
 use crate::ready_queue::ReadyQueue;
@@ -34,13 +30,16 @@ mod claims;
 mod explain;
 mod fleet_view;
 mod holds;
+mod msg;
 mod preemption;
 mod store_sync;
 
+pub(crate) use claims::{Granted, claim_commands, settle, unclaim, unsettled};
 pub use explain::Rivals;
 pub(crate) use fleet_view::FleetRead;
 use fleet_view::{Running, read_fleet, running_view};
 use holds::{Holds, load_holds};
+pub(crate) use msg::{ClaimAsk, PickAsk, Picked, SchedulerMsg};
 use store_sync::{Resync, read_ready_index, watch_budgets_signal, watch_ready_signal};
 
 /// Ready-queue entries examined per shape and placement: within a shape every job fits the
@@ -62,105 +61,6 @@ const RESYNC_PAGE_ROWS: usize = 10_000;
 /// Shortest pause between two refreshes, so a burst of submissions on other nodes costs one
 /// scan rather than one per commit.
 const REFRESH_MIN_INTERVAL_MS: u64 = 20;
-
-/// A claim waiting for an answer.
-pub(crate) struct ClaimAsk {
-    pub factory_id: FactoryId,
-    pub factory: FactoryView,
-    pub max: u32,
-    /// Answer empty at this time if nothing came.
-    pub deadline: Millis,
-    pub reply: oneshot::Sender<Vec<ClaimedJob>>,
-}
-
-pub(crate) enum SchedulerMsg {
-    /// A job became claimable (submitted, released, requeued, backing off).
-    JobReady(ReadyEntry),
-    /// A job is no longer claimable.
-    JobGone(JobId),
-    /// A job no longer holds a lease; with how it ended on which factory, when that says
-    /// something of the factory (a success or a failure).
-    LeaseEnded {
-        id: JobId,
-        outcome: Option<(FactoryId, String, bool)>,
-    },
-    Claim(ClaimAsk),
-    /// Claims whose commit failed for a reason that may pass: put the entries back.
-    Unclaimed(Vec<ReadyEntry>),
-    /// Claims committed: these jobs now run on `factory`.
-    Claimed {
-        factory: FactoryId,
-        jobs: Vec<(ReadyEntry, Millis)>,
-    },
-    /// A product's resolved scoring weights changed.
-    WeightsChanged(String, Weights),
-    /// A product's fair share changed.
-    ShareChanged(String, u32),
-    /// Time to re-read running jobs, factories and product settings from the store.
-    FleetTick,
-    /// What the store holds of them.
-    FleetRead(Box<FleetRead>),
-    /// The queued jobs a job competes with on `factories`, and what placement weighs them by.
-    Rivals {
-        job: JobId,
-        factories: Vec<FactoryView>,
-        reply: RpcReplyPort<Rivals>,
-    },
-    /// A factory's current shape, from its heartbeat.
-    FactorySeen(FactoryId, FactoryView),
-    /// A factory drains, went offline or was revoked: its waiting claims are answered empty.
-    FactoryUnavailable(FactoryId),
-    /// Expire long-polls and look for preemptions.
-    Tick,
-    /// Another node changed the ready index: re-read its head from the store.
-    Refresh,
-    /// Time to re-read the whole ready index (shared store).
-    Resync,
-    /// One page of a resync, in index order; `last` when the index is read through, `None`
-    /// when the resync failed.
-    ResyncPage {
-        entries: Option<Vec<ReadyEntry>>,
-        last: bool,
-    },
-    /// Budgets changed through this node: read them again.
-    BudgetsChanged,
-    /// Time to re-read budgets (`budget_refresh_ms`), or the store says some node changed
-    /// one.
-    BudgetTick,
-    /// What every budget holds now, read from the store.
-    HoldsLoaded(Vec<Hold>),
-    /// Claims the store refused because a budget holds the jobs: put the entries back (they
-    /// wait) and hold the budget's jobs.
-    Held(Vec<(ReadyEntry, Hold)>),
-    /// Claims the store refused because a limit holds the jobs: put the entries back and
-    /// hold the limit's jobs until it may admit one.
-    Limited(Vec<(ReadyEntry, LimitHold)>),
-    /// A report through this node took a budget to its limit.
-    BudgetReached(Crossing),
-    Snapshot(RpcReplyPort<SchedulerSnapshot>),
-    /// Fault injection (admin route): fail, so the supervisor restarts the scheduler.
-    Crash,
-}
-
-impl SchedulerMsg {
-    /// Whether the message came through `Context::tell_scheduler`, which counts the backlog;
-    /// timers and the scheduler's own tasks send the rest.
-    fn sent_by_tell(&self) -> bool {
-        matches!(
-            self,
-            SchedulerMsg::JobReady(_)
-                | SchedulerMsg::JobGone(_)
-                | SchedulerMsg::LeaseEnded { .. }
-                | SchedulerMsg::Claim(_)
-                | SchedulerMsg::WeightsChanged(..)
-                | SchedulerMsg::ShareChanged(..)
-                | SchedulerMsg::FactorySeen(..)
-                | SchedulerMsg::FactoryUnavailable(_)
-                | SchedulerMsg::BudgetsChanged
-                | SchedulerMsg::BudgetReached(_)
-        )
-    }
-}
 
 /// What the scheduler holds, for tests, `/readyz` and the UI.
 #[derive(Debug, Clone, PartialEq)]
@@ -319,12 +219,16 @@ impl Actor for SchedulerActor {
                 }
             }
             SchedulerMsg::Claim(ask) => state.claim(&myself, ask),
-            SchedulerMsg::Unclaimed(entries) => {
-                for e in entries {
-                    state.insert(e);
+            SchedulerMsg::Pick(mut ask) => {
+                ask.factory.success_by_product = state.outcomes.of(ask.factory_id.0.as_u128());
+                state.factories.insert(ask.factory_id, ask.factory.clone());
+                let now = state.ctx.now();
+                let picked = state.place(ask.factory_id, &ask.factory, ask.max, now);
+                if let Err(picked) = ask.reply.send(picked) {
+                    state.unclaimed(&myself, picked.into_iter().map(|(e, _)| e));
                 }
-                state.serve_waiters(&myself);
             }
+            SchedulerMsg::Unclaimed(entries) => state.unclaimed(&myself, entries),
             SchedulerMsg::Claimed { factory, jobs } => {
                 for (entry, at) in jobs {
                     state.reserved.retain(|_, j| *j != entry.id);
@@ -466,17 +370,35 @@ impl SchedulerState {
         }
     }
 
-    /// Picks up to `ask.max` jobs for the asking factory, removing them from the index. Which
-    /// job goes first is `core::placement`'s choice among the best candidates of every shape
-    /// the factory fits.
-    fn place(&mut self, ask: &ClaimAsk, now: Millis) -> Vec<(ReadyEntry, ScoreBreakdown)> {
-        let mut factory = ask.factory.clone();
+    /// Puts back entries whose claims were not committed, and places them.
+    fn unclaimed(
+        &mut self,
+        myself: &ActorRef<SchedulerMsg>,
+        entries: impl IntoIterator<Item = ReadyEntry>,
+    ) {
+        for e in entries {
+            self.insert(e);
+        }
+        self.serve_waiters(myself);
+    }
+
+    /// Picks up to `max` jobs for the factory `factory_id`, removing them from the index.
+    /// Which job goes first is `core::placement`'s choice among the best candidates of every
+    /// shape the factory fits.
+    fn place(
+        &mut self,
+        factory_id: FactoryId,
+        factory: &FactoryView,
+        max: u32,
+        now: Millis,
+    ) -> Picked {
+        let mut factory = factory.clone();
         let mut picked = Vec::new();
         // This claim's picks count as running before they commit, so a claim of several
         // slots splits them by share too.
         let mut standing = self.standing.clone();
         // A job that preempted for this factory's slot goes first.
-        if let Some(job) = self.reserved.get(&ask.factory_id).copied()
+        if let Some(job) = self.reserved.get(&factory_id).copied()
             && let Some(view) = self.queue.get(job).map(ReadyEntry::view)
             && scoring::eligible(&view, &factory)
             && let Some(entry) = self.remove(job)
@@ -490,7 +412,7 @@ impl SchedulerState {
         let reserved_elsewhere: Vec<JobId> = self
             .reserved
             .iter()
-            .filter(|(f, _)| **f != ask.factory_id)
+            .filter(|(f, _)| **f != factory_id)
             .map(|(_, j)| *j)
             .collect();
         let shapes = self.queue.fitting(&factory);
@@ -501,7 +423,7 @@ impl SchedulerState {
                     || now >= e.created_at.max(e.not_before) + CLAIM_AFFINITY_GRACE_MS
             })
         };
-        while (picked.len() as u32) < ask.max && factory.slots_busy < factory.slots {
+        while (picked.len() as u32) < max && factory.slots_busy < factory.slots {
             let (ids, views): (Vec<JobId>, Vec<JobView>) = self
                 .queue
                 .candidates(
@@ -536,7 +458,7 @@ impl SchedulerState {
         ask.factory.success_by_product = self.outcomes.of(ask.factory_id.0.as_u128());
         self.factories.insert(ask.factory_id, ask.factory.clone());
         let now = self.ctx.now();
-        let picked = self.place(&ask, now);
+        let picked = self.place(ask.factory_id, &ask.factory, ask.max, now);
         if !picked.is_empty() || ask.deadline <= now {
             self.commit(myself, ask, picked, now);
         } else if self.waiters.len() >= self.ctx.config.claim_waiters_max {
@@ -559,7 +481,7 @@ impl SchedulerState {
                 still.push_back(ask);
                 continue;
             }
-            let picked = self.place(&ask, now);
+            let picked = self.place(ask.factory_id, &ask.factory, ask.max, now);
             if picked.is_empty() {
                 still.push_back(ask);
             } else {

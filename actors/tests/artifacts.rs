@@ -4,6 +4,8 @@
 //! sweeper collects blobs nobody keeps and ends artifacts past retention (the clock moved by
 //! hand); an upload whose blob the sweeper is deleting is asked to come again.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,10 +14,9 @@ use futures_util::{StreamExt, stream};
 use gigafactory_actors::{Config, CoordError, Coordinator, Edges, ManualClock, NoCourier};
 use gigafactory_core::artifact::{ArtifactKind, ArtifactLimits};
 use gigafactory_core::event::{Author, EventKind};
-use gigafactory_core::fleet::Role;
 use gigafactory_core::job::JobId;
 use gigafactory_core::manifest::JobSpec;
-use gigafactory_core::wire::{ArtifactUpload, EnrollRequest, EnrollResponse, LeaseAnswer};
+use gigafactory_core::wire::{ArtifactUpload, EnrollResponse, LeaseAnswer};
 use gigafactory_storage::{AnyStore, BlobStore, repo, transact};
 use sha2::{Digest, Sha256};
 
@@ -56,21 +57,7 @@ async fn start(dir: &std::path::Path, sweep_interval_ms: u64) -> Node {
     let coord = Coordinator::start_with(store.clone(), config, edges)
         .await
         .unwrap();
-    let token = coord
-        .mint_token(Role::Enrollment, "t", None, None)
-        .await
-        .unwrap()
-        .token;
-    let req = EnrollRequest {
-        name: "f".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        capabilities: vec![],
-        engine_classes: vec![],
-        slots: 8,
-        cost_per_hour_usd: 0.0,
-    };
-    let factory = coord.enroll(&token, req).await.unwrap();
+    let factory = common::enroll(&coord, 8, 0.0).await;
     Node {
         coord,
         store,

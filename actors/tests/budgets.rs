@@ -6,17 +6,18 @@
 //! Reports an end carries count as they would alone, once per request id, and not at all
 //! when the end is refused.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gigafactory_actors::{Config, CoordError, Coordinator, FleetEvent, ManualClock};
 use gigafactory_core::budget::{MICROS_PER_USD, Period, Policy};
 use gigafactory_core::event::{Author, EventKind};
-use gigafactory_core::fleet::Role;
 use gigafactory_core::job::{Command, JobId, JobState};
 use gigafactory_core::manifest::{JobSpec, PAYLOAD_LEN_MAX_BYTES, Payload, TITLE_LEN_MAX_BYTES};
 use gigafactory_core::usage::{CARRIED_REPORTS_MAX, Price, PriceTable};
-use gigafactory_core::wire::{BudgetBody, EnrollRequest, EnrollResponse, UsageReport, UsageWrite};
+use gigafactory_core::wire::{BudgetBody, EnrollResponse, UsageReport, UsageWrite};
 use gigafactory_storage::AnyStore;
 use tokio::sync::broadcast::Receiver;
 
@@ -46,24 +47,6 @@ async fn start(dir: &std::path::Path, clock: &ManualClock) -> Coordinator {
     Coordinator::start(store, config, Arc::new(clock.clone()))
         .await
         .unwrap()
-}
-
-async fn enroll(coord: &Coordinator, cost_per_hour_usd: f64) -> EnrollResponse {
-    let token = coord
-        .mint_token(Role::Enrollment, "t", None, None)
-        .await
-        .unwrap()
-        .token;
-    let req = EnrollRequest {
-        name: "f".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        capabilities: vec![],
-        engine_classes: vec![],
-        slots: 8,
-        cost_per_hour_usd,
-    };
-    coord.enroll(&token, req).await.unwrap()
 }
 
 fn spec(key: &str, product: &str) -> JobSpec {
@@ -132,7 +115,7 @@ async fn usage_is_priced_counted_once_per_request_and_refused_from_a_stale_epoch
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     budget(&coord, "ops-daily", 100, Policy::Finish).await;
     let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
     let tokens = UsageReport {
@@ -180,7 +163,7 @@ async fn an_exhausted_budget_holds_new_jobs_until_raised_and_the_next_day_releas
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     let (_, mut events) = coord.follow_fleet(None);
     budget(&coord, "ops-daily", 10, Policy::Finish).await;
     let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
@@ -250,7 +233,7 @@ async fn a_paused_budget_holds_until_resumed_and_policy_stop_preempts_running_jo
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     budget(&coord, "ops-daily", 5, Policy::Stop).await;
     let (running, epoch) = leased(&coord, &f, spec("a", "ops")).await;
 
@@ -312,7 +295,7 @@ async fn a_job_past_its_own_cost_budget_ends_and_factory_time_is_counted() {
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
     // $3.60 an hour: a micro-dollar a millisecond.
-    let f = enroll(&coord, 3.6).await;
+    let f = common::enroll(&coord, 8, 3.6).await;
     budget(&coord, "ops-daily", 100, Policy::Finish).await;
     let mut capped = spec("capped", "ops");
     capped.cost_budget_micros = Some(MICROS_PER_USD);
@@ -410,7 +393,7 @@ async fn a_report_carried_on_complete_counts_once_even_when_it_came_alone_first(
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     let (_, mut events) = coord.follow_fleet(None);
     budget(&coord, "ops-daily", 10, Policy::Finish).await;
     let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
@@ -456,7 +439,7 @@ async fn a_report_carried_twice_on_one_end_or_resent_after_it_counts_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     budget(&coord, "ops-daily", 100, Policy::Finish).await;
     let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
     let usage = vec![carried("u1", 3), carried("u1", 3)];
@@ -496,7 +479,7 @@ async fn a_complete_with_a_stale_epoch_carrying_usage_is_refused_and_counts_noth
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     budget(&coord, "ops-daily", 100, Policy::Finish).await;
     let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
     let stale = coord
@@ -534,7 +517,7 @@ async fn an_end_carrying_a_report_it_cannot_price_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     let (id, epoch) = leased(&coord, &f, spec("a", "ops")).await;
     let unknown = UsageWrite {
         request_id: "u2".into(),
@@ -578,7 +561,7 @@ async fn a_carried_report_past_the_jobs_cost_budget_ends_it_and_the_end_is_refus
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     budget(&coord, "ops-daily", 100, Policy::Finish).await;
     let mut capped = spec("capped", "ops");
     capped.cost_budget_micros = Some(MICROS_PER_USD);
@@ -615,7 +598,7 @@ async fn the_largest_job_ends_with_the_most_reports_an_end_may_carry() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord, 0.0).await;
+    let f = common::enroll(&coord, 8, 0.0).await;
     budget(&coord, "ops-daily", 1_000, Policy::Finish).await;
     let mut big = spec("big", "ops");
     big.payload = Payload::Command("x".repeat(PAYLOAD_LEN_MAX_BYTES));

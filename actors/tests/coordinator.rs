@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use gigafactory_actors::{Config, CoordError, Coordinator, OperatorAction, SystemClock};
 use gigafactory_core::event::{Author, EventKind};
-use gigafactory_core::fleet::Role;
 use gigafactory_core::job::Command;
 use gigafactory_core::manifest::{JobSpec, Payload};
-use gigafactory_core::wire::EnrollRequest;
 use gigafactory_storage::AnyStore;
 
 fn tester() -> Author {
@@ -26,25 +24,6 @@ fn spec(key: &str, priority: u32) -> JobSpec {
     s.priority = priority;
     s.payload = Payload::Command(format!("echo {key}"));
     s
-}
-
-/// Enrolls a factory with `slots` slots.
-async fn enroll(coord: &Coordinator, slots: u32) -> gigafactory_core::wire::EnrollResponse {
-    let token = coord
-        .mint_token(Role::Enrollment, "t", None, None)
-        .await
-        .unwrap()
-        .token;
-    let req = EnrollRequest {
-        name: "f".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        capabilities: vec![],
-        engine_classes: vec![],
-        slots,
-        cost_per_hour_usd: 0.0,
-    };
-    coord.enroll(&token, req).await.unwrap()
 }
 
 /// Two nodes in one process on one embedded store, treated as shared (as etcd would be).
@@ -74,7 +53,7 @@ async fn start(dir: &std::path::Path) -> Coordinator {
 async fn a_job_is_claimed_by_priority_completed_and_explained() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let f = enroll(&coord, 2).await;
+    let f = common::enroll(&coord, 2, 0.0).await;
     let (low, _) = coord
         .submit(spec("low", 10), vec![], &tester())
         .await
@@ -145,7 +124,7 @@ async fn crashed_actors_are_recovered_from_the_store() {
     use gigafactory_actors::FaultTarget;
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let f = enroll(&coord, 1).await;
+    let f = common::enroll(&coord, 1, 0.0).await;
     let (job, _) = coord
         .submit(spec("j", 50), vec![], &tester())
         .await
@@ -312,7 +291,7 @@ async fn the_stats_history_samples_placements_as_they_happen() {
     let coord = Coordinator::start(store, config, Arc::new(SystemClock))
         .await
         .unwrap();
-    let f = enroll(&coord, 1).await;
+    let f = common::enroll(&coord, 1, 0.0).await;
     coord
         .submit(spec("j", 50), vec![], &tester())
         .await
@@ -356,7 +335,7 @@ async fn the_stats_history_samples_placements_as_they_happen() {
 async fn a_factory_gets_the_job_it_can_take_behind_thousands_it_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let f = enroll(&coord, 1).await;
+    let f = common::enroll(&coord, 1, 0.0).await;
     // More high-priority jobs than one placement used to look at, none of which this factory
     // (no capabilities) can take, ahead of one low-priority job it can.
     let mut manifest = String::from("product = \"t\"\n");
@@ -399,7 +378,7 @@ async fn a_job_made_ready_on_another_node_behind_thousands_no_factory_takes_is_c
         }
         b.submit_manifest(&manifest, &tester()).await.unwrap();
     }
-    let f = enroll(&a, 1).await;
+    let f = common::enroll(&a, 1, 0.0).await;
     let (plain, _) = b.submit(spec("plain", 1), vec![], &tester()).await.unwrap();
     let claimed = a.claim(f.factory_id, 1, 20_000).await.unwrap();
     assert_eq!(
@@ -447,7 +426,7 @@ async fn a_node_forgets_a_queued_job_another_node_cancelled() {
 async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was_busy() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let f = enroll(&coord, 1).await;
+    let f = common::enroll(&coord, 1, 0.0).await;
     // The heartbeat went out while the factory's one slot was busy; the job then ended and
     // the factory asks for one job before its next heartbeat.
     let busy = gigafactory_core::wire::HeartbeatRequest {
@@ -471,7 +450,7 @@ async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was
 async fn a_heartbeat_keeps_valid_warm_keys_and_refuses_bad_ones_changing_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let coord = start(dir.path()).await;
-    let f = enroll(&coord, 1).await;
+    let f = common::enroll(&coord, 1, 0.0).await;
     let beat = |warm: Option<Vec<String>>| gigafactory_core::wire::HeartbeatRequest {
         slots_busy: 0,
         running: vec![],

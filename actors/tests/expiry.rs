@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use gigafactory_actors::{Config, CoordError, Coordinator, FleetEvent, ManualClock};
 use gigafactory_core::event::{Author, EventKind};
-use gigafactory_core::fleet::Role;
 use gigafactory_core::job::{Command, JobId, JobState};
 use gigafactory_core::manifest::JobSpec;
-use gigafactory_core::wire::{EnrollRequest, EnrollResponse};
+use gigafactory_core::wire::EnrollResponse;
 use tokio::sync::broadcast::Receiver;
 
 /// Where the manual clock starts: far from 0, so no arithmetic can hide an underflow.
@@ -43,24 +42,6 @@ fn config() -> Config {
 
 async fn start(dir: &std::path::Path, clock: &ManualClock) -> Coordinator {
     restart(dir, clock, config()).await
-}
-
-async fn enroll(coord: &Coordinator) -> EnrollResponse {
-    let token = coord
-        .mint_token(Role::Enrollment, "t", None, None)
-        .await
-        .unwrap()
-        .token;
-    let req = EnrollRequest {
-        name: "f".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        capabilities: vec![],
-        engine_classes: vec![],
-        slots: 4,
-        cost_per_hour_usd: 0.0,
-    };
-    coord.enroll(&token, req).await.unwrap()
 }
 
 fn spec(key: &str, wall_clock_ms: Option<u64>) -> JobSpec {
@@ -104,7 +85,7 @@ async fn a_lease_expires_when_its_ttl_has_passed_by_the_nodes_clock_and_not_befo
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord).await;
+    let f = common::enroll(&coord, 4, 0.0).await;
     let (_, mut events) = coord.follow_fleet(None);
     // The probe's lease runs out 1 ms before the job's.
     let probe = leased(&coord, &f, "probe", None).await;
@@ -137,7 +118,7 @@ async fn a_failed_job_waits_out_its_backoff_by_the_nodes_clock() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord).await;
+    let f = common::enroll(&coord, 4, 0.0).await;
     let (_, mut events) = coord.follow_fleet(None);
     let job = leased(&coord, &f, "job", None).await;
     clock.advance(TTL_MS);
@@ -169,7 +150,7 @@ async fn a_wall_clock_budget_ends_its_job_once_used_up() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord).await;
+    let f = common::enroll(&coord, 4, 0.0).await;
     let (_, mut events) = coord.follow_fleet(None);
     let probe = leased(&coord, &f, "probe", Some(4_999)).await;
     let job = leased(&coord, &f, "job", Some(5_000)).await;
@@ -202,7 +183,7 @@ async fn a_lease_that_ran_out_while_the_coordinator_was_down_gets_a_ttl_and_cost
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
     let coord = start(dir.path(), &clock).await;
-    let f = enroll(&coord).await;
+    let f = common::enroll(&coord, 4, 0.0).await;
     let renewed = leased(&coord, &f, "renewed", None).await;
     let abandoned = leased(&coord, &f, "abandoned", None).await;
     coord.stop();
@@ -286,7 +267,7 @@ async fn a_write_after_expiry_is_accepted_until_the_reaper_moves_the_epoch() {
         ..config()
     };
     let coord = restart(dir.path(), &clock, asleep).await;
-    let f = enroll(&coord).await;
+    let f = common::enroll(&coord, 4, 0.0).await;
     let job = leased(&coord, &f, "job", None).await;
     let renew = |epoch| Command::Renew {
         factory: f.factory_id,

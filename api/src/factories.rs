@@ -9,8 +9,8 @@ use gigafactory_actors::CoordError;
 use gigafactory_core::fleet::Factory;
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::wire::{
-    ClaimRequest, ClaimResponse, Complete, EnrollRequest, Fail, FencedWrite, HeartbeatRequest,
-    HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
+    ClaimNext, ClaimRequest, ClaimResponse, Complete, EndAnswer, EnrollRequest, Fail, FencedWrite,
+    HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk, Release, Renew, Stage, UsageWrite,
 };
 use rand::Rng as _;
 use schemars::JsonSchema;
@@ -85,21 +85,46 @@ pub(crate) async fn claim(
     Ok(Json(ClaimResponse { jobs }).into_response())
 }
 
-/// Applies a fenced write; `changed_paths` (from complete and fail) feed scope warnings, and
-/// `usage` (the reports an end carries) is applied before it, in its transaction.
+/// Applies a fenced write other than complete and fail (those are [`End`]s); `usage` (the
+/// reports a release carries) is applied before it, in its transaction.
 async fn write(
     s: &AppState,
     id: &str,
     cmd: Command,
     request_id: String,
-    changed_paths: Vec<String>,
     usage: Vec<UsageWrite>,
 ) -> ApiResult<Json<LeaseAnswer>> {
     Ok(Json(
         s.coord
-            .factory_write(parse_job_id(id)?, cmd, request_id, changed_paths, usage)
+            .factory_write(parse_job_id(id)?, cmd, request_id, Vec::new(), usage)
             .await?,
     ))
+}
+
+/// An end (complete or fail): a fenced write that may lease the factory its next jobs in its
+/// transaction (`claim_next`).
+struct End {
+    cmd: Command,
+    request_id: String,
+    changed_paths: Vec<String>,
+    usage: Vec<UsageWrite>,
+    claim_next: Option<ClaimNext>,
+}
+
+async fn end(s: &AppState, id: &str, end: End) -> ApiResult<Json<EndAnswer>> {
+    let id = parse_job_id(id)?;
+    let answer = s
+        .coord
+        .factory_end(
+            id,
+            end.cmd,
+            end.request_id,
+            end.changed_paths,
+            end.usage,
+            end.claim_next,
+        )
+        .await?;
+    Ok(Json(answer))
 }
 
 pub(crate) async fn renew(
@@ -119,7 +144,6 @@ pub(crate) async fn renew(
             ttl_ms,
         },
         w.request_id,
-        Vec::new(),
         Vec::new(),
     )
     .await
@@ -148,7 +172,6 @@ pub(crate) async fn stage(
         },
         w.request_id,
         Vec::new(),
-        Vec::new(),
     )
     .await
 }
@@ -158,20 +181,23 @@ pub(crate) async fn complete(
     caller: Caller,
     Path(id): Path<String>,
     Body(w): Body<FencedWrite<Complete>>,
-) -> ApiResult<Json<LeaseAnswer>> {
+) -> ApiResult<Json<EndAnswer>> {
     let factory = caller.factory()?;
-    write(
-        &s,
-        &id,
-        Command::Complete {
-            factory,
-            epoch: w.epoch,
-        },
-        w.request_id,
-        w.body.changed_paths,
-        w.body.usage,
-    )
-    .await
+    let cmd = Command::Complete {
+        factory,
+        epoch: w.epoch,
+    };
+    let c = w.body;
+    let (changed_paths, usage, claim_next) = (c.changed_paths, c.usage, c.claim_next);
+    let request_id = w.request_id;
+    let e = End {
+        cmd,
+        request_id,
+        changed_paths,
+        usage,
+        claim_next,
+    };
+    end(&s, &id, e).await
 }
 
 pub(crate) async fn fail(
@@ -179,7 +205,7 @@ pub(crate) async fn fail(
     caller: Caller,
     Path(id): Path<String>,
     Body(w): Body<FencedWrite<Fail>>,
-) -> ApiResult<Json<LeaseAnswer>> {
+) -> ApiResult<Json<EndAnswer>> {
     let factory = caller.factory()?;
     let jitter = rand::rng().random::<f64>();
     let f = w.body;
@@ -192,7 +218,14 @@ pub(crate) async fn fail(
         retryable: f.retryable,
         jitter,
     };
-    write(&s, &id, cmd, w.request_id, f.changed_paths, f.usage).await
+    let e = End {
+        cmd,
+        request_id: w.request_id,
+        changed_paths: f.changed_paths,
+        usage: f.usage,
+        claim_next: f.claim_next,
+    };
+    end(&s, &id, e).await
 }
 
 pub(crate) async fn release(
@@ -211,7 +244,6 @@ pub(crate) async fn release(
             checkpoint: w.body.checkpoint,
         },
         w.request_id,
-        Vec::new(),
         w.body.usage,
     )
     .await

@@ -122,6 +122,11 @@ pub struct BenchArgs {
     /// Renew each lease once before completing it (default true; closed workload only).
     #[arg(long, action = clap::ArgAction::Set)]
     renew: Option<bool>,
+    /// Each complete asks for the worker's next job in the same request and transaction
+    /// (`claim_next`), as the factory agent does: one round trip per job while work is queued
+    /// (default true; false: a claim of its own after each complete, the old protocol).
+    #[arg(long, action = clap::ArgAction::Set, default_value_t = true)]
+    claim_next: bool,
     /// Report one usage of a fixed cost from each job: carried on its complete (`--usage`, or
     /// `--usage carried`), or as a write of its own before it (`--usage separate`). A budget on
     /// the bench's product, set first with a limit it never reaches, must have spent exactly
@@ -255,6 +260,7 @@ impl BenchArgs {
                 self.submitters.unwrap_or(SUBMITTERS_DEFAULT)
             },
             renew: !queue && self.renew.unwrap_or(true),
+            claim_next: self.claim_next,
             usage: self.usage,
             keyed_submits: false,
             concurrency_key: matches!(self.policies, Some(Policies::On | Policies::Rate))

@@ -23,7 +23,8 @@ pub struct Exchange {
     /// A refusal's error code, or what went wrong on the way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// For an answered claim: the leases it handed over.
+    /// For an answered claim, or an end that asked for the next jobs: the leases it handed
+    /// over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<Grant>,
     /// For an accepted fenced write: the job as the answer showed it.

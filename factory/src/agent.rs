@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gigafactory_core::wire::{
-    ClaimRequest, ClaimResponse, ClaimedJob, FactoryCommand, HeartbeatRequest, HeartbeatResponse,
+    ClaimRequest, ClaimResponse, FactoryCommand, HeartbeatRequest, HeartbeatResponse,
 };
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{Instrument, debug, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::AgentConfig;
 use crate::backoff::retry_delay;
@@ -25,7 +25,6 @@ use crate::identity::Identity;
 use crate::job;
 use crate::orphans;
 use crate::stop::Stop;
-use crate::workspace::Workspace;
 
 /// With no free slot (or while draining) the claim loop re-checks at least this often.
 const CLAIM_RECHECK_MS: u64 = 1_000;
@@ -192,7 +191,7 @@ async fn claim_loop(shared: Arc<Shared>) {
                     );
                 }
                 for job in response.jobs {
-                    start_job(&shared, job);
+                    job::start(&shared, job);
                 }
             }
             Ok(None) => failures = 0,
@@ -212,24 +211,4 @@ async fn claim_loop(shared: Arc<Shared>) {
             }
         }
     }
-}
-
-/// Registers a claimed job and starts its task.
-fn start_job(shared: &Arc<Shared>, job: ClaimedJob) {
-    shared.set_lease_ttl(job.lease_ttl_ms);
-    let (job_id, epoch) = (job.job_id, job.epoch);
-    let workspace = Workspace::path(&shared.config.workdir, job_id, job.attempt).root;
-    let held = shared.hold(job_id, epoch, workspace);
-    info!(%job_id, epoch, attempt = job.attempt, title = %job.title, "job claimed");
-    let span = info_span!("job", %job_id, epoch, attempt = job.attempt, factory_id = %shared.identity.factory_id);
-    let task_shared = shared.clone();
-    let task = tokio::spawn(
-        async move {
-            // Moved in, so the entry goes when the task ends, panics or is aborted.
-            let _guard = held.guard;
-            job::run_job(task_shared, job, held.stop, held.pgid).await;
-        }
-        .instrument(span),
-    );
-    shared.attach_task(job_id, epoch, task.abort_handle());
 }

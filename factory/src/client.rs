@@ -12,7 +12,7 @@ use std::time::Duration;
 use gigafactory_core::job::JobId;
 use gigafactory_core::journal::{Exchange, Grant, Seen, WriteTag};
 use gigafactory_core::wire::{
-    ArtifactUpload, ClaimResponse, ErrorBody, FencedWrite, LeaseAnswer, urlencode,
+    ArtifactUpload, ClaimResponse, EndAnswer, ErrorBody, FencedWrite, LeaseAnswer, urlencode,
 };
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -154,8 +154,9 @@ enum Outgoing<'a> {
 /// How the coordinator took a fenced write.
 #[derive(Debug)]
 pub enum WriteOutcome {
-    /// Applied (or applied before: a retry gets the first answer).
-    Accepted(LeaseAnswer),
+    /// Applied (or applied before: a retry gets the first answer); an end's answer may carry
+    /// the factory's next jobs.
+    Accepted(EndAnswer),
     /// The lease is gone: `409` (fenced, or any other conflict with the job's state), `404`
     /// (no such job) or `403` (another factory holds it). Stop the job and report nothing more.
     Lost {
@@ -421,7 +422,7 @@ impl Coordinator {
             usage: carried,
         });
         let sent = self
-            .post_tagged::<_, LeaseAnswer>(&path, token, &write, timeout, retry, tag.as_ref())
+            .post_tagged::<_, EndAnswer>(&path, token, &write, timeout, retry, tag.as_ref())
             .await
             .and_then(|answer| {
                 answer.ok_or_else(|| {
@@ -472,6 +473,10 @@ impl Coordinator {
                     CallError::Decode(format!("{url_path}: empty answer to an upload"))
                 })?;
                 serde_json::from_slice::<LeaseAnswer>(&answer)
+                    .map(|lease| EndAnswer {
+                        lease,
+                        next: Vec::new(),
+                    })
                     .map_err(|e| CallError::Decode(format!("{url_path}: {e}")))
             });
         fenced(sent)
@@ -479,7 +484,7 @@ impl Coordinator {
 }
 
 /// How a fenced write's answer reads for the job: a lost lease is an outcome, not an error.
-fn fenced(sent: Result<LeaseAnswer, CallError>) -> Result<WriteOutcome, CallError> {
+fn fenced(sent: Result<EndAnswer, CallError>) -> Result<WriteOutcome, CallError> {
     match sent {
         Ok(answer) => Ok(WriteOutcome::Accepted(answer)),
         Err(CallError::Status {
@@ -504,22 +509,23 @@ fn seen_in(answer: &[u8]) -> Option<Seen> {
         })
 }
 
-/// The leases a successful claim answer hands over; nothing for any other request.
+/// The leases a successful answer hands over: a claim's, or an end's that asked for the next
+/// jobs; nothing for any other request.
 fn leases_in(path: &str, answer: &[u8]) -> Vec<Grant> {
-    if path != CLAIMS_PATH {
+    let jobs = if path == CLAIMS_PATH {
+        serde_json::from_slice::<ClaimResponse>(answer).map(|r| r.jobs)
+    } else if path.ends_with("/complete") || path.ends_with("/fail") {
+        serde_json::from_slice::<EndAnswer>(answer).map(|r| r.next)
+    } else {
         return Vec::new();
-    }
-    serde_json::from_slice::<ClaimResponse>(answer)
-        .map(|r| {
-            r.jobs
-                .iter()
-                .map(|j| Grant {
-                    job: j.job_id,
-                    epoch: j.epoch,
-                })
-                .collect()
+    };
+    jobs.unwrap_or_default()
+        .iter()
+        .map(|j| Grant {
+            job: j.job_id,
+            epoch: j.epoch,
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 #[cfg(test)]

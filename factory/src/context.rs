@@ -55,6 +55,9 @@ pub struct Shared {
     jobs: Mutex<HashMap<JobId, JobEntry>>,
     /// Set by a `Drain` command: claim nothing more.
     draining: AtomicBool,
+    /// Set when the agent stops its jobs (shutdown or a fatal error): the stop every job
+    /// held from then on gets at once (an end's answer may still bring one).
+    closing: Mutex<Option<Stop>>,
     /// A slot was freed or draining began: the claim loop should look again.
     slot_freed: Notify,
     /// A job's task ended: `serve` waiting for shutdown should look again.
@@ -104,6 +107,7 @@ impl Shared {
             lease_ttl_ms: AtomicU64::new(LEASE_TTL_DEFAULT_MS),
             jobs: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            closing: Mutex::new(None),
             slot_freed: Notify::new(),
             job_ended: Notify::new(),
             fatal: Mutex::new(None),
@@ -198,6 +202,7 @@ impl Shared {
 
     pub fn stop_all(&self, stop: Stop) {
         let jobs = self.jobs.lock().expect("jobs lock");
+        *self.closing.lock().expect("closing lock") = Some(stop);
         for entry in jobs.values() {
             entry
                 .stop
@@ -216,6 +221,12 @@ impl Shared {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Whether a job's end should ask for the factory's next job (one round trip per job):
+    /// not while draining or stopping.
+    pub fn claims_next(&self) -> bool {
+        !self.is_draining() && self.closing.lock().expect("closing lock").is_none()
+    }
+
     /// Resolves once a slot was freed or draining began (one waiter: the claim loop).
     pub async fn slot_freed(&self) {
         self.slot_freed.notified().await;
@@ -223,11 +234,12 @@ impl Shared {
 
     /// Registers the lease `(job_id, epoch)` of a claimed job. A held older lease of the same
     /// job is told to stop: the coordinator leased the job to us again, so that one is gone.
+    /// While the agent stops its jobs, the new one is stopped at once the same way.
     pub fn hold(self: &Arc<Self>, job_id: JobId, epoch: u64, workspace: PathBuf) -> Held {
-        let (stop, _) = watch::channel(None);
+        let mut jobs = self.jobs.lock().expect("jobs lock");
+        let (stop, _) = watch::channel(*self.closing.lock().expect("closing lock"));
         let stop = Arc::new(stop);
         let pgid = Arc::new(AtomicI32::new(0));
-        let mut jobs = self.jobs.lock().expect("jobs lock");
         if let Some(old) = jobs.get(&job_id) {
             warn!(%job_id, old_epoch = old.epoch, epoch, "job claimed again; stopping the older attempt");
             old.stop

@@ -29,7 +29,7 @@ use tokio::process::Child;
 use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::context::Shared;
 use crate::control::{self, RunningMarker};
@@ -119,9 +119,30 @@ impl Drop for Helpers {
     }
 }
 
+/// Registers a job leased to this factory (by a claim, or with an end's answer) and starts its
+/// task.
+pub fn start(shared: &Arc<Shared>, job: ClaimedJob) {
+    shared.set_lease_ttl(job.lease_ttl_ms);
+    let (job_id, epoch) = (job.job_id, job.epoch);
+    let workspace = Workspace::path(&shared.config.workdir, job_id, job.attempt).root;
+    let held = shared.hold(job_id, epoch, workspace);
+    info!(%job_id, epoch, attempt = job.attempt, title = %job.title, "job claimed");
+    let span = info_span!("job", %job_id, epoch, attempt = job.attempt, factory_id = %shared.identity.factory_id);
+    let task_shared = shared.clone();
+    let task = tokio::spawn(
+        async move {
+            // Moved in, so the entry goes when the task ends, panics or is aborted.
+            let _guard = held.guard;
+            run_job(task_shared, job, held.stop, held.pgid).await;
+        }
+        .instrument(span),
+    );
+    shared.attach_task(job_id, epoch, task.abort_handle());
+}
+
 /// Runs one claimed job to its end. `stop` carries stop requests from the agent; `pgid_slot`
 /// gets the process group once the process started.
-pub async fn run_job(
+async fn run_job(
     shared: Arc<Shared>,
     job: ClaimedJob,
     stop: Arc<watch::Sender<Option<Stop>>>,

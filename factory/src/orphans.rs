@@ -242,6 +242,7 @@ async fn send_fail(
         retryable: true,
         changed_paths: Vec::new(),
         usage,
+        claim_next: None,
     };
     let write = FencedWrite {
         epoch: marker.epoch,

@@ -20,9 +20,9 @@ use axum::routing::{post, put};
 use gigafactory_core::job::{FactoryId, JobId};
 use gigafactory_core::manifest::Payload;
 use gigafactory_core::wire::{
-    ClaimRequest, ClaimResponse, ClaimedJob, Complete, EnrollRequest, EnrollResponse, ErrorBody,
-    FactoryCommand, Fail, FencedWrite, HeartbeatRequest, HeartbeatResponse, LeaseAnswer, LogChunk,
-    LogStream, Release, Renew, Stage, UsageReport, UsageWrite,
+    ClaimRequest, ClaimResponse, ClaimedJob, Complete, EndAnswer, EnrollRequest, EnrollResponse,
+    ErrorBody, FactoryCommand, Fail, FencedWrite, HeartbeatRequest, HeartbeatResponse, LeaseAnswer,
+    LogChunk, LogStream, Release, Renew, Stage, UsageReport, UsageWrite,
 };
 use gigafactory_factory::{
     AgentConfig, AgentError, ArtifactSource, run, write_artifact_in, write_usage_in,
@@ -277,6 +277,7 @@ async fn job_write(
     let unpriced = (action == "usage" && !priced(&body)) || (action != "usage" && model.is_some());
     let model = model.unwrap_or_default();
     let fenced = fake.fence.load(Ordering::SeqCst);
+    let wanted = body["claim_next"]["max_jobs"].as_u64().unwrap_or(0) as usize;
     let over_log_limit = action == "logs"
         && fake
             .writes(job_id)
@@ -313,14 +314,20 @@ async fn job_write(
             };
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
-        (Some(epoch), false) => Json(LeaseAnswer {
-            job_id,
-            epoch,
-            state: "running".into(),
-            expires_at: Some(0),
-            preempt_deadline: None,
-        })
-        .into_response(),
+        (Some(epoch), false) => {
+            // An end asking for the next jobs gets them from the queue, as a claim would.
+            let mut queue = fake.queue.lock().unwrap();
+            let take = wanted.min(queue.len());
+            let next = queue.drain(..take).collect();
+            let lease = LeaseAnswer {
+                job_id,
+                epoch,
+                state: "running".into(),
+                expires_at: Some(0),
+                preempt_deadline: None,
+            };
+            Json(EndAnswer { lease, next }).into_response()
+        }
     }
 }
 
@@ -1392,5 +1399,44 @@ async fn an_orphans_usage_then_its_saved_artifact_go_up_before_its_fail_under_th
     assert_eq!(writes[0].1["epoch"], 22);
     assert_eq!(writes[0].1["data"], "+fixed\n");
     eventually("the entry to go", || (!saved.data.exists()).then_some(())).await;
+    agent.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_complete_brings_the_next_job_and_no_claim_is_sent_for_it() {
+    let first = claimed("true", 1, None);
+    let second = claimed("true", 1, None);
+    let fake = Fake::new(15_000, vec![first.clone(), second.clone()]);
+    let url = serve(fake.clone()).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let mut config = config(&url, workdir.path());
+    config.slots = 1;
+    let agent = Agent::start(config);
+
+    let done: FencedWrite<Complete> = eventually("the second job's complete", || {
+        fake.write_of(second.job_id, "complete")
+    })
+    .await;
+    assert_eq!(done.body.claim_next.map(|n| n.max_jobs), Some(1));
+    let asked: FencedWrite<Complete> = fake.write_of(first.job_id, "complete").unwrap();
+    assert_eq!(
+        asked.body.claim_next.map(|n| n.max_jobs),
+        Some(1),
+        "an end asks for its own slot's next job"
+    );
+    let seen = fake.seen();
+    let ended = |id: JobId| {
+        seen.iter()
+            .position(|s| matches!(s, Seen::Write { job_id, action, .. } if *job_id == id && action == "complete"))
+            .unwrap()
+    };
+    let claims_between = seen[ended(first.job_id)..ended(second.job_id)]
+        .iter()
+        .filter(|s| matches!(s, Seen::Claim { .. }))
+        .count();
+    assert_eq!(
+        claims_between, 0,
+        "the second job came with the first's complete"
+    );
     agent.shutdown().await.unwrap();
 }

@@ -1,22 +1,27 @@
 //! What factories do with leases: long-poll claims (placed by the scheduler), the fenced
 //! writes on a lease they hold (renew, stage, complete, fail, release, the last with the usage
-//! reports they carry), and their output.
-//! Every write goes to the job's actor, which commits it after checking the epoch (J3).
+//! reports they carry, and an end with the claims of the factory's next jobs), and their
+//! output. Every write goes to the job's actor, which commits it after checking the epoch
+//! (J3).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gigafactory_core::fleet::FactoryStatus;
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::scope;
 use gigafactory_core::scoring::FactoryView;
 use gigafactory_core::usage::CARRIED_REPORTS_MAX;
-use gigafactory_core::wire::{CHECKPOINT_MAX_BYTES, ClaimedJob, LeaseAnswer, LogChunk, UsageWrite};
+use gigafactory_core::wire::{
+    CHECKPOINT_MAX_BYTES, ClaimNext, ClaimedJob, EndAnswer, LeaseAnswer, LogChunk, UsageWrite,
+};
 use tokio::sync::oneshot;
 
 use super::Coordinator;
 use crate::error::{CoordError, Result};
-use crate::job_actor::JobMsg;
-use crate::scheduler::{ClaimAsk, SchedulerMsg};
+use crate::job_actor::{JobMsg, Written};
+use crate::scheduler::{
+    ClaimAsk, PickAsk, Picked, SchedulerMsg, claim_commands, settle, unclaim, unsettled,
+};
 
 /// Refuses a request id a factory write may not carry.
 fn check_request_id(request_id: &str) -> Result<()> {
@@ -38,22 +43,12 @@ const CLAIM_ANSWER_GRACE_MS: u64 = 5_000;
 impl Coordinator {
     /// Long-poll claim: up to `max` jobs for the factory, waiting up to `wait_ms` for work.
     pub async fn claim(&self, id: FactoryId, max: u32, wait_ms: u64) -> Result<Vec<ClaimedJob>> {
-        let factory = self.factory(id).await?;
-        match factory.status {
-            FactoryStatus::Revoked => {
-                return Err(CoordError::Unauthorized("factory revoked".into()));
-            }
-            FactoryStatus::Draining => return Ok(Vec::new()),
-            FactoryStatus::Online | FactoryStatus::Offline => {}
-        }
         let max = max.clamp(1, self.ctx.config.claim_batch_max);
+        let Some(view) = self.claiming(id, max).await? else {
+            return Ok(Vec::new());
+        };
         let wait_ms = wait_ms.min(self.ctx.config.claim_wait_max_ms);
         let (reply, answer) = oneshot::channel();
-        // The claim says how many slots are free now (an agent asks for exactly that many);
-        // the last heartbeat's count may predate the job that just ended, and a waiting
-        // claim placed against it would wait out its long-poll with a slot free.
-        let mut view = FactoryView::of(&factory);
-        view.slots_busy = view.slots.saturating_sub(max.min(view.slots));
         let ask = ClaimAsk {
             factory_id: id,
             factory: view,
@@ -79,6 +74,43 @@ impl Coordinator {
         out
     }
 
+    /// The factory as placement sees it while it claims `max` jobs; `None` while it drains.
+    async fn claiming(&self, id: FactoryId, max: u32) -> Result<Option<FactoryView>> {
+        let factory = self.factory(id).await?;
+        match factory.status {
+            FactoryStatus::Revoked => {
+                return Err(CoordError::Unauthorized("factory revoked".into()));
+            }
+            FactoryStatus::Draining => return Ok(None),
+            FactoryStatus::Online | FactoryStatus::Offline => {}
+        }
+        // The claim says how many slots are free now (an agent asks for exactly that many);
+        // the last heartbeat's count may predate the job that just ended, and a waiting
+        // claim placed against it would wait out its long-poll with a slot free.
+        let mut view = FactoryView::of(&factory);
+        view.slots_busy = view.slots.saturating_sub(max.min(view.slots));
+        Ok(Some(view))
+    }
+
+    /// Places up to `max` queued jobs on the factory now, without waiting, for an end to
+    /// claim in its transaction.
+    async fn pick(&self, id: FactoryId, max: u32) -> Result<(Picked, u64)> {
+        let max = max.clamp(1, self.ctx.config.claim_batch_max);
+        let Some(view) = self.claiming(id, max).await? else {
+            return Ok((Vec::new(), 0));
+        };
+        let rate = view.cost_per_hour_micros;
+        let (reply, answer) = oneshot::channel();
+        self.ctx.tell_scheduler(SchedulerMsg::Pick(PickAsk {
+            factory_id: id,
+            factory: view,
+            max,
+            reply,
+        }));
+        // A scheduler restarting meanwhile picked nothing.
+        Ok((answer.await.unwrap_or_default(), rate))
+    }
+
     /// A fenced factory write (renew, stage, usage, complete, fail, release). `changed_paths`
     /// (with complete and fail) outside the job's scope become a warning event. `usage` (with
     /// an end) are the reports not sent yet: each is priced and applied before the end, in its
@@ -91,6 +123,24 @@ impl Coordinator {
         changed_paths: Vec<String>,
         usage: Vec<UsageWrite>,
     ) -> Result<LeaseAnswer> {
+        let end = self
+            .factory_end(id, cmd, request_id, changed_paths, usage, None)
+            .await?;
+        Ok(end.lease)
+    }
+
+    /// [`Self::factory_write`] for an end (complete or fail) that may lease the factory its
+    /// next jobs in its transaction (`claim_next`): the scheduler places them first, and
+    /// they go back to the queue if the end is refused (a stale epoch, J3) or was a retry.
+    pub async fn factory_end(
+        &self,
+        id: JobId,
+        cmd: Command,
+        request_id: String,
+        changed_paths: Vec<String>,
+        usage: Vec<UsageWrite>,
+        claim_next: Option<ClaimNext>,
+    ) -> Result<EndAnswer> {
         scope::check_changed_paths(&changed_paths).map_err(CoordError::Invalid)?;
         if let Command::Release {
             checkpoint: Some(c),
@@ -126,15 +176,47 @@ impl Coordinator {
                 .map_err(|e| CoordError::Invalid(format!("usage report {}: {e}", u.request_id)))?;
             carried.push((u.request_id, report));
         }
-        self.ctx
+        if claim_next.is_some_and(|n| n.max_jobs == 0) {
+            return Err(CoordError::Invalid(
+                "claim_next.max_jobs must be at least 1".into(),
+            ));
+        }
+        let (picked, rate) = match claim_next {
+            Some(n) => self.pick(factory, n.max_jobs).await?,
+            None => (Vec::new(), 0),
+        };
+        let then = claim_commands(&self.ctx, factory, rate, &picked);
+        let (now, started) = (self.now(), Instant::now());
+        let written = self
+            .ctx
             .ask_job(id, |reply| JobMsg::FactoryWrite {
                 cmd: cmd.clone(),
                 request_id: request_id.clone(),
                 changed_paths: changed_paths.clone(),
                 carried: carried.clone(),
+                then: then.clone(),
                 reply,
             })
-            .await
+            .await;
+        match written {
+            Ok(Written { answer, granted }) => {
+                let next = match granted {
+                    Some(granted) => settle(&self.ctx, factory, picked, granted, now, started),
+                    None => {
+                        unclaim(&self.ctx, picked);
+                        Vec::new()
+                    }
+                };
+                Ok(EndAnswer {
+                    lease: answer,
+                    next,
+                })
+            }
+            Err(e) => {
+                unsettled(&self.ctx, picked, &e);
+                Err(e)
+            }
+        }
     }
 
     /// Appends a chunk of the job's output, fenced like any factory write. Past the job's

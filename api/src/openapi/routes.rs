@@ -9,10 +9,10 @@ use gigafactory_core::scoring::WeightsOverride;
 use gigafactory_core::tracker::{Delivery, ItemRecord, SourceConfig};
 use gigafactory_core::wire::{
     ArtifactUpload, ArtifactView, BudgetBody, BudgetDetail, BudgetView, ClaimRequest,
-    ClaimResponse, Complete, EnrollRequest, EnrollResponse, Fail, FencedWrite, FleetEvent,
-    HeartbeatRequest, HeartbeatResponse, JobPage, JobView, LeaseAnswer, LogChunk, LogLine,
-    ManifestResponse, PauseBody, Release, Renew, RequestChangesBody, Stage, SubmitResponse,
-    UsageReport,
+    ClaimResponse, Complete, EndAnswer, EnrollRequest, EnrollResponse, Fail, FencedWrite,
+    FleetEvent, HeartbeatRequest, HeartbeatResponse, JobPage, JobView, LeaseAnswer, LogChunk,
+    LogLine, ManifestResponse, PauseBody, Release, Renew, RequestChangesBody, Stage,
+    SubmitResponse, UsageReport,
 };
 use serde_json::{Value, json};
 
@@ -303,20 +303,22 @@ fn leases(d: &mut Doc) {
         .answers::<LeaseAnswer>(200, "the lease");
     d.post(
         "/v1/jobs/{id}/complete",
-        "Report success (fenced), with usage reports not yet sent",
+        "Report success (fenced), with usage reports not yet sent; claim_next leases the \
+         factory's next jobs in the same transaction",
         Factory,
     )
     .param("id", uuid())
     .json::<FencedWrite<Complete>>()
-    .answers::<LeaseAnswer>(200, "the lease");
+    .answers::<EndAnswer>(200, "the lease, and the next jobs leased with it");
     d.post(
         "/v1/jobs/{id}/fail",
-        "Report failure (fenced), with usage reports not yet sent",
+        "Report failure (fenced), with usage reports not yet sent; claim_next leases the \
+         factory's next jobs in the same transaction",
         Factory,
     )
     .param("id", uuid())
     .json::<FencedWrite<Fail>>()
-    .answers::<LeaseAnswer>(200, "the lease");
+    .answers::<EndAnswer>(200, "the lease, and the next jobs leased with it");
     d.post(
         "/v1/jobs/{id}/release",
         "Give the job back, with a checkpoint (fenced)",

@@ -124,12 +124,13 @@ pub(crate) async fn run(
     let timeout = Duration::from_secs(args.timeout_secs);
     println!(
         "gigafactory bench --compare-cluster: {} jobs, {} factories × {} slots, {} submitters, \
-         renew {}, keyed submits, lease TTL {}",
+         renew {}, claim with complete {}, keyed submits, lease TTL {}",
         w.jobs,
         w.factories,
         w.slots,
         w.submitters,
         if w.renew { "on" } else { "off" },
+        if w.claim_next { "on" } else { "off" },
         args.lease_ttl_ms
             .map_or_else(|| "the coordinators' default".into(), |t| format!("{t} ms")),
     );

@@ -46,6 +46,8 @@ pub(crate) struct Workload {
     pub slots: u32,
     pub submitters: u32,
     pub renew: bool,
+    /// Each complete asks for the worker's next job (`claim_next`), as the agent's do.
+    pub claim_next: bool,
     /// Each job reports one usage, and how (`load/spend.rs`).
     pub usage: Option<UsageMode>,
     /// Submits carry an idempotency key, so one whose answer was lost with its node can be sent
@@ -121,6 +123,7 @@ pub(crate) struct Shared {
     /// Makes this run's job keys unique, so one store can be benched twice.
     run_id: String,
     renew: bool,
+    claim_next: bool,
     usage: Option<UsageMode>,
     keyed_submits: bool,
     concurrency_key: Option<String>,
@@ -161,6 +164,7 @@ impl Shared {
             admin: admin.to_string(),
             run_id: run_id.to_string(),
             renew: w.renew,
+            claim_next: w.claim_next,
             usage: w.usage,
             keyed_submits: w.keyed_submits,
             concurrency_key: w.concurrency_key.clone(),

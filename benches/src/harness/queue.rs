@@ -1,9 +1,11 @@
 //! The queue workload (`--workload queue`), as job-queue benchmarks run it: every job (about
 //! 200 bytes) is queued first through manifests, untimed; then `--workers` workers, each a
 //! factory of one slot, loop claim → complete as fast as they can (one job a claim, no renew,
-//! no usage). It prints jobs/s over the claim/complete phase (first claim sent to last
-//! complete answered), each worker's gap between jobs (from a complete's answer to the answer
-//! of its next claim that carries a job), the claim's and the complete's latency, and the
+//! no usage; each complete takes the worker's next job with it unless `--claim-next false`).
+//! It prints jobs/s over the claim/complete phase (first claim sent to last complete
+//! answered), each worker's gap between jobs (from the end of a job to the answer that
+//! carries its next: the complete's own, or a claim's), the claim's and the complete's
+//! latency, and the
 //! coordinator's CPU (also per job) and memory; the store must then hold every queued job as
 //! succeeded, once.
 
@@ -25,8 +27,14 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     let workload = args.workload();
     println!(
         "gigafactory bench --workload queue: {} jobs of ~200 bytes queued first, then {} \
-         workers loop claim → complete (one job a claim, no renew)",
-        workload.jobs, workload.factories
+         workers loop claim → complete (one job a claim, no renew; {})",
+        workload.jobs,
+        workload.factories,
+        if workload.claim_next {
+            "each complete takes the next job"
+        } else {
+            "a claim of its own after each complete"
+        },
     );
     println!("coordinator: {}", target.describe());
     println!("load average before: {load_before}");
@@ -88,7 +96,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     println!("{}", m.claim.row("claim"));
     println!("{}", m.complete.row("complete"));
     println!(
-        "{}    (a worker's complete answered → its next claim answered with a job)",
+        "{}    (a worker's job ended → the answer carrying its next job)",
         m.gap.row("gap")
     );
     println!(
@@ -109,6 +117,7 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
             "queued_secs": loaded.secs,
             "indexed": indexed,
             "went_idle": idle,
+            "claim_next": workload.claim_next,
             "gap": m.gap.json(),
             "empty_claims": m.empty_claims,
             "coordinator_cpu_us_per_job": cpu_per_job_us,

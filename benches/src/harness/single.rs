@@ -153,12 +153,13 @@ pub(crate) async fn bench(args: &BenchArgs, http: &reqwest::Client, target: &Tar
     };
     println!(
         "gigafactory bench: {} jobs, {} factories × {} slots, {} submitters, renew {}, \
-         usage {}, policies {}, {} jobs queued before",
+         claim with complete {}, usage {}, policies {}, {} jobs queued before",
         args.jobs,
         workload.factories,
         workload.slots,
         workload.submitters,
         if workload.renew { "on" } else { "off" },
+        if workload.claim_next { "on" } else { "off" },
         UsageMode::describe(args.usage),
         match args.policies {
             Some(p) => format!("{p:?}").to_lowercase(),

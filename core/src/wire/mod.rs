@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod budgets;
+mod next;
 mod review;
 
 use schemars::JsonSchema;
@@ -14,6 +15,7 @@ pub use budgets::{
     BudgetBody, BudgetDetail, BudgetView, CostView, JobSpend, PauseBody, PauseView, UsageReport,
     UsageWrite,
 };
+pub use next::{ClaimNext, EndAnswer};
 pub use review::RequestChangesBody;
 
 use crate::event::{Author, EventKind};
@@ -333,6 +335,9 @@ pub struct Complete {
     /// most [`crate::usage::CARRIED_REPORTS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<UsageWrite>,
+    /// Lease the factory's next jobs in the same transaction, if this end applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_next: Option<ClaimNext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -349,6 +354,9 @@ pub struct Fail {
     /// most [`crate::usage::CARRIED_REPORTS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<UsageWrite>,
+    /// Lease the factory's next jobs in the same transaction, if this end applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_next: Option<ClaimNext>,
 }
 
 fn yes() -> bool {

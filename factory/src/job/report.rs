@@ -15,7 +15,7 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 
 use gigafactory_core::wire::{
-    Complete, ErrorCode, Fail, FencedWrite, LeaseAnswer, LogStream, Release, Renew, Stage,
+    ClaimNext, Complete, EndAnswer, ErrorCode, Fail, FencedWrite, LogStream, Release, Renew, Stage,
     UsageWrite,
 };
 use serde::Serialize;
@@ -36,7 +36,8 @@ const BUDGET_EXCEEDED_ERROR: &str = "wall-clock budget exceeded";
 
 /// How a fenced write went, from the job's point of view.
 pub(super) enum Written {
-    Accepted(LeaseAnswer),
+    /// With the jobs leased to the factory with it (an end that asked for them).
+    Accepted(EndAnswer),
     /// The lease is gone or the agent can no longer report: a stop was requested already.
     Ended,
     /// The coordinator refused this one write for good; carry on.
@@ -191,20 +192,27 @@ pub(super) enum Report {
 
 impl Report {
     /// Sends the end under a new request id, carrying `carried`, until the coordinator
-    /// answers.
+    /// answers. A complete or fail asks for the factory's next job with it (its own slot),
+    /// unless the agent drains or stops.
     async fn send(&mut self, ctx: &JobCtx, carried: &[PendingUsage]) -> (&'static str, Written) {
         let usage: Vec<UsageWrite> = carried.iter().map(PendingUsage::carried).collect();
+        let claim_next = ctx
+            .shared
+            .claims_next()
+            .then_some(ClaimNext { max_jobs: 1 });
         let ids = usage.iter().map(|u| u.request_id.clone()).collect();
         let request_id = uuid::Uuid::new_v4().to_string();
         let retry = Retry::Forever;
         match self {
             Report::Complete(body) => {
                 body.usage = usage;
+                body.claim_next = claim_next;
                 let written = ctx.write_carrying("complete", request_id, &*body, ids, retry);
                 ("complete", written.await)
             }
             Report::Fail(body) => {
                 body.usage = usage;
+                body.claim_next = claim_next;
                 let written = ctx.write_carrying("fail", request_id, &*body, ids, retry);
                 ("fail", written.await)
             }
@@ -232,6 +240,7 @@ pub(super) fn final_report(
             retryable: false,
             changed_paths,
             usage: Vec::new(),
+            claim_next: None,
         }),
         Some(Stop::Preempt { .. } | Stop::Shutdown) => {
             let checkpoint = control::read_checkpoint(&ws.control);
@@ -246,6 +255,7 @@ pub(super) fn final_report(
             Ok(status) if status.success() => Report::Complete(Complete {
                 changed_paths,
                 usage: Vec::new(),
+                claim_next: None,
             }),
             Ok(status) => {
                 let (error, exit_code) = process::describe_exit(status);
@@ -255,6 +265,7 @@ pub(super) fn final_report(
                     retryable: true,
                     changed_paths,
                     usage: Vec::new(),
+                    claim_next: None,
                 })
             }
             Err(e) => Report::Fail(Fail {
@@ -263,6 +274,7 @@ pub(super) fn final_report(
                 retryable: true,
                 changed_paths,
                 usage: Vec::new(),
+                claim_next: None,
             }),
         },
     }
@@ -297,7 +309,12 @@ pub(super) async fn send_report(ctx: &JobCtx, mut report: Report, pending: Vec<P
         _ => {}
     }
     match written {
-        Written::Accepted(answer) => info!(action, state = %answer.state, "job end reported"),
+        Written::Accepted(answer) => {
+            info!(action, state = %answer.lease.state, next = answer.next.len(), "job end reported");
+            for job in answer.next {
+                super::start(&ctx.shared, job);
+            }
+        }
         Written::Ended => {}
         Written::Refused(why) => error!(
             action,
@@ -315,6 +332,7 @@ pub(super) async fn finish_early(ctx: &JobCtx, error: String, retryable: bool) {
         retryable,
         changed_paths: Vec::new(),
         usage: Vec::new(),
+        claim_next: None,
     });
     tokio::select! {
         // The job never ran: it wrote no usage.
@@ -351,7 +369,7 @@ pub(super) async fn renew_loop(ctx: Arc<JobCtx>) {
     loop {
         match ctx.write("renew", Renew {}, Retry::Forever).await {
             Written::Accepted(answer) => {
-                if let Some(deadline) = answer.preempt_deadline {
+                if let Some(deadline) = answer.lease.preempt_deadline {
                     ctx.request(Stop::Preempt { deadline });
                 }
             }

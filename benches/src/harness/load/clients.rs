@@ -1,9 +1,10 @@
 //! The simulated clients of one measured run: the factories' claim loops (claim → renew →
-//! (`--usage separate`: usage →) complete, which carries the usage with `--usage`), the
-//! submitters and the enrollment that precedes them; [`measure`] runs them until every job
-//! completed, an error, or the deadline, and gathers what they measured, with each claim
-//! loop's gap between jobs (what the queue workload, which queues its jobs first and runs no
-//! submitters, reports).
+//! (`--usage separate`: usage →) complete, which carries the usage with `--usage` and, as the
+//! agent's does, asks for the loop's next job unless `--claim-next false`), the submitters and
+//! the enrollment that precedes them; [`measure`] runs them until every job completed, an
+//! error, or the deadline, and gathers what they measured, with each claim loop's gap between
+//! jobs (what the queue workload, which queues its jobs first and runs no submitters,
+//! reports).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use gigafactory_core::wire::{
-    ClaimRequest, Complete, EnrollRequest, EnrollResponse, FencedWrite, Renew, UsageReport,
-    UsageWrite,
+    ClaimNext, ClaimRequest, Complete, EnrollRequest, EnrollResponse, FencedWrite, Renew,
+    UsageReport, UsageWrite,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -50,6 +51,9 @@ struct ClaimedLease {
 #[derive(Deserialize)]
 struct LeaseState {
     state: String,
+    /// The next job, leased with the complete that asked for it.
+    #[serde(default)]
+    next: Vec<ClaimedLease>,
 }
 
 #[derive(Deserialize)]
@@ -64,8 +68,12 @@ struct SlotStats {
     renew: Latencies,
     usage: Latencies,
     complete: Latencies,
-    /// From a complete's answer to the answer of the next claim that carried a job.
+    /// A worker's time without a job: from the end of a job (its complete about to be sent)
+    /// to holding the next one (the answer that carried it: the complete's own, or a
+    /// claim's).
     gap: Latencies,
+    /// When the last job ended, until the next one is held.
+    idle_since: Option<Instant>,
     empty_claims: u64,
     /// When each of its jobs completed, and which.
     completions: Vec<(Instant, Uuid)>,
@@ -79,15 +87,29 @@ struct SubmitStats {
 }
 
 /// One slot of a simulated factory: claim one job, renew it, report its usage (alone, or on
-/// its complete), complete it, again.
+/// its complete), complete it (taking the next job with the complete's answer), again.
 async fn claim_loop(sh: Arc<Shared>, token: Arc<str>, route: Arc<Route>) -> SlotStats {
     let mut st = SlotStats::default();
     let claim = ClaimRequest {
         max_jobs: 1,
         wait_ms: CLAIM_WAIT_MS,
     };
+    let mut next: Option<ClaimedLease> = None;
     // A loop checks for the end only before claiming, so a job it holds is always completed.
-    while !sh.stopping() {
+    loop {
+        if let Some(lease) = next.take() {
+            match run_job(&sh, &token, &route, &lease, &mut st).await {
+                Ok(more) => next = more,
+                Err(e) => {
+                    sh.fail(format!("job {}: {e}", lease.job_id));
+                    return st;
+                }
+            }
+            continue;
+        }
+        if sh.stopping() {
+            break;
+        }
         let sent = Instant::now();
         let answer = sh
             .send("claim", Retry::Unanswered, &route, |base| {
@@ -107,16 +129,12 @@ async fn claim_loop(sh: Arc<Shared>, token: Arc<str>, route: Arc<Route>) -> Slot
                 }
             };
         st.claim.record(sent);
-        if !claimed.jobs.is_empty()
-            && let Some((done, _)) = st.completions.last()
+        // One slot: a claim of one job.
+        next = claimed.jobs.into_iter().next();
+        if next.is_some()
+            && let Some(idle) = st.idle_since.take()
         {
-            st.gap.record(*done);
-        }
-        for lease in claimed.jobs {
-            if let Err(e) = run_job(&sh, &token, &route, &lease, &mut st).await {
-                sh.fail(format!("job {}: {e}", lease.job_id));
-                return st;
-            }
+            st.gap.record(idle);
         }
     }
     st
@@ -150,13 +168,14 @@ async fn write<T: serde::Serialize>(
     Ok(answer.body)
 }
 
+/// Runs one leased job to its complete; the job leased with the complete's answer, if any.
 async fn run_job(
     sh: &Shared,
     token: &str,
     route: &Route,
     lease: &ClaimedLease,
     st: &mut SlotStats,
-) -> Result<()> {
+) -> Result<Option<ClaimedLease>> {
     let id = lease.job_id;
     if sh.renew {
         write(sh, token, route, lease, "renew", Renew {}, &mut st.renew).await?;
@@ -167,7 +186,10 @@ async fn run_job(
         output_tokens: 100,
         cost_micros: Some(USAGE_MICROS),
     };
-    let mut complete = Complete::default();
+    let mut complete = Complete {
+        claim_next: sh.claim_next.then_some(ClaimNext { max_jobs: 1 }),
+        ..Complete::default()
+    };
     match sh.usage {
         None => {}
         Some(UsageMode::Separate) => {
@@ -180,6 +202,7 @@ async fn run_job(
         }),
     }
     let carried = complete.usage.len() as u64;
+    st.idle_since = Some(Instant::now());
     let answer = write(
         sh,
         token,
@@ -203,7 +226,13 @@ async fn run_job(
         *sh.end_sample.lock().expect("sample lock poisoned") = Some(sample);
         sh.stop.store(true, Ordering::Release);
     }
-    Ok(())
+    let next = answer.next.into_iter().next();
+    if next.is_some()
+        && let Some(idle) = st.idle_since.take()
+    {
+        st.gap.record(idle);
+    }
+    Ok(next)
 }
 
 /// Submits jobs, one request at a time, until the run's jobs are all taken.
