@@ -176,6 +176,31 @@ fn piped_output_has_headers_relative_times_and_no_colour_codes_or_epoch_millisec
             .any(|l| l.starts_with("state      queued for ")),
         "{shown}"
     );
+
+    // The paging hint names a flag that exists and gets the next page.
+    let second =
+        "product = \"e2e\"\n[[jobs]]\nkey = \"second\"\ntitle = \"second\"\ncommand = \"true\"\n";
+    assert!(submit(&coord, dir.path(), second, &[]).0);
+    let (ok, first, hint) = cli(&coord, &["jobs", "ls", "--limit", "1"]);
+    assert!(ok && first.lines().count() == 2, "{first}");
+    let cursor = hint
+        .trim()
+        .strip_prefix("(more: --cursor ")
+        .and_then(|h| h.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{hint}"));
+    let (ok, next, last) = cli(&coord, &["jobs", "ls", "--limit", "1", "--cursor", cursor]);
+    assert!(ok && next.lines().count() == 2 && next != first, "{next}");
+    // A full page always has a cursor; past the last job it leads to an empty page.
+    let cursor = last
+        .trim()
+        .strip_prefix("(more: --cursor ")
+        .unwrap()
+        .trim_end_matches(')');
+    let (ok, empty, none) = cli(&coord, &["jobs", "ls", "--limit", "1", "--cursor", cursor]);
+    assert!(
+        ok && empty.lines().count() == 1 && none.is_empty(),
+        "{empty}{none}"
+    );
     let events = cli_ok(&coord, &["jobs", "events", &id]);
     assert!(events.starts_with("SEQ  AT "), "{events}");
     let utc = cli_ok(&coord, &["jobs", "show", &id, "--utc"]);

@@ -20,7 +20,7 @@ use crate::client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum JobsCmd {
-    /// List jobs, newest first, a page at a time.
+    /// List jobs, a page at a time (`--cursor` for the next).
     Ls {
         /// Only jobs in this state.
         #[arg(long, value_parser = PossibleValuesParser::new(JobState::NAMES))]
@@ -211,12 +211,12 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
                 }
             }
             let answer: Value = c.get(&format!("/v1/jobs?{}", query.join("&"))).await?;
-            view.print(answer, |fmt, page: &JobPage| {
-                if let Some(next) = &page.next_cursor {
-                    eprintln!("(more: --cursor {next})");
-                }
-                jobs_table(fmt, &page.jobs)
-            })?;
+            let next = answer["next_cursor"].as_str().map(str::to_owned);
+            view.print(answer, |fmt, page: &JobPage| jobs_table(fmt, &page.jobs))?;
+            // On stderr, so a pipe of the table (or of the JSON, which has it) stays clean.
+            if let Some(next) = next {
+                eprintln!("(more: --cursor {next})");
+            }
         }
         JobsCmd::Show { id, view } => {
             let answer: Value = c.get(&format!("/v1/jobs/{id}")).await?;
@@ -284,7 +284,7 @@ fn describe(fmt: &Fmt, j: &JobView) -> String {
     lines.push((
         "state",
         format!(
-            "{}{stage} {}, priority {}",
+            "{} {}{stage}, priority {}",
             fmt.paint(Style::of_state(&j.state), &j.state),
             state_since(fmt, j),
             j.priority
@@ -451,7 +451,7 @@ mod tests {
         }));
         let shown = describe(&Fmt::plain(now), &running);
         assert!(
-            shown.contains("state      running, stage coding for 42s"),
+            shown.contains("state      running for 42s, stage coding, priority 50"),
             "{shown}"
         );
         assert!(shown.contains("granted 42s ago, expires in 8s"), "{shown}");
@@ -464,7 +464,7 @@ mod tests {
             &job(serde_json::json!({ "state": "dead", "updated_at": now })),
         );
         assert!(
-            shown.contains("state      dead at 2026-12-02T15:30:00Z"),
+            shown.contains("state      dead at 2026-12-02T15:30:00Z, priority 50"),
             "{shown}"
         );
         assert!(!shown.contains(&now.to_string()), "{shown}");
