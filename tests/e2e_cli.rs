@@ -270,6 +270,25 @@ fn a_user_error_prints_its_message_without_a_backtrace() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A follower that never reached a coordinator says so at once: a wrong address is not a
+    // restart to wait out.
+    let out = Command::new(BIN)
+        .args([
+            "jobs",
+            "logs",
+            "-f",
+            missing,
+            "--coordinator",
+            "http://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.starts_with("error: cannot reach the coordinator"),
+        "{err}"
+    );
 }
 
 #[test]

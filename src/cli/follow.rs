@@ -71,16 +71,19 @@ pub fn how_it_ended(j: &JobView) -> String {
 }
 
 /// Counts how long the coordinator has been out of reach, says so once, and gives up after
-/// [`RECONNECT_GIVE_UP_SECS`].
+/// [`RECONNECT_GIVE_UP_SECS`]. Only a coordinator reached once is waited for: one never
+/// reached is more likely a wrong address than a restart.
 #[derive(Default)]
 struct Reconnect {
+    reached_once: bool,
     lost_at: Option<Instant>,
 }
 
 impl Reconnect {
-    /// After `e`: waits to try again if the coordinator was out of reach, else returns `e`.
+    /// After `e`: waits to try again if the coordinator, reached before, is out of reach;
+    /// else returns `e`.
     async fn wait_or_fail(&mut self, e: anyhow::Error) -> Result<()> {
-        if !unreachable(&e) {
+        if !unreachable(&e) || !self.reached_once {
             return Err(e);
         }
         let lost_at = *self.lost_at.get_or_insert_with(|| {
@@ -97,6 +100,7 @@ impl Reconnect {
     }
 
     fn reached(&mut self) {
+        self.reached_once = true;
         if self.lost_at.take().is_some() {
             eprintln!("reconnected");
         }
@@ -268,7 +272,11 @@ fn next_event(buf: &mut Vec<u8>) -> Option<SseEvent> {
 pub async fn wait_for_all(c: &Client, jobs: &[String]) -> Result<()> {
     let mut waiting: Vec<&String> = jobs.iter().collect();
     let mut badly = Vec::new();
-    let mut reconnect = Reconnect::default();
+    // The submit that made the jobs reached it.
+    let mut reconnect = Reconnect {
+        reached_once: true,
+        lost_at: None,
+    };
     while !waiting.is_empty() {
         let mut still = Vec::new();
         for id in waiting {
