@@ -15,6 +15,24 @@ use crate::Remote;
 /// write of any other (a cross-site form cannot send it).
 const JSON: &str = "application/json";
 
+/// The coordinator did not answer (refused, reset, timed out): it may be restarting, so a
+/// follower waits and tries again where a one-shot command gives up.
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// Whether `e` says the coordinator could not be reached (rather than that it refused).
+pub fn unreachable(e: &anyhow::Error) -> bool {
+    e.is::<Unreachable>()
+}
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -48,28 +66,33 @@ impl Client {
     /// Sends `r`: the answer if it is a success, else an error with the server's message.
     async fn answer(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = r.send().await.map_err(|e| {
-            anyhow::anyhow!(
+            Unreachable(format!(
                 "cannot reach the coordinator at {}: {}",
                 self.base,
                 gigafactory_factory::tls::explain(&e)
-            )
+            ))
         })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         let text = resp.text().await?;
-        match serde_json::from_str::<ErrorBody>(&text) {
+        let message = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(e) => {
                 let details = e
                     .details
                     .iter()
                     .map(|d| format!("\n  {d}"))
                     .collect::<String>();
-                bail!("{} ({}): {}{details}", e.error, status.as_u16(), e.message)
+                format!("{} ({}): {}{details}", e.error, status.as_u16(), e.message)
             }
-            Err(_) => bail!("{status}: {text}"),
+            Err(_) => format!("{status}: {text}"),
+        };
+        // A node starting up or a proxy without a node behind it: the same as no answer.
+        if matches!(status.as_u16(), 502..=504) {
+            return Err(Unreachable(message).into());
         }
+        bail!(message)
     }
 
     async fn send<T: DeserializeOwned>(&self, r: reqwest::RequestBuilder) -> Result<T> {
@@ -85,6 +108,22 @@ impl Client {
     /// A `GET` whose body is read as it comes (a download).
     pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
         self.answer(self.req(reqwest::Method::GET, path)).await
+    }
+
+    /// An event stream (SSE) of `path`, resumed after `last_event_id` when given.
+    pub async fn get_events(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let r = self
+            .req(reqwest::Method::GET, path)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let r = match last_event_id {
+            Some(id) => r.header("Last-Event-ID", id),
+            None => r,
+        };
+        self.answer(r).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

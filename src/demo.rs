@@ -1,6 +1,9 @@
 //! `gigafactory demo`: a coordinator on the embedded store, two factory processes and a sample
-//! manifest, with progress printed until every job is finished. Everything lives in one
-//! directory (`--dir`, default `./gigafactory-demo`), removed at the start of each run.
+//! manifest, with progress printed until every job is finished. Then the coordinator, its
+//! factories and the control plane keep running, with the URL and the sign-in token printed,
+//! until Ctrl-C, so a newcomer can look around; `--exit-when-done` stops them at once instead
+//! (for scripts and tests). Everything lives in one directory (`--dir`, default
+//! `./gigafactory-demo`), removed at the start of each run.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,6 +25,10 @@ pub struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// Stop the coordinator and factories once every job has finished, instead of keeping
+    /// them running until Ctrl-C.
+    #[arg(long)]
+    exit_when_done: bool,
 }
 
 /// The sample: a small DAG with stages, a retry, and a review of what a job saved and spent.
@@ -205,25 +212,36 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+    let finished = outcome.map(|page| {
+        println!("\nall {} jobs finished:", page.jobs.len());
+        for j in &page.jobs {
+            println!(
+                "  {:<8} {:<9} attempts {}  {:>8}  {}",
+                j.key,
+                j.state,
+                j.attempts,
+                gigafactory_core::budget::format_usd(j.cost.total_micros),
+                j.title
+            );
+        }
+    });
+    if finished.is_ok() && !args.exit_when_done {
+        let exe = exe.display();
+        println!(
+            "\nthe coordinator, its two factories and the control plane keep running until Ctrl-C:\n\
+             \n  open {url}/ and sign in with {admin}\n\
+             \n  export GIGAFACTORY_COORDINATOR={url} GIGAFACTORY_TOKEN={admin}\
+             \n  {exe} jobs ls\
+             \n  {exe} jobs show ID\
+             \n  {exe} factories ls"
+        );
+        crate::serve::shutdown_signal().await;
+        println!("stopping");
+    }
     for mut f in factories {
         let _ = f.start_kill();
         let _ = f.wait().await;
     }
     node.stop();
-    let page = outcome?;
-    println!("\nall {} jobs finished:", page.jobs.len());
-    for j in &page.jobs {
-        println!(
-            "  {:<8} {:<9} attempts {}  {:>8}  {}",
-            j.key,
-            j.state,
-            j.attempts,
-            gigafactory_core::budget::format_usd(j.cost.total_micros),
-            j.title
-        );
-    }
-    println!(
-        "\nlook around: gigafactory jobs ls --coordinator URL --token TOKEN (while a coordinator runs)"
-    );
-    Ok(())
+    finished
 }

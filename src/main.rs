@@ -12,6 +12,8 @@ mod serve;
 
 use std::path::PathBuf;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -86,12 +88,19 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Run the factory agent of this machine.
     Factory(FactoryArgs),
-    /// Submit a manifest (TOML or JSON) of jobs.
+    /// Submit a manifest (TOML or JSON) of jobs; `--wait` waits for them to end.
     Submit {
         /// The manifest file.
         file: PathBuf,
+        /// Wait until every job of the manifest has ended (or is in review), then exit 0 if
+        /// each succeeded, shipped or is in review, non-zero if any ended dead, cancelled or
+        /// rejected. Survives a coordinator restart.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// Look at and act on jobs.
     Jobs {
@@ -106,6 +115,8 @@ enum Cmd {
         cmd: cli::fleet::FactoriesCmd,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// List, mint and revoke tokens (admin).
     Tokens {
@@ -113,6 +124,8 @@ enum Cmd {
         cmd: cli::fleet::TokensCmd,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// The audit log: every operator and admin write, newest first (admin).
     Audit {
@@ -120,6 +133,8 @@ enum Cmd {
         args: cli::fleet::AuditArgs,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// Budgets: spend per product (or label) and period, limits, pause and resume.
     Budgets {
@@ -127,6 +142,8 @@ enum Cmd {
         cmd: cli::budgets::BudgetsCmd,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// Products' fair shares and scoring weights.
     Products {
@@ -134,6 +151,8 @@ enum Cmd {
         cmd: cli::scheduling::ProductsCmd,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// Concurrency and rate limits by key.
     Limits {
@@ -141,6 +160,8 @@ enum Cmd {
         cmd: cli::scheduling::LimitsCmd,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// Trackers: what a payload would create, items, their deliveries, redelivery.
     Intake {
@@ -148,6 +169,8 @@ enum Cmd {
         cmd: cli::intake::IntakeCmd,
         #[command(flatten)]
         remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
     },
     /// Commands for a job to run from inside its workspace.
     Job {
@@ -267,7 +290,20 @@ fn init_tracing() {
         .init();
 }
 
-fn main() -> Result<()> {
+/// Errors are printed here, with their causes (`{:#}`) and never a backtrace: a refusal or a
+/// typo is the user's to fix, not a crash to debug (anyhow would print a backtrace from `main`
+/// with `RUST_BACKTRACE=1`).
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,15 +331,28 @@ fn main() -> Result<()> {
             rt.block_on(gigafactory_factory::run(config, serve::shutdown_signal()))?;
             Ok(())
         }
-        Cmd::Submit { file, remote } => rt.block_on(cli::jobs::submit(&remote, &file)),
+        Cmd::Submit {
+            file,
+            wait,
+            remote,
+            view,
+        } => rt.block_on(cli::jobs::submit(&remote, &view, &file, wait)),
         Cmd::Jobs { cmd, remote } => rt.block_on(cli::jobs::jobs(&remote, cmd)),
-        Cmd::Factories { cmd, remote } => rt.block_on(cli::fleet::factories(&remote, cmd)),
-        Cmd::Tokens { cmd, remote } => rt.block_on(cli::fleet::tokens(&remote, cmd)),
-        Cmd::Audit { args, remote } => rt.block_on(cli::fleet::audit(&remote, args)),
-        Cmd::Budgets { cmd, remote } => rt.block_on(cli::budgets::budgets(&remote, cmd)),
-        Cmd::Intake { cmd, remote } => rt.block_on(cli::intake::intake(&remote, cmd)),
-        Cmd::Products { cmd, remote } => rt.block_on(cli::scheduling::products(&remote, cmd)),
-        Cmd::Limits { cmd, remote } => rt.block_on(cli::scheduling::limits(&remote, cmd)),
+        Cmd::Factories { cmd, remote, view } => {
+            rt.block_on(cli::fleet::factories(&remote, &view, cmd))
+        }
+        Cmd::Tokens { cmd, remote, view } => rt.block_on(cli::fleet::tokens(&remote, &view, cmd)),
+        Cmd::Audit { args, remote, view } => rt.block_on(cli::fleet::audit(&remote, &view, args)),
+        Cmd::Budgets { cmd, remote, view } => {
+            rt.block_on(cli::budgets::budgets(&remote, &view, cmd))
+        }
+        Cmd::Intake { cmd, remote, view } => rt.block_on(cli::intake::intake(&remote, &view, cmd)),
+        Cmd::Products { cmd, remote, view } => {
+            rt.block_on(cli::scheduling::products(&remote, &view, cmd))
+        }
+        Cmd::Limits { cmd, remote, view } => {
+            rt.block_on(cli::scheduling::limits(&remote, &view, cmd))
+        }
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,

@@ -278,7 +278,10 @@ fn the_cli_lists_and_downloads_artifacts_and_never_overwrites_a_file() {
 
     let listed = cli_ok(&coord, &["jobs", "artifacts", &id]);
     assert!(
-        listed.contains("attempt 1") && listed.contains("2.0 MiB") && listed.contains("out.bin"),
+        listed.starts_with("ATTEMPT")
+            && listed.lines().any(|l| l.trim_start().starts_with("1 ")
+                && l.contains("2.0 MiB")
+                && l.contains("out.bin")),
         "{listed}"
     );
     let target = dir.path().join("saved.bin");

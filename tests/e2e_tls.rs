@@ -87,7 +87,15 @@ fn a_factory_and_the_cli_run_a_job_over_https_with_client_certificates() {
     )
     .unwrap();
     let out = cli_ok(&coord, &["submit", s(&manifest)]);
-    let id = out.split_whitespace().next().unwrap().to_string();
+    // Under the table's header: the job's id, then its key.
+    let id = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     wait_for(
         Duration::from_secs(60),
         "the job to succeed over TLS",

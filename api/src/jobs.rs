@@ -11,7 +11,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use gigafactory_actors::{CoordError, OperatorAction};
-use gigafactory_core::job::{FactoryId, Job, JobId};
+use gigafactory_core::job::{FactoryId, Job, JobId, JobState};
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::query::JobFilter;
 use gigafactory_core::wire::{
@@ -109,6 +109,15 @@ pub(crate) async fn list(
         )),
         None => None,
     };
+    // A misspelt state would match nothing and read as "no such jobs": name the valid ones.
+    if let Some(state) = q.state.as_deref()
+        && !JobState::NAMES.contains(&state)
+    {
+        return Err(ApiError::Malformed(format!(
+            "{state:?} is not a job state: use one of {}",
+            JobState::NAMES.join(", ")
+        )));
+    }
     let filter = JobFilter {
         state: q.state,
         product: q.product,

@@ -6,29 +6,32 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gigafactory_core::budget::format_utc;
 use gigafactory_core::wire::{ArtifactView, urlencode};
+use serde_json::Value;
 
+use super::output::{Table, View};
 use crate::client::Client;
 
-pub async fn list(c: &Client, id: &str) -> Result<()> {
-    let all: Vec<ArtifactView> = c
+pub async fn list(c: &Client, view: &View, id: &str) -> Result<()> {
+    let answer: Value = c
         .get(&format!("/v1/jobs/{}/artifacts", urlencode(id)))
         .await?;
-    if all.is_empty() {
-        println!("no artifacts");
-    }
-    for a in &all {
-        println!(
-            "attempt {:<3} {:<7} {:>10}  {}  {}",
-            a.attempt,
-            a.kind.name(),
-            human_size(a.size),
-            format_utc(a.created_at),
-            a.name
-        );
-    }
-    Ok(())
+    view.print(answer, |fmt, all: &Vec<ArtifactView>| {
+        if all.is_empty() {
+            return "no artifacts\n".to_owned();
+        }
+        let mut t = Table::new(&["ATTEMPT", "KIND", "SIZE", "SAVED", "NAME"]).right(&[0, 2]);
+        for a in all {
+            t.row(vec![
+                a.attempt.to_string().into(),
+                a.kind.name().into(),
+                human_size(a.size).into(),
+                fmt.at(a.created_at).into(),
+                a.name.as_str().into(),
+            ]);
+        }
+        t.render(fmt)
+    })
 }
 
 /// Saves artifact `name` of `id` to `output` (`-` for standard output; the name by default).

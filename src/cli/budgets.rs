@@ -1,6 +1,6 @@
 //! The budget commands: `gigafactory budgets ls | show | set | pause | resume | rm`. Amounts
 //! are read as exact dollars (`core::budget::parse_usd`, never a float) and sent as integer
-//! micro-dollars; they are shown with `format_usd`, moments with `format_utc`. The server checks
+//! micro-dollars; they are shown with `format_usd`, moments relative to now (or in UTC with `--utc`), days as dates. The server checks
 //! every value; a refusal prints its message.
 
 use anyhow::Result;
@@ -10,9 +10,11 @@ use gigafactory_core::job::Millis;
 use gigafactory_core::wire::{BudgetBody, BudgetView, JobSpend, PauseBody};
 use serde::Deserialize;
 
-use crate::Remote;
 use gigafactory_core::wire::urlencode;
+use serde_json::Value;
 
+use super::output::{Cell, Fmt, Style, Table, View};
+use crate::Remote;
 use crate::client::Client;
 
 #[derive(clap::Subcommand)]
@@ -82,17 +84,22 @@ struct Detail {
     top_jobs: Vec<JobSpend>,
 }
 
-pub async fn budgets(remote: &Remote, cmd: BudgetsCmd) -> Result<()> {
+pub async fn budgets(remote: &Remote, view: &View, cmd: BudgetsCmd) -> Result<()> {
     let c = Client::new(remote)?;
     let path = |name: &str| format!("/v1/budgets/{}", urlencode(name));
+    let one = |answer: Value| {
+        view.print(answer, |fmt, b: &BudgetView| {
+            table(fmt, std::slice::from_ref(b))
+        })
+    };
     match cmd {
         BudgetsCmd::Ls => {
-            let budgets: Vec<BudgetView> = c.get("/v1/budgets").await?;
-            print!("{}", table(&budgets));
+            let answer: Value = c.get("/v1/budgets").await?;
+            view.print(answer, |fmt, budgets: &Vec<BudgetView>| table(fmt, budgets))?;
         }
         BudgetsCmd::Show { name } => {
-            let detail: Detail = c.get(&path(&name)).await?;
-            print!("{}", describe(&detail));
+            let answer: Value = c.get(&path(&name)).await?;
+            view.print(answer, describe)?;
         }
         BudgetsCmd::Set {
             name,
@@ -111,19 +118,16 @@ pub async fn budgets(remote: &Remote, cmd: BudgetsCmd) -> Result<()> {
                 alert_percent,
                 policy,
             };
-            let b: BudgetView = c.put(&path(&name), &body).await?;
-            print!("{}", table(&[b]));
+            one(c.put(&path(&name), &body).await?)?;
         }
         BudgetsCmd::Pause { name, reason } => {
             let body = serde_json::to_value(PauseBody { reason })?;
-            let b: BudgetView = c
+            one(c
                 .post(&format!("{}/pause", path(&name)), Some(&body))
-                .await?;
-            print!("{}", table(&[b]));
+                .await?)?;
         }
         BudgetsCmd::Resume { name } => {
-            let b: BudgetView = c.post(&format!("{}/resume", path(&name)), None).await?;
-            print!("{}", table(&[b]));
+            one(c.post(&format!("{}/resume", path(&name)), None).await?)?;
         }
         BudgetsCmd::Rm { name } => c.delete(&path(&name)).await?,
     }
@@ -144,11 +148,16 @@ fn scope(b: &BudgetView) -> String {
 }
 
 /// One line a budget, under a header.
-fn table(budgets: &[BudgetView]) -> String {
-    let mut out = format!(
-        "{:<20} {:<20} {:<9} {:>28} {:<6} {}\n",
-        "NAME", "PRODUCT/LABEL", "STATE", "SPENT OF LIMIT", "PERIOD", "RESETS"
-    );
+fn table(fmt: &Fmt, budgets: &[BudgetView]) -> String {
+    let mut t = Table::new(&[
+        "NAME",
+        "PRODUCT/LABEL",
+        "STATE",
+        "SPENT OF LIMIT",
+        "PERIOD",
+        "RESETS",
+    ])
+    .right(&[3]);
     for b in budgets {
         let spend = format!(
             "{} of {} ({}%)",
@@ -156,30 +165,34 @@ fn table(budgets: &[BudgetView]) -> String {
             format_usd(b.limit_micros),
             percent(b.spent_micros, b.limit_micros)
         );
-        out.push_str(&format!(
-            "{:<20} {:<20} {:<9} {:>28} {:<6} {}\n",
-            b.name,
-            scope(b),
-            b.state,
-            spend,
-            b.period.name(),
-            format_utc(b.period_end)
-        ));
+        let style = match b.state.as_str() {
+            "active" => Style::Green,
+            "exhausted" => Style::Red,
+            _ => Style::Yellow,
+        };
+        t.row(vec![
+            b.name.as_str().into(),
+            scope(b).into(),
+            Cell::styled(b.state.to_string(), style),
+            spend.into(),
+            b.period.name().into(),
+            fmt.at(b.period_end).into(),
+        ]);
     }
-    out
+    t.render(fmt)
 }
 
 /// A budget as `budgets show` prints it: where it stands, then its period day by day, the
 /// forecast, and the jobs that spent most.
-fn describe(d: &Detail) -> String {
+fn describe(fmt: &Fmt, d: &Detail) -> String {
     let b = &d.budget;
     let mut out = format!("budget     {} (jobs of {})\n", b.name, scope(b));
     out.push_str(&format!("state      {}\n", b.state));
     if let Some(p) = &b.paused {
         out.push_str(&format!(
-            "paused     by {} at {}: {}\n",
+            "paused     by {} {}: {}\n",
             p.by,
-            format_utc(p.at),
+            fmt.at(p.at),
             p.reason
         ));
     }
@@ -197,8 +210,8 @@ fn describe(d: &Detail) -> String {
     out.push_str(&format!(
         "period     {} from {}, resets {}\n",
         b.period.name(),
-        format_utc(b.period_start),
-        format_utc(b.period_end)
+        fmt.at(b.period_start),
+        fmt.at(b.period_end)
     ));
     out.push_str(&format!(
         "policy     {} (running jobs at the limit)\n",
@@ -223,9 +236,9 @@ fn describe(d: &Detail) -> String {
         ""
     };
     out.push_str(&format!(
-        "forecast   {} by {} at the recent rate{over}\n",
+        "forecast   {} by the period's end ({}) at the recent rate{over}\n",
         format_usd(d.burndown.forecast_micros),
-        format_utc(d.burndown.period_end)
+        fmt.at(d.burndown.period_end)
     ));
     if d.top_jobs.is_empty() {
         out.push_str("top jobs   none spent this period\n");
@@ -277,7 +290,7 @@ mod tests {
 
     #[test]
     fn lists_a_budget_with_its_spend_against_the_limit_and_when_it_resets() {
-        let listed = table(&[view(12_400_000, false)]);
+        let listed = table(&Fmt::plain(NOW), &[view(12_400_000, false)]);
         let line = listed.lines().nth(1).unwrap();
         for part in [
             "ops-daily",
@@ -285,7 +298,7 @@ mod tests {
             "active",
             "$12.40 of $50.00 (24%)",
             "day",
-            "2026-12-03 00:00 UTC",
+            "in 8h 30m",
         ] {
             assert!(line.contains(part), "{part:?} in {line:?}");
         }
@@ -310,16 +323,16 @@ mod tests {
                 spent_micros: 30_000_000,
             }],
         };
-        let shown = describe(&detail);
+        let shown = describe(&Fmt::plain(NOW), &detail);
         for line in [
             "state      exhausted",
             "holds      its jobs: budget ops-daily exhausted: $50.00 of $50.00, resets \
              2026-12-03 00:00 UTC",
             "spent      $50.00 of $50.00 (100%); alert at 80% (reached)",
-            "period     day from 2026-12-02 00:00 UTC, resets 2026-12-03 00:00 UTC",
+            "period     day from 15h 30m ago, resets in 8h 30m",
             "policy     stop (running jobs at the limit)",
             "           2026-12-02           $50.00           $50.00",
-            "forecast   $75.00 by 2026-12-03 00:00 UTC at the recent rate, over the limit",
+            "forecast   $75.00 by the period's end (in 8h 30m) at the recent rate, over the limit",
         ] {
             assert!(shown.lines().any(|l| l == line), "{line:?} in\n{shown}");
         }
@@ -341,9 +354,9 @@ mod tests {
             },
             top_jobs: Vec::new(),
         };
-        let shown = describe(&detail);
+        let shown = describe(&Fmt::plain(NOW), &detail);
         assert!(
-            shown.contains("paused     by admin:alice at 2026-12-02 15:30 UTC: runaway agent\n"),
+            shown.contains("paused     by admin:alice just now: runaway agent\n"),
             "{shown}"
         );
         assert!(

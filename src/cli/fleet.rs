@@ -7,22 +7,21 @@ use serde_json::Value;
 
 use gigafactory_core::wire::urlencode;
 
+use super::output::{Cell, Fmt, Style, Table, View, print_json};
 use crate::Remote;
 use crate::client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum FactoriesCmd {
+    /// List factories: status, busy slots, last heartbeat, capabilities.
     Ls,
-    /// Replace a factory's token (prints the new one).
-    Rotate {
-        id: String,
-    },
-    Revoke {
-        id: String,
-    },
-    Drain {
-        id: String,
-    },
+    /// Replace a factory's token (prints the new one, once); the old one stops working.
+    Rotate { id: String },
+    /// Shut a factory out for good: its token stops working, so the jobs it holds go back to
+    /// the queue when their leases expire. A machine that should come back enrolls again.
+    Revoke { id: String },
+    /// Let a factory finish the jobs it runs but give it no new ones (before maintenance).
+    Drain { id: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -88,75 +87,87 @@ pub struct AuditArgs {
     limit: usize,
 }
 
-pub async fn factories(remote: &Remote, cmd: FactoriesCmd) -> Result<()> {
+pub async fn factories(remote: &Remote, view: &View, cmd: FactoriesCmd) -> Result<()> {
     let c = Client::new(remote)?;
-    match cmd {
+    let (verb, id) = match cmd {
         FactoriesCmd::Ls => {
-            let fs: Vec<Value> = c.get("/v1/factories").await?;
-            for f in fs {
-                println!(
-                    "{}  {:<9} {}/{} slots  {}  [{}]",
-                    f["id"].as_str().unwrap_or_default(),
-                    f["status"].as_str().unwrap_or_default(),
-                    f["slots_busy"],
-                    f["slots"],
-                    f["name"].as_str().unwrap_or_default(),
-                    f["capabilities"]
-                        .as_array()
-                        .map(|a| a
-                            .iter()
-                            .filter_map(|c| c.as_str())
-                            .collect::<Vec<_>>()
-                            .join(","))
-                        .unwrap_or_default()
-                );
-            }
+            let answer: Value = c.get("/v1/factories").await?;
+            return view.print(answer, |fmt, fs: &Vec<Value>| factories_table(fmt, fs));
         }
         FactoriesCmd::Rotate { id } => {
             let t: Value = c.post(&format!("/v1/factories/{id}/rotate"), None).await?;
+            if view.json() {
+                return print_json(&t);
+            }
             println!("{}", t["token"].as_str().unwrap_or_default());
+            return Ok(());
         }
-        FactoriesCmd::Revoke { id } => {
-            c.post::<Value>(&format!("/v1/factories/{id}/revoke"), None)
-                .await?;
-        }
-        FactoriesCmd::Drain { id } => {
-            c.post::<Value>(&format!("/v1/factories/{id}/drain"), None)
-                .await?;
-        }
+        FactoriesCmd::Revoke { id } => ("revoke", id),
+        FactoriesCmd::Drain { id } => ("drain", id),
+    };
+    let answer: Value = c.post(&format!("/v1/factories/{id}/{verb}"), None).await?;
+    // Both answer `204` without a body: JSON output has nothing to print.
+    if view.json() && !answer.is_null() {
+        print_json(&answer)?;
     }
     Ok(())
 }
 
-/// A time in ms since the epoch as people read it, or `-`.
-fn when(ms: &Value) -> String {
-    ms.as_u64()
-        .map(gigafactory_core::budget::format_utc_seconds)
-        .unwrap_or_else(|| "-".into())
+/// Factories under a header: status coloured, busy slots of all, last heartbeat.
+fn factories_table(fmt: &Fmt, fs: &[Value]) -> String {
+    let mut t =
+        Table::new(&["ID", "NAME", "STATUS", "SLOTS", "LAST SEEN", "CAPABILITIES"]).right(&[3]);
+    for f in fs {
+        let status = text(&f["status"]);
+        let style = match status {
+            "online" => Style::Green,
+            "offline" | "revoked" => Style::Red,
+            "draining" => Style::Yellow,
+            _ => Style::Plain,
+        };
+        let capabilities: Vec<&str> = f["capabilities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        t.row(vec![
+            text(&f["id"]).into(),
+            text(&f["name"]).into(),
+            Cell::styled(status, style),
+            format!("{}/{}", f["slots_busy"], f["slots"]).into(),
+            fmt.at_value(&f["last_heartbeat"]).into(),
+            capabilities.join(",").into(),
+        ]);
+    }
+    t.render(fmt)
 }
 
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
-pub async fn tokens(remote: &Remote, cmd: TokensCmd) -> Result<()> {
+pub async fn tokens(remote: &Remote, view: &View, cmd: TokensCmd) -> Result<()> {
     let c = Client::new(remote)?;
     let minted: Value = match cmd {
         TokensCmd::Ls { all } => {
-            let ts: Vec<Value> = c.get(&format!("/v1/tokens?all={all}")).await?;
-            for t in ts {
-                println!(
-                    "{}  {:<10} {:<8} {:<24} created {} by {}  expires {}",
-                    text(&t["id"]),
-                    text(&t["role"]),
-                    text(&t["status"]),
-                    text(&t["name"]),
-                    when(&t["created_at"]),
-                    text(&t["created_by"]),
-                    when(&t["expires_at"]),
-                );
-            }
-            return Ok(());
+            let answer: Value = c.get(&format!("/v1/tokens?all={all}")).await?;
+            return view.print(answer, |fmt, ts: &Vec<Value>| {
+                let mut t =
+                    Table::new(&["ID", "ROLE", "STATUS", "NAME", "CREATED", "BY", "EXPIRES"]);
+                for tok in ts {
+                    t.row(vec![
+                        text(&tok["id"]).into(),
+                        text(&tok["role"]).into(),
+                        text(&tok["status"]).into(),
+                        text(&tok["name"]).into(),
+                        fmt.at_value(&tok["created_at"]).into(),
+                        text(&tok["created_by"]).into(),
+                        fmt.at_value(&tok["expires_at"]).into(),
+                    ]);
+                }
+                t.render(fmt)
+            });
         }
         TokensCmd::Revoke { id } => {
             c.delete(&format!("/v1/tokens/{}", urlencode(&id))).await?;
@@ -173,16 +184,20 @@ pub async fn tokens(remote: &Remote, cmd: TokensCmd) -> Result<()> {
             c.post("/v1/enrollment-tokens", Some(&body)).await?
         }
     };
+    if view.json() {
+        return print_json(&minted);
+    }
+    let fmt = view.fmt();
     eprintln!(
         "token {} (expires {}); the secret is shown once:",
         text(&minted["id"]),
-        when(&minted["expires_at"])
+        fmt.at_value(&minted["expires_at"])
     );
     println!("{}", text(&minted["token"]));
     Ok(())
 }
 
-pub async fn audit(remote: &Remote, args: AuditArgs) -> Result<()> {
+pub async fn audit(remote: &Remote, view: &View, args: AuditArgs) -> Result<()> {
     let c = Client::new(remote)?;
     let mut query = format!("limit={}", args.limit.clamp(1, 500));
     for (k, v) in [("action", &args.action), ("caller", &args.caller)] {
@@ -190,17 +205,18 @@ pub async fn audit(remote: &Remote, args: AuditArgs) -> Result<()> {
             query.push_str(&format!("&{k}={}", urlencode(v)));
         }
     }
-    let page: Value = c.get(&format!("/v1/audit?{query}")).await?;
-    for e in page["entries"].as_array().into_iter().flatten() {
-        println!(
-            "{}  {}:{}  {}  {}  -> {}",
-            when(&e["at"]),
-            text(&e["role"]),
-            text(&e["caller"]),
-            text(&e["action"]),
-            text(&e["target"]),
-            e["status"]
-        );
-    }
-    Ok(())
+    let answer: Value = c.get(&format!("/v1/audit?{query}")).await?;
+    view.print(answer, |fmt, page: &Value| {
+        let mut t = Table::new(&["AT", "WHO", "ACTION", "TARGET", "STATUS"]);
+        for e in page["entries"].as_array().into_iter().flatten() {
+            t.row(vec![
+                fmt.at_value(&e["at"]).into(),
+                format!("{}:{}", text(&e["role"]), text(&e["caller"])).into(),
+                text(&e["action"]).into(),
+                text(&e["target"]).into(),
+                format!("-> {}", e["status"]).into(),
+            ]);
+        }
+        t.render(fmt)
+    })
 }

@@ -5,25 +5,20 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use gigafactory_core::budget::format_utc;
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::tracker::{Delivery, DeliveryStatus, ItemRecord};
 use gigafactory_core::wire::{JobView, urlencode};
 use serde::Deserialize;
+use serde_json::Value;
 
+use super::output::{Fmt, Table, View};
 use crate::Remote;
 use crate::client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum IntakeCmd {
     /// Show the jobs a tracker payload (the webhook's JSON body) would create; nothing is created.
-    Test {
-        source: String,
-        file: PathBuf,
-        /// Print the job specs as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Test { source: String, file: PathBuf },
     /// A source's items, with their state and jobs.
     Items {
         source: String,
@@ -43,43 +38,45 @@ struct ItemView {
     deliveries: Vec<Delivery>,
 }
 
-pub async fn intake(remote: &Remote, cmd: IntakeCmd) -> Result<()> {
+pub async fn intake(remote: &Remote, view: &View, cmd: IntakeCmd) -> Result<()> {
     let c = Client::new(remote)?;
     match cmd {
-        IntakeCmd::Test { source, file, json } => {
+        IntakeCmd::Test { source, file } => {
             let body = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let path = format!("/v1/intake/{}/test", urlencode(&source));
-            let specs: Vec<JobSpec> = c.post_raw(&path, "application/json", body).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&specs)?);
-            } else {
-                print!("{}", describe_plan(&specs));
-            }
+            let answer: Value = c.post_raw(&path, "application/json", body).await?;
+            view.print(answer, |_, specs: &Vec<JobSpec>| describe_plan(specs))?;
         }
         IntakeCmd::Items { source, limit } => {
             let path = format!("/v1/items/{}?limit={limit}", urlencode(&source));
-            let items: Vec<ItemRecord> = c.get(&path).await?;
-            for i in items {
-                let state = if i.open { "open" } else { "closed" };
-                println!(
-                    "{:<24} {:<7} {} job(s)  {}",
-                    i.id,
-                    state,
-                    i.jobs.len(),
-                    i.title
-                );
-            }
+            let answer: Value = c.get(&path).await?;
+            view.print(answer, |fmt, items: &Vec<ItemRecord>| {
+                let mut t = Table::new(&["ID", "STATE", "JOBS", "UPDATED", "TITLE"]).right(&[2]);
+                for i in items {
+                    let state = if i.open { "open" } else { "closed" };
+                    t.row(vec![
+                        i.id.as_str().into(),
+                        state.into(),
+                        i.jobs.len().to_string().into(),
+                        fmt.at(i.updated_at).into(),
+                        i.title.as_str().into(),
+                    ]);
+                }
+                t.render(fmt)
+            })?;
         }
         IntakeCmd::Item { source, id } => {
             let path = format!("/v1/items/{}/{}", urlencode(&source), urlencode(&id));
-            let v: ItemView = c.get(&path).await?;
-            print!("{}", describe_item(&v));
+            let answer: Value = c.get(&path).await?;
+            view.print(answer, describe_item)?;
         }
         IntakeCmd::Redeliver { delivery } => {
             let path = format!("/v1/deliveries/{}/redeliver", urlencode(&delivery));
-            let d: Delivery = c.post(&path, None).await?;
-            println!("{} queued again ({} tries so far)", d.id, d.tries);
+            let answer: Value = c.post(&path, None).await?;
+            view.print(answer, |_, d: &Delivery| {
+                format!("{} queued again ({} tries so far)\n", d.id, d.tries)
+            })?;
         }
     }
     Ok(())
@@ -107,7 +104,7 @@ fn describe_plan(specs: &[JobSpec]) -> String {
     out
 }
 
-fn describe_item(v: &ItemView) -> String {
+fn describe_item(fmt: &Fmt, v: &ItemView) -> String {
     let i = &v.item;
     let state = if i.open { "open" } else { "closed" };
     let mut out = format!(
@@ -117,7 +114,7 @@ fn describe_item(v: &ItemView) -> String {
         i.title,
         i.url,
         i.revision,
-        format_utc(i.updated_at)
+        fmt.at(i.updated_at)
     );
     out.push_str("jobs:\n");
     for j in &v.jobs {
@@ -126,7 +123,7 @@ fn describe_item(v: &ItemView) -> String {
     out.push_str("deliveries:\n");
     for d in &v.deliveries {
         let status = match d.status {
-            DeliveryStatus::Pending => format!("pending, next try {}", format_utc(d.next_at)),
+            DeliveryStatus::Pending => format!("pending, next try {}", fmt.at(d.next_at)),
             DeliveryStatus::Delivered => "delivered".to_owned(),
             DeliveryStatus::DeadLetter => "dead letter (intake redeliver ID)".to_owned(),
         };

@@ -2,25 +2,28 @@
 //! cancel | requeue | reject | retry` (`ship` and `request-changes` are `review.rs`,
 //! `artifacts` and `download` are `artifacts.rs`, `explain` is `scheduling.rs`). `show` reads a job as people do (its state, why
 //! it waits, its attempts and what it cost, by model and factory time, against its own cost
-//! budget); `--json` prints the API's answer as it came.
+//! budget); `-o json` prints the API's answer as it came. `logs` and `submit --wait` follow
+//! jobs to their end (`follow.rs`).
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use gigafactory_core::budget::{format_usd, format_utc};
-use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse};
+use clap::builder::PossibleValuesParser;
+use gigafactory_core::budget::format_usd;
+use gigafactory_core::job::JobState;
+use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse, urlencode};
 use serde_json::Value;
 
+use super::output::{Cell, Fmt, Style, Table, View, print_json};
 use crate::Remote;
-use gigafactory_core::wire::urlencode;
-
 use crate::client::Client;
 
 #[derive(clap::Subcommand)]
 pub enum JobsCmd {
-    /// List jobs.
+    /// List jobs, a page at a time (`--cursor` for the next).
     Ls {
-        #[arg(long)]
+        /// Only jobs in this state.
+        #[arg(long, value_parser = PossibleValuesParser::new(JobState::NAMES))]
         state: Option<String>,
         #[arg(long)]
         product: Option<String>,
@@ -29,13 +32,17 @@ pub enum JobsCmd {
         q: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Start after this job: the cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        view: View,
     },
-    /// Show one job: its state, why it waits, its attempts and what it cost.
+    /// Show one job: its state and for how long, why it waits, its attempts and what it cost.
     Show {
         id: String,
-        /// Print the API's JSON instead.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        view: View,
     },
     /// Why a job is not running: the reason, every factory with what keeps it from the job
     /// and its score, and with `--weight age=2` what other weights would change.
@@ -43,33 +50,51 @@ pub enum JobsCmd {
         id: String,
         #[arg(long = "weight", value_name = "NAME=VALUE")]
         weights: Vec<String>,
-        /// Print the API's JSON instead.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        view: View,
     },
-    /// A job's timeline.
+    /// A job's timeline: every transition, when, by whom.
     Events {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
-    /// A job's output; `-f` follows it live.
+    /// A job's output (its stderr on stderr); `-f` follows it live, across coordinator
+    /// restarts, and exits 0 if the job succeeded, non-zero if it ended dead, cancelled or
+    /// rejected.
     Logs {
         id: String,
         #[arg(short, long)]
         follow: bool,
     },
+    /// Stop a job for good: a leased or running attempt is told to stop, a waiting job never
+    /// runs, and its pending children are cancelled with it. Applies to any job that has not
+    /// ended (`retry` brings a cancelled one back).
     Cancel {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
+    /// Put a job back in the queue now, from any state but pending or queued, without
+    /// counting a failure: a leased or running job is taken from its factory (told to stop),
+    /// a failed one skips its backoff, a job in review runs again, an ended one starts a new
+    /// life. For a job stuck on a bad machine, or to run it again.
     Requeue {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
     /// Approve a job in review as your token; the last approval it needs ships it.
     Ship {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
     /// End a job in review as rejected.
     Reject {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
     /// Send a job in review back for a new attempt, which gets the reason as
     /// GF_REVIEW_FEEDBACK.
@@ -78,13 +103,22 @@ pub enum JobsCmd {
         /// What to change (1 to 2000 bytes).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        view: View,
     },
+    /// Give a job that failed, died, was cancelled or rejected a new life with its failure
+    /// count reset (a failed one skips its backoff). Unlike requeue, it never takes a job
+    /// from a factory: a running job or one in review is refused.
     Retry {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
     /// A job's artifacts: every attempt's files.
     Artifacts {
         id: String,
+        #[command(flatten)]
+        view: View,
     },
     /// Save one of a job's artifacts (the latest attempt's, unless --attempt).
     Download {
@@ -99,7 +133,7 @@ pub enum JobsCmd {
     },
 }
 
-pub async fn submit(remote: &Remote, file: &Path) -> Result<()> {
+pub async fn submit(remote: &Remote, view: &View, file: &Path, wait: bool) -> Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let media_type = if text.trim_start().starts_with('{') {
@@ -107,24 +141,51 @@ pub async fn submit(remote: &Remote, file: &Path) -> Result<()> {
     } else {
         "application/toml"
     };
-    let made: ManifestResponse = Client::new(remote)?
-        .post_raw("/v1/manifests", media_type, text)
-        .await?;
-    for (key, id) in made.jobs {
-        println!("{id}  {key}");
+    let c = Client::new(remote)?;
+    let answer: Value = c.post_raw("/v1/manifests", media_type, text).await?;
+    let made: ManifestResponse =
+        serde_json::from_value(answer.clone()).context("unexpected answer")?;
+    if view.json() {
+        print_json(&answer)?;
+    } else {
+        let mut t = Table::new(&["ID", "KEY"]);
+        for (key, id) in &made.jobs {
+            t.row(vec![id.to_string().into(), key.as_str().into()]);
+        }
+        print!("{}", t.render(&view.fmt()));
+    }
+    if wait {
+        let ids: Vec<String> = made.jobs.iter().map(|(_, id)| id.to_string()).collect();
+        super::follow::wait_for_all(&c, &ids).await?;
     }
     Ok(())
 }
 
-pub(super) fn print_job_line(j: &JobView) {
-    println!(
-        "{}  {:<10} {:<10} p{:<4} {}",
-        j.id,
-        j.state,
-        j.stage.as_deref().unwrap_or("-"),
-        j.priority,
-        j.title
-    );
+/// Jobs under a header: id, state (coloured), stage, priority, attempts, last change, title.
+pub(super) fn jobs_table(fmt: &Fmt, jobs: &[JobView]) -> String {
+    let mut t = Table::new(&[
+        "ID", "STATE", "STAGE", "PRI", "ATTEMPTS", "UPDATED", "TITLE",
+    ])
+    .right(&[3, 4]);
+    for j in jobs {
+        t.row(vec![
+            j.id.to_string().into(),
+            Cell::styled(&j.state, Style::of_state(&j.state)),
+            j.stage.as_deref().unwrap_or("-").into(),
+            j.priority.to_string().into(),
+            format!("{}/{}", j.attempts, j.max_attempts).into(),
+            fmt.at(j.updated_at).into(),
+            j.title.as_str().into(),
+        ]);
+    }
+    t.render(fmt)
+}
+
+/// An action's answer: the job as it is now.
+pub(super) fn print_job(view: &View, answer: Value) -> Result<()> {
+    view.print(answer, |fmt, j: &JobView| {
+        jobs_table(fmt, std::slice::from_ref(j))
+    })
 }
 
 pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
@@ -135,57 +196,49 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
             product,
             q,
             limit,
+            cursor,
+            view,
         } => {
             let mut query = vec![format!("limit={limit}")];
-            for (k, v) in [("state", state), ("product", product), ("q", q)] {
+            for (k, v) in [
+                ("state", state),
+                ("product", product),
+                ("q", q),
+                ("cursor", cursor),
+            ] {
                 if let Some(v) = v {
                     query.push(format!("{k}={}", urlencode(&v)));
                 }
             }
-            let page: JobPage = c.get(&format!("/v1/jobs?{}", query.join("&"))).await?;
-            for j in &page.jobs {
-                print_job_line(j);
-            }
-            if let Some(next) = page.next_cursor {
+            let answer: Value = c.get(&format!("/v1/jobs?{}", query.join("&"))).await?;
+            let next = answer["next_cursor"].as_str().map(str::to_owned);
+            view.print(answer, |fmt, page: &JobPage| jobs_table(fmt, &page.jobs))?;
+            // On stderr, so a pipe of the table (or of the JSON, which has it) stays clean.
+            if let Some(next) = next {
                 eprintln!("(more: --cursor {next})");
             }
         }
-        JobsCmd::Show { id, json: true } => {
-            let j: Value = c.get(&format!("/v1/jobs/{id}")).await?;
-            println!("{}", serde_json::to_string_pretty(&j)?);
+        JobsCmd::Show { id, view } => {
+            let answer: Value = c.get(&format!("/v1/jobs/{id}")).await?;
+            view.print(answer, describe)?;
         }
-        JobsCmd::Show { id, json: false } => {
-            let j: JobView = c.get(&format!("/v1/jobs/{id}")).await?;
-            print!("{}", describe(&j));
+        JobsCmd::Events { id, view } => {
+            let answer: Value = c.get(&format!("/v1/jobs/{id}/events")).await?;
+            view.print(answer, |fmt, events: &Vec<Event>| timeline(fmt, events))?;
         }
-        JobsCmd::Events { id } => {
-            let events: Vec<Event> = c.get(&format!("/v1/jobs/{id}/events")).await?;
-            for e in events {
-                println!(
-                    "{:>4} {} {:<16} epoch {:<3} {:<10} {} {}",
-                    e.seq,
-                    e.at,
-                    e.kind,
-                    e.epoch,
-                    e.state,
-                    e.actor,
-                    e.detail.unwrap_or_default()
-                );
-            }
+        JobsCmd::Explain { id, weights, view } => {
+            super::scheduling::explain(&c, &view, &id, &weights).await?
         }
-        JobsCmd::Explain { id, weights, json } => {
-            super::scheduling::explain(&c, &id, &weights, json).await?
+        JobsCmd::Logs { id, follow } => super::follow::logs(&c, &id, follow).await?,
+        JobsCmd::Cancel { id, view } => action(&c, &view, &id, "cancel").await?,
+        JobsCmd::Requeue { id, view } => action(&c, &view, &id, "requeue").await?,
+        JobsCmd::Ship { id, view } => super::review::ship(&c, &view, &id).await?,
+        JobsCmd::RequestChanges { id, reason, view } => {
+            super::review::request_changes(&c, &view, &id, reason).await?
         }
-        JobsCmd::Logs { id, follow } => logs(&c, &id, follow).await?,
-        JobsCmd::Cancel { id } => action(&c, &id, "cancel").await?,
-        JobsCmd::Requeue { id } => action(&c, &id, "requeue").await?,
-        JobsCmd::Ship { id } => super::review::ship(&c, &id).await?,
-        JobsCmd::RequestChanges { id, reason } => {
-            super::review::request_changes(&c, &id, reason).await?
-        }
-        JobsCmd::Reject { id } => action(&c, &id, "reject").await?,
-        JobsCmd::Retry { id } => action(&c, &id, "retry").await?,
-        JobsCmd::Artifacts { id } => super::artifacts::list(&c, &id).await?,
+        JobsCmd::Reject { id, view } => action(&c, &view, &id, "reject").await?,
+        JobsCmd::Retry { id, view } => action(&c, &view, &id, "retry").await?,
+        JobsCmd::Artifacts { id, view } => super::artifacts::list(&c, &view, &id).await?,
         JobsCmd::Download {
             id,
             name,
@@ -196,8 +249,26 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
     Ok(())
 }
 
+/// A job's events under a header, each with when (relative, or UTC with `--utc`).
+fn timeline(fmt: &Fmt, events: &[Event]) -> String {
+    let mut t =
+        Table::new(&["SEQ", "AT", "EVENT", "EPOCH", "STATE", "BY", "DETAIL"]).right(&[0, 3]);
+    for e in events {
+        t.row(vec![
+            e.seq.to_string().into(),
+            fmt.at(e.at).into(),
+            e.kind.to_string().into(),
+            e.epoch.to_string().into(),
+            Cell::styled(&e.state, Style::of_state(&e.state)),
+            e.actor.to_string().into(),
+            e.detail.clone().unwrap_or_default().into(),
+        ]);
+    }
+    t.render(fmt)
+}
+
 /// A job as `jobs show` prints it: one fact a line, the cost last.
-fn describe(j: &JobView) -> String {
+fn describe(fmt: &Fmt, j: &JobView) -> String {
     let mut lines: Vec<(&str, String)> = vec![
         ("job", format!("{}  {}", j.id, j.title)),
         ("key", format!("{} (product {})", j.key, j.product)),
@@ -212,9 +283,18 @@ fn describe(j: &JobView) -> String {
         .unwrap_or_default();
     lines.push((
         "state",
-        format!("{}{stage}, priority {}", j.state, j.priority),
+        format!(
+            "{} {}{stage}, priority {}",
+            fmt.paint(Style::of_state(&j.state), &j.state),
+            state_since(fmt, j),
+            j.priority
+        ),
     ));
-    if let Some(review) = super::review::review_line(j) {
+    lines.push(("created", fmt.at(j.created_at)));
+    if let Some(at) = j.ready_at.filter(|at| *at > fmt.now) {
+        lines.push(("ready", format!("may be placed {}", fmt.at(at))));
+    }
+    if let Some(review) = super::review::review_line(fmt, j) {
         lines.push(("review", review));
     }
     if let Some(feedback) = &j.review_feedback {
@@ -236,10 +316,11 @@ fn describe(j: &JobView) -> String {
         lines.push((
             "lease",
             format!(
-                "factory {}, epoch {}, expires {}",
+                "factory {}, epoch {}, granted {}, expires {}",
                 l.factory_id,
                 l.epoch,
-                format_utc(l.expires_at)
+                fmt.at(l.granted_at),
+                fmt.at(l.expires_at)
             ),
         ));
     }
@@ -280,49 +361,22 @@ fn describe(j: &JobView) -> String {
     out
 }
 
-async fn action(c: &Client, id: &str, name: &str) -> Result<()> {
-    let j: JobView = c
+/// How long a job has been in its state: an attempt since its lease was granted, a job
+/// that ended since its last change ("3m ago"), any other since its last change ("for 2m").
+fn state_since(fmt: &Fmt, j: &JobView) -> String {
+    match (&j.lease, super::follow::ended(&j.state)) {
+        (Some(l), _) => fmt.since(l.granted_at),
+        (None, Some(_)) if fmt.utc => format!("at {}", fmt.at(j.updated_at)),
+        (None, Some(_)) => fmt.at(j.updated_at),
+        (None, None) => fmt.since(j.updated_at),
+    }
+}
+
+async fn action(c: &Client, view: &View, id: &str, name: &str) -> Result<()> {
+    let answer: Value = c
         .post(&format!("/v1/jobs/{id}/actions/{name}"), None)
         .await?;
-    print_job_line(&j);
-    Ok(())
-}
-
-#[derive(serde::Deserialize)]
-struct Line {
-    attempt: u32,
-    seq: u64,
-    data: String,
-}
-
-/// Prints stored output, page after page (a page is bounded in bytes); with `follow`, polls
-/// for new lines until the job is terminal.
-async fn logs(c: &Client, id: &str, follow: bool) -> Result<()> {
-    let mut after: Option<(u32, u64)> = None;
-    loop {
-        let path = match after {
-            Some((a, s)) => format!("/v1/jobs/{id}/logs?after={a}:{s}"),
-            None => format!("/v1/jobs/{id}/logs"),
-        };
-        let lines: Vec<Line> = c.get(&path).await?;
-        for l in &lines {
-            print!("{}", l.data);
-            after = Some((l.attempt, l.seq));
-        }
-        if lines.is_empty() {
-            if !follow {
-                return Ok(());
-            }
-            let j: JobView = c.get(&format!("/v1/jobs/{id}")).await?;
-            if matches!(
-                j.state.as_str(),
-                "succeeded" | "shipped" | "rejected" | "dead" | "cancelled" | "review"
-            ) {
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
-    }
+    print_job(view, answer)
 }
 
 #[cfg(test)]
@@ -345,14 +399,17 @@ mod tests {
 
     #[test]
     fn shows_a_jobs_cost_by_model_and_factory_time_against_its_budget() {
-        let shown = describe(&job(serde_json::json!({
-            "cost_budget_micros": 5_000_000,
-            "cost": {
-                "total_micros": 1_504_200, "factory_micros": 1_500_000,
-                "models": [{"model": "sonnet", "input_tokens": 1200, "output_tokens": 300,
-                            "micros": 4_200}]
-            }
-        })));
+        let shown = describe(
+            &Fmt::plain(0),
+            &job(serde_json::json!({
+                "cost_budget_micros": 5_000_000,
+                "cost": {
+                    "total_micros": 1_504_200, "factory_micros": 1_500_000,
+                    "models": [{"model": "sonnet", "input_tokens": 1200, "output_tokens": 300,
+                                "micros": 4_200}]
+                }
+            })),
+        );
         assert!(
             shown.contains("cost       $1.5042 of its $5.00 cost budget\n"),
             "{shown}"
@@ -368,11 +425,48 @@ mod tests {
     #[test]
     fn says_why_a_held_job_waits() {
         let why = "budget ops-daily exhausted: $50.00 of $50.00, resets 2026-12-03 00:00 UTC";
-        let shown = describe(&job(serde_json::json!({ "held": why })));
+        let shown = describe(&Fmt::plain(0), &job(serde_json::json!({ "held": why })));
         assert!(shown.contains(&format!("held       {why}\n")), "{shown}");
         assert!(
             shown.contains("cost       $0.00 (no cost budget)\n"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn shows_how_long_a_job_has_been_in_its_state_never_epoch_milliseconds() {
+        let now = 1_796_225_400_000;
+        let queued =
+            job(serde_json::json!({ "created_at": now - 300_000, "updated_at": now - 130_000 }));
+        let shown = describe(&Fmt::plain(now), &queued);
+        assert!(
+            shown.contains("state      queued for 2m 10s, priority 50\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("created    5m ago\n"), "{shown}");
+        let running = job(serde_json::json!({
+            "state": "running", "stage": "coding", "created_at": now - 60_000, "updated_at": now,
+            "lease": {"factory_id": "0190a0b0-0000-7000-8000-000000000002", "epoch": 3,
+                      "granted_at": now - 42_000, "expires_at": now + 8_000}
+        }));
+        let shown = describe(&Fmt::plain(now), &running);
+        assert!(
+            shown.contains("state      running for 42s, stage coding, priority 50"),
+            "{shown}"
+        );
+        assert!(shown.contains("granted 42s ago, expires in 8s"), "{shown}");
+        let utc = Fmt {
+            utc: true,
+            ..Fmt::plain(now)
+        };
+        let shown = describe(
+            &utc,
+            &job(serde_json::json!({ "state": "dead", "updated_at": now })),
+        );
+        assert!(
+            shown.contains("state      dead at 2026-12-02T15:30:00Z, priority 50"),
+            "{shown}"
+        );
+        assert!(!shown.contains(&now.to_string()), "{shown}");
     }
 }

@@ -1,13 +1,17 @@
-//! The CLI's client commands, one file per concern: jobs (`jobs.rs`, with `submit`), their
-//! review decisions (`review.rs`) and their artifacts (`artifacts.rs`), the fleet (`fleet.rs`: factories and tokens), money
-//! (`budgets.rs`), trackers (`intake.rs`) and scheduling (`scheduling.rs`: why a job waits,
-//! products' shares and weights). Each is a thin caller of the
-//! REST API through `crate::client`, printing what comes back for people to read.
+//! The CLI's client commands, one file per concern: jobs (`jobs.rs`, with `submit`), following
+//! them to their end (`follow.rs`: `logs -f`, `submit --wait`), their review decisions
+//! (`review.rs`) and their artifacts (`artifacts.rs`), the fleet (`fleet.rs`: factories and
+//! tokens), money (`budgets.rs`), trackers (`intake.rs`) and scheduling (`scheduling.rs`: why a
+//! job waits, products' shares and weights). Each is a thin caller of the REST API through
+//! `crate::client`, printing what comes back through `output.rs`: tables for people (colour
+//! on a terminal, relative times) or, with `-o json`, the API's answer.
 
 pub mod artifacts;
 pub mod budgets;
 pub mod fleet;
+pub mod follow;
 pub mod intake;
 pub mod jobs;
+pub mod output;
 pub mod review;
 pub mod scheduling;

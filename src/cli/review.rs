@@ -1,33 +1,41 @@
 //! Review decisions from the CLI: `gigafactory jobs ship ID` (an approval; it prints how far
 //! the review got) and `gigafactory jobs request-changes ID --reason TEXT`, and the review's
-//! line of `jobs show` ("1 of 2 approvals: ana (time)").
+//! line of `jobs show` ("1 of 2 approvals: ana (3m ago)").
 
 use anyhow::Result;
-use gigafactory_core::budget::format_utc;
 use gigafactory_core::wire::{JobView, RequestChangesBody};
+use serde_json::Value;
 
+use super::output::{Fmt, View};
 use crate::client::Client;
 
 /// Approves job `id` as the caller's token and says how far its review got.
-pub async fn ship(c: &Client, id: &str) -> Result<()> {
-    let j: JobView = c.post(&format!("/v1/jobs/{id}/actions/ship"), None).await?;
-    super::jobs::print_job_line(&j);
-    println!("{}", progress(&j));
-    Ok(())
+pub async fn ship(c: &Client, view: &View, id: &str) -> Result<()> {
+    let answer: Value = c.post(&format!("/v1/jobs/{id}/actions/ship"), None).await?;
+    view.print(answer, |fmt, j: &JobView| {
+        format!(
+            "{}{}\n",
+            super::jobs::jobs_table(fmt, std::slice::from_ref(j)),
+            progress(j)
+        )
+    })
 }
 
 /// Sends job `id`, in review, back for a new attempt that is handed `reason`.
-pub async fn request_changes(c: &Client, id: &str, reason: String) -> Result<()> {
+pub async fn request_changes(c: &Client, view: &View, id: &str, reason: String) -> Result<()> {
     let body = serde_json::to_value(RequestChangesBody { reason })?;
-    let j: JobView = c
+    let answer: Value = c
         .post(
             &format!("/v1/jobs/{id}/actions/request_changes"),
             Some(&body),
         )
         .await?;
-    super::jobs::print_job_line(&j);
-    println!("changes requested: the job runs again with GF_REVIEW_FEEDBACK set");
-    Ok(())
+    view.print(answer, |fmt, j: &JobView| {
+        format!(
+            "{}changes requested: the job runs again with GF_REVIEW_FEEDBACK set\n",
+            super::jobs::jobs_table(fmt, std::slice::from_ref(j))
+        )
+    })
 }
 
 /// After an approval: "shipped with 2 of 2 approvals: ana, bo", or "1 of 2 approvals: ana;
@@ -47,14 +55,14 @@ fn progress(j: &JobView) -> String {
 
 /// The review's line of `jobs show`, for a job in review: "1 of 2 approvals: ana (time)",
 /// with who may review when the job names its reviewers.
-pub fn review_line(j: &JobView) -> Option<String> {
+pub fn review_line(fmt: &Fmt, j: &JobView) -> Option<String> {
     if j.state != "review" {
         return None;
     }
     let given: Vec<String> = j
         .approvals
         .iter()
-        .map(|a| format!("{} ({})", a.by, format_utc(a.at)))
+        .map(|a| format!("{} ({})", a.by, fmt.at(a.at)))
         .collect();
     let mut line = format!("{} of {} approvals", given.len(), j.approvals_required);
     if !given.is_empty() {
@@ -87,13 +95,16 @@ mod tests {
         let ana = serde_json::json!([{"by": "ana", "at": 86_400_000}]);
         let j = job("review", ana.clone(), &["ana", "bo"]);
         assert_eq!(
-            review_line(&j).unwrap(),
-            "1 of 2 approvals: ana (1970-01-02 00:00 UTC) (reviewers: ana, bo)"
+            review_line(&Fmt::plain(2 * 86_400_000), &j).unwrap(),
+            "1 of 2 approvals: ana (1d ago) (reviewers: ana, bo)"
         );
         assert_eq!(progress(&j), "1 of 2 approvals: ana; waiting for 1 more");
         let none = job("review", serde_json::json!([]), &[]);
-        assert_eq!(review_line(&none).unwrap(), "0 of 2 approvals");
-        assert_eq!(review_line(&job("queued", ana, &[])), None);
+        assert_eq!(
+            review_line(&Fmt::plain(0), &none).unwrap(),
+            "0 of 2 approvals"
+        );
+        assert_eq!(review_line(&Fmt::plain(0), &job("queued", ana, &[])), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use gigafactory_core::wire::urlencode;
 use serde_json::{Map, Value};
 
+use super::output::{Fmt, Table, View};
 use crate::Remote;
 use crate::client::Client;
 
@@ -43,12 +44,12 @@ pub enum LimitsCmd {
     Rm { key: String },
 }
 
-pub async fn limits(remote: &Remote, cmd: LimitsCmd) -> Result<()> {
+pub async fn limits(remote: &Remote, view: &View, cmd: LimitsCmd) -> Result<()> {
     let c = Client::new(remote)?;
     match cmd {
         LimitsCmd::Ls => {
-            let list: Vec<Value> = c.get("/v1/limits").await?;
-            print!("{}", limits_table(&list));
+            let answer: Value = c.get("/v1/limits").await?;
+            view.print(answer, |fmt, list: &Vec<Value>| limits_table(fmt, list))?;
         }
         LimitsCmd::Set {
             key,
@@ -56,43 +57,41 @@ pub async fn limits(remote: &Remote, cmd: LimitsCmd) -> Result<()> {
             per_minute,
         } => {
             let body = serde_json::json!({ "max_running": max_running, "per_minute": per_minute });
-            let v: Value = c
+            let answer: Value = c
                 .put(&format!("/v1/limits/{}", urlencode(&key)), &body)
                 .await?;
-            print!("{}", limits_table(&[v]));
+            view.print(answer, |fmt, v: &Value| {
+                limits_table(fmt, std::slice::from_ref(v))
+            })?;
         }
         LimitsCmd::Rm { key } => {
             c.delete(&format!("/v1/limits/{}", urlencode(&key))).await?;
-            println!("removed the limit on {key}");
+            if !view.json() {
+                println!("removed the limit on {key}");
+            }
         }
     }
     Ok(())
 }
 
-fn limits_table(list: &[Value]) -> String {
-    let mut out = format!(
-        "{:<32} {:>12} {:>11} {:>8}  NEXT START\n",
-        "KEY", "MAX RUNNING", "PER MINUTE", "RUNNING"
-    );
+fn limits_table(fmt: &Fmt, list: &[Value]) -> String {
+    let mut t = Table::new(&["KEY", "MAX RUNNING", "PER MINUTE", "RUNNING", "NEXT START"])
+        .right(&[1, 2, 3]);
     let or_dash = |v: &Value| {
         v.as_u64()
             .map(|n| n.to_string())
             .unwrap_or_else(|| "-".into())
     };
     for l in list {
-        let next = l["next_start_at"]
-            .as_u64()
-            .map(gigafactory_core::budget::format_utc_seconds)
-            .unwrap_or_else(|| "-".into());
-        out.push_str(&format!(
-            "{:<32} {:>12} {:>11} {:>8}  {next}\n",
-            l["key"].as_str().unwrap_or("?"),
-            or_dash(&l["max_running"]),
-            or_dash(&l["per_minute"]),
-            or_dash(&l["running"]),
-        ));
+        t.row(vec![
+            l["key"].as_str().unwrap_or("?").into(),
+            or_dash(&l["max_running"]).into(),
+            or_dash(&l["per_minute"]).into(),
+            or_dash(&l["running"]).into(),
+            fmt.at_value(&l["next_start_at"]).into(),
+        ]);
     }
-    out
+    t.render(fmt)
 }
 
 /// `NAME=VALUE` pairs as a JSON object of numbers.
@@ -110,55 +109,64 @@ fn weight_pairs(pairs: &[String]) -> Result<Map<String, Value>> {
     Ok(out)
 }
 
-pub async fn products(remote: &Remote, cmd: ProductsCmd) -> Result<()> {
+pub async fn products(remote: &Remote, view: &View, cmd: ProductsCmd) -> Result<()> {
     let c = Client::new(remote)?;
-    match cmd {
-        ProductsCmd::Shares => {
-            let v: Value = c.get("/v1/products/shares").await?;
-            let on = v["enabled"].as_bool().unwrap_or(false);
-            println!(
-                "fair share {}; products not listed have share {}",
-                if on { "on" } else { "off" },
-                v["default"]
-            );
-            if let Some(shares) = v["shares"].as_object() {
-                for (product, share) in shares {
-                    println!("{product:<24} {share}");
-                }
-            }
-        }
+    let answer: Value = match &cmd {
+        ProductsCmd::Shares => c.get("/v1/products/shares").await?,
         ProductsCmd::Share { product, share } => {
-            let path = format!("/v1/products/{}/share", urlencode(&product));
-            let v: Value = c.put(&path, &serde_json::json!({ "share": share })).await?;
-            println!("{product}: share {}", v["share"]);
+            let path = format!("/v1/products/{}/share", urlencode(product));
+            c.put(&path, &serde_json::json!({ "share": share })).await?
         }
         ProductsCmd::Weights { product, set } => {
-            let path = format!("/v1/products/{}/weights", urlencode(&product));
-            let v: Value = if set.is_empty() {
+            let path = format!("/v1/products/{}/weights", urlencode(product));
+            if set.is_empty() {
                 c.get(&path).await?
             } else {
-                c.put(&path, &Value::Object(weight_pairs(&set)?)).await?
-            };
-            println!(
-                "{:<10} {:>8} {:>8} {:>8}",
-                "WEIGHT", "DEFAULT", "SET", "IN USE"
-            );
-            if let Some(effective) = v["effective"].as_object() {
-                for (name, used) in effective {
-                    let set = v["override"][name]
-                        .as_f64()
-                        .map(|x| x.to_string())
-                        .unwrap_or_else(|| "-".into());
-                    println!("{name:<10} {:>8} {set:>8} {used:>8}", v["defaults"][name]);
-                }
+                c.put(&path, &Value::Object(weight_pairs(set)?)).await?
             }
         }
+    };
+    view.print(answer, |fmt, v: &Value| match &cmd {
+        ProductsCmd::Shares => shares(fmt, v),
+        ProductsCmd::Share { product, .. } => format!("{product}: share {}\n", v["share"]),
+        ProductsCmd::Weights { .. } => weights(fmt, v),
+    })
+}
+
+fn shares(fmt: &Fmt, v: &Value) -> String {
+    let on = v["enabled"].as_bool().unwrap_or(false);
+    let mut out = format!(
+        "fair share {}; products not listed have share {}\n",
+        if on { "on" } else { "off" },
+        v["default"]
+    );
+    let mut t = Table::new(&["PRODUCT", "SHARE"]).right(&[1]);
+    for (product, share) in v["shares"].as_object().into_iter().flatten() {
+        t.row(vec![product.as_str().into(), share.to_string().into()]);
     }
-    Ok(())
+    out.push_str(&t.render(fmt));
+    out
+}
+
+fn weights(fmt: &Fmt, v: &Value) -> String {
+    let mut t = Table::new(&["WEIGHT", "DEFAULT", "SET", "IN USE"]).right(&[1, 2, 3]);
+    for (name, used) in v["effective"].as_object().into_iter().flatten() {
+        let set = v["override"][name]
+            .as_f64()
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "-".into());
+        t.row(vec![
+            name.as_str().into(),
+            v["defaults"][name].to_string().into(),
+            set.into(),
+            used.to_string().into(),
+        ]);
+    }
+    t.render(fmt)
 }
 
 /// `jobs explain`: the reason, then every factory, then what the given weights would change.
-pub async fn explain(c: &Client, id: &str, weights: &[String], json: bool) -> Result<()> {
+pub async fn explain(c: &Client, view: &View, id: &str, weights: &[String]) -> Result<()> {
     let query: Vec<String> = weight_pairs(weights)?
         .into_iter()
         .map(|(name, value)| format!("{}={value}", urlencode(&name)))
@@ -168,13 +176,8 @@ pub async fn explain(c: &Client, id: &str, weights: &[String], json: bool) -> Re
     } else {
         format!("/v1/jobs/{id}/explain?{}", query.join("&"))
     };
-    let v: Value = c.get(&path).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{}", describe(&v));
-    }
-    Ok(())
+    let answer: Value = c.get(&path).await?;
+    view.print(answer, |_, v: &Value| describe(v))
 }
 
 fn describe(v: &Value) -> String {
@@ -239,13 +242,17 @@ mod tests {
 
     #[test]
     fn the_limits_table_shows_dashes_for_what_a_limit_does_not_set() {
-        let shown = limits_table(&[serde_json::json!({
-            "key": "repo:acme/api", "max_running": 2, "per_minute": null, "running": 1,
-            "next_start_at": null
-        })]);
+        let shown = limits_table(
+            &Fmt::plain(0),
+            &[serde_json::json!({
+                "key": "repo:acme/api", "max_running": 2, "per_minute": null, "running": 1,
+                "next_start_at": null
+            })],
+        );
         let row = shown.lines().nth(1).unwrap();
         assert!(row.starts_with("repo:acme/api"), "{row}");
         assert!(row.ends_with("2           -        1  -"), "{row}");
+        assert!(shown.starts_with("KEY  "), "{shown}");
     }
 
     #[test]

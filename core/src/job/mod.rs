@@ -108,6 +108,23 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state's [`name`](Self::name), in the order of a job's life: what a filter by
+    /// state may name (the API refuses any other, the CLI lists them on a typo).
+    pub const NAMES: [&'static str; 12] = [
+        "pending",
+        "queued",
+        "failed",
+        "leased",
+        "running",
+        "preempting",
+        "review",
+        "succeeded",
+        "shipped",
+        "rejected",
+        "dead",
+        "cancelled",
+    ];
+
     /// The stable lowercase name used by the API, the UI and metrics.
     pub fn name(&self) -> &'static str {
         match self {

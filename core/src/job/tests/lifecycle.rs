@@ -327,3 +327,55 @@ fn a_repeat_is_the_same_spec_and_parents_and_anything_else_conflicts() {
     );
     assert!(same_submission(&first, &again));
 }
+
+/// One state of each kind; the match below stops compiling when a kind is added, so the
+/// list of names cannot silently fall behind.
+fn one_of_each_state() -> Vec<JobState> {
+    let lease = Lease {
+        epoch: 1,
+        factory: factory(0),
+        granted_at: T0,
+        expires_at: T0 + TTL_MS,
+    };
+    let all = vec![
+        JobState::Pending,
+        JobState::Queued { not_before: 0 },
+        JobState::Failed { retry_at: T0 },
+        JobState::Leased { lease },
+        JobState::Running { lease },
+        JobState::Preempting {
+            lease,
+            by: None,
+            deadline: T0,
+        },
+        JobState::Review,
+        JobState::Succeeded,
+        JobState::Shipped,
+        JobState::Rejected,
+        JobState::Dead,
+        JobState::Cancelled { by_parent: None },
+    ];
+    for s in &all {
+        match s {
+            JobState::Pending
+            | JobState::Queued { .. }
+            | JobState::Failed { .. }
+            | JobState::Leased { .. }
+            | JobState::Running { .. }
+            | JobState::Preempting { .. }
+            | JobState::Review
+            | JobState::Succeeded
+            | JobState::Shipped
+            | JobState::Rejected
+            | JobState::Dead
+            | JobState::Cancelled { .. } => {}
+        }
+    }
+    all
+}
+
+#[test]
+fn the_list_of_state_names_holds_every_states_name_once_in_order() {
+    let names: Vec<&str> = one_of_each_state().iter().map(JobState::name).collect();
+    assert_eq!(names, JobState::NAMES);
+}
