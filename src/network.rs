@@ -127,9 +127,8 @@ pub fn check_insecure_dev(insecure_dev: bool, listen: SocketAddr) -> Result<()> 
 /// Makes the directory of an embedded store (`embedded:PATH`) readable by its owner only:
 /// created with mode 0700, or tightened to it (with a warning) when others could read it.
 pub fn private_store_dir(store: &str) -> Result<()> {
-    let dir = match store.split_once(':') {
-        Some(("embedded", dir)) => Path::new(dir),
-        _ => return Ok(()),
+    let Some(dir) = gigafactory_storage::embedded_dir(store).map(Path::new) else {
+        return Ok(());
     };
     #[cfg(unix)]
     {

@@ -281,12 +281,10 @@ fn artifact_limits(config: &mut Config, a: &FileArtifacts) -> Result<()> {
 
 /// `artifacts/` beside an embedded store's directory; other stores need it said.
 fn default_artifacts(store: &str) -> Result<String> {
-    let dir = match store.split_once(':') {
-        Some(("embedded", dir)) => dir,
-        Some(("etcd" | "fdb", _)) => anyhow::bail!(
+    let Some(dir) = gigafactory_storage::embedded_dir(store) else {
+        anyhow::bail!(
             "a shared store needs --artifacts (or [artifacts] store): a location every node reaches"
-        ),
-        _ => store,
+        );
     };
     let dir = std::path::absolute(Path::new(dir).join("artifacts"))
         .with_context(|| format!("resolving {dir}/artifacts"))?;

@@ -2,12 +2,19 @@
 //! capabilities and engine class it requires), each shape in placement order (priority, then
 //! age, then id). Whether a factory fits is decided once per shape, so a placement never walks
 //! past jobs the asking factory cannot take, however many of them wait ahead.
+//!
+//! It is the coordinator's largest structure (a million queued jobs), so a job is kept packed:
+//! its shape once per shape, its product, label set, concurrency key and affinity as numbers
+//! into tables that hold each distinct value once (counted, and dropped with its last job),
+//! and its place in order once, as the key of its shape's map. Readers get a borrowed
+//! [`Queued`] view; a whole [`ReadyEntry`] is rebuilt only for a job that leaves.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use gigafactory_core::job::{JobId, Millis};
-use gigafactory_core::scoring::{self, FactoryView};
+use gigafactory_core::scoring::{self, FactoryView, JobView};
 use gigafactory_storage::repo::ReadyEntry;
 
 /// Placement order: higher priority first, then older, then id.
@@ -29,11 +36,151 @@ fn shape_key(e: &ReadyEntry) -> ShapeKey {
 }
 
 /// Names a shape while it has jobs.
-pub(crate) type ShapeId = u64;
+pub(crate) type ShapeId = u32;
+
+/// A value held once in a [`Symbols`] table.
+type Sym = u32;
+
+/// Values many queued jobs share, each held once and counted; a value goes with the last job
+/// that carried it, and its number is used again.
+struct Symbols<T> {
+    ids: HashMap<T, Sym>,
+    /// By number: the value and how many jobs carry it (`None` once free).
+    values: Vec<Option<(T, u32)>>,
+    free: Vec<Sym>,
+}
+
+impl<T> Default for Symbols<T> {
+    fn default() -> Self {
+        Symbols {
+            ids: HashMap::new(),
+            values: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T: Hash + Eq + Clone> Symbols<T> {
+    fn intern(&mut self, value: T) -> Sym {
+        if let Some(&id) = self.ids.get(&value) {
+            if let Some((_, n)) = &mut self.values[id as usize] {
+                *n += 1;
+            }
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.values.push(None);
+                (self.values.len() - 1) as Sym
+            }
+        };
+        self.values[id as usize] = Some((value.clone(), 1));
+        self.ids.insert(value, id);
+        id
+    }
+
+    fn get(&self, id: Sym) -> &T {
+        &self.values[id as usize]
+            .as_ref()
+            .expect("a queued job's symbol is held")
+            .0
+    }
+
+    fn release(&mut self, id: Sym) {
+        let slot = &mut self.values[id as usize];
+        if let Some((value, n)) = slot {
+            *n -= 1;
+            if *n == 0 {
+                self.ids.remove(value);
+                *slot = None;
+                self.free.push(id);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// A queued job as its shape's map holds it, besides its key.
+struct Packed {
+    not_before: Millis,
+    product: Sym,
+    /// The job's label set.
+    labels: Sym,
+    concurrency_key: Option<Sym>,
+    affinity: Option<Sym>,
+    preemptible: bool,
+}
+
+/// A queued job, borrowed from the queue: what placement, holds and explanations read.
+pub(crate) struct Queued<'a> {
+    pub id: JobId,
+    pub priority: u32,
+    pub created_at: Millis,
+    pub not_before: Millis,
+    pub product: &'a str,
+    pub labels: &'a [String],
+    pub concurrency_key: Option<&'a str>,
+    pub affinity: Option<&'a str>,
+    pub preemptible: bool,
+    shape: &'a ShapeKey,
+}
+
+impl Queued<'_> {
+    /// What placement knows of the job.
+    pub fn view(&self) -> JobView {
+        JobView {
+            id: self.id.0.as_u128(),
+            priority: self.priority,
+            queued_at_ms: self.created_at,
+            capabilities: self.shape.0.clone(),
+            labels: self.labels.to_vec(),
+            engine_class: self.shape.1.clone(),
+            product: self.product.to_owned(),
+            repo_hint: self.affinity.map(str::to_owned),
+            preemptible: self.preemptible,
+        }
+    }
+
+    /// The job's whole entry (its capabilities sorted and without repeats).
+    pub fn entry(&self) -> ReadyEntry {
+        ReadyEntry {
+            id: self.id,
+            priority: self.priority,
+            created_at: self.created_at,
+            not_before: self.not_before,
+            product: self.product.to_owned(),
+            capabilities: self.shape.0.clone(),
+            labels: self.labels.to_vec(),
+            engine_class: self.shape.1.clone(),
+            preemptible: self.preemptible,
+            concurrency_key: self.concurrency_key.map(str::to_owned),
+            affinity: self.affinity.map(str::to_owned),
+        }
+    }
+}
 
 struct Shape {
     key: ShapeKey,
-    jobs: BTreeMap<IndexKey, ReadyEntry>,
+    jobs: BTreeMap<IndexKey, Packed>,
+}
+
+/// Where a job is: its shape and, with its id, its key there.
+#[derive(Clone, Copy)]
+struct At {
+    shape: ShapeId,
+    priority: u32,
+    created_at: Millis,
+}
+
+impl At {
+    fn key(&self, id: JobId) -> IndexKey {
+        (Reverse(self.priority), self.created_at, id)
+    }
 }
 
 #[derive(Default)]
@@ -42,8 +189,10 @@ pub(crate) struct ReadyQueue {
     shapes: HashMap<ShapeId, Shape>,
     shape_ids: HashMap<ShapeKey, ShapeId>,
     next_shape: ShapeId,
-    /// Where each job is.
-    at: HashMap<JobId, (ShapeId, IndexKey)>,
+    at: HashMap<JobId, At>,
+    /// Products, concurrency keys and affinities.
+    names: Symbols<Box<str>>,
+    label_sets: Symbols<Box<[String]>>,
 }
 
 impl ReadyQueue {
@@ -55,14 +204,37 @@ impl ReadyQueue {
         self.at.is_empty()
     }
 
-    pub fn get(&self, id: JobId) -> Option<&ReadyEntry> {
-        let (shape, key) = self.at.get(&id)?;
-        self.shapes.get(shape)?.jobs.get(key)
+    /// Every queued job's place in placement order (its id last), in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = IndexKey> + '_ {
+        self.at.iter().map(|(id, at)| at.key(*id))
     }
 
-    /// Every queued job, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &ReadyEntry> {
-        self.shapes.values().flat_map(|s| s.jobs.values())
+    pub fn contains(&self, id: JobId) -> bool {
+        self.at.contains_key(&id)
+    }
+
+    pub fn get(&self, id: JobId) -> Option<Queued<'_>> {
+        let at = self.at.get(&id)?;
+        let shape = self.shapes.get(&at.shape)?;
+        let key = at.key(id);
+        let packed = shape.jobs.get(&key)?;
+        Some(self.unpack(&shape.key, &key, packed))
+    }
+
+    fn unpack<'a>(&'a self, shape: &'a ShapeKey, key: &IndexKey, p: &Packed) -> Queued<'a> {
+        let (Reverse(priority), created_at, id) = *key;
+        Queued {
+            id,
+            priority,
+            created_at,
+            not_before: p.not_before,
+            product: self.names.get(p.product),
+            labels: self.label_sets.get(p.labels),
+            concurrency_key: p.concurrency_key.map(|k| &**self.names.get(k)),
+            affinity: p.affinity.map(|a| &**self.names.get(a)),
+            preemptible: p.preemptible,
+            shape,
+        }
     }
 
     /// Adds `entry`, replacing (and returning) an entry of the same job.
@@ -73,7 +245,7 @@ impl ReadyQueue {
             Some(&id) => id,
             None => {
                 let id = self.next_shape;
-                self.next_shape += 1;
+                self.next_shape = self.next_shape.wrapping_add(1);
                 self.shape_ids.insert(shape_key.clone(), id);
                 self.shapes.insert(
                     id,
@@ -86,25 +258,49 @@ impl ReadyQueue {
             }
         };
         let key = placement_order(&entry);
-        self.at.insert(entry.id, (shape, key));
+        let packed = Packed {
+            not_before: entry.not_before,
+            product: self.names.intern(entry.product.into()),
+            labels: self.label_sets.intern(entry.labels.into()),
+            concurrency_key: entry.concurrency_key.map(|k| self.names.intern(k.into())),
+            affinity: entry.affinity.map(|a| self.names.intern(a.into())),
+            preemptible: entry.preemptible,
+        };
+        let at = At {
+            shape,
+            priority: entry.priority,
+            created_at: entry.created_at,
+        };
+        self.at.insert(entry.id, at);
         if let Some(s) = self.shapes.get_mut(&shape) {
-            s.jobs.insert(key, entry);
+            s.jobs.insert(key, packed);
         }
         old
     }
 
     /// Removes job `id`, if queued.
     pub fn remove(&mut self, id: JobId) -> Option<ReadyEntry> {
-        let (shape, key) = self.at.remove(&id)?;
-        let s = self.shapes.get_mut(&shape)?;
-        let entry = s.jobs.remove(&key);
-        if s.jobs.is_empty() {
-            let gone = self.shapes.remove(&shape).map(|s| s.key);
-            if let Some(k) = gone {
-                self.shape_ids.remove(&k);
-            }
+        let at = self.at.remove(&id)?;
+        let key = at.key(id);
+        let s = self.shapes.get_mut(&at.shape)?;
+        let packed = s.jobs.remove(&key)?;
+        let emptied = s.jobs.is_empty();
+        let entry = {
+            let s = self.shapes.get(&at.shape)?;
+            self.unpack(&s.key, &key, &packed).entry()
+        };
+        self.names.release(packed.product);
+        self.label_sets.release(packed.labels);
+        for k in [packed.concurrency_key, packed.affinity]
+            .into_iter()
+            .flatten()
+        {
+            self.names.release(k);
         }
-        entry
+        if emptied && let Some(gone) = self.shapes.remove(&at.shape) {
+            self.shape_ids.remove(&gone.key);
+        }
+        Some(entry)
     }
 
     /// The shapes whose jobs `factory` can take: one check per shape, whatever its length.
@@ -125,9 +321,9 @@ impl ReadyQueue {
         now: Millis,
         scan: usize,
         max: usize,
-        keep: impl Fn(&ReadyEntry) -> bool,
-    ) -> Vec<&ReadyEntry> {
-        let mut found: Vec<(IndexKey, &ReadyEntry)> = Vec::new();
+        keep: impl Fn(&Queued) -> bool,
+    ) -> Vec<Queued<'_>> {
+        let mut found: Vec<Queued> = Vec::new();
         // A shape emptied since `fitting` is simply gone.
         for shape in shapes.iter().filter_map(|id| self.shapes.get(id)) {
             found.extend(
@@ -135,23 +331,30 @@ impl ReadyQueue {
                     .jobs
                     .iter()
                     .take(scan)
-                    .filter(|(_, e)| e.not_before <= now && keep(e))
-                    .take(max)
-                    .map(|(k, e)| (*k, e)),
+                    .filter(|(_, p)| p.not_before <= now)
+                    .map(|(k, p)| self.unpack(&shape.key, k, p))
+                    .filter(|q| keep(q))
+                    .take(max),
             );
         }
-        found.sort_unstable_by_key(|(k, _)| *k);
-        found.into_iter().take(max).map(|(_, e)| e).collect()
+        found.sort_unstable_by_key(|q| (Reverse(q.priority), q.created_at, q.id));
+        found.truncate(max);
+        found
     }
 
     /// The first job in placement order, across shapes, that is due at `now` and accepted by
     /// `keep`.
-    pub fn head(&self, now: Millis, keep: impl Fn(&ReadyEntry) -> bool) -> Option<&ReadyEntry> {
+    pub fn head(&self, now: Millis, keep: impl Fn(&Queued) -> bool) -> Option<Queued<'_>> {
         self.shapes
             .values()
-            .filter_map(|s| s.jobs.iter().find(|(_, e)| e.not_before <= now && keep(e)))
-            .min_by_key(|(k, _)| **k)
-            .map(|(_, e)| e)
+            .filter_map(|s| {
+                s.jobs
+                    .iter()
+                    .filter(|(_, p)| p.not_before <= now)
+                    .map(|(k, p)| self.unpack(&s.key, k, p))
+                    .find(|q| keep(q))
+            })
+            .min_by_key(|q| (Reverse(q.priority), q.created_at, q.id))
     }
 }
 
@@ -213,7 +416,7 @@ mod tests {
         q.insert(entry(1, 5, &[], 1_000));
         q.insert(entry(2, 5, &[], 0));
         q.insert(entry(3, 5, &[], 0));
-        let skip_two = |e: &ReadyEntry| e.id != JobId(uuid::Uuid::from_u128(2));
+        let skip_two = |e: &Queued| e.id != JobId(uuid::Uuid::from_u128(2));
         let found = q.candidates(&q.fitting(&factory(&[])), 10, 16, 8, skip_two);
         assert_eq!(found.len(), 1);
         assert_eq!(q.head(10, |_| true).map(|e| e.created_at), Some(2));
@@ -231,6 +434,28 @@ mod tests {
         assert!(q.is_empty() && q.shapes.is_empty() && q.shape_ids.is_empty());
     }
 
+    #[test]
+    fn a_value_many_jobs_carry_is_held_once_and_goes_with_the_last_of_them() {
+        let mut q = ReadyQueue::default();
+        for n in 0..100 {
+            let mut e = entry(n, 5, &["a"], 0);
+            e.labels = vec!["team-a".into()];
+            e.concurrency_key = Some(format!("key-{}", n % 2));
+            q.insert(e);
+        }
+        // "p", "key-0", "key-1"; one label set.
+        assert_eq!((q.names.len(), q.label_sets.len()), (3, 1));
+        let back = q.remove(JobId(uuid::Uuid::from_u128(7))).unwrap();
+        assert_eq!(back.concurrency_key.as_deref(), Some("key-1"));
+        assert_eq!(back.labels, ["team-a"]);
+        assert_eq!(back.capabilities, ["a"]);
+        for n in 0..100 {
+            q.remove(JobId(uuid::Uuid::from_u128(n)));
+        }
+        assert_eq!((q.names.len(), q.label_sets.len()), (0, 0));
+        assert!(q.is_empty() && q.shapes.is_empty());
+    }
+
     proptest! {
         /// Against a plain list: the candidates are exactly the best `max` jobs the factory
         /// fits, in placement order, whatever was inserted, replaced and removed.
@@ -246,7 +471,11 @@ mod tests {
             for (n, priority, caps, delete) in ops {
                 if delete {
                     let gone = q.remove(JobId(uuid::Uuid::from_u128(n)));
-                    prop_assert_eq!(gone.is_some(), model.remove(&n).is_some());
+                    let expected = model.remove(&n).map(|mut e| {
+                        e.capabilities.sort_unstable();
+                        e
+                    });
+                    prop_assert_eq!(gone, expected, "a job leaves as it came");
                 } else {
                     let e = entry(n, priority, CAPS[caps], 0);
                     q.insert(e.clone());

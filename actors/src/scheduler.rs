@@ -1,5 +1,5 @@
 //! `SchedulerActor`: places queued jobs on factories. It keeps an in-memory index of queued
-//! jobs (entries, not actors: a million queued jobs cost a few hundred MB), answers claims —
+//! jobs (packed entries, not actors: `ready_queue.rs`), answers claims —
 //! long-polls wait here until work arrives — and the picks of ends that lease the next job
 //! (its messages: `msg.rs`), lets `core::placement` choose among the candidates (fair share
 //! across products, `core::fair_share`), commits the claims (`claims.rs`), skips jobs a budget or a limit holds (`holds.rs`), and preempts
@@ -24,7 +24,7 @@ use gigafactory_storage::transact;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
-use crate::ready_queue::ReadyQueue;
+use crate::ready_queue::{Queued, ReadyQueue};
 
 mod claims;
 mod explain;
@@ -336,7 +336,10 @@ impl SchedulerState {
         gigafactory_core::waiting::weights_of(&self.weights, product)
     }
 
-    fn insert(&mut self, entry: ReadyEntry) {
+    fn insert(&mut self, mut entry: ReadyEntry) {
+        // As the queue gives it back, so counting it in and out agrees.
+        entry.capabilities.sort_unstable();
+        entry.capabilities.dedup();
         if let Some(r) = &mut self.resync {
             r.touched.insert(entry.id);
         }
@@ -399,7 +402,7 @@ impl SchedulerState {
         let mut standing = self.standing.clone();
         // A job that preempted for this factory's slot goes first.
         if let Some(job) = self.reserved.get(&factory_id).copied()
-            && let Some(view) = self.queue.get(job).map(ReadyEntry::view)
+            && let Some(view) = self.queue.get(job).map(|q| q.view())
             && scoring::eligible(&view, &factory)
             && let Some(entry) = self.remove(job)
         {
@@ -417,7 +420,7 @@ impl SchedulerState {
             .collect();
         let shapes = self.queue.fitting(&factory);
         let owned = self.ctx.owned_shards();
-        let mine_or_waited = |e: &ReadyEntry| {
+        let mine_or_waited = |e: &Queued| {
             owned.as_ref().is_none_or(|owned| {
                 owned.contains(&gigafactory_core::cluster::shard_of(e.id.0))
                     || now >= e.created_at.max(e.not_before) + CLAIM_AFFINITY_GRACE_MS

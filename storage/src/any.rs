@@ -3,16 +3,27 @@
 //!
 //! | URL | engine |
 //! | --- | --- |
-//! | `embedded:PATH` (or a bare path) | [`EmbeddedStore`] in directory `PATH` |
+//! | `embedded:PATH[?cache_mib=N&flush_mib=N]` (or a bare path) | [`EmbeddedStore`] in directory `PATH`, with its page cache and memtable bounded as asked ([`EmbeddedOptions`]) |
 //! | `etcd://host:port,host:port[/namespace]` | [`crate::EtcdStore`] (feature `etcd`) |
 //! | `fdb:CLUSTER_FILE[#namespace]` | [`crate::FdbStore`] (feature `fdb`) |
 
 use crate::error::{Error, Result};
 use crate::txn::{KeyRange, KeyValue, RangeOptions, Store, Transaction, Watch, WatchTarget};
-use crate::{Buffered, EmbeddedStore};
+use crate::{Buffered, EmbeddedOptions, EmbeddedStore};
 
 /// The default store URL: a data directory next to where the coordinator runs.
 pub const DEFAULT_STORE_URL: &str = "embedded:./gigafactory-data";
+
+/// The directory of an embedded store's URL (`embedded:PATH[?options]`, or a bare path);
+/// `None` for another engine.
+pub fn embedded_dir(url: &str) -> Option<&str> {
+    let rest = match url.split_once(':') {
+        Some(("etcd" | "fdb", _)) => return None,
+        Some(("embedded", rest)) => rest,
+        _ => url,
+    };
+    Some(rest.split_once('?').map_or(rest, |(dir, _)| dir))
+}
 
 /// One of the compiled-in engines.
 #[derive(Clone)]
@@ -47,7 +58,11 @@ impl AnyStore {
             )));
         }
         match scheme {
-            "embedded" => Ok(AnyStore::Embedded(EmbeddedStore::open(rest)?)),
+            "embedded" => {
+                let (dir, query) = rest.split_once('?').unwrap_or((rest, ""));
+                let options = EmbeddedOptions::parse(query)?;
+                Ok(AnyStore::Embedded(EmbeddedStore::open_with(dir, options)?))
+            }
             "etcd" => Self::open_etcd(rest.trim_start_matches("//")),
             _ => Self::open_fdb(rest),
         }
@@ -179,6 +194,32 @@ mod tests {
         assert_eq!(store.engine(), "embedded");
         crate::transact!(store, |tx| tx.set(b"k", b"v")).unwrap();
         assert!(matches!(AnyStore::open("embedded:"), Err(Error::Config(_))));
+        let tuned = format!(
+            "embedded:{}?cache_mib=8&flush_mib=2",
+            dir.path().join("b").display()
+        );
+        assert_eq!(AnyStore::open(&tuned).unwrap().engine(), "embedded");
+        assert!(
+            dir.path()
+                .join("b")
+                .join(crate::engine::embedded::FILE_NAME)
+                .exists()
+        );
+        assert_eq!(
+            embedded_dir(&tuned),
+            Some(&*dir.path().join("b").display().to_string())
+        );
+        assert_eq!(embedded_dir("etcd://127.0.0.1:2379"), None);
+        for bad in ["cache_mib=0", "cache_mib=lots", "flush_mib", "size=3"] {
+            let url = format!("embedded:{}?{bad}", dir.path().join("c").display());
+            let refused = AnyStore::open(&url).err().map(|e| e.to_string());
+            assert!(
+                refused
+                    .as_deref()
+                    .is_some_and(|m| m.contains("store option")),
+                "{bad}: {refused:?}"
+            );
+        }
         #[cfg(not(feature = "fdb"))]
         assert!(
             matches!(AnyStore::open("fdb:/etc/fdb.cluster"), Err(Error::Config(m)) if m.contains("--features fdb"))

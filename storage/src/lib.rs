@@ -17,7 +17,7 @@ pub mod limits;
 pub mod repo;
 mod txn;
 
-pub use any::{AnyStore, AnyTxn, DEFAULT_STORE_URL};
+pub use any::{AnyStore, AnyTxn, DEFAULT_STORE_URL, embedded_dir};
 pub use blobs::{BlobError, BlobStore};
 pub use buffer::Buffered;
 pub use engine::embedded::{EmbeddedOptions, EmbeddedStore};

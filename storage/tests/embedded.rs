@@ -22,6 +22,7 @@ mod small_memtable {
         let dir = tempfile::tempdir().expect("temp dir");
         let opts = EmbeddedOptions {
             flush_bytes: 4 * 1024,
+            ..EmbeddedOptions::default()
         };
         let store = EmbeddedStore::open_with(dir.path(), opts).expect("open store");
         (store, dir)

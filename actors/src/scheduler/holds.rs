@@ -16,13 +16,14 @@ use gigafactory_core::budget::{self, Crossing, Hold, Policy};
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{Command, JobId, Millis};
 use gigafactory_core::limits::{self, LimitHold};
-use gigafactory_storage::repo::{self, ReadyEntry};
+use gigafactory_storage::repo;
 use gigafactory_storage::transact;
 use ractor::ActorRef;
 
 use super::{SchedulerMsg, SchedulerState};
 use crate::context::Context;
 use crate::job_actor::JobMsg;
+use crate::ready_queue::Queued;
 
 /// How long a full concurrency limit holds its jobs before a claim tries again.
 const LIMIT_RECHECK_MS: Millis = 1_000;
@@ -36,17 +37,17 @@ pub(super) struct Holds {
 }
 
 impl Holds {
-    pub fn holds(&self, e: &ReadyEntry, now: Millis) -> bool {
+    pub fn holds(&self, e: &Queued, now: Millis) -> bool {
         self.by_budget
             .values()
-            .any(|h| h.holds(&e.product, &e.labels, now))
+            .any(|h| h.holds(e.product, e.labels, now))
             || (!self.by_limit.is_empty() && self.limited(e, now))
     }
 
-    fn limited(&self, e: &ReadyEntry, now: Millis) -> bool {
-        let product = limits::product_key(&e.product);
-        std::iter::once(&product)
-            .chain(e.concurrency_key.as_ref())
+    fn limited(&self, e: &Queued, now: Millis) -> bool {
+        let product = limits::product_key(e.product);
+        std::iter::once(product.as_str())
+            .chain(e.concurrency_key)
             .any(|k| self.by_limit.get(k).is_some_and(|until| now < *until))
     }
 

@@ -124,7 +124,7 @@ impl SchedulerState {
         };
         for e in entries {
             r.seen.insert(e.id);
-            if !r.touched.contains(&e.id) && self.queue.get(e.id).is_none() {
+            if !r.touched.contains(&e.id) && !self.queue.contains(e.id) {
                 self.insert(e);
             }
         }
@@ -134,8 +134,8 @@ impl SchedulerState {
         }
         let gone: Vec<JobId> = self
             .queue
-            .iter()
-            .map(|e| e.id)
+            .keys()
+            .map(|(_, _, id)| id)
             .filter(|id| !r.seen.contains(id) && !r.touched.contains(id))
             .collect();
         if !gone.is_empty() {
@@ -160,12 +160,9 @@ impl SchedulerState {
         let stored: std::collections::HashSet<JobId> = page.iter().map(|(_, e)| e.id).collect();
         let stale: Vec<JobId> = self
             .queue
-            .iter()
-            .filter(|e| {
-                (complete || last.is_some_and(|l| placement_order(e) <= l))
-                    && !stored.contains(&e.id)
-            })
-            .map(|e| e.id)
+            .keys()
+            .filter(|k| (complete || last.is_some_and(|l| *k <= l)) && !stored.contains(&k.2))
+            .map(|(_, _, id)| id)
             .collect();
         for id in stale {
             self.remove(id);

@@ -22,8 +22,14 @@ async fn main() {
         .next()
         .and_then(|f| f.parse().ok())
         .expect("FLUSH_BYTES is a number");
-    let store =
-        EmbeddedStore::open_with(&dir, EmbeddedOptions { flush_bytes }).expect("open store");
+    let store = EmbeddedStore::open_with(
+        &dir,
+        EmbeddedOptions {
+            flush_bytes,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .expect("open store");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, u64)>();
     for w in 0..writers {
         let (store, tx) = (store.clone(), tx.clone());

@@ -56,18 +56,54 @@ const CACHE_BYTES: usize = 128 * 1024 * 1024;
 const FLUSH_BYTES: usize = 32 * 1024 * 1024;
 
 /// Tuning of an embedded store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmbeddedOptions {
     /// Memtable size at which it is frozen and flushed into the base file. Smaller flushes
     /// more often (tests use a few KiB to exercise every layer); larger holds more in memory.
     pub flush_bytes: usize,
+    /// redb's page cache: what the base file keeps in memory.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             flush_bytes: FLUSH_BYTES,
+            cache_bytes: CACHE_BYTES,
         }
+    }
+}
+
+/// The largest cache or memtable a store URL may ask for, in MiB.
+const OPTION_MIB_MAX: usize = 64 * 1024;
+
+impl EmbeddedOptions {
+    /// The options of a store URL's query (`cache_mib=64&flush_mib=16`; empty: the defaults).
+    pub fn parse(query: &str) -> Result<Self> {
+        let mut options = EmbeddedOptions::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let mib = value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=OPTION_MIB_MAX).contains(n))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "store option {key}={value:?}: a whole number of MiB, 1 to {OPTION_MIB_MAX}"
+                    ))
+                })?;
+            match key {
+                "cache_mib" => options.cache_bytes = mib << 20,
+                "flush_mib" => options.flush_bytes = mib << 20,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "unknown store option {key:?}: the embedded store takes cache_mib and \
+                         flush_mib"
+                    )));
+                }
+            }
+        }
+        Ok(options)
     }
 }
 
@@ -109,7 +145,7 @@ impl EmbeddedStore {
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(options.cache_bytes)
             .create(&path)
             .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(engine)?;
