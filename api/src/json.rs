@@ -3,9 +3,10 @@
 //! large; a path or query that does not decode; a method a route does not take — is the JSON
 //! error body of `error.rs`, never axum's plain text.
 //!
-//! [`Body`] is the JSON extractor every route uses: the body must be declared JSON and be one
-//! JSON object (every request body of the API is one), so a JSON array or a number is refused
-//! instead of being read as an empty object (serde reads a struct from an array too).
+//! [`Body`] is the JSON extractor every route uses: the body must be one JSON object (every
+//! request body of the API is one), so a JSON array or a number is refused instead of being
+//! read as an empty object (serde reads a struct from an array too). That it is declared JSON
+//! is the gate's one rule (`guard.rs`, `415` before the body is read), not checked again here.
 //! [`plain_errors`] is the net under everything else: a refusal axum answers itself (a `Path`
 //! that does not decode, a `String` body that is not UTF-8, the body limit on a `Bytes` body,
 //! `405`) goes through the same mapping.
@@ -13,7 +14,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -28,11 +29,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if !declares_json(req.headers()) {
-            return Err(ApiError::Malformed(
-                "the body must be JSON, sent with Content-Type: application/json".into(),
-            ));
-        }
         let bytes = Bytes::from_request(req, state).await?;
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
@@ -55,24 +51,6 @@ pub(crate) fn from_object<T: serde::de::DeserializeOwned>(
         return Err("the body must be a JSON object".into());
     }
     serde_json::from_value(value).map_err(|e| e.to_string())
-}
-
-/// Whether the request says its body is JSON (`application/json`, or a `+json` type).
-fn declares_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Turns a refusal axum answered itself (a status its extractors and router use, with a body
@@ -124,28 +102,6 @@ pub(crate) async fn plain_errors(resp: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn with_type(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
-        h
-    }
-
-    #[test]
-    fn a_body_declared_json_in_any_spelling_is_read_and_anything_else_is_not() {
-        for json in [
-            "application/json",
-            "Application/JSON; charset=utf-8",
-            "application/merge-patch+json",
-        ] {
-            assert!(declares_json(&with_type(json)), "{json}");
-        }
-        for other in ["text/plain", "application/jsonx", "json", "text/json"] {
-            assert!(!declares_json(&with_type(other)), "{other}");
-        }
-        assert!(!declares_json(&HeaderMap::new()), "no content type");
-    }
 
     #[tokio::test]
     async fn a_plain_text_refusal_becomes_the_json_error_body_and_keeps_allow() {
