@@ -1,0 +1,116 @@
+//! Operator actions against a real coordinator process: every job lists the actions its state
+//! allows (`allowed_actions`), an action it does not list is refused, an action's reason is
+//! kept in its event (through the API and the CLI's `--reason`), and a bad reason or body is a
+//! JSON 400 that changes nothing.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn allowed(job: &Value) -> Vec<String> {
+    job["allowed_actions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no allowed_actions in {job}"))
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn act(coord: &Coordinator, id: &str, action: &str, body: Option<&str>) -> (u16, Value) {
+    call(
+        "POST",
+        &format!("{}/v1/jobs/{id}/actions/{action}", coord.url),
+        Some(&coord.admin),
+        body,
+    )
+}
+
+fn submit(coord: &Coordinator, key: &str) -> String {
+    let spec = json!({"key": key, "title": key, "product": "acts", "capabilities": ["none-has-it"],
+                      "payload": {"command": "true"}});
+    let (status, v) = post(coord, "/v1/jobs", &spec.to_string());
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_job_lists_the_actions_its_state_allows_and_refuses_the_others() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let id = submit(&coord, "listed");
+    let queued = job(&coord, &id);
+    assert_eq!(allowed(&queued), ["cancel"]);
+    // The listing carries them too.
+    let page = get(&coord, "/v1/jobs?product=acts");
+    assert_eq!(allowed(&page["jobs"][0]), ["cancel"]);
+
+    for refused in ["retry", "requeue", "ship", "reject"] {
+        expect_error(&act(&coord, &id, refused, None), 409, "illegal_transition");
+    }
+    assert_eq!(state(&coord, &id), "queued");
+
+    let (status, cancelled) = act(&coord, &id, "cancel", None);
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(allowed(&cancelled), ["retry", "requeue"]);
+    expect_error(&act(&coord, &id, "cancel", None), 409, "illegal_transition");
+}
+
+#[test]
+fn an_actions_reason_is_kept_on_the_timeline_and_a_bad_one_changes_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let id = submit(&coord, "reasoned");
+    let events_before = events(&coord, &id).len();
+
+    let too_long = json!({ "reason": "x".repeat(1001) }).to_string();
+    for (body, code) in [
+        (too_long.as_str(), "invalid_request"),
+        (r#"{"why": "x"}"#, "malformed_request"),
+        (r#"{"reason": 7}"#, "malformed_request"),
+        (r#"["flaky"]"#, "malformed_request"),
+        ("flaky", "malformed_request"),
+    ] {
+        let got = act(&coord, &id, "cancel", Some(body));
+        expect_error(&got, 400, code);
+    }
+    assert_eq!(
+        state(&coord, &id),
+        "queued",
+        "a refused action changed nothing"
+    );
+    assert_eq!(events(&coord, &id).len(), events_before);
+
+    let (status, v) = act(
+        &coord,
+        &id,
+        "cancel",
+        Some(r#"{"reason": "  wrong branch\n"}"#),
+    );
+    assert_eq!(status, 200, "{v}");
+    let last = events(&coord, &id).pop().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["detail"].as_str()),
+        (Some("cancel"), Some("wrong branch"))
+    );
+
+    // The CLI's --reason says the same, and a blank body is no reason.
+    cli_ok(&coord, &["jobs", "retry", &id, "--reason", "branch fixed"]);
+    let last = events(&coord, &id).pop().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["detail"].as_str()),
+        (Some("retry"), Some("branch fixed"))
+    );
+    let (status, v) = act(&coord, &id, "cancel", Some(r#"{}"#));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(events(&coord, &id).pop().unwrap()["detail"], Value::Null);
+
+    let (ok, _, err) = cli(
+        &coord,
+        &["jobs", "requeue", &id, "--reason", &"y".repeat(1001)],
+    );
+    assert!(!ok && err.contains("at most 1000"), "{err}");
+    assert_eq!(state(&coord, &id), "cancelled");
+}
