@@ -1,7 +1,7 @@
 //! Operator actions against a real coordinator process: every job lists the actions its state
 //! allows (`allowed_actions`), an action it does not list is refused, an action's reason is
 //! kept in its event (through the API and the CLI's `--reason`), and a bad reason or body is a
-//! JSON 400 that changes nothing.
+//! JSON 400 that changes nothing; a job's run (`/dag`) holds its ancestors and descendants, no sibling.
 
 mod common;
 
@@ -113,4 +113,51 @@ fn an_actions_reason_is_kept_on_the_timeline_and_a_bad_one_changes_nothing() {
     );
     assert!(!ok && err.contains("at most 1000"), "{err}");
     assert_eq!(state(&coord, &id), "cancelled");
+}
+
+#[test]
+fn a_jobs_run_holds_every_ancestor_and_descendant_and_no_sibling() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let jobs = submit_manifest(
+        &coord,
+        r#"product = "acts"
+[[jobs]]
+key = "a"
+title = "a"
+command = "true"
+capabilities = ["none-has-it"]
+[[jobs]]
+key = "b"
+title = "b"
+command = "true"
+deps = ["a"]
+[[jobs]]
+key = "c"
+title = "c"
+command = "true"
+deps = ["b"]
+[[jobs]]
+key = "sibling"
+title = "sibling"
+command = "true"
+deps = ["a"]
+"#,
+    );
+    let id = |key: &str| jobs.iter().find(|(k, _)| k == key).unwrap().1.clone();
+    let view = get(&coord, &format!("/v1/jobs/{}/dag", id("b")));
+    let run: Vec<(String, Vec<Value>)> = view["run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let parents = n["parents"].as_array().unwrap().clone();
+            (n["key"].as_str().unwrap().to_owned(), parents)
+        })
+        .collect();
+    let keys: Vec<&str> = run.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["b", "a", "c"], "the job first, then nearest first");
+    assert_eq!(run[2].1, [json!(id("b"))], "each node names its parents");
+    assert_eq!(view["run_truncated"], json!(false));
 }

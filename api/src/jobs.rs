@@ -212,6 +212,8 @@ struct LogLineJson<'a> {
     seq: u64,
     stream: gigafactory_core::wire::LogStream,
     data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<gigafactory_core::job::Millis>,
 }
 
 pub(crate) async fn logs(
@@ -280,6 +282,7 @@ fn log_stream(
                     seq: line.seq,
                     stream: line.stream,
                     data: &line.data,
+                    at: line.at,
                 })
                 .unwrap_or_default();
                 let ev = SseEvent::default()
@@ -387,6 +390,7 @@ pub(crate) struct DagNode {
     key: String,
     title: String,
     state: &'static str,
+    parents: Vec<JobId>,
 }
 
 impl From<&Job> for DagNode {
@@ -396,6 +400,7 @@ impl From<&Job> for DagNode {
             key: j.spec.key.clone(),
             title: j.spec.title.clone(),
             state: j.state.name(),
+            parents: j.parents.clone(),
         }
     }
 }
@@ -405,6 +410,11 @@ pub(crate) struct DagView {
     job: DagNode,
     parents: Vec<DagNode>,
     children: Vec<DagNode>,
+    /// The whole run: the job, every ancestor and every descendant, nearest first (edges from
+    /// each node's `parents`).
+    run: Vec<DagNode>,
+    /// Whether the run was too large to list whole (the nearest jobs are listed).
+    run_truncated: bool,
 }
 
 pub(crate) async fn dag(
@@ -413,11 +423,15 @@ pub(crate) async fn dag(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DagView>> {
     caller.require_view()?;
-    let (job, parents, children) = s.coord.dag(parse_job_id(&id)?).await?;
+    let id = parse_job_id(&id)?;
+    let (job, parents, children) = s.coord.dag(id).await?;
+    let (run, run_truncated) = s.coord.run(id).await?;
     Ok(Json(DagView {
         job: (&job).into(),
         parents: parents.iter().map(Into::into).collect(),
         children: children.iter().map(Into::into).collect(),
+        run: run.iter().map(Into::into).collect(),
+        run_truncated,
     }))
 }
 

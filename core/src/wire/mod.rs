@@ -324,6 +324,9 @@ pub struct LogLine {
     pub seq: u64,
     pub stream: LogStream,
     pub data: String,
+    /// When the coordinator kept the chunk (absent for output kept before chunks had a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
