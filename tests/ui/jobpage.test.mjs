@@ -2,7 +2,8 @@
 // tests/e2e_ui.rs): only the actions a job's state allows, on jobs queued, running, dead, in
 // review and succeeded; an action's reason on the timeline; what the job runs; the logs of two
 // attempts apart, searched and paused, the heading once finished, and a dead job's stderr
-// tail; the whole run's graph coloured by state with labels cut to fit; axe on each page.
+// tail; the whole run's graph coloured by state with labels cut to fit; the overview's charts
+// saying when the coordinator started; axe on each page.
 // Usage: node jobpage.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR
 import assert from "node:assert/strict";
 import { TIMEOUT_MS, apiClient, audit, launch, signIn } from "./harness.mjs";
@@ -38,6 +39,11 @@ try {
   page.setDefaultTimeout(TIMEOUT_MS);
   page.on("dialog", (d) => d.accept());
   await signIn(page, url, admin);
+
+  await step("the overview's charts say the coordinator started within their hour", async () => {
+    await page.locator('[data-testid="history-since"]', { hasText: "started" }).waitFor();
+    assert.match(await page.locator('[data-testid="history-since"] time').textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(/);
+  });
 
   // The bar offers exactly the API's allowed actions, less the review decisions.
   const offers = async (id, state) => {
@@ -94,6 +100,7 @@ try {
     await page.locator('[data-testid="logs-search"]').fill("warning");
     const visible = () => logs.locator(".line:not([hidden])").evaluateAll((ls) => ls.map((l) => l.lastChild.textContent.trim()));
     assert.deepEqual(await visible(), ["warning 1", "warning 2"]);
+    await page.locator("#job-title .badge", { hasText: "running" }).waitFor();
     await page.screenshot({ path: `${shots}/job-logs.png`, fullPage: true });
     await page.locator('[data-testid="logs-search"]').fill("");
     assert.equal((await visible()).length, 4);

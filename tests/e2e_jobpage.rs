@@ -1,7 +1,9 @@
-//! Operator actions against a real coordinator process: every job lists the actions its state
-//! allows (`allowed_actions`), an action it does not list is refused, an action's reason is
-//! kept in its event (through the API and the CLI's `--reason`), and a bad reason or body is a
-//! JSON 400 that changes nothing; a job's run (`/dag`) holds its ancestors and descendants, no sibling.
+//! What the job page and the overview read from the API, against a real coordinator process:
+//! every job lists the actions its state allows (`allowed_actions`), an action it does not
+//! list is refused, an action's reason is kept in its event (through the API and the CLI's
+//! `--reason`), and a bad reason or body is a JSON 400 that changes nothing; a job's run
+//! (`/dag`) holds its ancestors and descendants, no sibling; the stats history says when its
+//! node started, which a restart moves on.
 
 mod common;
 
@@ -160,4 +162,37 @@ deps = ["a"]
     assert_eq!(keys, ["b", "a", "c"], "the job first, then nearest first");
     assert_eq!(run[2].1, [json!(id("b"))], "each node names its parents");
     assert_eq!(view["run_truncated"], json!(false));
+}
+
+#[test]
+fn the_stats_history_says_when_its_node_started_and_a_restart_moves_it_on() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut coord = Coordinator::start(dir.path(), 5_000);
+    let started = |c: &Coordinator| {
+        get(c, "/v1/stats/history")["node_started_at"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = started(&coord);
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    assert!(first <= now_ms(), "{first} is in the future");
+    coord.restart();
+    let again = started(&coord);
+    assert!(
+        again > first,
+        "a restart starts the history again: {first} then {again}"
+    );
+    let samples = get(&coord, "/v1/stats/history")["samples"].clone();
+    for s in samples.as_array().unwrap() {
+        assert!(
+            s["at"].as_u64().unwrap() >= again,
+            "{s} is older than the node"
+        );
+    }
 }
