@@ -163,13 +163,17 @@ export function jobPage(main, id) {
     // With more than one approval needed, each operator's Ship is an approval.
     const several = job.approvals_required > 1;
     const ship = several ? "Approve" : "Ship";
-    const buttons = canAct()
-      ? [
+    // A job that names its reviewers may be decided only by them (the API refuses others).
+    const reviewer = !job.reviewers.length || job.reviewers.includes(me);
+    const buttons = !canAct()
+      ? [h("p", { class: "muted" }, "Only an operator can ship or reject.")]
+      : !reviewer
+      ? [h("p", { class: "muted", "data-testid": "not-a-reviewer" }, `Only its reviewers (${job.reviewers.join(", ")}) may decide this review; you are ${me}.`)]
+      : [
           h("button", { type: "button", "data-action": "ship", onclick: () => actions.act("ship", ship.toLowerCase()) }, ship),
           h("button", { type: "button", class: "secondary", "data-action": "request_changes", onclick: requestChanges }, "Request changes"),
           h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => actions.act("reject") }, "Reject"),
-        ]
-      : [h("p", { class: "muted" }, "Only an operator can ship or reject.")];
+        ];
     const counts = several ? `Approve counts toward the ${job.approvals_required} approvals it needs to ship what attempt ${attempt} saved` : `Ship accepts what attempt ${attempt} saved`;
     const explain = `This job waits for review. ${counts}; Request changes runs it again with your reason; Reject ends the job. The reason typed above the page goes with Ship and Reject.`;
     decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, explain), approvalsLine, ...buttons] : []));
@@ -185,7 +189,10 @@ export function jobPage(main, id) {
     return out;
   };
   let dagDrawn = null;
+  // The caller's token name: a review that names its reviewers is decided by them only.
+  let me = null;
   async function load() {
+    if (me === null) me = (await api("GET", "/v1/whoami")).name;
     job = await api("GET", `/v1/jobs/${id}`);
     document.getElementById("job-title").replaceChildren(job.title, " ", badge(job.state));
     const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];

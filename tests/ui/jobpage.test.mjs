@@ -2,7 +2,7 @@
 // tests/e2e_ui.rs): only the actions a job's state allows, on jobs queued, running, dead, in
 // review and succeeded; an action's reason on the timeline; what the job runs; the logs of two
 // attempts apart, searched and paused, the heading once finished, and a dead job's stderr
-// tail; the whole run's graph coloured by state with labels cut to fit; the overview's charts
+// tail; a review naming other reviewers offering no decision; the whole run's graph coloured by state with labels cut to fit; the overview's charts
 // saying when the coordinator started; axe on each page.
 // Usage: node jobpage.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR
 import assert from "node:assert/strict";
@@ -149,6 +149,16 @@ try {
     await decision.locator('button[data-action="ship"]').click();
     await page.locator(".timeline li[data-kind=ship]", { hasText: "looks right" }).waitFor();
     await offers(reviewed, "shipped");
+  });
+
+  const named = await submit({ key: "named-reviewers", capabilities: ["linux"], review: true, reviewers: ["someone-else"], payload: { command: "true" } });
+  await step("a review that names other reviewers offers the caller no decision", async () => {
+    await until(named, "review");
+    await page.goto(url + `/#/jobs/${named}`);
+    const decision = page.locator('[data-testid="decision"]');
+    await decision.locator('[data-testid="not-a-reviewer"]', { hasText: "someone-else" }).waitFor();
+    assert.equal(await decision.locator("button[data-action]").count(), 0);
+    await audit(page, "a review the caller may not decide");
   });
 
   const quick = await submit({ key: "quick", capabilities: ["linux"], payload: { command: "true" } });
