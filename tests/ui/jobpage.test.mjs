@@ -1,9 +1,10 @@
 // The job page in a real browser against a coordinator with one real factory (started by
 // tests/e2e_ui.rs): only the actions a job's state allows, on jobs queued, running, dead, in
-// review and succeeded; an action's reason on the timeline; what the job runs; the logs of two
-// attempts apart, searched and paused, the heading once finished, and a dead job's stderr
-// tail; a review naming other reviewers offering no decision; the whole run's graph coloured by state with labels cut to fit; the overview's charts
-// saying when the coordinator started; axe on each page.
+// review and succeeded; an action's reason on the timeline; what the job runs; the logs of its
+// attempts apart, searched, paused and downloaded, the heading once finished, and a dead job's
+// stderr tail; a review naming other reviewers offering no decision; the whole run's graph
+// coloured by state with labels cut to fit; the overview's charts saying when the coordinator
+// started; axe on each page.
 // Usage: node jobpage.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR
 import assert from "node:assert/strict";
 import { TIMEOUT_MS, apiClient, audit, launch, signIn } from "./harness.mjs";
