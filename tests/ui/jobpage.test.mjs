@@ -7,7 +7,7 @@
 // started; axe on each page.
 // Usage: node jobpage.test.mjs URL ADMIN_TOKEN VIEWER_TOKEN SCREENSHOT_DIR
 import assert from "node:assert/strict";
-import { TIMEOUT_MS, apiClient, audit, launch, signIn } from "./harness.mjs";
+import { TIMEOUT_MS, apiClient, assertNoSidewaysScroll, audit, launch, signIn } from "./harness.mjs";
 
 const [url, admin, , shots] = process.argv.slice(2);
 const apiCall = apiClient(url, admin);
@@ -227,6 +227,23 @@ deps = ["waits"]
     assert.ok(fits, "the label fits its box");
     await page.locator(".dag").screenshot({ path: `${shots}/job-run.png` });
     await audit(page, "a job page with its run");
+  });
+  await step("on a phone the job page does not scroll sideways and its actions are reachable", async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 } });
+    const p = await phone.newPage();
+    p.setDefaultTimeout(TIMEOUT_MS);
+    await signIn(p, url, admin);
+    await p.goto(url + `/#/jobs/${talker}`);
+    await p.locator('[data-testid="actions"] button[data-action="retry"]').waitFor();
+    await p.locator('[data-testid="logs"]', { hasText: "hello from attempt 3" }).waitFor();
+    await p.locator(".dag svg").waitFor();
+    await assertNoSidewaysScroll(p, "a job page on a phone");
+    for (const a of ["retry", "requeue"]) {
+      const box = await p.locator(`[data-testid="actions"] button[data-action="${a}"]`).boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= 390, `${a} is on screen (${JSON.stringify(box)})`);
+    }
+    await audit(p, "a job page on a phone");
+    await phone.close();
   });
   finish();
 } finally {
