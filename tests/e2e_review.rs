@@ -255,6 +255,6 @@ fn two_reviewers_approve_a_job_after_one_sent_it_back_with_feedback() {
         act(&coord, &ana, &id, "approve", None),
         400,
         "invalid_request",
-        "use requeue, reject, cancel, ship, retry, request_changes",
+        "use ship, request_changes, reject, retry, requeue, cancel",
     );
 }

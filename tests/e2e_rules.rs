@@ -26,9 +26,9 @@ fn a_log_past_the_per_job_limit_is_refused_with_413_and_the_timeline_says_it_was
     assert_eq!(post(&coord, "/v1/jobs", body).0, 201);
     let (id, epoch) = factory.claim(&coord);
 
-    // 64 KiB chunks: the 16 MiB bound holds 256 of them (each stored with one byte of framing,
-    // so the 256th no longer fits).
-    let data = "x".repeat(64 * 1024 - 1);
+    // Chunks stored as 64 KiB each (the text and nine bytes of framing: its stream and the
+    // time it was kept): the 16 MiB bound holds 256 of them, and the 257th no longer fits.
+    let data = "x".repeat(64 * 1024 - 9);
     let mut refused = None;
     for seq in 0..300u64 {
         let chunk = json!({"seq": seq, "stream": "stdout", "data": data});

@@ -8,7 +8,11 @@
 //! a viewer cannot act, and narrow screens work. A second run, on a coordinator with a GitHub
 //! source, shows a tracker item's job in review with the files each of its two attempts saved,
 //! the one up for review first and beside Ship and Reject, and the item's deliveries,
-//! dead-lettered and redelivered from the page. Screenshots go to `docs/screenshots/`. Needs
+//! dead-lettered and redelivered from the page. A third run (`jobpage.test.mjs`) shows the job
+//! page offering only the actions each job's state allows (queued, running, cancelled, dead,
+//! in review, shipped, succeeded), an action's reason on the timeline, what a job runs, the
+//! logs of its attempts apart with search, pause and download, a dead job's stderr tail, and
+//! a run's graph coloured by state. Screenshots go to `docs/screenshots/`. Needs
 //! `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
@@ -27,6 +31,17 @@ fn the_control_plane_works_in_a_real_browser() {
     let _f = Factory::start(&coord, "ui-factory", 1, "linux", &dir.path().join("f"));
     let viewer = mint_viewer(&coord);
     let out = run_script("ui.test.mjs", &coord, &viewer, &[]);
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn the_job_page_offers_only_valid_actions_and_shows_its_logs_and_run() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let _f = Factory::start(&coord, "jobpage-factory", 1, "linux", &dir.path().join("f"));
+    let viewer = mint_viewer(&coord);
+    let out = run_script("jobpage.test.mjs", &coord, &viewer, &[]);
     assert!(out.contains("passed, 0 failed"), "{out}");
 }
 

@@ -232,7 +232,7 @@ impl JobActorState {
                 .await?
                 .ok_or(RepoError::NotFound(id))?;
             job::check_fence(&job, factory, epoch)?;
-            let cut = match repo::append_log(tx, &job, &chunk).await? {
+            let cut = match repo::append_log(tx, &job, &chunk, now).await? {
                 LogAppend::Kept => None,
                 LogAppend::Refused { first: false } => Some(None),
                 LogAppend::Refused { first: true } => {

@@ -177,7 +177,7 @@ async fn an_artifact_is_kept_once_under_its_fenced_write_and_reads_back() {
     node.coord
         .act(
             job,
-            gigafactory_actors::OperatorAction::Requeue,
+            gigafactory_core::job::Action::Requeue.into(),
             &operator(),
         )
         .await

@@ -331,7 +331,7 @@ async fn a_job_past_its_own_cost_budget_ends_and_factory_time_is_counted() {
         "{timeline:?}"
     );
     let retry = coord
-        .act(id, gigafactory_actors::OperatorAction::Retry, &operator())
+        .act(id, gigafactory_core::job::Action::Retry.into(), &operator())
         .await;
     assert!(
         matches!(retry, Err(CoordError::CostCapReached(_))),

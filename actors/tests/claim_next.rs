@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use gigafactory_actors::{Config, CoordError, Coordinator, OperatorAction, SystemClock};
+use gigafactory_actors::{Config, CoordError, Coordinator, SystemClock};
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::manifest::JobSpec;
@@ -101,7 +101,11 @@ async fn a_stale_epochs_complete_gets_no_next_lease_and_changes_nothing() {
     let job = submit(&coord, "job", 500).await;
     assert_eq!(coord.claim(f, 1, 1_000).await.unwrap()[0].epoch, 1);
     coord
-        .act(job, OperatorAction::Requeue, &tester())
+        .act(
+            job,
+            gigafactory_core::job::Action::Requeue.into(),
+            &tester(),
+        )
         .await
         .unwrap();
     let again = coord.claim(f, 1, 1_000).await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use gigafactory_actors::{Config, CoordError, Coordinator, OperatorAction, SystemClock};
+use gigafactory_actors::{Config, CoordError, Coordinator, SystemClock};
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::job::Command;
 use gigafactory_core::manifest::{JobSpec, Payload};
@@ -414,9 +414,13 @@ async fn a_node_forgets_a_queued_job_another_node_cancelled() {
     let (job, _) = b.submit(spec("x", 5), vec![], &tester()).await.unwrap();
     assert!(queued_on_a(1).await, "node a learns of the job");
     // A cancel makes nothing ready, so no refresh runs: only the resync drops it.
-    b.act(job.id, OperatorAction::Cancel, &tester())
-        .await
-        .unwrap();
+    b.act(
+        job.id,
+        gigafactory_core::job::Action::Cancel.into(),
+        &tester(),
+    )
+    .await
+    .unwrap();
     assert!(queued_on_a(0).await, "node a forgets the cancelled job");
     a.stop();
     b.stop();

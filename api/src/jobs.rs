@@ -11,11 +11,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use gigafactory_actors::{CoordError, OperatorAction};
-use gigafactory_core::job::{FactoryId, Job, JobId, JobState};
+use gigafactory_core::job::{Action, FactoryId, Job, JobId, JobState};
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::query::JobFilter;
 use gigafactory_core::wire::{
-    Event, JobPage, JobView, ManifestResponse, RequestChangesBody, SubmitResponse,
+    ActionBody, Event, JobPage, JobView, ManifestResponse, SubmitResponse,
 };
 use gigafactory_storage::repo;
 use schemars::JsonSchema;
@@ -212,6 +212,8 @@ struct LogLineJson<'a> {
     seq: u64,
     stream: gigafactory_core::wire::LogStream,
     data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<gigafactory_core::job::Millis>,
 }
 
 pub(crate) async fn logs(
@@ -280,6 +282,7 @@ fn log_stream(
                     seq: line.seq,
                     stream: line.stream,
                     data: &line.data,
+                    at: line.at,
                 })
                 .unwrap_or_default();
                 let ev = SseEvent::default()
@@ -316,8 +319,8 @@ fn log_stream(
     })
 }
 
-/// An operator's action; `request_changes` takes a JSON body `{"reason": "..."}`, the other
-/// actions none (a body is not read).
+/// An operator's action, with an optional JSON body `{"reason": "..."}` (`request_changes`
+/// needs one): the reason is kept in the action's event.
 pub(crate) async fn act(
     State(s): State<AppState>,
     caller: Caller,
@@ -325,17 +328,15 @@ pub(crate) async fn act(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<JobView>> {
     caller.require_operate()?;
-    let action = match action.as_str() {
-        "request_changes" => OperatorAction::RequestChanges {
-            reason: request_changes_body(&body)?.reason,
-        },
-        name => OperatorAction::parse(name).ok_or_else(|| {
-            ApiError::Coord(CoordError::Invalid(format!(
-                "unknown action {action:?}: use {}",
-                OperatorAction::NAMES.join(", ")
-            )))
-        })?,
-    };
+    let action = Action::parse(&action).ok_or_else(|| {
+        let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+        ApiError::Coord(CoordError::Invalid(format!(
+            "unknown action {action:?}: use {}",
+            names.join(", ")
+        )))
+    })?;
+    let reason = action_body(action, &body)?.reason;
+    let action = OperatorAction { action, reason };
     Ok(Json(JobView::from(
         &s.coord
             .act(parse_job_id(&id)?, action, &caller.author()?)
@@ -343,13 +344,23 @@ pub(crate) async fn act(
     )))
 }
 
-fn request_changes_body(body: &[u8]) -> ApiResult<RequestChangesBody> {
+/// The action's body: none at all is no reason, which only `request_changes` refuses.
+fn action_body(action: Action, body: &[u8]) -> ApiResult<ActionBody> {
+    let needs_reason = action == Action::RequestChanges;
+    if body.is_empty() && !needs_reason {
+        return Ok(ActionBody::default());
+    }
     serde_json::from_slice(body)
         .map_err(|e| e.to_string())
-        .and_then(from_object)
+        .and_then(from_object::<ActionBody>)
+        .and_then(|b| match b.reason {
+            None if needs_reason => Err("the reason is missing".into()),
+            _ => Ok(b),
+        })
         .map_err(|e| {
             ApiError::Malformed(format!(
-                "request_changes takes a JSON body {{\"reason\": \"what to change\"}}: {e}"
+                "{} takes a JSON body {{\"reason\": \"why\"}}: {e}",
+                action.name()
             ))
         })
 }
@@ -379,6 +390,7 @@ pub(crate) struct DagNode {
     key: String,
     title: String,
     state: &'static str,
+    parents: Vec<JobId>,
 }
 
 impl From<&Job> for DagNode {
@@ -388,6 +400,7 @@ impl From<&Job> for DagNode {
             key: j.spec.key.clone(),
             title: j.spec.title.clone(),
             state: j.state.name(),
+            parents: j.parents.clone(),
         }
     }
 }
@@ -397,6 +410,11 @@ pub(crate) struct DagView {
     job: DagNode,
     parents: Vec<DagNode>,
     children: Vec<DagNode>,
+    /// The whole run: the job, every ancestor and every descendant, nearest first (edges from
+    /// each node's `parents`).
+    run: Vec<DagNode>,
+    /// Whether the run was too large to list whole (the nearest jobs are listed).
+    run_truncated: bool,
 }
 
 pub(crate) async fn dag(
@@ -405,11 +423,15 @@ pub(crate) async fn dag(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DagView>> {
     caller.require_view()?;
-    let (job, parents, children) = s.coord.dag(parse_job_id(&id)?).await?;
+    let id = parse_job_id(&id)?;
+    let (job, parents, children) = s.coord.dag(id).await?;
+    let (run, run_truncated) = s.coord.run(id).await?;
     Ok(Json(DagView {
         job: (&job).into(),
         parents: parents.iter().map(Into::into).collect(),
         children: children.iter().map(Into::into).collect(),
+        run: run.iter().map(Into::into).collect(),
+        run_truncated,
     }))
 }
 

@@ -108,6 +108,9 @@ pub(crate) struct HistoryQuery {
 pub(crate) struct StatsHistoryView {
     /// Time between two samples.
     interval_ms: u64,
+    /// When this node started. The history is the node's own and kept in memory: after a
+    /// restart it begins here, which the charts say.
+    node_started_at: gigafactory_core::job::Millis,
     samples: Vec<gigafactory_actors::StatsSample>,
 }
 
@@ -122,6 +125,7 @@ pub(crate) async fn stats_history(
     let Query(q) = q?;
     Ok(Json(StatsHistoryView {
         interval_ms: s.coord.config().stats_sample_interval_ms,
+        node_started_at: s.coord.started_at(),
         samples: s.coord.stats_history(q.after),
     }))
 }

@@ -1,10 +1,15 @@
 // A job's page (#/jobs/ID): its fields, why it is not running (`waiting.js`), the files its attempts saved
 // (beside the review's decision while it waits for review: its approvals, Ship or Approve,
 // Request changes and Reject), the tracker item it came from with its
-// deliveries, lease countdown, score breakdown, cost, attempts, live logs, timeline,
-// dependency graph (dagre) and the operator's actions.
+// deliveries, lease countdown, score breakdown, cost, attempts with their lengths, logs
+// (`joblogs.js`), timeline, the whole run's graph (`dag.js`) and the actions its state allows
+// (`jobactions.js`). Times show the date and how long ago (`when.js`).
 
-import { h, api, every, rerender, followSse, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED } from "./lib.js";
+import { h, api, every, rerender, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED, TERMINAL } from "./lib.js";
+import { when, fmtDuration, fmtDate } from "./when.js";
+import { logsPanel } from "./joblogs.js";
+import { actionsPanel } from "./jobactions.js";
+import { drawDag } from "./dag.js";
 import { fmtUsd, percentOf, spendBar } from "./money.js";
 import { artifactsPanel } from "./artifacts.js";
 import { itemPanel } from "./item.js";
@@ -52,13 +57,15 @@ export function jobPage(main, id) {
   const fields = h("dl", { class: "fields" });
   const lease = h("p", { "data-testid": "lease" }, "No lease.");
   const expiresIn = h("span");
-  const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
   const held = h("p", { class: "hold", "data-testid": "held", hidden: true });
   const cost = h("div", { "data-testid": "cost" });
   const score = h("tbody");
   const attempts = h("tbody", { "data-testid": "attempts" });
   const timeline = h("ol", { class: "timeline", tabindex: "0", "aria-label": "Timeline" });
-  const logs = h("pre", { class: "logs", "data-testid": "logs", role: "log", tabindex: "0", "aria-label": "Live output" });
+  const logs = logsPanel(id);
+  const actions = actionsPanel(id, () => load());
+  // What the job runs and its limits.
+  const runs = h("dl", { class: "fields", "data-testid": "runs" });
   const dag = h("div", { class: "dag" });
   const artifacts = artifactsPanel(id);
   // Ship and Reject beside what the job saved, while it waits for review.
@@ -71,16 +78,17 @@ export function jobPage(main, id) {
   main.append(
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     h("h1", { id: "job-title" }, "Job"),
-    actions,
+    actions.el,
     held,
     waiting.el,
     artifactsCard,
     item.el,
+    h("section", { class: "card" }, h("h2", {}, "What it runs"), runs),
     h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Fields"), fields, lease), h("section", { class: "card" }, h("h2", {}, "Why this factory"), h("table", {}, h("thead", {}, h("tr", {}, col("Factor"), col("Raw"), col("Weight"), col("Contribution"))), score))),
     h("section", { class: "card" }, h("h2", {}, "Cost"), cost),
-    h("section", { class: "card" }, h("h2", { id: "attempts-title" }, "Attempts"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "attempts-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Attempt"), col("Factory"), col("Epoch"), col("Started"), col("Ended"), col("Outcome"), col("Error"))), attempts))),
-    h("section", { class: "card" }, h("h2", {}, "Live logs"), logs),
-    h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Timeline"), timeline), h("section", { class: "card" }, h("h2", {}, "Dependencies"), dag)),
+    h("section", { class: "card" }, h("h2", { id: "attempts-title" }, "Attempts"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "attempts-title" }, h("table", {}, h("thead", {}, h("tr", {}, col("Attempt"), col("Factory"), col("Epoch"), col("Started"), col("Ended"), col("Length"), col("Outcome"), col("Error"))), attempts))),
+    logs.el,
+    h("div", { class: "grid2" }, h("section", { class: "card" }, h("h2", {}, "Timeline"), timeline), h("section", { class: "card" }, h("h2", {}, "The run"), dag)),
   );
   let job = null;
   // Every event of the job read so far, in order: each refresh reads only the newer ones.
@@ -123,16 +131,6 @@ export function jobPage(main, id) {
     }
     tick();
   };
-  const act = async (name, label = name) => {
-    if (!confirm(`${label} this job?`)) return;
-    try {
-      await api("POST", `/v1/jobs/${id}/actions/${name}`);
-      flash(`${label}: done`, "ok");
-      await load();
-    } catch (e) {
-      flash(e.message);
-    }
-  };
   // Sends the job back for a new attempt with the reason the reviewer gives (the attempt gets
   // it as GF_REVIEW_FEEDBACK); the API's refusal (an empty reason, not a reviewer) is shown.
   const requestChanges = async () => {
@@ -146,8 +144,6 @@ export function jobPage(main, id) {
       flash(e.message);
     }
   };
-  // Drawn once, not on every refresh, so a focused button keeps the focus.
-  actions.replaceChildren(...(canAct() ? ["cancel", "requeue", "retry", "ship", "reject"].map((a) => h("button", { type: "button", "data-action": a, onclick: () => act(a) }, a)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
   // Whether the job was in review at the last redraw: the decision is drawn only when that
   // changes, so its focused button keeps the focus; its approvals line is redrawn each time.
   let inReview = false;
@@ -161,31 +157,52 @@ export function jobPage(main, id) {
   };
   const drawReview = (on, attempt) => {
     inReview = on;
-    // While the decision shows Ship and Reject beside the artifacts, the bar above does not.
-    for (const b of actions.querySelectorAll('[data-action="ship"], [data-action="reject"]')) b.hidden = on;
     artifactsTitle.textContent = on ? "Review what it saved" : "Artifacts";
     artifactsCard.classList.toggle("review", on);
     decision.hidden = !on;
     // With more than one approval needed, each operator's Ship is an approval.
     const several = job.approvals_required > 1;
     const ship = several ? "Approve" : "Ship";
-    const buttons = canAct()
-      ? [
-          h("button", { type: "button", "data-action": "ship", onclick: () => act("ship", ship.toLowerCase()) }, ship),
+    // A job that names its reviewers may be decided only by them (the API refuses others).
+    const reviewer = !job.reviewers.length || job.reviewers.includes(me);
+    const buttons = !canAct()
+      ? [h("p", { class: "muted" }, "Only an operator can ship or reject.")]
+      : !reviewer
+      ? [h("p", { class: "muted", "data-testid": "not-a-reviewer" }, `Only its reviewers (${job.reviewers.join(", ")}) may decide this review; you are ${me}.`)]
+      : [
+          h("button", { type: "button", "data-action": "ship", onclick: () => actions.act("ship", ship.toLowerCase()) }, ship),
           h("button", { type: "button", class: "secondary", "data-action": "request_changes", onclick: requestChanges }, "Request changes"),
-          h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => act("reject") }, "Reject"),
-        ]
-      : [h("p", { class: "muted" }, "Only an operator can ship or reject.")];
+          h("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => actions.act("reject") }, "Reject"),
+        ];
     const counts = several ? `Approve counts toward the ${job.approvals_required} approvals it needs to ship what attempt ${attempt} saved` : `Ship accepts what attempt ${attempt} saved`;
-    const explain = `This job waits for review. ${counts}; Request changes runs it again with your reason; Reject ends the job.`;
+    const explain = `This job waits for review. ${counts}; Request changes runs it again with your reason; Reject ends the job. The reason typed above the page goes with Ship and Reject.`;
     decision.replaceChildren(...(on ? [h("h3", { id: "decision-title" }, "Decision"), h("p", {}, explain), approvalsLine, ...buttons] : []));
   };
+  // How long the job waited before its first claim (or has waited so far), and how long its
+  // current lease has run.
+  const durations = () => {
+    const claim = events.find((e) => e.kind === "claim");
+    const waited = fmtDuration((claim ? claim.at : Date.now()) - job.created_at);
+    const queued = claim ? waited : TERMINAL.includes(job.state) ? `never claimed (ended after ${waited})` : `${waited} so far`;
+    const out = [h("dt", {}, "Queued for"), h("dd", { "data-testid": "queued-for" }, queued)];
+    if (job.lease) out.push(h("dt", {}, "Running for"), h("dd", { "data-testid": "running-for" }, fmtDuration(Date.now() - job.lease.granted_at)));
+    return out;
+  };
   let dagDrawn = null;
+  // The caller's token name: a review that names its reviewers is decided by them only.
+  let me = null;
   async function load() {
+    if (me === null) me = (await api("GET", "/v1/whoami")).name;
     job = await api("GET", `/v1/jobs/${id}`);
     document.getElementById("job-title").replaceChildren(job.title, " ", badge(job.state));
     const row = (k, v) => [h("dt", {}, k), h("dd", {}, v ?? "–")];
-    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Last error", job.last_error), ...row("Checkpoint", job.checkpoint), ...(job.review_feedback ? row("Review feedback", job.review_feedback) : []));
+    const lastError = job.last_error && /^exit status/.test(job.last_error) && logs.stderrTail(job.attempts) ? [job.last_error, h("pre", { class: "stderr-tail", "data-testid": "stderr-tail", "aria-label": "The end of its stderr" }, logs.stderrTail(job.attempts))] : job.last_error;
+    fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Created", when(job.created_at)), ...row("Updated", when(job.updated_at)), ...durations(), ...row("Exit code", job.exit_code), ...row("Last error", lastError), ...row("Checkpoint", job.checkpoint), ...(job.review_feedback ? row("Review feedback", job.review_feedback) : []));
+    const payload = job.payload.command !== undefined ? ["Command", h("code", { "data-testid": "payload" }, job.payload.command)] : ["Prompt", h("pre", { class: "prompt", "data-testid": "payload" }, job.payload.prompt)];
+    const wall = job.wall_clock_ms ? `${fmtDuration(job.wall_clock_ms)} (used ${fmtDuration(job.run_ms + (job.lease ? Date.now() - job.lease.granted_at : 0))})` : "none";
+    rerender(runs, () => runs.replaceChildren(...row(...payload), ...row("Engine class", job.engine_class || "any"), ...row("Allowed scope", job.allowed_scope.length ? job.allowed_scope.join(", ") : "anywhere"), ...row("Cost budget", job.cost_budget_micros ? fmtUsd(job.cost_budget_micros) : "none"), ...row("Wall-clock budget", wall)));
+    actions.refresh(job);
+    logs.refresh(job);
     held.hidden = !job.held;
     held.replaceChildren(h("strong", {}, "Held: "), job.held || "");
     rerender(cost, () => drawCost(cost, job));
@@ -199,73 +216,17 @@ export function jobPage(main, id) {
     await drawLease();
     score.replaceChildren(...factors.map((f) => h("tr", {}, h("td", {}, f.name), h("td", {}, f.raw.toFixed(3)), h("td", {}, f.weight.toFixed(2)), h("td", {}, f.contribution.toFixed(3)))), factors.length ? h("tr", {}, h("th", {}, "Total"), h("td"), h("td"), h("th", {}, job.placement.total.toFixed(3))) : h("tr", {}, h("td", { colspan: 4 }, "Not placed yet.")));
     await loadEvents();
-    timeline.replaceChildren(...events.map((e) => h("li", {}, h("time", {}, fmtTime(e.at)), ` ${e.kind} `, badge(e.state), h("span", { class: "muted" }, ` epoch ${e.epoch} · ${e.actor}${e.detail ? " · " + e.detail : ""}`))));
+    timeline.replaceChildren(...events.map((e) => h("li", { "data-kind": e.kind }, h("time", { title: fmtDate(e.at) }, fmtTime(e.at)), ` ${e.kind} `, badge(e.state), h("span", { class: "muted" }, ` epoch ${e.epoch} · ${e.actor}${e.detail ? " · " + e.detail : ""}`))));
     const rows = [];
     for (const a of attemptsOf(events)) {
       const end = a.end;
-      rows.push(h("tr", { "data-attempt": a.n }, h("td", {}, a.n), h("td", {}, h("a", { href: `#/factories/${a.factory}`, "data-key": `attempt-${a.n}` }, await factoryName(a.factory))), h("td", {}, a.epoch), h("td", {}, fmtTime(a.started)), h("td", {}, end ? fmtTime(end.at) : "–"), h("td", { class: "outcome" }, end ? [`${end.kind} → `, badge(end.state)] : badge(job.state)), h("td", {}, end && end.kind === "fail" ? end.detail : "")));
+      rows.push(h("tr", { "data-attempt": a.n }, h("td", {}, a.n), h("td", {}, h("a", { href: `#/factories/${a.factory}`, "data-key": `attempt-${a.n}` }, await factoryName(a.factory))), h("td", {}, a.epoch), h("td", {}, h("span", { title: fmtDate(a.started) }, fmtTime(a.started))), h("td", {}, end ? h("span", { title: fmtDate(end.at) }, fmtTime(end.at)) : "–"), h("td", { "data-testid": "attempt-length" }, fmtDuration((end ? end.at : Date.now()) - a.started)), h("td", { class: "outcome" }, end ? [`${end.kind} → `, badge(end.state)] : badge(job.state)), h("td", {}, end && end.kind === "fail" ? end.detail : "")));
     }
-    rerender(attempts, () => attempts.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 7 }, "Not claimed yet."))])));
+    rerender(attempts, () => attempts.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td", { colspan: 8 }, "Not claimed yet."))])));
     const view = await api("GET", `/v1/jobs/${id}/dag`);
     const drawn = JSON.stringify(view);
     if (drawn !== dagDrawn) rerender(dag, () => drawDag(dag, view));
     dagDrawn = drawn;
   }
   every(REFRESH_MS, load);
-  app.cleanups.push(followSse(`/v1/jobs/${id}/logs`, (ev) => {
-    const line = JSON.parse(ev.data);
-    logs.append(h("span", { class: line.stream }, line.data));
-    logs.scrollTop = logs.scrollHeight;
-  }));
-}
-
-// Lays the job, its parents and children out with dagre and draws them as SVG.
-function drawDag(el, view) {
-  const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 16, ranksep: 40, marginx: 8, marginy: 8 });
-  g.setDefaultEdgeLabel(() => ({}));
-  const nodes = [view.job, ...view.parents, ...view.children];
-  for (const n of nodes) g.setNode(n.id, { label: n, width: 160, height: 40 });
-  for (const p of view.parents) g.setEdge(p.id, view.job.id);
-  for (const c of view.children) g.setEdge(view.job.id, c.id);
-  dagre.layout(g);
-  const { width, height } = g.graph();
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  // Natural size, shrunk to fit: a lone node must not fill the card.
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  // A group of links, not an image: an image's content is hidden from assistive technology,
-  // and the links must stay reachable.
-  svg.setAttribute("role", "group");
-  svg.setAttribute("aria-label", `Dependencies: ${view.parents.length} parents, ${view.children.length} children`);
-  for (const e of g.edges()) {
-    const pts = g.edge(e).points.map((p) => `${p.x},${p.y}`).join(" ");
-    const line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", pts);
-    line.setAttribute("class", "edge");
-    svg.append(line);
-  }
-  for (const id of g.nodes()) {
-    const n = g.node(id);
-    const a = document.createElementNS(ns, "a");
-    a.setAttribute("href", `#/jobs/${id}`);
-    a.dataset.key = id;
-    const r = document.createElementNS(ns, "rect");
-    r.setAttribute("x", n.x - n.width / 2);
-    r.setAttribute("y", n.y - n.height / 2);
-    r.setAttribute("width", n.width);
-    r.setAttribute("height", n.height);
-    r.setAttribute("rx", 6);
-    r.setAttribute("class", `node state-${n.label.state}`);
-    const t = document.createElementNS(ns, "text");
-    t.setAttribute("x", n.x);
-    t.setAttribute("y", n.y + 4);
-    t.setAttribute("text-anchor", "middle");
-    t.textContent = `${n.label.key} · ${n.label.state}`;
-    a.append(r, t);
-    svg.append(a);
-  }
-  el.replaceChildren(svg);
 }

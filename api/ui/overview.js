@@ -5,6 +5,7 @@
 import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, REFRESH_MS } from "./lib.js";
 import { fmtUsd, percentOf, spendBar } from "./money.js";
 import { budgetHref } from "./budgets.js";
+import { when } from "./when.js";
 
 // Points a chart keeps: by default the server keeps an hour of samples (720 at 5 s).
 const CHART_POINTS_MAX = 720;
@@ -43,6 +44,9 @@ export function overviewPage(main) {
   const byProduct = h("tbody");
   const byCap = h("tbody");
   const events = h("ol", { class: "events", "aria-live": "polite", tabindex: "0", "aria-label": "Recent events" });
+  // The history is the coordinator node's own, kept in memory: after a restart it begins
+  // then, and the charts say so rather than look like an idle hour.
+  const since = h("p", { class: "hint", "data-testid": "history-since", hidden: true });
   const tChart = h("div", { class: "chart", "data-testid": "throughput-chart" });
   const lChart = h("div", { class: "chart", "data-testid": "latency-chart" });
   const spend = h("tbody", { "data-testid": "budget-spend" });
@@ -56,6 +60,7 @@ export function overviewPage(main) {
       h("section", { class: "card" }, h("h2", {}, "Throughput, last hour"), tChart),
       h("section", { class: "card" }, h("h2", {}, "Claim latency, last hour"), lChart),
     ),
+    since,
     h("section", { class: "card" }, h("h2", { id: "spend-title" }, "Spend against budgets"), h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "spend-title" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Budget"), h("th", { scope: "col" }, "Spent"), h("th", { scope: "col" }, "Resets"))), spend)), allBudgets),
     h(
       "div",
@@ -72,6 +77,9 @@ export function overviewPage(main) {
   let lastSampleAt = null;
   const loadSamples = async () => {
     const history = await api("GET", `/v1/stats/history${lastSampleAt === null ? "" : `?after=${lastSampleAt}`}`);
+    const started = history.node_started_at;
+    since.hidden = Date.now() - started > CHART_POINTS_MAX * history.interval_ms;
+    since.replaceChildren("The coordinator node serving this page started ", when(started), ": the charts begin then (its history is kept in memory, and a restart starts it again).");
     for (const s of history.samples) {
       const t = s.at / 1000;
       throughput.add(t, [s.finished_per_s, s.claims_per_s]);

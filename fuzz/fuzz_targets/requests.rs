@@ -16,8 +16,8 @@ use gigafactory_core::manifest::{JobSpec, validate_job_spec};
 use gigafactory_core::scoring::WeightsOverride;
 use gigafactory_core::tracker::{SourceKind, parse_item};
 use gigafactory_core::wire::{
-    ArtifactUpload, BudgetBody, ClaimRequest, Complete, EnrollRequest, Fail, FencedWrite,
-    HeartbeatRequest, LogChunk, PauseBody, Release, Renew, RequestChangesBody, Stage,
+    ActionBody, ArtifactUpload, BudgetBody, ClaimRequest, Complete, EnrollRequest, Fail, FencedWrite,
+    HeartbeatRequest, LogChunk, PauseBody, Release, Renew, Stage,
     UsageReport,
 };
 use libfuzzer_sys::fuzz_target;
@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     body::<FencedWrite<Fail>>(data);
     body::<FencedWrite<Release>>(data);
     body::<FencedWrite<UsageReport>>(data);
-    body::<RequestChangesBody>(data);
+    body::<ActionBody>(data);
     body::<PauseBody>(data);
     if let Some(b) = body::<BudgetBody>(data) {
         let _ = budget::validate(&BudgetSpec {

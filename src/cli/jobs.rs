@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
 use gigafactory_core::budget::format_usd;
 use gigafactory_core::job::JobState;
-use gigafactory_core::wire::{Event, JobPage, JobView, ManifestResponse, urlencode};
+use gigafactory_core::wire::{ActionBody, Event, JobPage, JobView, ManifestResponse, urlencode};
 use serde_json::Value;
 
 use super::output::{Cell, Fmt, Style, Table, View, print_json};
@@ -73,6 +73,8 @@ pub enum JobsCmd {
     Cancel {
         id: String,
         #[command(flatten)]
+        why: Why,
+        #[command(flatten)]
         view: View,
     },
     /// Put a job back in the queue now, from any state but pending or queued, without
@@ -82,17 +84,23 @@ pub enum JobsCmd {
     Requeue {
         id: String,
         #[command(flatten)]
+        why: Why,
+        #[command(flatten)]
         view: View,
     },
     /// Approve a job in review as your token; the last approval it needs ships it.
     Ship {
         id: String,
         #[command(flatten)]
+        why: Why,
+        #[command(flatten)]
         view: View,
     },
     /// End a job in review as rejected.
     Reject {
         id: String,
+        #[command(flatten)]
+        why: Why,
         #[command(flatten)]
         view: View,
     },
@@ -111,6 +119,8 @@ pub enum JobsCmd {
     /// from a factory: a running job or one in review is refused.
     Retry {
         id: String,
+        #[command(flatten)]
+        why: Why,
         #[command(flatten)]
         view: View,
     },
@@ -230,14 +240,14 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
             super::scheduling::explain(&c, &view, &id, &weights).await?
         }
         JobsCmd::Logs { id, follow } => super::follow::logs(&c, &id, follow).await?,
-        JobsCmd::Cancel { id, view } => action(&c, &view, &id, "cancel").await?,
-        JobsCmd::Requeue { id, view } => action(&c, &view, &id, "requeue").await?,
-        JobsCmd::Ship { id, view } => super::review::ship(&c, &view, &id).await?,
+        JobsCmd::Cancel { id, why, view } => action(&c, &view, &id, "cancel", why).await?,
+        JobsCmd::Requeue { id, why, view } => action(&c, &view, &id, "requeue", why).await?,
+        JobsCmd::Ship { id, why, view } => super::review::ship(&c, &view, &id, why).await?,
         JobsCmd::RequestChanges { id, reason, view } => {
             super::review::request_changes(&c, &view, &id, reason).await?
         }
-        JobsCmd::Reject { id, view } => action(&c, &view, &id, "reject").await?,
-        JobsCmd::Retry { id, view } => action(&c, &view, &id, "retry").await?,
+        JobsCmd::Reject { id, why, view } => action(&c, &view, &id, "reject", why).await?,
+        JobsCmd::Retry { id, why, view } => action(&c, &view, &id, "retry", why).await?,
         JobsCmd::Artifacts { id, view } => super::artifacts::list(&c, &view, &id).await?,
         JobsCmd::Download {
             id,
@@ -372,11 +382,36 @@ fn state_since(fmt: &Fmt, j: &JobView) -> String {
     }
 }
 
-async fn action(c: &Client, view: &View, id: &str, name: &str) -> Result<()> {
+async fn action(c: &Client, view: &View, id: &str, name: &str, why: Why) -> Result<()> {
     let answer: Value = c
-        .post(&format!("/v1/jobs/{id}/actions/{name}"), None)
+        .post(
+            &format!("/v1/jobs/{id}/actions/{name}"),
+            why.body()?.as_ref(),
+        )
         .await?;
     print_job(view, answer)
+}
+
+/// Why an operator acts: kept in the action's event, shown on the job's timeline.
+#[derive(clap::Args, Debug)]
+pub struct Why {
+    /// Why you act, up to 1000 bytes; the job's timeline shows it.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl Why {
+    /// The action's body: none without a reason.
+    pub fn body(self) -> Result<Option<Value>> {
+        self.reason
+            .map(|reason| {
+                serde_json::to_value(ActionBody {
+                    reason: Some(reason),
+                })
+            })
+            .transpose()
+            .map_err(Into::into)
+    }
 }
 
 #[cfg(test)]

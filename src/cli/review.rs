@@ -3,15 +3,17 @@
 //! line of `jobs show` ("1 of 2 approvals: ana (3m ago)").
 
 use anyhow::Result;
-use gigafactory_core::wire::{JobView, RequestChangesBody};
+use gigafactory_core::wire::{ActionBody, JobView};
 use serde_json::Value;
 
 use super::output::{Fmt, View};
 use crate::client::Client;
 
 /// Approves job `id` as the caller's token and says how far its review got.
-pub async fn ship(c: &Client, view: &View, id: &str) -> Result<()> {
-    let answer: Value = c.post(&format!("/v1/jobs/{id}/actions/ship"), None).await?;
+pub async fn ship(c: &Client, view: &View, id: &str, why: super::jobs::Why) -> Result<()> {
+    let answer: Value = c
+        .post(&format!("/v1/jobs/{id}/actions/ship"), why.body()?.as_ref())
+        .await?;
     view.print(answer, |fmt, j: &JobView| {
         format!(
             "{}{}\n",
@@ -23,7 +25,9 @@ pub async fn ship(c: &Client, view: &View, id: &str) -> Result<()> {
 
 /// Sends job `id`, in review, back for a new attempt that is handed `reason`.
 pub async fn request_changes(c: &Client, view: &View, id: &str, reason: String) -> Result<()> {
-    let body = serde_json::to_value(RequestChangesBody { reason })?;
+    let body = serde_json::to_value(ActionBody {
+        reason: Some(reason),
+    })?;
     let answer: Value = c
         .post(
             &format!("/v1/jobs/{id}/actions/request_changes"),

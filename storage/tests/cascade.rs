@@ -209,10 +209,10 @@ proptest! {
                 let changed = match op {
                     Op::Succeed => { finish(&store, job, true, now).await; true }
                     Op::Die => { finish(&store, job, false, now).await; true }
-                    Op::Cancel => apply(&store, id, Command::Cancel, now).await,
-                    Op::Retry => apply(&store, id, Command::Retry, now).await,
+                    Op::Cancel => apply(&store, id, Command::Cancel { reason: None }, now).await,
+                    Op::Retry => apply(&store, id, Command::Retry { reason: None }, now).await,
                     Op::Requeue if !job.state.is_success() => {
-                        apply(&store, id, Command::Requeue, now).await
+                        apply(&store, id, Command::Requeue { reason: None }, now).await
                     }
                     Op::Requeue => false,
                 };

@@ -104,7 +104,7 @@ async fn a_log_page_never_passes_its_byte_bound_and_the_pages_give_every_chunk_o
             stream: LogStream::Stdout,
             data: "x".repeat(*size),
         };
-        let kept = transact!(store, |tx| repo::append_log(tx, &job, &chunk).await).unwrap();
+        let kept = transact!(store, |tx| repo::append_log(tx, &job, &chunk, 0).await).unwrap();
         assert_eq!(kept, LogAppend::Kept);
     }
 

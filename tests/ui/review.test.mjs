@@ -333,7 +333,9 @@ try {
     assert.ok(dialogs.includes("ship this job?"), `asked: ${dialogs.join(" | ")}`);
     await page.locator("#artifacts-title", { hasText: "Artifacts" }).waitFor();
     assert.ok(await decision.isHidden());
-    await page.locator('.actions button[data-action="ship"]').waitFor();
+    // Shipped, the job can only be requeued: the bar offers nothing else.
+    await page.locator('.actions button[data-action="requeue"]').waitFor();
+    assert.equal(await page.locator(".actions button[data-action]").count(), 1);
     await artifact("fix.patch").waitFor();
     await itemCard.locator('tr[data-event="shipped"] .badge', { hasText: "delivered" }).waitFor();
     assert.ok(heard.some((r) => JSON.parse(r.body).event === "shipped"));

@@ -94,8 +94,12 @@ try {
   });
 
   await step("a refused action shows the API's error", async () => {
-    await page.locator('button[data-action="ship"]').click();
-    await page.locator("#flash", { hasText: "illegal_transition" }).waitFor();
+    // 600 two-byte characters: within the field's 1000 characters, past the API's 1000 bytes.
+    await page.locator('[data-testid="action-reason"]').fill("é".repeat(600));
+    await page.locator('button[data-action="retry"]').click();
+    await page.locator("#flash", { hasText: "invalid_request" }).waitFor();
+    assert.equal((await apiCall("GET", `/v1/jobs/${id}`)).body.state, "cancelled", "a refused action changes nothing");
+    await page.locator('[data-testid="action-reason"]').fill("");
     await page.screenshot({ path: `${shots}/refused-action.png` });
   });
 

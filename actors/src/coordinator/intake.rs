@@ -103,7 +103,17 @@ impl Coordinator {
                 "created"
             }
             Decision::Close => {
-                let cancels = jobs.iter().map(|id| (*id, Command::Cancel)).collect();
+                let cancels = jobs
+                    .iter()
+                    .map(|id| {
+                        (
+                            *id,
+                            Command::Cancel {
+                                reason: Some("its tracker item was closed".into()),
+                            },
+                        )
+                    })
+                    .collect();
                 commit::commit(&self.ctx, JobWrite::batch(author.clone(), cancels)).await?;
                 "closed"
             }
@@ -113,7 +123,12 @@ impl Coordinator {
                     let job = self.job(*id).await?;
                     // The jobs the closing cancelled; their descendants come back with them.
                     if job.state == (JobState::Cancelled { by_parent: None }) {
-                        retries.push((*id, Command::Retry));
+                        retries.push((
+                            *id,
+                            Command::Retry {
+                                reason: Some("its tracker item was reopened".into()),
+                            },
+                        ));
                     }
                 }
                 commit::commit(&self.ctx, JobWrite::batch(author.clone(), retries)).await?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use gigafactory_core::cluster::{NodeRecord, ShardLease};
 use gigafactory_core::fleet::{Factory, FactoryStatus};
-use gigafactory_core::job::{FactoryId, JobId};
+use gigafactory_core::job::{FactoryId, JobId, Millis};
 use gigafactory_storage::{repo, transact};
 use uuid::Uuid;
 
@@ -89,6 +89,11 @@ impl Coordinator {
             claim_latency_p50_ms: p50,
             claim_latency_p99_ms: p99,
         })
+    }
+
+    /// When this node started: its stats history (kept in memory) begins no earlier.
+    pub fn started_at(&self) -> Millis {
+        self.ctx.started_at
     }
 
     /// The overview's samples taken after `after` (all kept when `None`), oldest first, one

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gigafactory_core::event::Author;
 use gigafactory_core::fair_share;
-use gigafactory_core::job::{Command, Job, JobId};
+use gigafactory_core::job::{self, Action, Command, Job, JobId};
 use gigafactory_core::scoring::{self, Weights, WeightsOverride};
 use gigafactory_storage::{repo, transact};
 
@@ -17,60 +17,46 @@ use crate::scheduler::SchedulerMsg;
 /// Longest product name, in bytes.
 const PRODUCT_MAX_BYTES: usize = 128;
 
-/// An operator's action on a job. `Ship`, `Reject` and `RequestChanges` decide a review: the
-/// caller's token name is the reviewer.
+/// An operator's action on a job with the reason given, if any (`request_changes` needs
+/// one). `Ship`, `Reject` and `RequestChanges` decide a review: the caller's token name is the
+/// reviewer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OperatorAction {
-    Requeue,
-    Reject,
-    Cancel,
-    /// Approve; the last approval the review needs ships the job.
-    Ship,
-    Retry,
-    /// Send the job back for a new attempt, which is handed `reason`.
-    RequestChanges {
-        reason: String,
-    },
+pub struct OperatorAction {
+    pub action: Action,
+    pub reason: Option<String>,
+}
+
+impl From<Action> for OperatorAction {
+    fn from(action: Action) -> Self {
+        OperatorAction {
+            action,
+            reason: None,
+        }
+    }
 }
 
 impl OperatorAction {
-    /// Every action's name, as routes and the CLI spell it.
-    pub const NAMES: [&str; 6] = [
-        "requeue",
-        "reject",
-        "cancel",
-        "ship",
-        "retry",
-        "request_changes",
-    ];
-
-    /// The action named `name`, for the actions that take nothing more (not
-    /// `request_changes`, which takes a reason).
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "requeue" => OperatorAction::Requeue,
-            "reject" => OperatorAction::Reject,
-            "cancel" => OperatorAction::Cancel,
-            "ship" => OperatorAction::Ship,
-            "retry" => OperatorAction::Retry,
-            _ => return None,
-        })
-    }
-
+    /// The command the state machine takes. An optional reason is checked here
+    /// (`job::action_reason`), before anything is read or written; a request for changes'
+    /// by `apply` (`review::reason`).
     fn command(self, author: &Author) -> Result<Command> {
-        Ok(match self {
-            OperatorAction::Requeue => Command::Requeue,
-            OperatorAction::Cancel => Command::Cancel,
-            OperatorAction::Retry => Command::Retry,
-            OperatorAction::Reject => Command::Reject {
-                by: reviewer(author)?,
+        let by = || reviewer(author);
+        let reason = || job::action_reason(self.reason.as_deref());
+        Ok(match self.action {
+            Action::Requeue => Command::Requeue { reason: reason()? },
+            Action::Cancel => Command::Cancel { reason: reason()? },
+            Action::Retry => Command::Retry { reason: reason()? },
+            Action::Reject => Command::Reject {
+                by: by()?,
+                reason: reason()?,
             },
-            OperatorAction::Ship => Command::Ship {
-                by: reviewer(author)?,
+            Action::Ship => Command::Ship {
+                by: by()?,
+                reason: reason()?,
             },
-            OperatorAction::RequestChanges { reason } => Command::RequestChanges {
-                by: reviewer(author)?,
-                reason,
+            Action::RequestChanges => Command::RequestChanges {
+                by: by()?,
+                reason: self.reason.clone().unwrap_or_default(),
             },
         })
     }

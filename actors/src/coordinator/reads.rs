@@ -1,5 +1,5 @@
 //! Reading jobs: one job, filtered pages of them, a job's timeline, its output (with a watch
-//! to follow it), and its place in the DAG. Reads are snapshot reads; they never conflict
+//! to follow it), and its place in the DAG (its parents and children, and its whole run). Reads are snapshot reads; they never conflict
 //! with writers.
 
 use gigafactory_core::job::{Job, JobId};
@@ -19,6 +19,8 @@ const LIST_READ_ROWS: usize = 500;
 const LIST_PAGE_MAX: usize = 500;
 /// Most events one timeline page returns.
 const EVENTS_PAGE_MAX: usize = 1_000;
+/// Most jobs the whole run of a job holds (its ancestors and descendants, nearest first).
+const RUN_JOBS_MAX: usize = 300;
 /// Most log chunks one page returns (its bytes are bounded too: `repo::LOG_PAGE_MAX_BYTES`).
 const LOG_PAGE_MAX: usize = 10_000;
 
@@ -123,5 +125,36 @@ impl Coordinator {
             parents.push(self.job(*p).await?);
         }
         Ok((job, parents, children))
+    }
+
+    /// The whole run around job `id`: the job, then its ancestors and descendants, nearest
+    /// first, at most `RUN_JOBS_MAX` in all; and whether some were left out.
+    pub async fn run(&self, id: JobId) -> Result<(Vec<Job>, bool)> {
+        let root = self.job(id).await?;
+        let mut seen = std::collections::HashSet::from([id]);
+        let mut run = vec![root.clone()];
+        // Up through parents and down through children, never both in one walk: a sibling is
+        // neither an ancestor nor a descendant.
+        let mut queue: std::collections::VecDeque<(Job, bool)> =
+            [(root.clone(), true), (root, false)].into();
+        while let Some((job, up)) = queue.pop_front() {
+            let next = if up {
+                job.parents.clone()
+            } else {
+                transact!(self.ctx.store, |tx| repo::children(tx, job.id).await)?
+            };
+            for n in next {
+                if !seen.insert(n) {
+                    continue;
+                }
+                if run.len() == RUN_JOBS_MAX {
+                    return Ok((run, true));
+                }
+                let found = self.job(n).await?;
+                run.push(found.clone());
+                queue.push_back((found, up));
+            }
+        }
+        Ok((run, false))
     }
 }

@@ -8,11 +8,10 @@ use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::scoring::WeightsOverride;
 use gigafactory_core::tracker::{Delivery, ItemRecord, SourceConfig};
 use gigafactory_core::wire::{
-    ArtifactUpload, ArtifactView, BudgetBody, BudgetDetail, BudgetView, ClaimRequest,
+    ActionBody, ArtifactUpload, ArtifactView, BudgetBody, BudgetDetail, BudgetView, ClaimRequest,
     ClaimResponse, Complete, EndAnswer, EnrollRequest, EnrollResponse, Fail, FencedWrite,
     FleetEvent, HeartbeatRequest, HeartbeatResponse, JobPage, JobView, LeaseAnswer, LogChunk,
-    LogLine, ManifestResponse, PauseBody, Release, Renew, RequestChangesBody, Stage,
-    SubmitResponse, UsageReport,
+    LogLine, ManifestResponse, PauseBody, Release, Renew, Stage, SubmitResponse, UsageReport,
 };
 use serde_json::{Value, json};
 
@@ -261,7 +260,7 @@ fn jobs(d: &mut Doc) {
         Operator,
     )
     .param("id", uuid())
-    .optional_json::<RequestChangesBody>("only for request_changes")
+    .optional_json::<ActionBody>("why; request_changes needs it, the others take it optionally")
     .answers::<JobView>(200, "the job after it");
     d.post("/v1/jobs/{id}/children", "Add a child job", Operator)
         .param("id", uuid())

@@ -156,3 +156,45 @@ fn the_bodies_are_the_wire_types_schemas() {
         "#/components/schemas/SubmitResponse"
     );
 }
+
+#[test]
+fn a_job_lists_its_allowed_actions_and_an_action_takes_an_optional_reason() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let listed = &schemas["JobView"]["properties"]["allowed_actions"];
+    assert_eq!(listed["type"], "array", "{listed}");
+    let action = &schemas["Action"];
+    let names: BTreeSet<&str> = action["oneOf"]
+        .as_array()
+        .map(|variants| {
+            variants
+                .iter()
+                .filter_map(|v| v["const"].as_str().or(v["enum"][0].as_str()))
+                .collect()
+        })
+        .or_else(|| {
+            action["enum"]
+                .as_array()
+                .map(|e| e.iter().filter_map(Value::as_str).collect())
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "requeue",
+            "retry",
+            "cancel",
+            "ship",
+            "reject",
+            "request_changes"
+        ]),
+        "{action}"
+    );
+    let act = &doc["paths"]["/v1/jobs/{id}/actions/{action}"]["post"];
+    assert_eq!(
+        act["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ActionBody"
+    );
+    assert_eq!(act["requestBody"]["required"], false);
+    assert!(schemas["ActionBody"]["properties"]["reason"].is_object());
+}

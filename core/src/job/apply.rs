@@ -295,7 +295,7 @@ pub fn apply(
                 _ => None,
             };
         }
-        (Command::Cancel, s) if !s.is_terminal() => {
+        (Command::Cancel { .. }, s) if !s.is_terminal() => {
             if let Some(lease) = s.lease() {
                 effects.push(Effect::StopOnFactory {
                     factory: lease.factory,
@@ -306,7 +306,9 @@ pub fn apply(
             next.state = JobState::Cancelled { by_parent: None };
             effects.push(Effect::Finished);
         }
-        (Command::Requeue, s) if !matches!(s, JobState::Pending | JobState::Queued { .. }) => {
+        (Command::Requeue { .. }, s)
+            if !matches!(s, JobState::Pending | JobState::Queued { .. }) =>
+        {
             // Checked first: a refusal must change nothing.
             within_cost_cap(job)?;
             let state = reopened(false, parents, now, &mut effects)?;
@@ -327,7 +329,7 @@ pub fn apply(
             next.state = state;
         }
         (
-            Command::Retry,
+            Command::Retry { .. },
             JobState::Dead
             | JobState::Cancelled { .. }
             | JobState::Failed { .. }
@@ -338,14 +340,14 @@ pub fn apply(
             next.epoch += 1;
             next.failures = 0;
         }
-        (Command::Ship { by }, JobState::Review) => {
+        (Command::Ship { by, .. }, JobState::Review) => {
             // R1: the approval counts once per reviewer; the last one needed ships the job.
             if review::approve(&mut next, by, now)? {
                 next.state = JobState::Shipped;
                 effects.push(Effect::Finished);
             }
         }
-        (Command::Reject { by }, JobState::Review) => {
+        (Command::Reject { by, .. }, JobState::Review) => {
             review::check_reviewer(job, &by)?;
             next.state = JobState::Rejected;
             effects.push(Effect::Finished);

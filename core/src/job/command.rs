@@ -96,18 +96,27 @@ pub enum Command {
     ParentRevived {
         parent: JobId,
     },
-    /// Operator actions.
-    Cancel,
-    Requeue,
-    Retry,
+    /// Operator actions, each with the reason the operator gave, if any (checked by
+    /// `job::action_reason`, kept in the action's event).
+    Cancel {
+        reason: Option<String>,
+    },
+    Requeue {
+        reason: Option<String>,
+    },
+    Retry {
+        reason: Option<String>,
+    },
     /// A reviewer (a token's name) approves the job in review; it ships with its last
     /// approval needed (see `review`).
     Ship {
         by: String,
+        reason: Option<String>,
     },
     /// A reviewer ends the job in review for good.
     Reject {
         by: String,
+        reason: Option<String>,
     },
     /// A reviewer sends the job in review back for a new attempt, which is handed `reason`.
     RequestChanges {
@@ -134,9 +143,9 @@ impl Command {
             Command::ParentsDone => "parents_done",
             Command::ParentEnded { .. } => "parent_ended",
             Command::ParentRevived { .. } => "parent_revived",
-            Command::Cancel => "cancel",
-            Command::Requeue => "requeue",
-            Command::Retry => "retry",
+            Command::Cancel { .. } => "cancel",
+            Command::Requeue { .. } => "requeue",
+            Command::Retry { .. } => "retry",
             Command::Ship { .. } => "ship",
             Command::Reject { .. } => "reject",
             Command::RequestChanges { .. } => "request_changes",
@@ -160,12 +169,25 @@ impl Command {
             Command::ParentsDone => EventKind::ParentsDone,
             Command::ParentEnded { .. } => EventKind::ParentEnded,
             Command::ParentRevived { .. } => EventKind::ParentRevived,
-            Command::Cancel => EventKind::Cancel,
-            Command::Requeue => EventKind::Requeue,
-            Command::Retry => EventKind::Retry,
+            Command::Cancel { .. } => EventKind::Cancel,
+            Command::Requeue { .. } => EventKind::Requeue,
+            Command::Retry { .. } => EventKind::Retry,
             Command::Ship { .. } => EventKind::Ship,
             Command::Reject { .. } => EventKind::Reject,
             Command::RequestChanges { .. } => EventKind::RequestChanges,
+        }
+    }
+
+    /// The optional reason an operator gave with an action (a request for changes' required
+    /// one is its feedback, not this).
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Command::Cancel { reason }
+            | Command::Requeue { reason }
+            | Command::Retry { reason }
+            | Command::Ship { reason, .. }
+            | Command::Reject { reason, .. } => reason.as_deref(),
+            _ => None,
         }
     }
 
@@ -173,8 +195,8 @@ impl Command {
     pub fn needs_parents(&self) -> bool {
         matches!(
             self,
-            Command::Retry
-                | Command::Requeue
+            Command::Retry { .. }
+                | Command::Requeue { .. }
                 | Command::RequestChanges { .. }
                 | Command::ParentsDone
                 | Command::ParentRevived { .. }

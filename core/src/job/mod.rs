@@ -12,6 +12,7 @@
 //!
 //! The review's own rules (R1, R2) are numbered in `review`.
 
+mod actions;
 mod apply;
 mod command;
 pub mod review;
@@ -25,6 +26,7 @@ use crate::scoring::ScoreBreakdown;
 use crate::tracker::ItemRef;
 use crate::usage::JobCost;
 
+pub use actions::{ACTION_REASON_MAX_BYTES, Action, action_reason, allowed_actions};
 pub use apply::{apply, check_fence, crossed_cost_cap};
 pub use command::{Command, Effect, JobError};
 

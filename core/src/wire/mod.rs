@@ -16,7 +16,7 @@ pub use budgets::{
     UsageWrite,
 };
 pub use next::{ClaimNext, EndAnswer};
-pub use review::RequestChangesBody;
+pub use review::ActionBody;
 
 use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
@@ -324,6 +324,9 @@ pub struct LogLine {
     pub seq: u64,
     pub stream: LogStream,
     pub data: String,
+    /// When the coordinator kept the chunk (absent for output kept before chunks had a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -481,6 +484,20 @@ pub struct JobView {
     pub origin: Option<crate::tracker::ItemRef>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Path globs the job may change.
+    #[serde(default)]
+    pub allowed_scope: Vec<String>,
+    /// The job's wall-clock budget, if it has one.
+    #[serde(default)]
+    pub wall_clock_ms: Option<u64>,
+    /// Wall-clock time spent in finished leases.
+    #[serde(default)]
+    pub run_ms: u64,
+    /// The operator actions its state allows (`job::allowed_actions`): what `POST
+    /// /v1/jobs/{id}/actions/{action}` may take. A review decision also needs a reviewer, and
+    /// a new life parents that did not end badly.
+    #[serde(default)]
+    pub allowed_actions: Vec<crate::job::Action>,
 }
 
 impl From<&Job> for JobView {
@@ -527,6 +544,10 @@ impl From<&Job> for JobView {
             origin: j.origin.clone(),
             created_at: j.created_at,
             updated_at: j.updated_at,
+            allowed_scope: j.spec.allowed_scope.clone(),
+            wall_clock_ms: j.spec.wall_clock_ms,
+            run_ms: j.run_ms,
+            allowed_actions: crate::job::allowed_actions(j),
         }
     }
 }

@@ -327,6 +327,7 @@ fn apply_and_log<T: Transaction>(
     backoff: &Backoff,
 ) -> Result<Transition, RepoError> {
     let kind = cmd.event_kind();
+    let reason = cmd.reason().map(str::to_owned);
     let detail = match &cmd {
         Command::Stage { stage, .. } => Some(stage.clone()),
         Command::Fail { error, .. } => Some(error.clone()),
@@ -348,11 +349,15 @@ fn apply_and_log<T: Transaction>(
     };
     let (new, effects) = job::apply(old, cmd, now, backoff, parents)?;
     // Review decisions are told as the state machine took them: the approval with its count,
-    // the request for changes with its reason as kept.
+    // the request for changes with its reason as kept; an operator's reason follows.
     let detail = match kind {
         EventKind::Ship => job::review::approval_note(&new),
         EventKind::RequestChanges => new.review_feedback.clone(),
         _ => detail,
+    };
+    let detail = match (detail, reason) {
+        (Some(d), Some(r)) => Some(format!("{d}: {r}")),
+        (d, r) => d.or(r),
     };
     if kind.on_timeline() {
         append_event(tx, &new, 0, kind, author, detail, now)?;

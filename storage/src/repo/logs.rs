@@ -1,9 +1,11 @@
 //! Job output in the store: the chunk format, the per-job bound, and reading it back in
-//! order. A stored chunk is one byte naming the stream (`o` stdout, `e` stderr) then the
-//! text, keyed by `(job, attempt, seq)`; a counter of the bytes kept guards the bound and is
-//! the key log followers watch.
+//! order. A stored chunk is one byte naming the stream (`O` stdout, `E` stderr), the time the
+//! coordinator kept it (8 bytes, little-endian Unix ms), then the text, keyed by `(job,
+//! attempt, seq)`; chunks kept before they had a time start with `o` or `e` and the text
+//! follows at once. A counter of the bytes kept guards the bound and is the key log followers
+//! watch.
 
-use gigafactory_core::job::{Job, JobId};
+use gigafactory_core::job::{Job, JobId, Millis};
 use gigafactory_core::wire::{LogChunk, LogLine, LogStream};
 
 use crate::error::Error;
@@ -25,12 +27,13 @@ pub enum LogAppend {
     },
 }
 
-/// Appends `chunk` to the output of `job`'s current attempt, unless the job's output is full.
-/// The caller has checked the writer's lease.
+/// Appends `chunk`, kept at `now`, to the output of `job`'s current attempt, unless the job's
+/// output is full. The caller has checked the writer's lease.
 pub async fn append_log<T: Transaction>(
     tx: &mut T,
     job: &Job,
     chunk: &LogChunk,
+    now: Millis,
 ) -> Result<LogAppend, Error> {
     let id = job.id.0;
     let chunk_key = keys::log_chunk(id, job.attempts, chunk.seq);
@@ -42,7 +45,7 @@ pub async fn append_log<T: Transaction>(
     let used = tx.get_snapshot(&size_key).await?.map_or(0, |v| {
         i64::from_le_bytes(v[..8].try_into().unwrap_or([0; 8]))
     });
-    let data = encode_chunk(chunk);
+    let data = encode_chunk(chunk, now);
     if used + data.len() as i64 > LOG_MAX_BYTES_PER_JOB {
         let cut_key = keys::log_cut(id);
         let cut_in = tx
@@ -126,27 +129,40 @@ pub async fn watch_logs<T: Transaction>(tx: &mut T, id: JobId) -> Result<Watch, 
     tx.watch(WatchTarget::Key(keys::log_bytes(id.0))).await
 }
 
-fn encode_chunk(chunk: &LogChunk) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunk.data.len() + 1);
+/// Bytes before a timed chunk's text: the stream's byte and the time.
+const TIMED_HEADER_BYTES: usize = 9;
+
+fn encode_chunk(chunk: &LogChunk, at: Millis) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunk.data.len() + TIMED_HEADER_BYTES);
     out.push(match chunk.stream {
-        LogStream::Stdout => b'o',
-        LogStream::Stderr => b'e',
+        LogStream::Stdout => b'O',
+        LogStream::Stderr => b'E',
     });
+    out.extend_from_slice(&at.to_le_bytes());
     out.extend_from_slice(chunk.data.as_bytes());
     out
 }
 
 fn decode_chunk(attempt: u32, seq: u64, v: &[u8]) -> LogLine {
-    let stream = if v.first() == Some(&b'e') {
+    let first = v.first().copied().unwrap_or(b'o');
+    let stream = if first.eq_ignore_ascii_case(&b'e') {
         LogStream::Stderr
     } else {
         LogStream::Stdout
+    };
+    let timed = first.is_ascii_uppercase() && v.len() >= TIMED_HEADER_BYTES;
+    let (at, text) = if timed {
+        let at = u64::from_le_bytes(v[1..TIMED_HEADER_BYTES].try_into().unwrap_or([0; 8]));
+        (Some(at), &v[TIMED_HEADER_BYTES..])
+    } else {
+        (None, v.get(1..).unwrap_or_default())
     };
     LogLine {
         attempt,
         seq,
         stream,
-        data: String::from_utf8_lossy(v.get(1..).unwrap_or_default()).into_owned(),
+        data: String::from_utf8_lossy(text).into_owned(),
+        at,
     }
 }
 
@@ -155,22 +171,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chunk_reads_back_with_its_stream_and_position() {
+    fn a_chunk_reads_back_with_its_stream_position_and_time() {
         for stream in [LogStream::Stdout, LogStream::Stderr] {
             let chunk = LogChunk {
                 seq: 3,
                 stream,
                 data: "héllo\n".into(),
             };
-            let line = decode_chunk(2, 3, &encode_chunk(&chunk));
+            let line = decode_chunk(2, 3, &encode_chunk(&chunk, 1_700_000_000_123));
             assert_eq!(
                 line,
                 LogLine {
                     attempt: 2,
                     seq: 3,
                     stream,
-                    data: "héllo\n".into()
+                    data: "héllo\n".into(),
+                    at: Some(1_700_000_000_123),
                 }
+            );
+        }
+    }
+
+    /// The stored bytes are a format: pinned, so a change of them is a decision.
+    #[test]
+    fn a_timed_chunk_has_these_bytes() {
+        let chunk = LogChunk {
+            seq: 0,
+            stream: LogStream::Stderr,
+            data: "hi".into(),
+        };
+        assert_eq!(
+            encode_chunk(&chunk, 0x0102_0304_0506),
+            [b'E', 6, 5, 4, 3, 2, 1, 0, 0, b'h', b'i']
+        );
+    }
+
+    #[test]
+    fn a_chunk_kept_before_chunks_had_a_time_reads_without_one() {
+        for (bytes, stream) in [
+            (&b"ohi"[..], LogStream::Stdout),
+            (b"ehi", LogStream::Stderr),
+        ] {
+            let line = decode_chunk(1, 0, bytes);
+            assert_eq!(
+                (line.stream, line.data.as_str(), line.at),
+                (stream, "hi", None)
             );
         }
     }

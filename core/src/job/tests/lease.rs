@@ -357,7 +357,7 @@ fn preempt_of_a_non_preemptible_job_is_refused() {
 #[test]
 fn cancel_of_a_leased_job_fences_the_holder_and_stops_it_with_the_old_epoch() {
     let job = ok(&leased(spec(), A), renew(A, 1), T0 + 1).0;
-    let (cancelled, effects) = ok(&job, Command::Cancel, T0 + 2);
+    let (cancelled, effects) = ok(&job, Command::Cancel { reason: None }, T0 + 2);
     assert_eq!(cancelled.state, JobState::Cancelled { by_parent: None });
     assert_eq!(cancelled.epoch, 2);
     assert_eq!(

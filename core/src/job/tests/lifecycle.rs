@@ -40,7 +40,7 @@ fn retry_from_dead_resets_failures_and_starts_a_new_epoch() {
     let job = leased(spec_with(1, false, true), A);
     let (dead, _) = ok(&job, fail(A, 1, true, 0.5), T0 + 10);
     assert_eq!((dead.state.clone(), dead.failures), (JobState::Dead, 1));
-    let (retried, effects) = ok(&dead, Command::Retry, T0 + 20);
+    let (retried, effects) = ok(&dead, Command::Retry { reason: None }, T0 + 20);
     assert_eq!(
         retried.state,
         JobState::Queued {
@@ -55,7 +55,7 @@ fn retry_from_dead_resets_failures_and_starts_a_new_epoch() {
 /// epoch 1.
 fn terminal_jobs() -> Vec<Job> {
     let review = ok(&leased(spec_with(3, true, true), A), complete(A, 1), T0 + 1).0;
-    let cancelled = ok(&leased(spec(), A), Command::Cancel, T0 + 1).0;
+    let cancelled = ok(&leased(spec(), A), Command::Cancel { reason: None }, T0 + 1).0;
     vec![
         ok(&leased(spec(), A), complete(A, 1), T0 + 1).0,
         ok(&review, ship("ana"), T0 + 2).0,
@@ -77,7 +77,10 @@ fn a_new_life_waits_for_parents_and_is_refused_while_one_stays_ended() {
         parent,
         state: "dead",
     };
-    for cmd in [Command::Retry, Command::Requeue] {
+    for cmd in [
+        Command::Retry { reason: None },
+        Command::Requeue { reason: None },
+    ] {
         assert_eq!(
             with_parents(blocked, &dead, cmd.clone()),
             Err(JobError::ParentEnded {
@@ -143,7 +146,7 @@ fn a_child_is_cancelled_with_its_parent_and_comes_back_with_it() {
         },
         "another ended parent keeps it cancelled, now in its name"
     );
-    let operator = ok(&pending, Command::Cancel, T0 + 1).0;
+    let operator = ok(&pending, Command::Cancel { reason: None }, T0 + 1).0;
     assert!(revive(Readiness::Ready, parent).is_ok());
     assert!(
         with_parents(
@@ -233,7 +236,7 @@ fn requeue_of_a_job_dead_at_max_attempts_gives_it_its_attempts_back() {
     let job = leased(spec_with(1, false, true), A);
     let (dead, _) = ok(&job, fail(A, 1, true, 0.5), T0 + 10);
     assert_eq!((dead.state.clone(), dead.failures), (JobState::Dead, 1));
-    let (requeued, _) = ok(&dead, Command::Requeue, T0 + 20);
+    let (requeued, _) = ok(&dead, Command::Requeue { reason: None }, T0 + 20);
     assert_eq!(requeued.failures, 0);
     let (again, _) = ok(&requeued, claim(B), T0 + 30);
     let (preempting, _) = ok(

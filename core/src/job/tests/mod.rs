@@ -9,6 +9,7 @@ use crate::parents::Readiness;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+mod actions;
 mod lease;
 mod lifecycle;
 mod props;
@@ -146,21 +147,27 @@ fn operator_and_scheduler_commands() -> Vec<Command> {
             grace_ms: 1_000,
         },
         Command::ParentsDone,
-        Command::Cancel,
+        Command::Cancel { reason: None },
         ship("ana"),
         reject("ana"),
         request_changes("ana", "more tests"),
-        Command::Retry,
-        Command::Requeue,
+        Command::Retry { reason: None },
+        Command::Requeue { reason: None },
     ]
 }
 
 fn ship(by: &str) -> Command {
-    Command::Ship { by: by.into() }
+    Command::Ship {
+        by: by.into(),
+        reason: None,
+    }
 }
 
 fn reject(by: &str) -> Command {
-    Command::Reject { by: by.into() }
+    Command::Reject {
+        by: by.into(),
+        reason: None,
+    }
 }
 
 fn request_changes(by: &str, reason: &str) -> Command {

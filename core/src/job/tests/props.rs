@@ -148,9 +148,9 @@ impl Op {
                 grace_ms: *grace_ms,
             },
             Op::ParentsDone => Command::ParentsDone,
-            Op::Cancel => Command::Cancel,
-            Op::Requeue => Command::Requeue,
-            Op::Retry => Command::Retry,
+            Op::Cancel => Command::Cancel { reason: None },
+            Op::Requeue => Command::Requeue { reason: None },
+            Op::Retry => Command::Retry { reason: None },
             Op::Ship(n) => ship(REVIEWERS[*n]),
             Op::Reject(n) => reject(REVIEWERS[*n]),
             Op::RequestChanges(n) => request_changes(REVIEWERS[*n], "add a test"),
@@ -392,9 +392,9 @@ proptest! {
                 Command::Claim { .. }
                 | Command::Release { .. }
                 | Command::Expire { .. }
-                | Command::Requeue
-                | Command::Retry => 1,
-                Command::Cancel | Command::BudgetExhausted => u64::from(old.is_some()),
+                | Command::Requeue { .. }
+                | Command::Retry { .. } => 1,
+                Command::Cancel { .. } | Command::BudgetExhausted => u64::from(old.is_some()),
                 // Spend past the job's own cost budget revokes the lease it was reported under.
                 Command::Usage { .. } | Command::Renew { .. } => {
                     u64::from(crossed_cost_cap(before, next))
@@ -448,8 +448,8 @@ proptest! {
             }
             if let Ok((next, _)) = step.result {
                 let allowed = match step.cmd {
-                    Command::Requeue => true,
-                    Command::Retry => matches!(
+                    Command::Requeue { .. } => true,
+                    Command::Retry { .. } => matches!(
                         before.state,
                         JobState::Dead | JobState::Cancelled { .. } | JobState::Rejected
                     ),

@@ -149,11 +149,11 @@ fn a_request_for_changes_needs_a_reason_of_at_most_two_thousand_bytes() {
 #[test]
 fn leaving_review_any_other_way_drops_the_approvals() {
     let once = ok(&in_review(2, &[]), ship("ana"), T0 + 2).0;
-    let cancelled = ok(&once, Command::Cancel, T0 + 3).0;
+    let cancelled = ok(&once, Command::Cancel { reason: None }, T0 + 3).0;
     assert!(cancelled.approvals.is_empty());
     let rejected = ok(&once, reject("bo"), T0 + 3).0;
     assert_eq!(rejected.approvals.len(), 1, "kept with the decision");
-    let requeued = ok(&rejected, Command::Requeue, T0 + 4).0;
+    let requeued = ok(&rejected, Command::Requeue { reason: None }, T0 + 4).0;
     assert!(requeued.approvals.is_empty());
 }
 
