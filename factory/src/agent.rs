@@ -149,6 +149,11 @@ fn obey(shared: &Shared, command: FactoryCommand) {
                 info!("draining: claiming no more jobs");
             }
         }
+        FactoryCommand::Undrain => {
+            if shared.undrain() {
+                info!("undrained: claiming jobs again");
+            }
+        }
     }
 }
 

@@ -213,6 +213,8 @@ pub enum FactoryCommand {
     },
     /// Take no new work; finish what runs.
     Drain,
+    /// Take work again after a drain (an operator undrained the factory).
+    Undrain,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
