@@ -160,6 +160,35 @@ export function webUrl(text) {
   }
 }
 
+// Factory names by id (null: not listed), for naming factories where the API writes their ids.
+const factoryNames = new Map();
+let factoryNamesLoad = null;
+const FACTORY_REF = /factory:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/g;
+
+// Reads the factory list once for every caller waiting on it; `ids` not in it are remembered as
+// unnamed, so an event of a factory that is gone does not read the list again.
+function loadFactoryNames(ids) {
+  if (!factoryNamesLoad) {
+    factoryNamesLoad = api("GET", "/v1/factories")
+      .then((fs) => fs.forEach((f) => factoryNames.set(f.id, f.name)))
+      .finally(() => (factoryNamesLoad = null));
+  }
+  return factoryNamesLoad.then(() => ids.forEach((id) => factoryNames.has(id) || factoryNames.set(id, null)));
+}
+
+// `text` (an event's author or detail) in an element, each `factory:ID` in it shown as
+// `factory NAME` — at once when the name is known, else once the factory list is read.
+export function withFactoryNames(text) {
+  const el = h("span", {}, text);
+  const draw = () => {
+    el.textContent = text.replace(FACTORY_REF, (ref, id) => (factoryNames.get(id) ? `factory ${factoryNames.get(id)}` : ref));
+  };
+  draw();
+  const unknown = [...text.matchAll(FACTORY_REF)].map((m) => m[1]).filter((id) => !factoryNames.has(id));
+  if (unknown.length) loadFactoryNames(unknown).then(draw, () => {});
+  return el;
+}
+
 export function badge(state) {
   return h("span", { class: `badge state-${state}` }, state);
 }

@@ -129,6 +129,13 @@ try {
     await page.locator(`.events a[href="#/jobs/${after}"]`).waitFor({ timeout: RESUME_MS });
   });
 
+  await step("events name factories by name", async () => {
+    const ran = await submit("shell-runs", { capabilities: ["linux"] });
+    const claimed = page.locator(".events li", { has: page.locator(`a[href="#/jobs/${ran}"]`), hasText: "factory shell-factory" });
+    await claimed.first().waitFor();
+    assert.doesNotMatch(await page.locator(".events").textContent(), /factory:[0-9a-f]{8}-/);
+  });
+
   await step("signing out revokes the session in every tab", async () => {
     const tab = await ctx.newPage();
     await tab.goto(`${url}/#/factories`);
