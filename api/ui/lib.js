@@ -259,6 +259,10 @@ export function followSse(path, onEvent) {
         const headers = authHeaders({ Accept: "text/event-stream" });
         if (lastId) headers["Last-Event-ID"] = lastId;
         const res = await reach(path, { headers, signal: ctl.signal });
+        if (res.status === 401) {
+          requireSignIn("Your session ended; sign in again.");
+          return;
+        }
         if (!res.ok) throw new ApiError(res.status, null);
         backoff = 500;
         const reader = res.body.getReader();

@@ -136,6 +136,16 @@ try {
     assert.doesNotMatch(await page.locator(".events").textContent(), /factory:[0-9a-f]{8}-/);
   });
 
+  await step("a page opened while the coordinator is down fills in once it is back", async () => {
+    await ask("kill");
+    await page.evaluate(() => (location.hash = "#/factories"));
+    await page.locator("#connection", { hasText: "Coordinator unreachable since" }).waitFor({ timeout: BANNER_MS });
+    assert.equal(await page.locator("tr[data-factory]").count(), 0);
+    await ask("start");
+    await page.locator("tr[data-factory]").first().waitFor({ timeout: RESUME_MS });
+    await page.locator("#connection").waitFor({ state: "hidden" });
+  });
+
   await step("signing out revokes the session in every tab", async () => {
     const tab = await ctx.newPage();
     await tab.goto(`${url}/#/factories`);
