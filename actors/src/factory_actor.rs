@@ -173,16 +173,12 @@ impl FactoryActorState {
             let mut f = repo::load_factory(tx, id)
                 .await?
                 .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
-            if f.status != FactoryStatus::Draining {
-                return Err(CoordError::Invalid(format!(
-                    "factory {} is {}, not draining",
-                    f.name,
-                    f.status.name()
-                )));
-            }
-            f.status = FactoryStatus::Online;
+            f.status = f
+                .status
+                .undrained()
+                .map_err(|e| CoordError::Invalid(format!("factory {}: {e}", f.name)))?;
             repo::save_factory(tx, &f)?;
-            Ok(f)
+            Ok::<_, CoordError>(f)
         })?;
         self.ctx
             .tell_scheduler(SchedulerMsg::FactorySeen(id, FactoryView::of(&factory)));

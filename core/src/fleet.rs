@@ -104,7 +104,21 @@ impl FactoryStatus {
             FactoryStatus::Revoked => "revoked",
         }
     }
+
+    /// The status an operator's undrain leaves: online, and only from draining (an offline
+    /// factory must heartbeat to be online, a revoked one must enroll again).
+    pub fn undrained(self) -> Result<FactoryStatus, NotDraining> {
+        match self {
+            FactoryStatus::Draining => Ok(FactoryStatus::Online),
+            other => Err(NotDraining(other.name())),
+        }
+    }
 }
+
+/// An undrain of a factory that is not draining; nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("it is {0}, not draining")]
+pub struct NotDraining(pub &'static str);
 
 /// What a token lets its bearer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +288,21 @@ pub fn parse_duration_ms(text: &str) -> Result<Millis, BadExpiry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_draining_factory_is_undrained_and_it_comes_back_online() {
+        assert_eq!(
+            FactoryStatus::Draining.undrained(),
+            Ok(FactoryStatus::Online)
+        );
+        for other in [
+            FactoryStatus::Online,
+            FactoryStatus::Offline,
+            FactoryStatus::Revoked,
+        ] {
+            assert_eq!(other.undrained(), Err(NotDraining(other.name())));
+        }
+    }
 
     #[test]
     fn a_session_ends_after_its_ttl_or_with_its_token_whichever_is_first() {
