@@ -355,8 +355,18 @@ export function requireSignIn(message) {
 }
 
 // Ends the session: the coordinator revokes it and clears the cookie, then the sign-in page.
+// While the coordinator cannot be reached the session cannot end (the page cannot touch an
+// HttpOnly cookie), so the page says so and stays signed in.
 export async function signOut(message) {
-  await reach("/v1/session", { method: "DELETE", headers: { "Content-Type": "application/json" } }).catch(() => null);
+  try {
+    await api("DELETE", "/v1/session");
+  } catch (e) {
+    // 400: no session cookie (a tab's bearer token, or an insecure development node).
+    if (!(e instanceof ApiError && (e.status === 400 || e.status === 401))) {
+      flash(`Not signed out: ${e.message}`);
+      return;
+    }
+  }
   if (location.hash !== "#/login") {
     app.token = null;
     app.role = null;
