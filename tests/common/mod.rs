@@ -673,7 +673,7 @@ pub fn raw(
 ) -> (u16, HashMap<String, String>, Value) {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("headers");
-    let mut cmd = Command::new("curl");
+    let mut cmd = curl_command();
     cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-D"])
         .arg(&dump);
     for (name, value) in headers {
