@@ -11,7 +11,8 @@ export const TERMINAL = ["succeeded", "shipped", "rejected", "dead", "cancelled"
 export const STATES = ["pending", "queued", "failed", "leased", "running", "preempting", "review", ...TERMINAL];
 // States in which a job holds a lease: an attempt lasts while its job is in one of them.
 export const LEASED = ["leased", "running", "preempting"];
-// Answers of a proxy in front of a coordinator that is down: as unreachable as no answer.
+// Answers of a proxy in front of a coordinator that is down (without the API's JSON error
+// body): as unreachable as no answer.
 const GATEWAY_DOWN = [502, 503, 504];
 // How often the page asks whether an unreachable coordinator is back.
 const PROBE_MS = 1000;
@@ -77,7 +78,9 @@ async function reach(path, init) {
     setReachable(false);
     throw new UnreachableError(e.message);
   }
-  if (GATEWAY_DOWN.includes(res.status)) {
+  // The coordinator's own 503 (a JSON error body) is an answer, not an outage.
+  const json = (res.headers.get("Content-Type") || "").includes("application/json");
+  if (GATEWAY_DOWN.includes(res.status) && !json) {
     setReachable(false);
     throw new UnreachableError(`HTTP ${res.status}`);
   }
