@@ -156,8 +156,16 @@ impl FactoryActorState {
         self.ctx
             .tell_scheduler(SchedulerMsg::FactorySeen(id, FactoryView::of(&factory)));
         let mut commands = std::mem::take(&mut self.pending);
+        // Both follow the stored status, not only the commands kept in memory (lost when the
+        // coordinator restarts): a draining factory is told again, an undrained one too.
         if factory.status == FactoryStatus::Draining && !commands.contains(&FactoryCommand::Drain) {
             commands.push(FactoryCommand::Drain);
+        }
+        if req.draining
+            && factory.status != FactoryStatus::Draining
+            && !commands.contains(&FactoryCommand::Undrain)
+        {
+            commands.push(FactoryCommand::Undrain);
         }
         Ok(HeartbeatResponse {
             commands,

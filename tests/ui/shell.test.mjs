@@ -75,6 +75,22 @@ try {
     await audit(page, "the jobs page with filters");
   });
 
+  await step("the page shown lives in the URL too", async () => {
+    // One more than a page holds.
+    for (let i = 0; i < 51; i++) await submit(`paged-${String(i).padStart(2, "0")}`, { product: "paged" });
+    await page.goto(`${url}/#/jobs?product=paged`);
+    await page.locator("tr[data-job]").nth(49).waitFor();
+    await page.getByRole("button", { name: "Next page" }).click();
+    await page.waitForFunction(() => location.hash.includes("cursor="));
+    await page.locator('[data-testid="jobs-status"]', { hasText: "1 job(s) on this page" }).waitFor();
+    const onPage2 = await page.locator("tr[data-job]").getAttribute("data-job");
+    await page.reload();
+    await page.locator('[data-testid="jobs-status"]', { hasText: "1 job(s) on this page" }).waitFor();
+    assert.equal(await page.locator("tr[data-job]").getAttribute("data-job"), onPage2);
+    await page.goBack();
+    await page.locator('[data-testid="jobs-status"]', { hasText: "50 job(s) on this page" }).waitFor();
+  });
+
   await step("a factory filter takes a name", async () => {
     await page.goto(`${url}/#/jobs?factory=shell-factory`);
     await page.locator('[data-testid="jobs-status"]', { hasText: "0 job(s)" }).waitFor();
