@@ -380,6 +380,7 @@ pub async fn start(settings: Settings) -> Result<Node> {
             listen: Some(addr),
             fault_injection: settings.fault_injection,
             metrics: Some(handle),
+            tls: tls.is_some(),
             ..ApiOptions::default()
         },
     );

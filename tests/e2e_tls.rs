@@ -1,7 +1,8 @@
 //! End to end over HTTPS with certificates made at test time: a coordinator serving TLS (and
 //! asking factories for client certificates), a factory agent and the CLI run a job through it;
 //! a client that does not trust its CA is refused with a message that says what to do; a
-//! replaced certificate is served to new connections without a restart.
+//! replaced certificate is served to new connections without a restart; a browser session's
+//! cookie is `Secure` over HTTPS.
 
 #[path = "common/ca.rs"]
 mod ca;
@@ -145,4 +146,25 @@ fn a_replaced_certificate_is_served_to_new_connections() {
         trusting(&new_file)
     });
     assert!(!trusting(&old), "the old certificate is still served");
+}
+
+#[test]
+fn a_session_cookie_over_https_is_secure() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, coord) = tls_node(dir.path());
+    let body = serde_json::json!({ "token": coord.admin }).to_string();
+    let (status, headers, v) = raw(
+        "POST",
+        &format!("{}/v1/session", coord.url),
+        &[("content-type", "application/json")],
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{v}");
+    let cookie = &headers["set-cookie"];
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
 }

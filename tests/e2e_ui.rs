@@ -12,14 +12,18 @@
 //! page offering only the actions each job's state allows (queued, running, cancelled, dead,
 //! in review, shipped, succeeded), an action's reason on the timeline, what a job runs, the
 //! logs of its attempts apart with search, pause and download, a dead job's stderr tail, and
-//! a run's graph coloured by state. Screenshots go to `docs/screenshots/`. Needs
+//! a run's graph coloured by state. A fourth, the shell (`shell.test.mjs`), kills and
+//! restarts the coordinator when the script asks (a line `kill` or `start` on its stdout,
+//! answered on its stdin): the outage banner, stale marks and resume; sessions by cookie;
+//! filters in the URL; the phone layout. Screenshots go to `docs/screenshots/`. Needs
 //! `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::*;
 
@@ -42,6 +46,45 @@ fn the_job_page_offers_only_valid_actions_and_shows_its_logs_and_run() {
     let _f = Factory::start(&coord, "jobpage-factory", 1, "linux", &dir.path().join("f"));
     let viewer = mint_viewer(&coord);
     let out = run_script("jobpage.test.mjs", &coord, &viewer, &[]);
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn the_shell_shows_an_outage_and_resumes_keeps_sessions_and_filters_and_fits_a_phone() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut coord = Coordinator::start(dir.path(), 5_000);
+    let _f = Factory::start(&coord, "shell-factory", 1, "linux", &dir.path().join("f"));
+    let viewer = mint_viewer(&coord);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("node")
+        .arg(root.join("tests/ui/shell.test.mjs"))
+        .args([&coord.url, &coord.admin, &viewer])
+        .arg(root.join("docs/screenshots"))
+        .current_dir(root.join("tests/ui"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js) is needed for the browser tests");
+    let mut to_script = child.stdin.take().unwrap();
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        match line.as_str() {
+            "kill" => coord.kill(),
+            "start" => coord.restart(),
+            _ => {
+                out.push_str(&line);
+                out.push('\n');
+                continue;
+            }
+        }
+        writeln!(to_script, "done").unwrap();
+    }
+    assert!(
+        child.wait().unwrap().success(),
+        "browser tests (shell.test.mjs) failed:\n{out}"
+    );
     assert!(out.contains("passed, 0 failed"), "{out}");
 }
 

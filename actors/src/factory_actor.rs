@@ -28,6 +28,8 @@ pub(crate) enum FactoryMsg {
     Enqueue(FactoryCommand),
     /// Stop taking new work.
     Drain(RpcReplyPort<Result<()>>),
+    /// Take new work again after a drain; refused unless draining.
+    Undrain(RpcReplyPort<Result<()>>),
     /// Mark offline if no heartbeat came since `seen`.
     LivenessCheck(u64),
     /// Fault injection (admin route): fail; the next heartbeat re-activates the factory.
@@ -106,6 +108,14 @@ impl Actor for FactoryActor {
                 }
                 let _ = reply.send(outcome);
             }
+            FactoryMsg::Undrain(reply) => {
+                let outcome = state.undrain().await;
+                if outcome.is_ok() {
+                    state.pending.retain(|c| *c != FactoryCommand::Drain);
+                    state.pending.push(FactoryCommand::Undrain);
+                }
+                let _ = reply.send(outcome);
+            }
             FactoryMsg::Crash => return Err("fault injected: factory actor crash".into()),
             FactoryMsg::LivenessCheck(seen) => {
                 if seen == state.beats {
@@ -146,13 +156,41 @@ impl FactoryActorState {
         self.ctx
             .tell_scheduler(SchedulerMsg::FactorySeen(id, FactoryView::of(&factory)));
         let mut commands = std::mem::take(&mut self.pending);
+        // Both follow the stored status, not only the commands kept in memory (lost when the
+        // coordinator restarts): a draining factory is told again, an undrained one too.
         if factory.status == FactoryStatus::Draining && !commands.contains(&FactoryCommand::Drain) {
             commands.push(FactoryCommand::Drain);
+        }
+        if req.draining
+            && factory.status != FactoryStatus::Draining
+            && !commands.contains(&FactoryCommand::Undrain)
+        {
+            commands.push(FactoryCommand::Undrain);
         }
         Ok(HeartbeatResponse {
             commands,
             lease_ttl_ms: self.ctx.config.lease_ttl_ms,
         })
+    }
+
+    /// Back online from draining (only from draining: an offline or revoked factory is not
+    /// made to look online), and seen by the scheduler again.
+    async fn undrain(&mut self) -> Result<()> {
+        let id = self.id;
+        let factory = transact!(self.ctx.store, |tx| {
+            let mut f = repo::load_factory(tx, id)
+                .await?
+                .ok_or_else(|| CoordError::NotFound(format!("factory {id}")))?;
+            f.status = f
+                .status
+                .undrained()
+                .map_err(|e| CoordError::Invalid(format!("factory {}: {e}", f.name)))?;
+            repo::save_factory(tx, &f)?;
+            Ok::<_, CoordError>(f)
+        })?;
+        self.ctx
+            .tell_scheduler(SchedulerMsg::FactorySeen(id, FactoryView::of(&factory)));
+        Ok(())
     }
 
     async fn set_status(&mut self, status: FactoryStatus) -> Result<()> {

@@ -186,6 +186,7 @@ async fn crashed_actors_are_recovered_from_the_store() {
             slots_busy: 0,
             running: vec![],
             warm: None,
+            draining: false,
         };
         if coord.heartbeat(f.factory_id, hb).await.is_ok() {
             beat = true;
@@ -437,6 +438,7 @@ async fn a_claim_is_served_at_once_though_the_last_heartbeat_said_every_slot_was
         slots_busy: 1,
         running: vec![],
         warm: None,
+        draining: false,
     };
     coord.heartbeat(f.factory_id, busy).await.unwrap();
     let (job, _) = coord
@@ -459,6 +461,7 @@ async fn a_heartbeat_keeps_valid_warm_keys_and_refuses_bad_ones_changing_nothing
         slots_busy: 0,
         running: vec![],
         warm,
+        draining: false,
     };
     let warm = coord.heartbeat(f.factory_id, beat(Some(vec!["repo:acme/api".into()])));
     warm.await.unwrap();
@@ -485,5 +488,45 @@ async fn a_heartbeat_keeps_valid_warm_keys_and_refuses_bad_ones_changing_nothing
     // No list: the warm keys stay as the last heartbeat said.
     coord.heartbeat(f.factory_id, beat(None)).await.unwrap();
     assert_eq!(kept(&coord).await, ["repo:acme/api"]);
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_still_draining_after_an_undrain_is_told_again_from_the_stored_status() {
+    use gigafactory_core::wire::FactoryCommand::{Drain, Undrain};
+    let dir = tempfile::tempdir().unwrap();
+    let coord = start(dir.path()).await;
+    let f = common::enroll(&coord, 1, 0.0).await;
+    let beat = |draining: bool| gigafactory_core::wire::HeartbeatRequest {
+        slots_busy: 0,
+        running: vec![],
+        warm: None,
+        draining,
+    };
+    let online = coord.heartbeat(f.factory_id, beat(false)).await.unwrap();
+    assert!(online.commands.is_empty(), "{:?}", online.commands);
+    coord.drain_factory(f.factory_id).await.unwrap();
+    let drained = coord.heartbeat(f.factory_id, beat(false)).await.unwrap();
+    assert_eq!(drained.commands, [Drain]);
+    let still = coord.heartbeat(f.factory_id, beat(true)).await.unwrap();
+    assert_eq!(
+        still.commands,
+        [Drain],
+        "a draining factory is not undrained"
+    );
+    coord.undrain_factory(f.factory_id).await.unwrap();
+    let undrained = coord.heartbeat(f.factory_id, beat(true)).await.unwrap();
+    assert_eq!(undrained.commands, [Undrain]);
+    // The command in memory is spent, as after a restart: the agent that says it still
+    // drains is told again; one that took it is told nothing.
+    let again = coord.heartbeat(f.factory_id, beat(true)).await.unwrap();
+    assert_eq!(again.commands, [Undrain]);
+    let done = coord.heartbeat(f.factory_id, beat(false)).await.unwrap();
+    assert!(done.commands.is_empty(), "{:?}", done.commands);
+    let refused = coord.undrain_factory(f.factory_id).await;
+    assert!(
+        matches!(refused, Err(CoordError::Invalid(_))),
+        "{refused:?}"
+    );
     coord.stop();
 }

@@ -1,5 +1,6 @@
 //! Authentication: the bearer token of every request, checked against the store once per
-//! request by the gate (`guard::gate`, so a revoked or expired token stops working at once),
+//! request by the gate (`guard::gate`, so a revoked or expired token stops working at once) —
+//! or, without one, a browser's session cookie (`session`), checked the same way —
 //! and the role checks routes ask for. A token-less caller of an `--insecure-dev` node is an
 //! operator, never an admin: it can act on jobs and the fleet, not mint tokens.
 
@@ -34,14 +35,17 @@ pub(crate) enum Credentials {
 }
 
 impl Credentials {
-    /// Checks the `Authorization` header (absent: an operator on an insecure development node,
-    /// else refused).
+    /// Checks the `Authorization` header, else the session cookie (neither: an operator on an
+    /// insecure development node, else refused).
     pub async fn of(headers: &HeaderMap, state: &AppState) -> Credentials {
-        let secret = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|s| s.trim().to_string());
+        let secret = match headers.get(header::AUTHORIZATION) {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|s| s.trim().to_string()),
+            None => crate::session::cookie(headers).map(str::to_string),
+        };
         match secret {
             Some(s) => match state.coord.authenticate(&s).await {
                 Ok(p) => Credentials::Caller(Caller {

@@ -1,5 +1,5 @@
 //! Routes factories call (enroll, heartbeat, claim, and the fenced writes on their leases)
-//! and the fleet routes operators call (list, rotate, revoke, drain).
+//! and the fleet routes operators call (list, rotate, revoke, drain, undrain).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -360,5 +360,15 @@ pub(crate) async fn drain(
 ) -> ApiResult<StatusCode> {
     caller.require_operate()?;
     s.coord.drain_factory(parse_factory_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn undrain(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_operate()?;
+    s.coord.undrain_factory(parse_factory_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,6 +19,7 @@ use gigafactory_core::fleet::Role;
 use crate::AppState;
 use crate::auth::{Caller, Credentials};
 use crate::error::ApiError;
+use crate::session;
 
 /// What a write acted on, when its route's parameters do not say it all (a minted token's
 /// id, an enrolled factory's): a route puts it in its answer's extensions for the audit log.
@@ -29,6 +30,8 @@ pub(crate) struct AuditTarget(pub String);
 /// job's timeline names who submitted it) and a tracker payload's dry run, which changes
 /// nothing. Factories' writes are never recorded here either: the job's timeline has them.
 const UNAUDITED: &[&str] = &[
+    // Sign-in and sign-out record themselves: the gate does not know who signs in.
+    session::ROUTE,
     "/v1/jobs",
     "/v1/manifests",
     "/v1/jobs/{id}/children",
@@ -171,12 +174,24 @@ pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) ->
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let presents_token = parts.headers.contains_key(header::AUTHORIZATION);
-    if presents_token && let Some(wait_ms) = peer.and_then(|p| s.blocked_for(p)) {
+    let signs_in = route == session::ROUTE && parts.method == Method::POST;
+    if (presents_token || signs_in)
+        && let Some(wait_ms) = peer.and_then(|p| s.blocked_for(p))
+    {
         return ApiError::Throttled(wait_ms.div_ceil(1_000)).into_response();
     }
     let write = is_write(&parts.method);
     if write && let Err(e) = check_media(route, &parts.headers) {
         return e.into_response();
+    }
+    // A bearer write never pays for this: only the cookie is sent by a browser on its own.
+    if write && !presents_token {
+        let cookie = session::cookie(&parts.headers).is_some();
+        if (cookie || signs_in)
+            && let Err(e) = session::check_origin(&parts.headers, cookie)
+        {
+            return e.into_response();
+        }
     }
     let credentials = Credentials::of(&parts.headers, &s).await;
     if let (Credentials::Refused(e), Some(p)) = (&credentials, peer)
@@ -204,6 +219,13 @@ pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) ->
     };
     parts.extensions.insert(credentials);
     let resp = next.run(Request::from_parts(parts, body)).await;
+    // A sign-in with an unknown token counts as a guess, as a bearer one does.
+    if signs_in
+        && resp.status() == axum::http::StatusCode::UNAUTHORIZED
+        && let Some(p) = peer
+    {
+        s.failed_auth(p);
+    }
     if let Some((caller, params, action)) = audit {
         let target = match resp.extensions().get::<AuditTarget>() {
             Some(t) => t.0.clone(),
@@ -221,7 +243,13 @@ pub(crate) async fn gate(State(s): State<AppState>, req: Request, next: Next) ->
 
 /// Appends one entry to the audit log; a store that fails is logged, and the answer (whose
 /// action already happened) still goes out.
-async fn record(s: &AppState, caller: &Caller, action: String, target: String, status: u16) {
+pub(crate) async fn record(
+    s: &AppState,
+    caller: &Caller,
+    action: String,
+    target: String,
+    status: u16,
+) {
     let entry = AuditEntry {
         at: s.coord.now(),
         role: caller.role.name().into(),

@@ -18,6 +18,7 @@ mod limits;
 pub mod listener;
 mod node;
 mod openapi;
+mod session;
 mod tokens;
 mod ui;
 
@@ -51,6 +52,8 @@ pub struct ApiOptions {
     pub fault_injection: bool,
     /// When a peer that presents unknown tokens is refused for a while.
     pub auth_throttle: ThrottleLimits,
+    /// The node serves over TLS: session cookies are `Secure`.
+    pub tls: bool,
     /// Renders `/metrics`; without it `/metrics` is empty.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -101,6 +104,7 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/stats", get(node::stats))
         .route("/v1/stats/history", get(node::stats_history))
         .route("/v1/whoami", get(node::whoami))
+        .route("/v1/session", post(session::open).delete(session::close))
         .route("/v1/events", get(node::fleet_events))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
@@ -111,6 +115,7 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/factories/{id}/rotate", post(factories::rotate))
         .route("/v1/factories/{id}/revoke", post(factories::revoke))
         .route("/v1/factories/{id}/drain", post(factories::drain))
+        .route("/v1/factories/{id}/undrain", post(factories::undrain))
         .route("/v1/enrollment-tokens", post(tokens::enrollment_token))
         .route("/v1/tokens", post(tokens::mint_token).get(tokens::list))
         .route("/v1/tokens/{id}", delete(tokens::revoke))

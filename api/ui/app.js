@@ -3,7 +3,7 @@
 // #/budgets/NAME, #/weights, #/tokens (admins: tokens and the audit log).
 // This module signs in and routes; lib.js holds what the pages share.
 
-import { h, api, flash, signOut, app, ApiError, TOKEN_KEY } from "./lib.js";
+import { h, api, flash, signOut, app, connection, CONNECTION_EVENT, SIGNIN_EVENT, UnreachableError } from "./lib.js";
 import { overviewPage } from "./overview.js";
 import { jobsPage } from "./jobs.js";
 import { jobPage } from "./job.js";
@@ -21,20 +21,21 @@ function loginPage(main) {
       class: "card login",
       onsubmit: async (e) => {
         e.preventDefault();
-        app.token = input.value.trim();
         try {
-          const me = await api("GET", "/v1/whoami");
-          if (me.role === "factory" || me.role === "enrollment") throw new ApiError(403, { error: "forbidden", message: "use an operator, viewer or admin token" });
-          sessionStorage.setItem(TOKEN_KEY, app.token);
-          location.hash = "#/overview";
+          // The coordinator answers with an HttpOnly cookie: the token is not kept anywhere.
+          const me = await api("POST", "/v1/session", { token: input.value.trim() });
+          input.value = "";
+          showSignedIn(me);
+          // A deep link signed in from lands where it pointed; the sign-in route on the overview.
+          if (!location.hash || location.hash.startsWith("#/login")) location.hash = "#/overview";
+          else route();
         } catch (err) {
-          app.token = null;
           flash(err.message);
         }
       },
     },
     h("h1", {}, "Sign in"),
-    h("p", {}, "Paste an admin, operator or viewer token. It stays in this tab only."),
+    h("p", {}, "Paste an admin, operator or viewer token. It opens a session this browser's tabs share; the token itself is not stored."),
     h("label", { for: "token" }, "Token"),
     input,
     h("button", { type: "submit" }, "Sign in"),
@@ -45,6 +46,21 @@ function loginPage(main) {
 
 // ---- routing ----
 
+function showSignedIn(me) {
+  app.role = me.role;
+  document.getElementById("who").textContent = `${me.name} (${me.role})`;
+}
+
+function showSignedOut(main) {
+  document.getElementById("nav").hidden = true;
+  document.getElementById("signout").hidden = true;
+  document.getElementById("who").textContent = "";
+  loginPage(main);
+}
+
+// Draws the page the hash names. Without a known role it first asks who the session (or the
+// tab's token) is: no session shows sign-in at the same hash, an unreachable coordinator a
+// wait that the connection's return ends.
 async function route() {
   for (const c of app.cleanups.splice(0)) c();
   const main = document.getElementById("main");
@@ -52,20 +68,23 @@ async function route() {
   const [path, query] = location.hash.slice(1).split("?");
   const params = new URLSearchParams(query || "");
   const nav = document.getElementById("nav");
-  if (!app.token) {
-    nav.hidden = true;
-    document.getElementById("signout").hidden = true;
-    document.getElementById("who").textContent = "";
-    return loginPage(main);
-  }
   if (!app.role) {
     try {
       const me = await api("GET", "/v1/whoami");
-      app.role = me.role;
-      document.getElementById("who").textContent = `${me.name} (${me.role})`;
+      if (me.role === "factory" || me.role === "enrollment") return showSignedOut(main);
+      showSignedIn(me);
     } catch (e) {
-      return signOut("Sign in again.");
+      if (!(e instanceof UnreachableError)) return showSignedOut(main);
+      main.append(h("p", { class: "muted" }, "Waiting for the coordinator…"));
+      const retry = () => connection.since === null && route();
+      window.addEventListener(CONNECTION_EVENT, retry);
+      app.cleanups.push(() => window.removeEventListener(CONNECTION_EVENT, retry));
+      return;
     }
+  }
+  if (path.startsWith("/login")) {
+    location.hash = "#/overview";
+    return;
   }
   nav.hidden = false;
   document.getElementById("nav-tokens").hidden = app.role !== "admin";
@@ -88,4 +107,5 @@ async function route() {
 
 document.getElementById("signout").addEventListener("click", () => signOut());
 window.addEventListener("hashchange", route);
+window.addEventListener(SIGNIN_EVENT, route);
 route();

@@ -1,5 +1,6 @@
 // The factories (#/factories) and each factory's page (#/factories/ID): status, slots,
-// heartbeat, the jobs it runs, enrollment tokens, and drain, rotate and revoke by role.
+// heartbeat, the jobs it runs, enrollment tokens, and drain (or undrain), rotate and revoke by
+// role.
 
 import { h, api, every, rerender, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED } from "./lib.js";
 
@@ -7,9 +8,12 @@ import { h, api, every, rerender, fmtTime, badge, flash, canAct, app, REFRESH_MS
 // factory's current jobs on each refresh; past this the page says the list may be partial.
 const FACTORY_JOBS_PAGES_MAX = 20;
 
-// What the signed-in role may do to a factory: operators drain, admins also rotate and revoke.
-function factoryActions() {
-  return [...(canAct() ? ["drain"] : []), ...(app.role === "admin" ? ["rotate", "revoke"] : [])];
+// What the signed-in role may do to factory `f`: operators drain it (undrain it while it
+// drains), admins also rotate and revoke; a revoked factory takes nothing.
+function factoryActions(f) {
+  if (f.status === "revoked") return [];
+  const drain = f.status === "draining" ? "undrain" : "drain";
+  return [...(canAct() ? [drain] : []), ...(app.role === "admin" ? ["rotate", "revoke"] : [])];
 }
 
 // Asks, then drains, rotates or revokes factory `f`; a rotated factory's new token is shown once
@@ -31,6 +35,8 @@ function fmtAgo(ms) {
   return ms ? `${fmtTime(ms)} (${Math.max(0, Math.round((Date.now() - ms) / 1000))} s ago)` : "–";
 }
 
+const COLUMNS = ["Name", "Status", "Slots", "Capabilities", "Last heartbeat", "Actions"];
+
 export function factoriesPage(main) {
   const tbody = h("tbody");
   const secret = h("p", { class: "secret", "data-testid": "secret" });
@@ -42,11 +48,12 @@ export function factoriesPage(main) {
       flash(e.message);
     }
   } }, "Create enrollment token");
-  main.append(h("h1", {}, "Factories"), create, secret, h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Factories" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Slots"), h("th", { scope: "col" }, "Capabilities"), h("th", { scope: "col" }, "Last heartbeat"), h("th", { scope: "col" }, "Actions"))), tbody)));
+  main.append(h("h1", {}, "Factories"), create, secret, h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Factories" }, h("table", { class: "stack" }, h("thead", {}, h("tr", {}, ...COLUMNS.map((c) => h("th", { scope: "col" }, c)))), tbody)));
   every(REFRESH_MS, async () => {
     const fs = await api("GET", "/v1/factories");
     const button = (f, what) => h("button", { type: "button", "data-key": `${f.id}:${what}`, "aria-label": `${what} ${f.name}`, onclick: () => factoryAction(f, what, secret) }, what);
-    rerender(tbody, () => tbody.replaceChildren(...fs.map((f) => h("tr", { "data-factory": f.id }, h("td", {}, h("a", { href: `#/factories/${f.id}`, "data-key": `${f.id}:page` }, f.name)), h("td", {}, badge(f.status)), h("td", {}, `${f.slots_busy} / ${f.slots}`), h("td", {}, f.capabilities.join(", ")), h("td", {}, fmtTime(f.last_heartbeat)), h("td", {}, factoryActions().map((what) => button(f, what)))))));
+    const cells = (f) => [h("a", { href: `#/factories/${f.id}`, "data-key": `${f.id}:page` }, f.name), badge(f.status), `${f.slots_busy} / ${f.slots}`, f.capabilities.join(", "), fmtTime(f.last_heartbeat), factoryActions(f).map((what) => button(f, what))];
+    rerender(tbody, () => tbody.replaceChildren(...fs.map((f) => h("tr", { "data-factory": f.id }, ...cells(f).map((c, i) => h("td", { "data-label": COLUMNS[i] }, c))))));
   });
 }
 
@@ -68,11 +75,18 @@ export function factoryPage(main, id) {
   );
   // Until the first load answers, an action names the factory by its id.
   let factory = { id, name: id };
-  // Drawn once, not on every refresh, so a focused button keeps the focus.
-  const allowed = factoryActions();
-  actions.replaceChildren(...(allowed.length ? allowed.map((what) => h("button", { type: "button", "data-action": what, onclick: async () => {
-    if (await factoryAction(factory, what, secret)) await load();
-  } }, what)) : [h("span", { class: "muted" }, "Read only (viewer).")]));
+  // Redrawn only when the allowed actions change (drain becomes undrain), so a focused button
+  // keeps the focus across refreshes.
+  let drawn = null;
+  const drawActions = () => {
+    const allowed = factoryActions(factory);
+    if (drawn === allowed.join()) return;
+    drawn = allowed.join();
+    const none = canAct() ? "No actions." : "Read only (viewer).";
+    rerender(actions, () => actions.replaceChildren(...(allowed.length ? allowed.map((what) => h("button", { type: "button", "data-action": what, "data-key": what, onclick: async () => {
+      if (await factoryAction(factory, what, secret)) await load();
+    } }, what)) : [h("span", { class: "muted" }, none)])));
+  };
   // The jobs whose lease this factory holds (the jobs list's factory filter matches only
   // those), read page by page up to FACTORY_JOBS_PAGES_MAX. Complete is false when that bound
   // stopped the reading.
@@ -97,6 +111,7 @@ export function factoryPage(main, id) {
       throw e;
     }
     const f = factory;
+    drawActions();
     title.replaceChildren(f.name, " ", badge(f.status));
     const row = (k, v, testid) => [h("dt", {}, k), h("dd", { "data-testid": testid }, v ?? "–")];
     fields.replaceChildren(

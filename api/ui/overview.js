@@ -1,8 +1,8 @@
 // The overview (#/overview): the fleet's counters, throughput and claim latency over the last
 // hour (uPlot), spend against the budgets nearest their limits, the queue by product and by
-// capability, and recent events live.
+// capability, and recent events live (factories named by name, not id).
 
-import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, REFRESH_MS } from "./lib.js";
+import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, withFactoryNames, REFRESH_MS } from "./lib.js";
 import { fmtUsd, percentOf, spendBar } from "./money.js";
 import { budgetHref } from "./budgets.js";
 import { when } from "./when.js";
@@ -119,7 +119,7 @@ export function overviewPage(main) {
       h("span", { class: "kind" }, e.kind),
       " → ",
       badge(e.state),
-      h("span", { class: "muted" }, ` ${e.actor}${e.detail ? ` · ${e.detail}` : ""}`),
+      h("span", { class: "muted" }, " ", withFactoryNames(`${e.actor}${e.detail ? ` · ${e.detail}` : ""}`)),
     );
     events.prepend(item);
     while (events.children.length > 50) events.lastChild.remove();

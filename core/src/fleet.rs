@@ -104,7 +104,21 @@ impl FactoryStatus {
             FactoryStatus::Revoked => "revoked",
         }
     }
+
+    /// The status an operator's undrain leaves: online, and only from draining (an offline
+    /// factory must heartbeat to be online, a revoked one must enroll again).
+    pub fn undrained(self) -> Result<FactoryStatus, NotDraining> {
+        match self {
+            FactoryStatus::Draining => Ok(FactoryStatus::Online),
+            other => Err(NotDraining(other.name())),
+        }
+    }
 }
+
+/// An undrain of a factory that is not draining; nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("it is {0}, not draining")]
+pub struct NotDraining(pub &'static str);
 
 /// What a token lets its bearer do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +196,28 @@ impl Token {
     }
 }
 
+/// How a browser session's token names the token signed in with, in its `created_by`: a
+/// session is a token like any other (listed, revocable by admins), tied to its parent so that
+/// revoking the parent ends its sessions too.
+pub const SESSION_OF: &str = "session of token ";
+
+/// How long a browser session lasts unless its token expires sooner: a working day.
+pub const SESSION_TTL_MS: Millis = 12 * 60 * 60 * 1000;
+
+impl Token {
+    /// The id of the token this one is a browser session of, if it is one.
+    pub fn session_of(&self) -> Option<&str> {
+        self.created_by.as_deref()?.strip_prefix(SESSION_OF)
+    }
+}
+
+/// When a session opened at `now` from a token that expires at `parent` ends: after
+/// [`SESSION_TTL_MS`], and never later than its token.
+pub fn session_expiry(now: Millis, parent: Option<Millis>) -> Millis {
+    let own = now.saturating_add(SESSION_TTL_MS);
+    parent.map_or(own, |p| p.min(own))
+}
+
 /// Hex digits of a token's id.
 pub const TOKEN_ID_LEN: usize = 16;
 
@@ -252,6 +288,48 @@ pub fn parse_duration_ms(text: &str) -> Result<Millis, BadExpiry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_draining_factory_is_undrained_and_it_comes_back_online() {
+        assert_eq!(
+            FactoryStatus::Draining.undrained(),
+            Ok(FactoryStatus::Online)
+        );
+        for other in [
+            FactoryStatus::Online,
+            FactoryStatus::Offline,
+            FactoryStatus::Revoked,
+        ] {
+            assert_eq!(other.undrained(), Err(NotDraining(other.name())));
+        }
+    }
+
+    #[test]
+    fn a_session_ends_after_its_ttl_or_with_its_token_whichever_is_first() {
+        assert_eq!(session_expiry(1_000, None), 1_000 + SESSION_TTL_MS);
+        assert_eq!(session_expiry(1_000, Some(5_000)), 5_000);
+        assert_eq!(
+            session_expiry(1_000, Some(u64::MAX)),
+            1_000 + SESSION_TTL_MS
+        );
+    }
+
+    #[test]
+    fn a_session_names_its_token_and_a_minted_token_names_no_session() {
+        let mut t = Token {
+            role: Role::Viewer,
+            name: "v".into(),
+            created_at: 0,
+            revoked: false,
+            expires_at: None,
+            created_by: Some(format!("{SESSION_OF}0011223344556677")),
+        };
+        assert_eq!(t.session_of(), Some("0011223344556677"));
+        t.created_by = Some("admin:alice".into());
+        assert_eq!(t.session_of(), None);
+        t.created_by = None;
+        assert_eq!(t.session_of(), None);
+    }
 
     fn token(expires_at: Option<Millis>) -> Token {
         Token {

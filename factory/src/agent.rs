@@ -101,6 +101,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
             slots_busy: running.len() as u32,
             running,
             warm: Some(shared.warm_keys()),
+            draining: shared.is_draining(),
         };
         // Sent once: the next tick is the retry, with the then-current state.
         let answer = shared
@@ -147,6 +148,11 @@ fn obey(shared: &Shared, command: FactoryCommand) {
         FactoryCommand::Drain => {
             if shared.drain() {
                 info!("draining: claiming no more jobs");
+            }
+        }
+        FactoryCommand::Undrain => {
+            if shared.undrain() {
+                info!("undrained: claiming jobs again");
             }
         }
     }

@@ -217,6 +217,13 @@ impl Shared {
         began
     }
 
+    /// Claims jobs again after a drain; whether this call ended draining.
+    pub fn undrain(&self) -> bool {
+        let ended = self.draining.swap(false, Ordering::AcqRel);
+        self.slot_freed.notify_one();
+        ended
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }

@@ -1,4 +1,4 @@
-//! The fleet commands: `gigafactory factories ls | rotate | revoke | drain`, `gigafactory
+//! The fleet commands: `gigafactory factories ls | rotate | revoke | drain | undrain`, `gigafactory
 //! tokens ls | mint | enrollment | revoke` and `gigafactory audit`, thin calls of the REST API
 //! that print what comes back.
 
@@ -22,6 +22,8 @@ pub enum FactoriesCmd {
     Revoke { id: String },
     /// Let a factory finish the jobs it runs but give it no new ones (before maintenance).
     Drain { id: String },
+    /// Give a draining factory new work again (refused unless it drains).
+    Undrain { id: String },
 }
 
 #[derive(clap::Subcommand)]
@@ -104,6 +106,7 @@ pub async fn factories(remote: &Remote, view: &View, cmd: FactoriesCmd) -> Resul
         }
         FactoriesCmd::Revoke { id } => ("revoke", id),
         FactoriesCmd::Drain { id } => ("drain", id),
+        FactoriesCmd::Undrain { id } => ("undrain", id),
     };
     let answer: Value = c.post(&format!("/v1/factories/{id}/{verb}"), None).await?;
     // Both answer `204` without a body: JSON output has nothing to print.

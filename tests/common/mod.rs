@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod tracker;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -660,4 +661,53 @@ pub fn most_at_once(spans: &[(u64, u64)]) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// One HTTP call with `headers` (and no others but curl's own): status, answer headers
+/// (lower-cased names) and JSON body (Null when empty or not JSON).
+pub fn raw(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, HashMap<String, String>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("headers");
+    let mut cmd = curl_command();
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-D"])
+        .arg(&dump);
+    for (name, value) in headers {
+        cmd.args(["-H", &format!("{name}: {value}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+    }
+    let out = cmd.arg(url).stdout(Stdio::piped()).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let answer_headers = std::fs::read_to_string(&dump)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (
+        code.trim().parse().unwrap_or(0),
+        answer_headers,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Mints a token for `role` as the admin: its secret and id.
+pub fn mint(coord: &Coordinator, role: &str, name: &str) -> (String, String) {
+    let (status, v) = post(
+        coord,
+        "/v1/tokens",
+        &serde_json::json!({"role": role, "name": name}).to_string(),
+    );
+    assert_eq!(status, 200, "{v}");
+    (
+        v["token"].as_str().unwrap().to_string(),
+        v["id"].as_str().unwrap().to_string(),
+    )
 }

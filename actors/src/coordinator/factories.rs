@@ -167,6 +167,13 @@ impl Coordinator {
             .map_err(|e| CoordError::Unavailable(format!("factory actor: {e}")))?
     }
 
+    /// Gives a draining factory new work again; refused (changing nothing) unless it drains.
+    pub async fn undrain_factory(&self, id: FactoryId) -> Result<()> {
+        let actor = self.ctx.factory_actor(id).await?;
+        ractor::call!(actor, FactoryMsg::Undrain)
+            .map_err(|e| CoordError::Unavailable(format!("factory actor: {e}")))?
+    }
+
     pub async fn factories(&self) -> Result<Vec<Factory>> {
         Ok(transact!(self.ctx.store, |tx| repo::factories(tx).await)?)
     }

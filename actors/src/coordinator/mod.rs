@@ -30,7 +30,7 @@ pub use explain::WhyNotRunning;
 pub use intake::IntakeOutcome;
 pub use observe::{ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
-pub use tokens::{Minted, Principal, TokenInfo};
+pub use tokens::{Minted, Principal, Session, TokenInfo};
 
 use crate::clock::Clock;
 use crate::config::Config;

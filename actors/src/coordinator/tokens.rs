@@ -3,7 +3,7 @@
 //! who did what. Secrets are shown once and stored only as hashes (`auth`).
 
 use gigafactory_core::audit::{AuditEntry, AuditFilter};
-use gigafactory_core::fleet::{Role, Token, TokenRefusal, token_id};
+use gigafactory_core::fleet::{Role, SESSION_OF, Token, TokenRefusal, session_expiry, token_id};
 use gigafactory_core::job::Millis;
 use gigafactory_storage::{repo, transact};
 use uuid::Uuid;
@@ -33,6 +33,17 @@ pub struct TokenInfo {
     pub expires_at: Option<Millis>,
     /// `active`, `revoked` or `expired`.
     pub status: &'static str,
+}
+
+/// A browser session just opened: its secret (for the cookie only), who it is and when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub secret: String,
+    /// The session's own token id (admins see and may revoke it on the token list).
+    pub id: String,
+    pub role: Role,
+    pub name: String,
+    pub expires_at: Millis,
 }
 
 /// A token just minted: its secret (shown this once), its id and its expiry.
@@ -153,9 +164,12 @@ impl Coordinator {
                     "a factory's token is revoked with its factory: factories revoke {f}"
                 )));
             }
+            // Sessions do not count: they end with their token.
             let working_admins = all
                 .iter()
-                .filter(|(_, t)| t.role == Role::Admin && t.check(now).is_ok())
+                .filter(|(_, t)| {
+                    t.role == Role::Admin && t.check(now).is_ok() && t.session_of().is_none()
+                })
                 .count();
             if t.role == Role::Admin && t.check(now).is_ok() && working_admins == 1 {
                 return Err(CoordError::Invalid(
@@ -164,9 +178,78 @@ impl Coordinator {
             }
             t.revoked = true;
             repo::save_token(tx, &hash, &t)?;
+            for (session_hash, mut session) in all {
+                if session.session_of() == Some(id) && !session.revoked {
+                    session.revoked = true;
+                    repo::save_token(tx, &session_hash, &session)?;
+                }
+            }
             Ok::<_, CoordError>(())
         })?;
-        tracing::info!(token_id = id, "token revoked");
+        tracing::info!(token_id = id, "token revoked, with its sessions");
+        Ok(())
+    }
+
+    /// Opens a browser session for the holder of `secret` (an admin, operator or viewer
+    /// token that works): a new token of the same role and name, ending after the session's
+    /// lifetime or with its token, and revoked with it.
+    pub async fn open_session(&self, secret: &str) -> Result<Session> {
+        let parent_hash = auth::hash_secret(secret);
+        let now = self.now();
+        let session_secret = auth::new_secret();
+        let hash = auth::hash_secret(&session_secret);
+        let token = transact!(self.ctx.store, |tx| {
+            let parent = repo::load_token(tx, &parent_hash)
+                .await?
+                .ok_or(CoordError::UnknownToken)?;
+            parent
+                .check(now)
+                .map_err(|e| CoordError::Unauthorized(e.to_string()))?;
+            if !parent.role.can_view() || parent.session_of().is_some() {
+                return Err(CoordError::Forbidden(
+                    "sign in with an admin, operator or viewer token".into(),
+                ));
+            }
+            let token = Token {
+                role: parent.role,
+                name: parent.name,
+                created_at: now,
+                revoked: false,
+                expires_at: Some(session_expiry(now, parent.expires_at)),
+                created_by: Some(format!("{SESSION_OF}{}", token_id(&parent_hash))),
+            };
+            repo::save_token(tx, &hash, &token)?;
+            Ok::<_, CoordError>(token)
+        })?;
+        tracing::info!(token_id = %token_id(&hash), role = token.role.name(), name = %token.name, "session opened");
+        Ok(Session {
+            secret: session_secret,
+            id: token_id(&hash),
+            role: token.role,
+            name: token.name,
+            expires_at: token.expires_at.unwrap_or(now),
+        })
+    }
+
+    /// Ends the session whose secret is `secret`: its cookie stops working at once. Only a
+    /// session's secret is accepted (a token is revoked by id, by an admin); an ended session
+    /// stays ended.
+    pub async fn close_session(&self, secret: &str) -> Result<()> {
+        let hash = auth::hash_secret(secret);
+        transact!(self.ctx.store, |tx| {
+            let mut t = repo::load_token(tx, &hash)
+                .await?
+                .ok_or(CoordError::UnknownToken)?;
+            if t.session_of().is_none() {
+                return Err(CoordError::Invalid("not a session".into()));
+            }
+            if !t.revoked {
+                t.revoked = true;
+                repo::save_token(tx, &hash, &t)?;
+            }
+            Ok::<_, CoordError>(())
+        })?;
+        tracing::info!(token_id = %token_id(&hash), "session closed");
         Ok(())
     }
 

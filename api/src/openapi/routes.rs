@@ -24,6 +24,7 @@ use crate::jobs::{
 };
 use crate::limits::LimitView;
 use crate::node::{FaultRequest, HistoryQuery, StatsHistoryView, WhoAmI};
+use crate::session::{OpenSessionRequest, SessionInfo};
 use crate::tokens::{
     AuditPage, AuditQuery, EnrollmentTokenRequest, ListQuery as TokensQuery, MintTokenRequest,
 };
@@ -89,6 +90,21 @@ fn node(d: &mut Doc) {
         );
     d.get("/v1/whoami", "The caller's role and name", Any)
         .answers::<WhoAmI>(200, "the caller");
+    d.post(
+        "/v1/session",
+        "Sign in a browser: exchange an admin, operator or viewer token for a session cookie \
+         (HttpOnly, SameSite=Strict, Secure over TLS) that expires and is revoked with the \
+         token; writes with the cookie must carry this node's Origin",
+        Open,
+    )
+    .json::<OpenSessionRequest>()
+    .answers::<SessionInfo>(201, "the session's role, name and end; Set-Cookie holds it");
+    d.delete(
+        "/v1/session",
+        "Sign out: revoke the session whose cookie the request carries and clear the cookie",
+        Any,
+    )
+    .empty(204, "signed out");
     d.get(
         "/v1/cluster",
         "Nodes (with liveness) and shard owners",
@@ -166,6 +182,13 @@ fn factories(d: &mut Doc) {
     )
     .param("id", uuid())
     .empty(204, "draining");
+    d.post(
+        "/v1/factories/{id}/undrain",
+        "Give a draining factory new work again (refused unless it drains)",
+        Operator,
+    )
+    .param("id", uuid())
+    .empty(204, "online");
     d.post("/v1/enrollment-tokens", "Mint an enrollment token", Admin)
         .optional_json::<EnrollmentTokenRequest>(
             "`{}`, or a name and an expiry (`expires_in` or `expires_at`); may be empty",

@@ -197,6 +197,11 @@ pub struct HeartbeatRequest {
     /// key); absent: as the last heartbeat said.
     #[serde(default)]
     pub warm: Option<Vec<String>>,
+    /// The factory claims nothing (it took a `Drain` and no `Undrain` since). A coordinator
+    /// that has it online answers with `Undrain`: an undrain whose command was lost with a
+    /// coordinator's restart still reaches it.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// What the coordinator asks of a factory.
@@ -213,6 +218,8 @@ pub enum FactoryCommand {
     },
     /// Take no new work; finish what runs.
     Drain,
+    /// Take work again after a drain (an operator undrained the factory).
+    Undrain,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
