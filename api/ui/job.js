@@ -5,7 +5,7 @@
 // (`joblogs.js`), timeline, the whole run's graph (`dag.js`) and the actions its state allows
 // (`jobactions.js`). Times show the date and how long ago (`when.js`).
 
-import { h, api, every, rerender, fmtTime, badge, flash, canAct, app, REFRESH_MS, LEASED, TERMINAL } from "./lib.js";
+import { h, api, every, rerender, fmtTime, badge, flash, canAct, app, connection, REFRESH_MS, LEASED, TERMINAL } from "./lib.js";
 import { when, fmtDuration, fmtDate } from "./when.js";
 import { logsPanel } from "./joblogs.js";
 import { actionsPanel } from "./jobactions.js";
@@ -113,7 +113,10 @@ export function jobPage(main, id) {
     if (!factoryNames.has(fid)) factoryNames = new Map((await api("GET", "/v1/factories")).map((f) => [f.id, f.name]));
     return factoryNames.get(fid) || fid;
   };
+  // While the coordinator cannot be reached the lease is not known to run out: the countdown
+  // stops where it was (the page marks it stale) and goes on from the next answer.
   const tick = () => {
+    if (connection.since !== null) return;
     if (job && job.lease) expiresIn.textContent = String(Math.max(0, Math.round((job.lease.expires_at - Date.now()) / 1000)));
   };
   const countdown = setInterval(tick, 500);
