@@ -68,9 +68,6 @@ impl Coordinator {
         };
         metrics::histogram!("gigafactory_claim_latency_seconds")
             .record(started.elapsed().as_secs_f64());
-        if let Ok(jobs) = &out {
-            self.ctx.stats.claims_answered(jobs.len());
-        }
         out
     }
 

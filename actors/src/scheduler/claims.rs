@@ -122,6 +122,8 @@ pub(crate) fn settle(
     metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
     metrics::histogram!("gigafactory_claim_commit_seconds").record(started.elapsed().as_secs_f64());
     ctx.stats.record_claim_latency(started.elapsed());
+    // Counted here, not where a claim is answered: an end's answer leases jobs too.
+    ctx.stats.claims_answered(jobs.len());
     let running = picked
         .into_iter()
         .filter(|(e, _)| jobs.iter().any(|j| j.id == e.id))
