@@ -24,8 +24,26 @@ use clap::{Parser, Subcommand};
     about = "Run AI coding agents and other long jobs on a fleet of worker machines"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `text` (colour only on a terminal) or `json` (one
+    /// object a line, for a log shipper). What is logged: `GIGAFACTORY_LOG` (default `info`;
+    /// e.g. `warn,gigafactory_actors=debug`).
+    #[arg(
+        long,
+        value_enum,
+        env = "GIGAFACTORY_LOG_FORMAT",
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// The shape of log lines.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where the CLI's client commands find the coordinator.
@@ -281,13 +299,19 @@ enum JobSelfCmd {
     },
 }
 
-fn init_tracing() {
+/// Logs go to stderr. Text carries colour codes only when stderr is a terminal, so a log file
+/// or a journal gets plain lines.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GIGAFACTORY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => fmt.json().init(),
+    }
 }
 
 /// Errors are printed here, with their causes (`{:#}`) and never a backtrace: a refusal or a
@@ -310,11 +334,11 @@ fn run() -> Result<()> {
         .build()?;
     match cli.command {
         Cmd::Serve(args) => {
-            init_tracing();
+            init_tracing(cli.log_format);
             rt.block_on(serve::run(args))
         }
         Cmd::Factory(a) => {
-            init_tracing();
+            init_tracing(cli.log_format);
             let mut config =
                 gigafactory_factory::AgentConfig::new(a.coordinator, a.enroll_token, a.workdir);
             config.name = a.name;
@@ -396,7 +420,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Cmd::Demo(args) => {
-            init_tracing();
+            init_tracing(cli.log_format);
             rt.block_on(demo::run(args))
         }
         Cmd::Bench(args) => {

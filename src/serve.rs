@@ -353,10 +353,8 @@ pub async fn start(settings: Settings) -> Result<Node> {
     match (&admin_token, &settings.admin_token_file) {
         (Some(secret), Some(path)) => {
             network::write_secret(path, secret)?;
-            eprintln!(
-                "\n  First start: the admin token is in {} (mode 0600).\n",
-                path.display()
-            );
+            // A log line like any other (JSON with `--log-format json`); the token is not in it.
+            tracing::info!(path = %path.display(), "first start: the admin token is in its file (mode 0600)");
         }
         (Some(secret), None) => eprintln!(
             "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"

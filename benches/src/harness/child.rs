@@ -210,8 +210,8 @@ impl ChildNode {
         }
     }
 
-    /// The end of the node's log, with the admin token (printed there on the first start)
-    /// masked: the tail goes to the terminal.
+    /// The end of the node's log, with the admin token masked should it appear (a node given
+    /// no token file prints it there on its first start): the tail goes to the terminal.
     pub fn log_tail(&self, admin: &str) -> String {
         let text = tail(&self.dir.join(LOG_FILE));
         if admin.is_empty() {
