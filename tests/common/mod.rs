@@ -1,13 +1,24 @@
 //! Harness for end-to-end tests: real `gigafactory serve` and `gigafactory factory` processes on
-//! loopback ports (over HTTP, or HTTPS trusting a test CA), an HTTP helper, and bounded waits. Every process is killed when its handle
+//! loopback ports (over HTTP, or HTTPS trusting a test CA), the CLI, and bounded waits; HTTP calls
+//! (`http.rs`), a factory the test plays itself (`fake_factory.rs`) and lease spans (`spans.rs`). Every process is killed when its handle
 //! drops, so a failing test leaves nothing running.
 
 #![allow(dead_code)]
 
 pub mod artifacts;
+mod fake_factory;
+mod http;
+mod spans;
 pub mod tracker;
 
-use std::collections::HashMap;
+// Each test binary uses some of these, as of the rest of the harness (`dead_code` above).
+#[allow(unused_imports)]
+pub use fake_factory::FakeFactory;
+#[allow(unused_imports)]
+pub use http::{call, call_with, curl, expect_error, raw};
+#[allow(unused_imports)]
+pub use spans::{lease_spans, most_at_once};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -376,73 +387,6 @@ pub fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// One HTTP call: status and JSON body (Null when empty or not JSON). The body goes through
-/// stdin, so it may be larger than an argument list allows.
-pub fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
-    let mut cmd = curl_command();
-    cmd.args(["-X", method]);
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
-    if method != "GET" {
-        // Every write says it is JSON, as the API requires (a cross-site form cannot).
-        cmd.args(["-H", "content-type: application/json"]);
-    }
-    if body.is_some() {
-        cmd.args(["--data-binary", "@-"]);
-    }
-    cmd.arg(url);
-    curl(cmd, body.unwrap_or_default().as_bytes())
-}
-
-/// Runs `cmd` (a curl with its method, headers and URL) with `body` on its stdin: the status
-/// and the JSON body (Null when empty or not JSON).
-pub fn curl(mut cmd: Command, body: &[u8]) -> (u16, Value) {
-    use std::io::Write;
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("curl");
-    let mut stdin = child.stdin.take().unwrap();
-    // The server may answer (413) before reading it all; a broken pipe is fine then.
-    let _ = stdin.write_all(body);
-    drop(stdin);
-    let out = child.wait_with_output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
-}
-
-/// Asserts an error answer: its status, its stable `error` code, and a message saying why.
-#[track_caller]
-pub fn expect_error(got: &(u16, Value), status: u16, code: &str) {
-    assert_eq!(
-        (got.0, got.1["error"].as_str()),
-        (status, Some(code)),
-        "{}",
-        got.1
-    );
-    assert!(
-        !got.1["message"].as_str().unwrap_or_default().is_empty(),
-        "every error says why: {}",
-        got.1
-    );
-}
-
-/// Like [`call`], with extra headers and no token (a tracker's webhook, say).
-pub fn call_with(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut cmd = curl_command();
-    cmd.args(["-X", method, "-H", "content-type: application/json"]);
-    for (name, value) in headers {
-        cmd.args(["-H", &format!("{name}: {value}")]);
-    }
-    cmd.args(["--data-binary", "@-", url]);
-    curl(cmd, body.as_bytes())
-}
-
 pub fn get(coord: &Coordinator, path: &str) -> Value {
     let (status, v) = call(
         "GET",
@@ -520,79 +464,6 @@ pub fn state(coord: &Coordinator, id: &str) -> String {
     job(coord, id)["state"].as_str().unwrap().to_string()
 }
 
-/// A factory the test plays itself, with its own token.
-pub struct FakeFactory {
-    pub token: String,
-}
-
-impl FakeFactory {
-    pub fn enroll(coord: &Coordinator) -> Self {
-        let body = serde_json::json!({"name": "fake", "os": "linux", "arch": "x86_64", "slots": 4});
-        let (status, v) = call(
-            "POST",
-            &format!("{}/v1/factories/enroll", coord.url),
-            Some(&enrollment_token(coord)),
-            Some(&body.to_string()),
-        );
-        assert_eq!(status, 200, "{v}");
-        FakeFactory {
-            token: v["token"].as_str().unwrap().to_string(),
-        }
-    }
-
-    pub fn call(&self, coord: &Coordinator, path: &str, body: Value) -> (u16, Value) {
-        call(
-            "POST",
-            &format!("{}{path}", coord.url),
-            Some(&self.token),
-            Some(&body.to_string()),
-        )
-    }
-
-    /// Claims the one queued job: `(id, epoch)`.
-    pub fn claim(&self, coord: &Coordinator) -> (String, u64) {
-        let (status, v) = self.call(
-            coord,
-            "/v1/claims",
-            serde_json::json!({"max_jobs": 1, "wait_ms": 5000}),
-        );
-        assert_eq!(status, 200, "{v}");
-        let job = &v["jobs"][0];
-        (
-            job["job_id"].as_str().unwrap().to_string(),
-            job["epoch"].as_u64().unwrap(),
-        )
-    }
-
-    pub fn write(
-        &self,
-        coord: &Coordinator,
-        id: &str,
-        what: &str,
-        epoch: u64,
-        body: Value,
-    ) -> (u16, Value) {
-        let request_id = format!("{what}-{id}-{epoch}-{}", body.to_string().len());
-        self.write_as(coord, id, what, epoch, &request_id, body)
-    }
-
-    /// A fenced write with the request id given (a retry sends the same one).
-    pub fn write_as(
-        &self,
-        coord: &Coordinator,
-        id: &str,
-        what: &str,
-        epoch: u64,
-        request_id: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        let mut body = body;
-        body["epoch"] = serde_json::json!(epoch);
-        body["request_id"] = serde_json::json!(request_id);
-        self.call(coord, &format!("/v1/jobs/{id}/{what}"), body)
-    }
-}
-
 /// Runs the CLI against `coord` as its admin: whether it succeeded, its stdout and stderr.
 pub fn cli(coord: &Coordinator, args: &[&str]) -> (bool, String, String) {
     cli_as(coord, &coord.admin, args)
@@ -626,76 +497,6 @@ pub fn cli_as_ok(coord: &Coordinator, token: &str, args: &[&str]) -> String {
     let (ok, out, err) = cli_as(coord, token, args);
     assert!(ok, "gigafactory {args:?} failed: {err}");
     out
-}
-
-/// The (claim, end) times of each attempt of `ids`, from their timelines.
-pub fn lease_spans(coord: &Coordinator, ids: &[String]) -> Vec<(u64, u64)> {
-    let mut spans = Vec::new();
-    for id in ids {
-        let mut open = None;
-        for e in events(coord, id) {
-            let at = e["at"].as_u64().unwrap();
-            match e["kind"].as_str().unwrap() {
-                "claim" => open = Some(at),
-                "complete" | "fail" | "release" | "expire" => {
-                    if let Some(start) = open.take() {
-                        spans.push((start, at));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    spans
-}
-
-/// The most spans open at one moment.
-pub fn most_at_once(spans: &[(u64, u64)]) -> usize {
-    spans
-        .iter()
-        .map(|(start, _)| {
-            spans
-                .iter()
-                .filter(|(s, e)| s <= start && start < e)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
-/// One HTTP call with `headers` (and no others but curl's own): status, answer headers
-/// (lower-cased names) and JSON body (Null when empty or not JSON).
-pub fn raw(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, HashMap<String, String>, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let dump = dir.path().join("headers");
-    let mut cmd = curl_command();
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "-D"])
-        .arg(&dump);
-    for (name, value) in headers {
-        cmd.args(["-H", &format!("{name}: {value}")]);
-    }
-    if let Some(b) = body {
-        cmd.args(["--data-binary", b]);
-    }
-    let out = cmd.arg(url).stdout(Stdio::piped()).output().expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    let answer_headers = std::fs::read_to_string(&dump)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (
-        code.trim().parse().unwrap_or(0),
-        answer_headers,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
 }
 
 /// Mints a token for `role` as the admin: its secret and id.
