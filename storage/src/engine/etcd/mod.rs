@@ -50,6 +50,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// its `--grpc-keepalive-min-time` (5 s by default), so stay above it.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a read goes round every endpoint, pausing longer between rounds, before the
+/// store is reported unavailable: long enough to span a leader election (500 ms in tests).
+const READ_ROUNDS: usize = 3;
+const READ_ROUND_PAUSE: Duration = Duration::from_millis(250);
 /// Times a watch re-subscribes (on any endpoint) after its stream breaks before it reports an
 /// error. Re-subscribing loses nothing: the start revision is fixed.
 const WATCH_RESUBSCRIBE_MAX: usize = 6;
@@ -167,8 +171,13 @@ impl EtcdStore {
     /// Sends `req` to each endpoint in turn, from the preferred one, until one answers or
     /// fails for a reason another endpoint would not fix.
     async fn send(&self, req: &Request) -> Result<Response, Failure> {
+        self.send_from(req, self.shared.preferred.load(Ordering::Relaxed))
+            .await
+    }
+
+    /// [`Self::send`] from endpoint `start`.
+    async fn send_from(&self, req: &Request, start: usize) -> Result<Response, Failure> {
         let n = self.shared.endpoints.len();
-        let start = self.shared.preferred.load(Ordering::Relaxed);
         let mut last = Failure::NotSent("no endpoint tried".into());
         for i in 0..n {
             let index = (start + i) % n;
@@ -203,12 +212,21 @@ impl EtcdStore {
         Err(last)
     }
 
-    /// A read: idempotent, so a failure of any kind moves on to the next endpoint.
+    /// A read: idempotent, so a failure of any kind moves on to the next endpoint. The walk
+    /// is this read's own: other reads moving the preferred endpoint at the same time must
+    /// not send it back to the member that just failed it.
     async fn get(&self, key: Vec<u8>, opts: GetOptions) -> Result<GetResponse> {
         let req = Request::Get(key, opts);
+        let n = self.shared.endpoints.len();
+        let base = self.shared.preferred.load(Ordering::Relaxed);
         let mut last = String::new();
-        for _ in 0..self.shared.endpoints.len() {
-            match self.send(&req).await {
+        for k in 0..n * READ_ROUNDS {
+            if k > 0 && k % n == 0 {
+                // Every member failed it: an election in progress, most likely. Wait it out.
+                tokio::time::sleep(READ_ROUND_PAUSE * (k / n) as u32).await;
+            }
+            let start = (base + k) % n;
+            match self.send_from(&req, start).await {
                 Ok(Response::Get(resp)) => return Ok(resp),
                 Ok(Response::Txn(_)) => unreachable!("a get is answered by a get response"),
                 // Nothing of the transaction is committed yet: retrying a refusal is as safe
@@ -216,17 +234,22 @@ impl EtcdStore {
                 Err(f @ (Failure::Retry(_) | Failure::Refused(_))) => return Err(f.into_error()),
                 Err(Failure::NotSent(msg) | Failure::Maybe(msg)) => {
                     last = msg;
-                    self.rotate();
+                    self.move_past(start);
                 }
             }
         }
         Err(Error::Unavailable(last))
     }
 
-    fn rotate(&self) {
+    /// Prefers the endpoint after `failed`, unless another request already moved on.
+    fn move_past(&self, failed: usize) {
         let n = self.shared.endpoints.len();
-        let p = self.shared.preferred.load(Ordering::Relaxed);
-        self.shared.preferred.store((p + 1) % n, Ordering::Relaxed);
+        let _ = self.shared.preferred.compare_exchange(
+            failed,
+            (failed + 1) % n,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     fn full(&self, key: &[u8]) -> Vec<u8> {
