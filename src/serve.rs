@@ -291,6 +291,31 @@ fn default_artifacts(store: &str) -> Result<String> {
     Ok(dir.display().to_string())
 }
 
+/// Gives the first start's admin token to the operator: into `--admin-token-file`, else onto
+/// the terminal, else (stderr is a log) into a 0600 file whose path is logged, so the token
+/// never lands in a log a shipper may collect.
+fn hand_over_admin_token(secret: &str, file: Option<&Path>, store: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    let path = match file {
+        Some(path) => path.to_path_buf(),
+        None if std::io::stderr().is_terminal() => {
+            eprintln!(
+                "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
+            );
+            return Ok(());
+        }
+        None => {
+            let dir = gigafactory_storage::embedded_dir(store).unwrap_or(".");
+            std::path::absolute(Path::new(dir).join("admin-token"))
+                .context("resolving the admin token's file")?
+        }
+    };
+    network::write_secret(&path, secret)?;
+    // A log line like any other (JSON with `--log-format json`); the token is not in it.
+    tracing::info!(path = %path.display(), "first start: the admin token is in its file (mode 0600)");
+    Ok(())
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -350,16 +375,12 @@ pub async fn start(settings: Settings) -> Result<Node> {
     };
     let coord = Coordinator::start_with(store, config, edges).await?;
     let admin_token = coord.bootstrap_admin().await?;
-    match (&admin_token, &settings.admin_token_file) {
-        (Some(secret), Some(path)) => {
-            network::write_secret(path, secret)?;
-            // A log line like any other (JSON with `--log-format json`); the token is not in it.
-            tracing::info!(path = %path.display(), "first start: the admin token is in its file (mode 0600)");
-        }
-        (Some(secret), None) => eprintln!(
-            "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
-        ),
-        (None, _) => {}
+    if let Some(secret) = &admin_token {
+        hand_over_admin_token(
+            secret,
+            settings.admin_token_file.as_deref(),
+            &settings.store,
+        )?;
     }
     if settings.insecure_dev {
         tracing::warn!(

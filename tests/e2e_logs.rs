@@ -64,3 +64,51 @@ fn json_logs_are_one_object_a_line_and_carry_no_token() {
         "the agent's lines name their job:\n{factory}"
     );
 }
+
+/// A first start with no `--admin-token-file` and stderr redirected: the token goes into a
+/// 0600 file beside the store, the log names that file, and the token itself is nowhere in it.
+#[test]
+fn a_first_start_into_a_log_puts_the_token_in_a_file_not_the_log() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let log_path = dir.path().join("coordinator.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = common::free_port();
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["serve", "--store"])
+        .arg(format!("embedded:{}", store.display()))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("GIGAFACTORY_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let token_file = store.join("admin-token");
+    wait_for(Duration::from_secs(30), "the node to be ready", || {
+        token_file.exists() && common::call("GET", &format!("{url}/readyz"), None, None).0 == 200
+    });
+    let admin = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let (status, me) = common::call("GET", &format!("{url}/v1/whoami"), Some(&admin), None);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 200, "the file's token works: {me}");
+    assert_eq!(me["role"], "admin", "{me}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains(&admin), "the token is in the log:\n{text}");
+    assert!(
+        text.contains(&token_file.display().to_string()),
+        "the log names the token's file:\n{text}"
+    );
+}
