@@ -12,8 +12,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
+use std::ops::Bound;
 
 use gigafactory_core::job::{JobId, Millis};
+use gigafactory_core::load::Shape as LoadShape;
 use gigafactory_core::scoring::{self, FactoryView, JobView};
 use gigafactory_storage::repo::ReadyEntry;
 
@@ -183,6 +185,21 @@ impl At {
     }
 }
 
+/// The oldest creation time in `jobs`: the first key of each priority band is its oldest.
+fn oldest(jobs: &BTreeMap<IndexKey, Packed>) -> Option<Millis> {
+    let mut oldest: Option<Millis> = None;
+    let mut next = jobs.keys().next().copied();
+    while let Some((Reverse(priority), created_at, _)) = next {
+        oldest = Some(oldest.map_or(created_at, |o| o.min(created_at)));
+        let band_end = (Reverse(priority), Millis::MAX, JobId(uuid::Uuid::max()));
+        next = jobs
+            .range((Bound::Excluded(band_end), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| *k);
+    }
+    oldest
+}
+
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
     /// By shape id; a shape is dropped when its last job leaves.
@@ -301,6 +318,18 @@ impl ReadyQueue {
             self.shape_ids.remove(&gone.key);
         }
         Some(entry)
+    }
+
+    /// Each shape's depth and the creation time of its oldest job: one seek per priority band,
+    /// so a deep queue costs no more than a shallow one.
+    pub fn depths(&self) -> Vec<(LoadShape, usize, Option<Millis>)> {
+        self.shapes
+            .values()
+            .map(|s| {
+                let shape = LoadShape::new(&s.key.0, s.key.1.as_deref());
+                (shape, s.jobs.len(), oldest(&s.jobs))
+            })
+            .collect()
     }
 
     /// The shapes whose jobs `factory` can take: one check per shape, whatever its length.
@@ -454,6 +483,25 @@ mod tests {
         }
         assert_eq!((q.names.len(), q.label_sets.len()), (0, 0));
         assert!(q.is_empty() && q.shapes.is_empty());
+    }
+
+    proptest! {
+        /// The per-band seek finds what a scan of every job finds.
+        #[test]
+        fn a_shapes_oldest_job_matches_a_scan(
+            jobs in proptest::collection::vec((0u32..4, 1u64..1_000), 0..60),
+        ) {
+            let mut q = ReadyQueue::default();
+            for (n, (priority, created_at)) in jobs.iter().enumerate() {
+                let mut e = entry(n as u128 + 1, *priority, &["linux"], 0);
+                e.created_at = *created_at;
+                q.insert(e);
+            }
+            let depths = q.depths();
+            let want = jobs.iter().map(|(_, c)| *c).min();
+            prop_assert_eq!(depths.first().and_then(|d| d.2), want);
+            prop_assert_eq!(depths.iter().map(|d| d.1).sum::<usize>(), jobs.len());
+        }
     }
 
     proptest! {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use gigafactory_core::fair_share::Standing;
 use gigafactory_core::job::{FactoryId, JobId, Millis};
+use gigafactory_core::load::{Shape, ShapeQueue};
 use gigafactory_core::outcomes::Outcomes;
 use gigafactory_core::placement;
 use gigafactory_core::scoring::{self, FactoryView, JobView, Weights};
@@ -76,6 +77,8 @@ pub struct SchedulerSnapshot {
     pub budget_holds: usize,
     /// Limit keys holding their jobs from placement.
     pub limit_holds: usize,
+    /// Per shape: queued (with the oldest) and running, for metrics and scaling hints.
+    pub shapes: Vec<ShapeQueue>,
 }
 
 pub(crate) struct SchedulerActor;
@@ -323,6 +326,7 @@ impl Actor for SchedulerActor {
                     preemptions_pending: state.reserved.len(),
                     budget_holds: state.holds.len(),
                     limit_holds: state.holds.limits_len(),
+                    shapes: state.shape_queues(),
                 });
             }
         }
@@ -356,6 +360,35 @@ impl SchedulerState {
         let entry = self.queue.remove(id)?;
         self.count(&entry, -1);
         Some(entry)
+    }
+
+    /// Each shape's queue and running jobs, shapes with either.
+    fn shape_queues(&self) -> Vec<ShapeQueue> {
+        let mut shapes: HashMap<Shape, ShapeQueue> = HashMap::new();
+        for (shape, queued, oldest_created_at) in self.queue.depths() {
+            shapes.insert(
+                shape.clone(),
+                ShapeQueue {
+                    shape,
+                    queued,
+                    oldest_created_at,
+                    running: 0,
+                },
+            );
+        }
+        for (_, r) in self.running.iter() {
+            let shape = Shape::new(&r.job.capabilities, r.job.engine_class.as_deref());
+            shapes
+                .entry(shape.clone())
+                .or_insert(ShapeQueue {
+                    shape,
+                    queued: 0,
+                    oldest_created_at: None,
+                    running: 0,
+                })
+                .running += 1;
+        }
+        shapes.into_values().collect()
     }
 
     /// Keeps the per-product and per-capability queue counts in step with the index.

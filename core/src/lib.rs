@@ -18,6 +18,7 @@ pub mod hearing;
 pub mod job;
 pub mod journal;
 pub mod limits;
+pub mod load;
 pub mod manifest;
 pub mod outcomes;
 pub mod parents;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use gigafactory_core::cluster::{NodeRecord, ShardLease};
 use gigafactory_core::fleet::{Factory, FactoryStatus};
 use gigafactory_core::job::{FactoryId, JobId, Millis};
+use gigafactory_core::load::{self, ShapeLoad};
 use gigafactory_storage::{repo, transact};
 use uuid::Uuid;
 
@@ -89,6 +90,15 @@ impl Coordinator {
             claim_latency_p50_ms: p50,
             claim_latency_p99_ms: p99,
         })
+    }
+
+    /// Per shape, what this node's queue asks of the fleet beside the online factories that
+    /// fit it (see `core::load`). The queue is this node's shards'; running jobs and
+    /// factories are the whole fleet's.
+    pub async fn shape_loads(&self) -> Result<Vec<ShapeLoad>> {
+        let factories = self.factories().await?;
+        let scheduler = self.scheduler_snapshot().await?;
+        Ok(load::shape_loads(&scheduler.shapes, &factories, self.now()))
     }
 
     /// When this node started: its stats history (kept in memory) begins no earlier.

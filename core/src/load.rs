@@ -1,0 +1,176 @@
+//! What the queue asks of the fleet, shape by shape: for each set of requirements jobs carry
+//! (capabilities and engine class), how many wait and since when, how many run, and which
+//! online factories could take them. Metrics, alerts and scaling hints all read this one
+//! picture, so they cannot disagree.
+
+use serde::Serialize;
+
+use crate::fleet::{Factory, FactoryStatus};
+use crate::job::Millis;
+
+/// What a job requires of a factory: capabilities sorted and without repeats.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+pub struct Shape {
+    pub capabilities: Vec<String>,
+    pub engine_class: Option<String>,
+}
+
+impl Shape {
+    pub fn new(capabilities: &[String], engine_class: Option<&str>) -> Self {
+        let mut capabilities = capabilities.to_vec();
+        capabilities.sort_unstable();
+        capabilities.dedup();
+        Shape {
+            capabilities,
+            engine_class: engine_class.map(str::to_owned),
+        }
+    }
+
+    /// The capabilities as one label value: `gpu,linux`, or `any` when none are required.
+    pub fn capabilities_label(&self) -> String {
+        if self.capabilities.is_empty() {
+            "any".into()
+        } else {
+            self.capabilities.join(",")
+        }
+    }
+
+    /// Whether `f` offers everything the shape requires.
+    pub fn fits(&self, f: &Factory) -> bool {
+        self.capabilities.iter().all(|c| f.capabilities.contains(c))
+            && self
+                .engine_class
+                .as_ref()
+                .is_none_or(|e| f.engine_classes.contains(e))
+    }
+}
+
+/// What the scheduler holds of one shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeQueue {
+    pub shape: Shape,
+    pub queued: usize,
+    /// When the oldest queued job of the shape was created (`None` with none queued).
+    pub oldest_created_at: Option<Millis>,
+    pub running: usize,
+}
+
+/// One shape's demand beside the supply that could meet it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ShapeLoad {
+    pub shape: Shape,
+    pub queued: usize,
+    pub running: usize,
+    /// Age of the oldest queued job, since it was created (0 with none queued).
+    pub oldest_queued_age_ms: u64,
+    /// Online factories (not draining) that fit the shape, and their slots.
+    pub factories_online: usize,
+    pub slots: u32,
+    pub slots_busy: u32,
+}
+
+/// Joins the scheduler's queues with the factories that could serve them, at `now`. A
+/// factory counts for every shape it fits, so slots overlap between shapes.
+pub fn shape_loads(queues: &[ShapeQueue], factories: &[Factory], now: Millis) -> Vec<ShapeLoad> {
+    let online: Vec<&Factory> = factories
+        .iter()
+        .filter(|f| f.status == FactoryStatus::Online)
+        .collect();
+    let mut loads: Vec<ShapeLoad> = queues
+        .iter()
+        .map(|q| {
+            let fitting: Vec<&&Factory> = online.iter().filter(|f| q.shape.fits(f)).collect();
+            ShapeLoad {
+                shape: q.shape.clone(),
+                queued: q.queued,
+                running: q.running,
+                oldest_queued_age_ms: q.oldest_created_at.map_or(0, |t| now.saturating_sub(t)),
+                factories_online: fitting.len(),
+                slots: fitting.iter().map(|f| f.slots).sum(),
+                slots_busy: fitting.iter().map(|f| f.slots_busy.min(f.slots)).sum(),
+            }
+        })
+        .collect();
+    loads.sort_by(|a, b| a.shape.cmp(&b.shape));
+    loads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::FactoryId;
+
+    fn factory(
+        caps: &[&str],
+        engines: &[&str],
+        slots: u32,
+        busy: u32,
+        status: FactoryStatus,
+    ) -> Factory {
+        Factory {
+            id: FactoryId(uuid::Uuid::nil()),
+            name: "f".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            engine_classes: engines.iter().map(|c| c.to_string()).collect(),
+            slots,
+            cost_per_hour_micros: 0,
+            status,
+            enrolled_at: 0,
+            last_heartbeat: 0,
+            slots_busy: busy,
+            token_hash: [0; 32],
+            warm: Vec::new(),
+        }
+    }
+
+    fn queue(
+        caps: &[&str],
+        engine: Option<&str>,
+        queued: usize,
+        oldest: Option<Millis>,
+    ) -> ShapeQueue {
+        let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+        ShapeQueue {
+            shape: Shape::new(&caps, engine),
+            queued,
+            oldest_created_at: oldest,
+            running: 1,
+        }
+    }
+
+    #[test]
+    fn a_shape_counts_only_online_factories_that_fit_it() {
+        let factories = [
+            factory(&["gpu", "linux"], &["claude"], 4, 1, FactoryStatus::Online),
+            factory(&["linux"], &["claude"], 2, 2, FactoryStatus::Online),
+            factory(
+                &["gpu", "linux"],
+                &["claude"],
+                8,
+                0,
+                FactoryStatus::Draining,
+            ),
+            factory(&["gpu", "linux"], &[], 8, 0, FactoryStatus::Online),
+        ];
+        let loads = shape_loads(
+            &[queue(&["linux", "gpu"], Some("claude"), 3, Some(1_000))],
+            &factories,
+            61_000,
+        );
+        assert_eq!(loads.len(), 1);
+        let l = &loads[0];
+        assert_eq!(l.shape.capabilities_label(), "gpu,linux");
+        assert_eq!((l.factories_online, l.slots, l.slots_busy), (1, 4, 1));
+        assert_eq!(l.oldest_queued_age_ms, 60_000);
+    }
+
+    #[test]
+    fn a_shape_with_nothing_queued_is_zero_aged_and_no_capabilities_read_any() {
+        let loads = shape_loads(&[queue(&[], None, 0, None)], &[], 5);
+        assert_eq!(loads[0].oldest_queued_age_ms, 0);
+        assert_eq!(loads[0].shape.capabilities_label(), "any");
+        assert_eq!(loads[0].factories_online, 0);
+    }
+}
