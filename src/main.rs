@@ -257,6 +257,11 @@ struct FactoryArgs {
     /// the chaos suite does to check leases from the factories' side.
     #[arg(long)]
     journal: Option<PathBuf>,
+    /// How jobs are isolated (Linux): `auto` runs them in bubblewrap where the machine allows
+    /// it and as plain processes (with a warning) where not; `bwrap` refuses to start without
+    /// it; `off` never isolates.
+    #[arg(long, env = "GIGAFACTORY_SANDBOX", default_value = "auto")]
+    sandbox: gigafactory_factory::SandboxMode,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -351,6 +356,7 @@ fn run() -> Result<()> {
             config.agent_command = Some(a.agent_command).filter(|c| !c.trim().is_empty());
             config.heartbeat_interval = std::time::Duration::from_secs(a.heartbeat_secs.max(1));
             config.journal = a.journal;
+            config.sandbox = a.sandbox;
             config.tls = a.tls.client_tls();
             rt.block_on(gigafactory_factory::run(config, serve::shutdown_signal()))?;
             Ok(())

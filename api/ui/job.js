@@ -191,6 +191,8 @@ export function jobPage(main, id) {
     if (job.lease) out.push(h("dt", {}, "Running for"), h("dd", { "data-testid": "running-for" }, fmtDuration(Date.now() - job.lease.granted_at)));
     return out;
   };
+  // What the job's sandbox allows, in one line: "network off · 64 MiB · 0.5 CPU".
+  const sandboxText = (s) => [s.network ? "network on" : "network off", s.memory_mib ? `${s.memory_mib} MiB` : "no memory limit", s.cpu_millis ? `${s.cpu_millis / 1000} CPU` : "no CPU limit"].join(" · ");
   let dagDrawn = null;
   // The caller's token name: a review that names its reviewers is decided by them only.
   let me = null;
@@ -203,7 +205,7 @@ export function jobPage(main, id) {
     fields.replaceChildren(...row("Id", job.id), ...row("Key", job.key), ...row("Product", job.product), ...row("Stage", job.stage), ...row("Priority", job.priority), ...row("Capabilities", job.capabilities.join(", ")), ...row("Labels", job.labels.join(", ") || "none"), ...row("Attempts", `${job.attempts} (failures ${job.failures} of ${job.max_attempts})`), ...row("Epoch", job.epoch), ...row("Created", when(job.created_at)), ...row("Updated", when(job.updated_at)), ...durations(), ...row("Exit code", job.exit_code), ...row("Last error", lastError), ...row("Checkpoint", job.checkpoint), ...(job.review_feedback ? row("Review feedback", job.review_feedback) : []));
     const payload = job.payload.command !== undefined ? ["Command", h("code", { "data-testid": "payload" }, job.payload.command)] : ["Prompt", h("pre", { class: "prompt", "data-testid": "payload" }, job.payload.prompt)];
     const wall = job.wall_clock_ms ? `${fmtDuration(job.wall_clock_ms)} (used ${fmtDuration(job.run_ms + (job.lease ? Date.now() - job.lease.granted_at : 0))})` : "none";
-    rerender(runs, () => runs.replaceChildren(...row(...payload), ...row("Engine class", job.engine_class || "any"), ...row("Allowed scope", job.allowed_scope.length ? job.allowed_scope.join(", ") : "anywhere"), ...row("Cost budget", job.cost_budget_micros ? fmtUsd(job.cost_budget_micros) : "none"), ...row("Wall-clock budget", wall)));
+    rerender(runs, () => runs.replaceChildren(...row(...payload), ...row("Engine class", job.engine_class || "any"), ...row("Allowed scope", job.allowed_scope.length ? job.allowed_scope.join(", ") : "anywhere"), ...row("Cost budget", job.cost_budget_micros ? fmtUsd(job.cost_budget_micros) : "none"), ...row("Wall-clock budget", wall), ...row("Sandbox", sandboxText(job.sandbox))));
     actions.refresh(job);
     logs.refresh(job);
     held.hidden = !job.held;

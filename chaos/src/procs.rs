@@ -305,6 +305,8 @@ impl Agent {
             .arg("--journal")
             .arg(self.journal_path())
             .args(["--enroll-token", &self.enroll_token])
+            // The suite checks leases; jobs' isolation has its own tests (tests/e2e_sandbox.rs).
+            .args(["--sandbox", "off"])
             .env("PATH", path)
             .env("GIGAFACTORY_LOG", "info")
             .stdin(Stdio::null())

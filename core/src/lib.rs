@@ -24,6 +24,7 @@ pub mod outcomes;
 pub mod parents;
 pub mod placement;
 pub mod query;
+pub mod sandbox;
 pub mod scope;
 pub mod scoring;
 pub mod throttle;

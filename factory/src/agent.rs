@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::identity::Identity;
 use crate::job;
 use crate::orphans;
+use crate::sandbox::Sandboxing;
 use crate::stop::Stop;
 
 /// With no free slot (or while draining) the claim loop re-checks at least this often.
@@ -35,11 +36,12 @@ const ABORT_UNWIND_MS: u64 = 1_000;
 /// Runs the enrolled agent until `shutdown` or a fatal error.
 pub async fn serve(
     config: AgentConfig,
+    sandboxing: Sandboxing,
     coordinator: Coordinator,
     identity: Identity,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let shared = Arc::new(Shared::new(config, coordinator, identity));
+    let shared = Arc::new(Shared::new(config, sandboxing, coordinator, identity));
     info!(
         slots = shared.config.slots,
         coordinator = shared.coordinator.first_url(),

@@ -33,6 +33,7 @@ use crate::client::Coordinator;
 use crate::error::AgentError;
 use crate::identity::{Identity, identity_path};
 use crate::process::{self, Signal};
+use crate::sandbox::Sandboxing;
 use crate::stop::{Stop, escalate};
 use crate::workspace;
 
@@ -47,6 +48,8 @@ const RENEW_INTERVAL_MIN_MS: u64 = 50;
 /// What the agent's tasks share.
 pub struct Shared {
     pub config: AgentConfig,
+    /// What this machine isolates jobs with.
+    pub sandboxing: Sandboxing,
     pub coordinator: Coordinator,
     pub identity: Identity,
     /// The coordinator's lease TTL, from the last heartbeat answer or claim.
@@ -93,7 +96,12 @@ pub struct Held {
 }
 
 impl Shared {
-    pub fn new(config: AgentConfig, coordinator: Coordinator, identity: Identity) -> Self {
+    pub fn new(
+        config: AgentConfig,
+        sandboxing: Sandboxing,
+        coordinator: Coordinator,
+        identity: Identity,
+    ) -> Self {
         let mut config_warm: VecDeque<String> = VecDeque::new();
         for key in &config.warm {
             if !config_warm.contains(key) && config_warm.len() < WARM_KEYS_MAX {
@@ -102,6 +110,7 @@ impl Shared {
         }
         Shared {
             config,
+            sandboxing,
             coordinator,
             identity,
             lease_ttl_ms: AtomicU64::new(LEASE_TTL_DEFAULT_MS),
@@ -360,6 +369,7 @@ mod tests {
     fn shared() -> Arc<Shared> {
         Arc::new(Shared::new(
             AgentConfig::new(vec!["http://x:1".into()], "t", "/tmp/none"),
+            Sandboxing::detect(crate::sandbox::Mode::Off).unwrap(),
             Coordinator::new(&["http://x:1".into()], &Default::default()).unwrap(),
             Identity {
                 factory_id: gigafactory_core::job::FactoryId(uuid::Uuid::new_v4()),

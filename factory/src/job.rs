@@ -169,11 +169,18 @@ async fn run_job(
         Ok(launch) => launch,
         Err(why) => return finish_early(&ctx, why, false).await,
     };
+    let name = format!("{job_id}-{attempt}");
+    let sandboxing = &ctx.shared.sandboxing;
+    let (launch, sandbox, notices) =
+        match sandboxing.prepare(&ctx.job.sandbox, &config.workdir, &ws, launch, &name) {
+            Ok(prepared) => prepared,
+            Err(why) => return finish_early(&ctx, why, false).await,
+        };
     let work = ws.work.clone();
     let before = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
         .await
         .unwrap_or_default();
-    let mut child = match process::spawn(&launch) {
+    let mut child = match process::spawn(&launch, &sandbox.join()) {
         Ok(child) => child,
         Err(e) => {
             // A missing agent program will be missing on the next attempt here too: say so
@@ -217,6 +224,10 @@ async fn run_job(
         helpers.push(tokio::spawn(feed.in_current_span()).abort_handle());
     }
     let queue = LogQueue::new(LOG_QUEUE_MAX_BYTES);
+    for notice in notices {
+        warn!(%notice, "sandbox");
+        queue.push(LogStream::Stderr, format!("[gigafactory: {notice}]\n"));
+    }
     let (give_up, give_up_rx) = oneshot::channel();
     let mut pump = tokio::spawn(
         logs::pump(
@@ -332,7 +343,7 @@ async fn run_job(
     // No renewal may race the end: one answered after the end was applied would read as a
     // lost lease. The end itself is retried within what is left of the lease.
     renewer.abort();
-    let report = final_report(&ws, status, ended_by, changed);
+    let report = final_report(&ws, status, ended_by, changed, sandbox.memory_exceeded());
     let pending = control::pending_usage(&ws.control);
     ctx.delivered(send_report(&ctx, report, pending), "its end")
         .await;

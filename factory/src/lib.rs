@@ -24,9 +24,12 @@ mod journal;
 mod logs;
 mod orphans;
 mod process;
+mod sandbox;
 mod stop;
 pub mod tls;
 mod workspace;
+
+pub use sandbox::Mode as SandboxMode;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -93,6 +96,8 @@ pub struct AgentConfig {
     pub journal: Option<PathBuf>,
     /// What `https://` coordinators are trusted with, and the client certificate to present.
     pub tls: tls::ClientTls,
+    /// How strictly jobs are isolated (`--sandbox`).
+    pub sandbox: SandboxMode,
 }
 
 impl AgentConfig {
@@ -122,6 +127,7 @@ impl AgentConfig {
             workspaces_kept: workspace::WORKSPACES_KEPT,
             journal: None,
             tls: tls::ClientTls::default(),
+            sandbox: SandboxMode::default(),
         }
     }
 
@@ -156,6 +162,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("claim_wait", &self.claim_wait)
             .field("journal", &self.journal)
             .field("tls", &self.tls)
+            .field("sandbox", &self.sandbox)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +179,7 @@ pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) ->
     let jobs_dir = config.workdir.join(workspace::JOBS_DIR);
     std::fs::create_dir_all(&jobs_dir)
         .map_err(|e| AgentError::io(format!("creating {}", jobs_dir.display()), e))?;
+    let sandboxing = sandbox::Sandboxing::detect(config.sandbox)?;
     let mut coordinator = client::Coordinator::new(&config.coordinators, &config.tls)?;
     if let Some(path) = &config.journal {
         coordinator = coordinator.with_journal(journal::Journal::open(path)?);
@@ -182,7 +190,7 @@ pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) ->
         _ = &mut shutdown => return Ok(()),
     };
     let span = tracing::info_span!("factory", factory_id = %identity.factory_id);
-    agent::serve(config, coordinator, identity, shutdown)
+    agent::serve(config, sandboxing, coordinator, identity, shutdown)
         .instrument(span)
         .await
 }

@@ -25,8 +25,9 @@ pub struct Launch {
     pub stdin: Option<String>,
 }
 
-/// Starts `launch` in its own process group with piped stdout and stderr.
-pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
+/// Starts `launch` in its own process group with piped stdout and stderr, its first process
+/// joining the cgroups whose `cgroup.procs` files `join` names before it runs (Linux).
+pub fn spawn(launch: &Launch, join: &[std::ffi::CString]) -> std::io::Result<Child> {
     let mut cmd = std::process::Command::new(&launch.program);
     cmd.args(&launch.args)
         .current_dir(&launch.cwd)
@@ -54,6 +55,24 @@ pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
         // too, and the agent's own group (the terminal's Ctrl-C) does not reach the job.
         cmd.process_group(0);
     }
+    #[cfg(target_os = "linux")]
+    if !join.is_empty() {
+        use std::os::unix::process::CommandExt;
+        let join = join.to_vec();
+        // SAFETY: the hook runs in the forked child before exec and only makes system calls
+        // (getpid, open, write, close) on memory prepared before the fork: no allocation, no
+        // lock. A failure fails the spawn, so a job never runs outside its limits.
+        unsafe {
+            cmd.pre_exec(move || {
+                for path in &join {
+                    join_cgroup(path)?;
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = join;
     #[cfg(windows)]
     {
         use std::os::windows::process::CommandExt;
@@ -65,6 +84,37 @@ pub fn spawn(launch: &Launch) -> std::io::Result<Child> {
     // the job's guard kills the rest of the group.
     cmd.kill_on_drop(true);
     cmd.spawn()
+}
+
+/// Writes the calling process's pid into the `cgroup.procs` file `path`, without allocating.
+#[cfg(target_os = "linux")]
+fn join_cgroup(path: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: getpid cannot fail.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    // SAFETY: `path` is a valid C string; the buffer outlives the write.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, digits[at..].as_ptr().cast(), digits.len() - at);
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// The two ways to stop a job.
@@ -253,7 +303,7 @@ mod tests {
             env: vec![(JOB_ID_ENV.into(), job_id.to_string())],
             stdin: None,
         };
-        let mut child = spawn(&launch).unwrap();
+        let mut child = spawn(&launch, &[]).unwrap();
         let pgid = child.id().unwrap() as i32;
         assert!(group_exists(pgid));
         #[cfg(target_os = "linux")]

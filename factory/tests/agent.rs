@@ -403,6 +403,7 @@ fn claimed(command: &str, epoch: u64, wall_clock_ms: Option<u64>) -> ClaimedJob 
         checkpoint: None,
         affinity: None,
         review_feedback: None,
+        sandbox: Default::default(),
     }
 }
 
@@ -416,6 +417,8 @@ fn config(url: &str, workdir: &Path) -> AgentConfig {
     config.stage_poll_interval = Duration::from_millis(50);
     config.grace = Duration::from_millis(500);
     config.shutdown_report_timeout = Duration::from_secs(2);
+    // These jobs write beside their workspace for the test to see; a sandbox would hide it.
+    config.sandbox = gigafactory_factory::SandboxMode::Off;
     config
 }
 

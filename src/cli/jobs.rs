@@ -322,6 +322,9 @@ fn describe(fmt: &Fmt, j: &JobView) -> String {
             j.attempts, j.max_attempts, j.failures, j.epoch
         ),
     ));
+    if j.sandbox != gigafactory_core::sandbox::SandboxSpec::default() {
+        lines.push(("sandbox", j.sandbox.to_string()));
+    }
     if let Some(l) = &j.lease {
         lines.push((
             "lease",
@@ -455,6 +458,19 @@ mod tests {
         assert!(sonnet.ends_with("$0.0042") && factory.ends_with("$1.50"));
         assert_eq!(sonnet.len(), factory.len(), "amounts line up:\n{shown}");
         assert!(!shown.contains("held"), "{shown}");
+    }
+
+    #[test]
+    fn shows_a_sandbox_only_when_it_differs_from_the_default() {
+        let tight = job(serde_json::json!({
+            "sandbox": {"network": false, "memory_mib": 64, "cpu_millis": 1500}
+        }));
+        let shown = describe(&Fmt::plain(0), &tight);
+        assert!(
+            shown.contains("sandbox    network off · 64 MiB · 1.5 CPU\n"),
+            "{shown}"
+        );
+        assert!(!describe(&Fmt::plain(0), &job(serde_json::json!({}))).contains("sandbox"));
     }
 
     #[test]

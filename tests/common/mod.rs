@@ -326,6 +326,14 @@ impl Factory {
             .arg("--enroll-token")
             .arg(token)
             .args(tls_flags())
+            // Test jobs signal the test through files beside their workspace, which a sandbox
+            // hides: only the sandbox's own tests ask for one.
+            .args(
+                (!extra.contains(&"--sandbox"))
+                    .then_some(["--sandbox", "off"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env("PATH", job_path())
             .env("GIGAFACTORY_LOG", "info")

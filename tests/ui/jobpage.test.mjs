@@ -59,13 +59,13 @@ try {
     return job;
   };
 
-  const parked = await submit({ key: "parked", capabilities: ["nowhere"], payload: { command: "true" }, allowed_scope: ["src/**"], wall_clock_ms: 600000, cost_budget_micros: 2500000, engine_class: "shell" });
+  const parked = await submit({ key: "parked", capabilities: ["nowhere"], payload: { command: "true" }, allowed_scope: ["src/**"], wall_clock_ms: 600000, cost_budget_micros: 2500000, engine_class: "shell", sandbox: { network: false, memory_mib: 64, cpu_millis: 500 } });
   await step("a queued job offers only cancel, and shows what it runs", async () => {
     const job = await offers(parked, "queued");
     assert.deepEqual(job.allowed_actions, ["cancel"]);
     const runs = page.locator('[data-testid="runs"]');
     await runs.locator('[data-testid="payload"]', { hasText: "true" }).waitFor();
-    for (const text of ["shell", "src/**", "$2.50", "10m"]) await runs.getByText(text, { exact: false }).first().waitFor();
+    for (const text of ["shell", "src/**", "$2.50", "10m", "network off · 64 MiB · 0.5 CPU"]) await runs.getByText(text, { exact: false }).first().waitFor();
     await page.locator(".fields time").first().waitFor();
     assert.match(await page.locator(".fields time").first().textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((just now|\d+.* ago)\)$/);
     await page.locator('[data-testid="queued-for"]', { hasText: "so far" }).waitFor();

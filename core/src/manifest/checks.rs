@@ -214,6 +214,9 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
     if let Some(key) = &spec.idempotency_key {
         check(at("idempotency_key"), check_idempotency_key(key));
     }
+    for (field, message) in spec.sandbox.problems() {
+        check(at(&format!("sandbox.{field}")), Err(message));
+    }
     check(
         at("max_attempts"),
         check_max_attempts(spec.max_attempts.into()).map(drop),

@@ -4,6 +4,9 @@
 use super::*;
 
 pub(super) const ROOT_FIELDS: &[&str] = &["product", "profiles", "jobs"];
+/// The fields of a `sandbox` table.
+pub(super) const SANDBOX_FIELDS: &[&str] = &["network", "memory_mib", "cpu_millis"];
+
 pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "capabilities",
     "labels",
@@ -20,6 +23,7 @@ pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "reviewers",
     "concurrency_key",
     "affinity",
+    "sandbox",
 ];
 pub(super) const JOB_ONLY_FIELDS: &[&str] = &[
     "key",

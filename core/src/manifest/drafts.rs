@@ -22,6 +22,7 @@ pub(super) struct Settings {
     pub(super) reviewers: Option<Vec<String>>,
     pub(super) concurrency_key: Option<String>,
     pub(super) affinity: Option<String>,
+    pub(super) sandbox: Option<SandboxSpec>,
 }
 
 pub(super) static NO_SETTINGS: Settings = Settings {
@@ -40,6 +41,7 @@ pub(super) static NO_SETTINGS: Settings = Settings {
     reviewers: None,
     concurrency_key: None,
     affinity: None,
+    sandbox: None,
 };
 
 impl Settings {
@@ -92,6 +94,7 @@ impl Settings {
             affinity: read(fields, "affinity", sink, expect_string, |s| {
                 check_limit_key(&s).map(|()| s)
             }),
+            sandbox: read_sandbox(fields, sink),
         }
     }
 
@@ -115,8 +118,31 @@ impl Settings {
                 .concurrency_key
                 .or_else(|| profile.concurrency_key.clone()),
             affinity: self.affinity.or_else(|| profile.affinity.clone()),
+            sandbox: self.sandbox.or_else(|| profile.sandbox.clone()),
         }
     }
+}
+
+/// The `sandbox` table: each field checked where it stands; `None` when any is wrong.
+fn read_sandbox(fields: &mut Fields, sink: &mut Sink) -> Option<SandboxSpec> {
+    let (node, location) = fields.take("sandbox")?;
+    let mut table = expect_table(node, &location, sink)?;
+    let before = sink.count();
+    let defaults = SandboxSpec::default();
+    let spec = SandboxSpec {
+        network: read(&mut table, "network", sink, expect_bool, Ok).unwrap_or(defaults.network),
+        memory_mib: read(&mut table, "memory_mib", sink, expect_int, |v| {
+            u32::try_from(v).map_err(|_| format!("must be a number of MiB, got {v}"))
+        }),
+        cpu_millis: read(&mut table, "cpu_millis", sink, expect_int, |v| {
+            u32::try_from(v).map_err(|_| format!("must be thousandths of a CPU, got {v}"))
+        }),
+    };
+    table.finish(SANDBOX_FIELDS, sink);
+    for (field, message) in spec.problems() {
+        sink.push(join(&location, field), message);
+    }
+    (sink.count() == before).then_some(spec)
 }
 
 pub(super) struct Profile {
@@ -214,6 +240,7 @@ impl Draft {
             reviewers: settings.reviewers.unwrap_or_default(),
             concurrency_key: settings.concurrency_key,
             affinity: settings.affinity,
+            sandbox: settings.sandbox.unwrap_or_default(),
         }
     }
 }

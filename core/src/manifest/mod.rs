@@ -24,6 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::dag;
+use crate::sandbox::SandboxSpec;
 
 mod checks;
 mod document;
@@ -163,6 +164,9 @@ pub struct JobSpec {
     /// report it warm score higher.
     #[serde(default)]
     pub affinity: Option<String>,
+    /// What the job may reach and hold where it runs: the network, memory and CPU.
+    #[serde(default)]
+    pub sandbox: SandboxSpec,
 }
 
 /// A parsed manifest: its jobs in topological order, dependencies before dependents.
@@ -427,6 +431,7 @@ impl JobSpec {
             reviewers: Vec::new(),
             concurrency_key: None,
             affinity: None,
+            sandbox: SandboxSpec::default(),
         }
     }
 

@@ -261,6 +261,9 @@ pub struct ClaimedJob {
     /// Why a reviewer last asked for changes, handed to the job as `GF_REVIEW_FEEDBACK`.
     #[serde(default)]
     pub review_feedback: Option<String>,
+    /// The sandbox the factory runs the job in.
+    #[serde(default)]
+    pub sandbox: crate::sandbox::SandboxSpec,
 }
 
 impl ClaimedJob {
@@ -280,6 +283,7 @@ impl ClaimedJob {
             checkpoint: job.checkpoint.clone(),
             affinity: job.spec.affinity.clone(),
             review_feedback: job.review_feedback.clone(),
+            sandbox: job.spec.sandbox.clone(),
         }
     }
 }
@@ -497,6 +501,9 @@ pub struct JobView {
     /// The job's wall-clock budget, if it has one.
     #[serde(default)]
     pub wall_clock_ms: Option<u64>,
+    /// What the job may reach and hold where it runs.
+    #[serde(default)]
+    pub sandbox: crate::sandbox::SandboxSpec,
     /// Wall-clock time spent in finished leases.
     #[serde(default)]
     pub run_ms: u64,
@@ -553,6 +560,7 @@ impl From<&Job> for JobView {
             updated_at: j.updated_at,
             allowed_scope: j.spec.allowed_scope.clone(),
             wall_clock_ms: j.spec.wall_clock_ms,
+            sandbox: j.spec.sandbox.clone(),
             run_ms: j.run_ms,
             allowed_actions: crate::job::allowed_actions(j),
         }

@@ -231,6 +231,7 @@ pub(super) fn final_report(
     status: io::Result<ExitStatus>,
     ended_by: Option<Stop>,
     changed_paths: Vec<String>,
+    memory_exceeded: Option<String>,
 ) -> Report {
     let exit_code = status.as_ref().ok().and_then(ExitStatus::code);
     match ended_by {
@@ -253,6 +254,15 @@ pub(super) fn final_report(
         // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
         Some(Stop::Cancel | Stop::Fenced) | None => match status {
             Ok(status) if status.success() => Report::Complete(Complete {
+                changed_paths,
+                usage: Vec::new(),
+                claim_next: None,
+            }),
+            // Past its memory limit it would be ended again: say why once, not every attempt.
+            Ok(status) if let Some(error) = memory_exceeded => Report::Fail(Fail {
+                error,
+                exit_code: process::describe_exit(status).1,
+                retryable: false,
                 changed_paths,
                 usage: Vec::new(),
                 claim_next: None,

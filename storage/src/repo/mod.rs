@@ -60,8 +60,8 @@ impl Record for Job {
     /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
     /// 4: the tracker item it came from. 5: artifact globs in the spec. 6: approvals,
     /// reviewers, concurrency key and affinity in the spec; limit slots and approvals. 7: the
-    /// review's feedback.
-    const SCHEMA: u16 = 7;
+    /// review's feedback. 8: the sandbox in the spec.
+    const SCHEMA: u16 = 8;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -233,6 +233,7 @@ mod tests {
     use gigafactory_core::fleet::{FactoryStatus, Role};
     use gigafactory_core::job::{FactoryId, JobState, Lease};
     use gigafactory_core::manifest::{JobSpec, Payload};
+    use gigafactory_core::sandbox::SandboxSpec;
     use gigafactory_core::scoring::{Factor, ScoreBreakdown};
     use gigafactory_core::usage::{JobCost, ModelUsage};
     use gigafactory_core::wire::hex;
@@ -265,6 +266,11 @@ mod tests {
             reviewers: vec!["ana".into()],
             concurrency_key: Some("repo:acme/payments".into()),
             affinity: Some("repo:acme/payments".into()),
+            sandbox: SandboxSpec {
+                network: false,
+                memory_mib: Some(512),
+                cpu_millis: Some(1_500),
+            },
         }
     }
 
@@ -277,6 +283,7 @@ mod tests {
             reviewers: Vec::new(),
             concurrency_key: None,
             affinity: None,
+            sandbox: SandboxSpec::default(),
             ..spec
         }
     }
@@ -339,11 +346,22 @@ mod tests {
         }
     }
 
-    /// The golden job as schema 6 stored it: no review feedback.
+    /// The golden job as schema 7 stored it: no sandbox in its spec.
+    fn job_v7() -> Job {
+        Job {
+            spec: JobSpec {
+                sandbox: SandboxSpec::default(),
+                ..spec()
+            },
+            ..job()
+        }
+    }
+
+    /// The golden job as schema 6 stored it: no review feedback either.
     fn job_v6() -> Job {
         Job {
             review_feedback: None,
-            ..job()
+            ..job_v7()
         }
     }
 
@@ -488,6 +506,10 @@ mod tests {
                 before_cost
             );
         }
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v7")).unwrap(),
+            job_v7()
+        );
         assert_eq!(
             codec::decode::<Job>(&golden_bytes("job_v6")).unwrap(),
             job_v6()

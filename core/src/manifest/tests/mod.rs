@@ -101,6 +101,7 @@ fn resolves_a_full_manifest_with_profile_defaults_applied() {
             reviewers: Vec::new(),
             concurrency_key: None,
             affinity: None,
+            sandbox: crate::sandbox::SandboxSpec::default(),
         }
     );
     assert_eq!(schema.key, "schema");

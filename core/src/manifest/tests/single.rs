@@ -3,6 +3,7 @@
 //! manifest sets (approvals, reviewers, concurrency key, affinity).
 
 use super::*;
+use crate::sandbox::SandboxSpec;
 
 #[test]
 fn job_spec_json_takes_the_manifest_defaults() {
@@ -58,6 +59,11 @@ fn validate_job_spec_reports_every_problem_by_field() {
         reviewers: vec!["ana".into(), " ".into()],
         concurrency_key: Some("acme".into()),
         affinity: Some("repo:a b".into()),
+        sandbox: SandboxSpec {
+            network: false,
+            memory_mib: Some(1),
+            cpu_millis: Some(1_000),
+        },
     };
     let errors = validate_job_spec(&spec).expect_err("many problems").0;
     for (location, part) in [
@@ -78,10 +84,85 @@ fn validate_job_spec_reports_every_problem_by_field() {
         ("reviewers[1]", "must not be empty"),
         ("concurrency_key", "product:NAME"),
         ("affinity", "product:NAME"),
+        ("sandbox.memory_mib", "MiB"),
     ] {
         assert_error(&errors, location, part);
     }
-    assert_eq!(errors.len(), 17, "{}", ManifestErrors(errors.clone()));
+    assert_eq!(errors.len(), 18, "{}", ManifestErrors(errors.clone()));
+}
+
+#[test]
+fn a_jobs_sandbox_comes_from_its_profile_unless_it_sets_its_own() {
+    let manifest = parse_manifest(
+        r#"
+product = "p"
+[profiles.tight]
+sandbox = { network = false, memory_mib = 512, cpu_millis = 1500 }
+[[jobs]]
+key = "inherits"
+title = "t"
+profile = "tight"
+command = "true"
+[[jobs]]
+key = "own"
+title = "t"
+profile = "tight"
+command = "true"
+sandbox = { memory_mib = 64 }
+[[jobs]]
+key = "plain"
+title = "t"
+command = "true"
+"#,
+    )
+    .expect("valid");
+    let by_key = |k: &str| {
+        manifest
+            .jobs
+            .iter()
+            .find(|j| j.key == k)
+            .unwrap()
+            .sandbox
+            .clone()
+    };
+    let tight = SandboxSpec {
+        network: false,
+        memory_mib: Some(512),
+        cpu_millis: Some(1_500),
+    };
+    assert_eq!(by_key("inherits"), tight);
+    // A job's table replaces its profile's whole: network is back to its default.
+    let own = SandboxSpec {
+        network: true,
+        memory_mib: Some(64),
+        cpu_millis: None,
+    };
+    assert_eq!(by_key("own"), own);
+    assert_eq!(by_key("plain"), SandboxSpec::default());
+}
+
+#[test]
+fn a_sandbox_table_reports_each_wrong_field_where_it_stands() {
+    let errors = parse_manifest(
+        r#"
+product = "p"
+[[jobs]]
+key = "k"
+title = "t"
+command = "true"
+sandbox = { network = "no", memory_mib = 8, cpu_millis = -1, swap = 0 }
+"#,
+    )
+    .expect_err("invalid")
+    .0;
+    for (location, part) in [
+        ("jobs[0].sandbox.network", "boolean"),
+        ("jobs[0].sandbox.cpu_millis", "thousandths"),
+        ("jobs[0].sandbox.swap", "unknown field"),
+        ("jobs[0].sandbox.memory_mib", "MiB"),
+    ] {
+        assert_error(&errors, location, part);
+    }
 }
 
 #[test]

@@ -3,9 +3,8 @@
 //! to the current one. Jobs: schema 1 had no cause on `Cancelled`; schemas 1 and 2 had no
 //! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec;
 //! schemas up to 5 no approvals, reviewers, concurrency key or affinity in the spec, and no
-//! limit slots or approvals on the job; schema 6 no review feedback. Ready entries: schema 1
-//! had no labels, schemas up to 2 no concurrency key or affinity. Fleet events: schema 1 had
-//! no detail. Factories: schema 1 had no warm keys. Tokens: schema 1 had no expiry or minter.
+//! limit slots or approvals on the job; schema 6 no review feedback; schemas up to 7 no
+//! sandbox in the spec. Other records' older shapes are in `records.rs`.
 
 use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{JobSpec, Payload, sorted_unique_strings};
@@ -14,10 +13,9 @@ use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
 use serde::Deserialize;
 
-use gigafactory_core::event::{Author, EventKind};
-use gigafactory_core::wire::FleetEvent;
+mod records;
 
-use super::ReadyEntry;
+pub(super) use records::{factory, fleet_event, ready_entry, token};
 
 use crate::codec::decode_payload;
 use crate::error::{Error, Result};
@@ -168,6 +166,66 @@ impl From<JobSpecV3> for JobSpec {
             preemptible: s.preemptible,
             review: s.review,
             ..scheduling_defaults()
+        }
+    }
+}
+
+/// A job spec before sandboxes (job schemas 6 and 7).
+#[derive(Deserialize)]
+struct JobSpecV7 {
+    key: String,
+    title: String,
+    product: String,
+    payload: Payload,
+    priority: u32,
+    #[serde(deserialize_with = "sorted_unique_strings")]
+    capabilities: Vec<String>,
+    #[serde(deserialize_with = "sorted_unique_strings")]
+    labels: Vec<String>,
+    engine_class: Option<String>,
+    profile: Option<String>,
+    deps: Vec<String>,
+    idempotency_key: Option<String>,
+    allowed_scope: Vec<String>,
+    artifacts: Vec<String>,
+    max_attempts: u32,
+    wall_clock_ms: Option<u64>,
+    cost_budget_micros: Option<u64>,
+    preemptible: bool,
+    review: bool,
+    approvals: u32,
+    reviewers: Vec<String>,
+    concurrency_key: Option<String>,
+    affinity: Option<String>,
+}
+
+impl From<JobSpecV7> for JobSpec {
+    fn from(s: JobSpecV7) -> Self {
+        JobSpec {
+            key: s.key,
+            title: s.title,
+            product: s.product,
+            payload: s.payload,
+            priority: s.priority,
+            capabilities: s.capabilities,
+            labels: s.labels,
+            engine_class: s.engine_class,
+            profile: s.profile,
+            deps: s.deps,
+            idempotency_key: s.idempotency_key,
+            allowed_scope: s.allowed_scope,
+            artifacts: s.artifacts,
+            max_attempts: s.max_attempts,
+            wall_clock_ms: s.wall_clock_ms,
+            cost_budget_micros: s.cost_budget_micros,
+            preemptible: s.preemptible,
+            review: s.review,
+            approvals: s.approvals,
+            reviewers: s.reviewers,
+            concurrency_key: s.concurrency_key,
+            affinity: s.affinity,
+            // Before sandboxes a job had the network and no limits: the default.
+            sandbox: Default::default(),
         }
     }
 }
@@ -361,11 +419,12 @@ impl<S: Into<JobSpec>> From<JobV3<Option<ItemRef>, S>> for Job {
     }
 }
 
-/// A job as schema 6 stored it: no review feedback.
+/// A job as schemas 6 and 7 stored it: no sandbox in its spec, and in schema 6 no review
+/// feedback (`F` is `()` then, which takes no bytes).
 #[derive(Deserialize)]
-struct JobV6 {
+struct JobV6<F> {
     id: JobId,
-    spec: JobSpec,
+    spec: JobSpecV7,
     parents: Vec<JobId>,
     state: JobState,
     stage: Option<String>,
@@ -384,13 +443,31 @@ struct JobV6 {
     origin: Option<ItemRef>,
     limit_slots: Vec<String>,
     approvals: Vec<Approval>,
+    review_feedback: F,
 }
 
-impl From<JobV6> for Job {
-    fn from(v: JobV6) -> Self {
+/// A review feedback as an older job stored it: none in schema 6.
+trait StoredFeedback {
+    fn feedback(self) -> Option<String>;
+}
+
+impl StoredFeedback for () {
+    fn feedback(self) -> Option<String> {
+        None
+    }
+}
+
+impl StoredFeedback for Option<String> {
+    fn feedback(self) -> Option<String> {
+        self
+    }
+}
+
+impl<F: StoredFeedback> From<JobV6<F>> for Job {
+    fn from(v: JobV6<F>) -> Self {
         Job {
             id: v.id,
-            spec: v.spec,
+            spec: v.spec.into(),
             parents: v.parents,
             state: v.state,
             stage: v.stage,
@@ -409,7 +486,7 @@ impl From<JobV6> for Job {
             origin: v.origin,
             limit_slots: v.limit_slots,
             approvals: v.approvals,
-            review_feedback: None,
+            review_feedback: v.review_feedback.feedback(),
         }
     }
 }
@@ -424,192 +501,10 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
             .into()),
         4 => Ok(decode_payload::<JobV3<Option<ItemRef>>>(payload)?.into()),
         5 => Ok(decode_payload::<JobV3<Option<ItemRef>, JobSpecV3>>(payload)?.into()),
-        6 => Ok(decode_payload::<JobV6>(payload)?.into()),
+        6 => Ok(decode_payload::<JobV6<()>>(payload)?.into()),
+        7 => Ok(decode_payload::<JobV6<Option<String>>>(payload)?.into()),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
-        ))),
-    }
-}
-
-/// A ready entry as schema 1 stored it: no labels.
-#[derive(Deserialize)]
-struct ReadyEntryV1 {
-    id: JobId,
-    priority: u32,
-    created_at: Millis,
-    not_before: Millis,
-    product: String,
-    capabilities: Vec<String>,
-    engine_class: Option<String>,
-    preemptible: bool,
-}
-
-/// A ready entry as schema 2 stored it: no concurrency key, no affinity.
-#[derive(Deserialize)]
-struct ReadyEntryV2 {
-    id: JobId,
-    priority: u32,
-    created_at: Millis,
-    not_before: Millis,
-    product: String,
-    capabilities: Vec<String>,
-    labels: Vec<String>,
-    engine_class: Option<String>,
-    preemptible: bool,
-}
-
-/// Reads a ready entry stored with an older `schema`.
-pub(super) fn ready_entry(schema: u16, payload: &[u8]) -> Result<ReadyEntry> {
-    match schema {
-        2 => {
-            let e: ReadyEntryV2 = decode_payload(payload)?;
-            Ok(ReadyEntry {
-                id: e.id,
-                priority: e.priority,
-                created_at: e.created_at,
-                not_before: e.not_before,
-                product: e.product,
-                capabilities: e.capabilities,
-                labels: e.labels,
-                engine_class: e.engine_class,
-                preemptible: e.preemptible,
-                concurrency_key: None,
-                affinity: None,
-            })
-        }
-        1 => {
-            let e: ReadyEntryV1 = decode_payload(payload)?;
-            Ok(ReadyEntry {
-                id: e.id,
-                priority: e.priority,
-                created_at: e.created_at,
-                not_before: e.not_before,
-                product: e.product,
-                capabilities: e.capabilities,
-                labels: Vec::new(),
-                engine_class: e.engine_class,
-                preemptible: e.preemptible,
-                concurrency_key: None,
-                affinity: None,
-            })
-        }
-        _ => Err(Error::Codec(format!(
-            "ready entry schema {schema} is not readable by this version"
-        ))),
-    }
-}
-
-/// A fleet event as schema 1 stored it: no detail.
-#[derive(Deserialize)]
-struct FleetEventV1 {
-    seq: u64,
-    node: uuid::Uuid,
-    at: Millis,
-    job_id: JobId,
-    title: String,
-    product: String,
-    kind: EventKind,
-    state: String,
-    actor: Author,
-    epoch: u64,
-}
-
-/// Reads a fleet event stored with an older `schema`.
-pub(super) fn fleet_event(schema: u16, payload: &[u8]) -> Result<FleetEvent> {
-    match schema {
-        1 => {
-            let e: FleetEventV1 = decode_payload(payload)?;
-            Ok(FleetEvent {
-                seq: e.seq,
-                node: e.node,
-                at: e.at,
-                job_id: e.job_id,
-                title: e.title,
-                product: e.product,
-                kind: e.kind,
-                state: e.state,
-                actor: e.actor,
-                epoch: e.epoch,
-                detail: None,
-            })
-        }
-        _ => Err(Error::Codec(format!(
-            "fleet event schema {schema} is not readable by this version"
-        ))),
-    }
-}
-
-/// A factory as schema 1 stored it: no warm keys.
-#[derive(Deserialize)]
-struct FactoryV1 {
-    id: gigafactory_core::job::FactoryId,
-    name: String,
-    os: String,
-    arch: String,
-    capabilities: Vec<String>,
-    engine_classes: Vec<String>,
-    slots: u32,
-    cost_per_hour_micros: u64,
-    status: gigafactory_core::fleet::FactoryStatus,
-    enrolled_at: Millis,
-    last_heartbeat: Millis,
-    slots_busy: u32,
-    token_hash: [u8; 32],
-}
-
-/// Reads a factory stored with an older `schema`.
-pub(super) fn factory(schema: u16, payload: &[u8]) -> Result<gigafactory_core::fleet::Factory> {
-    match schema {
-        1 => {
-            let f: FactoryV1 = decode_payload(payload)?;
-            Ok(gigafactory_core::fleet::Factory {
-                id: f.id,
-                name: f.name,
-                os: f.os,
-                arch: f.arch,
-                capabilities: f.capabilities,
-                engine_classes: f.engine_classes,
-                slots: f.slots,
-                cost_per_hour_micros: f.cost_per_hour_micros,
-                status: f.status,
-                enrolled_at: f.enrolled_at,
-                last_heartbeat: f.last_heartbeat,
-                slots_busy: f.slots_busy,
-                token_hash: f.token_hash,
-                warm: Vec::new(),
-            })
-        }
-        _ => Err(Error::Codec(format!(
-            "factory schema {schema} is not readable by this version"
-        ))),
-    }
-}
-
-/// A token as schema 1 stored it: no expiry, no minter.
-#[derive(Deserialize)]
-struct TokenV1 {
-    role: gigafactory_core::fleet::Role,
-    name: String,
-    created_at: Millis,
-    revoked: bool,
-}
-
-/// Reads a token stored with an older `schema`.
-pub(super) fn token(schema: u16, payload: &[u8]) -> Result<gigafactory_core::fleet::Token> {
-    match schema {
-        1 => {
-            let t: TokenV1 = decode_payload(payload)?;
-            Ok(gigafactory_core::fleet::Token {
-                role: t.role,
-                name: t.name,
-                created_at: t.created_at,
-                revoked: t.revoked,
-                expires_at: None,
-                created_by: None,
-            })
-        }
-        _ => Err(Error::Codec(format!(
-            "token schema {schema} is not readable by this version"
         ))),
     }
 }

@@ -1,0 +1,226 @@
+//! A job's cgroup: its memory and CPU limits, on cgroup v2 (one unified tree, the production
+//! default) or v1 (a tree per controller, as on this project's CI machines). The agent creates
+//! one per attempt under its own cgroup, the job's first process joins it before it runs a
+//! single instruction of the job (`process::spawn` writes its pid into `procs`), and after the
+//! job ends the kernel's count of out-of-memory kills says whether the limit ended it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use gigafactory_core::sandbox::{CPU_PERIOD_US, SandboxSpec};
+
+const CGROUP_FS: &str = "/sys/fs/cgroup";
+
+/// Where this agent may create job cgroups.
+#[derive(Debug, Clone)]
+pub enum Root {
+    /// The unified tree: the agent's cgroup, with memory and cpu delegated to its children.
+    V2 { base: PathBuf },
+    /// One directory per controller, each the agent's own cgroup in that tree.
+    V1 {
+        memory: PathBuf,
+        cpu: Option<PathBuf>,
+    },
+}
+
+impl Root {
+    /// Finds the agent's cgroups and makes sure jobs can get limits under them; why not, if
+    /// they cannot (no controller, no write access).
+    pub fn detect() -> Result<Root, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+        let unified = Path::new(CGROUP_FS).join("cgroup.controllers");
+        if unified.exists() {
+            let path = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .ok_or("no cgroup v2 line in /proc/self/cgroup")?;
+            return delegate_v2(&under(Path::new(CGROUP_FS), path));
+        }
+        let memory = v1_dir(&own, "memory", &["memory"])
+            .ok_or("neither cgroup v2 nor a v1 memory controller is mounted")?;
+        let cpu = v1_dir(&own, "cpu", &["cpu", "cpu,cpuacct"]);
+        let root = Root::V1 { memory, cpu };
+        // Creating and removing a probe proves write access now, not at the first job.
+        root.create("probe", &SandboxSpec::default())
+            .map_err(|e| format!("cannot create a cgroup: {e}"))?
+            .remove();
+        Ok(root)
+    }
+
+    /// Creates the cgroup `name` with `spec`'s limits.
+    pub fn create(&self, name: &str, spec: &SandboxSpec) -> io::Result<JobCgroup> {
+        let name = format!("gigafactory-{name}");
+        match self {
+            Root::V2 { base } => {
+                let dir = base.join(&name);
+                make_fresh(&dir)?;
+                let cg = JobCgroup {
+                    procs: vec![procs_path(&dir)?],
+                    events: dir.join("memory.events"),
+                    dirs: vec![dir.clone()],
+                };
+                if let Some(bytes) = spec.memory_bytes() {
+                    write(&dir.join("memory.max"), &bytes.to_string())?;
+                    // Swap would let a job hold more than its limit, only slower.
+                    let _ = write(&dir.join("memory.swap.max"), "0");
+                }
+                if let Some(quota) = spec.cpu_quota_us() {
+                    write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                }
+                Ok(cg)
+            }
+            Root::V1 { memory, cpu } => {
+                let mem = memory.join(&name);
+                make_fresh(&mem)?;
+                let mut cg = JobCgroup {
+                    procs: vec![procs_path(&mem)?],
+                    events: mem.join("memory.oom_control"),
+                    dirs: vec![mem.clone()],
+                };
+                if let Some(bytes) = spec.memory_bytes() {
+                    write(&mem.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                    let _ = write(&mem.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
+                }
+                if let Some(quota) = spec.cpu_quota_us() {
+                    let Some(cpu) = cpu else {
+                        cg.remove();
+                        return Err(io::Error::other("no cgroup v1 cpu controller is mounted"));
+                    };
+                    let dir = cpu.join(&name);
+                    make_fresh(&dir)?;
+                    cg.procs.push(procs_path(&dir)?);
+                    cg.dirs.push(dir.clone());
+                    write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+                Ok(cg)
+            }
+        }
+    }
+}
+
+/// One attempt's cgroup (a directory per v1 controller).
+#[derive(Debug)]
+pub struct JobCgroup {
+    dirs: Vec<PathBuf>,
+    /// The `cgroup.procs` files the job's first process writes its pid into.
+    pub procs: Vec<CString>,
+    /// Where the kernel counts out-of-memory kills (`oom_kill N`).
+    events: PathBuf,
+}
+
+impl JobCgroup {
+    /// Processes of the cgroup the kernel killed for want of memory.
+    pub fn oom_kills(&self) -> u64 {
+        std::fs::read_to_string(&self.events)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Kills what is left in the cgroup and removes it. A process outside the job's group
+    /// (a daemon it started) is still in its cgroup, so it goes too.
+    pub fn remove(&self) {
+        for dir in &self.dirs {
+            for _ in 0..50 {
+                kill_members(dir);
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    // Busy: members are still exiting.
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+            if dir.exists() {
+                tracing::warn!(cgroup = %dir.display(), "cannot remove a job's cgroup");
+            }
+        }
+    }
+}
+
+fn kill_members(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // SAFETY: kill has no memory effects; the pid was read from the job's own cgroup.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Makes `base` (the agent's v2 cgroup) able to hold job cgroups with memory and cpu: the
+/// controllers enabled for its children. A cgroup with processes cannot enable them (the v2
+/// "no internal processes" rule), so the agent first moves itself into a leaf, `agent`.
+fn delegate_v2(base: &Path) -> Result<Root, String> {
+    let available = std::fs::read_to_string(base.join("cgroup.controllers"))
+        .map_err(|e| format!("reading {}: {e}", base.join("cgroup.controllers").display()))?;
+    for c in ["memory", "cpu"] {
+        if !available.split_whitespace().any(|a| a == c) {
+            return Err(format!(
+                "the {c} controller is not delegated to {} (systemd: Delegate=yes)",
+                base.display()
+            ));
+        }
+    }
+    let control = base.join("cgroup.subtree_control");
+    if write(&control, "+memory +cpu").is_err() {
+        let leaf = base.join("agent");
+        std::fs::create_dir_all(&leaf).map_err(|e| format!("creating {}: {e}", leaf.display()))?;
+        write(&leaf.join("cgroup.procs"), &std::process::id().to_string())
+            .map_err(|e| format!("moving the agent into {}: {e}", leaf.display()))?;
+        write(&control, "+memory +cpu")
+            .map_err(|e| format!("enabling memory and cpu in {}: {e}", control.display()))?;
+    }
+    Ok(Root::V2 {
+        base: base.to_path_buf(),
+    })
+}
+
+/// The agent's own directory in the v1 tree of `controller`, mounted at one of `mounts`.
+fn v1_dir(own: &str, controller: &str, mounts: &[&str]) -> Option<PathBuf> {
+    let mount = mounts
+        .iter()
+        .map(|m| Path::new(CGROUP_FS).join(m))
+        .find(|m| m.join("cgroup.procs").exists())?;
+    let path = own.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then_some(path)
+    })?;
+    // In a container without a cgroup namespace the mount may be the container's own subtree:
+    // then the path from /proc names nothing under it, and the mount itself is ours.
+    let dir = under(&mount, path);
+    Some(if dir.is_dir() { dir } else { mount })
+}
+
+fn under(mount: &Path, path: &str) -> PathBuf {
+    mount.join(path.trim_start_matches('/'))
+}
+
+/// Creates `dir`, first removing one a crashed agent left behind.
+fn make_fresh(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        kill_members(dir);
+        let _ = std::fs::remove_dir(dir);
+    }
+    std::fs::create_dir(dir)
+}
+
+fn procs_path(dir: &Path) -> io::Result<CString> {
+    CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("a cgroup path holds a NUL byte"))
+}
+
+fn write(path: &Path, value: &str) -> io::Result<()> {
+    std::fs::write(path, value)
+}
