@@ -272,6 +272,15 @@ enum JobSelfCmd {
     Stage { name: String },
     /// Save a checkpoint reference the next attempt gets as GF_CHECKPOINT.
     Checkpoint { reference: String },
+    /// Say the model provider throttles the job until its quota resets, then exit: the
+    /// factory gives the job back without a failure, and no job of its engine class starts
+    /// before then.
+    Throttled {
+        /// When the quota resets: a time (`2026-12-02T14:05:00Z`) or a wait from now (`90s`,
+        /// `5m`).
+        #[arg(long, value_parser = parse_until)]
+        until: u64,
+    },
     /// Report what the job spent on a model; the factory sends it to the coordinator, which
     /// counts it against the job's budgets once, however often it is sent.
     Usage {
@@ -389,6 +398,7 @@ fn run() -> Result<()> {
                 JobSelfCmd::Checkpoint { reference } => {
                     gigafactory_factory::write_checkpoint(&reference)?
                 }
+                JobSelfCmd::Throttled { until } => gigafactory_factory::write_throttled(until)?,
                 JobSelfCmd::Usage {
                     model,
                     input_tokens,
@@ -444,4 +454,20 @@ fn run() -> Result<()> {
         #[cfg(feature = "etcd")]
         Cmd::Chaos(args) => chaos::run(args),
     }
+}
+
+/// `--until`: a UTC time (RFC 3339) or a wait from now (`90s`, `5m`), as ms since the epoch.
+pub(crate) fn parse_until(text: &str) -> Result<u64, String> {
+    let since_epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|e| e.to_string())
+    };
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        return since_epoch(at);
+    }
+    let wait = humantime::parse_duration(text.trim_start_matches('+')).map_err(|_| {
+        format!("expected a time (2026-12-02T14:05:00Z) or a wait (90s, 5m), got {text:?}")
+    })?;
+    since_epoch(std::time::SystemTime::now() + wait)
 }

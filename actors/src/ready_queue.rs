@@ -133,6 +133,11 @@ pub(crate) struct Queued<'a> {
 }
 
 impl Queued<'_> {
+    /// The engine class the job needs, if any.
+    pub fn engine_class(&self) -> Option<&str> {
+        self.shape.1.as_deref()
+    }
+
     /// What placement knows of the job.
     pub fn view(&self) -> JobView {
         JobView {

@@ -242,6 +242,7 @@ pub(crate) async fn release(
             factory,
             epoch: w.epoch,
             checkpoint: w.body.checkpoint,
+            throttled_until: w.body.throttled_until,
         },
         w.request_id,
         w.body.usage,

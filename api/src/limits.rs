@@ -30,6 +30,9 @@ pub(crate) struct LimitView {
     /// With a rate faster than 3,000 a minute: leases started in the current second, of the
     /// second's quota (a 61st of the rate).
     started_this_second: Option<u32>,
+    /// No lease under the key before then (ms), while that is ahead: a provider's quota
+    /// window a throttled job reported, or an operator's pause.
+    throttled_until: Option<Millis>,
 }
 
 impl LimitView {
@@ -48,6 +51,7 @@ impl LimitView {
             running: s.running,
             next_start_at: next.filter(|n| s.spec.per_minute.is_some() && *n > now),
             started_this_second: counted.then_some(s.started_this_second),
+            throttled_until: s.spec.throttled_until.filter(|t| *t > now),
         }
     }
 }

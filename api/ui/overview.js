@@ -51,9 +51,14 @@ export function overviewPage(main) {
   const lChart = h("div", { class: "chart", "data-testid": "latency-chart" });
   const spend = h("tbody", { "data-testid": "budget-spend" });
   const allBudgets = h("p");
+  // Engines (or other limit keys) a provider's quota window holds: nothing under them starts
+  // before the reset.
+  const throttles = h("ul", { class: "throttles", "data-testid": "throttles" });
+  const throttled = h("section", { class: "card warn", hidden: true, "aria-labelledby": "throttled-title" }, h("h2", { id: "throttled-title" }, "Throttled"), throttles);
   main.append(
     h("h1", {}, "Overview"),
     cards,
+    throttled,
     h(
       "div",
       { class: "grid2" },
@@ -90,7 +95,10 @@ export function overviewPage(main) {
     latency.draw();
   };
   every(REFRESH_MS, async () => {
-    const [s, budgets] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets")]);
+    const [s, budgets, limits] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets"), api("GET", "/v1/limits")]);
+    const held = limits.filter((l) => l.throttled_until);
+    throttled.hidden = held.length === 0;
+    throttles.replaceChildren(...held.map((l) => h("li", { "data-key": l.key }, h("strong", {}, l.key.startsWith("engine:") ? l.key.slice(7) : l.key), " throttled until ", when(l.throttled_until))));
     cards.replaceChildren(
       stat("Factories online", s.factories_online, "factories-online"),
       stat("Draining", s.factories_draining),

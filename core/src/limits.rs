@@ -1,5 +1,8 @@
-//! Concurrency and rate limits by key. A key is a product (`product:NAME`, every job of it) or
-//! a job's own `concurrency_key` (`repo:acme/api`). A limit caps the jobs holding a lease
+//! Concurrency and rate limits by key. A key is a product (`product:NAME`, every job of it),
+//! an engine class (`engine:claude`, every job that needs it) or a job's own
+//! `concurrency_key` (`repo:acme/api`). A key may also be throttled until a time: a job the
+//! model provider throttled reports when its quota resets, and no job under the key is leased
+//! before then (`throttled_until`, which an operator may set too). A limit caps the jobs holding a lease
 //! under its key (`max_running`) and the leases granted per minute (`per_minute`): no window
 //! of a minute ever sees more. Up to `RATE_SPACED_MAX` a minute, starts are evenly spaced
 //! (10 a minute: one every 6 s; each start moves the key's next start, so its claims are
@@ -39,8 +42,10 @@ pub enum LimitError {
     BadKey(String),
     #[error("{field} must be between 1 and {LIMIT_VALUE_MAX}, got {value}")]
     OutOfRange { field: &'static str, value: u64 },
-    #[error("a limit needs max_running, per_minute or both")]
+    #[error("a limit needs max_running, per_minute or throttled_until")]
     Empty,
+    #[error("throttled_until must lie within {THROTTLE_MAX_MS} ms from now, got {0}")]
+    ThrottleTooFar(Millis),
 }
 
 /// Checks a key as limits and `concurrency_key` take it.
@@ -66,11 +71,16 @@ pub struct LimitSpec {
     pub max_running: Option<u32>,
     #[serde(default)]
     pub per_minute: Option<u32>,
+    /// No lease under the key before this time (ms since the epoch): a provider's quota
+    /// window, reported by a throttled job or set by an operator.
+    #[serde(default)]
+    pub throttled_until: Option<Millis>,
 }
 
 impl LimitSpec {
     pub fn validate(&self) -> Result<(), LimitError> {
-        if self.max_running.is_none() && self.per_minute.is_none() {
+        if self.max_running.is_none() && self.per_minute.is_none() && self.throttled_until.is_none()
+        {
             return Err(LimitError::Empty);
         }
         for (field, value) in [
@@ -90,11 +100,53 @@ impl LimitSpec {
     }
 }
 
-/// The limit keys a job counts under: its product's, then its own concurrency key.
+/// Longest throttle from now: a provider's window is hours at most, and a mistyped year must
+/// not park an engine's queue for good.
+pub const THROTTLE_MAX_MS: Millis = 7 * 24 * 3_600_000;
+
+/// Checks a throttle's end, at `now`.
+pub fn check_throttle(until: Millis, now: Millis) -> Result<(), LimitError> {
+    if until > now.saturating_add(THROTTLE_MAX_MS) {
+        Err(LimitError::ThrottleTooFar(until))
+    } else {
+        Ok(())
+    }
+}
+
+/// The limit keys a job counts under: its product's, its engine class's, then its own
+/// concurrency key.
 pub fn keys_of(spec: &JobSpec) -> Vec<String> {
     let mut keys = vec![product_key(&spec.product)];
+    keys.extend(spec.engine_class.as_deref().map(engine_key));
     keys.extend(spec.concurrency_key.iter().cloned());
     keys
+}
+
+pub fn engine_key(engine_class: &str) -> String {
+    format!("engine:{engine_class}")
+}
+
+/// A throttle reported at `now` on a key that held `old` (or nothing): the later of the two
+/// ends wins, and the key's limits stay.
+pub fn throttled(old: Option<LimitSpec>, until: Millis) -> LimitSpec {
+    let mut spec = old.unwrap_or(LimitSpec {
+        max_running: None,
+        per_minute: None,
+        throttled_until: None,
+    });
+    spec.throttled_until = Some(spec.throttled_until.map_or(until, |t| t.max(until)));
+    spec
+}
+
+/// The throttle check: nothing under `key` starts before `until`.
+pub fn throttle(key: &str, until: Option<Millis>, now: Millis) -> Result<(), LimitHold> {
+    match until {
+        Some(until) if now < until => Err(LimitHold::Throttled {
+            key: key.to_owned(),
+            until,
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub fn product_key(product: &str) -> String {
@@ -115,12 +167,18 @@ pub enum LimitHold {
         per_minute: u32,
         until: Millis,
     },
+    Throttled {
+        key: String,
+        until: Millis,
+    },
 }
 
 impl LimitHold {
     pub fn key(&self) -> &str {
         match self {
-            LimitHold::Concurrency { key, .. } | LimitHold::Rate { key, .. } => key,
+            LimitHold::Concurrency { key, .. }
+            | LimitHold::Rate { key, .. }
+            | LimitHold::Throttled { key, .. } => key,
         }
     }
 
@@ -128,7 +186,7 @@ impl LimitHold {
     /// job under its key ends.
     pub fn until(&self) -> Option<Millis> {
         match self {
-            LimitHold::Rate { until, .. } => Some(*until),
+            LimitHold::Rate { until, .. } | LimitHold::Throttled { until, .. } => Some(*until),
             LimitHold::Concurrency { .. } => None,
         }
     }
@@ -146,6 +204,13 @@ impl LimitHold {
                 "rate limit {key}: {per_minute} a minute, next start at {}",
                 crate::budget::format_utc_seconds(*until)
             ),
+            LimitHold::Throttled { key, until } => {
+                let at = crate::budget::format_utc_seconds(*until);
+                match key.strip_prefix("engine:") {
+                    Some(engine) => format!("{engine} throttled until {at} ({key})"),
+                    None => format!("{key} throttled until {at}"),
+                }
+            }
         }
     }
 }
@@ -245,10 +310,73 @@ mod tests {
     }
 
     #[test]
+    fn a_throttle_holds_its_key_until_the_reset_and_names_the_engine() {
+        assert_eq!(throttle("engine:claude", None, 5), Ok(()));
+        assert_eq!(
+            throttle("engine:claude", Some(5), 5),
+            Ok(()),
+            "lifted at the reset"
+        );
+        let hold = throttle("engine:claude", Some(1_796_220_300_000), 0).unwrap_err();
+        assert_eq!(hold.until(), Some(1_796_220_300_000));
+        assert!(
+            hold.message().starts_with("claude throttled until 2026-"),
+            "{}",
+            hold.message()
+        );
+        let other = throttle("repo:a", Some(10), 0).unwrap_err().message();
+        assert!(other.starts_with("repo:a throttled until"), "{other}");
+    }
+
+    #[test]
+    fn a_reported_throttle_keeps_the_keys_limits_and_the_later_reset() {
+        let old = LimitSpec {
+            max_running: Some(3),
+            per_minute: None,
+            throttled_until: Some(500),
+        };
+        let merged = throttled(Some(old.clone()), 400);
+        assert_eq!(
+            merged.throttled_until,
+            Some(500),
+            "an earlier reset does not shorten it"
+        );
+        assert_eq!(merged.max_running, Some(3));
+        assert_eq!(throttled(Some(old), 900).throttled_until, Some(900));
+        let fresh = throttled(None, 700);
+        assert_eq!(
+            (fresh.max_running, fresh.throttled_until),
+            (None, Some(700))
+        );
+        assert_eq!(fresh.validate(), Ok(()), "a throttle alone is a limit");
+    }
+
+    #[test]
+    fn a_throttle_further_than_a_week_is_refused() {
+        assert_eq!(check_throttle(THROTTLE_MAX_MS, 0), Ok(()));
+        assert!(check_throttle(THROTTLE_MAX_MS + 1, 0).is_err());
+    }
+
+    #[test]
+    fn a_job_counts_under_its_product_its_engine_and_its_key() {
+        let mut spec = JobSpec::new(
+            "k",
+            "t",
+            "ops",
+            crate::manifest::Payload::Command("x".into()),
+        );
+        assert_eq!(keys_of(&spec), ["product:ops"]);
+        spec.engine_class = Some("claude".into());
+        spec.concurrency_key = Some("repo:a".into());
+        assert_eq!(keys_of(&spec), ["product:ops", "engine:claude", "repo:a"]);
+    }
+
+    #[test]
     fn a_limit_needs_a_value_in_range() {
         let spec = |max_running, per_minute| LimitSpec {
             max_running,
             per_minute,
+            throttled_until: None,
         };
         assert_eq!(spec(None, None).validate(), Err(LimitError::Empty));
         assert_eq!(

@@ -30,6 +30,8 @@ pub const CONTROL_DIR_ENV: &str = "GF_CONTROL_DIR";
 pub const STAGE_FILE: &str = "stage";
 /// The file holding the job's latest checkpoint reference.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// The file saying until when the model provider throttles the job (ms since the epoch).
+pub const THROTTLED_FILE: &str = "throttled";
 /// The agent's marker for a job whose process runs.
 pub const RUNNING_MARKER_FILE: &str = "running.json";
 /// Longest stage name: it is a label in the UI, not a log line.
@@ -47,6 +49,22 @@ pub fn write_stage(name: &str) -> Result<()> {
 /// the release when the job is preempted, and handed to the next attempt as `GF_CHECKPOINT`.
 pub fn write_checkpoint(reference: &str) -> Result<()> {
     write_checkpoint_in(&control_dir_from_env()?, reference)
+}
+
+/// Reports that the model provider throttles the calling job until `until` (ms since the
+/// epoch; `gigafactory job throttled --until T`): when the job then exits, the agent gives it
+/// back without a failure, and the coordinator holds its engine class until then.
+pub fn write_throttled(until: u64) -> Result<()> {
+    write_atomically(
+        &control_dir_from_env()?,
+        THROTTLED_FILE,
+        until.to_string().as_bytes(),
+    )
+}
+
+/// Until when the job said it is throttled, if it did.
+pub fn read_throttled(dir: &Path) -> Option<u64> {
+    read_value(dir, THROTTLED_FILE, 20)?.parse().ok()
 }
 
 fn control_dir_from_env() -> Result<PathBuf> {

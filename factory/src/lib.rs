@@ -39,7 +39,7 @@ use tracing::Instrument;
 
 pub use control::{
     ArtifactSource, PendingArtifact, write_artifact, write_artifact_in, write_checkpoint,
-    write_stage, write_usage, write_usage_in,
+    write_stage, write_throttled, write_usage, write_usage_in,
 };
 pub use error::{AgentError, Result};
 

@@ -29,8 +29,8 @@ pub enum ProductsCmd {
 pub enum LimitsCmd {
     /// Every limit: its values, the leases holding a slot, and its next start.
     Ls,
-    /// Set the limit on KEY (`product:NAME`, or a jobs' `concurrency_key` such as
-    /// `repo:acme/api`).
+    /// Set the limit on KEY (`product:NAME`, `engine:CLASS`, or a jobs' `concurrency_key`
+    /// such as `repo:acme/api`); it replaces the key's limit, a throttle included.
     Set {
         key: String,
         /// Leases at once under the key.
@@ -39,6 +39,10 @@ pub enum LimitsCmd {
         /// Leases started a minute, evenly spaced.
         #[arg(long)]
         per_minute: Option<u32>,
+        /// No lease under the key before then: a time (`2026-12-02T14:05:00Z`) or a wait
+        /// from now (`90s`, `5m`), as a provider's quota window would.
+        #[arg(long, value_parser = crate::parse_until)]
+        throttled_until: Option<u64>,
     },
     /// Remove the limit on KEY.
     Rm { key: String },
@@ -55,8 +59,12 @@ pub async fn limits(remote: &Remote, view: &View, cmd: LimitsCmd) -> Result<()> 
             key,
             max_running,
             per_minute,
+            throttled_until,
         } => {
-            let body = serde_json::json!({ "max_running": max_running, "per_minute": per_minute });
+            let body = serde_json::json!({
+                "max_running": max_running, "per_minute": per_minute,
+                "throttled_until": throttled_until,
+            });
             let answer: Value = c
                 .put(&format!("/v1/limits/{}", urlencode(&key)), &body)
                 .await?;
@@ -75,8 +83,15 @@ pub async fn limits(remote: &Remote, view: &View, cmd: LimitsCmd) -> Result<()> 
 }
 
 fn limits_table(fmt: &Fmt, list: &[Value]) -> String {
-    let mut t = Table::new(&["KEY", "MAX RUNNING", "PER MINUTE", "RUNNING", "NEXT START"])
-        .right(&[1, 2, 3]);
+    let mut t = Table::new(&[
+        "KEY",
+        "MAX RUNNING",
+        "PER MINUTE",
+        "RUNNING",
+        "NEXT START",
+        "THROTTLED UNTIL",
+    ])
+    .right(&[1, 2, 3]);
     let or_dash = |v: &Value| {
         v.as_u64()
             .map(|n| n.to_string())
@@ -89,6 +104,7 @@ fn limits_table(fmt: &Fmt, list: &[Value]) -> String {
             or_dash(&l["per_minute"]).into(),
             or_dash(&l["running"]).into(),
             fmt.at_value(&l["next_start_at"]).into(),
+            fmt.at_value(&l["throttled_until"]).into(),
         ]);
     }
     t.render(fmt)
@@ -251,7 +267,10 @@ mod tests {
         );
         let row = shown.lines().nth(1).unwrap();
         assert!(row.starts_with("repo:acme/api"), "{row}");
-        assert!(row.ends_with("2           -        1  -"), "{row}");
+        assert!(
+            row.ends_with("2           -        1  -           -"),
+            "{row}"
+        );
         assert!(shown.starts_with("KEY  "), "{shown}");
     }
 

@@ -62,6 +62,7 @@ async fn set_limit(
     let spec = LimitSpec {
         max_running,
         per_minute,
+        throttled_until: None,
     };
     transact!(store, |tx| repo::save_limit(tx, key, &spec)).unwrap();
 }

@@ -414,6 +414,19 @@ try {
     await audit(page, "the overview");
   });
 
+  await step("an engine a provider throttles shows on the overview until its reset", async () => {
+    const until = Date.now() + 3600000;
+    const set = await apiCall("PUT", "/v1/limits/engine:claude", { throttled_until: until });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    const far = await apiCall("PUT", "/v1/limits/engine:claude", { throttled_until: until + 30 * 86400000 });
+    assert.equal(far.status, 400, "a reset further than a week is refused");
+    await page.goto(url + "/#/overview");
+    await page.locator('[data-testid="throttles"] li', { hasText: "claude throttled until" }).waitFor();
+    await audit(page, "the overview with a throttled engine");
+    assert.equal((await apiCall("DELETE", "/v1/limits/engine:claude")).status, 204);
+    await page.locator('[data-testid="throttles"]').waitFor({ state: "hidden" });
+  });
+
   await step("the keyboard reaches the navigation and an action, and Enter acts", async () => {
     // A job no factory can run, so it waits queued until the keyboard cancels it.
     const parked = await apiCall("POST", "/v1/jobs", { key: "ui-parked", title: "UI parked", product: "ui", capabilities: ["nowhere"], payload: { command: "true" } });

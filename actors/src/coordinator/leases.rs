@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gigafactory_core::fleet::FactoryStatus;
 use gigafactory_core::job::{Command, FactoryId, JobId};
+use gigafactory_core::limits;
 use gigafactory_core::scope;
 use gigafactory_core::scoring::FactoryView;
 use gigafactory_core::usage::CARRIED_REPORTS_MAX;
@@ -149,6 +150,14 @@ impl Coordinator {
                 "a checkpoint reference is at most {CHECKPOINT_MAX_BYTES} bytes, so the job's \
                  record keeps it and the job can still be released"
             )));
+        }
+        if let Command::Release {
+            throttled_until: Some(until),
+            ..
+        } = &cmd
+        {
+            limits::check_throttle(*until, self.now())
+                .map_err(|e| CoordError::Invalid(e.to_string()))?;
         }
         if usage.len() > CARRIED_REPORTS_MAX {
             return Err(CoordError::Invalid(format!(

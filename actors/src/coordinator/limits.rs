@@ -23,6 +23,9 @@ impl Coordinator {
         spec.validate()
             .map_err(|e| CoordError::Invalid(e.to_string()))?;
         let now = self.now();
+        if let Some(until) = spec.throttled_until {
+            limits::check_throttle(until, now).map_err(|e| CoordError::Invalid(e.to_string()))?;
+        }
         let state = transact!(self.ctx.store, |tx| {
             if repo::limits(tx, now).await?.len() >= repo::LIMITS_MAX
                 && repo::load_limit(tx, key, now).await?.is_none()

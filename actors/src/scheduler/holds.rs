@@ -46,7 +46,9 @@ impl Holds {
 
     fn limited(&self, e: &Queued, now: Millis) -> bool {
         let product = limits::product_key(e.product);
+        let engine = e.engine_class().map(limits::engine_key);
         std::iter::once(product.as_str())
+            .chain(engine.as_deref())
             .chain(e.concurrency_key)
             .any(|k| self.by_limit.get(k).is_some_and(|until| now < *until))
     }

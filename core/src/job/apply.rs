@@ -202,14 +202,20 @@ pub fn apply(
             retry_or_die(&mut next, retryable, now, backoff, jitter, &mut effects);
         }
         (
-            Command::Release { checkpoint, .. },
+            Command::Release {
+                checkpoint,
+                throttled_until,
+                ..
+            },
             JobState::Leased { .. } | JobState::Running { .. } | JobState::Preempting { .. },
         ) => {
-            // Giving a job back is not a failure: it does not count toward max_attempts.
+            // Giving a job back is not a failure: it does not count toward max_attempts. A
+            // throttled job waits for its provider's reset.
             next.epoch += 1;
             next.checkpoint = checkpoint.or(next.checkpoint);
-            next.state = JobState::Queued { not_before: now };
-            effects.push(Effect::Ready { at: now });
+            let at = throttled_until.map_or(now, |t| t.max(now));
+            next.state = JobState::Queued { not_before: at };
+            effects.push(Effect::Ready { at });
         }
         (
             Command::Expire { jitter, blamed },

@@ -70,6 +70,9 @@ pub enum Command {
         factory: FactoryId,
         epoch: u64,
         checkpoint: Option<String>,
+        /// The model provider throttled the job until then: it waits for it, and so does every
+        /// job of its engine class (the store throttles `engine:<class>`).
+        throttled_until: Option<Millis>,
     },
     /// The reaper: the lease ran out (or the preemption grace did). `jitter` in [0, 1).
     /// `blamed`: whether it counts as a failure of the job (not when the lease ran out while

@@ -395,6 +395,10 @@ pub struct Release {
     /// most [`crate::usage::CARRIED_REPORTS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub usage: Vec<UsageWrite>,
+    /// The model provider throttled the job until then (ms since the epoch): the job, and
+    /// every job of its engine class, wait for it; the release costs no attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_until: Option<Millis>,
 }
 
 /// The answer to a factory write: the lease as it stands, and whether to stop.

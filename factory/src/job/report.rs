@@ -243,14 +243,9 @@ pub(super) fn final_report(
             usage: Vec::new(),
             claim_next: None,
         }),
-        Some(Stop::Preempt { .. } | Stop::Shutdown) => {
-            let checkpoint = control::read_checkpoint(&ws.control);
-            info!(checkpoint = ?checkpoint, "releasing the job");
-            Report::Release(Release {
-                checkpoint,
-                usage: Vec::new(),
-            })
-        }
+        Some(Stop::Preempt { .. } | Stop::Shutdown) => release(ws),
+        // Throttled by its model provider: given back to wait for the reset, not failed.
+        None if control::read_throttled(&ws.control).is_some() => release(ws),
         // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
         Some(Stop::Cancel | Stop::Fenced) | None => match status {
             Ok(status) if status.success() => Report::Complete(Complete {
@@ -288,6 +283,18 @@ pub(super) fn final_report(
             }),
         },
     }
+}
+
+/// Gives the job back with its checkpoint (and the throttle it reported, if one).
+fn release(ws: &Workspace) -> Report {
+    let checkpoint = control::read_checkpoint(&ws.control);
+    let throttled_until = control::read_throttled(&ws.control);
+    info!(checkpoint = ?checkpoint, throttled_until = ?throttled_until, "releasing the job");
+    Report::Release(Release {
+        checkpoint,
+        usage: Vec::new(),
+        throttled_until,
+    })
 }
 
 /// Sends the end of the job until the coordinator takes it, carrying the usage reports still

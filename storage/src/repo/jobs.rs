@@ -292,6 +292,16 @@ async fn step<T: Transaction>(
         Command::Artifact { file, limits, .. } => Some((file.clone(), *limits)),
         _ => None,
     };
+    let throttle = match (&cmd, &job.spec.engine_class) {
+        (
+            Command::Release {
+                throttled_until: Some(until),
+                ..
+            },
+            Some(engine),
+        ) if *until > now => Some((gigafactory_core::limits::engine_key(engine), *until)),
+        _ => None,
+    };
     let change = apply_and_log(tx, job, cmd, parents, author, now, backoff)?;
     if let Some(admission) = &admission {
         // Granted: the lease counts under its limits (a refused claim counted nothing).
@@ -300,6 +310,11 @@ async fn step<T: Transaction>(
         forget_answers(tx, job.id)?;
     }
     give_back_if_ended(tx, job, &change.job).await?;
+    if let Some((key, until)) = throttle {
+        // In the release's transaction: a stale epoch's release (refused above) throttles
+        // nothing, and every node's next claim under the key sees it.
+        super::limits::throttle(tx, &key, until).await?;
+    }
     if let Some((file, limits)) = artifact {
         let (attempt, epoch) = (change.job.attempts, change.job.epoch);
         super::artifacts::keep(tx, job.id, attempt, epoch, &file, &limits, now).await?;

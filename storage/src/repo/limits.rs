@@ -30,7 +30,35 @@ pub const CONFLICT_MARGIN: u32 = 1_024;
 
 impl Record for LimitSpec {
     const KIND: &'static str = "limit";
-    const SCHEMA: u16 = 1;
+    /// 2: a throttle.
+    const SCHEMA: u16 = 2;
+
+    fn upgrade(schema: u16, payload: &[u8]) -> Result<Self, Error> {
+        match schema {
+            1 => {
+                let (max_running, per_minute): (Option<u32>, Option<u32>) =
+                    codec::decode_payload(payload)?;
+                Ok(LimitSpec {
+                    max_running,
+                    per_minute,
+                    throttled_until: None,
+                })
+            }
+            _ => Err(Error::Codec(format!(
+                "limit schema {schema} is not readable by this version"
+            ))),
+        }
+    }
+}
+
+/// Throttles `key` until `until` in the releasing transaction (the later end wins; the key's
+/// limits stay): no claim under it passes before then.
+pub async fn throttle<T: Transaction>(tx: &mut T, key: &str, until: Millis) -> Result<(), Error> {
+    let old = match tx.get(&keys::limit(key)).await? {
+        Some(v) => Some(codec::decode::<LimitSpec>(&v)?),
+        None => None,
+    };
+    save_limit(tx, key, &limits::throttled(old, until))
 }
 
 /// A limit with where it stands.
@@ -118,6 +146,7 @@ pub async fn limit_hold<T: Transaction>(
 }
 
 fn check(state: &LimitState, now: Millis) -> Result<(), LimitHold> {
+    limits::throttle(&state.key, state.spec.throttled_until, now)?;
     if let Some(max) = state.spec.max_running {
         limits::concurrency(&state.key, state.running, max)?;
     }
@@ -162,6 +191,9 @@ pub async fn check_claim<T: Transaction>(
             continue;
         };
         let spec: LimitSpec = codec::decode(&v)?;
+        if let Err(hold) = limits::throttle(&key, spec.throttled_until, now) {
+            return Ok(Err(hold));
+        }
         if let Some(max) = spec.max_running {
             let count = keys::limit_running(&key);
             let mut running = read_count(tx, &count, false).await?;

@@ -232,6 +232,7 @@ mod tests {
     use gigafactory_core::event::{Author, EventKind};
     use gigafactory_core::fleet::{FactoryStatus, Role};
     use gigafactory_core::job::{FactoryId, JobState, Lease};
+    use gigafactory_core::limits::LimitSpec;
     use gigafactory_core::manifest::{JobSpec, Payload};
     use gigafactory_core::sandbox::SandboxSpec;
     use gigafactory_core::scoring::{Factor, ScoreBreakdown};
@@ -564,6 +565,11 @@ mod tests {
             (token.name.as_str(), token.expires_at, token.created_by),
             ("mac-1", None, None)
         );
+        let limit = codec::decode::<LimitSpec>(&golden_bytes("limit_v1")).unwrap();
+        assert_eq!(
+            (limit.max_running, limit.per_minute, limit.throttled_until),
+            (Some(3), Some(60), None)
+        );
     }
 
     #[test]
@@ -606,6 +612,14 @@ mod tests {
     fn stored_records_match_their_golden_bytes() {
         let factory_id = FactoryId(Uuid::from_u128(2));
         check("job", &job());
+        check(
+            "limit",
+            &LimitSpec {
+                max_running: Some(3),
+                per_minute: Some(60),
+                throttled_until: Some(1_800),
+            },
+        );
         check(
             "event",
             &Event {

@@ -310,6 +310,41 @@ fn expire_of_a_preempting_job_is_not_a_failure() {
 }
 
 #[test]
+fn a_throttled_release_waits_for_the_reset_and_counts_no_failure() {
+    let job = leased(spec(), A);
+    let throttled = Command::Release {
+        factory: factory(A),
+        epoch: 1,
+        checkpoint: None,
+        throttled_until: Some(T0 + 60_000),
+    };
+    let (released, effects) = ok(&job, throttled, T0 + 300);
+    assert_eq!(
+        released.state,
+        JobState::Queued {
+            not_before: T0 + 60_000
+        }
+    );
+    assert_eq!(effects, [Effect::Ready { at: T0 + 60_000 }]);
+    assert_eq!((released.epoch, released.failures), (2, 0));
+    // A reset already past waits for nothing.
+    let past = Command::Release {
+        factory: factory(B),
+        epoch: 3,
+        checkpoint: None,
+        throttled_until: Some(T0),
+    };
+    let (next, _) = ok(&released, claim(B), T0 + 61_000);
+    let (again, _) = ok(&next, past, T0 + 62_000);
+    assert_eq!(
+        again.state,
+        JobState::Queued {
+            not_before: T0 + 62_000
+        }
+    );
+}
+
+#[test]
 fn release_requeues_with_the_checkpoint_and_fences_the_old_holder() {
     let job = leased(spec(), A);
     let (released, effects) = ok(&job, release(A, 1, Some("s3://ckpt/1")), T0 + 300);

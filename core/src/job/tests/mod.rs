@@ -115,6 +115,7 @@ fn release(f: usize, epoch: u64, checkpoint: Option<&str>) -> Command {
         factory: factory(f),
         epoch,
         checkpoint: checkpoint.map(Into::into),
+        throttled_until: None,
     }
 }
 

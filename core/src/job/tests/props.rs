@@ -137,6 +137,7 @@ impl Op {
                 factory: writer(w),
                 epoch: epoch(e),
                 checkpoint: checkpoint.then(|| "ckpt".into()),
+                throttled_until: None,
             },
             Op::Expire { jitter, blamed } => Command::Expire {
                 jitter: *jitter,
