@@ -74,8 +74,11 @@ fn normal(app: &mut App, key: KeyEvent) -> Option<Effect> {
             app.sort = app.sort.next();
             app.focus = Pane::Factories;
         }
+        // A new filter, as `/` starts a new search in less or vi.
         KeyCode::Char('/') => {
             app.focus = Pane::Factories;
+            app.filter.clear();
+            app.clamp_rows();
             app.mode = Mode::Filter;
         }
         KeyCode::Char('?') => app.mode = Mode::Help,
@@ -273,6 +276,8 @@ mod tests {
             (Mode::Normal, "al")
         );
         press(&mut app, KeyCode::Char('/'));
+        typed(&mut app, "b");
+        assert_eq!(app.filter, "b", "/ starts a new filter");
         press(&mut app, KeyCode::Esc);
         assert_eq!(app.factories().len(), 3);
         assert_eq!(app.mode, Mode::Normal, "Esc leaves the filter, not top");

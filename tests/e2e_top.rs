@@ -1,0 +1,279 @@
+//! `gigafactory top` end to end, read off a real terminal: tmux (a server of the test's own)
+//! runs it against a coordinator and two factories; the test reads the screen with
+//! `tmux capture-pane` and types with `tmux send-keys`. A drain and an undrain confirmed with
+//! `y` show in the API; `l` opens a running job's log; a coordinator that goes away shows as
+//! disconnected with the last data kept, and as connected again when it is back; `q` ends the
+//! process. tmux must be installed (`.ci/run` installs it): without it the test fails saying
+//! so rather than passing unrun.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// How long the screen may take to show what a step expects.
+const SCREEN_WAIT: Duration = Duration::from_secs(30);
+
+/// Fails the test, saying why, where tmux cannot run: a test that needs it must not pass
+/// without it.
+fn require_tmux() {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        other => panic!(
+            "tmux is needed to run `gigafactory top` on a terminal in this test, and it \
+             could not be run ({other:?}); install it (Debian: apt-get install tmux; \
+             .ci/run does)"
+        ),
+    }
+}
+
+/// A tmux server of this test's own with one session running `gigafactory top`; the server
+/// (and `top` with it) is killed when this drops.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(coord: &Coordinator, token: &str) -> Self {
+        let t = Tmux {
+            socket: format!("gf-top-{}-{}", std::process::id(), free_port()),
+        };
+        let top = format!("{BIN} top --coordinator {}", coord.url);
+        let out = t.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            "-s",
+            "top",
+            "-e",
+            &format!("GIGAFACTORY_TOKEN={token}"),
+            &top,
+            // Keep the pane once `top` has exited, to read how it exited.
+            ";",
+            "set-option",
+            "-t",
+            "top",
+            "remain-on-exit",
+            "on",
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        t
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "top"]).stdout)
+            .into_owned()
+    }
+
+    /// Waits until the screen shows each of `texts`; the screen then.
+    fn wait_for_all(&self, what: &str, texts: &[&str]) -> String {
+        let deadline = Instant::now() + SCREEN_WAIT;
+        loop {
+            let screen = self.screen();
+            if texts.iter().all(|t| screen.contains(t)) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the screen to show {what} ({texts:?}); it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for(&self, what: &str, text: &str) -> String {
+        self.wait_for_all(what, &[text])
+    }
+
+    /// Types `keys` (tmux key names: `d`, `Enter`, `Escape`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "top"];
+        args.extend_from_slice(keys);
+        let out = self.tmux(&args);
+        assert!(out.status.success(), "tmux send-keys {keys:?}: {out:?}");
+    }
+
+    /// Types `text` as it is.
+    fn type_text(&self, text: &str) {
+        let out = self.tmux(&["send-keys", "-t", "top", "-l", text]);
+        assert!(out.status.success(), "tmux send-keys -l {text:?}: {out:?}");
+    }
+
+    /// How the pane's process ended (`exit 0`, `signal 9`), once tmux has reaped it.
+    fn pane_exit(&self) -> Option<String> {
+        let out = self.tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            "top",
+            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // The pane reads as dead when its terminal closes, a moment before its exit is known.
+        match text.split(':').collect::<Vec<_>>()[..] {
+            ["1", status, _] if !status.is_empty() => Some(format!("exit {status}")),
+            ["1", _, signal] if !signal.is_empty() => Some(format!("signal {signal}")),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+fn factory_status(coord: &Coordinator, name: &str) -> String {
+    get(coord, "/v1/factories")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no factory {name}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Shows only the factory `name` (filtered by what `/` takes), so that it is the selected row.
+fn select_factory(top: &Tmux, name: &str) {
+    top.keys(&["/"]);
+    top.wait_for("the filter prompt", "filter: ");
+    top.type_text(name);
+    top.keys(&["Enter"]);
+    top.wait_for("the filtered factories", &format!("filter: {name}"));
+}
+
+#[test]
+fn top_shows_the_fleet_drains_undrains_opens_a_log_survives_a_restart_and_quits() {
+    require_tmux();
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut coord = Coordinator::start(dir.path(), 30_000);
+    let _a = Factory::start(&coord, "top-a", 1, "linux", &dir.path().join("fa"));
+    let _b = Factory::start(&coord, "top-b", 1, "linux", &dir.path().join("fb"));
+    let ids = submit_manifest(
+        &coord,
+        "product = \"toptest\"\n\
+         [[jobs]]\nkey = \"long\"\ntitle = \"long runner\"\ncapabilities = [\"linux\"]\n\
+         command = \"echo top-log-marker-line; sleep 300\"\n\
+         [[jobs]]\nkey = \"gpu\"\ntitle = \"waits for a gpu\"\ncapabilities = [\"gpu\"]\n\
+         command = \"true\"\n",
+    );
+    let long = &ids[0].1;
+    wait_for(Duration::from_secs(30), "the long job to run", || {
+        state(&coord, long) == "running"
+    });
+    let node = get(&coord, "/v1/cluster")["this_node"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (operator, _) = mint(&coord, "operator", "top-e2e");
+    let top = Tmux::start(&coord, &operator);
+
+    let screen = top.wait_for_all(
+        "the factories, the queue's product and the node",
+        &[
+            "top-a",
+            "top-b",
+            "toptest",
+            &node[node.len() - 8..],
+            "long runner",
+        ],
+    );
+    assert!(screen.contains("connected"), "{screen}");
+
+    // Drain top-b after y, then undrain it after y; a key other than y cancels.
+    select_factory(&top, "top-b");
+    top.keys(&["d"]);
+    top.wait_for("the drain prompt", "Drain factory top-b? y to confirm");
+    top.keys(&["n"]);
+    top.wait_for("the drain cancelled", "drain of top-b cancelled");
+    assert_eq!(factory_status(&coord, "top-b"), "online");
+    top.keys(&["d"]);
+    top.wait_for("the drain prompt", "Drain factory top-b?");
+    top.keys(&["y"]);
+    top.wait_for("the drain's outcome", "top-b drains");
+    wait_for(Duration::from_secs(10), "top-b to drain", || {
+        factory_status(&coord, "top-b") == "draining"
+    });
+    top.wait_for("top-b draining", "draining");
+    assert_eq!(factory_status(&coord, "top-a"), "online");
+    top.keys(&["u"]);
+    top.wait_for("the undrain prompt", "Undrain factory top-b?");
+    top.keys(&["y"]);
+    top.wait_for("the undrain's outcome", "top-b takes new jobs again");
+    wait_for(Duration::from_secs(10), "top-b to take jobs again", || {
+        factory_status(&coord, "top-b") == "online"
+    });
+
+    // The log of the job running on its factory.
+    let holder = job(&coord, long)["lease"]["factory_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let holder_name = get(&coord, &format!("/v1/factories/{holder}"))["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    select_factory(&top, &holder_name);
+    top.keys(&["l"]);
+    top.wait_for_all(
+        "the job's log",
+        &["Log of long runner", "top-log-marker-line"],
+    );
+    top.keys(&["Escape"]);
+    top.wait_for("the fleet again", "CURRENT JOBS");
+
+    // The coordinator goes away: the last data stays, marked; it comes back: live again.
+    coord.kill();
+    let screen = top.wait_for("the lost coordinator", "DISCONNECTED, retrying");
+    assert!(
+        screen.contains("stale") && screen.contains(&holder_name),
+        "{screen}"
+    );
+    coord.restart();
+    top.wait_for("the coordinator back", "● connected");
+
+    top.keys(&["q"]);
+    let deadline = Instant::now() + SCREEN_WAIT;
+    let ended = loop {
+        if let Some(ended) = top.pane_exit() {
+            break ended;
+        }
+        assert!(Instant::now() < deadline, "top still runs after q");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ended, "exit 0");
+}
+
+#[test]
+fn top_refuses_to_start_without_a_terminal_with_exit_2() {
+    let out = Command::new(BIN)
+        .args(["top", "--coordinator", "http://127.0.0.1:9"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("draws on a terminal, and standard output is not one"),
+        "{err}"
+    );
+}
