@@ -80,20 +80,27 @@ impl Tmux {
             .into_owned()
     }
 
-    /// Waits until the screen shows each of `texts`; the screen then.
-    fn wait_for_all(&self, what: &str, texts: &[&str]) -> String {
+    /// Waits until the screen passes `check`; the screen then.
+    fn wait_screen(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + SCREEN_WAIT;
         loop {
             let screen = self.screen();
-            if texts.iter().all(|t| screen.contains(t)) {
+            if check(&screen) {
                 return screen;
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for the screen to show {what} ({texts:?}); it shows:\n{screen}"
+                "timed out waiting for the screen to show {what}; it shows:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits until the screen shows each of `texts`; the screen then.
+    fn wait_for_all(&self, what: &str, texts: &[&str]) -> String {
+        self.wait_screen(&format!("{what} {texts:?}"), |screen| {
+            texts.iter().all(|t| screen.contains(t))
+        })
     }
 
     fn wait_for(&self, what: &str, text: &str) -> String {
@@ -222,6 +229,19 @@ fn top_shows_the_fleet_drains_undrains_opens_a_log_survives_a_restart_and_quits(
     wait_for(Duration::from_secs(10), "top-b to take jobs again", || {
         factory_status(&coord, "top-b") == "online"
     });
+    // An undrain of a factory that does not drain: the API's refusal shows.
+    top.keys(&["u"]);
+    top.wait_for("the undrain prompt", "Undrain factory top-b?");
+    top.keys(&["y"]);
+    top.wait_for("the API's refusal", "it is online, not draining");
+
+    // Sorting and help.
+    top.keys(&["s"]);
+    top.wait_for("the factories sorted by status", "sort: status");
+    top.keys(&["?"]);
+    top.wait_for("the help", "drain the selected factory (asks for y)");
+    top.keys(&["Escape"]);
+    top.wait_screen("the help closed", |s| !s.contains("(asks for y)"));
 
     // The log of the job running on its factory.
     let holder = job(&coord, long)["lease"]["factory_id"]

@@ -351,6 +351,9 @@ fn draw_factories(f: &mut Frame, app: &App, area: Rect) {
     if !app.filter.is_empty() {
         title.push_str(&format!(" filter: {}", printable(&app.filter)));
     }
+    if app.fleet.as_ref().is_some_and(|f| !f.jobs_complete) {
+        title.push_str(" · current jobs from part of the store");
+    }
     let columns = [
         (mark(SortBy::Name, "NAME"), Constraint::Length(18)),
         (mark(SortBy::Status, "STATUS"), Constraint::Length(9)),

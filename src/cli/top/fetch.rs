@@ -14,7 +14,7 @@ use ratatui::crossterm::event::KeyEvent;
 use tokio::sync::mpsc::Sender;
 
 use super::model::{Cluster, FactoryRow, Fleet, Stats};
-use super::state::Confirm;
+use super::state::{Confirm, FleetAction};
 use crate::cli::sse::next_event;
 use crate::client::{Client, unreachable};
 
@@ -27,8 +27,13 @@ const READ_TIMEOUT_MS: u64 = 5_000;
 const RECONNECT_WAIT_MS: u64 = 1_000;
 /// How often an open log is read for new output.
 const LOG_POLL_MS: u64 = 500;
-/// Jobs holding a lease read per state and refresh (the listing's largest page).
+/// Jobs holding a lease read per page (the listing's largest page).
 const LEASED_JOBS_MAX: usize = 500;
+/// Pages of the listing read per state and refresh. The listing has no index by state: a
+/// page examines at most 10,000 jobs of the store, oldest first, so on a large store the
+/// running jobs may lie past these pages. The factories pane then says its current jobs were
+/// read from part of the store (as the web UI's factory page does).
+const LEASED_PAGES_MAX: usize = 2;
 /// The states in which a job holds a factory's slot.
 const LEASED_STATES: [&str; 3] = ["leased", "running", "preempting"];
 
@@ -76,29 +81,43 @@ pub async fn poll_fleet(c: Arc<Client>, tx: Sender<Msg>) {
 }
 
 async fn read_fleet(c: &Client) -> Result<Fleet> {
-    let (cluster, factories, stats, jobs) = tokio::try_join!(
+    let [leased, running, preempting] = LEASED_STATES;
+    let (cluster, factories, stats, leased, running, preempting) = tokio::try_join!(
         c.get::<Cluster>("/v1/cluster"),
         c.get::<Vec<FactoryRow>>("/v1/factories"),
         c.get::<Stats>("/v1/stats"),
-        leased_jobs(c),
+        jobs_in(c, leased),
+        jobs_in(c, running),
+        jobs_in(c, preempting),
     )?;
+    let jobs_complete = leased.1 && running.1 && preempting.1;
     Ok(Fleet {
         cluster,
         factories,
         stats,
-        jobs,
+        jobs: [leased.0, running.0, preempting.0].concat(),
+        jobs_complete,
     })
 }
 
-async fn leased_jobs(c: &Client) -> Result<Vec<JobView>> {
-    let [a, b, p] =
-        LEASED_STATES.map(|state| format!("/v1/jobs?state={state}&limit={LEASED_JOBS_MAX}"));
-    let (a, b, p) = tokio::try_join!(
-        c.get::<JobPage>(&a),
-        c.get::<JobPage>(&b),
-        c.get::<JobPage>(&p)
-    )?;
-    Ok([a, b, p].into_iter().flat_map(|page| page.jobs).collect())
+/// The jobs in `state`, page after page up to [`LEASED_PAGES_MAX`]; whether that was all.
+async fn jobs_in(c: &Client, state: &str) -> Result<(Vec<JobView>, bool)> {
+    let mut jobs = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..LEASED_PAGES_MAX {
+        let after = cursor.map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let page: JobPage = c
+            .get(&format!(
+                "/v1/jobs?state={state}&limit={LEASED_JOBS_MAX}{after}"
+            ))
+            .await?;
+        jobs.extend(page.jobs);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            return Ok((jobs, true));
+        }
+    }
+    Ok((jobs, false))
 }
 
 /// Follows the fleet's events, reconnecting (and resuming after the last event read) for as
@@ -188,11 +207,11 @@ pub async fn act(c: Arc<Client>, what: Confirm, tx: Sender<Msg>) {
     let path = format!("/v1/factories/{}/{}", what.factory_id, what.action.verb());
     let outcome = match c.post::<serde_json::Value>(&path, None).await {
         Ok(_) => Ok(match what.action {
-            super::state::FleetAction::Drain => format!(
+            FleetAction::Drain => format!(
                 "{} drains: it finishes its jobs and takes no new ones",
                 what.name
             ),
-            super::state::FleetAction::Undrain => format!("{} takes new jobs again", what.name),
+            FleetAction::Undrain => format!("{} takes new jobs again", what.name),
         }),
         Err(e) => Err(format!("{} {}: {e:#}", what.action.verb(), what.name)),
     };

@@ -232,6 +232,7 @@ mod tests {
                 factories,
                 stats,
                 jobs: Vec::new(),
+                jobs_complete: true,
             },
             std::time::Instant::now(),
         );

@@ -97,6 +97,8 @@ pub struct Fleet {
     pub stats: Stats,
     /// The jobs holding a lease (leased, running, preempting).
     pub jobs: Vec<JobView>,
+    /// Whether `jobs` came from the whole store (see `fetch::LEASED_PAGES_MAX`).
+    pub jobs_complete: bool,
 }
 
 impl Fleet {
