@@ -40,7 +40,11 @@ impl Tmux {
         let t = Tmux {
             socket: format!("gf-top-{}-{}", std::process::id(), free_port()),
         };
-        let top = format!("{BIN} top --coordinator {}", coord.url);
+        // The line after `top` shows once it has ended, on the screen it gave back.
+        let top = format!(
+            "{BIN} top --coordinator {}; echo top exited with status $?",
+            coord.url
+        );
         let out = t.tmux(&[
             "new-session",
             "-d",
@@ -53,7 +57,7 @@ impl Tmux {
             "-e",
             &format!("GIGAFACTORY_TOKEN={token}"),
             &top,
-            // Keep the pane once `top` has exited, to read how it exited.
+            // Keep the pane once its command has ended, to read how `top` ended.
             ";",
             "set-option",
             "-t",
@@ -80,11 +84,28 @@ impl Tmux {
             .into_owned()
     }
 
+    /// The screen with the lines scrolled off its top: once the pane's command has ended,
+    /// tmux's "Pane is dead" line scrolls the screen.
+    fn screen_and_history(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-S", "-", "-t", "top"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits until the screen passes `check`; the screen then.
     fn wait_screen(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        self.wait_until(what, Self::screen, check)
+    }
+
+    /// Waits until what `read` reads of the pane passes `check`; that text then.
+    fn wait_until(
+        &self,
+        what: &str,
+        read: impl Fn(&Self) -> String,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + SCREEN_WAIT;
         loop {
-            let screen = self.screen();
+            let screen = read(self);
             if check(&screen) {
                 return screen;
             }
@@ -119,24 +140,6 @@ impl Tmux {
     fn type_text(&self, text: &str) {
         let out = self.tmux(&["send-keys", "-t", "top", "-l", text]);
         assert!(out.status.success(), "tmux send-keys -l {text:?}: {out:?}");
-    }
-
-    /// How the pane's process ended (`exit 0`, `signal 9`), once tmux has reaped it.
-    fn pane_exit(&self) -> Option<String> {
-        let out = self.tmux(&[
-            "display-message",
-            "-p",
-            "-t",
-            "top",
-            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        // The pane reads as dead when its terminal closes, a moment before its exit is known.
-        match text.split(':').collect::<Vec<_>>()[..] {
-            ["1", status, _] if !status.is_empty() => Some(format!("exit {status}")),
-            ["1", _, signal] if !signal.is_empty() => Some(format!("signal {signal}")),
-            _ => None,
-        }
     }
 }
 
@@ -179,7 +182,7 @@ fn top_shows_the_fleet_drains_undrains_opens_a_log_survives_a_restart_and_quits(
         &coord,
         "product = \"toptest\"\n\
          [[jobs]]\nkey = \"long\"\ntitle = \"long runner\"\ncapabilities = [\"linux\"]\n\
-         command = \"echo top-log-marker-line; sleep 300\"\n\
+         command = \"echo top-log-marker-line; sleep 60\"\n\
          [[jobs]]\nkey = \"gpu\"\ntitle = \"waits for a gpu\"\ncapabilities = [\"gpu\"]\n\
          command = \"true\"\n",
     );
@@ -272,15 +275,13 @@ fn top_shows_the_fleet_drains_undrains_opens_a_log_survives_a_restart_and_quits(
     top.wait_for("the coordinator back", "● connected");
 
     top.keys(&["q"]);
-    let deadline = Instant::now() + SCREEN_WAIT;
-    let ended = loop {
-        if let Some(ended) = top.pane_exit() {
-            break ended;
-        }
-        assert!(Instant::now() < deadline, "top still runs after q");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(ended, "exit 0");
+    let screen = top.wait_until("top's end", Tmux::screen_and_history, |s| {
+        s.contains("top exited with status 0")
+    });
+    assert!(
+        !screen.contains("Factories"),
+        "the terminal is given back as it was: {screen}"
+    );
 }
 
 #[test]
