@@ -190,6 +190,12 @@ enum Cmd {
         #[command(flatten)]
         view: cli::output::View,
     },
+    /// A live view of the fleet in the terminal: nodes, factories, the queue, throughput and
+    /// events; drain a factory or open a job's log from it (`?` lists the keys).
+    Top {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Commands for a job to run from inside its workspace.
     Job {
         #[command(subcommand)]
@@ -336,6 +342,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // Started where it cannot work, as a usage error is: the caller's to fix.
+            if e.is::<cli::top::NotATerminal>() {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
     }
@@ -392,6 +402,7 @@ fn run() -> Result<()> {
         Cmd::Limits { cmd, remote, view } => {
             rt.block_on(cli::scheduling::limits(&remote, &view, cmd))
         }
+        Cmd::Top { remote } => rt.block_on(cli::top::run(&remote)),
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use gigafactory_core::wire::{JobView, LogLine, LogStream};
 
+use super::sse::next_event;
 use crate::client::{Client, Unreachable, unreachable};
 
 /// How often a follower reads the job's state to learn that it ended.
@@ -237,36 +238,6 @@ async fn stream_until_ended(
     }
 }
 
-/// One server-sent event: its `event` name and its `data` lines joined.
-#[derive(Debug, PartialEq)]
-struct SseEvent {
-    kind: String,
-    data: String,
-}
-
-/// Takes the first whole event (up to a blank line) out of `buf`; keep-alive comments and
-/// fields other than `event` and `data` are skipped.
-fn next_event(buf: &mut Vec<u8>) -> Option<SseEvent> {
-    let end = buf.windows(2).position(|w| w == b"\n\n")?;
-    let raw: Vec<u8> = buf.drain(..end + 2).collect();
-    let text = String::from_utf8_lossy(&raw);
-    let mut event = SseEvent {
-        kind: "message".into(),
-        data: String::new(),
-    };
-    for line in text.lines() {
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "event" => event.kind = value.to_owned(),
-            "data" if event.data.is_empty() => event.data = value.to_owned(),
-            "data" => event.data = format!("{}\n{value}", event.data),
-            _ => {}
-        }
-    }
-    Some(event)
-}
-
 /// `submit --wait`: reads each job until it has ended, printing a line as each does; an
 /// error naming those that ended badly.
 pub async fn wait_for_all(c: &Client, jobs: &[String]) -> Result<()> {
@@ -318,24 +289,6 @@ pub async fn wait_for_all(c: &Client, jobs: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_are_read_whole_across_chunks_and_keep_alives_are_skipped() {
-        let mut buf = b":keep-alive\n\nid: 1:2\nevent: log\ndata: {\"a\":1}\n".to_vec();
-        assert_eq!(
-            next_event(&mut buf),
-            Some(SseEvent {
-                kind: "message".into(),
-                data: String::new()
-            })
-        );
-        assert_eq!(next_event(&mut buf), None, "the event is not whole yet");
-        buf.extend_from_slice(b"\nevent: error\ndata: store lost\n\n");
-        let log = next_event(&mut buf).unwrap();
-        assert_eq!((log.kind.as_str(), log.data.as_str()), ("log", "{\"a\":1}"));
-        assert_eq!(next_event(&mut buf).unwrap().data, "store lost");
-        assert!(buf.is_empty());
-    }
 
     #[test]
     fn only_succeeded_shipped_and_review_count_as_ending_well() {

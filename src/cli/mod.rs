@@ -2,7 +2,8 @@
 //! them to their end (`follow.rs`: `logs -f`, `submit --wait`), their review decisions
 //! (`review.rs`) and their artifacts (`artifacts.rs`), the fleet (`fleet.rs`: factories and
 //! tokens), money (`budgets.rs`), trackers (`intake.rs`) and scheduling (`scheduling.rs`: why a
-//! job waits, products' shares and weights). Each is a thin caller of the REST API through
+//! job waits, products' shares and weights); `top/` is the live terminal view of the fleet,
+//! and `sse.rs` reads the event streams that `logs -f` and `top` follow. Each is a thin caller of the REST API through
 //! `crate::client`, printing what comes back through `output.rs`: tables for people (colour
 //! on a terminal, relative times) or, with `-o json`, the API's answer.
 
@@ -15,3 +16,5 @@ pub mod jobs;
 pub mod output;
 pub mod review;
 pub mod scheduling;
+pub mod sse;
+pub mod top;
