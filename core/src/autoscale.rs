@@ -23,13 +23,9 @@
 //! The count is a hint for factories of exactly this shape; a factory fits every shape whose
 //! requirements it meets, so the hints of overlapping shapes are not to be added up.
 
+use crate::load::{Shape, ShapeLoad};
 use schemars::JsonSchema;
 use serde::Serialize;
-use uuid::Uuid;
-
-use crate::cluster::{SHARDS, ShardLease};
-use crate::job::Millis;
-use crate::load::ShapeLoad;
 
 /// Slots a factory is assumed to bring when none of the shape is online to measure.
 pub const DEFAULT_SLOTS_PER_FACTORY: u32 = 1;
@@ -39,9 +35,16 @@ pub const DEFAULT_TARGET_WAIT_SECONDS: u64 = 300;
 pub const SLOTS_PER_FACTORY_MAX: u32 = 1_024;
 pub const TARGET_WAIT_SECONDS_MAX: u64 = 7 * 24 * 3_600;
 
-/// A parameter of the rule out of its range: the caller fixes the value.
+/// A parameter of the rule out of its range, or a shape that cannot be read: the caller fixes
+/// the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuleError {
+pub enum HintError {
+    #[error("capabilities {0:?} has an empty item: name them comma-separated, or `any` for none")]
+    EmptyCapability(String),
+    #[error("engine_class selects a shape only with capabilities (`any` for none)")]
+    EngineClassAlone,
+    #[error("name the shape: capabilities (comma-separated, `any` for none) and engine_class")]
+    NoShape,
     #[error("slots_per_factory must be between 1 and {SLOTS_PER_FACTORY_MAX}, not {0}")]
     SlotsPerFactory(u32),
     #[error("target_wait_seconds must be at most {TARGET_WAIT_SECONDS_MAX}, not {0}")]
@@ -103,16 +106,16 @@ impl ScaleRule {
     pub fn new(
         slots_per_factory: Option<u32>,
         target_wait_seconds: Option<u64>,
-    ) -> Result<Self, RuleError> {
+    ) -> Result<Self, HintError> {
         if let Some(s) = slots_per_factory
             && !(1..=SLOTS_PER_FACTORY_MAX).contains(&s)
         {
-            return Err(RuleError::SlotsPerFactory(s));
+            return Err(HintError::SlotsPerFactory(s));
         }
         if let Some(w) = target_wait_seconds
             && w > TARGET_WAIT_SECONDS_MAX
         {
-            return Err(RuleError::TargetWait(w));
+            return Err(HintError::TargetWait(w));
         }
         let default = ScaleRule::default();
         Ok(ScaleRule {
@@ -170,30 +173,27 @@ impl ScaleRule {
     }
 }
 
-/// Whose queue the figures cover. A node's scheduler queues only the jobs of the shards it
-/// owns, so the queued figures are the whole cluster's only when this node owns every shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// This node owns every shard: the figures are the cluster's.
-    Cluster,
-    /// Other nodes own shards too (or shards are unowned): queued figures are this node's part.
-    Node,
-}
-
-/// The scope of node `me`'s figures given every shard's lease at `now`, and how many shards
-/// it owns.
-pub fn scope(me: Uuid, leases: &[(u32, Option<ShardLease>)], now: Millis) -> (Scope, u32) {
-    let owned = leases
-        .iter()
-        .filter(|(_, l)| l.is_some_and(|l| l.owner == me && l.expires_at > now))
-        .count() as u32;
-    let scope = if owned == SHARDS {
-        Scope::Cluster
-    } else {
-        Scope::Node
+/// The one shape a caller asks about: `capabilities` comma-separated (`any` for none) and the
+/// engine class, exactly (`gpu,linux` without an engine class is not `gpu,linux` with one).
+/// `None` when neither is given: every shape.
+pub fn select(
+    capabilities: Option<&str>,
+    engine_class: Option<&str>,
+) -> Result<Option<Shape>, HintError> {
+    let Some(list) = capabilities else {
+        return match engine_class {
+            Some(_) => Err(HintError::EngineClassAlone),
+            None => Ok(None),
+        };
     };
-    (scope, owned)
+    let caps: Vec<String> = match list.trim() {
+        "any" => Vec::new(),
+        _ => list.split(',').map(|c| c.trim().to_string()).collect(),
+    };
+    if caps.iter().any(String::is_empty) {
+        return Err(HintError::EmptyCapability(list.to_string()));
+    }
+    Ok(Some(Shape::new(&caps, engine_class)))
 }
 
 #[cfg(test)]

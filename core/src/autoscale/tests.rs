@@ -4,7 +4,6 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::load::Shape;
 
 fn load(queued: usize, running: usize, age_s: u64, online: usize, slots: u32) -> ShapeLoad {
     ShapeLoad {
@@ -60,39 +59,40 @@ fn nothing_queued_or_running_asks_for_none_even_with_factories_online() {
 fn parameters_out_of_range_are_refused() {
     assert_eq!(
         ScaleRule::new(Some(0), None),
-        Err(RuleError::SlotsPerFactory(0))
+        Err(HintError::SlotsPerFactory(0))
     );
     assert_eq!(
         ScaleRule::new(Some(SLOTS_PER_FACTORY_MAX + 1), None),
-        Err(RuleError::SlotsPerFactory(SLOTS_PER_FACTORY_MAX + 1))
+        Err(HintError::SlotsPerFactory(SLOTS_PER_FACTORY_MAX + 1))
     );
     assert_eq!(
         ScaleRule::new(None, Some(TARGET_WAIT_SECONDS_MAX + 1)),
-        Err(RuleError::TargetWait(TARGET_WAIT_SECONDS_MAX + 1))
+        Err(HintError::TargetWait(TARGET_WAIT_SECONDS_MAX + 1))
     );
     assert!(ScaleRule::new(Some(1), Some(0)).is_ok());
 }
 
 #[test]
-fn the_figures_are_the_clusters_only_when_this_node_owns_every_shard() {
-    let me = Uuid::from_u128(1);
-    let other = Uuid::from_u128(2);
-    let lease = |owner, expires_at| {
-        Some(ShardLease {
-            owner,
-            epoch: 1,
-            expires_at,
-        })
-    };
-    let mine: Vec<_> = (0..SHARDS).map(|s| (s, lease(me, 100))).collect();
-    assert_eq!(scope(me, &mine, 50), (Scope::Cluster, SHARDS));
-    // Expired leases are not owned.
-    assert_eq!(scope(me, &mine, 100), (Scope::Node, 0));
-    let mut shared = mine.clone();
-    shared[3].1 = lease(other, 100);
-    assert_eq!(scope(me, &shared, 50), (Scope::Node, SHARDS - 1));
-    shared[4].1 = None;
-    assert_eq!(scope(me, &shared, 50), (Scope::Node, SHARDS - 2));
+fn a_selection_reads_capabilities_in_any_order_and_any_as_none() {
+    let gpu_linux = Shape::new(&["gpu".into(), "linux".into()], Some("claude"));
+    assert_eq!(
+        select(Some("linux, gpu,linux"), Some("claude")),
+        Ok(Some(gpu_linux))
+    );
+    assert_eq!(select(Some("any"), None), Ok(Some(Shape::new(&[], None))));
+    assert_eq!(select(None, None), Ok(None));
+    assert_eq!(
+        select(Some("gpu,,linux"), None),
+        Err(HintError::EmptyCapability("gpu,,linux".into()))
+    );
+    assert_eq!(
+        select(Some(""), None),
+        Err(HintError::EmptyCapability("".into()))
+    );
+    assert_eq!(
+        select(None, Some("claude")),
+        Err(HintError::EngineClassAlone)
+    );
 }
 
 fn any_load() -> impl Strategy<Value = ShapeLoad> {
