@@ -1,6 +1,7 @@
 // The overview (#/overview): the fleet's counters, throughput and claim latency over the last
 // hour (uPlot), spend against the budgets nearest their limits, the queue by product and by
-// capability, and recent events live (factories named by name, not id).
+// capability, capacity by shape (the scaling hints of /v1/autoscale), and recent events live
+// (factories named by name, not id).
 
 import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, withFactoryNames, REFRESH_MS } from "./lib.js";
 import { fmtUsd, percentOf, spendBar } from "./money.js";
@@ -51,6 +52,7 @@ export function overviewPage(main) {
   const lChart = h("div", { class: "chart", "data-testid": "latency-chart" });
   const spend = h("tbody", { "data-testid": "budget-spend" });
   const allBudgets = h("p");
+  const capacity = h("tbody", { "data-testid": "capacity" });
   main.append(
     h("h1", {}, "Overview"),
     cards,
@@ -67,6 +69,13 @@ export function overviewPage(main) {
       { class: "grid2" },
       h("section", { class: "card" }, h("h2", {}, "Queue by product"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Product"), h("th", {}, "Queued"))), byProduct)),
       h("section", { class: "card" }, h("h2", {}, "Queue by capability"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Capability"), h("th", {}, "Queued"))), byCap)),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", { id: "capacity-title" }, "Capacity by shape"),
+      h("p", { class: "hint" }, "Per set of requirements jobs carry: the factories that fit it, and how many the queue asks for (README: Scaling hints)."),
+      h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "capacity-title" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Capabilities", "Engine", "Queued", "Running", "Oldest wait", "Factories online", "Slots", "Factories wanted"].map((t) => h("th", { scope: "col" }, t)))), capacity)),
     ),
     h("section", { class: "card" }, h("h2", {}, "Recent events"), events),
   );
@@ -90,7 +99,7 @@ export function overviewPage(main) {
     latency.draw();
   };
   every(REFRESH_MS, async () => {
-    const [s, budgets] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets")]);
+    const [s, budgets, hints] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets"), api("GET", "/v1/autoscale")]);
     cards.replaceChildren(
       stat("Factories online", s.factories_online, "factories-online"),
       stat("Draining", s.factories_draining),
@@ -105,6 +114,7 @@ export function overviewPage(main) {
     const rows = (m) => Object.entries(m).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)));
     byProduct.replaceChildren(...rows(s.queued_by_product));
     byCap.replaceChildren(...rows(s.queued_by_capability));
+    drawCapacity(capacity, hints.shapes);
     await loadSamples();
   });
   const stop = followSse("/v1/events", (ev) => {
@@ -140,6 +150,28 @@ function drawSpend(tbody, more, budgets) {
   );
   rerender(tbody, () => tbody.replaceChildren(...(nearest.length ? nearest.map(row) : [h("tr", {}, h("td", { colspan: 3 }, "No budgets."))])));
   more.replaceChildren(h("a", { href: "#/budgets" }, budgets.length > nearest.length ? `All ${budgets.length} budgets` : "Budgets"));
+}
+
+// One row per shape with work queued or running; a shape wanting more factories than are
+// online is marked.
+function drawCapacity(tbody, shapes) {
+  const row = (c) => {
+    const caps = c.capabilities.length ? c.capabilities.join(",") : "any";
+    const short = c.desired_factories > c.factories_online;
+    return h(
+      "tr",
+      { "data-shape": `${caps}/${c.engine_class ?? ""}` },
+      h("td", {}, caps),
+      h("td", {}, c.engine_class ?? "any"),
+      h("td", {}, c.queued),
+      h("td", {}, c.running),
+      h("td", {}, c.queued ? `${c.oldest_queued_age_seconds} s` : "–"),
+      h("td", {}, c.factories_online),
+      h("td", {}, c.slots),
+      h("td", { "data-testid": "wanted" }, String(c.desired_factories), short ? h("span", { class: "muted" }, ` (${c.desired_factories - c.factories_online} more)`) : null),
+    );
+  };
+  rerender(tbody, () => tbody.replaceChildren(...(shapes.length ? shapes.map(row) : [h("tr", {}, h("td", { colspan: 8 }, "Nothing queued or running."))])));
 }
 
 function stat(label, value, testid) {
