@@ -25,10 +25,17 @@ pub(crate) struct AutoscaleQuery {
     /// The shape's engine class (only with `capabilities`; absent: the shape without one).
     engine_class: Option<String>,
     /// Slots one factory brings (1 to 1024); default: the fitting factories' mean.
+    #[schemars(range(min = 1, max = 1024))]
     slots_per_factory: Option<u32>,
-    /// How long the oldest queued job may wait before one more factory is asked for (s).
+    /// How long the oldest queued job may wait before one more factory is asked for (s; at
+    /// most a week).
+    #[schemars(range(max = 604800))]
     target_wait_seconds: Option<u64>,
 }
+
+// The schema's bounds are the rule's.
+const _: () = assert!(autoscale::SLOTS_PER_FACTORY_MAX == 1024);
+const _: () = assert!(autoscale::TARGET_WAIT_SECONDS_MAX == 604_800);
 
 impl AutoscaleQuery {
     async fn answer(self, s: &AppState) -> ApiResult<AutoscaleView> {
