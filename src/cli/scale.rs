@@ -61,7 +61,7 @@ fn hints_table(fmt: &Fmt, a: &Value) -> String {
         ),
     };
     let mut out = format!(
-        "rule: slots per factory {slots}; one more factory after {}s of waiting\n",
+        "rule: slots per factory: {slots}; one more factory once a job waited {}s\n",
         rule["target_wait_seconds"]
     );
     let mut t = Table::new(&[
@@ -109,6 +109,10 @@ fn hints_table(fmt: &Fmt, a: &Value) -> String {
             Cell::styled(desired.to_string(), style),
             h["reason"].as_str().unwrap_or("-").into(),
         ]);
+    }
+    if a["shapes"].as_array().is_none_or(|s| s.is_empty()) {
+        out.push_str("nothing queued or running\n");
+        return out;
     }
     out.push_str(&t.render(fmt));
     out
