@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod demo;
 mod network;
+mod probe;
 mod serve;
 
 use std::path::PathBuf;
@@ -201,6 +202,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JobSelfCmd,
     },
+    /// Scaling hints: per capability shape, queued and running jobs, factories online and
+    /// how many the queue asks for.
+    Autoscale {
+        #[command(flatten)]
+        args: cli::scale::AutoscaleArgs,
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
+    },
+    /// Health check: exit 0 when a URL answers 200 (`/healthz`, `/readyz`), else non-zero
+    /// saying what it got. For container and unit health checks without curl.
+    Probe(probe::ProbeArgs),
     /// Start a coordinator, two factories and a sample manifest, and show progress.
     Demo(demo::DemoArgs),
     /// Load-test a coordinator over loopback with simulated factories: jobs/s, latencies, RSS.
@@ -403,6 +417,10 @@ fn run() -> Result<()> {
             rt.block_on(cli::scheduling::limits(&remote, &view, cmd))
         }
         Cmd::Top { remote } => rt.block_on(cli::top::run(&remote)),
+        Cmd::Autoscale { args, remote, view } => {
+            rt.block_on(cli::scale::autoscale(&remote, &view, args))
+        }
+        Cmd::Probe(args) => rt.block_on(probe::run(args)),
         Cmd::Job { cmd } => {
             match cmd {
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,

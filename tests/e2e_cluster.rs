@@ -1,8 +1,8 @@
 //! Two coordinator nodes on one three-member etcd cluster (real processes): work submitted on
 //! one node reaches claims waiting on the other through a store watch, fleet events committed
 //! through one node stream live from the other, a factory fails over between nodes when one
-//! dies, a concurrency limit holds across nodes, and a node preempts a job it never saw
-//! start.
+//! dies, a concurrency limit holds across nodes, a node preempts a job it never saw
+//! start, and any node answers scaling hints for the whole cluster's queue.
 //!
 //! The nodes share a local etcd cluster, or, in a build with the `fdb` feature and
 //! `FDB_CLUSTER_FILE` set, that FoundationDB cluster (each test in a namespace of its own):
@@ -525,4 +525,27 @@ fn a_node_preempts_a_job_it_never_saw_start_after_the_node_that_did_died() {
         .map(|e| e["kind"].as_str().unwrap().to_owned())
         .collect();
     assert!(kinds.contains(&"preempt".to_owned()), "{kinds:?}");
+}
+
+#[test]
+fn any_node_answers_scaling_hints_for_the_whole_clusters_queue() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Shared::start();
+    let (a, b) = two_nodes(dir.path(), &store);
+    let mut manifest = String::from("product = \"e2e\"\n");
+    for n in 0..5 {
+        manifest.push_str(&format!(
+            "[[jobs]]\nkey = \"g{n}\"\ntitle = \"g{n}\"\ncapabilities = [\"gpu\"]\ncommand = \"true\"\n"
+        ));
+    }
+    submit_manifest(&a, &manifest);
+    // Each node's scheduler follows the shared ready index, whichever shards it owns: both
+    // count all five jobs, once (summing the nodes' answers would count them twice).
+    for node in [&a, &b] {
+        wait_for(Duration::from_secs(20), "the node to see the queue", || {
+            let k = get(node, "/v1/autoscale/keda?capabilities=gpu");
+            k["queued"] == 5 && k["desired_factories"] == 5
+        });
+    }
 }

@@ -42,8 +42,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use context::Edges;
 pub use coordinator::{
-    ClusterView, Coordinator, FaultTarget, IntakeOutcome, Minted, OperatorAction, Principal,
-    Session, Stats, TokenInfo, WhyNotRunning,
+    AutoscaleView, ClusterView, Coordinator, FaultTarget, IntakeOutcome, Minted, OperatorAction,
+    Principal, Session, Stats, TokenInfo, WhyNotRunning,
 };
 pub use courier::{Courier, NoCourier, Sent};
 pub use error::{CoordError, Result};

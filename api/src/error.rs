@@ -26,6 +26,9 @@ pub enum ApiError {
     /// seconds.
     #[error("too many failed authentications from this address: retry in {0} s")]
     Throttled(u64),
+    /// A scaling hint's parameter or shape the caller must fix.
+    #[error(transparent)]
+    Hint(#[from] gigafactory_core::autoscale::HintError),
     /// The route does not take this method (`Allow` says which it does).
     #[error("the route does not take this method")]
     MethodNotAllowed,
@@ -86,6 +89,7 @@ impl IntoResponse for ApiError {
                 retry_after = Some(*secs);
                 (StatusCode::TOO_MANY_REQUESTS, ErrorCode::AuthThrottled)
             }
+            ApiError::Hint(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
             ApiError::MethodNotAllowed => {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
             }

@@ -18,6 +18,7 @@ mod limits;
 pub mod listener;
 mod node;
 mod openapi;
+mod scale;
 mod session;
 mod tokens;
 mod ui;
@@ -103,6 +104,8 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/cluster", get(node::cluster))
         .route("/v1/stats", get(node::stats))
         .route("/v1/stats/history", get(node::stats_history))
+        .route("/v1/autoscale", get(scale::hints))
+        .route("/v1/autoscale/keda", get(scale::keda))
         .route("/v1/whoami", get(node::whoami))
         .route("/v1/session", post(session::open).delete(session::close))
         .route("/v1/events", get(node::fleet_events))

@@ -1,6 +1,7 @@
 // The overview (#/overview): the fleet's counters, throughput and claim latency over the last
 // hour (uPlot), spend against the budgets nearest their limits, the queue by product and by
-// capability, and recent events live (factories named by name, not id).
+// capability, capacity by shape (the scaling hints of /v1/autoscale), and recent events live
+// (factories named by name, not id).
 
 import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, withFactoryNames, REFRESH_MS } from "./lib.js";
 import { fmtUsd, percentOf, spendBar } from "./money.js";
@@ -55,6 +56,7 @@ export function overviewPage(main) {
   // before the reset.
   const throttles = h("ul", { class: "throttles", "data-testid": "throttles" });
   const throttled = h("section", { class: "card warn", hidden: true, "aria-labelledby": "throttled-title" }, h("h2", { id: "throttled-title" }, "Throttled"), throttles);
+  const capacity = h("tbody", { "data-testid": "capacity" });
   main.append(
     h("h1", {}, "Overview"),
     cards,
@@ -72,6 +74,13 @@ export function overviewPage(main) {
       { class: "grid2" },
       h("section", { class: "card" }, h("h2", {}, "Queue by product"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Product"), h("th", {}, "Queued"))), byProduct)),
       h("section", { class: "card" }, h("h2", {}, "Queue by capability"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Capability"), h("th", {}, "Queued"))), byCap)),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", { id: "capacity-title" }, "Capacity by shape"),
+      h("p", { class: "hint" }, "Per set of requirements jobs carry: the factories that fit it, and how many the queue asks for (README: Scaling hints)."),
+      h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "capacity-title" }, h("table", {}, h("thead", {}, h("tr", {}, ...["Capabilities", "Engine", "Queued", "Running", "Oldest wait", "Factories online", "Slots", "Factories wanted"].map((t) => h("th", { scope: "col" }, t)))), capacity)),
     ),
     h("section", { class: "card" }, h("h2", {}, "Recent events"), events),
   );
@@ -95,7 +104,7 @@ export function overviewPage(main) {
     latency.draw();
   };
   every(REFRESH_MS, async () => {
-    const [s, budgets, limits] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets"), api("GET", "/v1/limits")]);
+    const [s, budgets, hints, limits] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets"), api("GET", "/v1/autoscale"), api("GET", "/v1/limits")]);
     const held = limits.filter((l) => l.throttled_until);
     throttled.hidden = held.length === 0;
     throttles.replaceChildren(...held.map((l) => h("li", { "data-key": l.key }, h("strong", {}, l.key.startsWith("engine:") ? l.key.slice(7) : l.key), " throttled until ", when(l.throttled_until))));
@@ -113,6 +122,7 @@ export function overviewPage(main) {
     const rows = (m) => Object.entries(m).map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, v)));
     byProduct.replaceChildren(...rows(s.queued_by_product));
     byCap.replaceChildren(...rows(s.queued_by_capability));
+    drawCapacity(capacity, hints.shapes);
     await loadSamples();
   });
   const stop = followSse("/v1/events", (ev) => {
@@ -148,6 +158,28 @@ function drawSpend(tbody, more, budgets) {
   );
   rerender(tbody, () => tbody.replaceChildren(...(nearest.length ? nearest.map(row) : [h("tr", {}, h("td", { colspan: 3 }, "No budgets."))])));
   more.replaceChildren(h("a", { href: "#/budgets" }, budgets.length > nearest.length ? `All ${budgets.length} budgets` : "Budgets"));
+}
+
+// One row per shape with work queued or running; a shape wanting more factories than are
+// online is marked.
+function drawCapacity(tbody, shapes) {
+  const row = (c) => {
+    const caps = c.capabilities.length ? c.capabilities.join(",") : "any";
+    const short = c.desired_factories > c.factories_online;
+    return h(
+      "tr",
+      { "data-shape": `${caps}/${c.engine_class ?? ""}` },
+      h("td", {}, caps),
+      h("td", {}, c.engine_class ?? "any"),
+      h("td", {}, c.queued),
+      h("td", {}, c.running),
+      h("td", {}, c.queued ? `${c.oldest_queued_age_seconds} s` : "–"),
+      h("td", {}, c.factories_online),
+      h("td", {}, c.slots),
+      h("td", { "data-testid": "wanted" }, String(c.desired_factories), short ? h("span", { class: "muted" }, ` (${c.desired_factories - c.factories_online} more)`) : null),
+    );
+  };
+  rerender(tbody, () => tbody.replaceChildren(...(shapes.length ? shapes.map(row) : [h("tr", {}, h("td", { colspan: 8 }, "Nothing queued or running."))])));
 }
 
 function stat(label, value, testid) {

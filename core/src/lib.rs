@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod audit;
+pub mod autoscale;
 pub mod backoff;
 pub mod budget;
 pub mod cluster;

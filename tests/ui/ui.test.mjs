@@ -197,7 +197,7 @@ try {
     assert.ok(!listed.some((t) => t.name === "ui-minted"), "a revoked token leaves the list");
   });
 
-  await step("a job needing a capability no factory has says why, naming every factory", async () => {
+  await step("a job needing a capability no factory has says why, naming every factory, and the overview asks for a factory with it", async () => {
     const q = await apiCall("POST", "/v1/jobs", { key: "ui-quantum", title: "UI quantum", product: "ui", capabilities: ["quantum"], payload: { command: "true" } });
     assert.equal(q.status, 201, JSON.stringify(q.body));
     await page.goto(url + `/#/jobs/${q.body.id}`);
@@ -206,7 +206,14 @@ try {
     await row.locator("td", { hasText: "lacks capability quantum" }).waitFor();
     await page.screenshot({ path: `${shots}/waiting.png`, fullPage: true });
     await audit(page, "the job page of a job no factory can run");
+    // The overview's capacity by shape asks for one factory with quantum, none being online.
+    await page.goto(url + "/#/overview");
+    const shape = page.locator('[data-testid="capacity"] tr[data-shape="quantum/"]');
+    await shape.locator('[data-testid="wanted"]', { hasText: "1 (1 more)" }).waitFor();
+    assert.deepEqual(await shape.locator("td").allInnerTexts().then((t) => [t[0], t[1], t[2], t[5]]), ["quantum", "any", "1", "0"]);
+    await audit(page, "the overview with capacity by shape");
     await apiCall("POST", `/v1/jobs/${q.body.id}/actions/cancel`);
+    await shape.waitFor({ state: "detached" });
   });
 
   await step("an operator sets a product's fair share on the weights page", async () => {

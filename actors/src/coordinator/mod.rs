@@ -28,7 +28,7 @@ use ractor::Actor;
 
 pub use explain::WhyNotRunning;
 pub use intake::IntakeOutcome;
-pub use observe::{ClusterView, FaultTarget, Stats};
+pub use observe::{AutoscaleView, ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
 pub use tokens::{Minted, Principal, Session, TokenInfo};
 

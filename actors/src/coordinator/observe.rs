@@ -1,13 +1,15 @@
-//! Watching the node: the overview's figures and their history, the fleet stream, the
-//! cluster's nodes and shard owners, and the admin's fault injection for chaos runs.
+//! Watching the node: the overview's figures and their history, scaling hints, the fleet
+//! stream, the cluster's nodes and shard owners, and the admin's fault injection for chaos
+//! runs.
 
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
 
+use gigafactory_core::autoscale::{ScaleRule, ShapeHint};
 use gigafactory_core::cluster::{NodeRecord, ShardLease};
 use gigafactory_core::fleet::{Factory, FactoryStatus};
 use gigafactory_core::job::{FactoryId, JobId, Millis};
-use gigafactory_core::load::{self, ShapeLoad};
+use gigafactory_core::load::{self, Shape, ShapeLoad, ShapeQueue};
 use gigafactory_storage::{repo, transact};
 use uuid::Uuid;
 
@@ -52,6 +54,16 @@ pub struct ClusterView {
     pub shards: Vec<(u32, Option<ShardLease>)>,
 }
 
+/// Scaling hints (see [`Coordinator::autoscale`] and `core::autoscale`). Any node answers for
+/// the whole cluster: on a shared store its scheduler follows every node's ready index.
+#[derive(Debug, Clone, serde::Serialize, JsonSchema)]
+pub struct AutoscaleView {
+    /// The node that answered.
+    pub node: Uuid,
+    pub rule: ScaleRule,
+    pub shapes: Vec<ShapeHint>,
+}
+
 /// Which actor a chaos fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultTarget {
@@ -92,13 +104,40 @@ impl Coordinator {
         })
     }
 
-    /// Per shape, what this node's queue asks of the fleet beside the online factories that
-    /// fit it (see `core::load`). The queue is this node's shards'; running jobs and
-    /// factories are the whole fleet's.
+    /// Per shape, what the queue asks of the fleet beside the online factories that fit it
+    /// (see `core::load`). All the cluster's: on a shared store the scheduler follows every
+    /// node's ready index (the head at once, the rest within `resync_interval_ms`), and reads
+    /// running jobs and factories from the store.
     pub async fn shape_loads(&self) -> Result<Vec<ShapeLoad>> {
         let factories = self.factories().await?;
         let scheduler = self.scheduler_snapshot().await?;
         Ok(load::shape_loads(&scheduler.shapes, &factories, self.now()))
+    }
+
+    /// Per shape, the factories `rule` asks for; with `only`, that one shape, answered with
+    /// zeros (and the factories that fit it) when nothing of it is queued or running.
+    pub async fn autoscale(&self, rule: ScaleRule, only: Option<Shape>) -> Result<AutoscaleView> {
+        let factories = self.factories().await?;
+        let mut queues = self.scheduler_snapshot().await?.shapes;
+        if let Some(shape) = only {
+            queues.retain(|q| q.shape == shape);
+            if queues.is_empty() {
+                queues.push(ShapeQueue {
+                    shape,
+                    queued: 0,
+                    oldest_created_at: None,
+                    running: 0,
+                });
+            }
+        }
+        Ok(AutoscaleView {
+            node: self.ctx.node_id,
+            rule,
+            shapes: load::shape_loads(&queues, &factories, self.now())
+                .iter()
+                .map(|l| rule.hint(l))
+                .collect(),
+        })
     }
 
     /// When this node started: its stats history (kept in memory) begins no earlier.

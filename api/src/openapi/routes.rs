@@ -2,7 +2,7 @@
 //! request body's type and each success answer's type. Schemas come from the types; only what
 //! a type cannot say (media types, statuses, which path parameters are ids) is written here.
 
-use gigafactory_actors::{ClusterView, IntakeOutcome, Minted, Stats, TokenInfo};
+use gigafactory_actors::{AutoscaleView, ClusterView, IntakeOutcome, Minted, Stats, TokenInfo};
 use gigafactory_core::limits::LimitSpec;
 use gigafactory_core::manifest::JobSpec;
 use gigafactory_core::scoring::WeightsOverride;
@@ -24,6 +24,7 @@ use crate::jobs::{
 };
 use crate::limits::LimitView;
 use crate::node::{FaultRequest, HistoryQuery, StatsHistoryView, WhoAmI};
+use crate::scale::{AutoscaleQuery, KedaView};
 use crate::session::{OpenSessionRequest, SessionInfo};
 use crate::tokens::{
     AuditPage, AuditQuery, EnrollmentTokenRequest, ListQuery as TokensQuery, MintTokenRequest,
@@ -124,6 +125,22 @@ fn node(d: &mut Doc) {
     )
     .query::<HistoryQuery>()
     .answers::<StatsHistoryView>(200, "the samples");
+    d.get(
+        "/v1/autoscale",
+        "Scaling hints: per capability shape, queued and running jobs, fitting factories online \
+         and the factories the documented rule asks for; any node answers for the whole cluster",
+        Viewer,
+    )
+    .query::<AutoscaleQuery>()
+    .answers::<AutoscaleView>(200, "the hints");
+    d.get(
+        "/v1/autoscale/keda",
+        "One shape's scaling hint as a flat object for KEDA's metrics-api scaler \
+         (valueLocation: desired_factories); capabilities is required",
+        Viewer,
+    )
+    .query::<AutoscaleQuery>()
+    .answers::<KedaView>(200, "the hint");
     let mut op = d.get(
         "/v1/events",
         "Fleet stream (SSE) of job transitions, this node's and every node's on a shared \
