@@ -152,12 +152,15 @@ fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_coordinator()
     let fenced = fake.write(&coord, &id, "renew", epoch, json!({}));
     expect_error(&fenced, 409, "fenced");
 
-    // A real factory runs it and two more jobs.
+    // A real factory runs it and two more jobs; a job needing a gpu waits, so series
+    // labelled by a product or a shape with work (dropped when none is left) are on the page.
     let _factory = Factory::start(&coord, "f1", 2, "linux", &dir.path().join("f1"));
     let more = "product = \"ops\"\n[[jobs]]\nkey = \"a\"\ntitle = \"a\"\ncommand = \"echo a\"\n\
-                [[jobs]]\nkey = \"b\"\ntitle = \"b\"\ncommand = \"echo b\"\n";
+                [[jobs]]\nkey = \"b\"\ntitle = \"b\"\ncommand = \"echo b\"\n\
+                [[jobs]]\nkey = \"gpu\"\ntitle = \"gpu\"\ncapabilities = [\"gpu\"]\ncommand = \"true\"\n";
     let mut ids: Vec<String> = submit_manifest(&coord, more)
         .into_iter()
+        .filter(|(key, _)| key != "gpu")
         .map(|(_, id)| id)
         .collect();
     ids.push(id);
