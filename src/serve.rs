@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use gigafactory_core::tracker::SourceConfig;
 use gigafactory_core::usage::Price;
 use gigafactory_core::{artifact, budget};
 use gigafactory_storage::{AnyStore, BlobStore, DEFAULT_STORE_URL};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
 use crate::network::{self, FileListener, FileTls, Network, NetworkArgs};
@@ -347,6 +349,40 @@ impl Node {
     }
 }
 
+/// How often the recorder folds recorded histogram samples into its buckets between scrapes,
+/// so a node nobody scrapes keeps a bounded amount of them.
+const METRICS_UPKEEP_SECS: u64 = 5;
+
+/// The process's metrics recorder, installed by the first node started in it (a recorder is
+/// global: a second node in one process shares it). Histograms get bucket bounds, so they
+/// are exported as `_bucket` series that add up across nodes.
+fn metrics_recorder() -> Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in gigafactory_actors::metrics::HISTOGRAM_BUCKETS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
+            .with_context(|| format!("bucket bounds of {name}"))?;
+    }
+    let handle = HANDLE.get_or_init(|| {
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::debug!("a metrics recorder was already installed");
+        }
+        let upkept = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(METRICS_UPKEEP_SECS));
+            loop {
+                every.tick().await;
+                upkept.run_upkeep();
+            }
+        });
+        handle
+    });
+    Ok(handle.clone())
+}
+
 /// Opens the store, starts the actor tree and the HTTP server.
 pub async fn start(settings: Settings) -> Result<Node> {
     network::private_store_dir(&settings.store)?;
@@ -373,6 +409,8 @@ pub async fn start(settings: Settings) -> Result<Node> {
         courier: Arc::new(courier),
         blobs,
     };
+    // Before the actors start, so nothing they count at start is lost.
+    let handle = metrics_recorder()?;
     let coord = Coordinator::start_with(store, config, edges).await?;
     let admin_token = coord.bootstrap_admin().await?;
     if let Some(secret) = &admin_token {
@@ -387,11 +425,7 @@ pub async fn start(settings: Settings) -> Result<Node> {
             "--insecure-dev: callers without a token act as operators; never use this outside a laptop"
         );
     }
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    if metrics::set_global_recorder(recorder).is_err() {
-        tracing::debug!("a metrics recorder was already installed");
-    }
+    coord.describe_metrics();
     let app = gigafactory_api::router(
         coord.clone(),
         ApiOptions {

@@ -1,7 +1,7 @@
 //! Carrying out a committed change's effects: keeping the scheduler's queue and running set
-//! in step, telling factories to stop or preempt, counting finished jobs. Called only by
-//! `commit::adopt`, after the transaction that made the change committed (adopt only after
-//! commit).
+//! in step, telling factories to stop or preempt, counting finished jobs and renewed leases.
+//! Called only by `commit::adopt`, after the transaction that made the change committed
+//! (adopt only after commit).
 
 use std::sync::Arc;
 
@@ -39,6 +39,9 @@ pub(crate) async fn dispatch(ctx: &Arc<Context>, t: &Transition) {
     {
         ctx.tell_scheduler(SchedulerMsg::JobGone(job.id));
     }
+    if t.kind == EventKind::Renew {
+        crate::metrics::lease_renewed();
+    }
     for effect in &t.effects {
         match *effect {
             Effect::Ready { .. } => {
@@ -67,7 +70,7 @@ pub(crate) async fn dispatch(ctx: &Arc<Context>, t: &Transition) {
             }
             Effect::Finished => {
                 ctx.stats.job_finished();
-                metrics::counter!("gigafactory_jobs_finished_total", "state" => job.state.name())
+                metrics::counter!(crate::metrics::JOBS_FINISHED_TOTAL, "state" => job.state.name())
                     .increment(1);
             }
         }

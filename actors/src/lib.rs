@@ -29,6 +29,7 @@ mod fleet;
 mod fleet_relay;
 mod job_actor;
 mod membership;
+pub mod metrics;
 mod outbox;
 mod ready_queue;
 mod reaper;
@@ -42,8 +43,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use context::Edges;
 pub use coordinator::{
-    AutoscaleView, ClusterView, Coordinator, FaultTarget, IntakeOutcome, Minted, OperatorAction,
-    Principal, Session, Stats, TokenInfo, WhyNotRunning,
+    AutoscaleView, ClusterView, Coordinator, FaultTarget, GaugeFamily, GaugeSample, IntakeOutcome,
+    Minted, OperatorAction, Principal, Session, Stats, TokenInfo, WhyNotRunning,
 };
 pub use courier::{Courier, NoCourier, Sent};
 pub use error::{CoordError, Result};

@@ -110,7 +110,7 @@ async fn renew(ctx: &Arc<Context>) {
                 tracing::info!(node_id = %me, took = ?plan.take, released = ?plan.release, "shards moved");
             }
             let owned: BTreeSet<u32> = plan.take.iter().chain(&plan.renew).copied().collect();
-            metrics::gauge!("gigafactory_shards_owned").set(owned.len() as f64);
+            metrics::gauge!(crate::metrics::SHARDS_OWNED).set(owned.len() as f64);
             ctx.hold_shards(owned, now + ttl);
         }
         // Our leases run out on their own if the store stays unreachable; the reaper stops

@@ -136,7 +136,7 @@ async fn reap(ctx: &Arc<Context>, hearing: &Hearing) {
             Ok(committed) => {
                 for job in committed.jobs {
                     tracing::info!(job_id = %id, epoch = job.epoch, expired_at, state = job.state.name(), "lease expired");
-                    metrics::counter!("gigafactory_leases_expired_total").increment(1);
+                    metrics::counter!(crate::metrics::LEASES_EXPIRED_TOTAL).increment(1);
                 }
             }
             Err(e) => tracing::warn!(job_id = %id, error = %e, "cannot reap"),

@@ -72,6 +72,8 @@ pub struct SchedulerSnapshot {
     pub queued_by_capability: std::collections::BTreeMap<String, usize>,
     pub waiting_claims: usize,
     pub running: usize,
+    /// Running jobs (every lease the scheduler knows of, the fleet's) per product.
+    pub running_by_product: std::collections::BTreeMap<String, u32>,
     pub preemptions_pending: usize,
     /// Budgets holding their jobs from placement.
     pub budget_holds: usize,
@@ -323,6 +325,7 @@ impl Actor for SchedulerActor {
                         .collect(),
                     waiting_claims: state.waiters.len(),
                     running: state.running.len(),
+                    running_by_product: state.standing.running.clone(),
                     preemptions_pending: state.reserved.len(),
                     budget_holds: state.holds.len(),
                     limit_holds: state.holds.limits_len(),
@@ -330,7 +333,7 @@ impl Actor for SchedulerActor {
                 });
             }
         }
-        metrics::gauge!("gigafactory_queued_jobs").set(state.queue.len() as f64);
+        metrics::gauge!(crate::metrics::QUEUED_JOBS).set(state.queue.len() as f64);
         Ok(())
     }
 }

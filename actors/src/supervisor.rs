@@ -131,7 +131,7 @@ impl Actor for Supervisor {
             state.ctx.actors.forget(id);
             // A job or factory actor: virtual, re-activated by its next command.
             tracing::warn!(actor = %id, why, "actor failed; it will be re-activated from the store");
-            metrics::counter!("gigafactory_actor_failures_total").increment(1);
+            metrics::counter!(crate::metrics::ACTOR_FAILURES_TOTAL).increment(1);
         }
         Ok(())
     }
@@ -221,7 +221,7 @@ impl SupervisorState {
         {
             self.restarts.pop_front();
         }
-        metrics::counter!("gigafactory_actor_restarts_total").increment(1);
+        metrics::counter!(crate::metrics::ACTOR_RESTARTS_TOTAL).increment(1);
         if self.restarts.len() as u32 > self.ctx.config.restart_max {
             tracing::error!(
                 restarts = self.restarts.len(),

@@ -16,6 +16,7 @@ mod jobs;
 mod json;
 mod limits;
 pub mod listener;
+mod metrics;
 mod node;
 mod openapi;
 mod scale;
@@ -55,7 +56,7 @@ pub struct ApiOptions {
     pub auth_throttle: ThrottleLimits,
     /// The node serves over TLS: session cookies are `Secure`.
     pub tls: bool,
-    /// Renders `/metrics`; without it `/metrics` is empty.
+    /// Renders `/metrics`' event series; without it `/metrics` has only the node's state.
     pub metrics: Option<PrometheusHandle>,
 }
 

@@ -182,11 +182,6 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s
-        .opts
-        .metrics
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
+    let body = crate::metrics::render(&s).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

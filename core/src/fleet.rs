@@ -96,6 +96,13 @@ pub enum FactoryStatus {
 }
 
 impl FactoryStatus {
+    pub const ALL: [FactoryStatus; 4] = [
+        FactoryStatus::Online,
+        FactoryStatus::Draining,
+        FactoryStatus::Offline,
+        FactoryStatus::Revoked,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             FactoryStatus::Online => "online",

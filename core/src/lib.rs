@@ -21,6 +21,7 @@ pub mod journal;
 pub mod limits;
 pub mod load;
 pub mod manifest;
+pub mod metric_labels;
 pub mod outcomes;
 pub mod parents;
 pub mod placement;

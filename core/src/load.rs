@@ -69,6 +69,47 @@ pub struct ShapeLoad {
     pub slots_busy: u32,
 }
 
+/// The supply side at a glance: factories by status, and the slots of those that hold work
+/// (online and draining: a draining factory still runs what it has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetCount {
+    pub online: usize,
+    pub draining: usize,
+    pub offline: usize,
+    pub revoked: usize,
+    pub slots: u32,
+    /// Never more than `slots`: a factory's busy count is capped at its own slots.
+    pub slots_busy: u32,
+}
+
+impl FleetCount {
+    pub fn of(factories: &[Factory]) -> FleetCount {
+        let mut c = FleetCount::default();
+        for f in factories {
+            match f.status {
+                FactoryStatus::Online => c.online += 1,
+                FactoryStatus::Draining => c.draining += 1,
+                FactoryStatus::Offline => c.offline += 1,
+                FactoryStatus::Revoked => c.revoked += 1,
+            }
+            if matches!(f.status, FactoryStatus::Online | FactoryStatus::Draining) {
+                c.slots += f.slots;
+                c.slots_busy += f.slots_busy.min(f.slots);
+            }
+        }
+        c
+    }
+
+    pub fn with_status(&self, status: FactoryStatus) -> usize {
+        match status {
+            FactoryStatus::Online => self.online,
+            FactoryStatus::Draining => self.draining,
+            FactoryStatus::Offline => self.offline,
+            FactoryStatus::Revoked => self.revoked,
+        }
+    }
+}
+
 /// Joins the scheduler's queues with the factories that could serve them, at `now`. A
 /// factory counts for every shape it fits, so slots overlap between shapes.
 pub fn shape_loads(queues: &[ShapeQueue], factories: &[Factory], now: Millis) -> Vec<ShapeLoad> {
@@ -164,6 +205,21 @@ mod tests {
         assert_eq!(l.shape.capabilities_label(), "gpu,linux");
         assert_eq!((l.factories_online, l.slots, l.slots_busy), (1, 4, 1));
         assert_eq!(l.oldest_queued_age_ms, 60_000);
+    }
+
+    #[test]
+    fn the_fleet_counts_every_status_and_the_slots_of_factories_that_hold_work() {
+        let factories = [
+            factory(&[], &[], 4, 1, FactoryStatus::Online),
+            factory(&[], &[], 2, 3, FactoryStatus::Draining),
+            factory(&[], &[], 8, 0, FactoryStatus::Offline),
+            factory(&[], &[], 8, 0, FactoryStatus::Revoked),
+            factory(&[], &[], 1, 0, FactoryStatus::Revoked),
+        ];
+        let c = FleetCount::of(&factories);
+        let by_status = FactoryStatus::ALL.map(|s| c.with_status(s));
+        assert_eq!(by_status, [1, 1, 1, 2]);
+        assert_eq!((c.slots, c.slots_busy), (6, 3));
     }
 
     #[test]

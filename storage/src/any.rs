@@ -7,6 +7,9 @@
 //! | `etcd://host:port,host:port[/namespace]` | [`crate::EtcdStore`] (feature `etcd`) |
 //! | `fdb:CLUSTER_FILE[#namespace]` | [`crate::FdbStore`] (feature `fdb`) |
 
+use std::time::Instant;
+
+use crate::commit_metrics;
 use crate::error::{Error, Result};
 use crate::txn::{KeyRange, KeyValue, RangeOptions, Store, Transaction, Watch, WatchTarget};
 use crate::{Buffered, EmbeddedOptions, EmbeddedStore};
@@ -113,6 +116,19 @@ impl AnyStore {
     }
 }
 
+impl AnyTxn {
+    /// The engine's name, the `engine` label of the store's metrics.
+    fn engine(&self) -> &'static str {
+        match self {
+            AnyTxn::Embedded(_) => "embedded",
+            #[cfg(feature = "etcd")]
+            AnyTxn::Etcd(_) => "etcd",
+            #[cfg(feature = "fdb")]
+            AnyTxn::Fdb(_) => "fdb",
+        }
+    }
+}
+
 /// Calls the same method on whichever engine's value `$self` holds.
 macro_rules! dispatch {
     ($enum:ident, $self:expr, $v:ident => $call:expr) => {
@@ -174,7 +190,11 @@ impl Transaction for AnyTxn {
     }
 
     async fn commit(self) -> Result<()> {
-        dispatch!(AnyTxn, self, t => t.commit().await)
+        let engine = self.engine();
+        let started = dispatch!(AnyTxn, &self, t => t.writes()).then(Instant::now);
+        let outcome = dispatch!(AnyTxn, self, t => t.commit().await);
+        commit_metrics::record(engine, started.map(|s| s.elapsed()), &outcome);
+        outcome
     }
 
     fn must_retry(&self) -> bool {

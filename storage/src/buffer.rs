@@ -79,6 +79,11 @@ pub struct Buffered<S> {
 const PAGE_SLACK_ROWS: usize = 16;
 
 impl<S: Source> Buffered<S> {
+    /// Whether the transaction wrote (its commit sends something to the engine).
+    pub(crate) fn writes(&self) -> bool {
+        self.guard.writes()
+    }
+
     pub(crate) fn new(src: S) -> Self {
         Buffered {
             src,

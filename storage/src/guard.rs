@@ -83,6 +83,11 @@ impl TxnGuard {
         self.charged
     }
 
+    /// Whether a write was admitted: a transaction without one sends nothing at its commit.
+    pub(crate) fn writes(&self) -> bool {
+        self.writes
+    }
+
     /// Refuses work on a transaction past its age limit or already poisoned.
     pub(crate) fn check_live(&self) -> Result<()> {
         if let Some(e) = &self.poisoned {

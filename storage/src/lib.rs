@@ -9,6 +9,7 @@ mod any;
 pub mod blobs;
 mod buffer;
 pub mod codec;
+pub mod commit_metrics;
 pub mod engine;
 pub mod error;
 mod guard;

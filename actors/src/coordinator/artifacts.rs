@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use gigafactory_core::artifact::{self, ArtifactError, ArtifactFile};
 use gigafactory_core::job::{Command, FactoryId, JobId, check_fence};
+use gigafactory_core::metric_labels::FenceRoute;
 use gigafactory_core::wire::{ArtifactUpload, ArtifactView, LeaseAnswer};
 use gigafactory_storage::blobs::BlobStream;
 use gigafactory_storage::{BlobError, repo, transact};
@@ -49,7 +50,7 @@ impl Coordinator {
             sha256: upload.sha256,
         };
         // Refused before a byte is stored: a stale lease, or a length past the job's limits.
-        transact!(self.ctx.store, |tx| {
+        let admitted = transact!(self.ctx.store, |tx| {
             let job = repo::load_job(tx, id)
                 .await?
                 .ok_or_else(|| CoordError::NotFound(format!("job {id}")))?;
@@ -57,7 +58,9 @@ impl Coordinator {
             let existing = repo::artifacts_of(tx, id).await?;
             artifact::admit(&existing, &file, job.attempts, &limits)
                 .map_err(|e| CoordError::ArtifactLimit(e.to_string()))
-        })?;
+        });
+        crate::metrics::count_fenced(FenceRoute::Artifact, &admitted);
+        admitted?;
         file.size = self
             .ctx
             .blobs

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gigafactory_core::fleet::FactoryStatus;
 use gigafactory_core::job::{Command, FactoryId, JobId};
 use gigafactory_core::limits;
+use gigafactory_core::metric_labels::FenceRoute;
 use gigafactory_core::scope;
 use gigafactory_core::scoring::FactoryView;
 use gigafactory_core::usage::CARRIED_REPORTS_MAX;
@@ -67,8 +68,8 @@ impl Coordinator {
             )),
             Err(_) => Ok(Vec::new()),
         };
-        metrics::histogram!("gigafactory_claim_latency_seconds")
-            .record(started.elapsed().as_secs_f64());
+        let leases = out.as_ref().ok().map(Vec::len);
+        crate::metrics::long_poll(leases, started.elapsed());
         out
     }
 
@@ -192,6 +193,7 @@ impl Coordinator {
             None => (Vec::new(), 0),
         };
         let then = claim_commands(&self.ctx, factory, rate, &picked);
+        let route = FenceRoute::of(&cmd);
         let (now, started) = (self.now(), Instant::now());
         let written = self
             .ctx
@@ -204,6 +206,7 @@ impl Coordinator {
                 reply,
             })
             .await;
+        crate::metrics::count_fenced(route, &written);
         match written {
             Ok(Written { answer, granted }) => {
                 let next = match granted {
@@ -240,7 +243,7 @@ impl Coordinator {
                 LOG_CHUNK_MAX_BYTES / 1024
             )));
         }
-        let job = self
+        let appended = self
             .ctx
             .ask_job(id, |reply| JobMsg::AppendLog {
                 factory,
@@ -248,7 +251,8 @@ impl Coordinator {
                 chunk: chunk.clone(),
                 reply,
             })
-            .await?;
-        Ok(LeaseAnswer::of(&job))
+            .await;
+        crate::metrics::count_fenced(FenceRoute::Logs, &appended);
+        Ok(LeaseAnswer::of(&appended?))
     }
 }

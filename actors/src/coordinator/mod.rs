@@ -4,13 +4,14 @@
 //! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
 //! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), why a job
 //! is not running (`explain.rs`), and reads of jobs, logs and the node (`reads.rs`,
-//! `observe.rs`). Every method turns a request into a store transaction, or a message to the
+//! `observe.rs`, and its state on `/metrics`: `gauges.rs`). Every method turns a request into a store transaction, or a message to the
 //! actor that serializes it; none keeps state of its own.
 
 mod artifacts;
 mod budgets;
 mod explain;
 mod factories;
+mod gauges;
 mod intake;
 mod leases;
 mod limits;
@@ -27,6 +28,7 @@ use gigafactory_storage::{AnyStore, repo, transact};
 use ractor::Actor;
 
 pub use explain::WhyNotRunning;
+pub use gauges::{GaugeFamily, GaugeSample};
 pub use intake::IntakeOutcome;
 pub use observe::{AutoscaleView, ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;

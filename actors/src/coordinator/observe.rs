@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use gigafactory_core::autoscale::{ScaleRule, ShapeHint};
 use gigafactory_core::cluster::{NodeRecord, ShardLease};
-use gigafactory_core::fleet::{Factory, FactoryStatus};
 use gigafactory_core::job::{FactoryId, JobId, Millis};
-use gigafactory_core::load::{self, Shape, ShapeLoad, ShapeQueue};
+use gigafactory_core::load::{self, FleetCount, Shape, ShapeLoad, ShapeQueue};
 use gigafactory_storage::{repo, transact};
 use uuid::Uuid;
 
@@ -76,23 +75,18 @@ pub enum FaultTarget {
 impl Coordinator {
     /// What the control plane's overview shows.
     pub async fn stats(&self) -> Result<Stats> {
-        let factories = self.factories().await?;
-        let count = |s: FactoryStatus| factories.iter().filter(|f| f.status == s).count();
+        let fleet = FleetCount::of(&self.factories().await?);
         let scheduler = self.scheduler_snapshot().await?;
         let (p50, p99) = self.ctx.stats.claim_latency_ms();
         let (finished_total, claims_total) = self.ctx.stats.totals();
-        let live: Vec<&Factory> = factories
-            .iter()
-            .filter(|f| matches!(f.status, FactoryStatus::Online | FactoryStatus::Draining))
-            .collect();
         Ok(Stats {
             now: self.now(),
-            factories_online: count(FactoryStatus::Online),
-            factories_draining: count(FactoryStatus::Draining),
-            factories_offline: count(FactoryStatus::Offline),
-            factories_revoked: count(FactoryStatus::Revoked),
-            slots: live.iter().map(|f| f.slots).sum(),
-            slots_busy: live.iter().map(|f| f.slots_busy).sum(),
+            factories_online: fleet.online,
+            factories_draining: fleet.draining,
+            factories_offline: fleet.offline,
+            factories_revoked: fleet.revoked,
+            slots: fleet.slots,
+            slots_busy: fleet.slots_busy,
             queued: scheduler.queued,
             queued_by_product: scheduler.queued_by_product,
             queued_by_capability: scheduler.queued_by_capability,

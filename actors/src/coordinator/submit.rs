@@ -44,7 +44,7 @@ impl Coordinator {
         })?;
         match made {
             Submitted::Made(t) => {
-                metrics::counter!("gigafactory_jobs_submitted_total").increment(1);
+                metrics::counter!(crate::metrics::JOBS_SUBMITTED_TOTAL).increment(1);
                 let job = t.job.clone();
                 commit::adopt(&self.ctx, &[*t]).await;
                 Ok((job, true))
@@ -145,7 +145,7 @@ impl Coordinator {
             }
             Ok::<_, CoordError>((made, created))
         })?;
-        metrics::counter!("gigafactory_jobs_submitted_total").increment(created.len() as u64);
+        metrics::counter!(crate::metrics::JOBS_SUBMITTED_TOTAL).increment(created.len() as u64);
         commit::adopt(&self.ctx, &created).await;
         Ok(made)
     }

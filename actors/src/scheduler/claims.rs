@@ -119,8 +119,10 @@ pub(crate) fn settle(
             committed.limited,
         )));
     }
-    metrics::counter!("gigafactory_claims_total").increment(jobs.len() as u64);
-    metrics::histogram!("gigafactory_claim_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::CLAIMS_TOTAL).increment(jobs.len() as u64);
+    crate::metrics::leases_granted(&jobs, now);
+    metrics::histogram!(crate::metrics::CLAIM_COMMIT_SECONDS)
+        .record(started.elapsed().as_secs_f64());
     ctx.stats.record_claim_latency(started.elapsed());
     // Counted here, not where a claim is answered: an end's answer leases jobs too.
     ctx.stats.claims_answered(jobs.len());

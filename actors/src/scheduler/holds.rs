@@ -119,11 +119,11 @@ pub(super) fn load_holds(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
                 for (record, spent) in &budgets {
                     let name = record.spec.name.clone();
                     let usd = |m: u64| m as f64 / budget::MICROS_PER_USD as f64;
-                    metrics::gauge!("gigafactory_budget_spend_usd", "budget" => name.clone())
+                    metrics::gauge!(crate::metrics::BUDGET_SPEND_USD, "budget" => name.clone())
                         .set(usd(*spent));
-                    metrics::gauge!("gigafactory_budget_limit_usd", "budget" => name.clone())
+                    metrics::gauge!(crate::metrics::BUDGET_LIMIT_USD, "budget" => name.clone())
                         .set(usd(record.spec.limit_micros));
-                    metrics::gauge!("gigafactory_budget_spend_ratio", "budget" => name)
+                    metrics::gauge!(crate::metrics::BUDGET_SPEND_RATIO, "budget" => name)
                         .set(*spent as f64 / record.spec.limit_micros.max(1) as f64);
                     holds.extend(budget::hold(record, *spent, now));
                 }

@@ -49,7 +49,7 @@ impl SchedulerState {
         match preempted {
             Ok(_) => {
                 tracing::info!(job_id = %victim_id, factory_id = %factory_id, by = %by, "preempting for a higher-priority job");
-                metrics::counter!("gigafactory_preemptions_total").increment(1);
+                metrics::counter!(crate::metrics::PREEMPTIONS_TOTAL).increment(1);
                 self.reserved.insert(factory_id, by);
                 self.running.remove(&mut self.standing, &victim_id);
             }

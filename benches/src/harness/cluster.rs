@@ -33,7 +33,7 @@ use super::metrics::{get_text, queued_jobs};
 use super::{BenchArgs, write_json};
 use crate::procfs::{Watched, children_named, load_average};
 use etcd::{EtcdFigures, scrape_etcd};
-use figures::summary_quantile;
+use figures::Histogram;
 use view::{cluster_view, poll_view};
 
 /// Coordinator nodes and etcd members of the cluster.
@@ -56,13 +56,16 @@ const SETTLE_DEADLINE_SECS: u64 = 60;
 const REOWN_DEADLINE_SECS: u64 = 30;
 /// Pause between two samples of the scheduler index's depth.
 const QUEUE_SAMPLE_MS: u64 = 500;
+/// The coordinator's histogram of a claim's commit.
+const CLAIM_COMMIT: &str = "gigafactory_claim_commit_seconds";
 
 /// One phase's figures.
 struct Phase {
     m: Measured,
     stored: Result<u64>,
     /// p50 and p99 of the claim's commit (`gigafactory_claim_commit_seconds`) on the first
-    /// node, in seconds: the store's share of a claim, seen by the coordinator.
+    /// node during the run, in seconds, as the upper bounds of the histogram's buckets that
+    /// hold them: the store's share of a claim, seen by the coordinator.
     claim_commit: (Option<f64>, Option<f64>),
     /// Mean and largest depth of the first node's scheduler index during the run.
     queued: (Option<f64>, Option<f64>),
@@ -324,6 +327,8 @@ async fn phase<T, F: Future<Output = T>>(
         watched,
     ));
     let before = scrape_etcd(http, site.etcd).await;
+    let metrics_url = format!("{}/metrics", site.urls[0]);
+    let commits_before = Histogram::parse(&get_text(http, &metrics_url).await, CLAIM_COMMIT);
     let (m, queued, t) = tokio::join!(
         load::measure(&sh, w, Vec::new()),
         sample_queue(http, &sh, &site.urls[0]),
@@ -334,9 +339,12 @@ async fn phase<T, F: Future<Output = T>>(
         &before,
         &scrape_etcd(http, site.etcd).await,
     ));
-    let metrics = get_text(http, &format!("{}/metrics", site.urls[0])).await;
-    let q = |q| summary_quantile(&metrics, "gigafactory_claim_commit_seconds", q);
-    let claim_commit = (q("0.5"), q("0.99"));
+    let commits =
+        Histogram::parse(&get_text(http, &metrics_url).await, CLAIM_COMMIT).since(&commits_before);
+    let claim_commit = (
+        commits.quantile_at_most(0.5),
+        commits.quantile_at_most(0.99),
+    );
     let stored = load::count_succeeded(&sh, &m.ids, Instant::now() + timeout).await;
     let phase = Phase {
         m,

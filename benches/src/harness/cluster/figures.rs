@@ -1,5 +1,5 @@
-//! Pure helpers of the cluster comparison: histograms and summaries in Prometheus text (etcd's
-//! `/metrics` and the coordinators'), histogram quantiles from bucket counts, and the
+//! Pure helpers of the cluster comparison: histograms in Prometheus text (etcd's `/metrics` and
+//! the coordinators'), histogram quantiles from bucket counts, and the
 //! per-second throughput series around a node kill. No I/O here, so every figure the
 //! comparison prints is unit-tested.
 
@@ -97,14 +97,6 @@ impl Histogram {
             .find(|(_, c)| *c >= want)
             .map(|(le, _)| *le)
     }
-}
-
-/// The value of quantile `q` (as the exporter writes it, e.g. `"0.99"`) of summary `name`.
-pub(crate) fn summary_quantile(text: &str, name: &str, q: &str) -> Option<f64> {
-    let label = format!("quantile=\"{q}\"");
-    samples(text)
-        .find(|s| s.name == name && s.labels.contains(&label))
-        .map(|s| s.value)
 }
 
 /// Events per bucket of `bucket_ms`, from the event times in milliseconds (in any order) up to
@@ -209,17 +201,6 @@ grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Range\",grpc_service=\"
         two.add(&d);
         assert_eq!(two.count(), 200.0);
         assert_eq!(two.quantile_at_most(0.5), Some(0.001));
-    }
-
-    #[test]
-    fn reads_a_summary_quantile() {
-        let text = "gigafactory_claim_commit_seconds{quantile=\"0.5\"} 0.0021\n\
-                    gigafactory_claim_commit_seconds{quantile=\"0.99\"} 0.0150\n\
-                    gigafactory_claim_commit_seconds_sum 1.5\n";
-        let q = |q| summary_quantile(text, "gigafactory_claim_commit_seconds", q);
-        assert_eq!(q("0.5"), Some(0.0021));
-        assert_eq!(q("0.99"), Some(0.015));
-        assert_eq!(q("0.9"), None);
     }
 
     #[test]

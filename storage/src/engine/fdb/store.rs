@@ -194,6 +194,11 @@ pub struct FdbTxn {
 }
 
 impl FdbTxn {
+    /// Whether the transaction wrote (FoundationDB sends nothing for one that only read).
+    pub(crate) fn writes(&self) -> bool {
+        self.guard.writes()
+    }
+
     fn read_error(&self, e: FdbError, asked: Instant) -> Error {
         fdb_error(
             e,
