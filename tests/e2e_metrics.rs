@@ -2,7 +2,7 @@
 //! of the metrics contract is there with its help and type (counters at 0); after a small
 //! workload on a real factory (jobs that succeed, one that dies, one queued for a capability
 //! no factory has) the state gauges say what happened, histograms come in buckets, and no
-//! label value is an id; a stale-epoch write is counted under its route.
+//! label value is an id; a renewal is counted, and a stale-epoch write under its route.
 
 mod common;
 
@@ -215,7 +215,7 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
         Some(&budget.to_string()),
     );
     assert_eq!(status, 200, "{v}");
-    let _factory = Factory::start(&coord, "a", 2, "linux", &dir.path().join("fa"));
+    let factory = Factory::start(&coord, "a", 2, "linux", &dir.path().join("fa"));
     let mut manifest = String::from("product = \"metrics\"\n");
     for n in 0..3 {
         manifest.push_str(&format!(
@@ -321,17 +321,26 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
         }
     }
 
-    // A write under a stale epoch is refused and counted under its route.
+    // Factory a drains; a factory the test plays takes the next job, renews its lease, and
+    // then writes under a stale epoch: refused, and counted under each route.
+    let (a_id, _) = factory.identity();
+    let drain = format!("{}/v1/factories/{a_id}/drain", coord.url);
+    assert_eq!(call("POST", &drain, Some(&coord.admin), None).0, 204);
     let fake = FakeFactory::enroll(&coord);
-    let id = &ids["ok0"];
-    let epoch = job(&coord, id)["epoch"].as_u64().unwrap();
+    let held =
+        "product = \"metrics\"\n[[jobs]]\nkey = \"held\"\ntitle = \"held\"\ncommand = \"true\"\n";
+    let id = submit_manifest(&coord, held).remove(0).1;
+    let (claimed, epoch) = fake.claim(&coord);
+    assert_eq!(claimed, id);
+    let renewed = fake.write(&coord, &id, "renew", epoch, json!({}));
+    assert_eq!(renewed.0, 200, "{}", renewed.1);
     let stale = epoch - 1;
     let refused = [
-        fake.write(&coord, id, "complete", stale, json!({})),
-        fake.write(&coord, id, "renew", stale, json!({})),
+        fake.write(&coord, &id, "complete", stale, json!({})),
+        fake.write(&coord, &id, "renew", stale, json!({})),
         fake.write(
             &coord,
-            id,
+            &id,
             "logs",
             stale,
             json!({"seq": 0, "stream": "stdout", "data": "x"}),
@@ -347,6 +356,17 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
     }
     let stage = after.value("gigafactory_fenced_writes_total", &[("route", "stage")]);
     assert_eq!(stage, Some(0.0));
+    // The agent renews too (it starts each job with a renewal): the fake's counts once more.
+    let renewed = |p: &Page| p.value("gigafactory_leases_renewed_total", &[]).unwrap();
+    assert_eq!(renewed(&after), renewed(&page) + 1.0);
+    assert_eq!(after.value("gigafactory_placements_total", &[]), Some(5.0));
+    let status = |s| after.value("gigafactory_factories", &[("status", s)]);
+    assert_eq!(
+        (status("online"), status("draining")),
+        (Some(1.0), Some(1.0))
+    );
+    let running = [("state", "running"), ("product", "metrics")];
+    assert_eq!(after.value("gigafactory_jobs", &running), Some(1.0));
 }
 
 #[test]
