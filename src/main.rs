@@ -498,5 +498,8 @@ pub(crate) fn parse_until(text: &str) -> Result<u64, String> {
     let wait = humantime::parse_duration(text.trim_start_matches('+')).map_err(|_| {
         format!("expected a time (2026-12-02T14:05:00Z) or a wait (90s, 5m), got {text:?}")
     })?;
-    since_epoch(std::time::SystemTime::now() + wait)
+    let at = std::time::SystemTime::now()
+        .checked_add(wait)
+        .ok_or_else(|| format!("{text:?} is too far ahead"))?;
+    since_epoch(at)
 }

@@ -293,26 +293,46 @@ fn default_artifacts(store: &str) -> Result<String> {
     Ok(dir.display().to_string())
 }
 
-/// Gives the first start's admin token to the operator: into `--admin-token-file`, else onto
-/// the terminal, else (stderr is a log) into a 0600 file whose path is logged, so the token
-/// never lands in a log a shipper may collect.
-fn hand_over_admin_token(secret: &str, file: Option<&Path>, store: &str) -> Result<()> {
+/// Where a first start's admin token goes: `--admin-token-file`; else the terminal (`None`);
+/// else (stderr is a log) a 0600 file beside the store whose path is logged, so the token never
+/// lands in a log a shipper may collect. A file is checked writable now, before the token
+/// exists: once it is stored no later start makes another, so it must not be lost.
+fn admin_token_destination(file: Option<&Path>, store: &str) -> Result<Option<PathBuf>> {
     use std::io::IsTerminal;
     let path = match file {
         Some(path) => path.to_path_buf(),
-        None if std::io::stderr().is_terminal() => {
-            eprintln!(
-                "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
-            );
-            return Ok(());
-        }
+        None if std::io::stderr().is_terminal() => return Ok(None),
         None => {
             let dir = gigafactory_storage::embedded_dir(store).unwrap_or(".");
             std::path::absolute(Path::new(dir).join("admin-token"))
                 .context("resolving the admin token's file")?
         }
     };
-    network::write_secret(&path, secret)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .with_context(|| format!("the admin token's file {} is not writable", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(Some(path))
+}
+
+/// Gives the first start's admin token to the operator, where [`admin_token_destination`]
+/// said.
+fn hand_over_admin_token(secret: &str, destination: Option<&Path>) -> Result<()> {
+    let Some(path) = destination else {
+        eprintln!(
+            "\n  First start: the admin token is printed once, here. Keep it safe:\n\n    {secret}\n"
+        );
+        return Ok(());
+    };
+    network::write_secret(path, secret)?;
     // A log line like any other (JSON with `--log-format json`); the token is not in it.
     tracing::info!(path = %path.display(), "first start: the admin token is in its file (mode 0600)");
     Ok(())
@@ -411,14 +431,12 @@ pub async fn start(settings: Settings) -> Result<Node> {
     };
     // Before the actors start, so nothing they count at start is lost.
     let handle = metrics_recorder()?;
+    let destination =
+        admin_token_destination(settings.admin_token_file.as_deref(), &settings.store)?;
     let coord = Coordinator::start_with(store, config, edges).await?;
     let admin_token = coord.bootstrap_admin().await?;
     if let Some(secret) = &admin_token {
-        hand_over_admin_token(
-            secret,
-            settings.admin_token_file.as_deref(),
-            &settings.store,
-        )?;
+        hand_over_admin_token(secret, destination.as_deref())?;
     }
     if settings.insecure_dev {
         tracing::warn!(

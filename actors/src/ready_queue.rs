@@ -12,7 +12,6 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
-use std::ops::Bound;
 
 use gigafactory_core::job::{JobId, Millis};
 use gigafactory_core::load::Shape as LoadShape;
@@ -190,21 +189,6 @@ impl At {
     }
 }
 
-/// The oldest creation time in `jobs`: the first key of each priority band is its oldest.
-fn oldest(jobs: &BTreeMap<IndexKey, Packed>) -> Option<Millis> {
-    let mut oldest: Option<Millis> = None;
-    let mut next = jobs.keys().next().copied();
-    while let Some((Reverse(priority), created_at, _)) = next {
-        oldest = Some(oldest.map_or(created_at, |o| o.min(created_at)));
-        let band_end = (Reverse(priority), Millis::MAX, JobId(uuid::Uuid::max()));
-        next = jobs
-            .range((Bound::Excluded(band_end), Bound::Unbounded))
-            .next()
-            .map(|(k, _)| *k);
-    }
-    oldest
-}
-
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
     /// By shape id; a shape is dropped when its last job leaves.
@@ -325,14 +309,28 @@ impl ReadyQueue {
         Some(entry)
     }
 
-    /// Each shape's depth and the creation time of its oldest job: one seek per priority band,
-    /// so a deep queue costs no more than a shallow one.
-    pub fn depths(&self) -> Vec<(LoadShape, usize, Option<Millis>)> {
+    /// Each shape's depth; of those, the jobs placeable at `now` (due, and accepted by
+    /// `keep`: not held); and since when the oldest of them could run (its creation or the end
+    /// of its backoff). A pass over every queued job: the scheduler keeps the result a moment.
+    pub fn depths(
+        &self,
+        now: Millis,
+        keep: impl Fn(&Queued) -> bool,
+    ) -> Vec<(LoadShape, usize, usize, Option<Millis>)> {
         self.shapes
             .values()
             .map(|s| {
                 let shape = LoadShape::new(&s.key.0, s.key.1.as_deref());
-                (shape, s.jobs.len(), oldest(&s.jobs))
+                let (mut runnable, mut oldest) = (0, None::<Millis>);
+                for (k, p) in s.jobs.iter().filter(|(_, p)| p.not_before <= now) {
+                    let q = self.unpack(&s.key, k, p);
+                    if keep(&q) {
+                        runnable += 1;
+                        let ready_at = q.created_at.max(q.not_before);
+                        oldest = Some(oldest.map_or(ready_at, |o| o.min(ready_at)));
+                    }
+                }
+                (shape, s.jobs.len(), runnable, oldest)
             })
             .collect()
     }
@@ -491,21 +489,31 @@ mod tests {
     }
 
     proptest! {
-        /// The per-band seek finds what a scan of every job finds.
+        /// Every job counts in its shape's depth; only those due and kept are runnable, and
+        /// the oldest is the earliest time one of them could run.
         #[test]
-        fn a_shapes_oldest_job_matches_a_scan(
-            jobs in proptest::collection::vec((0u32..4, 1u64..1_000), 0..60),
+        fn a_shapes_depth_counts_every_job_and_its_oldest_only_runnable_ones(
+            jobs in proptest::collection::vec((0u32..4, 1u64..1_000, 0u64..2_000, any::<bool>()), 0..60),
         ) {
+            let now = 1_000;
             let mut q = ReadyQueue::default();
-            for (n, (priority, created_at)) in jobs.iter().enumerate() {
-                let mut e = entry(n as u128 + 1, *priority, &["linux"], 0);
+            for (n, (priority, created_at, not_before, held)) in jobs.iter().enumerate() {
+                let mut e = entry(n as u128 + 1, *priority, &["linux"], *not_before);
                 e.created_at = *created_at;
+                if *held {
+                    e.product = "held".into();
+                }
                 q.insert(e);
             }
-            let depths = q.depths();
-            let want = jobs.iter().map(|(_, c)| *c).min();
-            prop_assert_eq!(depths.first().and_then(|d| d.2), want);
+            let depths = q.depths(now, |j| j.product != "held");
+            let runnable: Vec<u64> = jobs
+                .iter()
+                .filter(|(_, _, nb, held)| *nb <= now && !*held)
+                .map(|(_, c, nb, _)| (*c).max(*nb))
+                .collect();
             prop_assert_eq!(depths.iter().map(|d| d.1).sum::<usize>(), jobs.len());
+            prop_assert_eq!(depths.iter().map(|d| d.2).sum::<usize>(), runnable.len());
+            prop_assert_eq!(depths.first().and_then(|d| d.3), runnable.iter().copied().min());
         }
     }
 

@@ -83,6 +83,9 @@ pub struct SchedulerSnapshot {
     pub shapes: Vec<ShapeQueue>,
 }
 
+/// How long the per-shape picture is reused before the queue is walked again.
+const SHAPES_KEPT_MS: Millis = 1_000;
+
 pub(crate) struct SchedulerActor;
 
 pub(crate) struct SchedulerState {
@@ -106,6 +109,9 @@ pub(crate) struct SchedulerState {
     /// queued or dequeued itself meanwhile (newer than what the resync read, so left alone).
     resync: Option<Resync>,
     holds: Holds,
+    /// The last per-shape picture and when it was taken: it costs a pass over the queue, and
+    /// scrapes and pages ask for it often.
+    shapes: Option<(Millis, Vec<ShapeQueue>)>,
 }
 
 impl Actor for SchedulerActor {
@@ -138,6 +144,7 @@ impl Actor for SchedulerActor {
             by_capability: HashMap::new(),
             resync: None,
             holds: Holds::default(),
+            shapes: None,
         };
         for (product, o) in transact!(ctx.store, |tx| repo::all_weights(tx).await)? {
             match scoring::resolve_weights(&Weights::default(), Some(&o), None) {
@@ -365,16 +372,26 @@ impl SchedulerState {
         Some(entry)
     }
 
-    /// Each shape's queue and running jobs, shapes with either.
-    fn shape_queues(&self) -> Vec<ShapeQueue> {
+    /// Each shape's queue and running jobs, shapes with either; at most `SHAPES_KEPT_MS` old.
+    fn shape_queues(&mut self) -> Vec<ShapeQueue> {
+        let now = self.ctx.now();
+        if let Some((at, kept)) = &self.shapes
+            && now.saturating_sub(*at) < SHAPES_KEPT_MS
+        {
+            return kept.clone();
+        }
         let mut shapes: HashMap<Shape, ShapeQueue> = HashMap::new();
-        for (shape, queued, oldest_created_at) in self.queue.depths() {
+        let holds = &self.holds;
+        for (shape, queued, runnable, oldest_ready_at) in
+            self.queue.depths(now, |q| !holds.holds(q, now))
+        {
             shapes.insert(
                 shape.clone(),
                 ShapeQueue {
                     shape,
                     queued,
-                    oldest_created_at,
+                    runnable,
+                    oldest_ready_at,
                     running: 0,
                 },
             );
@@ -383,15 +400,12 @@ impl SchedulerState {
             let shape = Shape::new(&r.job.capabilities, r.job.engine_class.as_deref());
             shapes
                 .entry(shape.clone())
-                .or_insert(ShapeQueue {
-                    shape,
-                    queued: 0,
-                    oldest_created_at: None,
-                    running: 0,
-                })
+                .or_insert_with(|| ShapeQueue::empty(shape))
                 .running += 1;
         }
-        shapes.into_values().collect()
+        let shapes: Vec<ShapeQueue> = shapes.into_values().collect();
+        self.shapes = Some((now, shapes.clone()));
+        shapes
     }
 
     /// Keeps the per-product and per-capability queue counts in step with the index.

@@ -62,6 +62,7 @@ pub(crate) async fn hints(
 pub(crate) struct KedaView {
     desired_factories: usize,
     queued: usize,
+    runnable: usize,
     running: usize,
     oldest_queued_age_seconds: u64,
     factories_online: usize,
@@ -90,6 +91,7 @@ pub(crate) async fn keda(
     Ok(Json(KedaView {
         desired_factories: h.desired_factories,
         queued: h.queued,
+        runnable: h.runnable,
         running: h.running,
         oldest_queued_age_seconds: h.oldest_queued_age_seconds,
         factories_online: h.factories_online,

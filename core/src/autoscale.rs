@@ -4,21 +4,23 @@
 //!
 //! # The rule
 //!
-//! For a shape with `queued` waiting jobs, `running` running ones, the oldest queued job
-//! waiting `age`, and `factories_online` online factories that fit it holding `slots` slots:
+//! For a shape with `runnable` queued jobs that could be placed now (not waiting out a
+//! backoff or a provider's reset, not held by a budget or a limit: more factories would not
+//! run those), `running` running ones, the oldest runnable job waiting `age` since it could
+//! run, and `factories_online` online factories that fit it holding `slots` slots:
 //!
 //! 1. **Slots per factory** `s`: the `slots_per_factory` parameter when given; else the mean
 //!    of the fitting factories' slots (rounded down, at least 1) when any are online; else
 //!    `DEFAULT_SLOTS_PER_FACTORY`. Rounding down errs towards one factory too many rather
 //!    than a job left waiting.
-//! 2. **Demand**: `ceil((queued + running) / s)` factories hold every job at once. Running
+//! 2. **Demand**: `ceil((runnable + running) / s)` factories hold every job at once. Running
 //!    jobs count, so a scale-down never asks for fewer factories than the running jobs need
 //!    (`ceil(running / s)`).
-//! 3. **Waited too long**: when a job is queued and the oldest has waited longer than
+//! 3. **Waited too long**: when a job is runnable and the oldest has waited longer than
 //!    `target_wait_seconds`, the queue is not draining at the current size (the fitting
 //!    factories may be busy with other shapes' jobs), so ask for at least one factory more
 //!    than are online now: `max(demand, factories_online + 1)`.
-//! 4. Nothing queued and nothing running: zero, so a scaler may scale the shape to zero.
+//! 4. Nothing runnable and nothing running: zero, so a scaler may scale the shape to zero.
 //!
 //! The count is a hint for factories of exactly this shape; a factory fits every shape whose
 //! requirements it meets, so the hints of overlapping shapes are not to be added up.
@@ -89,7 +91,10 @@ pub enum Reason {
 pub struct ShapeHint {
     pub capabilities: Vec<String>,
     pub engine_class: Option<String>,
+    /// Every queued job of the shape.
     pub queued: usize,
+    /// Those that could be placed now: what the rule counts.
+    pub runnable: usize,
     pub running: usize,
     pub oldest_queued_age_seconds: u64,
     /// Online (not draining) factories that fit the shape, and their slots.
@@ -138,8 +143,10 @@ impl ScaleRule {
     /// Steps 2 to 4: the factories `load` asks for, and why.
     pub fn desired(&self, load: &ShapeLoad) -> (usize, Reason) {
         let s = self.slots_per_factory(load) as usize;
-        let demand = (load.queued + load.running).div_ceil(s);
-        let waited = load.queued > 0
+        // Jobs waiting out a backoff or a provider's reset, or held by a budget or a limit,
+        // would not run on more factories: only the runnable ones ask for them.
+        let demand = (load.runnable + load.running).div_ceil(s);
+        let waited = load.runnable > 0
             && load.oldest_queued_age_ms > self.target_wait_seconds.saturating_mul(1_000);
         let answer = if waited && load.factories_online + 1 > demand {
             (load.factories_online + 1, Reason::Waited)
@@ -162,6 +169,7 @@ impl ScaleRule {
             capabilities: load.shape.capabilities.clone(),
             engine_class: load.shape.engine_class.clone(),
             queued: load.queued,
+            runnable: load.runnable,
             running: load.running,
             oldest_queued_age_seconds: load.oldest_queued_age_ms / 1_000,
             factories_online: load.factories_online,

@@ -49,19 +49,42 @@ impl Shape {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShapeQueue {
     pub shape: Shape,
+    /// Every queued job of the shape, those waiting out a backoff or held included.
     pub queued: usize,
-    /// When the oldest queued job of the shape was created (`None` with none queued).
-    pub oldest_created_at: Option<Millis>,
+    /// Those that could be placed now: due (past their backoff or a provider's reset) and not
+    /// held by a budget or a limit.
+    pub runnable: usize,
+    /// Since when the oldest runnable job could run: its creation, or the end of its backoff
+    /// (`None` with none runnable).
+    pub oldest_ready_at: Option<Millis>,
     pub running: usize,
+}
+
+impl ShapeQueue {
+    /// A shape with nothing queued or running.
+    pub fn empty(shape: Shape) -> Self {
+        ShapeQueue {
+            shape,
+            queued: 0,
+            runnable: 0,
+            oldest_ready_at: None,
+            running: 0,
+        }
+    }
 }
 
 /// One shape's demand beside the supply that could meet it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ShapeLoad {
     pub shape: Shape,
+    /// Every queued job, those waiting out a backoff or a provider's reset, or held by a
+    /// budget or a limit, included.
     pub queued: usize,
+    /// Queued jobs that could be placed now: what more factories would serve.
+    pub runnable: usize,
     pub running: usize,
-    /// Age of the oldest queued job, since it was created (0 with none queued).
+    /// How long the oldest runnable job has waited since it could run (its creation or the
+    /// end of its backoff; 0 with none runnable).
     pub oldest_queued_age_ms: u64,
     /// Online factories (not draining) that fit the shape, and their slots.
     pub factories_online: usize,
@@ -124,8 +147,9 @@ pub fn shape_loads(queues: &[ShapeQueue], factories: &[Factory], now: Millis) ->
             ShapeLoad {
                 shape: q.shape.clone(),
                 queued: q.queued,
+                runnable: q.runnable,
                 running: q.running,
-                oldest_queued_age_ms: q.oldest_created_at.map_or(0, |t| now.saturating_sub(t)),
+                oldest_queued_age_ms: q.oldest_ready_at.map_or(0, |t| now.saturating_sub(t)),
                 factories_online: fitting.len(),
                 slots: fitting.iter().map(|f| f.slots).sum(),
                 slots_busy: fitting.iter().map(|f| f.slots_busy.min(f.slots)).sum(),
@@ -176,7 +200,8 @@ mod tests {
         ShapeQueue {
             shape: Shape::new(&caps, engine),
             queued,
-            oldest_created_at: oldest,
+            runnable: queued,
+            oldest_ready_at: oldest,
             running: 1,
         }
     }

@@ -174,7 +174,8 @@ async fn run_job(
     let (launch, sandbox, notices) =
         match sandboxing.prepare(&ctx.job.sandbox, &config.workdir, &ws, launch, &name) {
             Ok(prepared) => prepared,
-            Err(why) => return finish_early(&ctx, why, false).await,
+            // This machine's problem (its cgroups), not the job's: another may run it.
+            Err(why) => return finish_early(&ctx, why, true).await,
         };
     let work = ws.work.clone();
     let before = tokio::task::spawn_blocking(move || workspace::snapshot(&work))
@@ -275,7 +276,7 @@ async fn run_job(
         .job
         .wall_clock_ms
         .map(|ms| started + Duration::from_millis(ms));
-    let (status, ended_by) = supervise(&ctx, &mut child, pgid, budget_at).await;
+    let (status, ended_by) = supervise(&ctx, &mut child, pgid, sandbox.wrapped(), budget_at).await;
     // Whatever the job left behind in its group goes with it; and until the stragglers are
     // gone its pipes would not reach end of file.
     process::signal_group(pgid, Signal::Kill);
@@ -358,6 +359,7 @@ async fn supervise(
     ctx: &JobCtx,
     child: &mut Child,
     pgid: i32,
+    wrapped: bool,
     mut budget_at: Option<Instant>,
 ) -> (io::Result<ExitStatus>, Option<Stop>) {
     let grace = ctx.shared.config.grace;
@@ -382,7 +384,7 @@ async fn supervise(
                         grace_ms = grace.as_millis() as u64,
                         "stopping the job: SIGTERM"
                     );
-                    process::signal_job(child, pgid, Signal::Term);
+                    process::ask_job_to_stop(child, pgid, wrapped);
                     terminated = true;
                 }
                 let by = match stop {

@@ -140,6 +140,21 @@ pub fn signal_job(child: &mut Child, pgid: i32, signal: Signal) {
     }
 }
 
+/// Asks the job to finish (SIGTERM to its group). When the group's leader is a wrapper
+/// (bubblewrap), which SIGTERM would end at once and the job with it, before the job could save
+/// its work, only the rest of the group is told: the wrapper exits when the job does.
+pub fn ask_job_to_stop(child: &mut Child, pgid: i32, wrapped: bool) {
+    #[cfg(target_os = "linux")]
+    if wrapped {
+        if is_job_group(pgid) {
+            linux::signal_members_except(pgid, pgid, libc::SIGTERM);
+        }
+        return;
+    }
+    let _ = wrapped;
+    signal_job(child, pgid, Signal::Term);
+}
+
 /// Sends `signal` to the process group `pgid`. A group that is gone is not an error.
 pub fn signal_group(pgid: i32, signal: Signal) {
     #[cfg(unix)]
@@ -238,6 +253,26 @@ mod linux {
             }
         }
         false
+    }
+
+    /// Sends `sig` to every process of group `pgid` but `except`.
+    pub fn signal_members_except(pgid: i32, except: i32, sig: i32) {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for proc in procs.filter_map(|e| e.ok()) {
+            let Some(pid) = proc
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid != except && process_group_of(pid) == Some(pgid) {
+                // SAFETY: kill has no memory effects; the pid was just seen in the job's group.
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
     }
 
     /// Field 5 of `/proc/<pid>/stat`, counted after the command name (which may hold spaces

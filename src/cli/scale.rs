@@ -97,10 +97,10 @@ fn hints_table(fmt: &Fmt, a: &Value) -> String {
             })
             .into(),
             h["engine_class"].as_str().unwrap_or("-").into(),
-            h["queued"].to_string().into(),
+            format!("{} ({} runnable)", h["queued"], h["runnable"]).into(),
             h["running"].to_string().into(),
             match h["oldest_queued_age_seconds"].as_u64() {
-                Some(age) if h["queued"].as_u64() > Some(0) => span(age * 1_000),
+                Some(age) if h["runnable"].as_u64() > Some(0) => span(age * 1_000),
                 _ => "-".to_string(),
             }
             .into(),

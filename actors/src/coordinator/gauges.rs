@@ -118,12 +118,7 @@ fn queues(factories: &[Factory], scheduler: &SchedulerSnapshot, now: Millis) -> 
     let mut shapes = scheduler.shapes.clone();
     let any = Shape::new(&[], None);
     if !shapes.iter().any(|q| q.shape == any) {
-        shapes.push(ShapeQueue {
-            shape: any,
-            queued: 0,
-            oldest_created_at: None,
-            running: 0,
-        });
+        shapes.push(ShapeQueue::empty(any));
     }
     let loads = load::shape_loads(&shapes, factories, now);
     let per_shape = |value: &dyn Fn(&load::ShapeLoad) -> f64| -> Vec<GaugeSample> {
@@ -147,7 +142,7 @@ fn queues(factories: &[Factory], scheduler: &SchedulerSnapshot, now: Millis) -> 
         },
         GaugeFamily {
             name: "gigafactory_queue_oldest_age_seconds",
-            help: "Age of the oldest queued job of a shape, since its creation (0 when none).",
+            help: "How long the oldest queued job of a shape that could run has waited since it could (its creation or the end of its backoff; 0 when none).",
             samples: per_shape(&|l| l.oldest_queued_age_ms as f64 / 1_000.0),
         },
         GaugeFamily {
@@ -267,7 +262,8 @@ mod tests {
         let gpu = ShapeQueue {
             shape: Shape::new(&["gpu".to_string()], Some("claude")),
             queued: 2,
-            oldest_created_at: Some(1_000),
+            runnable: 2,
+            oldest_ready_at: Some(1_000),
             running: 0,
         };
         let factories = [factory(&["linux"], 4, 1, FactoryStatus::Online)];

@@ -116,12 +116,7 @@ impl Coordinator {
         if let Some(shape) = only {
             queues.retain(|q| q.shape == shape);
             if queues.is_empty() {
-                queues.push(ShapeQueue {
-                    shape,
-                    queued: 0,
-                    oldest_created_at: None,
-                    running: 0,
-                });
+                queues.push(ShapeQueue::empty(shape));
             }
         }
         Ok(AutoscaleView {

@@ -100,6 +100,38 @@ impl Holds {
     }
 }
 
+/// The budgets this process exports gauges for: one deleted or renamed is set to 0 (the
+/// exporter cannot drop a series), so its alerts do not fire on after it is gone.
+static BUDGET_GAUGES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Sets the budget gauges to `budgets`' figures, and to 0 for budgets no longer there.
+fn set_budget_gauges(budgets: &[(budget::BudgetRecord, u64)]) {
+    let usd = |m: u64| m as f64 / budget::MICROS_PER_USD as f64;
+    let set = |name: &str, spent: f64, limit: f64, ratio: f64| {
+        let name = name.to_owned();
+        metrics::gauge!(crate::metrics::BUDGET_SPEND_USD, "budget" => name.clone()).set(spent);
+        metrics::gauge!(crate::metrics::BUDGET_LIMIT_USD, "budget" => name.clone()).set(limit);
+        metrics::gauge!(crate::metrics::BUDGET_SPEND_RATIO, "budget" => name).set(ratio);
+    };
+    let mut exported = BUDGET_GAUGES.lock().unwrap_or_else(|e| e.into_inner());
+    let now: std::collections::BTreeSet<String> =
+        budgets.iter().map(|(r, _)| r.spec.name.clone()).collect();
+    for gone in exported.difference(&now) {
+        set(gone, 0.0, 0.0, 0.0);
+    }
+    for (record, spent) in budgets {
+        let limit = record.spec.limit_micros;
+        set(
+            &record.spec.name,
+            usd(*spent),
+            usd(limit),
+            *spent as f64 / limit.max(1) as f64,
+        );
+    }
+    *exported = now;
+}
+
 /// Reads every budget with its spend, off the actor, and sends the holds in force (and sets
 /// the budget gauges).
 pub(super) fn load_holds(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
@@ -115,16 +147,9 @@ pub(super) fn load_holds(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
         });
         match read {
             Ok(budgets) => {
+                set_budget_gauges(&budgets);
                 let mut holds = Vec::new();
                 for (record, spent) in &budgets {
-                    let name = record.spec.name.clone();
-                    let usd = |m: u64| m as f64 / budget::MICROS_PER_USD as f64;
-                    metrics::gauge!(crate::metrics::BUDGET_SPEND_USD, "budget" => name.clone())
-                        .set(usd(*spent));
-                    metrics::gauge!(crate::metrics::BUDGET_LIMIT_USD, "budget" => name.clone())
-                        .set(usd(record.spec.limit_micros));
-                    metrics::gauge!(crate::metrics::BUDGET_SPEND_RATIO, "budget" => name)
-                        .set(*spent as f64 / record.spec.limit_micros.max(1) as f64);
                     holds.extend(budget::hold(record, *spent, now));
                 }
                 let _ = scheduler.cast(SchedulerMsg::HoldsLoaded(holds));

@@ -9,6 +9,7 @@ fn load(queued: usize, running: usize, age_s: u64, online: usize, slots: u32) ->
     ShapeLoad {
         shape: Shape::new(&["linux".to_string()], None),
         queued,
+        runnable: queued,
         running,
         oldest_queued_age_ms: age_s * 1_000,
         factories_online: online,
@@ -56,6 +57,22 @@ fn nothing_queued_or_running_asks_for_none_even_with_factories_online() {
 }
 
 #[test]
+fn jobs_that_could_not_run_now_ask_for_no_factory() {
+    // Ten jobs queued, all waiting out a provider's reset or held by a budget, for an hour.
+    let held = ShapeLoad {
+        runnable: 0,
+        oldest_queued_age_ms: 0,
+        ..load(10, 0, 3_600, 2, 4)
+    };
+    assert_eq!(ScaleRule::default().desired(&held), (0, Reason::Idle));
+    let some = ShapeLoad {
+        runnable: 3,
+        ..load(10, 0, 0, 0, 0)
+    };
+    assert_eq!(ScaleRule::default().desired(&some), (3, Reason::Demand));
+}
+
+#[test]
 fn parameters_out_of_range_are_refused() {
     assert_eq!(
         ScaleRule::new(Some(0), None),
@@ -96,13 +113,22 @@ fn a_selection_reads_capabilities_in_any_order_and_any_as_none() {
 }
 
 fn any_load() -> impl Strategy<Value = ShapeLoad> {
-    (0usize..500, 0usize..500, 0u64..2_000, 0usize..50, 0u32..64).prop_map(
-        |(queued, running, age, online, per)| {
+    (
+        0usize..500,
+        0usize..500,
+        0usize..500,
+        0u64..2_000,
+        0usize..50,
+        0u32..64,
+    )
+        .prop_map(|(queued, held, running, age, online, per)| {
             // Factories online bring at least one slot each, as enrolled factories do.
             let slots = online as u32 * per.max(1);
-            load(queued, running, age, online, slots)
-        },
-    )
+            ShapeLoad {
+                queued: queued + held,
+                ..load(queued, running, age, online, slots)
+            }
+        })
 }
 
 fn any_rule() -> impl Strategy<Value = ScaleRule> {
@@ -112,10 +138,10 @@ fn any_rule() -> impl Strategy<Value = ScaleRule> {
 
 proptest! {
     #[test]
-    fn more_queued_jobs_never_ask_for_fewer_factories(
+    fn more_runnable_jobs_never_ask_for_fewer_factories(
         rule in any_rule(), l in any_load(), more in 1usize..100
     ) {
-        let bigger = ShapeLoad { queued: l.queued + more, ..l.clone() };
+        let bigger = ShapeLoad { queued: l.queued + more, runnable: l.runnable + more, ..l.clone() };
         prop_assert!(rule.desired(&bigger).0 >= rule.desired(&l).0);
     }
 
@@ -132,8 +158,8 @@ proptest! {
     ) {
         let s = rule.slots_per_factory(&l) as usize;
         let (desired, reason) = rule.desired(&l);
-        let demand = (l.queued + l.running).div_ceil(s);
-        prop_assert!(desired * s >= l.queued + l.running);
+        let demand = (l.runnable + l.running).div_ceil(s);
+        prop_assert!(desired * s >= l.runnable + l.running);
         match reason {
             Reason::Waited => prop_assert_eq!(desired, l.factories_online + 1),
             Reason::Demand => prop_assert_eq!(desired, demand),
@@ -143,7 +169,7 @@ proptest! {
 
     #[test]
     fn zero_demand_asks_for_zero(rule in any_rule(), l in any_load()) {
-        let idle = ShapeLoad { queued: 0, running: 0, ..l };
+        let idle = ShapeLoad { runnable: 0, running: 0, ..l };
         prop_assert_eq!(rule.desired(&idle), (0, Reason::Idle));
     }
 
@@ -151,14 +177,15 @@ proptest! {
     fn a_job_waiting_past_the_target_asks_for_more_than_are_online(
         rule in any_rule(), l in any_load()
     ) {
-        prop_assume!(l.queued > 0 && l.oldest_queued_age_ms > rule.target_wait_seconds * 1_000);
+        prop_assume!(l.runnable > 0 && l.oldest_queued_age_ms > rule.target_wait_seconds * 1_000);
         prop_assert!(rule.desired(&l).0 > l.factories_online);
     }
 
     #[test]
     fn the_hint_carries_the_load_and_the_rules_answer(rule in any_rule(), l in any_load()) {
         let h = rule.hint(&l);
-        prop_assert_eq!((h.queued, h.running, h.factories_online, h.slots), (l.queued, l.running, l.factories_online, l.slots));
+        prop_assert_eq!((h.queued, h.runnable, h.running), (l.queued, l.runnable, l.running));
+        prop_assert_eq!((h.factories_online, h.slots), (l.factories_online, l.slots));
         prop_assert_eq!(h.oldest_queued_age_seconds, l.oldest_queued_age_ms / 1_000);
         prop_assert_eq!((h.desired_factories, h.reason), rule.desired(&l));
     }

@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use super::JobCtx;
 use crate::client::{CallError, Retry, WriteOutcome};
 use crate::control::{self, PendingUsage};
+use crate::journal::now_ms;
 use crate::logs::LogQueue;
 use crate::process;
 use crate::stop::Stop;
@@ -244,8 +245,11 @@ pub(super) fn final_report(
             claim_next: None,
         }),
         Some(Stop::Preempt { .. } | Stop::Shutdown) => release(ws),
-        // Throttled by its model provider: given back to wait for the reset, not failed.
-        None if control::read_throttled(&ws.control).is_some() => release(ws),
+        // Throttled by its model provider and exited failing: given back to wait for the reset,
+        // not failed. A job that exits 0 succeeded, whatever it reported before.
+        None if throttle_ahead(ws).is_some() && !status.as_ref().is_ok_and(|s| s.success()) => {
+            release(ws)
+        }
         // Silenced jobs are not reported; kept exhaustive so a new stop must be thought about.
         Some(Stop::Cancel | Stop::Fenced) | None => match status {
             Ok(status) if status.success() => Report::Complete(Complete {
@@ -285,10 +289,19 @@ pub(super) fn final_report(
     }
 }
 
-/// Gives the job back with its checkpoint (and the throttle it reported, if one).
+/// The provider's reset the job reported, when it lies ahead: clamped to the longest throttle
+/// the coordinator takes, so a mistyped year costs a week, not the release.
+fn throttle_ahead(ws: &Workspace) -> Option<u64> {
+    let now = now_ms();
+    control::read_throttled(&ws.control)
+        .filter(|until| *until > now)
+        .map(|until| until.min(now + gigafactory_core::limits::THROTTLE_MAX_MS))
+}
+
+/// Gives the job back with its checkpoint (and the throttle it reported, if one ahead).
 fn release(ws: &Workspace) -> Report {
     let checkpoint = control::read_checkpoint(&ws.control);
-    let throttled_until = control::read_throttled(&ws.control);
+    let throttled_until = throttle_ahead(ws);
     info!(checkpoint = ?checkpoint, throttled_until = ?throttled_until, "releasing the job");
     Report::Release(Release {
         checkpoint,

@@ -50,18 +50,27 @@ impl Root {
         Ok(root)
     }
 
-    /// Creates the cgroup `name` with `spec`'s limits.
+    /// Creates the cgroup `name` with `spec`'s limits; on a failure, removes what it made.
     pub fn create(&self, name: &str, spec: &SandboxSpec) -> io::Result<JobCgroup> {
-        let name = format!("gigafactory-{name}");
+        let mut cg = JobCgroup {
+            dirs: Vec::new(),
+            procs: Vec::new(),
+            events: PathBuf::new(),
+        };
+        match self.fill(&format!("gigafactory-{name}"), spec, &mut cg) {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn fill(&self, name: &str, spec: &SandboxSpec, cg: &mut JobCgroup) -> io::Result<()> {
         match self {
             Root::V2 { base } => {
-                let dir = base.join(&name);
-                make_fresh(&dir)?;
-                let cg = JobCgroup {
-                    procs: vec![procs_path(&dir)?],
-                    events: dir.join("memory.events"),
-                    dirs: vec![dir.clone()],
-                };
+                let dir = cg.make(base, name)?;
+                cg.events = dir.join("memory.events");
                 if let Some(bytes) = spec.memory_bytes() {
                     write(&dir.join("memory.max"), &bytes.to_string())?;
                     // Swap would let a job hold more than its limit, only slower.
@@ -70,35 +79,25 @@ impl Root {
                 if let Some(quota) = spec.cpu_quota_us() {
                     write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
                 }
-                Ok(cg)
             }
             Root::V1 { memory, cpu } => {
-                let mem = memory.join(&name);
-                make_fresh(&mem)?;
-                let mut cg = JobCgroup {
-                    procs: vec![procs_path(&mem)?],
-                    events: mem.join("memory.oom_control"),
-                    dirs: vec![mem.clone()],
-                };
+                let mem = cg.make(memory, name)?;
+                cg.events = mem.join("memory.oom_control");
                 if let Some(bytes) = spec.memory_bytes() {
                     write(&mem.join("memory.limit_in_bytes"), &bytes.to_string())?;
                     let _ = write(&mem.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
                 }
                 if let Some(quota) = spec.cpu_quota_us() {
-                    let Some(cpu) = cpu else {
-                        cg.remove();
-                        return Err(io::Error::other("no cgroup v1 cpu controller is mounted"));
-                    };
-                    let dir = cpu.join(&name);
-                    make_fresh(&dir)?;
-                    cg.procs.push(procs_path(&dir)?);
-                    cg.dirs.push(dir.clone());
+                    let cpu = cpu.as_ref().ok_or_else(|| {
+                        io::Error::other("no cgroup v1 cpu controller is mounted")
+                    })?;
+                    let dir = cg.make(cpu, name)?;
                     write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
                     write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
-                Ok(cg)
             }
         }
+        Ok(())
     }
 }
 
@@ -113,16 +112,41 @@ pub struct JobCgroup {
 }
 
 impl JobCgroup {
-    /// Processes of the cgroup the kernel killed for want of memory.
-    pub fn oom_kills(&self) -> u64 {
-        std::fs::read_to_string(&self.events)
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("oom_kill "))
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0)
+    /// Makes the directory `name` under `parent` part of the cgroup, joined by the job.
+    fn make(&mut self, parent: &Path, name: &str) -> io::Result<PathBuf> {
+        let dir = parent.join(name);
+        make_fresh(&dir)?;
+        self.dirs.push(dir.clone());
+        self.procs.push(procs_path(&dir)?);
+        Ok(dir)
+    }
+
+    /// Processes the kernel killed because the cgroup reached its own memory limit: an
+    /// out-of-memory kill counted while the limit was hit (v2 `oom`, v1 the peak usage), so a
+    /// machine-wide shortage is not blamed on the job's limit.
+    pub fn limit_kills(&self) -> u64 {
+        let read = |path: &Path, field: &str| -> u64 {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(field))
+                        .and_then(|n| n.trim().parse().ok())
+                })
+                .unwrap_or(0)
+        };
+        let kills = read(&self.events, "oom_kill ");
+        let hit = if self.events.ends_with("memory.events") {
+            read(&self.events, "oom ")
+        } else {
+            // v1 keeps `failcnt` at 0 here even when its limit kills; the peak usage reaching
+            // the limit says it was hit.
+            let dir = self.events.parent().unwrap_or(Path::new("/"));
+            let peak = read(&dir.join("memory.max_usage_in_bytes"), "");
+            let limit = read(&dir.join("memory.limit_in_bytes"), "");
+            u64::from(limit > 0 && peak >= limit)
+        };
+        if hit > 0 { kills } else { 0 }
     }
 
     /// Kills what is left in the cgroup and removes it. A process outside the job's group

@@ -118,7 +118,10 @@ impl Sandboxing {
             std::fs::create_dir_all(ws.root.join("home"))
                 .map_err(|e| format!("creating the job's home: {e}"))?;
             let launch = match &self.bwrap {
-                Some(bwrap) => bwrap::wrap(bwrap, launch, workdir, ws, spec.network),
+                Some(bwrap) => {
+                    sandbox.wrapped = true;
+                    bwrap::wrap(bwrap, launch, workdir, ws, spec.network)
+                }
                 None => {
                     notices.push(format!("not isolated: {}", self.missing.join("; ")));
                     launch
@@ -187,9 +190,16 @@ pub struct JobSandbox {
     #[cfg(target_os = "linux")]
     cgroup: Option<cgroup::JobCgroup>,
     memory_mib: Option<u32>,
+    /// The job runs under bubblewrap, which leads its process group.
+    wrapped: bool,
 }
 
 impl JobSandbox {
+    /// Whether the group's leader is the sandbox's wrapper, not the job.
+    pub fn wrapped(&self) -> bool {
+        self.wrapped
+    }
+
     /// The files the job's first process writes its pid into, before it runs.
     pub fn join(&self) -> Vec<CString> {
         #[cfg(target_os = "linux")]
@@ -202,12 +212,11 @@ impl JobSandbox {
     /// Why the job ended, when the kernel ended it for passing its memory limit.
     pub fn memory_exceeded(&self) -> Option<String> {
         #[cfg(target_os = "linux")]
-        if let Some(cg) = &self.cgroup
-            && cg.oom_kills() > 0
+        if let (Some(cg), Some(mib)) = (&self.cgroup, self.memory_mib)
+            && cg.limit_kills() > 0
         {
             return Some(format!(
-                "the job passed its memory limit ({} MiB) and the kernel ended it",
-                self.memory_mib.unwrap_or(0)
+                "the job passed its memory limit ({mib} MiB) and the kernel ended it"
             ));
         }
         None
@@ -220,5 +229,59 @@ impl Drop for JobSandbox {
         if let Some(cg) = self.cgroup.take() {
             cg.remove();
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::process;
+    use gigafactory_core::job::JobId;
+    use std::time::Duration;
+
+    /// bubblewrap leads the job's group: a stop must reach the job, which may save its work
+    /// in its grace period, not end the wrapper and the job with it at once.
+    #[tokio::test]
+    async fn a_sandboxed_job_asked_to_stop_gets_the_signal_and_saves_its_work() {
+        let bwrap = match probe_bwrap() {
+            Ok(path) => path,
+            Err(why) => {
+                eprintln!("skipping: {why}");
+                return;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::create(dir.path(), JobId(uuid::Uuid::new_v4()), 1).unwrap();
+        std::fs::create_dir_all(ws.root.join("home")).unwrap();
+        let script = "trap 'echo saved > saved; exit 7' TERM; touch ready; sleep 30 & wait";
+        let launch = Launch {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: ws.work.clone(),
+            env: Vec::new(),
+            stdin: None,
+        };
+        let wrapped = bwrap::wrap(&bwrap, launch, dir.path(), &ws, true);
+        let mut child = process::spawn(&wrapped, &[]).unwrap();
+        let pgid = child.id().unwrap() as i32;
+        let ready = ws.work.join("ready");
+        for _ in 0..100 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready.exists(), "the job started");
+        process::ask_job_to_stop(&mut child, pgid, true);
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the job ends after its trap")
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(7),
+            "the job's own handler ran: {status:?}"
+        );
+        assert!(ws.work.join("saved").exists(), "the job saved its work");
     }
 }

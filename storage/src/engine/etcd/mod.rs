@@ -171,37 +171,13 @@ impl EtcdStore {
     /// Sends `req` to each endpoint in turn, from the preferred one, until one answers or
     /// fails for a reason another endpoint would not fix.
     async fn send(&self, req: &Request) -> Result<Response, Failure> {
-        self.send_from(req, self.shared.preferred.load(Ordering::Relaxed))
-            .await
-    }
-
-    /// [`Self::send`] from endpoint `start`.
-    async fn send_from(&self, req: &Request, start: usize) -> Result<Response, Failure> {
         let n = self.shared.endpoints.len();
+        let start = self.shared.preferred.load(Ordering::Relaxed);
         let mut last = Failure::NotSent("no endpoint tried".into());
         for i in 0..n {
             let index = (start + i) % n;
-            let outcome = match self.client(index).await {
-                Ok(client) => {
-                    let mut kv = client
-                        .kv_client()
-                        .max_decoding_message_size(RESPONSE_MAX_BYTES);
-                    match req {
-                        Request::Get(key, opts) => kv
-                            .get(key.clone(), Some(opts.clone()))
-                            .await
-                            .map(Response::Get),
-                        Request::Txn(txn) => kv.txn(txn.clone()).await.map(Response::Txn),
-                    }
-                    .map_err(classify)
-                }
-                Err(f) => Err(f),
-            };
-            match outcome {
-                Ok(v) => {
-                    self.shared.preferred.store(index, Ordering::Relaxed);
-                    return Ok(v);
-                }
+            match self.send_to(req, index).await {
+                Ok(v) => return Ok(v),
                 Err(Failure::NotSent(msg)) => {
                     tracing::debug!(endpoint = %self.shared.endpoints[index].url, error = %msg, "etcd endpoint unavailable");
                     last = Failure::NotSent(msg);
@@ -210,6 +186,24 @@ impl EtcdStore {
             }
         }
         Err(last)
+    }
+
+    /// Sends `req` to endpoint `index` alone; an answer makes it the preferred one.
+    async fn send_to(&self, req: &Request, index: usize) -> Result<Response, Failure> {
+        let client = self.client(index).await?;
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(RESPONSE_MAX_BYTES);
+        let answer = match req {
+            Request::Get(key, opts) => kv
+                .get(key.clone(), Some(opts.clone()))
+                .await
+                .map(Response::Get),
+            Request::Txn(txn) => kv.txn(txn.clone()).await.map(Response::Txn),
+        }
+        .map_err(classify)?;
+        self.shared.preferred.store(index, Ordering::Relaxed);
+        Ok(answer)
     }
 
     /// A read: idempotent, so a failure of any kind moves on to the next endpoint. The walk
@@ -225,16 +219,17 @@ impl EtcdStore {
                 // Every member failed it: an election in progress, most likely. Wait it out.
                 tokio::time::sleep(READ_ROUND_PAUSE * (k / n) as u32).await;
             }
-            let start = (base + k) % n;
-            match self.send_from(&req, start).await {
+            let index = (base + k) % n;
+            match self.send_to(&req, index).await {
                 Ok(Response::Get(resp)) => return Ok(resp),
                 Ok(Response::Txn(_)) => unreachable!("a get is answered by a get response"),
                 // Nothing of the transaction is committed yet: retrying a refusal is as safe
                 // at a read as at the commit, and means the same.
                 Err(f @ (Failure::Retry(_) | Failure::Refused(_))) => return Err(f.into_error()),
                 Err(Failure::NotSent(msg) | Failure::Maybe(msg)) => {
+                    tracing::debug!(endpoint = %self.shared.endpoints[index].url, error = %msg, "etcd read failed; trying the next endpoint");
                     last = msg;
-                    self.move_past(start);
+                    self.move_past(index);
                 }
             }
         }
