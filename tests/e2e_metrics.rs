@@ -13,7 +13,7 @@ use common::*;
 use serde_json::json;
 
 /// Every series of the contract (`/work/notes/metrics-contract.md`) with its type.
-const CONTRACT: [(&str, &str); 29] = [
+const CONTRACT: [(&str, &str); 30] = [
     ("gigafactory_jobs_submitted_total", "counter"),
     ("gigafactory_jobs_finished_total", "counter"),
     ("gigafactory_claims_total", "counter"),
@@ -31,6 +31,7 @@ const CONTRACT: [(&str, &str); 29] = [
     ("gigafactory_queue_depth_jobs", "gauge"),
     ("gigafactory_queue_oldest_age_seconds", "gauge"),
     ("gigafactory_queue_factories_online", "gauge"),
+    ("gigafactory_queue_shapes_omitted", "gauge"),
     ("gigafactory_placements_total", "counter"),
     ("gigafactory_placement_latency_seconds", "histogram"),
     ("gigafactory_leases_granted_total", "counter"),

@@ -133,6 +133,28 @@ impl FleetCount {
     }
 }
 
+/// Shapes a node exports as metric labels at most: each is three series, and nothing bounds
+/// how many capability sets manifests may use.
+pub const SHAPES_EXPORTED_MAX: usize = 100;
+
+/// The `max` shapes most worth a series, and how many were left out: first those with work
+/// no online factory fits (what an on-call engineer must see), then the deepest queues, then
+/// the longest waits; the shape that requires nothing is always kept.
+pub fn most_telling(mut loads: Vec<ShapeLoad>, max: usize) -> (Vec<ShapeLoad>, usize) {
+    let total = loads.len();
+    loads.sort_by(|a, b| {
+        let stuck = |l: &ShapeLoad| l.queued > 0 && l.factories_online == 0;
+        let any = |l: &ShapeLoad| l.shape.capabilities.is_empty() && l.shape.engine_class.is_none();
+        (any(b), stuck(b), b.queued, b.oldest_queued_age_ms)
+            .cmp(&(any(a), stuck(a), a.queued, a.oldest_queued_age_ms))
+            .then_with(|| a.shape.cmp(&b.shape))
+    });
+    loads.truncate(max);
+    let omitted = total - loads.len();
+    loads.sort_by(|a, b| a.shape.cmp(&b.shape));
+    (loads, omitted)
+}
+
 /// Joins the scheduler's queues with the factories that could serve them, at `now`. A
 /// factory counts for every shape it fits, so slots overlap between shapes.
 pub fn shape_loads(queues: &[ShapeQueue], factories: &[Factory], now: Millis) -> Vec<ShapeLoad> {
@@ -253,5 +275,23 @@ mod tests {
         assert_eq!(loads[0].oldest_queued_age_ms, 0);
         assert_eq!(loads[0].shape.capabilities_label(), "any");
         assert_eq!(loads[0].factories_online, 0);
+    }
+
+    #[test]
+    fn the_exported_shapes_keep_the_stuck_and_the_deep_and_count_the_rest() {
+        let mut queues: Vec<ShapeQueue> = (0..10)
+            .map(|n| queue(&[&format!("c{n}")], None, n, Some(0)))
+            .collect();
+        queues.push(queue(&[], None, 0, None));
+        let factories: Vec<Factory> = (0..10)
+            .filter(|n| *n != 2)
+            .map(|n| factory(&[&format!("c{n}")], &[], 1, 0, FactoryStatus::Online))
+            .collect();
+        let loads = shape_loads(&queues, &factories, 0);
+        let (kept, omitted) = most_telling(loads, 4);
+        let labels: Vec<String> = kept.iter().map(|l| l.shape.capabilities_label()).collect();
+        // "any" always; c2 has work nobody fits; then the deepest, c9 and c8.
+        assert_eq!(labels, ["any", "c2", "c8", "c9"]);
+        assert_eq!(omitted, 7);
     }
 }

@@ -7,7 +7,7 @@
 
 use gigafactory_core::fleet::{Factory, FactoryStatus};
 use gigafactory_core::job::Millis;
-use gigafactory_core::load::{self, FleetCount, Shape, ShapeQueue};
+use gigafactory_core::load::{self, FleetCount, SHAPES_EXPORTED_MAX, Shape, ShapeQueue};
 
 use super::{ClusterView, Coordinator};
 use crate::error::Result;
@@ -114,13 +114,16 @@ fn jobs(scheduler: &SchedulerSnapshot) -> GaugeFamily {
 
 /// Per capability shape: depth, the oldest queued job's age, and the online factories that
 /// fit it.
-fn queues(factories: &[Factory], scheduler: &SchedulerSnapshot, now: Millis) -> [GaugeFamily; 3] {
+fn queues(factories: &[Factory], scheduler: &SchedulerSnapshot, now: Millis) -> [GaugeFamily; 4] {
     let mut shapes = scheduler.shapes.clone();
     let any = Shape::new(&[], None);
     if !shapes.iter().any(|q| q.shape == any) {
         shapes.push(ShapeQueue::empty(any));
     }
-    let loads = load::shape_loads(&shapes, factories, now);
+    let (loads, omitted) = load::most_telling(
+        load::shape_loads(&shapes, factories, now),
+        SHAPES_EXPORTED_MAX,
+    );
     let per_shape = |value: &dyn Fn(&load::ShapeLoad) -> f64| -> Vec<GaugeSample> {
         loads
             .iter()
@@ -149,6 +152,11 @@ fn queues(factories: &[Factory], scheduler: &SchedulerSnapshot, now: Millis) -> 
             name: "gigafactory_queue_factories_online",
             help: "Online factories that fit a shape (0 with jobs queued: nobody can run them).",
             samples: per_shape(&|l| l.factories_online as f64),
+        },
+        GaugeFamily {
+            name: "gigafactory_queue_shapes_omitted",
+            help: "Shapes with work left out of the per-shape series (at most 100 are exported: those no factory fits first, then the deepest).",
+            samples: vec![sample(&[], omitted as f64)],
         },
     ]
 }
@@ -297,6 +305,7 @@ mod tests {
                 "gigafactory_queue_depth_jobs",
                 "gigafactory_queue_oldest_age_seconds",
                 "gigafactory_queue_factories_online",
+                "gigafactory_queue_shapes_omitted",
                 "gigafactory_factories",
                 "gigafactory_factory_slots",
                 "gigafactory_cluster_nodes",
@@ -306,7 +315,7 @@ mod tests {
         for f in &g[1..] {
             assert!(!f.samples.is_empty(), "{} has no sample", f.name);
         }
-        assert_eq!(g[4].samples.len(), 4, "one sample per factory status");
+        assert_eq!(g[5].samples.len(), 4, "one sample per factory status");
         // A node on a store of its own is the cluster, and owns every shard.
         assert_eq!(
             value(&g, "gigafactory_cluster_nodes", &[("state", "alive")]),
