@@ -170,29 +170,11 @@ impl From<JobSpecV3> for JobSpec {
     }
 }
 
-/// A job spec before sandboxes (job schemas 6 and 7).
+/// A job spec before sandboxes (job schemas 6 and 7): schema 5's fields, then the scheduling
+/// ones. bincode writes a nested struct's fields in order, as if they stood here.
 #[derive(Deserialize)]
 struct JobSpecV7 {
-    key: String,
-    title: String,
-    product: String,
-    payload: Payload,
-    priority: u32,
-    #[serde(deserialize_with = "sorted_unique_strings")]
-    capabilities: Vec<String>,
-    #[serde(deserialize_with = "sorted_unique_strings")]
-    labels: Vec<String>,
-    engine_class: Option<String>,
-    profile: Option<String>,
-    deps: Vec<String>,
-    idempotency_key: Option<String>,
-    allowed_scope: Vec<String>,
-    artifacts: Vec<String>,
-    max_attempts: u32,
-    wall_clock_ms: Option<u64>,
-    cost_budget_micros: Option<u64>,
-    preemptible: bool,
-    review: bool,
+    base: JobSpecV3,
     approvals: u32,
     reviewers: Vec<String>,
     concurrency_key: Option<String>,
@@ -201,31 +183,13 @@ struct JobSpecV7 {
 
 impl From<JobSpecV7> for JobSpec {
     fn from(s: JobSpecV7) -> Self {
+        // Before sandboxes a job had the network and no limits: the default.
         JobSpec {
-            key: s.key,
-            title: s.title,
-            product: s.product,
-            payload: s.payload,
-            priority: s.priority,
-            capabilities: s.capabilities,
-            labels: s.labels,
-            engine_class: s.engine_class,
-            profile: s.profile,
-            deps: s.deps,
-            idempotency_key: s.idempotency_key,
-            allowed_scope: s.allowed_scope,
-            artifacts: s.artifacts,
-            max_attempts: s.max_attempts,
-            wall_clock_ms: s.wall_clock_ms,
-            cost_budget_micros: s.cost_budget_micros,
-            preemptible: s.preemptible,
-            review: s.review,
             approvals: s.approvals,
             reviewers: s.reviewers,
             concurrency_key: s.concurrency_key,
             affinity: s.affinity,
-            // Before sandboxes a job had the network and no limits: the default.
-            sandbox: Default::default(),
+            ..s.base.into()
         }
     }
 }
