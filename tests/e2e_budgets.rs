@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const USD: u64 = 1_000_000;
 
@@ -54,6 +55,7 @@ fn usage_is_counted_once_refused_from_stale_or_foreign_writers_and_bad_budgets_c
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 60_000);
+    clear_of_utc_midnight(Duration::from_secs(180));
     let budget = json!({"product": "ops", "period": "day", "limit_micros": 10 * USD});
     assert_eq!(put_budget(&coord, "ops-daily", budget.clone()).0, 200);
 
@@ -185,6 +187,7 @@ fn an_exhausted_budget_holds_new_jobs_stops_running_ones_and_a_raise_or_resume_r
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 60_000);
+    clear_of_utc_midnight(Duration::from_secs(180));
     let budget = |limit: u64| json!({"product": "ops", "period": "day", "limit_micros": limit * USD, "policy": "stop"});
     assert_eq!(put_budget(&coord, "ops-daily", budget(5)).0, 200);
     let factory = FakeFactory::enroll(&coord);
@@ -192,11 +195,9 @@ fn an_exhausted_budget_holds_new_jobs_stops_running_ones_and_a_raise_or_resume_r
     let (_, epoch) = factory.claim(&coord);
     let (status, v) = factory.write(&coord, &a, "usage", epoch, usage(6));
     assert_eq!(status, 200, "{v}");
-    wait_for(
-        std::time::Duration::from_secs(10),
-        "the running job stopped",
-        || state(&coord, &a) == "preempting",
-    );
+    wait_for(Duration::from_secs(10), "the running job stopped", || {
+        state(&coord, &a) == "preempting"
+    });
     let view = get(&coord, "/v1/budgets/ops-daily")["budget"].clone();
     assert_eq!(
         (view["state"].as_str(), view["spent_micros"].as_u64()),

@@ -297,6 +297,7 @@ fn usage_reported_to_a_node_killed_mid_report_is_counted_once_when_retried_on_an
     let dir = tempfile::tempdir().unwrap();
     let store = Shared::start();
     let (mut a, b) = two_nodes(dir.path(), &store);
+    clear_of_utc_midnight(Duration::from_secs(180));
     let budget = r#"{"product": "ops", "period": "day", "limit_micros": 100000000}"#;
     let (status, v) = call(
         "PUT",

@@ -130,6 +130,7 @@ fn every_metric_the_alerts_and_the_dashboard_name_is_exported_by_a_coordinator()
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 2_000);
+    clear_of_utc_midnight(Duration::from_secs(180));
     let budget = json!({"product": "ops", "period": "day", "limit_micros": 10_000_000});
     let (status, v) = call(
         "PUT",

@@ -208,6 +208,7 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
     );
 
     // The workload: three jobs succeed, one dies, one waits for a GPU nobody has.
+    clear_of_utc_midnight(Duration::from_secs(180));
     let budget = json!({"product": "metrics", "period": "day", "limit_micros": 10_000_000});
     let (status, v) = call(
         "PUT",

@@ -21,6 +21,7 @@ fn submit_one(coord: &Coordinator, key: &str, command: &str) -> String {
 #[test]
 fn a_jobs_usage_reaches_its_budget_and_the_cli_shows_it() {
     let _serial = serial();
+    clear_of_utc_midnight(Duration::from_secs(180));
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(&dir.path().join("coordinator"), 5_000);
     let set = cli_ok(

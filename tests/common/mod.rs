@@ -395,6 +395,22 @@ pub fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Budgets' periods (day, week, month) all turn over at UTC midnight, and a test that reports
+/// spend and then reads it back would see a fresh period if midnight fell in between. A test
+/// that needs `span` without one waits for midnight to pass first, when it is that close.
+pub fn clear_of_utc_midnight(span: Duration) {
+    const DAY_MS: u128 = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let left = Duration::from_millis((DAY_MS - now % DAY_MS) as u64);
+    if left < span {
+        eprintln!("waiting {left:?} for UTC midnight to pass before a budget's period is used");
+        std::thread::sleep(left + Duration::from_secs(2));
+    }
+}
+
 pub fn get(coord: &Coordinator, path: &str) -> Value {
     let (status, v) = call(
         "GET",

@@ -20,6 +20,17 @@ async function waitForColour(page, selector, [r, g, b]) {
   }, { selector, r, g, b });
 }
 
+// Budgets' periods turn over at UTC midnight; the budget steps below report spend and read it
+// back for a few minutes, so they start after midnight when it is that close.
+async function clearOfUtcMidnight(spanMs) {
+  const day = 86_400_000;
+  const left = day - (Date.now() % day);
+  if (left < spanMs) {
+    console.log(`waiting ${Math.ceil(left / 1000)} s for UTC midnight to pass before the budget steps`);
+    await new Promise((r) => setTimeout(r, left + 2_000));
+  }
+}
+
 const { browser, step, finish } = await launch();
 
 try {
@@ -229,6 +240,7 @@ try {
     assert.equal((await apiCall("GET", "/v1/products/shares")).body.shares.ui, 4, "a refused share changes nothing");
   });
 
+  await clearOfUtcMidnight(5 * 60_000);
   await step("an operator creates a budget from the form, its dollars read exactly", async () => {
     await page.goto(url + "/#/budgets");
     await page.getByText("No budgets yet.").waitFor();
