@@ -309,7 +309,12 @@ fn admin_token_destination(file: Option<&Path>, store: &str) -> Result<Option<Pa
         }
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "the admin token's file {}: creating its directory",
+                path.display()
+            )
+        })?;
     }
     let existed = path.exists();
     std::fs::OpenOptions::new()

@@ -112,3 +112,49 @@ fn a_first_start_into_a_log_puts_the_token_in_a_file_not_the_log() {
         "the log names the token's file:\n{text}"
     );
 }
+
+/// A first start told to put the token where no file can be made refuses to start before it
+/// makes one, so the token is not lost: the next start, given a good file, still makes it.
+#[test]
+fn a_token_file_that_cannot_be_written_stops_the_first_start_before_a_token_exists() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("embedded:{}", dir.path().join("store").display());
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let port = common::free_port();
+    let serve = |token_file: &std::path::Path| {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.args(["serve", "--store", &store])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--admin-token-file")
+            .arg(token_file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let refused = serve(&blocker.join("admin-token")).output().unwrap();
+    assert!(!refused.status.success(), "it started");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("admin token"),
+        "the error names the token: {err}"
+    );
+
+    let good = dir.path().join("admin-token");
+    let mut child = serve(&good)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for(Duration::from_secs(30), "the node to be ready", || {
+        good.exists() && common::call("GET", &format!("{url}/readyz"), None, None).0 == 200
+    });
+    let admin = std::fs::read_to_string(&good).unwrap().trim().to_string();
+    let (status, me) = common::call("GET", &format!("{url}/v1/whoami"), Some(&admin), None);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 200, "the second start made the first token: {me}");
+    assert_eq!(me["role"], "admin", "{me}");
+}

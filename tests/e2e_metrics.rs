@@ -369,6 +369,22 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
     );
     let running = [("state", "running"), ("product", "metrics")];
     assert_eq!(after.value("gigafactory_jobs", &running), Some(1.0));
+
+    // A deleted budget's series drop to 0 with the next read of the budgets, so an alert on
+    // its ratio does not outlive it.
+    let budget_url = format!("{}/v1/budgets/metrics-daily", coord.url);
+    let deleted = call("DELETE", &budget_url, Some(&coord.admin), None);
+    assert!(deleted.0 < 300, "{deleted:?}");
+    let named = [("budget", "metrics-daily")];
+    wait_for(
+        Duration::from_secs(30),
+        "the deleted budget's gauges at 0",
+        || {
+            let page = Page::scrape(&coord);
+            page.value("gigafactory_budget_limit_usd", &named) == Some(0.0)
+                && page.value("gigafactory_budget_spend_ratio", &named) == Some(0.0)
+        },
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A provider's quota window through real processes: a job that says its model provider
 //! throttles it (`gigafactory job throttled --until`) is given back without a failure, no job
 //! of its engine class starts before the reset (while jobs of other classes run), the wait says
-//! why, and at the reset both run. A stale epoch's release throttles nothing, and a reset too
+//! why, and at the reset both run; a job that reports a throttle and succeeds anyway is done. A stale epoch's release throttles nothing, and a reset too
 //! far away is refused.
 
 mod common;
@@ -49,9 +49,14 @@ fn a_throttle_holds_the_engines_queue_until_the_reset_and_costs_no_attempt() {
     let second = submit_manifest(&coord, &manifest("second", Some("claude"), "echo second"))[0]
         .1
         .clone();
-    let plain = submit_manifest(&coord, &manifest("plain", None, "echo plain"))[0]
-        .1
-        .clone();
+    // A job that reports a throttle and then succeeds anyway is done: only a failing exit
+    // turns the report into a release.
+    let plain = manifest(
+        "plain",
+        None,
+        "gigafactory job throttled --until 60s; echo plain",
+    );
+    let plain = submit_manifest(&coord, &plain)[0].1.clone();
     wait_for(
         Duration::from_secs(20),
         "the job without an engine class",
@@ -81,6 +86,11 @@ fn a_throttle_holds_the_engines_queue_until_the_reset_and_costs_no_attempt() {
     assert!(
         released_at.elapsed() >= Duration::from_secs(THROTTLE_SECS - 1),
         "the engine's jobs ran before the reset"
+    );
+    assert_eq!(
+        job(&coord, &plain)["attempts"],
+        1,
+        "a success is not released"
     );
     let first = job(&coord, &first);
     assert_eq!(first["failures"], 0, "a throttle is not a failure: {first}");

@@ -248,3 +248,63 @@ fn procs_path(dir: &Path) -> io::Result<CString> {
 fn write(path: &Path, value: &str) -> io::Result<()> {
     std::fs::write(path, value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cgroup whose counters are files the test writes, as the kernel would.
+    fn counted(dir: &Path, events: &str, files: &[(&str, &str)]) -> JobCgroup {
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        JobCgroup {
+            dirs: Vec::new(),
+            procs: Vec::new(),
+            events: dir.join(events),
+        }
+    }
+
+    #[test]
+    fn a_v1_kill_counts_only_when_the_peak_reached_the_jobs_own_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        // v1's value for "no limit" (a job with only a CPU limit): a kill there came from a
+        // machine-wide shortage, not the job's limit.
+        let unlimited = counted(
+            dir.path(),
+            "memory.oom_control",
+            &[
+                (
+                    "memory.oom_control",
+                    "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+                ),
+                ("memory.max_usage_in_bytes", "1073741824\n"),
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+            ],
+        );
+        assert_eq!(unlimited.limit_kills(), 0);
+        let limited = counted(
+            dir.path(),
+            "memory.oom_control",
+            &[("memory.limit_in_bytes", "1073741824\n")],
+        );
+        assert_eq!(limited.limit_kills(), 1);
+    }
+
+    #[test]
+    fn a_v2_kill_counts_only_when_the_cgroup_hit_its_own_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let global = counted(
+            dir.path(),
+            "memory.events",
+            &[("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 1\n")],
+        );
+        assert_eq!(global.limit_kills(), 0);
+        let own = counted(
+            dir.path(),
+            "memory.events",
+            &[("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")],
+        );
+        assert_eq!(own.limit_kills(), 1);
+    }
+}
