@@ -4,7 +4,8 @@
 //! `review`).
 
 use super::{
-    Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, review, wall_clock_used,
+    Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, question, review,
+    wall_clock_used,
 };
 use crate::backoff::Backoff;
 use crate::budget::format_usd;
@@ -75,6 +76,7 @@ pub fn apply(
     let mut next = job.clone();
     let mut effects = Vec::new();
     let state = &job.state;
+    let name = cmd.name();
     match (cmd, state) {
         (
             Command::Claim {
@@ -368,8 +370,17 @@ pub fn apply(
             next.state = reopened(false, parents, now, &mut effects)?;
             next.review_feedback = Some(reason);
         }
+        (Command::Ask { ask, .. }, JobState::Leased { .. } | JobState::Running { .. }) => {
+            question::ask(&mut next, ask, now)?;
+        }
+        (Command::Answer { by, answer, note }, _) => {
+            question::answer(&mut next, by, &answer, note.as_deref(), now)?;
+        }
+        (Command::QuestionTimeout, _) => question::time_out(&mut next, now)?,
         (cmd, s) => return Err(illegal(&cmd, s)),
     }
+    // Q1: nobody waits for an answer once the lease that asked is gone.
+    question::close_with_lease(job, &mut next, name, now);
     if let (Some(old), None) = (job.state.lease(), next.state.lease()) {
         next.run_ms += now.saturating_sub(old.granted_at);
         next.cost.end_lease(now);
@@ -398,6 +409,10 @@ pub fn apply(
             || review::approved(&next)
             || job.state == JobState::Shipped,
         "R1: a job ships with the approvals it needs"
+    );
+    debug_assert!(
+        question::open(&next).is_none() || next.state.lease().is_some(),
+        "Q1: an open question needs a lease"
     );
     Ok((next, effects))
 }

@@ -368,6 +368,9 @@ fn apply_and_log<T: Transaction>(
     let detail = match kind {
         EventKind::Ship => job::review::approval_note(&new),
         EventKind::RequestChanges => new.review_feedback.clone(),
+        EventKind::Ask | EventKind::Answer | EventKind::QuestionTimeout => {
+            job::question::note(&new)
+        }
         _ => detail,
     };
     let detail = match (detail, reason) {
