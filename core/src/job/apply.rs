@@ -379,13 +379,14 @@ pub fn apply(
         (Command::QuestionTimeout, _) => question::time_out(&mut next, now)?,
         (cmd, s) => return Err(illegal(&cmd, s)),
     }
-    // Q1: nobody waits for an answer once the lease that asked is gone.
-    question::close_with_lease(job, &mut next, name, now);
     if let (Some(old), None) = (job.state.lease(), next.state.lease()) {
         next.run_ms += now.saturating_sub(old.granted_at);
         next.cost.end_lease(now);
     }
     end_past_cost_cap(&mut next, &mut effects, now);
+    // Q1: nobody waits for an answer once the lease that asked is gone (after the cost cap,
+    // which may end it too).
+    question::close_with_lease(job, &mut next, name, now);
     if !matches!(
         next.state,
         JobState::Review | JobState::Shipped | JobState::Rejected
