@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use gigafactory_core::wire::{AnswerBody, AskBody, FencedWrite, JobView, LeaseAnswer, QuestionView};
+use gigafactory_core::wire::{
+    AnswerBody, AskBody, FencedWrite, JobView, LeaseAnswer, QuestionView,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 

@@ -193,10 +193,7 @@ pub(super) fn jobs_table(fmt: &Fmt, jobs: &[JobView]) -> String {
     for j in jobs {
         t.row(vec![
             j.id.to_string().into(),
-            Cell::styled(
-                super::questions::state_cell(j),
-                Style::of_state(&j.state),
-            ),
+            Cell::styled(super::questions::state_cell(j), Style::of_state(&j.state)),
             j.stage.as_deref().unwrap_or("-").into(),
             j.priority.to_string().into(),
             format!("{}/{}", j.attempts, j.max_attempts).into(),

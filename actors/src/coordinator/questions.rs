@@ -98,7 +98,8 @@ pub(crate) async fn time_out_questions(ctx: &std::sync::Arc<crate::context::Cont
         if !due {
             continue;
         }
-        let write = crate::commit::JobWrite::batch(Author::Reaper, vec![(id, Command::QuestionTimeout)]);
+        let write =
+            crate::commit::JobWrite::batch(Author::Reaper, vec![(id, Command::QuestionTimeout)]);
         match crate::commit::commit(ctx, write).await {
             Ok(_) => tracing::info!(job_id = %id, "question timed out"),
             Err(e) => tracing::warn!(job_id = %id, error = %e, "cannot time out a question"),

@@ -1,7 +1,9 @@
 //! The routes of questions to an operator, described: the lease holder's ask and poll, and
 //! an operator's answer.
 
-use gigafactory_core::wire::{AnswerBody, AskBody, FencedWrite, JobView, LeaseAnswer, QuestionView};
+use gigafactory_core::wire::{
+    AnswerBody, AskBody, FencedWrite, JobView, LeaseAnswer, QuestionView,
+};
 use serde_json::json;
 
 use super::{Access, Doc};

@@ -168,7 +168,9 @@ pub fn check(ask: Ask) -> Result<Ask, QuestionError> {
     for c in &ask.choices {
         let c = bounded("choice", c, CHOICE_MAX_BYTES)?;
         if choices.contains(&c) {
-            return Err(QuestionError::Invalid(format!("the choice {c:?} is given twice")));
+            return Err(QuestionError::Invalid(format!(
+                "the choice {c:?} is given twice"
+            )));
         }
         choices.push(c);
     }

@@ -74,7 +74,11 @@ impl From<&Question> for QuestionView {
             asked_at: q.asked_at,
             timeout_at: q.timeout_at,
             status: q.outcome.as_ref().map_or("open", Outcome::name).into(),
-            answer: q.outcome.as_ref().and_then(Outcome::answer).map(str::to_owned),
+            answer: q
+                .outcome
+                .as_ref()
+                .and_then(Outcome::answer)
+                .map(str::to_owned),
             answered_by,
             note,
             ended_at: q.outcome.as_ref().map(Outcome::at),

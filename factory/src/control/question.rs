@@ -45,7 +45,10 @@ impl AnswerFile {
             status: view.status.clone(),
             answer: view.answer.clone(),
             by: view.answered_by.clone(),
-            message: view.closed_by.as_ref().map(|by| format!("the lease ended ({by})")),
+            message: view
+                .closed_by
+                .as_ref()
+                .map(|by| format!("the lease ended ({by})")),
         }
     }
 

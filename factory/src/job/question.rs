@@ -93,9 +93,7 @@ async fn ask(ctx: &JobCtx, question: &QuestionFile) -> Asked {
     if let Ok(WriteOutcome::Lost { code, .. }) = &sent
         && code == ErrorCode::QuestionConflict.as_str()
     {
-        return Asked::Refused(format!(
-            "{code}: the job has an open question already"
-        ));
+        return Asked::Refused(format!("{code}: the job has an open question already"));
     }
     match ctx.written("question", sent) {
         Written::Accepted(_) => Asked::Open,

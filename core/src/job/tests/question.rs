@@ -74,14 +74,20 @@ fn a_second_question_while_one_is_open_is_refused() {
 fn an_answer_that_is_no_choice_is_refused_with_the_choices() {
     let job = asking(None);
     let e = refused(&job, answer("ana", "maybe"), T0 + 20);
-    assert_eq!(e.to_string(), "\"maybe\" is not one of the choices: yes, no");
+    assert_eq!(
+        e.to_string(),
+        "\"maybe\" is not one of the choices: yes, no"
+    );
 }
 
 #[test]
 fn a_second_answer_is_refused_and_changes_nothing() {
     let (answered, _) = ok(&asking(None), answer("ana", "yes"), T0 + 20);
     let e = refused(&answered, answer("bo", "no"), T0 + 30);
-    assert!(matches!(e, JobError::Question(QuestionError::NoOpenQuestion(_))));
+    assert!(matches!(
+        e,
+        JobError::Question(QuestionError::NoOpenQuestion(_))
+    ));
     assert!(e.to_string().contains("answered by ana"), "{e}");
 }
 
@@ -116,10 +122,18 @@ fn a_question_out_of_bounds_is_refused() {
     ));
     bad.default = None;
     bad.timeout_ms = Some(qn::QUESTION_TIMEOUT_MAX_MS + 1);
-    assert!(refused(&job, cmd(bad.clone()), T0).to_string().contains("a week"));
+    assert!(
+        refused(&job, cmd(bad.clone()), T0)
+            .to_string()
+            .contains("a week")
+    );
     bad.timeout_ms = None;
     bad.text = "x".repeat(qn::QUESTION_TEXT_MAX_BYTES + 1);
-    assert!(refused(&job, cmd(bad.clone()), T0).to_string().contains("at most"));
+    assert!(
+        refused(&job, cmd(bad.clone()), T0)
+            .to_string()
+            .contains("at most")
+    );
     bad.text = "ok?".into();
     bad.choices = vec!["yes".into(), "yes".into()];
     assert!(refused(&job, cmd(bad), T0).to_string().contains("twice"));
@@ -187,7 +201,10 @@ fn the_end_of_the_lease_closes_the_question_and_a_later_answer_is_refused() {
             "{name}"
         );
         let e = refused(&ended, answer("ana", "yes"), at + 1);
-        assert!(e.to_string().contains("closed when its lease ended"), "{name}: {e}");
+        assert!(
+            e.to_string().contains("closed when its lease ended"),
+            "{name}: {e}"
+        );
     }
 }
 
@@ -217,5 +234,9 @@ fn a_job_without_a_question_has_nothing_to_answer_or_time_out() {
         refused(&job, answer("ana", "yes"), T0),
         JobError::Question(QuestionError::NoOpenQuestion(String::new()))
     );
-    assert!(refused(&job, Command::QuestionTimeout, T0).to_string().contains("no open question"));
+    assert!(
+        refused(&job, Command::QuestionTimeout, T0)
+            .to_string()
+            .contains("no open question")
+    );
 }
