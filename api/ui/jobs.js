@@ -6,7 +6,7 @@
 import { h, api, every, rerender, fmtTime, badge, flash, canAct, REFRESH_MS, STATES } from "./lib.js";
 import { fmtUsd } from "./money.js";
 
-const FILTERS = ["state", "product", "capability", "factory", "q"];
+const FILTERS = ["state", "product", "capability", "factory", "q", "waiting_for_input"];
 // Actions that make sense on many jobs at once; the job page has the rest.
 const BULK_ACTIONS = ["cancel", "requeue", "retry"];
 const PAGE_SIZE = "50";
@@ -105,7 +105,7 @@ export function jobsPage(main, params) {
     const cmp = (a, b) => (a > b ? 1 : a < b ? -1 : 0);
     if (sortKey) sorted.sort((a, b) => cmp(sortValue(a, sortKey), sortValue(b, sortKey)) * sortDir);
     const pick = (j) => h("td", {}, h("input", { type: "checkbox", checked: selected.has(j.id), "data-key": `${j.id}:select`, "aria-label": `Select ${j.title}`, onchange: (e) => { e.target.checked ? selected.add(j.id) : selected.delete(j.id); draw(); } }));
-    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, canAct() ? pick(j) : null, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", { class: "num", "data-testid": "cost" }, fmtUsd(j.cost.total_micros)), h("td", {}, fmtTime(j.updated_at))))));
+    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, canAct() ? pick(j) : null, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state), j.waiting_for_input ? [" ", h("span", { class: "badge asks", "data-testid": "waits-for-input" }, "waits for input")] : null), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", { class: "num", "data-testid": "cost" }, fmtUsd(j.cost.total_micros)), h("td", {}, fmtTime(j.updated_at))))));
     const n = rows.filter((j) => selected.has(j.id)).length;
     count.textContent = `${n} selected`;
     for (const b of bulkButtons) b.disabled = n === 0;
