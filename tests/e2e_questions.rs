@@ -124,6 +124,45 @@ fn a_job_asks_an_operator_answers_from_the_cli_and_the_job_goes_on_with_the_answ
         answered["actor"].as_str().unwrap().starts_with("admin:"),
         "{answered}"
     );
+
+    // The fleet stream carries both (its backlog holds the node's recent events).
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-N",
+            "--max-time",
+            "2",
+            "-H",
+            "Accept: text/event-stream",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {}", coord.admin)])
+        .arg(format!("{}/v1/events", coord.url))
+        .output()
+        .expect("curl");
+    let stream = String::from_utf8_lossy(&out.stdout);
+    for kind in ["ask", "answer"] {
+        let seen = stream
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .any(|d| {
+                let e: Value = serde_json::from_str(d).unwrap();
+                e["kind"] == kind && e["job_id"] == id.as_str()
+            });
+        assert!(seen, "{kind} on the fleet stream:\n{stream}");
+    }
+
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail", &format!("{}/metrics", coord.url)])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "gigafactory_questions_total{change=\"asked\"} 1",
+        "gigafactory_questions_total{change=\"answered\"} 1",
+        "gigafactory_questions_total{change=\"timed_out\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ use gigafactory_storage::{repo, transact};
 
 use super::Coordinator;
 use super::operate::reviewer;
+use crate::commit::{self, JobWrite};
 use crate::error::{CoordError, Result};
 use crate::job_actor::JobMsg;
 
@@ -73,34 +74,23 @@ impl Coordinator {
     }
 }
 
-/// Leased jobs whose questions one pass reads.
-const QUESTION_CHECK_JOBS_MAX: usize = 100_000;
+/// Questions one pass ends at most; the rest wait for the next pass.
+const QUESTION_TIMEOUTS_MAX: usize = 1_000;
 
-/// Ends the questions past their timeout among the leased jobs (an open question needs a
-/// lease, Q1): each with its default answer, or as timed out, by the reaper.
+/// Ends the questions past their timeout (read from the store's question-timeout index),
+/// each with its default answer or as timed out, by the reaper, in the job's shard owner.
 pub(crate) async fn time_out_questions(ctx: &std::sync::Arc<crate::context::Context>) {
-    let leased = transact!(ctx.store, |tx| repo::leased_jobs(
+    let now = ctx.now();
+    let due = transact!(ctx.store, |tx| repo::questions_due(
         tx,
-        QUESTION_CHECK_JOBS_MAX
+        now,
+        QUESTION_TIMEOUTS_MAX
     )
     .await);
-    let Ok(leased) = leased else { return };
-    let now = ctx.now();
-    for id in leased {
-        if !ctx.owns_shard(id) {
-            continue;
-        }
-        let due = transact!(ctx.store, |tx| repo::load_job(tx, id).await)
-            .ok()
-            .flatten()
-            .and_then(|j| question::open(&j).map(|q| q.timeout_at <= now))
-            .unwrap_or(false);
-        if !due {
-            continue;
-        }
-        let write =
-            crate::commit::JobWrite::batch(Author::Reaper, vec![(id, Command::QuestionTimeout)]);
-        match crate::commit::commit(ctx, write).await {
+    let Ok(due) = due else { return };
+    for id in due.into_iter().filter(|id| ctx.owns_shard(*id)) {
+        let write = JobWrite::batch(Author::Reaper, vec![(id, Command::QuestionTimeout)]);
+        match commit::commit(ctx, write).await {
             Ok(_) => tracing::info!(job_id = %id, "question timed out"),
             Err(e) => tracing::warn!(job_id = %id, error = %e, "cannot time out a question"),
         }

@@ -40,8 +40,8 @@ pub use fleet::{
 };
 pub use jobs::{
     CHILDREN_MAX, Submitted, Writer, append_event, children, events, expired_leases, jobs_page,
-    leased_jobs, load_job, note, ready_page, remember_answer, remembered_answer, save_job, submit,
-    transition, transitions,
+    leased_jobs, load_job, note, questions_due, ready_page, remember_answer, remembered_answer,
+    save_job, submit, transition, transitions,
 };
 pub use limits::{
     LIMITS_MAX, LimitState, delete_limit, limit_hold, limits, load_limit, save_limit,
