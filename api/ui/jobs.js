@@ -68,7 +68,9 @@ export function jobsPage(main, params) {
   const stateSel = h("select", { name: "state", onchange: (e) => { filters.state = e.target.value; form.requestSubmit(); } }, h("option", { value: "" }, "any"), ...STATES.map((s) => h("option", { value: s, selected: filters.state === s }, s)));
   const text = (name, attrs = {}) => h("input", { name, value: filters[name], oninput: (e) => (filters[name] = e.target.value.trim()), ...attrs });
   const names = h("datalist", { id: "factory-names" });
-  form.append(field("State", stateSel), field("Product", text("product")), field("Capability", text("capability")), field("Factory", text("factory", { list: "factory-names", placeholder: "name or id" })), field("Text", text("q")), names, h("button", { type: "submit" }, "Filter"));
+  // Only the jobs whose question waits for an operator's answer (the overview links here).
+  const asking = h("input", { type: "checkbox", name: "waiting_for_input", checked: filters.waiting_for_input === "true", onchange: (e) => { filters.waiting_for_input = e.target.checked ? "true" : ""; form.requestSubmit(); } });
+  form.append(field("State", stateSel), field("Product", text("product")), field("Capability", text("capability")), field("Factory", text("factory", { list: "factory-names", placeholder: "name or id" })), field("Text", text("q")), field("Waiting for input", asking), names, h("button", { type: "submit" }, "Filter"));
   // On a phone the filters fold away unless one is set, so the table starts on the first screen.
   const active = FILTERS.filter((k) => filters[k]).map((k) => `${k}: ${filters[k]}`);
   const filterBox = h("details", { class: "filters-box", open: active.length > 0 || !matchMedia("(max-width: 640px)").matches }, h("summary", {}, active.length ? `Filters (${active.join(", ")})` : "Filters"), form);

@@ -39,6 +39,7 @@ try {
     const row = page.locator(`tr[data-job="${jobId}"]`);
     await row.locator('[data-testid="waits-for-input"]').waitFor();
     assert.equal(await page.locator("tr[data-job]").count(), 1, "only the job that asks");
+    assert.ok(await page.getByLabel("Waiting for input").isChecked(), "the filter shows as set");
     await audit(page, "the jobs waiting for input");
   });
 
