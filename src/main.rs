@@ -288,6 +288,9 @@ struct FactoryArgs {
 
 #[derive(Subcommand)]
 enum JobSelfCmd {
+    /// Ask the operator a question and wait: the answer on stdout (exit 0); exit 3 when nobody
+    /// answered by the timeout and there is no default; exit 1 when it was refused.
+    Ask(cli::ask::AskArgs),
     /// Report the job's stage (planning, coding, testing...).
     Stage { name: String },
     /// Save a checkpoint reference the next attempt gets as GF_CHECKPOINT.
@@ -423,6 +426,7 @@ fn run() -> Result<()> {
         Cmd::Probe(args) => rt.block_on(probe::run(args)),
         Cmd::Job { cmd } => {
             match cmd {
+                JobSelfCmd::Ask(args) => cli::ask::run(args)?,
                 JobSelfCmd::Stage { name } => gigafactory_factory::write_stage(&name)?,
                 JobSelfCmd::Checkpoint { reference } => {
                     gigafactory_factory::write_checkpoint(&reference)?

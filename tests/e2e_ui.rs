@@ -15,7 +15,8 @@
 //! a run's graph coloured by state. A fourth, the shell (`shell.test.mjs`), kills and
 //! restarts the coordinator when the script asks (a line `kill` or `start` on its stdout,
 //! answered on its stdin): the outage banner, stale marks and resume; sessions by cookie;
-//! filters in the URL; the phone layout. Screenshots go to `docs/screenshots/`. Needs
+//! filters in the URL; the phone layout. A fifth (`questions.test.mjs`) answers a job's
+//! question to an operator from its page. Screenshots go to `docs/screenshots/`. Needs
 //! `chromium` and `npm ci --prefix tests/ui` (`.ci/run` does both).
 
 mod common;
@@ -146,6 +147,16 @@ fn a_review_shows_what_it_saved_and_a_tracker_item_its_deliveries() {
         &viewer,
         &[&port, WEBHOOK_SECRET, CALLBACK_SECRET],
     );
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn a_job_asks_and_the_operator_answers_from_its_page() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 30_000);
+    let viewer = mint_viewer(&coord);
+    let out = run_script("questions.test.mjs", &coord, &viewer, &[]);
     assert!(out.contains("passed, 0 failed"), "{out}");
 }
 

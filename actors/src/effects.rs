@@ -1,5 +1,6 @@
 //! Carrying out a committed change's effects: keeping the scheduler's queue and running set
-//! in step, telling factories to stop or preempt, counting finished jobs and renewed leases.
+//! in step, telling factories to stop or preempt, counting finished jobs, renewed leases and
+//! questions to an operator.
 //! Called only by `commit::adopt`, after the transaction that made the change committed
 //! (adopt only after commit).
 
@@ -42,6 +43,7 @@ pub(crate) async fn dispatch(ctx: &Arc<Context>, t: &Transition) {
     if t.kind == EventKind::Renew {
         crate::metrics::lease_renewed();
     }
+    crate::metrics::question_changed(t);
     for effect in &t.effects {
         match *effect {
             Effect::Ready { .. } => {

@@ -2,6 +2,7 @@
 //! `error` code, in one place.
 
 use gigafactory_core::job::JobError;
+use gigafactory_core::job::question::QuestionError;
 use gigafactory_storage::repo::RepoError;
 
 pub type Result<T, E = CoordError> = std::result::Result<T, E>;
@@ -50,6 +51,10 @@ pub enum CoordError {
     /// The request is malformed or breaks a rule; nothing changed.
     #[error("{0}")]
     Invalid(String),
+    /// A question to an operator conflicts with the job's: none is open to answer (any
+    /// more), or one is open already; nothing changed.
+    #[error("{0}")]
+    QuestionConflict(String),
     /// The manifest has these problems; nothing was submitted.
     #[error("invalid manifest: {} problem(s)", .0.len())]
     InvalidManifest(Vec<String>),
@@ -129,6 +134,14 @@ impl From<JobError> for CoordError {
             e @ JobError::NotAReviewer { .. } => CoordError::Forbidden(e.to_string()),
             e @ JobError::AlreadyApproved { .. } => CoordError::AlreadyApproved(e.to_string()),
             JobError::InvalidReason(why) => CoordError::Invalid(why),
+            JobError::Question(e) => match e {
+                QuestionError::NotAChoice { .. } | QuestionError::Invalid(_) => {
+                    CoordError::Invalid(e.to_string())
+                }
+                QuestionError::NoOpenQuestion(_)
+                | QuestionError::AlreadyOpen(_)
+                | QuestionError::NotDue(_) => CoordError::QuestionConflict(e.to_string()),
+            },
             JobError::NotReady { not_before } => CoordError::IllegalTransition {
                 subject: "job",
                 command: "claim",

@@ -31,6 +31,9 @@ pub const QUEUED_JOBS: &str = "gigafactory_queued_jobs";
 pub const BUDGET_SPEND_USD: &str = "gigafactory_budget_spend_usd";
 pub const BUDGET_LIMIT_USD: &str = "gigafactory_budget_limit_usd";
 pub const BUDGET_SPEND_RATIO: &str = "gigafactory_budget_spend_ratio";
+pub const QUESTIONS_TOTAL: &str = "gigafactory_questions_total";
+/// How a job's question to an operator changed: asked, then one of its ends.
+const QUESTION_CHANGES: [&str; 5] = ["asked", "answered", "defaulted", "timed_out", "closed"];
 
 /// Bounds for waits a person notices: a long-poll lasts up to `claim_wait_max_ms`.
 const WAIT_BUCKETS_SECONDS: &[f64] = &[
@@ -161,7 +164,30 @@ pub(crate) fn describe(engine: &'static str) {
         Unit::Percent,
         "A budget's spend over its limit (1 = the limit reached)."
     );
+    describe_counter!(
+        QUESTIONS_TOTAL,
+        Unit::Count,
+        "Jobs' questions to an operator committed through this node: asked, and how each ended."
+    );
+    for change in QUESTION_CHANGES {
+        metrics::counter!(QUESTIONS_TOTAL, "change" => change).increment(0);
+    }
     commit_metrics::describe(engine);
+}
+
+/// Counts a committed change of a job's question: an ask, an answer, a timeout, or the close
+/// of an open question by the end of its lease (its outcome is dated this change).
+pub(crate) fn question_changed(t: &gigafactory_core::event::Transition) {
+    use gigafactory_core::event::EventKind;
+    use gigafactory_core::job::question::Outcome;
+    let Some(q) = &t.job.question else { return };
+    let change = match (t.kind, &q.outcome) {
+        (EventKind::Ask, _) => "asked",
+        (EventKind::Answer | EventKind::QuestionTimeout, Some(o)) => o.name(),
+        (_, Some(Outcome::Closed { at, .. })) if *at == t.at => "closed",
+        _ => return,
+    };
+    metrics::counter!(QUESTIONS_TOTAL, "change" => change).increment(1);
 }
 
 /// A claim's leases, committed at `now`: each is a lease granted, and a job's first lease of

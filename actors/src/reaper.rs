@@ -4,7 +4,7 @@
 //! it dead after `max_attempts`. Each job is its own transaction, which re-checks the expiry
 //! against the clock, so a lease renewed meanwhile is left alone. Every
 //! `budget_check_interval_ms` it ends leased jobs whose wall-clock budget ran out (the state
-//! machine refuses the others).
+//! machine refuses the others), and questions past their timeout (`coordinator::questions`).
 //!
 //! Every `hearing_interval_ms` it records that this node serves (`repo::hear`, before the
 //! first pass too). A lease that ran out while no node was heard is left a lease TTL from the
@@ -83,7 +83,10 @@ impl Actor for ReaperActor {
         match msg {
             ReaperMsg::ReapTick => reap(&state.ctx, &state.hearing).await,
             ReaperMsg::HearTick => hear(state).await,
-            ReaperMsg::BudgetTick => check_budgets(&state.ctx).await,
+            ReaperMsg::BudgetTick => {
+                check_budgets(&state.ctx).await;
+                crate::coordinator::time_out_questions(&state.ctx).await;
+            }
             ReaperMsg::Crash => return Err("fault injected: reaper crash".into()),
         }
         Ok(())

@@ -118,6 +118,9 @@ impl IntoResponse for ApiError {
                     ErrorCode::ArtifactLimitExceeded,
                 ),
                 CoordError::Invalid(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+                CoordError::QuestionConflict(_) => {
+                    (StatusCode::CONFLICT, ErrorCode::QuestionConflict)
+                }
                 CoordError::InvalidManifest(details) => {
                     body.details = details.clone();
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidManifest)

@@ -91,6 +91,8 @@ pub(crate) struct ListQuery {
     capability: Option<String>,
     factory: Option<String>,
     q: Option<String>,
+    /// `true`: only jobs waiting for an operator's answer; `false`: only the others.
+    waiting_for_input: Option<bool>,
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -124,6 +126,7 @@ pub(crate) async fn list(
         capability: q.capability,
         factory,
         text: q.q,
+        waiting_for_input: q.waiting_for_input,
     };
     let cursor = q.cursor.as_deref().map(parse_job_id).transpose()?;
     let (jobs, next) = s

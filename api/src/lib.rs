@@ -19,6 +19,7 @@ pub mod listener;
 mod metrics;
 mod node;
 mod openapi;
+mod questions;
 mod scale;
 mod session;
 mod tokens;
@@ -168,7 +169,12 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/jobs/{id}/stage", post(factories::stage))
         .route("/v1/jobs/{id}/complete", post(factories::complete))
         .route("/v1/jobs/{id}/fail", post(factories::fail))
-        .route("/v1/jobs/{id}/release", post(factories::release));
+        .route("/v1/jobs/{id}/release", post(factories::release))
+        .route(
+            "/v1/jobs/{id}/question",
+            post(questions::ask).get(questions::poll),
+        )
+        .route("/v1/jobs/{id}/answer", post(questions::answer));
     let router = match faults {
         true => router.route("/v1/admin/faults", post(node::inject_fault)),
         false => router,

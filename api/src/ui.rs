@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
     ("budget.js", JS, include_bytes!("../ui/budget.js")),
     ("money.js", JS, include_bytes!("../ui/money.js")),
+    ("question.js", JS, include_bytes!("../ui/question.js")),
     ("style.css", CSS, include_bytes!("../ui/style.css")),
     (
         "uplot.min.js",

@@ -3,7 +3,7 @@
 // Request changes and Reject), the tracker item it came from with its
 // deliveries, lease countdown, score breakdown, cost, attempts with their lengths, logs
 // (`joblogs.js`), timeline, the whole run's graph (`dag.js`) and the actions its state allows
-// (`jobactions.js`). Times show the date and how long ago (`when.js`).
+// (`jobactions.js`), and first its open question to an operator (`question.js`). Times show the date and how long ago (`when.js`).
 
 import { h, api, every, rerender, fmtTime, badge, flash, canAct, app, connection, REFRESH_MS, LEASED, TERMINAL } from "./lib.js";
 import { when, fmtDuration, fmtDate } from "./when.js";
@@ -14,6 +14,7 @@ import { fmtUsd, percentOf, spendBar } from "./money.js";
 import { artifactsPanel } from "./artifacts.js";
 import { itemPanel } from "./item.js";
 import { waitingPanel } from "./waiting.js";
+import { questionPanel } from "./question.js";
 
 // Events fetched per request; a job's timeline is read incrementally.
 const EVENTS_PAGE = 500;
@@ -74,10 +75,12 @@ export function jobPage(main, id) {
   const artifactsCard = h("section", { class: "card", hidden: true, "aria-labelledby": "artifacts-title", "data-testid": "artifacts-card" }, artifactsTitle, h("div", { class: "review-layout" }, artifacts.el, decision));
   const item = itemPanel(id);
   const waiting = waitingPanel(id);
+  const question = questionPanel(id, () => load());
   const col = (label) => h("th", { scope: "col" }, label);
   main.append(
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     h("h1", { id: "job-title" }, "Job"),
+    question.el,
     actions.el,
     held,
     waiting.el,
@@ -206,6 +209,7 @@ export function jobPage(main, id) {
     const payload = job.payload.command !== undefined ? ["Command", h("code", { "data-testid": "payload" }, job.payload.command)] : ["Prompt", h("pre", { class: "prompt", "data-testid": "payload" }, job.payload.prompt)];
     const wall = job.wall_clock_ms ? `${fmtDuration(job.wall_clock_ms)} (used ${fmtDuration(job.run_ms + (job.lease ? Date.now() - job.lease.granted_at : 0))})` : "none";
     rerender(runs, () => runs.replaceChildren(...row(...payload), ...row("Engine class", job.engine_class || "any"), ...row("Allowed scope", job.allowed_scope.length ? job.allowed_scope.join(", ") : "anywhere"), ...row("Cost budget", job.cost_budget_micros ? fmtUsd(job.cost_budget_micros) : "none"), ...row("Wall-clock budget", wall), ...row("Sandbox", sandboxText(job.sandbox))));
+    question.refresh(job);
     actions.refresh(job);
     logs.refresh(job);
     held.hidden = !job.held;

@@ -6,7 +6,7 @@
 import { h, api, every, rerender, fmtTime, badge, flash, canAct, REFRESH_MS, STATES } from "./lib.js";
 import { fmtUsd } from "./money.js";
 
-const FILTERS = ["state", "product", "capability", "factory", "q"];
+const FILTERS = ["state", "product", "capability", "factory", "q", "waiting_for_input"];
 // Actions that make sense on many jobs at once; the job page has the rest.
 const BULK_ACTIONS = ["cancel", "requeue", "retry"];
 const PAGE_SIZE = "50";
@@ -68,7 +68,9 @@ export function jobsPage(main, params) {
   const stateSel = h("select", { name: "state", onchange: (e) => { filters.state = e.target.value; form.requestSubmit(); } }, h("option", { value: "" }, "any"), ...STATES.map((s) => h("option", { value: s, selected: filters.state === s }, s)));
   const text = (name, attrs = {}) => h("input", { name, value: filters[name], oninput: (e) => (filters[name] = e.target.value.trim()), ...attrs });
   const names = h("datalist", { id: "factory-names" });
-  form.append(field("State", stateSel), field("Product", text("product")), field("Capability", text("capability")), field("Factory", text("factory", { list: "factory-names", placeholder: "name or id" })), field("Text", text("q")), names, h("button", { type: "submit" }, "Filter"));
+  // Only the jobs whose question waits for an operator's answer (the overview links here).
+  const asking = h("input", { type: "checkbox", name: "waiting_for_input", checked: filters.waiting_for_input === "true", onchange: (e) => { filters.waiting_for_input = e.target.checked ? "true" : ""; form.requestSubmit(); } });
+  form.append(field("State", stateSel), field("Product", text("product")), field("Capability", text("capability")), field("Factory", text("factory", { list: "factory-names", placeholder: "name or id" })), field("Text", text("q")), field("Waiting for input", asking), names, h("button", { type: "submit" }, "Filter"));
   // On a phone the filters fold away unless one is set, so the table starts on the first screen.
   const active = FILTERS.filter((k) => filters[k]).map((k) => `${k}: ${filters[k]}`);
   const filterBox = h("details", { class: "filters-box", open: active.length > 0 || !matchMedia("(max-width: 640px)").matches }, h("summary", {}, active.length ? `Filters (${active.join(", ")})` : "Filters"), form);
@@ -105,7 +107,7 @@ export function jobsPage(main, params) {
     const cmp = (a, b) => (a > b ? 1 : a < b ? -1 : 0);
     if (sortKey) sorted.sort((a, b) => cmp(sortValue(a, sortKey), sortValue(b, sortKey)) * sortDir);
     const pick = (j) => h("td", {}, h("input", { type: "checkbox", checked: selected.has(j.id), "data-key": `${j.id}:select`, "aria-label": `Select ${j.title}`, onchange: (e) => { e.target.checked ? selected.add(j.id) : selected.delete(j.id); draw(); } }));
-    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, canAct() ? pick(j) : null, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state)), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", { class: "num", "data-testid": "cost" }, fmtUsd(j.cost.total_micros)), h("td", {}, fmtTime(j.updated_at))))));
+    rerender(tbody, () => tbody.replaceChildren(...sorted.map((j) => h("tr", { "data-job": j.id }, canAct() ? pick(j) : null, h("td", {}, h("a", { href: `#/jobs/${j.id}`, "data-key": j.id }, j.title)), h("td", {}, badge(j.state), j.waiting_for_input ? [" ", h("span", { class: "badge asks", "data-testid": "waits-for-input" }, "waits for input")] : null), h("td", {}, j.stage || ""), h("td", {}, j.priority), h("td", {}, j.product), h("td", {}, `${j.attempts}`), h("td", { class: "num", "data-testid": "cost" }, fmtUsd(j.cost.total_micros)), h("td", {}, fmtTime(j.updated_at))))));
     const n = rows.filter((j) => selected.has(j.id)).length;
     count.textContent = `${n} selected`;
     for (const b of bulkButtons) b.disabled = n === 0;

@@ -7,6 +7,7 @@ import { h, api, every, rerender, followSse, fmtTime, fmtUtc, badge, app, withFa
 import { fmtUsd, percentOf, spendBar } from "./money.js";
 import { budgetHref } from "./budgets.js";
 import { when } from "./when.js";
+import { waitingForInputCard } from "./question.js";
 
 // Points a chart keeps: by default the server keeps an hour of samples (720 at 5 s).
 const CHART_POINTS_MAX = 720;
@@ -57,10 +58,12 @@ export function overviewPage(main) {
   const throttles = h("ul", { class: "throttles", "data-testid": "throttles" });
   const throttled = h("section", { class: "card warn", hidden: true, "aria-labelledby": "throttled-title" }, h("h2", { id: "throttled-title" }, "Throttled"), throttles);
   const capacity = h("tbody", { "data-testid": "capacity" });
+  const asking = waitingForInputCard();
   main.append(
     h("h1", {}, "Overview"),
     cards,
     throttled,
+    asking.el,
     h(
       "div",
       { class: "grid2" },
@@ -103,6 +106,7 @@ export function overviewPage(main) {
     throughput.draw();
     latency.draw();
   };
+  every(REFRESH_MS, asking.refresh);
   every(REFRESH_MS, async () => {
     const [s, budgets, hints, limits] = await Promise.all([api("GET", "/v1/stats"), api("GET", "/v1/budgets"), api("GET", "/v1/autoscale"), api("GET", "/v1/limits")]);
     const held = limits.filter((l) => l.throttled_until);

@@ -141,11 +141,17 @@ pub enum EventKind {
     BudgetReached,
     /// The job's spend passed its own cost budget: it ended (dead, or review).
     CostCapReached,
+    /// The job asked an operator a question: it waits for input.
+    Ask,
+    /// An operator answered the job's question.
+    Answer,
+    /// The job's question reached its timeout: its default is the answer, or it timed out.
+    QuestionTimeout,
 }
 
 impl EventKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::Submitted,
         EventKind::Claim,
         EventKind::Renew,
@@ -172,6 +178,9 @@ impl EventKind {
         EventKind::BudgetAlert,
         EventKind::BudgetReached,
         EventKind::CostCapReached,
+        EventKind::Ask,
+        EventKind::Answer,
+        EventKind::QuestionTimeout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -202,6 +211,9 @@ impl EventKind {
             EventKind::BudgetAlert => "budget_alert",
             EventKind::BudgetReached => "budget_reached",
             EventKind::CostCapReached => "cost_cap_reached",
+            EventKind::Ask => "ask",
+            EventKind::Answer => "answer",
+            EventKind::QuestionTimeout => "question_timeout",
         }
     }
 

@@ -15,6 +15,8 @@ pub struct JobFilter {
     pub factory: Option<FactoryId>,
     /// Case-insensitive substring of the title or key.
     pub text: Option<String>,
+    /// Whether the job waits for an operator's answer to its question.
+    pub waiting_for_input: Option<bool>,
 }
 
 impl JobFilter {
@@ -28,6 +30,9 @@ impl JobFilter {
             && self
                 .factory
                 .is_none_or(|f| j.state.lease().is_some_and(|l| l.factory == f))
+            && self
+                .waiting_for_input
+                .is_none_or(|w| w == crate::job::question::open(j).is_some())
             && self.text.as_deref().is_none_or(|t| {
                 let t = t.to_lowercase();
                 j.spec.title.to_lowercase().contains(&t) || j.spec.key.to_lowercase().contains(&t)

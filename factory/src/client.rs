@@ -149,6 +149,8 @@ enum Outgoing<'a> {
     Json(Vec<u8>),
     /// A file, PUT as the body: streamed, opened anew for each send.
     File { path: &'a Path, size: u64 },
+    /// Nothing: a GET.
+    Nothing,
 }
 
 /// How the coordinator took a fenced write.
@@ -241,6 +243,21 @@ impl Coordinator {
             .await
     }
 
+    /// GETs `path` with `token`, retrying as `retry` allows.
+    pub async fn get<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+        timeout: Duration,
+        retry: Retry,
+    ) -> Result<R, CallError> {
+        let answer = self
+            .send(path, token, Outgoing::Nothing, timeout, retry, None)
+            .await?
+            .unwrap_or_default();
+        serde_json::from_slice(&answer).map_err(|e| CallError::Decode(format!("{path}: {e}")))
+    }
+
     async fn post_tagged<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
@@ -299,6 +316,7 @@ impl Coordinator {
                     .post(&url)
                     .header(CONTENT_TYPE, "application/json")
                     .body(bytes.clone()),
+                Outgoing::Nothing => self.http.get(&url),
                 Outgoing::File { path, size } => {
                     let file = open_upload(path, *size).await?;
                     self.http

@@ -2,11 +2,13 @@
 //! token. `gigafactory job stage NAME` and `gigafactory job checkpoint REF` write one small
 //! file each into `$GF_CONTROL_DIR` (atomically: tmp file, then rename), which the agent reads;
 //! `gigafactory job usage` queues a file per report (`control/usage.rs`), and
-//! `gigafactory job artifact` a copy of each file it saves (`control/artifacts.rs`). The agent also keeps
+//! `gigafactory job artifact` a copy of each file it saves (`control/artifacts.rs`), and
+//! `gigafactory job ask` its question, whose answer the agent writes back (`control/question.rs`). The agent also keeps
 //! its `running.json` marker there while the job's process lives, so an agent restarted after
 //! a crash finds the jobs it orphaned.
 
 mod artifacts;
+mod question;
 mod usage;
 
 use std::io::Write;
@@ -21,6 +23,9 @@ use crate::error::{AgentError, Result};
 pub use artifacts::{
     ArtifactSource, PendingArtifact, hash_file, pending_artifacts, write_artifact,
     write_artifact_in,
+};
+pub use question::{
+    AnswerFile, QuestionFile, read_answer, read_question, write_answer, write_question,
 };
 pub use usage::{PendingUsage, pending_usage, split_for_end, write_usage, write_usage_in};
 

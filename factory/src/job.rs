@@ -13,6 +13,7 @@
 //! coordinator but its files, which `job/artifacts.rs` uploads.
 
 mod artifacts;
+mod question;
 mod report;
 
 use std::io;
@@ -242,6 +243,8 @@ async fn run_job(
     let mut sender = tokio::spawn(send_logs(ctx.clone(), queue.clone()).in_current_span());
     let renewer = tokio::spawn(renew_loop(ctx.clone()).in_current_span());
     let stager = tokio::spawn(stage_loop(ctx.clone(), ws.control.clone()).in_current_span());
+    let asker =
+        tokio::spawn(question::question_loop(ctx.clone(), ws.control.clone()).in_current_span());
     let (usage_last_call, usage_last_call_rx) = oneshot::channel();
     let mut usage = tokio::spawn(
         usage_loop(
@@ -267,6 +270,7 @@ async fn run_job(
         sender.abort_handle(),
         renewer.abort_handle(),
         stager.abort_handle(),
+        asker.abort_handle(),
         usage.abort_handle(),
         saver.abort_handle(),
     ]);
@@ -282,6 +286,7 @@ async fn run_job(
     process::signal_group(pgid, Signal::Kill);
     group.armed = false;
     stager.abort();
+    asker.abort();
     if tokio::time::timeout(Duration::from_millis(LOG_DRAIN_MS), &mut pump)
         .await
         .is_err()

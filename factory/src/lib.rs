@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+pub use control::{AnswerFile, read_answer, write_question};
 pub use control::{
     ArtifactSource, PendingArtifact, write_artifact, write_artifact_in, write_checkpoint,
     write_stage, write_throttled, write_usage, write_usage_in,

@@ -30,6 +30,9 @@ pub enum JobsCmd {
         /// Substring of the title or key.
         #[arg(long)]
         q: Option<String>,
+        /// Only jobs waiting for an operator's answer to their question.
+        #[arg(long)]
+        waiting_for_input: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Start after this job: the cursor the previous page printed.
@@ -124,6 +127,16 @@ pub enum JobsCmd {
         #[command(flatten)]
         view: View,
     },
+    /// Answer a job's open question: one of its choices (or free text when it offers none).
+    Answer {
+        id: String,
+        answer: String,
+        /// A note kept with the answer in the job's timeline.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        view: View,
+    },
     /// A job's artifacts: every attempt's files.
     Artifacts {
         id: String,
@@ -180,7 +193,7 @@ pub(super) fn jobs_table(fmt: &Fmt, jobs: &[JobView]) -> String {
     for j in jobs {
         t.row(vec![
             j.id.to_string().into(),
-            Cell::styled(&j.state, Style::of_state(&j.state)),
+            Cell::styled(super::questions::state_cell(j), Style::of_state(&j.state)),
             j.stage.as_deref().unwrap_or("-").into(),
             j.priority.to_string().into(),
             format!("{}/{}", j.attempts, j.max_attempts).into(),
@@ -205,11 +218,15 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
             state,
             product,
             q,
+            waiting_for_input,
             limit,
             cursor,
             view,
         } => {
             let mut query = vec![format!("limit={limit}")];
+            if waiting_for_input {
+                query.push("waiting_for_input=true".into());
+            }
             for (k, v) in [
                 ("state", state),
                 ("product", product),
@@ -248,6 +265,12 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
         }
         JobsCmd::Reject { id, why, view } => action(&c, &view, &id, "reject", why).await?,
         JobsCmd::Retry { id, why, view } => action(&c, &view, &id, "retry", why).await?,
+        JobsCmd::Answer {
+            id,
+            answer,
+            note,
+            view,
+        } => super::questions::answer(&c, &view, &id, answer, note).await?,
         JobsCmd::Artifacts { id, view } => super::artifacts::list(&c, &view, &id).await?,
         JobsCmd::Download {
             id,
@@ -309,6 +332,9 @@ fn describe(fmt: &Fmt, j: &JobView) -> String {
     }
     if let Some(feedback) = &j.review_feedback {
         lines.push(("feedback", feedback.clone()));
+    }
+    if let Some(question) = super::questions::question_line(fmt, j) {
+        lines.push(("question", question));
     }
     match (&j.held, &j.waiting) {
         (Some(held), _) => lines.push(("held", held.clone())),

@@ -61,6 +61,22 @@ pub fn lease_expiry_parts(key: &[u8]) -> Result<(u64, Uuid)> {
     Ok((at, id))
 }
 
+/// `("ask_due", timeout_ms, id)` → nothing. Open questions in timeout order, for the reaper.
+pub fn question_due(timeout_ms: u64, id: Uuid) -> Vec<u8> {
+    pack(&("ask_due", timeout_ms, id))
+}
+
+/// Open questions whose timeout is at or before `now_ms`.
+pub fn questions_due_by(now_ms: u64) -> KeyRange {
+    KeyRange::new(pack(&("ask_due",)), pack(&("ask_due", now_ms + 1)))
+}
+
+/// The job id in a question-timeout key.
+pub fn question_due_job(key: &[u8]) -> Result<Uuid> {
+    let (_, _, id): (String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok(id)
+}
+
 /// `("event", job, seq, n)` → an event of the job's timeline: `seq` is the job's `rev` at the
 /// write, `n` numbers the events one write appends (the transition's is 0).
 pub fn event(job: Uuid, seq: u64, n: u32) -> Vec<u8> {
@@ -525,6 +541,14 @@ mod tests {
             prop_assert_eq!(ka.cmp(&kb), want);
             prop_assert!(ready_all().contains(&ka));
             prop_assert_eq!(ready_id(&ka).unwrap(), id(a.2));
+        }
+
+        #[test]
+        fn question_due_keys_sort_by_timeout(t1 in 0u64..1 << 60, t2 in 0u64..1 << 60, n in any::<u128>()) {
+            let (k1, k2) = (question_due(t1, id(n)), question_due(t2, id(n)));
+            prop_assert_eq!(k1 < k2, t1 < t2);
+            prop_assert_eq!(questions_due_by(t2).contains(&k1), t1 <= t2);
+            prop_assert_eq!(question_due_job(&k1).unwrap(), id(n));
         }
 
         #[test]

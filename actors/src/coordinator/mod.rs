@@ -3,7 +3,7 @@
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
 //! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
 //! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), why a job
-//! is not running (`explain.rs`), and reads of jobs, logs and the node (`reads.rs`,
+//! is not running (`explain.rs`), questions to an operator (`questions.rs`), and reads of jobs, logs and the node (`reads.rs`,
 //! `observe.rs`, and its state on `/metrics`: `gauges.rs`). Every method turns a request into a store transaction, or a message to the
 //! actor that serializes it; none keeps state of its own.
 
@@ -17,6 +17,7 @@ mod leases;
 mod limits;
 mod observe;
 mod operate;
+mod questions;
 mod reads;
 mod submit;
 mod tokens;
@@ -32,6 +33,7 @@ pub use gauges::{GaugeFamily, GaugeSample};
 pub use intake::IntakeOutcome;
 pub use observe::{AutoscaleView, ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
+pub(crate) use questions::time_out_questions;
 pub use tokens::{Minted, Principal, Session, TokenInfo};
 
 use crate::clock::Clock;

@@ -64,7 +64,7 @@ impl OperatorAction {
 
 /// The reviewer an author is: the name of its operator or admin token (`insecure-dev` for
 /// a caller without one on an insecure development node).
-fn reviewer(author: &Author) -> Result<String> {
+pub(super) fn reviewer(author: &Author) -> Result<String> {
     match author {
         Author::Admin(name) | Author::Operator(name) => Ok(name.clone()),
         other => Err(CoordError::Forbidden(format!(

@@ -4,6 +4,7 @@
 //! to a body is in the document without anyone editing it. Tests check that the router and
 //! the document have exactly the same routes, and that the error codes listed are the API's.
 
+mod questions;
 mod routes;
 
 use std::sync::OnceLock;

@@ -53,6 +53,7 @@ pub(super) fn describe(d: &mut Doc) {
     money(d);
     trackers(d);
     artifacts(d);
+    super::questions::describe(d);
 }
 
 fn node(d: &mut Doc) {
@@ -253,7 +254,8 @@ fn jobs(d: &mut Doc) {
     .answers::<SubmitResponse>(200, "made earlier under the same idempotency key");
     d.get(
         "/v1/jobs",
-        "List jobs (filters: state, product, capability, factory, q; cursor paging)",
+        "List jobs (filters: state, product, capability, factory, q, waiting_for_input; cursor \
+         paging)",
         Viewer,
     )
     .query::<ListQuery>()

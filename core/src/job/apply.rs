@@ -4,7 +4,8 @@
 //! `review`).
 
 use super::{
-    Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, review, wall_clock_used,
+    Command, Effect, FactoryId, Job, JobError, JobState, Lease, Millis, question, review,
+    wall_clock_used,
 };
 use crate::backoff::Backoff;
 use crate::budget::format_usd;
@@ -75,6 +76,7 @@ pub fn apply(
     let mut next = job.clone();
     let mut effects = Vec::new();
     let state = &job.state;
+    let name = cmd.name();
     match (cmd, state) {
         (
             Command::Claim {
@@ -368,6 +370,13 @@ pub fn apply(
             next.state = reopened(false, parents, now, &mut effects)?;
             next.review_feedback = Some(reason);
         }
+        (Command::Ask { ask, .. }, JobState::Leased { .. } | JobState::Running { .. }) => {
+            question::ask(&mut next, ask, now)?;
+        }
+        (Command::Answer { by, answer, note }, _) => {
+            question::answer(&mut next, by, &answer, note.as_deref(), now)?;
+        }
+        (Command::QuestionTimeout, _) => question::time_out(&mut next, now)?,
         (cmd, s) => return Err(illegal(&cmd, s)),
     }
     if let (Some(old), None) = (job.state.lease(), next.state.lease()) {
@@ -375,6 +384,9 @@ pub fn apply(
         next.cost.end_lease(now);
     }
     end_past_cost_cap(&mut next, &mut effects, now);
+    // Q1: nobody waits for an answer once the lease that asked is gone (after the cost cap,
+    // which may end it too).
+    question::close_with_lease(job, &mut next, name, now);
     if !matches!(
         next.state,
         JobState::Review | JobState::Shipped | JobState::Rejected
@@ -398,6 +410,10 @@ pub fn apply(
             || review::approved(&next)
             || job.state == JobState::Shipped,
         "R1: a job ships with the approvals it needs"
+    );
+    debug_assert!(
+        question::open(&next).is_none() || next.state.lease().is_some(),
+        "Q1: an open question needs a lease"
     );
     Ok((next, effects))
 }

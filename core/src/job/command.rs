@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FactoryId, JobId, Millis};
+use super::{FactoryId, JobId, Millis, question};
 use crate::artifact::{ArtifactFile, ArtifactLimits};
 use crate::budget::Micros;
 use crate::event::EventKind;
@@ -126,6 +126,20 @@ pub enum Command {
         by: String,
         reason: String,
     },
+    /// The holder asks an operator a question (Q1: one open at a time).
+    Ask {
+        factory: FactoryId,
+        epoch: u64,
+        ask: question::Ask,
+    },
+    /// An operator (a token's name) answers the job's open question, with an optional note.
+    Answer {
+        by: String,
+        answer: String,
+        note: Option<String>,
+    },
+    /// The coordinator: the open question reached its timeout (refused before it did).
+    QuestionTimeout,
 }
 
 impl Command {
@@ -152,6 +166,9 @@ impl Command {
             Command::Ship { .. } => "ship",
             Command::Reject { .. } => "reject",
             Command::RequestChanges { .. } => "request_changes",
+            Command::Ask { .. } => "ask",
+            Command::Answer { .. } => "answer",
+            Command::QuestionTimeout => "question_timeout",
         }
     }
 
@@ -178,6 +195,9 @@ impl Command {
             Command::Ship { .. } => EventKind::Ship,
             Command::Reject { .. } => EventKind::Reject,
             Command::RequestChanges { .. } => EventKind::RequestChanges,
+            Command::Ask { .. } => EventKind::Ask,
+            Command::Answer { .. } => EventKind::Answer,
+            Command::QuestionTimeout => EventKind::QuestionTimeout,
         }
     }
 
@@ -216,7 +236,8 @@ impl Command {
             | Command::Artifact { factory, epoch, .. }
             | Command::Complete { factory, epoch }
             | Command::Fail { factory, epoch, .. }
-            | Command::Release { factory, epoch, .. } => Some((*factory, *epoch)),
+            | Command::Release { factory, epoch, .. }
+            | Command::Ask { factory, epoch, .. } => Some((*factory, *epoch)),
             _ => None,
         }
     }
@@ -267,6 +288,9 @@ pub enum JobError {
     /// A request for changes without a usable reason: give one.
     #[error("{0}")]
     InvalidReason(String),
+    /// A question, or an answer to one, was refused (see `question::QuestionError`).
+    #[error("{0}")]
+    Question(question::QuestionError),
 }
 
 /// A consequence of a transition that someone outside must carry out.

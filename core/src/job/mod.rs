@@ -10,11 +10,13 @@
 //! - **J4** a terminal job never changes state again (operator `retry` and `requeue` start a
 //!   new life explicitly, with a new epoch).
 //!
-//! The review's own rules (R1, R2) are numbered in `review`.
+//! The review's own rules (R1, R2) are numbered in `review`, the questions' (Q1, Q2) in
+//! `question`.
 
 mod actions;
 mod apply;
 mod command;
+pub mod question;
 pub mod review;
 
 use schemars::JsonSchema;
@@ -221,6 +223,9 @@ pub struct Job {
     /// Why a reviewer last asked for changes: handed to every attempt after it (as
     /// `GF_REVIEW_FEEDBACK`) until one completes.
     pub review_feedback: Option<String>,
+    /// The question the job asked last (`question`): open while it waits for an answer, then
+    /// with its outcome until the next one.
+    pub question: Option<question::Question>,
 }
 
 /// A reviewer's approval.
@@ -279,6 +284,7 @@ pub fn new_job(id: JobId, spec: JobSpec, parents: Vec<JobId>, now: Millis) -> Jo
         limit_slots: Vec::new(),
         approvals: Vec::new(),
         review_feedback: None,
+        question: None,
     }
 }
 

@@ -5,6 +5,7 @@
 mod artifacts;
 mod budgets;
 mod next;
+mod questions;
 mod review;
 
 use schemars::JsonSchema;
@@ -16,6 +17,7 @@ pub use budgets::{
     UsageWrite,
 };
 pub use next::{ClaimNext, EndAnswer};
+pub use questions::{AnswerBody, AskBody, QuestionView};
 pub use review::ActionBody;
 
 use crate::event::{Author, EventKind};
@@ -74,10 +76,13 @@ pub enum ErrorCode {
     Internal,
     UnsupportedMediaType,
     AuthThrottled,
+    /// A question to an operator conflicts with the job's: none is open (to answer), or one
+    /// is already (to ask).
+    QuestionConflict,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -102,6 +107,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::AuthThrottled,
+        ErrorCode::QuestionConflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +136,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::AuthThrottled => "auth_throttled",
+            ErrorCode::QuestionConflict => "question_conflict",
         }
     }
 }
@@ -516,6 +523,12 @@ pub struct JobView {
     /// a new life parents that did not end badly.
     #[serde(default)]
     pub allowed_actions: Vec<crate::job::Action>,
+    /// The question the job asked last (open: it waits for input), with its outcome.
+    #[serde(default)]
+    pub question: Option<QuestionView>,
+    /// Whether the job waits for an operator's answer to its open question.
+    #[serde(default)]
+    pub waiting_for_input: bool,
 }
 
 impl From<&Job> for JobView {
@@ -567,6 +580,8 @@ impl From<&Job> for JobView {
             sandbox: j.spec.sandbox.clone(),
             run_ms: j.run_ms,
             allowed_actions: crate::job::allowed_actions(j),
+            question: j.question.as_ref().map(QuestionView::from),
+            waiting_for_input: crate::job::question::open(j).is_some(),
         }
     }
 }

@@ -35,7 +35,8 @@ pub async fn load_job<T: Transaction>(tx: &mut T, id: JobId) -> Result<Option<Jo
 
 /// Writes `new` (whose previous version is `old`) and moves its index entries: the ready
 /// index holds exactly the queued and failed jobs, the lease-expiry index exactly the leased
-/// ones. A job that became ready bumps the `ready` signal that waiting claims watch.
+/// ones, the question-timeout index exactly the open questions. A job that became ready bumps
+/// the `ready` signal that waiting claims watch.
 pub fn save_job<T: Transaction>(tx: &mut T, old: Option<&Job>, new: &Job) -> Result<(), Error> {
     tx.set(&keys::job(new.id.0), &codec::encode(new)?)?;
     let ready_key = |j: &Job| {
@@ -61,15 +62,46 @@ pub fn save_job<T: Transaction>(tx: &mut T, old: Option<&Job>, new: &Job) -> Res
         }
     }
     let (old_lease, new_lease) = (old.and_then(lease_key), lease_key(new));
-    if old_lease != new_lease {
-        if let Some(k) = &old_lease {
+    move_entry(tx, old_lease, new_lease, &new.epoch.to_le_bytes())?;
+    // The question-timeout index holds exactly the open questions.
+    let due_key =
+        |j: &Job| job::question::open(j).map(|q| keys::question_due(q.timeout_at, j.id.0));
+    move_entry(tx, old.and_then(due_key), due_key(new), &[])
+}
+
+/// Moves an index entry from key `old` to key `new` (either may be none), with `value`.
+fn move_entry<T: Transaction>(
+    tx: &mut T,
+    old: Option<Vec<u8>>,
+    new: Option<Vec<u8>>,
+    value: &[u8],
+) -> Result<(), Error> {
+    if old != new {
+        if let Some(k) = &old {
             tx.clear(k)?;
         }
-        if let Some(k) = &new_lease {
-            tx.set(k, &new.epoch.to_le_bytes())?;
+        if let Some(k) = &new {
+            tx.set(k, value)?;
         }
     }
     Ok(())
+}
+
+/// Jobs whose open question reached its timeout at `now`, soonest first, at most `limit`.
+pub async fn questions_due<T: Transaction>(
+    tx: &mut T,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<JobId>, Error> {
+    let rows = tx
+        .get_range(
+            &keys::questions_due_by(now),
+            RangeOptions::limit(limit).snapshot(),
+        )
+        .await?;
+    rows.iter()
+        .map(|(k, _)| keys::question_due_job(k).map(JobId))
+        .collect()
 }
 
 /// Appends the `n`th event of a write to the job's timeline (the transition's is 0, a warning
@@ -368,6 +400,9 @@ fn apply_and_log<T: Transaction>(
     let detail = match kind {
         EventKind::Ship => job::review::approval_note(&new),
         EventKind::RequestChanges => new.review_feedback.clone(),
+        EventKind::Ask | EventKind::Answer | EventKind::QuestionTimeout => {
+            job::question::note(&new)
+        }
         _ => detail,
     };
     let detail = match (detail, reason) {

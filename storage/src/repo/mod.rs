@@ -40,8 +40,8 @@ pub use fleet::{
 };
 pub use jobs::{
     CHILDREN_MAX, Submitted, Writer, append_event, children, events, expired_leases, jobs_page,
-    leased_jobs, load_job, note, ready_page, remember_answer, remembered_answer, save_job, submit,
-    transition, transitions,
+    leased_jobs, load_job, note, questions_due, ready_page, remember_answer, remembered_answer,
+    save_job, submit, transition, transitions,
 };
 pub use limits::{
     LIMITS_MAX, LimitState, delete_limit, limit_hold, limits, load_limit, save_limit,
@@ -60,8 +60,8 @@ impl Record for Job {
     /// 2: `Cancelled` names the parent that cancelled it. 3: labels in the spec, and cost.
     /// 4: the tracker item it came from. 5: artifact globs in the spec. 6: approvals,
     /// reviewers, concurrency key and affinity in the spec; limit slots and approvals. 7: the
-    /// review's feedback. 8: the sandbox in the spec.
-    const SCHEMA: u16 = 8;
+    /// review's feedback. 8: the sandbox in the spec. 9: the question the job asked last.
+    const SCHEMA: u16 = 9;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -344,17 +344,39 @@ mod tests {
                 at: 1_400,
             }],
             review_feedback: Some("cover the empty case".into()),
+            question: Some(gigafactory_core::job::question::Question {
+                id: "q-1".into(),
+                text: "Merge the migration now?".into(),
+                choices: vec!["yes".into(), "no".into()],
+                default: Some("no".into()),
+                asked_at: 1_300,
+                timeout_at: 1_801_300,
+                outcome: Some(gigafactory_core::job::question::Outcome::Answered {
+                    answer: "yes".into(),
+                    by: "ana".into(),
+                    note: Some("after the backup".into()),
+                    at: 1_450,
+                }),
+            }),
         }
     }
 
-    /// The golden job as schema 7 stored it: no sandbox in its spec.
+    /// The golden job as schema 8 stored it: no question.
+    fn job_v8() -> Job {
+        Job {
+            question: None,
+            ..job()
+        }
+    }
+
+    /// The golden job as schema 7 stored it: no sandbox in its spec either.
     fn job_v7() -> Job {
         Job {
             spec: JobSpec {
                 sandbox: SandboxSpec::default(),
                 ..spec()
             },
-            ..job()
+            ..job_v8()
         }
     }
 
@@ -507,6 +529,10 @@ mod tests {
                 before_cost
             );
         }
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v8")).unwrap(),
+            job_v8()
+        );
         assert_eq!(
             codec::decode::<Job>(&golden_bytes("job_v7")).unwrap(),
             job_v7()

@@ -1,6 +1,6 @@
 //! The state machine's tests: shared helpers here; the lease's life case by case
 //! (`lease.rs`), the job's life around it (`lifecycle.rs`), its review (`review.rs`), and
-//! invariants J1–J4 by property over random command sequences (`props.rs`).
+//! questions to an operator (`question.rs`), and invariants J1–J4 by property over random command sequences (`props.rs`).
 
 use super::*;
 use crate::backoff::Backoff;
@@ -13,6 +13,7 @@ mod actions;
 mod lease;
 mod lifecycle;
 mod props;
+mod question;
 mod review;
 
 /// When every test job is created: far from 0, so no time arithmetic can hide an underflow.

@@ -75,6 +75,16 @@ enum Op {
     Ship(usize),
     Reject(usize),
     RequestChanges(usize),
+    /// A question with a timeout of `timeout_ms`, and its default when `default`.
+    Ask {
+        w: Writer,
+        e: Presented,
+        timeout_ms: u64,
+        default: bool,
+    },
+    /// An answer: a choice, or (false) a word that is none.
+    Answer(bool),
+    QuestionTimeout,
 }
 
 impl Op {
@@ -155,6 +165,28 @@ impl Op {
             Op::Ship(n) => ship(REVIEWERS[*n]),
             Op::Reject(n) => reject(REVIEWERS[*n]),
             Op::RequestChanges(n) => request_changes(REVIEWERS[*n], "add a test"),
+            Op::Ask {
+                w,
+                e,
+                timeout_ms,
+                default,
+            } => Command::Ask {
+                factory: writer(w),
+                epoch: epoch(e),
+                ask: crate::job::question::Ask {
+                    id: format!("q{}", job.rev),
+                    text: "merge?".into(),
+                    choices: vec!["yes".into(), "no".into()],
+                    default: default.then(|| "no".into()),
+                    timeout_ms: Some(*timeout_ms),
+                },
+            },
+            Op::Answer(choice) => Command::Answer {
+                by: "ana".into(),
+                answer: if *choice { "yes" } else { "maybe" }.into(),
+                note: None,
+            },
+            Op::QuestionTimeout => Command::QuestionTimeout,
         }
     }
 }
@@ -199,6 +231,11 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..REVIEWERS.len()).prop_map(Op::Ship),
         1 => (0..REVIEWERS.len()).prop_map(Op::Reject),
         1 => (0..REVIEWERS.len()).prop_map(Op::RequestChanges),
+        2 => (writer(), presented(), 1u64..3_000, any::<bool>()).prop_map(
+            |(w, e, timeout_ms, default)| Op::Ask { w, e, timeout_ms, default }
+        ),
+        1 => any::<bool>().prop_map(Op::Answer),
+        1 => Just(Op::QuestionTimeout),
     ]
 }
 
@@ -296,7 +333,8 @@ fn write_fence(cmd: &Command) -> Option<(FactoryId, u64)> {
         | Command::Stage { factory, epoch, .. }
         | Command::Complete { factory, epoch }
         | Command::Fail { factory, epoch, .. }
-        | Command::Release { factory, epoch, .. } => Some((*factory, *epoch)),
+        | Command::Release { factory, epoch, .. }
+        | Command::Ask { factory, epoch, .. } => Some((*factory, *epoch)),
         _ => None,
     }
 }
@@ -499,6 +537,27 @@ proptest! {
                 job.state.lease().is_some() || job.cost.rate_micros_per_hour == 0,
                 "factory time accrues only under a lease"
             );
+            Ok(())
+        })?;
+    }
+
+    /// Q1: a question is open only under a lease; Q2: an ended question keeps its outcome
+    /// until a new question (another id) replaces it.
+    #[test]
+    fn q1_q2_a_question_is_open_only_under_a_lease_and_ends_once(run in run()) {
+        play(&run, |step| {
+            let job = step.after();
+            prop_assert!(
+                crate::job::question::open(job).is_none() || job.state.lease().is_some(),
+                "Q1: an open question without a lease after {:?}",
+                step.cmd
+            );
+            if let (Some(before), Some(after)) = (&step.before.question, &job.question)
+                && before.id == after.id
+                && before.outcome.is_some()
+            {
+                prop_assert_eq!(&before.outcome, &after.outcome, "Q2: {:?}", step.cmd);
+            }
             Ok(())
         })?;
     }

@@ -302,6 +302,7 @@ impl<S: Into<JobState>> From<JobV1<S>> for Job {
             limit_slots: Vec::new(),
             approvals: Vec::new(),
             review_feedback: None,
+            question: None,
         }
     }
 }
@@ -379,16 +380,17 @@ impl<S: Into<JobSpec>> From<JobV3<Option<ItemRef>, S>> for Job {
             limit_slots: Vec::new(),
             approvals: Vec::new(),
             review_feedback: None,
+            question: None,
         }
     }
 }
 
-/// A job as schemas 6 and 7 stored it: no sandbox in its spec, and in schema 6 no review
-/// feedback (`F` is `()` then, which takes no bytes).
+/// A job as schemas 6 to 8 stored it: no question; up to 7 no sandbox in its spec (`S`); in
+/// schema 6 no review feedback (`F` is `()` then, which takes no bytes).
 #[derive(Deserialize)]
-struct JobV6<F> {
+struct JobV6<F, S = JobSpecV7> {
     id: JobId,
-    spec: JobSpecV7,
+    spec: S,
     parents: Vec<JobId>,
     state: JobState,
     stage: Option<String>,
@@ -427,8 +429,8 @@ impl StoredFeedback for Option<String> {
     }
 }
 
-impl<F: StoredFeedback> From<JobV6<F>> for Job {
-    fn from(v: JobV6<F>) -> Self {
+impl<F: StoredFeedback, S: Into<JobSpec>> From<JobV6<F, S>> for Job {
+    fn from(v: JobV6<F, S>) -> Self {
         Job {
             id: v.id,
             spec: v.spec.into(),
@@ -451,6 +453,7 @@ impl<F: StoredFeedback> From<JobV6<F>> for Job {
             limit_slots: v.limit_slots,
             approvals: v.approvals,
             review_feedback: v.review_feedback.feedback(),
+            question: None,
         }
     }
 }
@@ -467,6 +470,7 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
         5 => Ok(decode_payload::<JobV3<Option<ItemRef>, JobSpecV3>>(payload)?.into()),
         6 => Ok(decode_payload::<JobV6<()>>(payload)?.into()),
         7 => Ok(decode_payload::<JobV6<Option<String>>>(payload)?.into()),
+        8 => Ok(decode_payload::<JobV6<Option<String>, JobSpec>>(payload)?.into()),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),
