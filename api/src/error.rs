@@ -142,6 +142,17 @@ impl IntoResponse for ApiError {
                     tracing::error!(error = %e, "internal error");
                     (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
                 }
+                CoordError::SecretsNotConfigured(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::SecretsNotConfigured,
+                ),
+                CoordError::SecretsUnreadable(_) => {
+                    tracing::error!(error = %e, "a secret does not open");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::SecretsUnreadable,
+                    )
+                }
             },
         };
         body.error = status.1.as_str().into();

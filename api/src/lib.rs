@@ -20,6 +20,7 @@ mod metrics;
 mod node;
 mod openapi;
 mod scale;
+mod secrets;
 mod session;
 mod tokens;
 mod ui;
@@ -168,7 +169,13 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         .route("/v1/jobs/{id}/stage", post(factories::stage))
         .route("/v1/jobs/{id}/complete", post(factories::complete))
         .route("/v1/jobs/{id}/fail", post(factories::fail))
-        .route("/v1/jobs/{id}/release", post(factories::release));
+        .route("/v1/jobs/{id}/release", post(factories::release))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{product}/{name}",
+            put(secrets::set).delete(secrets::delete),
+        )
+        .route("/v1/jobs/{id}/secrets", post(secrets::fetch));
     let router = match faults {
         true => router.route("/v1/admin/faults", post(node::inject_fault)),
         false => router,

@@ -5,6 +5,7 @@
 //! the document have exactly the same routes, and that the error codes listed are the API's.
 
 mod routes;
+mod secrets;
 
 use std::sync::OnceLock;
 

@@ -53,6 +53,7 @@ pub(super) fn describe(d: &mut Doc) {
     money(d);
     trackers(d);
     artifacts(d);
+    super::secrets::describe(d);
 }
 
 fn node(d: &mut Doc) {

@@ -6,6 +6,7 @@ mod artifacts;
 mod budgets;
 mod next;
 mod review;
+mod secrets;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,9 @@ pub use budgets::{
 };
 pub use next::{ClaimNext, EndAnswer};
 pub use review::ActionBody;
+pub use secrets::{
+    JobSecret, JobSecrets, SecretFetch, SecretListQuery, SecretProfileQuery, SecretSet,
+};
 
 use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
@@ -74,10 +78,12 @@ pub enum ErrorCode {
     Internal,
     UnsupportedMediaType,
     AuthThrottled,
+    SecretsNotConfigured,
+    SecretsUnreadable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -102,6 +108,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::AuthThrottled,
+        ErrorCode::SecretsNotConfigured,
+        ErrorCode::SecretsUnreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +138,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::AuthThrottled => "auth_throttled",
+            ErrorCode::SecretsNotConfigured => "secrets_not_configured",
+            ErrorCode::SecretsUnreadable => "secrets_unreadable",
         }
     }
 }
