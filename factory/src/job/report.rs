@@ -110,10 +110,12 @@ impl JobCtx {
         retry: Retry,
     ) -> Written {
         let shared = &self.shared;
+        // Whatever the job wrote that reaches the coordinator (its output, stage, checkpoint,
+        // its end's message) passes here, so the job's secrets are replaced in all of it.
         let write = FencedWrite {
             epoch: self.job.epoch,
             request_id,
-            body,
+            body: super::secrets::redacted(&self.redactor, &body),
         };
         let sent = shared
             .coordinator
