@@ -109,6 +109,10 @@ fn read_value(from_file: Option<PathBuf>) -> Result<String> {
             std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
         }
         None => {
+            use std::io::IsTerminal as _;
+            if std::io::stdin().is_terminal() {
+                eprintln!("type the value, then Ctrl-D (it stays out of your shell history)");
+            }
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)

@@ -33,6 +33,20 @@ fn unreadable(meta: &SecretMeta, e: SealError) -> CoordError {
     ))
 }
 
+/// The secrets of `product` (or of every product), refused when there are more than one
+/// answer holds rather than cut short.
+async fn stored<T: gigafactory_storage::Transaction>(
+    tx: &mut T,
+    product: Option<&str>,
+) -> Result<Vec<SecretRecord>> {
+    repo::secrets(tx, product).await?.ok_or_else(|| {
+        CoordError::Invalid(format!(
+            "more than {} secrets: list them by product (?product=P)",
+            repo::SECRETS_LIST_MAX
+        ))
+    })
+}
+
 impl Coordinator {
     fn secrets_key(&self) -> Result<&SecretsKey> {
         self.ctx.secrets_key.as_deref().ok_or_else(|| {
@@ -46,7 +60,7 @@ impl Coordinator {
 
     /// What is known of the secrets of `product`, or of every product; never a value.
     pub async fn secrets(&self, product: Option<&str>) -> Result<Vec<SecretMeta>> {
-        let records = transact!(self.ctx.store, |tx| repo::secrets(tx, product).await)?;
+        let records = transact!(self.ctx.store, |tx| stored(tx, product).await)?;
         Ok(records.iter().map(SecretRecord::meta).collect())
     }
 
@@ -65,7 +79,7 @@ impl Coordinator {
         let key = self.secrets_key()?;
         let now = self.now();
         transact!(self.ctx.store, |tx| {
-            let mine = repo::secrets(tx, Some(&scope.product)).await?;
+            let mine = stored(tx, Some(&scope.product)).await?;
             let old = mine
                 .iter()
                 .find(|r| r.name == name && r.profile == scope.profile);
@@ -138,10 +152,10 @@ impl Coordinator {
                 .await?
                 .ok_or_else(|| CoordError::NotFound(format!("job {id}")))?;
             check_fence(&job, factory, epoch)?;
-            let stored = repo::secrets(tx, Some(&job.spec.product)).await?;
+            let records = stored(tx, Some(&job.spec.product)).await?;
             let chosen = secrets::for_job(
                 job.spec.profile.as_deref(),
-                stored.into_iter().map(|r| (r.meta(), r)).collect(),
+                records.into_iter().map(|r| (r.meta(), r)).collect(),
             );
             if chosen.is_empty() {
                 return Ok(Vec::new());

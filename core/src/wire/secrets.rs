@@ -7,13 +7,22 @@ use serde::{Deserialize, Serialize};
 use crate::secrets::SecretDelivery;
 
 /// `PUT /v1/secrets/{product}/{name}[?profile=P]`: the value and how the job receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretSet {
     /// 8 bytes to 64 KiB of UTF-8 without NUL. Never shown again by any read.
     pub value: String,
     #[serde(default)]
     pub delivery: SecretDelivery,
+}
+
+/// Never prints the value.
+impl std::fmt::Debug for SecretSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSet")
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `?profile=P` of the secret routes: the secret applies to that profile's jobs only.

@@ -98,20 +98,26 @@ pub async fn delete_secret<T: Transaction>(
     Ok(existed)
 }
 
-/// The secrets of `product` (every profile's too), or of every product, in key order. A
+/// The secrets of `product` (every profile's too), or of every product, in key order; `None`
+/// when there are more than a read may hold (every product's past [`SECRETS_LIST_MAX`]). A
 /// product holds at most [`SECRETS_PER_PRODUCT_MAX`], so a product's read is bounded.
 pub async fn secrets<T: Transaction>(
     tx: &mut T,
     product: Option<&str>,
-) -> Result<Vec<SecretRecord>, Error> {
-    let limit = match product {
-        Some(_) => SECRETS_PER_PRODUCT_MAX + 1,
+) -> Result<Option<Vec<SecretRecord>>, Error> {
+    let max = match product {
+        Some(_) => SECRETS_PER_PRODUCT_MAX,
         None => SECRETS_LIST_MAX,
     };
     let rows = tx
-        .get_range(&keys::secrets_of(product), RangeOptions::limit(limit))
+        .get_range(&keys::secrets_of(product), RangeOptions::limit(max + 1))
         .await?;
-    rows.iter().map(|(_, v)| codec::decode(v)).collect()
+    if rows.len() > max {
+        return Ok(None);
+    }
+    let records: Result<Vec<SecretRecord>, Error> =
+        rows.iter().map(|(_, v)| codec::decode(v)).collect();
+    records.map(Some)
 }
 
 #[cfg(test)]
@@ -167,10 +173,10 @@ mod tests {
             rs.into_iter().map(|r| (r.product, r.profile)).collect()
         };
         assert_eq!(
-            names(secrets(&mut tx, Some("acme")).await.unwrap()),
+            names(secrets(&mut tx, Some("acme")).await.unwrap().unwrap()),
             [("acme".into(), None), ("acme".into(), Some("agent".into()))]
         );
-        assert_eq!(secrets(&mut tx, None).await.unwrap().len(), 3);
+        assert_eq!(secrets(&mut tx, None).await.unwrap().unwrap().len(), 3);
         let scope = SecretScope {
             product: "acme".into(),
             profile: Some("agent".into()),
