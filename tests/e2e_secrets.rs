@@ -78,6 +78,15 @@ fn set_from_stdin(coord: &Coordinator, name: &str, value: &str, args: &[&str]) -
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Product `e2e`'s `API_KEY` (a variable) and `FILE_KEY` (a file, `file_value`); the answer
+/// to the first set.
+fn set_product_secrets(coord: &Coordinator, file_value: &str) -> Value {
+    let set = set_from_stdin(coord, "API_KEY", PRODUCT_KEY, &["--product", "e2e"]);
+    let file_args = ["--product", "e2e", "--as-file"];
+    set_from_stdin(coord, "FILE_KEY", file_value, &file_args);
+    set
+}
+
 fn sha(value: &str) -> String {
     Sha256::digest(value.as_bytes())
         .iter()
@@ -203,14 +212,8 @@ fn a_secret_reaches_the_job_and_is_found_nowhere_else_and_a_rotation_waits_for_t
         .stdout(std::fs::File::create(&fleet_file).unwrap())
         .spawn()
         .unwrap();
-    let set = set_from_stdin(&coord, "API_KEY", PRODUCT_KEY, &["--product", "e2e"]);
+    let set = set_product_secrets(&coord, SHADOWED_FILE);
     assert_eq!((set["version"].as_u64(), set.get("value")), (Some(1), None));
-    set_from_stdin(
-        &coord,
-        "FILE_KEY",
-        SHADOWED_FILE,
-        &["--product", "e2e", "--as-file"],
-    );
     let from = dir.path().join("value.txt");
     std::fs::write(&from, PROFILE_FILE).unwrap();
     let from_arg = from.display().to_string();
@@ -562,4 +565,44 @@ fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_cle
         wrong_node.log().contains("a secret does not open"),
         "logged"
     );
+}
+
+#[test]
+fn under_bubblewrap_the_secret_files_are_the_jobs_alone_and_read_only() {
+    let _serial = serial();
+    if let Some(why) = common::sandbox::bwrap_refused() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "secrets.key");
+    let coord = keyed_node(&dir.path().join("node"), &key);
+    set_product_secrets(&coord, PROFILE_FILE);
+    let factory_dir = dir.path().join("factory");
+    let _f = Factory::start_with_args(
+        &coord,
+        &coord.url,
+        "sandboxed",
+        1,
+        "linux",
+        &factory_dir,
+        &["--sandbox", "bwrap"],
+    );
+    let command = format!(
+        r#"set -u
+[ "$(printf %s "$API_KEY" | sha256sum | cut -c1-64)" = "{}" ] || {{ echo "API_KEY differs"; exit 3; }}
+[ "$(sha256sum < "$GF_SECRETS_DIR/FILE_KEY" | cut -c1-64)" = "{}" ] || {{ echo "FILE_KEY unreadable"; exit 4; }}
+if chmod 600 "$GF_SECRETS_DIR/FILE_KEY" 2>/dev/null; then echo "FILE_KEY is writable"; exit 5; fi
+if touch "$GF_SECRETS_DIR/more" 2>/dev/null; then echo "the secrets directory is writable"; exit 6; fi
+[ "$(ls "$GF_SECRETS_DIR/.." | wc -l)" = 1 ] || {{ echo "other attempts' secrets are visible"; exit 7; }}
+echo sandboxed ok
+"#,
+        sha(PRODUCT_KEY),
+        sha(PROFILE_FILE)
+    );
+    let id = submit(&coord, "sandboxed", &command);
+    let end = wait_ended(&coord, &id);
+    let output = stored_output(&coord, &id);
+    assert_eq!(end, "succeeded", "{output}");
+    assert!(output.contains("sandboxed ok"), "{output}");
 }

@@ -8,6 +8,7 @@
 pub mod artifacts;
 mod fake_factory;
 mod http;
+pub mod sandbox;
 mod spans;
 pub mod tracker;
 
