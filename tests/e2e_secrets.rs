@@ -506,7 +506,7 @@ fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_cle
         Some(&admin),
         Some(&json!({"value": "a long enough value"}).to_string()),
     );
-    expect_error(&refused, 503, "secrets_not_configured");
+    expect_error(&refused, 409, "secrets_not_configured");
     assert!(
         refused.1["message"]
             .as_str()
@@ -542,7 +542,7 @@ fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_cle
             json!({"epoch": epoch}),
         )
     };
-    expect_error(&fetch(), 503, "secrets_not_configured");
+    expect_error(&fetch(), 409, "secrets_not_configured");
     drop(keyless);
 
     let wrong = key_file(dir.path(), "wrong.key");
@@ -605,4 +605,32 @@ echo sandboxed ok
     let output = stored_output(&coord, &id);
     assert_eq!(end, "succeeded", "{output}");
     assert!(output.contains("sandboxed ok"), "{output}");
+}
+
+#[test]
+fn a_factory_fails_a_job_whose_secrets_a_keyless_node_cannot_hand_over_saying_why() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node");
+    let store = format!("embedded:{}", node.join("store").display());
+    let key = key_file(dir.path(), "secrets.key");
+    let admin = {
+        let keyed = keyed_node(&node, &key);
+        set_from_stdin(&keyed, "API_KEY", PRODUCT_KEY, &["--product", "e2e"]);
+        keyed.admin.clone()
+    };
+    let keyless = Coordinator::start_on(&node, &store, 5_000, Some(&admin));
+    let _f = Factory::start(&keyless, "keyless", 1, "linux", &dir.path().join("factory"));
+    let id = submit(&keyless, "needs-a-key", "echo never");
+    assert_eq!(wait_ended(&keyless, &id), "dead");
+    let shown = get(&keyless, &format!("/v1/jobs/{id}"));
+    let error = shown["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("secrets_not_configured") && error.contains("--secrets-key-file"),
+        "{shown}"
+    );
+    assert!(
+        !stored_output(&keyless, &id).contains("never"),
+        "it never ran"
+    );
 }

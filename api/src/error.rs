@@ -142,10 +142,11 @@ impl IntoResponse for ApiError {
                     tracing::error!(error = %e, "internal error");
                     (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
                 }
-                CoordError::SecretsNotConfigured(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::SecretsNotConfigured,
-                ),
+                // Not a 5xx: nothing changes until the operator gives the node its key, so a
+                // client must not retry (a factory fails the job with this message at once).
+                CoordError::SecretsNotConfigured(_) => {
+                    (StatusCode::CONFLICT, ErrorCode::SecretsNotConfigured)
+                }
                 CoordError::SecretsUnreadable(_) => {
                     tracing::error!(error = %e, "a secret does not open");
                     (

@@ -23,12 +23,13 @@ use crate::context::Shared;
 pub const SECRETS_DIR_ENV: &str = "GF_SECRETS_DIR";
 /// `<workdir>/secrets/<job>-<attempt>`: beside the jobs' workspaces, never inside one.
 const SECRETS_DIR: &str = "secrets";
-/// How long one fetch may take.
+/// How long one send of a fetch may take.
 const FETCH_TIMEOUT_MS: u64 = 10_000;
-/// Sends of a fetch before the attempt fails (retryably) for want of its secrets.
-const FETCH_SENDS_MAX: u32 = 5;
 
-/// The secrets of the job, for the lease the factory holds (`409`: the lease is gone).
+/// The secrets of the job, for the lease the factory holds. Retried through an outage like
+/// every report (an outage costs no attempt); a refusal (`409`: the lease is gone, or the
+/// coordinator has no key) ends it, and so does the lease's end, which a coordinator that
+/// keeps failing (`5xx`) leads to.
 pub(super) async fn fetch(shared: &Shared, job: &ClaimedJob) -> Result<Vec<JobSecret>, CallError> {
     let answer: Option<JobSecrets> = shared
         .coordinator
@@ -37,7 +38,7 @@ pub(super) async fn fetch(shared: &Shared, job: &ClaimedJob) -> Result<Vec<JobSe
             &shared.identity.token,
             &SecretFetch { epoch: job.epoch },
             Duration::from_millis(FETCH_TIMEOUT_MS),
-            Retry::Attempts(FETCH_SENDS_MAX),
+            Retry::Forever,
         )
         .await?;
     let secrets = answer.map(|a| a.secrets).unwrap_or_default();
