@@ -485,21 +485,28 @@ fn bad_input_gets_a_json_error_and_changes_nothing() {
     assert_clean("the listing", &before.to_string(), &[PRODUCT_KEY]);
 }
 
-#[test]
-fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_clear_error() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let node = dir.path().join("node");
+/// A node started without a key on a store where a keyed one set `API_KEY` of product `e2e`;
+/// with the node's directory and store URL.
+fn keyless_after_a_secret(dir: &Path, lease_ttl_ms: u64) -> (Coordinator, PathBuf, String) {
+    let node = dir.join("node");
     let store = format!("embedded:{}", node.join("store").display());
-    let key = key_file(dir.path(), "secrets.key");
+    let key = key_file(dir, "secrets.key");
     let admin = {
         let keyed = keyed_node(&node, &key);
         set_from_stdin(&keyed, "API_KEY", PRODUCT_KEY, &["--product", "e2e"]);
         keyed.admin.clone()
     };
+    let keyless = Coordinator::start_on(&node, &store, lease_ttl_ms, Some(&admin));
+    (keyless, node, store)
+}
 
+#[test]
+fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_clear_error() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
     // Leases long enough to outlive a restart of the node.
-    let keyless = Coordinator::start_on(&node, &store, 60_000, Some(&admin));
+    let (keyless, node, store) = keyless_after_a_secret(dir.path(), 60_000);
+    let admin = keyless.admin.clone();
     let refused = call(
         "PUT",
         &format!("{}/v1/secrets/other/API_KEY", keyless.url),
@@ -611,15 +618,7 @@ echo sandboxed ok
 fn a_factory_fails_a_job_whose_secrets_a_keyless_node_cannot_hand_over_saying_why() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let node = dir.path().join("node");
-    let store = format!("embedded:{}", node.join("store").display());
-    let key = key_file(dir.path(), "secrets.key");
-    let admin = {
-        let keyed = keyed_node(&node, &key);
-        set_from_stdin(&keyed, "API_KEY", PRODUCT_KEY, &["--product", "e2e"]);
-        keyed.admin.clone()
-    };
-    let keyless = Coordinator::start_on(&node, &store, 5_000, Some(&admin));
+    let (keyless, _, _) = keyless_after_a_secret(dir.path(), 5_000);
     let _f = Factory::start(&keyless, "keyless", 1, "linux", &dir.path().join("factory"));
     let id = submit(&keyless, "needs-a-key", "echo never");
     assert_eq!(wait_ended(&keyless, &id), "dead");
