@@ -288,6 +288,18 @@ fn a_secret_reaches_the_job_and_is_found_nowhere_else_and_a_rotation_waits_for_t
         .filter(|e| e["action"] == "POST /v1/jobs/{id}/secrets")
         .collect();
     assert_eq!(uses.len(), 2, "one use per lease: {audit}");
+    let sets: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "PUT /v1/secrets/{product}/{name}")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        sets.contains(&"product=e2e name=API_KEY version=2")
+            && sets.contains(&"product=e2e profile=agent name=FILE_KEY version=1"),
+        "each set is audited with its scope and version: {sets:?}"
+    );
     let (factory_id, factory_token) = f.identity();
     for (id, version) in [(&first, 1), (&second, 2)] {
         let entry = uses
@@ -341,6 +353,11 @@ fn a_secret_reaches_the_job_and_is_found_nowhere_else_and_a_rotation_waits_for_t
         "{ls}"
     );
     reads.push(("secrets ls", ls));
+    cli_ok(&coord, &["secrets", "rm", "FILE_KEY", "--product", "e2e"]);
+    let left = cli_ok(&coord, &["secrets", "ls", "--product", "e2e", "-o", "json"]);
+    let left: Value = serde_json::from_str(&left).unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 2, "{left}");
+    reads.push(("secrets ls -o json", left.to_string()));
     let every = [PRODUCT_KEY, ROTATED_KEY, PROFILE_FILE, SHADOWED_FILE];
     for (what, text) in &reads {
         assert_clean(what, text, &every);
