@@ -309,7 +309,10 @@ fn a_secret_reaches_the_job_and_is_found_nowhere_else_and_a_rotation_waits_for_t
         let target = entry["target"].as_str().unwrap();
         assert!(target.contains(&format!("API_KEY@v{version}")), "{target}");
         assert!(target.contains("FILE_KEY@v1 (profile agent)"), "{target}");
-        assert!(target.contains("epoch="), "{target}");
+        assert!(
+            target.contains("epoch=") && target.contains("count=2"),
+            "{target}"
+        );
         assert_eq!(entry["caller"], factory_id.as_str(), "{entry}");
     }
     // The lease is over: the factory's own token gets nothing for it now.

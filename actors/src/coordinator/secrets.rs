@@ -187,8 +187,13 @@ impl Coordinator {
                 role: "factory".into(),
                 caller: factory.to_string(),
                 action: FETCH_ACTION.into(),
+                // The count first: past the entry's bound the list is cut, the count is not.
                 target: clip(
-                    &format!("job={id} epoch={epoch} secrets={}", used.join(",")),
+                    &format!(
+                        "job={id} epoch={epoch} count={} secrets={}",
+                        used.len(),
+                        used.join(",")
+                    ),
                     AUDIT_TEXT_MAX_BYTES,
                 ),
                 status: 200,
