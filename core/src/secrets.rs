@@ -21,8 +21,11 @@ pub const SECRET_VALUE_MAX_BYTES: usize = 64 * 1024;
 pub const SECRET_VALUE_MIN_BYTES: usize = 8;
 /// Secrets one product may hold, its profiles' included: a job's fetch reads them all.
 pub const SECRETS_PER_PRODUCT_MAX: usize = 100;
-/// Names a job's own variables use; a secret may not shadow them.
-pub const RESERVED_PREFIX: &str = "GF_";
+/// Prefixes of the names the job's own variables (`GF_`) and the agent's settings
+/// (`GIGAFACTORY_`) use; a secret may not shadow them.
+pub const RESERVED_PREFIXES: [&str; 2] = ["GF_", "GIGAFACTORY_"];
+/// Variables the factory or its sandbox sets for every job: a secret named so would break it.
+pub const RESERVED_NAMES: [&str; 3] = ["PATH", "HOME", "TMPDIR"];
 
 /// Where a secret applies: every job of `product`, or only those of `product` whose
 /// `spec.profile` is `profile`.
@@ -68,7 +71,10 @@ pub enum SecretError {
          from [A-Z0-9_], not starting with a digit, got {0:?}"
     )]
     BadName(String),
-    #[error("{0}: names starting with {RESERVED_PREFIX} are the job's own variables")]
+    #[error(
+        "{0} is reserved: PATH, HOME, TMPDIR and names starting with GF_ or GIGAFACTORY_ are \
+         the job's own variables"
+    )]
     ReservedName(String),
     #[error(
         "a secret's value is {SECRET_VALUE_MIN_BYTES} to {SECRET_VALUE_MAX_BYTES} bytes \
@@ -96,7 +102,7 @@ pub fn check_name(name: &str) -> Result<(), SecretError> {
     if !first_ok || !rest_ok || name.len() > SECRET_NAME_MAX {
         return Err(SecretError::BadName(crate::audit::clip(name, 64)));
     }
-    if name.starts_with(RESERVED_PREFIX) {
+    if RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) {
         return Err(SecretError::ReservedName(name.to_string()));
     }
     Ok(())
@@ -210,10 +216,13 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(matches!(
-            check_name("GF_JOB_ID"),
-            Err(SecretError::ReservedName(_))
-        ));
+        for reserved in ["GF_JOB_ID", "GIGAFACTORY_TOKEN", "PATH", "HOME", "TMPDIR"] {
+            assert!(
+                matches!(check_name(reserved), Err(SecretError::ReservedName(_))),
+                "{reserved}"
+            );
+        }
+        assert_eq!(check_name("PATH_EXTRA"), Ok(()));
     }
 
     #[test]
