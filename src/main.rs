@@ -155,6 +155,15 @@ enum Cmd {
         #[command(flatten)]
         view: cli::output::View,
     },
+    /// Secrets: set (from stdin), list (names only), remove; keygen makes a node's key.
+    Secrets {
+        #[command(subcommand)]
+        cmd: cli::secrets::SecretsCmd,
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
+    },
     /// Budgets: spend per product (or label) and period, limits, pause and resume.
     Budgets {
         #[command(subcommand)]
@@ -409,6 +418,9 @@ fn run() -> Result<()> {
         }
         Cmd::Tokens { cmd, remote, view } => rt.block_on(cli::fleet::tokens(&remote, &view, cmd)),
         Cmd::Audit { args, remote, view } => rt.block_on(cli::fleet::audit(&remote, &view, args)),
+        Cmd::Secrets { cmd, remote, view } => {
+            rt.block_on(cli::secrets::secrets(&remote, &view, cmd))
+        }
         Cmd::Budgets { cmd, remote, view } => {
             rt.block_on(cli::budgets::budgets(&remote, &view, cmd))
         }

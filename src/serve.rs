@@ -9,6 +9,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use gigafactory_actors::sealing::SecretsKey;
 use gigafactory_actors::{Config, Coordinator, Edges, SystemClock};
 use gigafactory_api::ApiOptions;
 use gigafactory_api::listener::TlsReloader;
@@ -58,6 +59,11 @@ pub struct ServeArgs {
     /// the same one. By default `artifacts/` beside an embedded store.
     #[arg(long, env = "GIGAFACTORY_ARTIFACTS")]
     pub artifacts: Option<String>,
+    /// A file holding the secrets key (base64 of 32 random bytes: `gigafactory secrets
+    /// keygen > FILE`, mode 0600). `GIGAFACTORY_SECRETS_KEY` may hold the key itself instead.
+    /// Without a key, secrets cannot be set or handed to jobs; the rest works.
+    #[arg(long, env = "GIGAFACTORY_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -165,6 +171,8 @@ pub struct Settings {
     pub artifacts: String,
     pub network: Network,
     pub config: Config,
+    /// Seals secrets' values; `None` without `--secrets-key-file` or `GIGAFACTORY_SECRETS_KEY`.
+    pub secrets_key: Option<Arc<SecretsKey>>,
 }
 
 impl ServeArgs {
@@ -245,8 +253,38 @@ impl ServeArgs {
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
             network: self.network.resolve(file.tls, file.listener)?,
             config,
+            secrets_key: secrets_key(self.secrets_key_file.as_deref())?.map(Arc::new),
         })
     }
+}
+
+/// The secrets key from `file`, else from `GIGAFACTORY_SECRETS_KEY`; neither: none. A bad key
+/// stops the start: a node that could not open its secrets would fail every job that has one.
+fn secrets_key(file: Option<&Path>) -> Result<Option<SecretsKey>> {
+    let (text, from) = match file {
+        Some(path) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(path)
+                    .with_context(|| format!("reading the secrets key {}", path.display()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), "the secrets key file is readable by others than its owner: chmod 600 it");
+                }
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secrets key {}", path.display()))?;
+            (text, path.display().to_string())
+        }
+        None => match std::env::var("GIGAFACTORY_SECRETS_KEY") {
+            Ok(text) => (text, "GIGAFACTORY_SECRETS_KEY".to_string()),
+            Err(_) => return Ok(None),
+        },
+    };
+    let key = SecretsKey::from_base64(&text).with_context(|| format!("the secrets key {from}"))?;
+    Ok(Some(key))
 }
 
 /// Applies `[artifacts]`' bounds, each checked.
@@ -433,6 +471,7 @@ pub async fn start(settings: Settings) -> Result<Node> {
         clock: Arc::new(SystemClock),
         courier: Arc::new(courier),
         blobs,
+        secrets_key: settings.secrets_key.clone(),
     };
     // Before the actors start, so nothing they count at start is lost.
     let handle = metrics_recorder()?;

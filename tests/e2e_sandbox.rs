@@ -8,29 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::sandbox::bwrap_refused;
 use common::{Coordinator, Factory, all_logs, call, job, serial, state, submit_manifest, wait_for};
-
-/// Why bubblewrap cannot isolate here, if it cannot. On CI it must be installed.
-fn bwrap_refused() -> Option<String> {
-    let out = Command::new("bwrap")
-        .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
-        .args(["--unshare-pid", "--unshare-net", "--", "true"])
-        .output();
-    match out {
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("bubblewrap must be installed on CI (.ci/run installs it): {e}")
-        }
-        Err(e) => Some(format!("bubblewrap is not installed: {e}")),
-        Ok(o) if !o.status.success() => Some(format!(
-            "this machine refuses bubblewrap's namespaces: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Ok(_) => None,
-    }
-}
 
 fn text_of(coord: &Coordinator, id: &str) -> String {
     all_logs(coord, id)

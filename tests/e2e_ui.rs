@@ -12,7 +12,8 @@
 //! page offering only the actions each job's state allows (queued, running, cancelled, dead,
 //! in review, shipped, succeeded), an action's reason on the timeline, what a job runs, the
 //! logs of its attempts apart with search, pause and download, a dead job's stderr tail, and
-//! a run's graph coloured by state. A fourth, the shell (`shell.test.mjs`), kills and
+//! a run's graph coloured by state. `secrets.test.mjs` sets, rotates and deletes a secret in
+//! the Secrets page and finds its value nowhere in the page. A fourth, the shell (`shell.test.mjs`), kills and
 //! restarts the coordinator when the script asks (a line `kill` or `start` on its stdout,
 //! answered on its stdin): the outage banner, stale marks and resume; sessions by cookie;
 //! filters in the URL; the phone layout. A fifth (`questions.test.mjs`) answers a job's
@@ -157,6 +158,27 @@ fn a_job_asks_and_the_operator_answers_from_its_page() {
     let coord = Coordinator::start(dir.path(), 30_000);
     let viewer = mint_viewer(&coord);
     let out = run_script("questions.test.mjs", &coord, &viewer, &[]);
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn a_secret_set_in_the_page_is_listed_never_shown_back_and_deleted() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let key = Command::new(BIN)
+        .args(["secrets", "keygen"])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key_file = dir.path().join("secrets.key");
+    std::fs::write(&key_file, &key.stdout).unwrap();
+    let coord = Coordinator::start_with(
+        &dir.path().join("node"),
+        5_000,
+        &["--secrets-key-file", &key_file.display().to_string()],
+    );
+    let viewer = mint_viewer(&coord);
+    let out = run_script("secrets.test.mjs", &coord, &viewer, &[]);
     assert!(out.contains("passed, 0 failed"), "{out}");
 }
 

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::courier::Courier;
 use crate::fleet::FleetHub;
 use crate::registry::Registry;
+use crate::sealing::SecretsKey;
 use crate::stats_history::NodeStats;
 
 /// What a node reaches outside the store, given by whoever starts it: the clock, how it
@@ -27,6 +28,8 @@ pub struct Edges {
     pub clock: Arc<dyn Clock>,
     pub courier: Arc<dyn Courier>,
     pub blobs: BlobStore,
+    /// Seals and opens secrets' values; without one, secrets cannot be set or fetched.
+    pub secrets_key: Option<Arc<SecretsKey>>,
 }
 
 impl Edges {
@@ -36,6 +39,7 @@ impl Edges {
             clock,
             courier: Arc::new(crate::courier::NoCourier),
             blobs: BlobStore::in_memory(),
+            secrets_key: None,
         }
     }
 }
@@ -63,6 +67,8 @@ pub(crate) struct Context {
     /// Budget definitions kept between transactions for claims and charges (B3 in
     /// `storage`'s `repo::budgets` says why that is exact).
     pub budget_book: BudgetBook,
+    /// The operator's secrets key (`sealing.rs`), when one was given.
+    pub secrets_key: Option<Arc<SecretsKey>>,
 }
 
 impl Context {
@@ -71,6 +77,7 @@ impl Context {
             clock,
             courier,
             blobs,
+            secrets_key,
         } = edges;
         let started_at = clock.now_ms();
         let node_id = Uuid::now_v7();
@@ -93,6 +100,7 @@ impl Context {
             courier,
             blobs,
             budget_book: BudgetBook::default(),
+            secrets_key,
         }
     }
 

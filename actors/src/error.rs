@@ -85,6 +85,14 @@ pub enum CoordError {
     /// A bug or an invariant broken; logged with details.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The node was started without a secrets key, and the request needs one; start it with
+    /// `--secrets-key-file` or `GIGAFACTORY_SECRETS_KEY`.
+    #[error("{0}")]
+    SecretsNotConfigured(String),
+    /// A stored secret does not open with the node's key (another key, or a changed record);
+    /// start the node with the key the secret was set with, or set the secret again.
+    #[error("{0}")]
+    SecretsUnreadable(String),
 }
 
 impl CoordError {

@@ -35,6 +35,7 @@ mod ready_queue;
 mod reaper;
 mod registry;
 mod scheduler;
+pub mod sealing;
 mod stats_history;
 mod supervisor;
 mod sweeper;

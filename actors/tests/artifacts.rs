@@ -53,6 +53,7 @@ async fn start(dir: &std::path::Path, sweep_interval_ms: u64) -> Node {
         clock: Arc::new(clock.clone()),
         courier: Arc::new(NoCourier),
         blobs: blobs.clone(),
+        secrets_key: None,
     };
     let coord = Coordinator::start_with(store.clone(), config, edges)
         .await

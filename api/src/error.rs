@@ -145,6 +145,18 @@ impl IntoResponse for ApiError {
                     tracing::error!(error = %e, "internal error");
                     (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal)
                 }
+                // Not a 5xx: nothing changes until the operator gives the node its key, so a
+                // client must not retry (a factory fails the job with this message at once).
+                CoordError::SecretsNotConfigured(_) => {
+                    (StatusCode::CONFLICT, ErrorCode::SecretsNotConfigured)
+                }
+                CoordError::SecretsUnreadable(_) => {
+                    tracing::error!(error = %e, "a secret does not open");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::SecretsUnreadable,
+                    )
+                }
             },
         };
         body.error = status.1.as_str().into();

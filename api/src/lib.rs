@@ -21,6 +21,7 @@ mod node;
 mod openapi;
 mod questions;
 mod scale;
+mod secrets;
 mod session;
 mod tokens;
 mod ui;
@@ -174,7 +175,13 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
             "/v1/jobs/{id}/question",
             post(questions::ask).get(questions::poll),
         )
-        .route("/v1/jobs/{id}/answer", post(questions::answer));
+        .route("/v1/jobs/{id}/answer", post(questions::answer))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{product}/{name}",
+            put(secrets::set).delete(secrets::delete),
+        )
+        .route("/v1/jobs/{id}/secrets", post(secrets::fetch));
     let router = match faults {
         true => router.route("/v1/admin/faults", post(node::inject_fault)),
         false => router,

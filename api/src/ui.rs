@@ -29,6 +29,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("factories.js", JS, include_bytes!("../ui/factories.js")),
     ("weights.js", JS, include_bytes!("../ui/weights.js")),
     ("tokens.js", JS, include_bytes!("../ui/tokens.js")),
+    ("secrets.js", JS, include_bytes!("../ui/secrets.js")),
     ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
     ("budget.js", JS, include_bytes!("../ui/budget.js")),
     ("money.js", JS, include_bytes!("../ui/money.js")),

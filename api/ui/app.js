@@ -1,6 +1,6 @@
 // Gigafactory's control plane: a small single-page app over the REST API, one ES module per
 // page. Hash routes: #/overview, #/jobs, #/jobs/ID, #/factories, #/factories/ID, #/budgets,
-// #/budgets/NAME, #/weights, #/tokens (admins: tokens and the audit log).
+// #/budgets/NAME, #/weights, #/tokens (admins: tokens and the audit log), #/secrets.
 // This module signs in and routes; lib.js holds what the pages share.
 
 import { h, api, flash, signOut, app, connection, CONNECTION_EVENT, SIGNIN_EVENT, UnreachableError } from "./lib.js";
@@ -12,6 +12,7 @@ import { budgetsPage } from "./budgets.js";
 import { budgetPage } from "./budget.js";
 import { weightsPage } from "./weights.js";
 import { tokensPage } from "./tokens.js";
+import { secretsPage } from "./secrets.js";
 
 function loginPage(main) {
   const input = h("input", { id: "token", type: "password", autocomplete: "off", required: true, placeholder: "gf_…" });
@@ -102,6 +103,7 @@ async function route() {
   else if (parts[0] === "budgets") budgetsPage(main, params);
   else if (parts[0] === "weights") weightsPage(main, params);
   else if (parts[0] === "tokens") tokensPage(main);
+  else if (parts[0] === "secrets") secretsPage(main);
   else overviewPage(main);
 }
 

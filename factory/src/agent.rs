@@ -48,6 +48,7 @@ pub async fn serve(
         "factory agent started"
     );
     let orphan_reports = orphans::recover(&shared);
+    crate::job::clear_secret_leftovers(&shared.config.workdir);
     {
         let shared = shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;

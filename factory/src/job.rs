@@ -15,8 +15,10 @@
 mod artifacts;
 mod question;
 mod report;
+mod secrets;
 
 use std::io;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use gigafactory_core::job::Millis;
 use gigafactory_core::manifest::Payload;
+use gigafactory_core::redact::Redactor;
 use gigafactory_core::wire::{ClaimedJob, LogStream};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
@@ -43,6 +46,7 @@ use artifacts::{artifact_loop, save_at_end};
 use report::{
     final_report, finish_early, renew_loop, send_logs, send_report, stage_loop, usage_loop,
 };
+pub use secrets::clear_leftovers as clear_secret_leftovers;
 
 /// After the process exits, its output pipes get this long to reach end of file (a process
 /// outside the job's group may hold them open).
@@ -60,6 +64,8 @@ struct JobCtx {
     shared: Arc<Shared>,
     job: ClaimedJob,
     stop: Arc<watch::Sender<Option<Stop>>>,
+    /// Replaces the job's secrets in everything it reports (`job/secrets.rs`).
+    redactor: Arc<Redactor>,
 }
 
 impl JobCtx {
@@ -152,21 +158,49 @@ async fn run_job(
     if let Some(key) = &job.affinity {
         shared.mark_warm(key);
     }
-    let ctx = Arc::new(JobCtx { shared, job, stop });
+    // Fresh at every lease: a secret rotated since the last one reaches this one.
+    let fetched = secrets::fetch(&shared, &job).await;
+    let (job_secrets, fetch_failed) = match fetched {
+        Ok(s) => (s, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let redactor = Arc::new(secrets::redactor(&job_secrets));
+    let ctx = Arc::new(JobCtx {
+        shared,
+        job,
+        stop,
+        redactor,
+    });
+    if let Some(e) = fetch_failed {
+        let why = format!("cannot fetch the job's secrets: {e}");
+        return finish_early(&ctx, why, true).await;
+    }
     let config = &ctx.shared.config;
     let (workdir, job_id, attempt) = (config.workdir.clone(), ctx.job.job_id, ctx.job.attempt);
     let created = tokio::task::spawn_blocking(move || Workspace::create(&workdir, job_id, attempt))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
-    let ws = match created {
+    let mut ws = match created {
         Ok(ws) => ws,
         Err(e) => {
             let why = format!("cannot prepare the workspace: {e}");
             return finish_early(&ctx, why, true).await;
         }
     };
-    let launch = match launch_for(&ctx, &ws) {
+    // Held to the end of the attempt, however it ends: the files go with it.
+    let secret_files =
+        match secrets::SecretFiles::write(&config.workdir, job_id, attempt, &job_secrets) {
+            Ok(files) => files,
+            Err(e) => {
+                let why = format!("cannot write the job's secret files: {e}");
+                return finish_early(&ctx, why, true).await;
+            }
+        };
+    ws.secrets = secret_files.dir().map(Path::to_path_buf);
+    let secret_env = secrets::env(&job_secrets, &secret_files);
+    drop(job_secrets);
+    let launch = match launch_for(&ctx, &ws, secret_env) {
         Ok(launch) => launch,
         Err(why) => return finish_early(&ctx, why, false).await,
     };
@@ -236,6 +270,7 @@ async fn run_job(
             child.stdout.take(),
             child.stderr.take(),
             queue.clone(),
+            ctx.redactor.clone(),
             give_up_rx,
         )
         .in_current_span(),
@@ -433,7 +468,11 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// What to start for the job's payload.
-fn launch_for(ctx: &JobCtx, ws: &Workspace) -> Result<Launch, String> {
+fn launch_for(
+    ctx: &JobCtx,
+    ws: &Workspace,
+    secret_env: Vec<(String, String)>,
+) -> Result<Launch, String> {
     let job = &ctx.job;
     let (program, args, stdin) = match &job.payload {
         Payload::Command(command) => {
@@ -475,6 +514,7 @@ fn launch_for(ctx: &JobCtx, ws: &Workspace) -> Result<Launch, String> {
     if let Some(feedback) = &job.review_feedback {
         env.push(("GF_REVIEW_FEEDBACK".to_owned(), feedback.clone()));
     }
+    env.extend(secret_env);
     Ok(Launch {
         program,
         args,

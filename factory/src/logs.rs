@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gigafactory_core::redact::{RedactStream, Redactor};
 use gigafactory_core::wire::{LogChunk, LogStream};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, oneshot};
@@ -302,20 +303,22 @@ impl LogQueue {
 }
 
 /// Reads the job's stdout and stderr until both end (or `give_up` fires, when the process has
-/// exited but something outside its group holds a pipe open), feeding `queue`. Does not close
-/// the queue: the job may add its own notices after the output.
+/// exited but something outside its group holds a pipe open), feeding `queue` with the text
+/// `redactor` left (each stream holds back what could still become a secret with its next
+/// read). Does not close the queue: the job may add its own notices after the output.
 pub async fn pump<O, E>(
     mut stdout: Option<O>,
     mut stderr: Option<E>,
     queue: Arc<LogQueue>,
+    redactor: Arc<Redactor>,
     mut give_up: oneshot::Receiver<()>,
 ) where
     O: AsyncRead + Unpin,
     E: AsyncRead + Unpin,
 {
     let mut batcher = LogBatcher::new(LOG_CHUNK_MAX_BYTES, Duration::from_millis(LOG_BATCH_MS));
-    let mut out_text = Utf8Carry::default();
-    let mut err_text = Utf8Carry::default();
+    let mut out_text = Redacting::new(&redactor);
+    let mut err_text = Redacting::new(&redactor);
     let mut out_buf = vec![0u8; READ_BUF_BYTES];
     let mut err_buf = vec![0u8; READ_BUF_BYTES];
     let emit = |chunks: Vec<(LogStream, String)>| {
@@ -352,6 +355,35 @@ pub async fn pump<O, E>(
     emit(batcher.push(LogStream::Stdout, &out_text.finish(), now));
     emit(batcher.push(LogStream::Stderr, &err_text.finish(), now));
     emit(batcher.flush().into_iter().collect());
+}
+
+/// One stream's text: whole characters (`Utf8Carry`), then redacted (`RedactStream`).
+struct Redacting<'a> {
+    utf8: Utf8Carry,
+    redact: RedactStream,
+    redactor: &'a Redactor,
+}
+
+impl<'a> Redacting<'a> {
+    fn new(redactor: &'a Redactor) -> Self {
+        Redacting {
+            utf8: Utf8Carry::default(),
+            redact: RedactStream::default(),
+            redactor,
+        }
+    }
+
+    fn decode(&mut self, bytes: &[u8]) -> String {
+        let text = self.utf8.decode(bytes);
+        self.redact.push(self.redactor, &text)
+    }
+
+    fn finish(&mut self) -> String {
+        let text = self.utf8.finish();
+        let mut out = self.redact.push(self.redactor, &text);
+        out.push_str(&self.redact.finish(self.redactor));
+        out
+    }
 }
 
 /// Reads from a pipe that may be gone (then never ready).
@@ -544,7 +576,8 @@ mod tests {
         let (_keep, give_up) = oneshot::channel();
         let stdout: &[u8] = b"hello\nworld\n";
         let stderr: &[u8] = b"oops\n";
-        pump(Some(stdout), Some(stderr), queue.clone(), give_up).await;
+        let redactor = Arc::new(Redactor::default());
+        pump(Some(stdout), Some(stderr), queue.clone(), redactor, give_up).await;
         queue.close();
         let mut chunks = Vec::new();
         while let Some(c) = queue.next().await {
@@ -564,5 +597,34 @@ mod tests {
             .collect();
         assert_eq!(out, "hello\nworld\n");
         assert_eq!(err, "oops\n");
+    }
+
+    #[tokio::test]
+    async fn the_pump_redacts_a_secret_written_across_two_reads() {
+        let queue = LogQueue::new(LOG_QUEUE_MAX_BYTES);
+        let (_keep, give_up) = oneshot::channel();
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let redactor = Arc::new(Redactor::new([("API_KEY", "sk-live-0123456789")]));
+        let pumped = tokio::spawn(pump(
+            Some(reader),
+            None::<&[u8]>,
+            queue.clone(),
+            redactor,
+            give_up,
+        ));
+        use tokio::io::AsyncWriteExt as _;
+        writer.write_all(b"key=sk-live-01").await.unwrap();
+        writer.flush().await.unwrap();
+        // The pump must read the first half alone before the second is written.
+        tokio::task::yield_now().await;
+        writer.write_all(b"23456789 done\n").await.unwrap();
+        drop(writer);
+        pumped.await.unwrap();
+        queue.close();
+        let mut out = String::new();
+        while let Some(c) = queue.next().await {
+            out.push_str(&c.data);
+        }
+        assert_eq!(out, "key=[secret API_KEY] done\n");
     }
 }

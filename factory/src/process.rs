@@ -15,14 +15,29 @@ pub const JOB_ID_ENV: &str = "GF_JOB_ID";
 const WITHHELD_ENV_PREFIXES: [&str; 2] = ["GF_", "GIGAFACTORY_"];
 
 /// What to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Launch {
     pub program: String,
     pub args: Vec<String>,
     pub cwd: PathBuf,
+    /// The job's variables, its secrets among them.
     pub env: Vec<(String, String)>,
     /// Piped to the process's stdin when set; stdin is empty otherwise.
     pub stdin: Option<String>,
+}
+
+/// Names the variables without their values: a job's secrets are among them.
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Launch")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("env", &names)
+            .field("stdin", &self.stdin.as_ref().map(String::len))
+            .finish()
+    }
 }
 
 /// Starts `launch` in its own process group with piped stdout and stderr, its first process

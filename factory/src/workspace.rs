@@ -34,6 +34,8 @@ pub struct Workspace {
     pub work: PathBuf,
     /// `$GF_CONTROL_DIR`.
     pub control: PathBuf,
+    /// `$GF_SECRETS_DIR`, outside `root`, when the job has file secrets.
+    pub secrets: Option<PathBuf>,
 }
 
 impl Workspace {
@@ -47,6 +49,7 @@ impl Workspace {
             work: root.join("work"),
             control: root.join("control"),
             root,
+            secrets: None,
         }
     }
 

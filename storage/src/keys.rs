@@ -323,6 +323,20 @@ pub fn limit_bucket(key: &str, second: u64) -> Vec<u8> {
     pack(&("limitsec", key, second))
 }
 
+/// `("secret", product, profile, name)` → a secret's sealed value and what is known of it;
+/// `profile` is empty for a product-wide secret (a profile's name never is).
+pub fn secret(product: &str, profile: &str, name: &str) -> Vec<u8> {
+    pack(&("secret", product, profile, name))
+}
+
+/// Every secret of `product` (its profiles' too), or of every product.
+pub fn secrets_of(product: Option<&str>) -> KeyRange {
+    match product {
+        Some(p) => subspace(&("secret", p)),
+        None => subspace(&"secret"),
+    }
+}
+
 /// `("share", product)` → the product's fair share, as set through the API.
 pub fn share(product: &str) -> Vec<u8> {
     pack(&("share", product))

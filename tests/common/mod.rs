@@ -8,6 +8,7 @@
 pub mod artifacts;
 mod fake_factory;
 mod http;
+pub mod sandbox;
 mod spans;
 pub mod tracker;
 
@@ -151,7 +152,8 @@ impl Coordinator {
         Self::start_with_args(dir, &store, lease_ttl_ms, None, None, args)
     }
 
-    fn start_with_args(
+    /// A node on `store` with more `serve` arguments, `admin` as in [`Self::start_on`].
+    pub fn start_with_args(
         dir: &Path,
         store: &str,
         lease_ttl_ms: u64,

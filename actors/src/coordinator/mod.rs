@@ -2,7 +2,8 @@
 //! and the audit log (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
 //! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
-//! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), why a job
+//! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), secrets sealed, listed and handed to a
+//! lease holder (`secrets.rs`), why a job
 //! is not running (`explain.rs`), questions to an operator (`questions.rs`), and reads of jobs, logs and the node (`reads.rs`,
 //! `observe.rs`, and its state on `/metrics`: `gauges.rs`). Every method turns a request into a store transaction, or a message to the
 //! actor that serializes it; none keeps state of its own.
@@ -19,6 +20,7 @@ mod observe;
 mod operate;
 mod questions;
 mod reads;
+mod secrets;
 mod submit;
 mod tokens;
 

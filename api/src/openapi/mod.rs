@@ -6,6 +6,7 @@
 
 mod questions;
 mod routes;
+mod secrets;
 
 use std::sync::OnceLock;
 

@@ -54,6 +54,7 @@ pub(super) fn describe(d: &mut Doc) {
     trackers(d);
     artifacts(d);
     super::questions::describe(d);
+    super::secrets::describe(d);
 }
 
 fn node(d: &mut Doc) {

@@ -66,6 +66,11 @@ pub const PAYLOAD_LEN_MAX_BYTES: usize = 64 * 1024;
 pub const IDEMPOTENCY_KEY_LEN_MAX_BYTES: usize = 256;
 /// Highest priority; 0 is the lowest.
 pub const PRIORITY_MAX: u32 = 1_000;
+/// Checks a product's or a profile's name as a manifest does (secrets' scopes use it).
+pub fn check_product_name(value: &str) -> Result<(), String> {
+    checks::check_key(value)
+}
+
 /// Priority of a job that names none, directly or through its profile.
 pub const PRIORITY_DEFAULT: u32 = 50;
 /// Attempts of a job that names none.

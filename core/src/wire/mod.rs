@@ -7,6 +7,7 @@ mod budgets;
 mod next;
 mod questions;
 mod review;
+mod secrets;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,9 @@ pub use budgets::{
 pub use next::{ClaimNext, EndAnswer};
 pub use questions::{AnswerBody, AskBody, QuestionView};
 pub use review::ActionBody;
+pub use secrets::{
+    JobSecret, JobSecrets, SecretFetch, SecretListQuery, SecretProfileQuery, SecretSet,
+};
 
 use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
@@ -79,10 +83,12 @@ pub enum ErrorCode {
     /// A question to an operator conflicts with the job's: none is open (to answer), or one
     /// is already (to ask).
     QuestionConflict,
+    SecretsNotConfigured,
+    SecretsUnreadable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -108,6 +114,8 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::AuthThrottled,
         ErrorCode::QuestionConflict,
+        ErrorCode::SecretsNotConfigured,
+        ErrorCode::SecretsUnreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +145,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::AuthThrottled => "auth_throttled",
             ErrorCode::QuestionConflict => "question_conflict",
+            ErrorCode::SecretsNotConfigured => "secrets_not_configured",
+            ErrorCode::SecretsUnreadable => "secrets_unreadable",
         }
     }
 }

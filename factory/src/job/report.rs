@@ -110,10 +110,12 @@ impl JobCtx {
         retry: Retry,
     ) -> Written {
         let shared = &self.shared;
+        // Whatever the job wrote that reaches the coordinator (its output, stage, checkpoint,
+        // its end's message) passes here, so the job's secrets are replaced in all of it.
         let write = FencedWrite {
             epoch: self.job.epoch,
             request_id,
-            body,
+            body: super::secrets::redacted(&self.redactor, &body),
         };
         let sent = shared
             .coordinator
@@ -302,7 +304,9 @@ fn throttle_ahead(ws: &Workspace) -> Option<u64> {
 fn release(ws: &Workspace) -> Report {
     let checkpoint = control::read_checkpoint(&ws.control);
     let throttled_until = throttle_ahead(ws);
-    info!(checkpoint = ?checkpoint, throttled_until = ?throttled_until, "releasing the job");
+    // The checkpoint is the job's own text: its length only, as it may hold a secret.
+    let checkpoint_bytes = checkpoint.as_ref().map(String::len);
+    info!(checkpoint_bytes = ?checkpoint_bytes, throttled_until = ?throttled_until, "releasing the job");
     Report::Release(Release {
         checkpoint,
         usage: Vec::new(),
@@ -418,7 +422,8 @@ pub(super) async fn stage_loop(ctx: Arc<JobCtx>, control_dir: PathBuf) {
     loop {
         tick.tick().await;
         // A read of one small local file: cheaper than a trip to a blocking thread.
-        let Some(stage) = control::read_stage(&control_dir) else {
+        // Redacted before it is compared, logged or sent: a stage is the job's own text.
+        let Some(stage) = control::read_stage(&control_dir).map(|s| ctx.redactor.redact(&s)) else {
             continue;
         };
         if sent.as_ref() == Some(&stage) {

@@ -34,6 +34,11 @@ pub fn wrap(bwrap: &Path, launch: Launch, workdir: &Path, ws: &Workspace, networ
         &root,
         &root,
     ]);
+    // The job's secret files, read-only, at the path `$GF_SECRETS_DIR` names.
+    if let Some(dir) = &ws.secrets {
+        let dir = dir.display().to_string();
+        push(&["--ro-bind", &dir, &dir]);
+    }
     push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts"]);
     if !network {
         push(&["--unshare-net"]);
@@ -100,5 +105,38 @@ mod tests {
             true,
         );
         assert!(!with_net.args.contains(&"--unshare-net".to_string()));
+    }
+
+    #[test]
+    fn the_secrets_directory_is_bound_read_only_after_the_mask() {
+        let mut ws = Workspace::path(
+            Path::new("/w"),
+            gigafactory_core::job::JobId(uuid::Uuid::nil()),
+            1,
+        );
+        let wrapped = wrap(
+            Path::new("bwrap"),
+            launch(&ws.work),
+            Path::new("/w"),
+            &ws,
+            true,
+        );
+        let ro_binds = |args: &[String]| args.iter().filter(|a| *a == "--ro-bind").count();
+        assert_eq!(ro_binds(&wrapped.args), 1, "only / without secrets");
+        ws.secrets = Some(PathBuf::from("/w/secrets/j-1"));
+        let wrapped = wrap(
+            Path::new("bwrap"),
+            launch(&ws.work),
+            Path::new("/w"),
+            &ws,
+            true,
+        );
+        let a = &wrapped.args;
+        let mask = a.windows(2).position(|w| w == ["--tmpfs", "/w"]).unwrap();
+        let bind = a
+            .windows(3)
+            .position(|w| w == ["--ro-bind", "/w/secrets/j-1", "/w/secrets/j-1"])
+            .expect("the secrets directory is bound read-only");
+        assert!(mask < bind, "bound after the agent's directory is masked");
     }
 }

@@ -12,6 +12,7 @@ mod fleet;
 mod jobs;
 mod limits;
 mod logs;
+mod secrets;
 mod tracker;
 mod upgrade;
 
@@ -49,6 +50,9 @@ pub use limits::{
 pub use logs::{
     LOG_MAX_BYTES_PER_JOB, LOG_PAGE_MAX_BYTES, LogAppend, LogPage, append_log, logs_after,
     watch_logs,
+};
+pub use secrets::{
+    SECRETS_LIST_MAX, SecretRecord, delete_secret, load_secret, save_secret, secrets,
 };
 pub use tracker::{
     deliveries_of, due_deliveries, enqueue_delivery, items, load_delivery, load_item, save_item,
