@@ -22,7 +22,7 @@ use gigafactory_core::manifest::Payload;
 use gigafactory_core::wire::{
     ClaimRequest, ClaimResponse, ClaimedJob, Complete, EndAnswer, EnrollRequest, EnrollResponse,
     ErrorBody, FactoryCommand, Fail, FencedWrite, HeartbeatRequest, HeartbeatResponse, LeaseAnswer,
-    LogChunk, LogStream, Release, Renew, Stage, UsageReport, UsageWrite,
+    LogChunk, LogStream, Release, Renew, SecretFetch, Stage, UsageReport, UsageWrite,
 };
 use gigafactory_factory::{
     AgentConfig, AgentError, ArtifactSource, run, write_artifact_in, write_usage_in,
@@ -237,6 +237,13 @@ async fn job_write(
     headers: HeaderMap,
     Json(body): Json<serde_json::Value>,
 ) -> Response {
+    // A job's secrets: this coordinator keeps none.
+    if action == "secrets" {
+        return match serde_json::from_value::<SecretFetch>(body) {
+            Ok(_) => Json(serde_json::json!({ "secrets": [] })).into_response(),
+            Err(_) => error(StatusCode::BAD_REQUEST, "bad_request", None),
+        };
+    }
     // Each body must have the shape the real coordinator will parse.
     let epoch = match action.as_str() {
         "renew" => parse::<Renew>(&body).map(|w| w.epoch),
