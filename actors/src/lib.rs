@@ -8,6 +8,7 @@
 //!             ├─ MembershipActor  on a shared store: node lease, shard leases
 //!             ├─ FleetRelayActor  on a shared store: other nodes' fleet events into this stream
 //!             ├─ OutboxActor      tracker echoes due in the node's shards
+//!             ├─ ScheduleActor    cron schedules of the node's shards, each tick fired once
 //!             └─ SweeperActor     artifact retention, blobs nobody keeps
 //! ```
 //!
@@ -31,6 +32,7 @@ mod job_actor;
 mod membership;
 pub mod metrics;
 mod outbox;
+mod schedule_actor;
 mod ready_queue;
 mod reaper;
 mod registry;

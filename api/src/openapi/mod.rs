@@ -5,6 +5,7 @@
 //! the document have exactly the same routes, and that the error codes listed are the API's.
 
 mod routes;
+mod schedules;
 
 use std::sync::OnceLock;
 
@@ -31,6 +32,7 @@ pub(crate) async fn document() -> impl IntoResponse {
 fn build() -> Value {
     let mut doc = Doc::new();
     routes::describe(&mut doc);
+    schedules::describe(&mut doc);
     doc.finish()
 }
 

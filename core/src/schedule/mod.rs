@@ -277,21 +277,23 @@ fn check_manifest(text: &str, problems: &mut Vec<String>) {
     }
 }
 
-/// The idempotency key of a tick's job (`key`: the job's key in a manifest).
-pub fn idempotency_key(name: &str, tick: Millis, key: Option<&str>) -> String {
+/// The idempotency key of a run's job: `run` is the tick (or `manual-AT` for a trigger),
+/// `key` the job's key in a manifest.
+pub fn idempotency_key(name: &str, run: &str, key: Option<&str>) -> String {
     match key {
-        Some(k) => format!("schedule:{name}:{tick}:{k}"),
-        None => format!("schedule:{name}:{tick}"),
+        Some(k) => format!("schedule:{name}:{run}:{k}"),
+        None => format!("schedule:{name}:{run}"),
     }
 }
 
-/// The specs a run of `target` submits at `tick`, each with its idempotency key. Errors are
-/// the template's problems (checked when it was set, so only a rule changed since then).
-pub fn specs_for(name: &str, target: &Target, tick: Millis) -> Result<Vec<JobSpec>, String> {
+/// The specs a run of `target` submits (`run`: its tick, or `manual-AT`), each with its
+/// idempotency key. Errors are the template's problems (checked when it was set, so only a
+/// rule changed since then).
+pub fn specs_for(name: &str, target: &Target, run: &str) -> Result<Vec<JobSpec>, String> {
     match target {
         Target::Job(text) => {
             let mut spec = manifest::parse_job_spec_json(text).map_err(|e| e.to_string())?;
-            spec.idempotency_key = Some(idempotency_key(name, tick, None));
+            spec.idempotency_key = Some(idempotency_key(name, run, None));
             Ok(vec![spec])
         }
         Target::Manifest(text) => {
@@ -299,7 +301,7 @@ pub fn specs_for(name: &str, target: &Target, tick: Millis) -> Result<Vec<JobSpe
                 .map_err(|e| e.to_string())?
                 .jobs;
             for j in &mut jobs {
-                j.idempotency_key = Some(idempotency_key(name, tick, Some(&j.key)));
+                j.idempotency_key = Some(idempotency_key(name, run, Some(&j.key)));
             }
             Ok(jobs)
         }

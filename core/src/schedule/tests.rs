@@ -313,10 +313,10 @@ fn a_template_with_its_own_idempotency_key_or_parents_is_refused() {
 
 #[test]
 fn each_tick_submits_under_its_own_keys() {
-    let jobs = specs_for("nightly", &Target::Job(JOB.into()), 42).unwrap();
+    let jobs = specs_for("nightly", &Target::Job(JOB.into()), "42").unwrap();
     assert_eq!(jobs[0].idempotency_key.as_deref(), Some("schedule:nightly:42"));
     let manifest = "product = \"p\"\n[[jobs]]\nkey = \"a\"\ntitle = \"A\"\ncommand = \"true\"\n";
-    let jobs = specs_for("n", &Target::Manifest(manifest.into()), 7).unwrap();
+    let jobs = specs_for("n", &Target::Manifest(manifest.into()), "7").unwrap();
     assert_eq!(jobs[0].idempotency_key.as_deref(), Some("schedule:n:7:a"));
 }
 

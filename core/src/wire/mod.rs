@@ -6,6 +6,7 @@ mod artifacts;
 mod budgets;
 mod next;
 mod review;
+mod schedules;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ pub use budgets::{
 };
 pub use next::{ClaimNext, EndAnswer};
 pub use review::ActionBody;
+pub use schedules::{NextRun, RunView, ScheduleBody, ScheduleView, TriggerAnswer};
 
 use crate::event::{Author, EventKind};
 use crate::job::{FactoryId, Job, JobId, JobState, Millis};
@@ -74,10 +76,11 @@ pub enum ErrorCode {
     Internal,
     UnsupportedMediaType,
     AuthThrottled,
+    InvalidSchedule,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -102,6 +105,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::AuthThrottled,
+        ErrorCode::InvalidSchedule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +134,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::AuthThrottled => "auth_throttled",
+            ErrorCode::InvalidSchedule => "invalid_schedule",
         }
     }
 }
@@ -144,7 +149,8 @@ pub struct ErrorBody {
     /// With `fenced`: the epoch the job is at now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
-    /// With `invalid_manifest`: every problem, with its location; with
+    /// With `invalid_manifest`: every problem, with its location (with `invalid_schedule`,
+    /// `field: problem`); with
     /// `idempotency_conflict`: every job whose key another job holds, with its location.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
