@@ -7,7 +7,6 @@
 mod artifacts;
 mod auth;
 mod budgets;
-mod schedules;
 mod courier;
 mod error;
 mod factories;
@@ -21,6 +20,7 @@ mod metrics;
 mod node;
 mod openapi;
 mod scale;
+mod schedules;
 mod session;
 mod tokens;
 mod ui;

@@ -1,7 +1,7 @@
 //! The CLI's client commands, one file per concern: jobs (`jobs.rs`, with `submit`), following
 //! them to their end (`follow.rs`: `logs -f`, `submit --wait`), their review decisions
 //! (`review.rs`) and their artifacts (`artifacts.rs`), the fleet (`fleet.rs`: factories and
-//! tokens), money (`budgets.rs`), trackers (`intake.rs`), scheduling (`scheduling.rs`: why a
+//! tokens), money (`budgets.rs`), trackers (`intake.rs`), cron schedules (`schedules.rs`), scheduling (`scheduling.rs`: why a
 //! job waits, products' shares and weights) and scaling hints (`scale.rs`); `top/` is the live
 //! terminal view of the fleet, and `sse.rs` reads the event streams that `logs -f` and `top`
 //! follow. Each is a thin caller of the REST API through `crate::client`, printing what comes
@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod output;
 pub mod review;
 pub mod scale;
+pub mod schedules;
 pub mod scheduling;
 pub mod sse;
 pub mod top;

@@ -4,9 +4,7 @@
 //! `schedule_fire.rs`; a change here reaches it at its next pass.
 
 use gigafactory_core::event::Author;
-use gigafactory_core::schedule::{
-    self, Draft, HISTORY_MAX, Schedule, ScheduleState, Trigger,
-};
+use gigafactory_core::schedule::{self, Draft, HISTORY_MAX, Schedule, ScheduleState, Trigger};
 use gigafactory_core::wire::{RunView, ScheduleBody, ScheduleView};
 use gigafactory_storage::{repo, transact};
 
@@ -64,7 +62,8 @@ impl Coordinator {
         let checked = match (name_problem, checked) {
             (None, Ok(c)) => c,
             (n, c) => {
-                let mut problems: Vec<String> = n.map(|p| format!("name: {p}")).into_iter().collect();
+                let mut problems: Vec<String> =
+                    n.map(|p| format!("name: {p}")).into_iter().collect();
                 problems.extend(c.err().unwrap_or_default());
                 return Err(CoordError::InvalidSchedule(problems));
             }
@@ -86,9 +85,13 @@ impl Coordinator {
                 missed: c.missed,
                 catchup_window_s: c.catchup_window_s,
                 target: c.target,
-                state: old.as_ref().map_or(ScheduleState::Active, |o| o.state.clone()),
+                state: old
+                    .as_ref()
+                    .map_or(ScheduleState::Active, |o| o.state.clone()),
                 cursor: old.as_ref().map_or(now, |o| o.cursor),
-                previous_jobs: old.as_ref().map_or_else(Vec::new, |o| o.previous_jobs.clone()),
+                previous_jobs: old
+                    .as_ref()
+                    .map_or_else(Vec::new, |o| o.previous_jobs.clone()),
                 runs: old.as_ref().map_or(0, |o| o.runs),
                 created_at: old.as_ref().map_or(now, |o| o.created_at),
                 updated_at: now,
@@ -129,7 +132,11 @@ impl Coordinator {
             .await
     }
 
-    async fn change_schedule_state(&self, name: &str, state: ScheduleState) -> Result<ScheduleView> {
+    async fn change_schedule_state(
+        &self,
+        name: &str,
+        state: ScheduleState,
+    ) -> Result<ScheduleView> {
         let now = self.now();
         transact!(self.ctx.store, |tx| {
             let Some(mut s) = repo::load_schedule(tx, name).await? else {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use gigafactory_core::event::Author;
+use gigafactory_core::event::Transition;
 use gigafactory_core::job::{self, Job, JobId};
 use gigafactory_core::manifest::{self, JobSpec};
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_storage::repo::{self, Submitted};
-use gigafactory_core::event::Transition;
 use gigafactory_storage::{Transaction, transact};
 use std::sync::atomic::Ordering;
 use uuid::Uuid;

@@ -26,7 +26,10 @@ pub(super) fn describe(d: &mut Doc) {
     )
     .json::<ScheduleBody>()
     .answers::<ScheduleView>(201, "the new schedule")
-    .answers::<ScheduleView>(200, "the schedule replaced (its state, cursor and history kept)");
+    .answers::<ScheduleView>(
+        200,
+        "the schedule replaced (its state, cursor and history kept)",
+    );
     d.delete(
         "/v1/schedules/{name}",
         "Remove a schedule and its history (its jobs stay)",

@@ -268,7 +268,9 @@ fn parse_item(item: &str, f: &Field) -> Result<u64, String> {
     if lo > hi {
         return Err(format!("range {lo}-{hi} runs backwards"));
     }
-    Ok((lo..=hi).step_by(step as usize).fold(0, |b, v| b | (1 << v)))
+    Ok((lo..=hi)
+        .step_by(step as usize)
+        .fold(0, |b, v| b | (1 << v)))
 }
 
 fn value(text: &str, f: &Field) -> Result<u32, String> {

@@ -84,9 +84,14 @@ pub enum Trigger {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Submitted { jobs: Vec<JobId>, total: u32 },
+    Submitted {
+        jobs: Vec<JobId>,
+        total: u32,
+    },
     /// The previous run's jobs were still running (`overlap = "skip"`).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// The previous run's unfinished jobs were cancelled, then the tick submitted.
     CancelledPrevious {
         cancelled: Vec<JobId>,
@@ -95,7 +100,9 @@ pub enum Outcome {
     },
     Missed(MissedTicks),
     /// The submission was refused (the reason is the coordinator's).
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 impl Outcome {
@@ -192,8 +199,20 @@ pub fn check(draft: &Draft, now: Millis) -> Result<Checked, Vec<String>> {
     {
         problems.push(format!("cron: {:?} never fires", draft.cron));
     }
-    let overlap = pick(&draft.overlap, "overlap", &Overlap::ALL, Overlap::name, &mut problems);
-    let missed = pick(&draft.missed, "missed", &Missed::ALL, Missed::name, &mut problems);
+    let overlap = pick(
+        &draft.overlap,
+        "overlap",
+        &Overlap::ALL,
+        Overlap::name,
+        &mut problems,
+    );
+    let missed = pick(
+        &draft.missed,
+        "missed",
+        &Missed::ALL,
+        Missed::name,
+        &mut problems,
+    );
     let catchup_window_s = draft.catchup_window_s.unwrap_or(CATCHUP_WINDOW_DEFAULT_S);
     if catchup_window_s > CATCHUP_WINDOW_MAX_S {
         problems.push(format!(
@@ -242,7 +261,10 @@ fn pick<T: Copy>(
         .find(|v| name(*v) == given.replace('-', "_"));
     if found.is_none() {
         let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
-        problems.push(format!("{field}: {given:?} is not one of {}", names.join(", ")));
+        problems.push(format!(
+            "{field}: {given:?} is not one of {}",
+            names.join(", ")
+        ));
     }
     found
 }

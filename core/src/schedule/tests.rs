@@ -9,7 +9,9 @@ use super::policy::TICKS_SCAN_MAX;
 use super::*;
 
 fn ms(rfc3339: &str) -> Millis {
-    DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis() as Millis
+    DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis() as Millis
 }
 
 fn next(cron: &str, zone: &str, after: &str) -> String {
@@ -19,7 +21,9 @@ fn next(cron: &str, zone: &str, after: &str) -> String {
 }
 
 fn utc(at: Millis) -> NaiveDateTime {
-    DateTime::from_timestamp_millis(at as i64).unwrap().naive_utc()
+    DateTime::from_timestamp_millis(at as i64)
+        .unwrap()
+        .naive_utc()
 }
 
 #[test]
@@ -41,7 +45,11 @@ fn refuses_bad_expressions_naming_the_field() {
     assert!(Cron::parse("* 24 * * *").unwrap_err().starts_with("hour"));
     assert!(Cron::parse("* * * * * * *").is_err());
     assert!(Cron::parse("*/0 * * * *").unwrap_err().contains("step"));
-    assert!(Cron::parse("5-1 * * * *").unwrap_err().contains("backwards"));
+    assert!(
+        Cron::parse("5-1 * * * *")
+            .unwrap_err()
+            .contains("backwards")
+    );
     assert!(Cron::parse("* * * FOO *").unwrap_err().starts_with("month"));
     assert!(Cron::parse("@often").is_err());
 }
@@ -136,7 +144,12 @@ const CRONS: [&str; 6] = [
     "*/15 * * * *",
     "0 0 * * 1-5",
 ];
-const ZONES: [&str; 4] = ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe"];
+const ZONES: [&str; 4] = [
+    "UTC",
+    "Europe/Paris",
+    "America/New_York",
+    "Australia/Lord_Howe",
+];
 
 proptest! {
     #[test]
@@ -175,7 +188,15 @@ fn every_two_seconds() -> Cron {
 
 #[test]
 fn an_on_time_tick_fires_and_moves_the_cursor() {
-    let d = due(&every_two_seconds(), Tz::UTC, 10_000, 12_300, Missed::Skip, 5_000, 0);
+    let d = due(
+        &every_two_seconds(),
+        Tz::UTC,
+        10_000,
+        12_300,
+        Missed::Skip,
+        5_000,
+        0,
+    );
     assert_eq!(
         d,
         Due {
@@ -184,14 +205,30 @@ fn an_on_time_tick_fires_and_moves_the_cursor() {
             cursor: 12_000
         }
     );
-    let none = due(&every_two_seconds(), Tz::UTC, 12_000, 13_900, Missed::Skip, 5_000, 0);
+    let none = due(
+        &every_two_seconds(),
+        Tz::UTC,
+        12_000,
+        13_900,
+        Missed::Skip,
+        5_000,
+        0,
+    );
     assert_eq!(none.fire, None);
     assert_eq!(none.cursor, 12_000);
 }
 
 #[test]
 fn ticks_older_than_the_grace_are_missed_and_only_the_latest_on_time_one_fires() {
-    let d = due(&every_two_seconds(), Tz::UTC, 0, 20_500, Missed::Skip, 1_000, 0);
+    let d = due(
+        &every_two_seconds(),
+        Tz::UTC,
+        0,
+        20_500,
+        Missed::Skip,
+        1_000,
+        0,
+    );
     assert_eq!(d.fire, Some(20_000));
     assert_eq!(
         d.missed,
@@ -210,15 +247,39 @@ fn run_once_fires_the_latest_missed_tick_within_the_window_and_skip_does_not() {
     let daily = Cron::parse("0 3 * * *").unwrap();
     let cursor = ms("2026-01-01T03:00:00Z");
     let now = ms("2026-01-03T05:00:00Z");
-    let skip = due(&daily, Tz::UTC, cursor, now, Missed::Skip, 5_000, 86_400_000);
+    let skip = due(
+        &daily,
+        Tz::UTC,
+        cursor,
+        now,
+        Missed::Skip,
+        5_000,
+        86_400_000,
+    );
     assert_eq!(skip.fire, None);
     assert_eq!(skip.missed.unwrap().count, 2);
     assert_eq!(skip.cursor, ms("2026-01-03T03:00:00Z"));
-    let once = due(&daily, Tz::UTC, cursor, now, Missed::RunOnce, 5_000, 86_400_000);
+    let once = due(
+        &daily,
+        Tz::UTC,
+        cursor,
+        now,
+        Missed::RunOnce,
+        5_000,
+        86_400_000,
+    );
     assert_eq!(once.fire, Some(ms("2026-01-03T03:00:00Z")));
     assert_eq!(once.missed.unwrap().count, 1);
     // Past the window, run_once fires nothing either.
-    let late = due(&daily, Tz::UTC, cursor, now, Missed::RunOnce, 5_000, 3_600_000);
+    let late = due(
+        &daily,
+        Tz::UTC,
+        cursor,
+        now,
+        Missed::RunOnce,
+        5_000,
+        3_600_000,
+    );
     assert_eq!(late.fire, None);
     assert_eq!(late.missed.unwrap().count, 2);
 }
@@ -243,7 +304,10 @@ fn overlap_decides_by_policy_only_while_previous_jobs_run() {
         on_overlap(Overlap::Skip, &running),
         OverlapDecision::Skip { reason } if reason.contains("still running")
     ));
-    assert_eq!(on_overlap(Overlap::Queue, &running), OverlapDecision::Submit);
+    assert_eq!(
+        on_overlap(Overlap::Queue, &running),
+        OverlapDecision::Submit
+    );
     assert_eq!(
         on_overlap(Overlap::CancelPrevious, &running),
         OverlapDecision::CancelThenSubmit {
@@ -252,7 +316,8 @@ fn overlap_decides_by_policy_only_while_previous_jobs_run() {
     );
 }
 
-const JOB: &str = r#"{"key":"nightly","title":"Nightly","product":"p","payload":{"command":"true"}}"#;
+const JOB: &str =
+    r#"{"key":"nightly","title":"Nightly","product":"p","payload":{"command":"true"}}"#;
 
 #[test]
 fn a_draft_is_refused_with_every_problem() {
@@ -266,10 +331,20 @@ fn a_draft_is_refused_with_every_problem() {
         manifest: None,
     };
     let problems = check(&draft, 0).unwrap_err();
-    let fields: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+    let fields: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap())
+        .collect();
     assert_eq!(
         fields,
-        ["cron", "time_zone", "overlap", "missed", "catchup_window_s", "job"],
+        [
+            "cron",
+            "time_zone",
+            "overlap",
+            "missed",
+            "catchup_window_s",
+            "job"
+        ],
         "{problems:?}"
     );
 }
@@ -292,29 +367,49 @@ fn a_good_draft_is_filled_with_defaults() {
 
 #[test]
 fn a_template_with_its_own_idempotency_key_or_parents_is_refused() {
-    let job = JOB.replace("\"key\"", "\"idempotency_key\":\"k\",\"deps\":[\"x\"],\"key\"");
+    let job = JOB.replace(
+        "\"key\"",
+        "\"idempotency_key\":\"k\",\"deps\":[\"x\"],\"key\"",
+    );
     let draft = Draft {
         cron: "@daily".into(),
         job: Some(job),
         ..Draft::default()
     };
     let problems = check(&draft, 0).unwrap_err();
-    assert!(problems.iter().any(|p| p.starts_with("job.deps")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.starts_with("job.idempotency_key")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("job.deps")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("job.idempotency_key")),
+        "{problems:?}"
+    );
     let bad = Draft {
         cron: "0 0 30 2 *".into(),
         manifest: Some("jobs = 3".into()),
         ..Draft::default()
     };
     let problems = check(&bad, 0).unwrap_err();
-    assert!(problems.iter().any(|p| p.contains("never fires")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.starts_with("manifest")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("never fires")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("manifest")),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn each_tick_submits_under_its_own_keys() {
     let jobs = specs_for("nightly", &Target::Job(JOB.into()), "42").unwrap();
-    assert_eq!(jobs[0].idempotency_key.as_deref(), Some("schedule:nightly:42"));
+    assert_eq!(
+        jobs[0].idempotency_key.as_deref(),
+        Some("schedule:nightly:42")
+    );
     let manifest = "product = \"p\"\n[[jobs]]\nkey = \"a\"\ntitle = \"A\"\ncommand = \"true\"\n";
     let jobs = specs_for("n", &Target::Manifest(manifest.into()), "7").unwrap();
     assert_eq!(jobs[0].idempotency_key.as_deref(), Some("schedule:n:7:a"));

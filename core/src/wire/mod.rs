@@ -522,6 +522,10 @@ pub struct JobView {
     /// a new life parents that did not end badly.
     #[serde(default)]
     pub allowed_actions: Vec<crate::job::Action>,
+    /// The key that makes its submission idempotent (a schedule's jobs:
+    /// `schedule:NAME:TICK[:KEY]`).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<&Job> for JobView {
@@ -573,6 +577,7 @@ impl From<&Job> for JobView {
             sandbox: j.spec.sandbox.clone(),
             run_ms: j.run_ms,
             allowed_actions: crate::job::allowed_actions(j),
+            idempotency_key: j.spec.idempotency_key.clone(),
         }
     }
 }

@@ -4,8 +4,8 @@
 //! decision started, with conflict, so of two nodes deciding the same ticks one commits and
 //! the other finds the cursor moved.
 
-use gigafactory_core::schedule::{HISTORY_MAX, Run, SCHEDULES_MAX, Schedule};
 use gigafactory_core::job::Millis;
+use gigafactory_core::schedule::{HISTORY_MAX, Run, SCHEDULES_MAX, Schedule};
 
 use crate::codec::{self, Record};
 use crate::error::Error;
