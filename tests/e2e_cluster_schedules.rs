@@ -32,7 +32,9 @@ fn history(node: &Coordinator) -> Vec<Value> {
 }
 
 fn submitted(runs: &[Value]) -> Vec<&Value> {
-    runs.iter().filter(|r| r["outcome"] == "submitted").collect()
+    runs.iter()
+        .filter(|r| r["outcome"] == "submitted")
+        .collect()
 }
 
 #[test]
@@ -47,21 +49,28 @@ fn a_schedule_fires_once_per_tick_on_three_nodes_while_its_shards_owner_is_kille
     let mut nodes: BTreeMap<String, Coordinator> = [a, b, c]
         .into_iter()
         .map(|n| {
-            let id = get(&n, "/v1/cluster")["this_node"].as_str().unwrap().to_owned();
+            let id = get(&n, "/v1/cluster")["this_node"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             (id, n)
         })
         .collect();
     let any = nodes.values().next().unwrap();
-    wait_for(Duration::from_secs(30), "three nodes sharing every shard", || {
-        let v = get(any, "/v1/cluster");
-        let owners: BTreeSet<&str> = v["shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s[1]["owner"].as_str())
-            .collect();
-        owners.len() == 3
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "three nodes sharing every shard",
+        || {
+            let v = get(any, "/v1/cluster");
+            let owners: BTreeSet<&str> = v["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s[1]["owner"].as_str())
+                .collect();
+            owners.len() == 3
+        },
+    );
     let body = json!({
         "cron": "* * * * * *",
         "overlap": "queue",
@@ -75,9 +84,11 @@ fn a_schedule_fires_once_per_tick_on_three_nodes_while_its_shards_owner_is_kille
     );
     assert_eq!(status, 201, "{v}");
     let shard = v["shard"].as_u64().unwrap();
-    wait_for(Duration::from_secs(30), "three runs before the kill", || {
-        submitted(&history(any)).len() >= 3
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "three runs before the kill",
+        || submitted(&history(any)).len() >= 3,
+    );
 
     // Kill the node that owns the schedule's shard, mid-run.
     let owner = shard_owner(any, shard).expect("the shard has an owner");
@@ -90,13 +101,17 @@ fn a_schedule_fires_once_per_tick_on_three_nodes_while_its_shards_owner_is_kille
     killed.kill();
     let killed_at = before[0]["tick"].as_u64().unwrap();
     let survivor = nodes.values().next().unwrap();
-    wait_for(Duration::from_secs(40), "three runs fired by another node", || {
-        submitted(&history(survivor))
-            .iter()
-            .filter(|r| r["node"].as_str() != Some(owner.as_str()))
-            .count()
-            >= 3
-    });
+    wait_for(
+        Duration::from_secs(40),
+        "three runs fired by another node",
+        || {
+            submitted(&history(survivor))
+                .iter()
+                .filter(|r| r["node"].as_str() != Some(owner.as_str()))
+                .count()
+                >= 3
+        },
+    );
 
     // At most one submission per tick, read back from the history and from the jobs.
     let runs = history(survivor);
@@ -122,11 +137,17 @@ fn a_schedule_fires_once_per_tick_on_three_nodes_while_its_shards_owner_is_kille
     let from_jobs: BTreeSet<String> = by_key.keys().cloned().collect();
     // Every run's job is there, and every job up to the history's latest tick is a run's
     // (jobs listed after the history was read may be newer).
-    assert!(from_runs.is_subset(&from_jobs), "{from_runs:?} vs {from_jobs:?}");
+    assert!(
+        from_runs.is_subset(&from_jobs),
+        "{from_runs:?} vs {from_jobs:?}"
+    );
     let latest = runs[0]["tick"].as_u64().unwrap();
     for key in &from_jobs {
         let tick: u64 = key.rsplit(':').next().unwrap().parse().unwrap();
-        assert!(tick > latest || from_runs.contains(key), "{key} is no run's: {runs:?}");
+        assert!(
+            tick > latest || from_runs.contains(key),
+            "{key} is no run's: {runs:?}"
+        );
     }
     assert!(
         submitted(&runs)

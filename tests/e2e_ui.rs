@@ -56,7 +56,13 @@ fn schedules_are_created_from_the_form_show_their_runs_and_pause_and_resume() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let coord = Coordinator::start(dir.path(), 5_000);
-    let _f = Factory::start(&coord, "schedules-factory", 2, "linux", &dir.path().join("f"));
+    let _f = Factory::start(
+        &coord,
+        "schedules-factory",
+        2,
+        "linux",
+        &dir.path().join("f"),
+    );
     let viewer = mint_viewer(&coord);
     let out = run_script("schedules.test.mjs", &coord, &viewer, &[]);
     assert!(out.contains("passed, 0 failed"), "{out}");

@@ -101,7 +101,7 @@ pub fn due(
     while let Some(t) = cron.next_tick(zone, at).filter(|t| *t <= now) {
         debug_assert!(t > at);
         walked += 1;
-        if walked % TICKS_SCAN_MAX == 0 {
+        if walked.is_multiple_of(TICKS_SCAN_MAX) {
             // Only the latest ticks can still fire: jump to them, counting no further.
             let reach = match missed {
                 Missed::Skip => grace_ms,
