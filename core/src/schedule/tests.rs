@@ -426,3 +426,32 @@ fn names_and_shards() {
         assert_eq!(shard_of_schedule(name), shard_of_schedule(name));
     }
 }
+
+proptest! {
+    #[test]
+    fn due_decides_every_tick_since_the_cursor_once(
+        c in 0..3usize, z in 0..ZONES.len(), cursor in 1_700_000_000_000u64..1_800_000_000_000,
+        span in 0u64..3_600_000, grace in 0u64..10_000, window in 0u64..100_000,
+        run_once in any::<bool>(),
+    ) {
+        let cron = Cron::parse(CRONS[c]).unwrap();
+        let zone = parse_zone(ZONES[z]).unwrap();
+        let now = cursor + span;
+        let policy = if run_once { Missed::RunOnce } else { Missed::Skip };
+        let d = due(&cron, zone, cursor, now, policy, grace, window);
+        let mut ticks = Vec::new();
+        let mut at = cursor;
+        while let Some(t) = cron.next_tick(zone, at).filter(|t| *t <= now) {
+            ticks.push(t);
+            at = t;
+        }
+        prop_assert_eq!(d.cursor, ticks.last().copied().unwrap_or(cursor));
+        let missed = d.missed.map_or(0, |m| m.count);
+        prop_assert_eq!(missed + u64::from(d.fire.is_some()), ticks.len() as u64);
+        if let Some(t) = d.fire {
+            prop_assert_eq!(Some(t), ticks.last().copied());
+            let reach = if run_once { grace.max(window) } else { grace };
+            prop_assert!(now - t <= reach, "{t} fired {} ms late", now - t);
+        }
+    }
+}

@@ -94,3 +94,98 @@ pub async fn schedule_runs<T: Transaction>(
         .await?;
     rows.iter().map(|(_, v)| codec::decode(v)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use gigafactory_core::schedule::{Missed, Overlap, ScheduleState, Target};
+
+    use super::*;
+    use crate::txn::Store;
+    use crate::{EmbeddedStore, Error};
+
+    fn schedule(cursor: Millis) -> Schedule {
+        Schedule {
+            name: "nightly".into(),
+            cron: "0 3 * * *".into(),
+            time_zone: "UTC".into(),
+            overlap: Overlap::Skip,
+            missed: Missed::Skip,
+            catchup_window_s: 60,
+            target: Target::Job("{}".into()),
+            state: ScheduleState::Active,
+            cursor,
+            previous_jobs: Vec::new(),
+            runs: 0,
+            created_at: 0,
+            updated_at: 0,
+            updated_by: "admin:a".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn of_two_decisions_from_one_cursor_only_the_first_commits_s1() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut tx = store.begin().await.unwrap();
+        save_schedule(&mut tx, &schedule(10)).unwrap();
+        tx.commit().await.unwrap();
+
+        // Two nodes decide the ticks after cursor 10 at once.
+        let mut a = store.begin().await.unwrap();
+        let mut b = store.begin().await.unwrap();
+        let mut sa = schedule_at_cursor(&mut a, "nightly", 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut sb = schedule_at_cursor(&mut b, "nightly", 10)
+            .await
+            .unwrap()
+            .unwrap();
+        sa.cursor = 20;
+        sb.cursor = 20;
+        save_schedule(&mut a, &sa).unwrap();
+        save_schedule(&mut b, &sb).unwrap();
+        a.commit().await.unwrap();
+        assert!(matches!(b.commit().await, Err(Error::Conflict)));
+        // Retried, the second finds the cursor moved and writes nothing.
+        let mut retry = store.begin().await.unwrap();
+        assert_eq!(
+            schedule_at_cursor(&mut retry, "nightly", 10).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn history_keeps_the_latest_runs_newest_first() {
+        use gigafactory_core::schedule::{Outcome, Trigger};
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let mut s = schedule(0);
+        for tick in 0..(HISTORY_MAX + 3) {
+            let mut tx = store.begin().await.unwrap();
+            let run = Run {
+                seq: 0,
+                tick,
+                at: tick,
+                node: uuid::Uuid::nil(),
+                trigger: Trigger::Tick,
+                outcome: Outcome::Skipped { reason: "r".into() },
+            };
+            append_run(&mut tx, &mut s, run).unwrap();
+            save_schedule(&mut tx, &s).unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut tx = store.begin().await.unwrap();
+        let runs = schedule_runs(&mut tx, "nightly", 1_000).await.unwrap();
+        assert_eq!(runs.len() as u64, HISTORY_MAX);
+        assert_eq!(runs[0].tick, HISTORY_MAX + 2);
+        assert_eq!(runs.last().unwrap().seq, 3);
+        delete_schedule(&mut tx, "nightly").unwrap();
+        assert!(
+            schedule_runs(&mut tx, "nightly", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
