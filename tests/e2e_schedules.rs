@@ -44,7 +44,9 @@ fn with_outcome(runs: &[Value], outcome: &str) -> Vec<Value> {
 fn a_seconds_schedule_fires_once_per_tick_its_jobs_run_and_pause_stops_it() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let coord = Coordinator::start(dir.path(), 10_000);
+    // A tick more than 1.5 s late is missed; schedules are re-read every 200 ms.
+    let config = "[schedules]\ngrace_ms = 1500\nrefresh_ms = 200\n";
+    let coord = Coordinator::start_with_config(dir.path(), 10_000, config);
     let _f = Factory::start(&coord, "f1", 4, "linux", &dir.path().join("f"));
     let body = json!({"cron": "*/2 * * * * *", "job": job("sched", "echo tick")});
     let (status, v) = put_schedule(&coord, "every2", &body);
