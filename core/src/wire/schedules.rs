@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::job::{JobId, Millis};
-use crate::schedule::{Draft, Outcome, Run, Schedule, ScheduleState, Target, Trigger};
+use crate::schedule::{Draft, Outcome, Run, Schedule, ScheduleState, Target, Trigger, format_in};
 
 /// A schedule as an operator sets it. Give exactly one of `job` (a single-job spec, the body
 /// `POST /v1/jobs` takes, without `deps` or `idempotency_key`) and `manifest` (the TOML or
@@ -98,8 +98,8 @@ impl From<&Run> for RunView {
                     "{}{} tick(s) missed, from {} to {}",
                     m.count,
                     if m.more { "+" } else { "" },
-                    m.first,
-                    m.last
+                    format_in(chrono_tz::Tz::UTC, m.first),
+                    format_in(chrono_tz::Tz::UTC, m.last)
                 )),
                 Some(m.count),
             ),
