@@ -1,7 +1,8 @@
 //! End to end with real processes: a schedule with a seconds field fires once per tick and
 //! its jobs run on a real factory, each findable by its idempotency key; pause stops firing
 //! and resume resumes; overlap `skip` records a skipped tick while the previous run still
-//! runs and `cancel_previous` cancels it; a manual trigger runs under its own key; bad
+//! runs and `cancel_previous` cancels it; a manual trigger runs under its own key; a
+//! manifest template submits all its jobs, dependencies kept, each under the run's key; bad
 //! schedules are refused with every problem and change nothing. (Across three nodes with one
 //! killed: `e2e_cluster.rs`.)
 
@@ -362,4 +363,59 @@ fn bad_schedules_are_refused_with_every_problem_and_change_nothing() {
     );
     expect_error(&got, 403, "forbidden");
     assert_eq!(get(&coord, "/v1/schedules/nightly")["state"], "active");
+}
+
+#[test]
+fn a_manifest_template_submits_all_its_jobs_with_their_dependencies_under_the_runs_keys() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 10_000);
+    let manifest = "product = \"weekly\"\n\
+        [[jobs]]\nkey = \"audit\"\ntitle = \"Audit\"\ncommand = \"true\"\n\
+        [[jobs]]\nkey = \"report\"\ntitle = \"Report\"\ndeps = [\"audit\"]\ncommand = \"true\"\n";
+    let file = dir.path().join("weekly.toml");
+    std::fs::write(&file, manifest).unwrap();
+    let args = [
+        "schedules",
+        "set",
+        "weekly",
+        "--cron",
+        "0 9 * * MON",
+        "--tz",
+        "America/New_York",
+    ];
+    let shown = cli_ok(
+        &coord,
+        &[&args[..], &["--manifest", file.to_str().unwrap()]].concat(),
+    );
+    assert!(shown.contains("0 9 * * MON (America/New_York)"), "{shown}");
+    let v = get(&coord, "/v1/schedules/weekly");
+    assert_eq!(v["manifest"], manifest);
+    for n in v["next_runs"].as_array().unwrap() {
+        let local = n["local"].as_str().unwrap();
+        assert!(local.contains("T09:00:00-0"), "{local}");
+    }
+
+    let url = format!("{}/v1/schedules/weekly/trigger", coord.url);
+    let (status, t) = call("POST", &url, Some(&coord.admin), None);
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["run"]["jobs_total"], 2, "{t}");
+    let ids: Vec<&str> = t["run"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect();
+    let (audit, report) = (common::job(&coord, ids[0]), common::job(&coord, ids[1]));
+    let at = t["run"]["tick"].as_u64().unwrap();
+    assert_eq!(
+        audit["idempotency_key"],
+        format!("schedule:weekly:manual-{at}:audit")
+    );
+    assert_eq!(
+        report["idempotency_key"],
+        format!("schedule:weekly:manual-{at}:report")
+    );
+    assert_eq!(report["parents"], json!([ids[0]]), "{report}");
+    assert_eq!(report["state"], "pending");
 }
