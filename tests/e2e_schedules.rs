@@ -4,7 +4,7 @@
 //! runs and `cancel_previous` cancels it; a manual trigger runs under its own key; a
 //! manifest template submits all its jobs, dependencies kept, each under the run's key; bad
 //! schedules are refused with every problem and change nothing. (Across three nodes with one
-//! killed: `e2e_cluster.rs`.)
+//! killed: `e2e_cluster_schedules.rs`.)
 
 mod common;
 
