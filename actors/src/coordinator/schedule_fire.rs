@@ -39,6 +39,11 @@ impl Coordinator {
             Firing::Ticks { due, .. } => due.fire,
             Firing::Manual { at, .. } => Some(*at),
         };
+        if tick.is_some() {
+            // The same backpressure as any submission: a tick refused here is decided again
+            // at the next pass (missed, if that is past the grace).
+            self.admit_submission()?;
+        }
         let mut cancelled = Vec::new();
         if tick.is_some() && s.overlap == Overlap::CancelPrevious {
             cancelled = self.cancel_previous(&s, tick.unwrap_or_default()).await?;

@@ -108,7 +108,7 @@ impl Coordinator {
 
     /// Refuses new work while the scheduler is far behind (`overloaded`, with `Retry-After`):
     /// the backpressure that keeps its mailbox bounded.
-    fn admit_submission(&self) -> Result<()> {
+    pub(super) fn admit_submission(&self) -> Result<()> {
         let backlog = self.ctx.actors.scheduler_backlog.load(Ordering::Relaxed);
         if backlog > self.ctx.config.scheduler_backlog_max {
             metrics::counter!("gigafactory_submissions_refused_total").increment(1);
