@@ -37,6 +37,7 @@ mod reaper;
 mod registry;
 mod schedule_actor;
 mod scheduler;
+mod signal_watch;
 mod stats_history;
 mod supervisor;
 mod sweeper;

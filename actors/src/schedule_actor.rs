@@ -4,7 +4,8 @@
 //! `fire_schedule`, whose transaction admits it only while the schedule's cursor is where the
 //! decision started (S1): two nodes that both think they own a shard (one losing it) submit a
 //! tick once. It then sleeps until the soonest next tick, or `schedule_refresh_ms`, so a
-//! schedule set on another node or a shard taken over is picked up within that.
+//! shard taken over is picked up within that; a change of a schedule (on any node: it bumps
+//! the `schedules` signal) wakes it at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,38 +16,69 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
 use crate::coordinator::{Coordinator, Firing};
+use crate::signal_watch::AbortOnDrop;
 
 pub(crate) enum ScheduleMsg {
-    /// Fire what is due, then sleep until the next tick.
-    WakeTick,
+    /// Fire what is due, then sleep until the next tick: the timer of generation `n` (a
+    /// timer of an older generation was overtaken by a pass since, and does nothing).
+    WakeTick(u64),
+    /// A schedule changed: fire what is due now, and set the timer again.
+    SchedulesChanged,
 }
 
 pub(crate) struct ScheduleActor;
 
+pub(crate) struct ScheduleActorState {
+    ctx: Arc<Context>,
+    /// The generation of the one timer that counts: every pass starts a new one, so a wake
+    /// by a change never leaves two timers running.
+    timer: u64,
+    /// The task waking it on changes; it holds the store, so it ends with the actor.
+    _watcher: AbortOnDrop,
+}
+
+/// Wake-ups by changes come at most this often (a burst of changes costs one pass).
+const CHANGED_MIN_INTERVAL_MS: u64 = 50;
+
 impl Actor for ScheduleActor {
     type Msg = ScheduleMsg;
-    type State = Arc<Context>;
+    type State = ScheduleActorState;
     type Arguments = Arc<Context>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<ScheduleMsg>,
         ctx: Arc<Context>,
-    ) -> Result<Arc<Context>, ActorProcessingErr> {
-        myself.send_message(ScheduleMsg::WakeTick)?;
-        Ok(ctx)
+    ) -> Result<ScheduleActorState, ActorProcessingErr> {
+        let me = myself.clone();
+        let changed = repo::schedules_signal();
+        let watcher = crate::signal_watch::on_signal(
+            ctx.clone(),
+            changed,
+            CHANGED_MIN_INTERVAL_MS,
+            move || me.send_message(ScheduleMsg::SchedulesChanged).is_ok(),
+        );
+        myself.send_message(ScheduleMsg::WakeTick(0))?;
+        Ok(ScheduleActorState {
+            ctx,
+            timer: 0,
+            _watcher: AbortOnDrop(watcher),
+        })
     }
 
     async fn handle(
         &self,
         myself: ActorRef<ScheduleMsg>,
         msg: ScheduleMsg,
-        ctx: &mut Arc<Context>,
+        state: &mut ScheduleActorState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ScheduleMsg::WakeTick => {
-                let sleep = fire_due(ctx).await;
-                myself.send_after(sleep, || ScheduleMsg::WakeTick);
+            ScheduleMsg::WakeTick(n) if n != state.timer => {}
+            ScheduleMsg::WakeTick(_) | ScheduleMsg::SchedulesChanged => {
+                let sleep = fire_due(&state.ctx).await;
+                state.timer += 1;
+                let n = state.timer;
+                myself.send_after(sleep, move || ScheduleMsg::WakeTick(n));
             }
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! A node's schedule actor on a [`ManualClock`]: ticks that passed while the node was away
 //! (the clock jumps a day) are recorded missed, and `run_once` fires the latest of them once
 //! while `skip` fires none; the next tick on time fires under both. The clock decides what is
-//! due; the test waits for the history, with a deadline, and never sleeps for state.
+//! due; the test waits for the history, with a deadline, and never sleeps for state. A change
+//! of a schedule wakes the actor at once, long before its refresh.
 
 mod common;
 
@@ -85,6 +86,37 @@ async fn run_once_fires_the_latest_tick_missed_while_away_and_skip_records_them_
         outcomes(&skip),
         [("submitted", third), ("missed", second)],
         "{skip:?}"
+    );
+    coord.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_a_schedule_wakes_the_actor_without_waiting_for_its_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    // Left to its timer, the actor would not look again for an hour of real time.
+    let config = Config {
+        schedule_refresh_ms: 3_600_000,
+        ..Config::default()
+    };
+    let coord = common::restart(dir.path(), config, Arc::new(clock.clone())).await;
+    let by = Author::Operator("test".into());
+    coord
+        .set_schedule("once", body("run_once"), &by)
+        .await
+        .unwrap();
+    clock.advance(28 * HOUR_MS);
+    // Pausing and resuming change the schedule: each wakes the actor, which finds the ticks.
+    coord.pause_schedule("once", &by).await.unwrap();
+    coord.resume_schedule("once").await.unwrap();
+    let once = runs(&coord, "once", 2).await;
+    assert_eq!(
+        outcomes(&once),
+        [
+            ("submitted", T0 + 27 * HOUR_MS),
+            ("missed", T0 + 3 * HOUR_MS)
+        ],
+        "{once:?}"
     );
     coord.stop();
 }

@@ -10,7 +10,7 @@ use gigafactory_core::schedule::{HISTORY_MAX, Run, SCHEDULES_MAX, Schedule};
 use crate::codec::{self, Record};
 use crate::error::Error;
 use crate::keys;
-use crate::txn::{RangeOptions, Transaction};
+use crate::txn::{RangeOptions, Transaction, WatchTarget};
 
 impl Record for Schedule {
     const KIND: &'static str = "schedule";
@@ -48,6 +48,11 @@ pub async fn schedule_at_cursor<T: Transaction>(
 pub fn save_schedule<T: Transaction>(tx: &mut T, s: &Schedule) -> Result<(), Error> {
     tx.set(&keys::schedule(&s.name), &codec::encode(s)?)?;
     tx.atomic_add(&keys::signal("schedules"), 1)
+}
+
+/// What wakes the schedule actors: every change of a schedule bumps it.
+pub fn schedules_signal() -> WatchTarget {
+    WatchTarget::Key(keys::signal("schedules"))
 }
 
 /// Removes a schedule and its history.
