@@ -4,14 +4,15 @@
 //! `fire_schedule`, whose transaction admits it only while the schedule's cursor is where the
 //! decision started (S1): two nodes that both think they own a shard (one losing it) submit a
 //! tick once. It then sleeps until the soonest next tick, or `schedule_refresh_ms`, so a
-//! shard taken over is picked up within that; a change of a schedule (on any node: it bumps
-//! the `schedules` signal) wakes it at once.
+//! shard taken over is picked up within that. Each pass also arms a watch on the `schedules`
+//! signal in the transaction that reads the schedules, so an operator's change committed
+//! after that read, on any node, wakes it at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use gigafactory_core::schedule::{self, ScheduleState, shard_of_schedule};
-use gigafactory_storage::{repo, transact};
+use gigafactory_storage::{Watch, repo, transact};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
@@ -33,8 +34,9 @@ pub(crate) struct ScheduleActorState {
     /// The generation of the one timer that counts: every pass starts a new one, so a wake
     /// by a change never leaves two timers running.
     timer: u64,
-    /// The task waking it on changes; it holds the store, so it ends with the actor.
-    _watcher: AbortOnDrop,
+    /// The task that waits for the latest pass's watch; replaced (so aborted) by each pass,
+    /// and ended with the actor, since a watch holds the store.
+    watcher: Option<AbortOnDrop>,
 }
 
 /// Wake-ups by changes come at most this often (a burst of changes costs one pass).
@@ -50,19 +52,11 @@ impl Actor for ScheduleActor {
         myself: ActorRef<ScheduleMsg>,
         ctx: Arc<Context>,
     ) -> Result<ScheduleActorState, ActorProcessingErr> {
-        let me = myself.clone();
-        let changed = repo::schedules_signal();
-        let watcher = crate::signal_watch::on_signal(
-            ctx.clone(),
-            changed,
-            CHANGED_MIN_INTERVAL_MS,
-            move || me.send_message(ScheduleMsg::SchedulesChanged).is_ok(),
-        );
         myself.send_message(ScheduleMsg::WakeTick(0))?;
         Ok(ScheduleActorState {
             ctx,
             timer: 0,
-            _watcher: AbortOnDrop(watcher),
+            watcher: None,
         })
     }
 
@@ -75,24 +69,41 @@ impl Actor for ScheduleActor {
         match msg {
             ScheduleMsg::WakeTick(n) if n != state.timer => {}
             ScheduleMsg::WakeTick(_) | ScheduleMsg::SchedulesChanged => {
-                let sleep = fire_due(&state.ctx).await;
+                let (sleep, watch) = fire_due(&state.ctx).await;
                 state.timer += 1;
                 let n = state.timer;
                 myself.send_after(sleep, move || ScheduleMsg::WakeTick(n));
+                state.watcher = watch.map(|w| {
+                    let me = myself.clone();
+                    AbortOnDrop(tokio::spawn(async move {
+                        if let Err(e) = w.await {
+                            tracing::debug!(error = %e, "schedules watch ended; the timer reads them");
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(CHANGED_MIN_INTERVAL_MS)).await;
+                        let _ = me.send_message(ScheduleMsg::SchedulesChanged);
+                    }))
+                });
             }
         }
         Ok(())
     }
 }
 
-/// One pass; returns how long to sleep.
-async fn fire_due(ctx: &Arc<Context>) -> Duration {
+/// One pass; returns how long to sleep, and the watch that fires on a change after its read.
+async fn fire_due(ctx: &Arc<Context>) -> (Duration, Option<Watch>) {
     let refresh = ctx.config.schedule_refresh_ms.max(1);
-    let all = match transact!(ctx.store, |tx| repo::schedules(tx).await) {
-        Ok(all) => all,
+    let read = transact!(ctx.store, |tx| {
+        let all = repo::schedules(tx).await?;
+        // Armed at this transaction's read version: a change the read missed fires it.
+        let watch = tx.watch(repo::schedules_signal()).await?;
+        Ok::<_, gigafactory_storage::Error>((all, watch))
+    });
+    let (all, watch) = match read {
+        Ok(read) => read,
         Err(e) => {
             tracing::warn!(error = %e, "schedules cannot be read");
-            return Duration::from_millis(refresh);
+            return (Duration::from_millis(refresh), None);
         }
     };
     let coord = Coordinator::of(ctx.clone());
@@ -133,5 +144,6 @@ async fn fire_due(ctx: &Arc<Context>) -> Duration {
             wake = wake.min(next);
         }
     }
-    Duration::from_millis(wake.saturating_sub(ctx.now()).max(5))
+    let sleep = Duration::from_millis(wake.saturating_sub(ctx.now()).max(5));
+    (sleep, Some(watch))
 }

@@ -2,9 +2,9 @@
 //! concerns its readers): a task arms a watch, waits for it to fire, tells the actor, and
 //! arms the next after `min_interval_ms`, so a burst of commits costs one wake-up each
 //! interval. It ends when the actor is gone. A change between two watches may be seen only
-//! at the next one: readers that must not miss one also re-read on a timer. The task holds
-//! the node's context (so its store): an actor whose watch may never fire keeps it in an
-//! [`AbortOnDrop`], so it ends with the actor's state however the actor ends.
+//! at the next one: readers that must not miss one also re-read on a timer, or arm the watch
+//! in the transaction of their read. [`AbortOnDrop`] ends a task that holds a watch (and so
+//! the store) with the actor state that keeps it, however the actor ends.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -98,6 +98,7 @@ impl Coordinator {
                 updated_by: by.to_string(),
             };
             repo::save_schedule(tx, &s)?;
+            repo::schedules_changed(tx)?;
             let runs = repo::schedule_runs(tx, name, HISTORY_MAX as usize).await?;
             Ok::<_, CoordError>((s, runs, old.is_none()))
         })?;
@@ -152,6 +153,7 @@ impl Coordinator {
                 s.state = state.clone();
                 s.updated_at = now;
                 repo::save_schedule(tx, &s)?;
+                repo::schedules_changed(tx)?;
             }
             let runs = repo::schedule_runs(tx, name, HISTORY_MAX as usize).await?;
             Ok(ScheduleView::of(&s, now, NEXT_RUNS_SHOWN, &runs))

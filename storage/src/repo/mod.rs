@@ -53,7 +53,7 @@ pub use logs::{
 };
 pub use schedules::{
     append_run, delete_schedule, load_schedule, save_schedule, schedule_at_cursor, schedule_runs,
-    schedules, schedules_signal,
+    schedules, schedules_changed, schedules_signal,
 };
 pub use tracker::{
     deliveries_of, due_deliveries, enqueue_delivery, items, load_delivery, load_item, save_item,

@@ -44,9 +44,15 @@ pub async fn schedule_at_cursor<T: Transaction>(
         .filter(|s| s.cursor == cursor))
 }
 
-/// Writes a schedule, and wakes every node's schedule actor.
+/// Writes a schedule. An operator's change also calls [`schedules_changed`]; a run does not,
+/// so firing wakes no actor.
 pub fn save_schedule<T: Transaction>(tx: &mut T, s: &Schedule) -> Result<(), Error> {
-    tx.set(&keys::schedule(&s.name), &codec::encode(s)?)?;
+    tx.set(&keys::schedule(&s.name), &codec::encode(s)?)
+}
+
+/// Wakes every node's schedule actor once the transaction commits (bumps the signal its
+/// watch follows).
+pub fn schedules_changed<T: Transaction>(tx: &mut T) -> Result<(), Error> {
     tx.atomic_add(&keys::signal("schedules"), 1)
 }
 
@@ -59,7 +65,7 @@ pub fn schedules_signal() -> WatchTarget {
 pub fn delete_schedule<T: Transaction>(tx: &mut T, name: &str) -> Result<(), Error> {
     tx.clear(&keys::schedule(name))?;
     tx.clear_range(&keys::schedule_runs(name))?;
-    tx.atomic_add(&keys::signal("schedules"), 1)
+    schedules_changed(tx)
 }
 
 /// Every schedule, by name (at most `SCHEDULES_MAX`), read without conflict.
