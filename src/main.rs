@@ -173,6 +173,15 @@ enum Cmd {
         #[command(flatten)]
         view: cli::output::View,
     },
+    /// Cron schedules that submit a job or a manifest: set, pause, resume, trigger, history.
+    Schedules {
+        #[command(subcommand)]
+        cmd: cli::schedules::SchedulesCmd,
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        view: cli::output::View,
+    },
     /// Products' fair shares and scoring weights.
     Products {
         #[command(subcommand)]
@@ -423,6 +432,9 @@ fn run() -> Result<()> {
         }
         Cmd::Budgets { cmd, remote, view } => {
             rt.block_on(cli::budgets::budgets(&remote, &view, cmd))
+        }
+        Cmd::Schedules { cmd, remote, view } => {
+            rt.block_on(cli::schedules::schedules(&remote, &view, cmd))
         }
         Cmd::Intake { cmd, remote, view } => rt.block_on(cli::intake::intake(&remote, &view, cmd)),
         Cmd::Products { cmd, remote, view } => {

@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// `output_usd_per_mtok` (dollars per million tokens); trackers as `[intake.SOURCE]`
     /// (README: "Trackers"); `[outbox]` retries of their callbacks; `[artifacts]` (README:
     /// "Artifacts"); `[scheduling]`: `fair_share` (default true) and `[scheduling.shares]`
-    /// (README: "Scheduling"); `[tls]`: `cert`, `key`, `client_ca`, `client_cert_required`;
+    /// (README: "Scheduling"); `[schedules]`: `grace_ms` (how late a tick still fires, default
+    /// 5000) and `refresh_ms` (how often schedules are re-read, default 1000); `[tls]`: `cert`, `key`, `client_ca`, `client_cert_required`;
     /// and `[listener]`: `header_read_timeout_ms`, `idle_timeout_ms`, `connections_max`.
     #[arg(long, env = "GIGAFACTORY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -85,6 +86,7 @@ struct FileConfig {
     outbox: Option<FileOutbox>,
     artifacts: Option<FileArtifacts>,
     scheduling: Option<FileScheduling>,
+    schedules: Option<FileSchedules>,
     tls: Option<FileTls>,
     listener: Option<FileListener>,
 }
@@ -96,6 +98,14 @@ struct FileScheduling {
     fair_share: Option<bool>,
     #[serde(default)]
     shares: BTreeMap<String, u64>,
+}
+
+/// How cron schedules fire (README: "Scheduling").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedules {
+    grace_ms: Option<u64>,
+    refresh_ms: Option<u64>,
 }
 
 /// Where artifacts go and how much is kept.
@@ -199,6 +209,19 @@ impl ServeArgs {
                 let share = gigafactory_core::fair_share::check_share(share)
                     .with_context(|| format!("scheduling.shares.{product}"))?;
                 config.shares.insert(product, share);
+            }
+        }
+        if let Some(sc) = file.schedules {
+            if let Some(g) = sc.grace_ms {
+                anyhow::ensure!(g <= 3_600_000, "schedules.grace_ms must be at most 3600000");
+                config.schedule_grace_ms = g;
+            }
+            if let Some(r) = sc.refresh_ms {
+                anyhow::ensure!(
+                    (50..=60_000).contains(&r),
+                    "schedules.refresh_ms must be within 50..=60000"
+                );
+                config.schedule_refresh_ms = r;
             }
         }
         if let Some(o) = file.outbox {

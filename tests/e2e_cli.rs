@@ -87,6 +87,22 @@ fn every_listing_and_show_prints_the_apis_answer_as_json_with_output_json() {
     ] {
         cli_ok(&coord, args);
     }
+    let job = dir.path().join("nightly.json");
+    let spec = r#"{"key": "n", "title": "n", "product": "e2e", "payload": {"command": "true"}}"#;
+    std::fs::write(&job, spec).unwrap();
+    let job = job.to_str().unwrap();
+    cli_ok(
+        &coord,
+        &[
+            "schedules",
+            "set",
+            "e2e",
+            "--cron",
+            "0 3 * * *",
+            "--job",
+            job,
+        ],
+    );
     let listings: Vec<Vec<&str>> = vec![
         vec!["jobs", "ls"],
         vec!["jobs", "show", &id],
@@ -99,6 +115,8 @@ fn every_listing_and_show_prints_the_apis_answer_as_json_with_output_json() {
         vec!["budgets", "ls"],
         vec!["budgets", "show", "e2e"],
         vec!["limits", "ls"],
+        vec!["schedules", "ls"],
+        vec!["schedules", "show", "e2e"],
         vec!["products", "shares"],
         vec!["products", "weights", "e2e"],
     ];

@@ -13,7 +13,7 @@ use common::*;
 use serde_json::json;
 
 /// Every series of the contract (`/work/notes/metrics-contract.md`) with its type.
-const CONTRACT: [(&str, &str); 30] = [
+const CONTRACT: [(&str, &str); 31] = [
     ("gigafactory_jobs_submitted_total", "counter"),
     ("gigafactory_jobs_finished_total", "counter"),
     ("gigafactory_claims_total", "counter"),
@@ -44,6 +44,7 @@ const CONTRACT: [(&str, &str); 30] = [
     ("gigafactory_store_conflicts_total", "counter"),
     ("gigafactory_store_commit_unknown_total", "counter"),
     ("gigafactory_cluster_nodes", "gauge"),
+    ("gigafactory_schedule_runs_total", "counter"),
 ];
 
 /// Series with a label only a user's object gives (a budget, a product): on a fresh node
@@ -191,6 +192,16 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
         let labels = [("route", route)];
         let fenced = fresh.value("gigafactory_fenced_writes_total", &labels);
         assert_eq!(fenced, Some(0.0), "{route}");
+    }
+    for outcome in [
+        "submitted",
+        "skipped",
+        "cancelled_previous",
+        "missed",
+        "failed",
+    ] {
+        let runs = fresh.value("gigafactory_schedule_runs_total", &[("outcome", outcome)]);
+        assert_eq!(runs, Some(0.0), "{outcome}");
     }
     for outcome in ["granted", "empty"] {
         let labels = [("outcome", outcome)];

@@ -13,7 +13,9 @@
 //! in review, shipped, succeeded), an action's reason on the timeline, what a job runs, the
 //! logs of its attempts apart with search, pause and download, a dead job's stderr tail, and
 //! a run's graph coloured by state. `secrets.test.mjs` sets, rotates and deletes a secret in
-//! the Secrets page and finds its value nowhere in the page. A fourth, the shell (`shell.test.mjs`), kills and
+//! the Secrets page and finds its value nowhere in the page. `schedules.test.mjs`: a schedule created from the form
+//! with its next runs, a bad one's problems beside their fields, a run linking to its job,
+//! pause and resume, a viewer reading. A fourth, the shell (`shell.test.mjs`), kills and
 //! restarts the coordinator when the script asks (a line `kill` or `start` on its stdout,
 //! answered on its stdin): the outage banner, stale marks and resume; sessions by cookie;
 //! filters in the URL; the phone layout. A fifth (`questions.test.mjs`) answers a job's
@@ -48,6 +50,23 @@ fn the_job_page_offers_only_valid_actions_and_shows_its_logs_and_run() {
     let _f = Factory::start(&coord, "jobpage-factory", 1, "linux", &dir.path().join("f"));
     let viewer = mint_viewer(&coord);
     let out = run_script("jobpage.test.mjs", &coord, &viewer, &[]);
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn schedules_are_created_from_the_form_show_their_runs_and_pause_and_resume() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let _f = Factory::start(
+        &coord,
+        "schedules-factory",
+        2,
+        "linux",
+        &dir.path().join("f"),
+    );
+    let viewer = mint_viewer(&coord);
+    let out = run_script("schedules.test.mjs", &coord, &viewer, &[]);
     assert!(out.contains("passed, 0 failed"), "{out}");
 }
 

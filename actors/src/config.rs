@@ -96,6 +96,12 @@ pub struct Config {
     pub artifact_orphan_grace_ms: u64,
     /// How often the sweeper applies retention and collects orphans.
     pub artifact_sweep_interval_ms: u64,
+    /// How often the schedule actor re-reads schedules when no tick is sooner (a schedule
+    /// set on another node, or a shard taken over, is fired within this).
+    pub schedule_refresh_ms: u64,
+    /// How late a tick may fire and still count as on time; older ticks are missed and
+    /// follow the schedule's missed-run policy.
+    pub schedule_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -144,6 +150,8 @@ impl Default for Config {
             artifact_retention_ms: 30 * 24 * 3_600_000,
             artifact_orphan_grace_ms: 3_600_000,
             artifact_sweep_interval_ms: 600_000,
+            schedule_refresh_ms: 1_000,
+            schedule_grace_ms: 5_000,
         }
     }
 }

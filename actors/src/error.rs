@@ -58,6 +58,9 @@ pub enum CoordError {
     /// The manifest has these problems; nothing was submitted.
     #[error("invalid manifest: {} problem(s)", .0.len())]
     InvalidManifest(Vec<String>),
+    /// The schedule has these problems (`field: problem`); nothing changed.
+    #[error("invalid schedule: {}", .0.join("; "))]
+    InvalidSchedule(Vec<String>),
     /// Each entry names a job (with its location in a manifest) whose idempotency key is
     /// another job's, submitted with another spec; nothing was submitted. Send the same spec
     /// again to get the existing job, or use a new key.

@@ -8,6 +8,7 @@
 //!             ├─ MembershipActor  on a shared store: node lease, shard leases
 //!             ├─ FleetRelayActor  on a shared store: other nodes' fleet events into this stream
 //!             ├─ OutboxActor      tracker echoes due in the node's shards
+//!             ├─ ScheduleActor    cron schedules of the node's shards, each tick fired once
 //!             └─ SweeperActor     artifact retention, blobs nobody keeps
 //! ```
 //!
@@ -34,8 +35,10 @@ mod outbox;
 mod ready_queue;
 mod reaper;
 mod registry;
+mod schedule_actor;
 mod scheduler;
 pub mod sealing;
+mod signal_watch;
 mod stats_history;
 mod supervisor;
 mod sweeper;

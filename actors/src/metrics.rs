@@ -5,7 +5,9 @@
 //! is not recorded here: `coordinator::gauges` computes it at scrape time.
 
 use gigafactory_core::job::{Job, Millis};
-use gigafactory_core::metric_labels::{FINISHED_STATES, FenceRoute, PollOutcome};
+use gigafactory_core::metric_labels::{
+    FINISHED_STATES, FenceRoute, PollOutcome, SCHEDULE_RUN_OUTCOMES,
+};
 use gigafactory_storage::commit_metrics;
 use metrics::Unit;
 
@@ -34,6 +36,7 @@ pub const BUDGET_SPEND_RATIO: &str = "gigafactory_budget_spend_ratio";
 pub const QUESTIONS_TOTAL: &str = "gigafactory_questions_total";
 /// How a job's question to an operator changed: asked, then one of its ends.
 const QUESTION_CHANGES: [&str; 5] = ["asked", "answered", "defaulted", "timed_out", "closed"];
+pub const SCHEDULE_RUNS_TOTAL: &str = "gigafactory_schedule_runs_total";
 
 /// Bounds for waits a person notices: a long-poll lasts up to `claim_wait_max_ms`.
 const WAIT_BUCKETS_SECONDS: &[f64] = &[
@@ -115,6 +118,14 @@ pub(crate) fn describe(engine: &'static str) {
     }
     for route in FenceRoute::ALL {
         metrics::counter!(FENCED_WRITES_TOTAL, "route" => route.label()).increment(0);
+    }
+    describe_counter!(
+        SCHEDULE_RUNS_TOTAL,
+        Unit::Count,
+        "Schedule runs this node recorded, by outcome (ticks fired, skipped, missed, ...)."
+    );
+    for outcome in SCHEDULE_RUN_OUTCOMES {
+        metrics::counter!(SCHEDULE_RUNS_TOTAL, "outcome" => outcome).increment(0);
     }
     let histograms = [
         (

@@ -1,5 +1,5 @@
 //! `Supervisor`: the root of a node's actor tree. It restarts the scheduler, the reaper, the
-//! outbox, the artifact sweeper and, on a shared store, the membership and fleet relay actors when they fail — each
+//! outbox, the artifact sweeper, the schedule actor and, on a shared store, the membership and fleet relay actors when they fail — each
 //! rebuilds what it holds from the store — and escalates a crash loop (more than
 //! `restart_max` restarts within `restart_window_ms`) by marking the node unhealthy, which
 //! `/readyz` reports until a whole window has passed without a crash loop. Job and factory actors are virtual: when one fails, the supervisor only
@@ -19,6 +19,7 @@ use crate::fleet_relay::FleetRelayActor;
 use crate::membership::MembershipActor;
 use crate::outbox::OutboxActor;
 use crate::reaper::ReaperActor;
+use crate::schedule_actor::ScheduleActor;
 use crate::scheduler::SchedulerActor;
 use crate::sweeper::SweeperActor;
 
@@ -39,6 +40,7 @@ pub(crate) struct SupervisorState {
     fleet_relay: Option<ActorCell>,
     outbox: Option<ActorCell>,
     sweeper: Option<ActorCell>,
+    schedules: Option<ActorCell>,
     /// When singleton restarts happened, for crash-loop detection.
     restarts: VecDeque<u64>,
 }
@@ -61,12 +63,14 @@ impl Actor for Supervisor {
             fleet_relay: None,
             outbox: None,
             sweeper: None,
+            schedules: None,
             restarts: VecDeque::new(),
         };
         state.start_scheduler(&myself).await?;
         state.start_reaper(&myself).await?;
         state.start_outbox(&myself).await?;
         state.start_sweeper(&myself).await?;
+        state.start_schedules(&myself).await?;
         if state.ctx.config.shared_store {
             state.start_membership(&myself).await?;
             state.start_fleet_relay(&myself).await?;
@@ -118,6 +122,10 @@ impl Actor for Supervisor {
             tracing::error!(why, "artifact sweeper stopped; restarting it");
             state.note_restart();
             state.start_sweeper(&myself).await?;
+        } else if state.schedules.as_ref().is_some_and(|c| c.get_id() == id) {
+            tracing::error!(why, "schedule actor stopped; restarting it");
+            state.note_restart();
+            state.start_schedules(&myself).await?;
         } else if state.membership.as_ref().is_some_and(|c| c.get_id() == id) {
             tracing::error!(why, "membership stopped; restarting it");
             state.note_restart();
@@ -187,6 +195,16 @@ impl SupervisorState {
         let (r, _) =
             Actor::spawn_linked(None, SweeperActor, self.ctx.clone(), myself.get_cell()).await?;
         self.sweeper = Some(r.get_cell());
+        Ok(())
+    }
+
+    async fn start_schedules(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let (r, _) =
+            Actor::spawn_linked(None, ScheduleActor, self.ctx.clone(), myself.get_cell()).await?;
+        self.schedules = Some(r.get_cell());
         Ok(())
     }
 

@@ -125,6 +125,10 @@ impl IntoResponse for ApiError {
                     body.details = details.clone();
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidManifest)
                 }
+                CoordError::InvalidSchedule(details) => {
+                    body.details = details.clone();
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSchedule)
+                }
                 CoordError::IdempotencyConflict(details) => {
                     body.details = details.clone();
                     (StatusCode::CONFLICT, ErrorCode::IdempotencyConflict)

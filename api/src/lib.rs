@@ -21,6 +21,7 @@ mod node;
 mod openapi;
 mod questions;
 mod scale;
+mod schedules;
 mod secrets;
 mod session;
 mod tokens;
@@ -166,6 +167,16 @@ pub fn router(coord: Coordinator, opts: ApiOptions) -> Router {
         )
         .route("/v1/budgets/{name}/pause", post(budgets::pause))
         .route("/v1/budgets/{name}/resume", post(budgets::resume))
+        .route("/v1/schedules", get(schedules::list))
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::show)
+                .put(schedules::set)
+                .delete(schedules::delete),
+        )
+        .route("/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/v1/schedules/{name}/resume", post(schedules::resume))
+        .route("/v1/schedules/{name}/trigger", post(schedules::trigger))
         .route("/v1/jobs/{id}/renew", post(factories::renew))
         .route("/v1/jobs/{id}/stage", post(factories::stage))
         .route("/v1/jobs/{id}/complete", post(factories::complete))

@@ -32,6 +32,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("secrets.js", JS, include_bytes!("../ui/secrets.js")),
     ("budgets.js", JS, include_bytes!("../ui/budgets.js")),
     ("budget.js", JS, include_bytes!("../ui/budget.js")),
+    ("schedules.js", JS, include_bytes!("../ui/schedules.js")),
+    ("schedule.js", JS, include_bytes!("../ui/schedule.js")),
     ("money.js", JS, include_bytes!("../ui/money.js")),
     ("question.js", JS, include_bytes!("../ui/question.js")),
     ("style.css", CSS, include_bytes!("../ui/style.css")),

@@ -1,6 +1,6 @@
 // Gigafactory's control plane: a small single-page app over the REST API, one ES module per
 // page. Hash routes: #/overview, #/jobs, #/jobs/ID, #/factories, #/factories/ID, #/budgets,
-// #/budgets/NAME, #/weights, #/tokens (admins: tokens and the audit log), #/secrets.
+// #/budgets/NAME, #/schedules, #/schedules/NAME, #/weights, #/tokens (admins: tokens and the audit log), #/secrets.
 // This module signs in and routes; lib.js holds what the pages share.
 
 import { h, api, flash, signOut, app, connection, CONNECTION_EVENT, SIGNIN_EVENT, UnreachableError } from "./lib.js";
@@ -10,6 +10,8 @@ import { jobPage } from "./job.js";
 import { factoriesPage, factoryPage } from "./factories.js";
 import { budgetsPage } from "./budgets.js";
 import { budgetPage } from "./budget.js";
+import { schedulesPage } from "./schedules.js";
+import { schedulePage } from "./schedule.js";
 import { weightsPage } from "./weights.js";
 import { tokensPage } from "./tokens.js";
 import { secretsPage } from "./secrets.js";
@@ -101,6 +103,8 @@ async function route() {
   else if (parts[0] === "factories") factoriesPage(main);
   else if (parts[0] === "budgets" && parts[1]) budgetPage(main, decodeURIComponent(parts[1]));
   else if (parts[0] === "budgets") budgetsPage(main, params);
+  else if (parts[0] === "schedules" && parts[1]) schedulePage(main, decodeURIComponent(parts[1]));
+  else if (parts[0] === "schedules") schedulesPage(main, params);
   else if (parts[0] === "weights") weightsPage(main, params);
   else if (parts[0] === "tokens") tokensPage(main);
   else if (parts[0] === "secrets") secretsPage(main);

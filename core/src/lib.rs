@@ -28,6 +28,7 @@ pub mod placement;
 pub mod query;
 pub mod redact;
 pub mod sandbox;
+pub mod schedule;
 pub mod scope;
 pub mod scoring;
 pub mod secrets;

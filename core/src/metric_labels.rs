@@ -96,6 +96,9 @@ impl PollOutcome {
 /// `JobState::name` spells them.
 pub const FINISHED_STATES: [&str; 5] = ["succeeded", "shipped", "rejected", "dead", "cancelled"];
 
+/// What a schedule's run did (`gigafactory_schedule_runs_total`'s `outcome`).
+pub const SCHEDULE_RUN_OUTCOMES: [&str; 5] = crate::schedule::Outcome::NAMES;
+
 #[cfg(test)]
 mod tests {
     use super::*;

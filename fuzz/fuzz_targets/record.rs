@@ -10,6 +10,7 @@ use gigafactory_core::cluster::{NodeRecord, ShardLease};
 use gigafactory_core::fleet::{Factory, Token};
 use gigafactory_core::job::Job;
 use gigafactory_core::limits::LimitSpec;
+use gigafactory_core::schedule::{Run, Schedule};
 use gigafactory_core::scoring::WeightsOverride;
 use gigafactory_core::tracker::{Delivery, ItemRecord};
 use gigafactory_core::wire::{Event, FleetEvent, LeaseAnswer};
@@ -47,4 +48,6 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<LimitSpec>(data);
     round_trip::<ItemRecord>(data);
     round_trip::<Delivery>(data);
+    round_trip::<Schedule>(data);
+    round_trip::<Run>(data);
 });

@@ -2,7 +2,7 @@
 //! them to their end (`follow.rs`: `logs -f`, `submit --wait`), their review decisions
 //! (`review.rs`), their artifacts (`artifacts.rs`) and questions (`ask.rs`: a job's `job ask`;
 //! `questions.rs`: answering one), the fleet (`fleet.rs`: factories and
-//! tokens), secrets (`secrets.rs`), money (`budgets.rs`), trackers (`intake.rs`), scheduling (`scheduling.rs`: why a
+//! tokens), secrets (`secrets.rs`), money (`budgets.rs`), trackers (`intake.rs`), cron schedules (`schedules.rs`), scheduling (`scheduling.rs`: why a
 //! job waits, products' shares and weights) and scaling hints (`scale.rs`); `top/` is the live
 //! terminal view of the fleet, and `sse.rs` reads the event streams that `logs -f` and `top`
 //! follow. Each is a thin caller of the REST API through `crate::client`, printing what comes
@@ -20,6 +20,7 @@ pub mod output;
 pub mod questions;
 pub mod review;
 pub mod scale;
+pub mod schedules;
 pub mod scheduling;
 pub mod secrets;
 pub mod sse;

@@ -293,6 +293,24 @@ pub fn weights_product(key: &[u8]) -> Result<String> {
     Ok(product)
 }
 
+/// `("sched", name)` → a schedule: what it submits, its state and its cursor.
+pub fn schedule(name: &str) -> Vec<u8> {
+    pack(&("sched", name))
+}
+
+pub fn schedules_all() -> KeyRange {
+    subspace(&("sched",))
+}
+
+/// `("schedrun", name, seq)` → one run of a schedule's history, in order.
+pub fn schedule_run(name: &str, seq: u64) -> Vec<u8> {
+    pack(&("schedrun", name, seq))
+}
+
+pub fn schedule_runs(name: &str) -> KeyRange {
+    subspace(&("schedrun", name))
+}
+
 /// `("limit", key)` → a concurrency or rate limit.
 pub fn limit(key: &str) -> Vec<u8> {
     pack(&("limit", key))

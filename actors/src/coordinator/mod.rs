@@ -2,7 +2,7 @@
 //! and the audit log (`tokens.rs`), the fleet of factories (`factories.rs`), leases and the factories' fenced
 //! writes (`leases.rs`), submissions (`submit.rs`), operators' actions and settings
 //! (`operate.rs`), money — usage and budgets (`budgets.rs`) —, artifacts (`artifacts.rs`), work in from trackers and
-//! what they are told (`intake.rs`), concurrency and rate limits (`limits.rs`), secrets sealed, listed and handed to a
+//! what they are told (`intake.rs`), schedules (`schedules.rs`; a run: `schedule_fire.rs`), concurrency and rate limits (`limits.rs`), secrets sealed, listed and handed to a
 //! lease holder (`secrets.rs`), why a job
 //! is not running (`explain.rs`), questions to an operator (`questions.rs`), and reads of jobs, logs and the node (`reads.rs`,
 //! `observe.rs`, and its state on `/metrics`: `gauges.rs`). Every method turns a request into a store transaction, or a message to the
@@ -20,6 +20,8 @@ mod observe;
 mod operate;
 mod questions;
 mod reads;
+mod schedule_fire;
+mod schedules;
 mod secrets;
 mod submit;
 mod tokens;
@@ -36,6 +38,7 @@ pub use intake::IntakeOutcome;
 pub use observe::{AutoscaleView, ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
 pub(crate) use questions::time_out_questions;
+pub(crate) use schedule_fire::Firing;
 pub use tokens::{Minted, Principal, Session, TokenInfo};
 
 use crate::clock::Clock;
@@ -69,6 +72,12 @@ impl Coordinator {
             .write()
             .expect("supervisor lock poisoned") = Some(sup);
         Ok(Coordinator { ctx })
+    }
+
+    /// The handle of a node already running, for its own actors (the schedule actor fires
+    /// through the same paths as the API).
+    pub(crate) fn of(ctx: Arc<Context>) -> Self {
+        Coordinator { ctx }
     }
 
     /// Stops the actor tree.

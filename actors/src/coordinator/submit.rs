@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use gigafactory_core::event::Author;
+use gigafactory_core::event::Transition;
 use gigafactory_core::job::{self, Job, JobId};
 use gigafactory_core::manifest::{self, JobSpec};
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_storage::repo::{self, Submitted};
-use gigafactory_storage::transact;
+use gigafactory_storage::{Transaction, transact};
 use std::sync::atomic::Ordering;
 use uuid::Uuid;
 
@@ -95,55 +96,10 @@ impl Coordinator {
         author: &Author,
     ) -> Result<Vec<(String, JobId)>> {
         self.admit_submission()?;
-        let now = self.now();
-        let ids: BTreeMap<String, JobId> = specs
-            .iter()
-            .map(|j| (j.key.clone(), JobId(Uuid::now_v7())))
-            .collect();
-        let jobs: Vec<Job> = specs
-            .iter()
-            .map(|spec| {
-                let parents = spec.deps.iter().map(|d| ids[d]).collect();
-                Job {
-                    origin: origin.clone(),
-                    ..job::new_job(ids[&spec.key], spec.clone(), parents, now)
-                }
-            })
-            .collect();
+        let jobs = prepare(specs, origin.clone(), self.now());
         let keep_first = origin.is_some();
         let (made, created) = transact!(self.ctx.store, |tx| {
-            let mut made = Vec::with_capacity(jobs.len());
-            let mut created = Vec::new();
-            let mut conflicts = Vec::new();
-            // Keys resolve to the ids actually stored, which differ for idempotent repeats.
-            let mut resolved: BTreeMap<JobId, JobId> = BTreeMap::new();
-            for j in &jobs {
-                let mut j = j.clone();
-                j.parents = j
-                    .parents
-                    .iter()
-                    .map(|p| resolved.get(p).copied().unwrap_or(*p))
-                    .collect();
-                let id = match repo::submit(tx, &j, author).await? {
-                    Submitted::Made(t) => {
-                        created.push(*t);
-                        j.id
-                    }
-                    Submitted::Repeat(id) => id,
-                    Submitted::Conflict { existing, .. } if keep_first => existing,
-                    Submitted::Conflict { key, existing } => {
-                        conflicts.push(conflict(Some(&j.spec.key), &key, existing));
-                        existing
-                    }
-                };
-                resolved.insert(j.id, id);
-                made.push((j.spec.key.clone(), id));
-            }
-            // Returning the error drops the transaction: nothing of the manifest is kept.
-            if !conflicts.is_empty() {
-                return Err(CoordError::IdempotencyConflict(conflicts));
-            }
-            Ok::<_, CoordError>((made, created))
+            submit_in(tx, &jobs, keep_first, author).await
         })?;
         metrics::counter!(crate::metrics::JOBS_SUBMITTED_TOTAL).increment(created.len() as u64);
         commit::adopt(&self.ctx, &created).await;
@@ -152,7 +108,7 @@ impl Coordinator {
 
     /// Refuses new work while the scheduler is far behind (`overloaded`, with `Retry-After`):
     /// the backpressure that keeps its mailbox bounded.
-    fn admit_submission(&self) -> Result<()> {
+    pub(super) fn admit_submission(&self) -> Result<()> {
         let backlog = self.ctx.actors.scheduler_backlog.load(Ordering::Relaxed);
         if backlog > self.ctx.config.scheduler_backlog_max {
             metrics::counter!("gigafactory_submissions_refused_total").increment(1);
@@ -162,6 +118,68 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// The jobs of `specs` (parents first, dependencies by key), each with a new id and linked to
+/// `origin`.
+pub(super) fn prepare(specs: Vec<JobSpec>, origin: Option<ItemRef>, now: u64) -> Vec<Job> {
+    let ids: BTreeMap<String, JobId> = specs
+        .iter()
+        .map(|j| (j.key.clone(), JobId(Uuid::now_v7())))
+        .collect();
+    specs
+        .iter()
+        .map(|spec| {
+            let parents = spec.deps.iter().map(|d| ids[d]).collect();
+            Job {
+                origin: origin.clone(),
+                ..job::new_job(ids[&spec.key], spec.clone(), parents, now)
+            }
+        })
+        .collect()
+}
+
+/// Submits `jobs` inside `tx`: each job's key with the id stored (the earlier job's, for an
+/// idempotent repeat), and the transitions of those made. A conflicting idempotency key
+/// refuses the whole submission, every such job named (the caller drops the transaction);
+/// with `keep_first`, the earlier job stands instead.
+pub(super) async fn submit_in<T: Transaction>(
+    tx: &mut T,
+    jobs: &[Job],
+    keep_first: bool,
+    author: &Author,
+) -> Result<(Vec<(String, JobId)>, Vec<Transition>)> {
+    let mut made = Vec::with_capacity(jobs.len());
+    let mut created = Vec::new();
+    let mut conflicts = Vec::new();
+    // Keys resolve to the ids actually stored, which differ for idempotent repeats.
+    let mut resolved: BTreeMap<JobId, JobId> = BTreeMap::new();
+    for j in jobs {
+        let mut j = j.clone();
+        j.parents = j
+            .parents
+            .iter()
+            .map(|p| resolved.get(p).copied().unwrap_or(*p))
+            .collect();
+        let id = match repo::submit(tx, &j, author).await? {
+            Submitted::Made(t) => {
+                created.push(*t);
+                j.id
+            }
+            Submitted::Repeat(id) => id,
+            Submitted::Conflict { existing, .. } if keep_first => existing,
+            Submitted::Conflict { key, existing } => {
+                conflicts.push(conflict(Some(&j.spec.key), &key, existing));
+                existing
+            }
+        };
+        resolved.insert(j.id, id);
+        made.push((j.spec.key.clone(), id));
+    }
+    if !conflicts.is_empty() {
+        return Err(CoordError::IdempotencyConflict(conflicts));
+    }
+    Ok((made, created))
 }
 
 /// One idempotency conflict: where (a manifest's job by key), the key, and the job it is.

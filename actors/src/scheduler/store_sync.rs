@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gigafactory_core::job::JobId;
 use gigafactory_storage::repo::{self, ReadyEntry};
@@ -22,50 +21,20 @@ use crate::ready_queue::placement_order;
 /// every such commit bumps the `ready` signal key, which this task watches. A watch is armed at
 /// the version of the read that precedes it, so no change falls between two watches.
 pub(super) fn watch_ready_signal(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
-    tokio::spawn(async move {
-        loop {
-            let watch =
-                match gigafactory_storage::Store::watch(&ctx.store, repo::ready_signal()).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the ready signal; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-            if let Err(e) = watch.await {
-                tracing::debug!(error = %e, "ready-signal watch ended; re-arming");
-            }
-            if scheduler.cast(SchedulerMsg::Refresh).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(REFRESH_MIN_INTERVAL_MS)).await;
-        }
-    });
+    crate::signal_watch::on_signal(
+        ctx,
+        repo::ready_signal(),
+        REFRESH_MIN_INTERVAL_MS,
+        move || scheduler.cast(SchedulerMsg::Refresh).is_ok(),
+    );
 }
 
 /// On a store other nodes write too, re-reads budgets whenever any node changes one or
 /// reports spend that reaches one (both bump the `budgets` signal).
 pub(super) fn watch_budgets_signal(ctx: Arc<Context>, scheduler: ActorRef<SchedulerMsg>) {
-    tokio::spawn(async move {
-        loop {
-            let watch =
-                match gigafactory_storage::Store::watch(&ctx.store, repo::budgets_signal()).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the budgets signal; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-            if let Err(e) = watch.await {
-                tracing::debug!(error = %e, "budgets-signal watch ended; re-arming");
-            }
-            if scheduler.cast(SchedulerMsg::BudgetTick).is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(REFRESH_MIN_INTERVAL_MS)).await;
-        }
+    let target = repo::budgets_signal();
+    crate::signal_watch::on_signal(ctx, target, REFRESH_MIN_INTERVAL_MS, move || {
+        scheduler.cast(SchedulerMsg::BudgetTick).is_ok()
     });
 }
 

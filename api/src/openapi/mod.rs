@@ -6,6 +6,7 @@
 
 mod questions;
 mod routes;
+mod schedules;
 mod secrets;
 
 use std::sync::OnceLock;
@@ -33,6 +34,7 @@ pub(crate) async fn document() -> impl IntoResponse {
 fn build() -> Value {
     let mut doc = Doc::new();
     routes::describe(&mut doc);
+    schedules::describe(&mut doc);
     doc.finish()
 }
 

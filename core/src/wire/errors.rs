@@ -36,10 +36,11 @@ pub enum ErrorCode {
     QuestionConflict,
     SecretsNotConfigured,
     SecretsUnreadable,
+    InvalidSchedule,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::MalformedRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
@@ -67,6 +68,7 @@ impl ErrorCode {
         ErrorCode::QuestionConflict,
         ErrorCode::SecretsNotConfigured,
         ErrorCode::SecretsUnreadable,
+        ErrorCode::InvalidSchedule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::QuestionConflict => "question_conflict",
             ErrorCode::SecretsNotConfigured => "secrets_not_configured",
             ErrorCode::SecretsUnreadable => "secrets_unreadable",
+            ErrorCode::InvalidSchedule => "invalid_schedule",
         }
     }
 }
@@ -112,7 +115,8 @@ pub struct ErrorBody {
     /// With `fenced`: the epoch the job is at now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
-    /// With `invalid_manifest`: every problem, with its location; with
+    /// With `invalid_manifest`: every problem, with its location (with `invalid_schedule`,
+    /// `field: problem`); with
     /// `idempotency_conflict`: every job whose key another job holds, with its location.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,

@@ -8,6 +8,7 @@ mod errors;
 mod next;
 mod questions;
 mod review;
+mod schedules;
 mod secrets;
 
 use schemars::JsonSchema;
@@ -22,6 +23,7 @@ pub use errors::{ErrorBody, ErrorCode};
 pub use next::{ClaimNext, EndAnswer};
 pub use questions::{AnswerBody, AskBody, QuestionView};
 pub use review::ActionBody;
+pub use schedules::{NextRun, RunView, ScheduleBody, ScheduleView, TriggerAnswer};
 pub use secrets::{
     JobSecret, JobSecrets, SecretFetch, SecretListQuery, SecretProfileQuery, SecretSet,
 };
@@ -421,6 +423,10 @@ pub struct JobView {
     /// Whether the job waits for an operator's answer to its open question.
     #[serde(default)]
     pub waiting_for_input: bool,
+    /// The key that makes its submission idempotent (a schedule's jobs:
+    /// `schedule:NAME:TICK[:KEY]`).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<&Job> for JobView {
@@ -474,6 +480,7 @@ impl From<&Job> for JobView {
             allowed_actions: crate::job::allowed_actions(j),
             question: j.question.as_ref().map(QuestionView::from),
             waiting_for_input: crate::job::question::open(j).is_some(),
+            idempotency_key: j.spec.idempotency_key.clone(),
         }
     }
 }

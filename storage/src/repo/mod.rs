@@ -12,6 +12,7 @@ mod fleet;
 mod jobs;
 mod limits;
 mod logs;
+mod schedules;
 mod secrets;
 mod tracker;
 mod upgrade;
@@ -50,6 +51,10 @@ pub use limits::{
 pub use logs::{
     LOG_MAX_BYTES_PER_JOB, LOG_PAGE_MAX_BYTES, LogAppend, LogPage, append_log, logs_after,
     watch_logs,
+};
+pub use schedules::{
+    append_run, delete_schedule, load_schedule, save_schedule, schedule_at_cursor, schedule_runs,
+    schedules, schedules_changed, schedules_signal,
 };
 pub use secrets::{
     SECRETS_LIST_MAX, SecretRecord, delete_secret, load_secret, save_secret, secrets,
@@ -783,5 +788,76 @@ mod tests {
                 created_at: 1_500,
             },
         );
+        schedule_records();
+    }
+
+    /// A schedule and one run of each outcome.
+    fn schedule_records() {
+        use gigafactory_core::schedule::{
+            Missed, MissedTicks, Outcome, Overlap, Run, Schedule, ScheduleState, Target, Trigger,
+        };
+        let job = JobId(Uuid::from_u128(7));
+        check(
+            "schedule",
+            &Schedule {
+                name: "nightly".into(),
+                cron: "0 3 * * *".into(),
+                time_zone: "Europe/Paris".into(),
+                overlap: Overlap::CancelPrevious,
+                missed: Missed::RunOnce,
+                catchup_window_s: 3_600,
+                target: Target::Job("{}".into()),
+                state: ScheduleState::Paused {
+                    since: 5,
+                    by: "admin:alice".into(),
+                },
+                cursor: 4,
+                previous_jobs: vec![job],
+                runs: 3,
+                created_at: 1,
+                updated_at: 2,
+                updated_by: "admin:alice".into(),
+            },
+        );
+        let outcomes = [
+            Outcome::Submitted {
+                jobs: vec![job],
+                total: 1,
+            },
+            Outcome::Skipped {
+                reason: "running".into(),
+            },
+            Outcome::CancelledPrevious {
+                cancelled: vec![job],
+                jobs: vec![job],
+                total: 1,
+            },
+            Outcome::Missed(MissedTicks {
+                count: 2,
+                more: false,
+                first: 1,
+                last: 2,
+            }),
+            Outcome::Failed {
+                error: "overloaded".into(),
+            },
+        ];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            check(
+                &format!("schedule_run_{}", outcome.name()),
+                &Run {
+                    seq: i as u64,
+                    tick: 10,
+                    at: 11,
+                    node: Uuid::from_u128(3),
+                    trigger: if i == 0 {
+                        Trigger::Manual("operator:bob".into())
+                    } else {
+                        Trigger::Tick
+                    },
+                    outcome,
+                },
+            );
+        }
     }
 }
