@@ -9,8 +9,11 @@ use gigafactory_core::job::{self, Command, FactoryId, Job, JobId};
 use gigafactory_core::wire::{AnswerBody, AskBody, LeaseAnswer, QuestionView};
 use gigafactory_storage::{repo, transact};
 
+use gigafactory_core::query::JobFilter;
+
 use super::Coordinator;
 use super::operate::reviewer;
+use super::reads::LIST_PAGE_MAX;
 use crate::commit::{self, JobWrite};
 use crate::error::{CoordError, Result};
 use crate::job_actor::JobMsg;
@@ -60,6 +63,7 @@ impl Coordinator {
     /// An operator answers the job's open question.
     pub async fn answer(&self, id: JobId, body: AnswerBody, author: &Author) -> Result<Job> {
         let cmd = Command::Answer {
+            question_id: body.question_id,
             by: reviewer(author)?,
             answer: body.answer,
             note: body.note,
@@ -74,25 +78,126 @@ impl Coordinator {
     }
 }
 
-/// Questions one pass ends at most; the rest wait for the next pass.
+/// Open questions a listing of the jobs waiting for input reads at most: beyond them (more jobs
+/// than this wait at once) the listing does not reach.
+const WAITING_LIST_MAX: usize = 10_000;
+
+impl Coordinator {
+    /// A page of the jobs waiting for input (their question is open), in creation order after
+    /// `cursor`, filtered by the rest of `filter`: read from the question-timeout index, which
+    /// holds exactly them, so it costs the number of waiting jobs, not of all jobs.
+    pub(super) async fn list_waiting(
+        &self,
+        filter: &JobFilter,
+        cursor: Option<JobId>,
+        limit: usize,
+    ) -> Result<(Vec<Job>, Option<JobId>)> {
+        let mut ids = Vec::new();
+        let mut after = None;
+        while ids.len() < WAITING_LIST_MAX {
+            let page = transact!(self.ctx.store, |tx| repo::open_questions(
+                tx,
+                after,
+                job::Millis::MAX,
+                QUESTION_TIMEOUTS_READ
+            )
+            .await)?;
+            after = page.last().copied();
+            let exhausted = page.len() < QUESTION_TIMEOUTS_READ;
+            ids.extend(page.into_iter().map(|(_, id)| id));
+            if exhausted {
+                break;
+            }
+        }
+        // Creation order, as every listing: job ids are time-ordered (UUIDv7).
+        ids.sort_unstable();
+        ids.retain(|id| cursor.is_none_or(|c| *id > c));
+        let mut out: Vec<Job> = Vec::new();
+        for chunk in ids.chunks(LIST_PAGE_MAX) {
+            let jobs = transact!(self.ctx.store, |tx| {
+                let mut jobs = Vec::with_capacity(chunk.len());
+                for id in chunk {
+                    jobs.push(repo::load_job(tx, *id).await?);
+                }
+                Ok::<_, gigafactory_storage::Error>(jobs)
+            })?;
+            for job in jobs.into_iter().flatten() {
+                if let Some(last) = out.get(limit.saturating_sub(1)) {
+                    // A full page, and more waiting jobs after it.
+                    let next = last.id;
+                    return Ok((out, Some(next)));
+                }
+                if filter.matches(&job) {
+                    out.push(job);
+                }
+            }
+        }
+        Ok((out, None))
+    }
+}
+
+/// Questions of this node's shards one pass ends at most; the rest wait for the next pass.
 const QUESTION_TIMEOUTS_MAX: usize = 1_000;
+/// Due entries one pass reads at most, its own and other nodes' together: other nodes'
+/// entries are read past (not counted against this node's), up to this bound.
+const QUESTION_TIMEOUTS_SCAN_MAX: usize = 20_000;
+/// Entries one store read of the pass takes.
+const QUESTION_TIMEOUTS_READ: usize = 500;
 
 /// Ends the questions past their timeout (read from the store's question-timeout index),
 /// each with its default answer or as timed out, by the reaper, in the job's shard owner.
 pub(crate) async fn time_out_questions(ctx: &std::sync::Arc<crate::context::Context>) {
     let now = ctx.now();
-    let due = transact!(ctx.store, |tx| repo::questions_due(
-        tx,
-        now,
-        QUESTION_TIMEOUTS_MAX
-    )
-    .await);
-    let Ok(due) = due else { return };
-    for id in due.into_iter().filter(|id| ctx.owns_shard(*id)) {
+    for id in owned_due_questions(ctx, now).await {
         let write = JobWrite::batch(Author::Reaper, vec![(id, Command::QuestionTimeout)]);
+        // A batch skips a refused command: a question answered since it was read is not
+        // timed out, and the write commits nothing for it.
         match commit::commit(ctx, write).await {
-            Ok(_) => tracing::info!(job_id = %id, "question timed out"),
+            Ok(committed) => {
+                for job in committed.jobs {
+                    let how = job.question.as_ref().and_then(|q| q.outcome.as_ref());
+                    let how = how.map_or("?", question::Outcome::name);
+                    tracing::info!(job_id = %job.id, outcome = how, "question timed out");
+                }
+            }
             Err(e) => tracing::warn!(job_id = %id, error = %e, "cannot time out a question"),
         }
     }
+}
+
+/// The jobs of this node's shards whose question is due at `now`, soonest first: read page by
+/// page past other nodes' entries, so theirs never crowd out this node's.
+async fn owned_due_questions(ctx: &crate::context::Context, now: job::Millis) -> Vec<JobId> {
+    let mut owned = Vec::new();
+    let mut after = None;
+    let mut scanned = 0;
+    while owned.len() < QUESTION_TIMEOUTS_MAX && scanned < QUESTION_TIMEOUTS_SCAN_MAX {
+        let page = transact!(ctx.store, |tx| repo::open_questions(
+            tx,
+            after,
+            now,
+            QUESTION_TIMEOUTS_READ
+        )
+        .await);
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the question-timeout index");
+                break;
+            }
+        };
+        scanned += page.len();
+        after = page.last().copied();
+        let exhausted = page.len() < QUESTION_TIMEOUTS_READ;
+        owned.extend(
+            page.into_iter()
+                .map(|(_, id)| id)
+                .filter(|id| ctx.owns_shard(*id)),
+        );
+        if exhausted {
+            break;
+        }
+    }
+    owned.truncate(QUESTION_TIMEOUTS_MAX);
+    owned
 }
