@@ -165,21 +165,48 @@ pub(crate) async fn time_out_questions(ctx: &std::sync::Arc<crate::context::Cont
     }
 }
 
-/// The jobs of this node's shards whose question is due at `now`, soonest first: read page by
-/// page past other nodes' entries, so theirs never crowd out this node's.
-async fn owned_due_questions(ctx: &crate::context::Context, now: job::Millis) -> Vec<JobId> {
-    let mut owned = Vec::new();
-    let mut after = None;
-    let mut scanned = 0;
-    while owned.len() < QUESTION_TIMEOUTS_MAX && scanned < QUESTION_TIMEOUTS_SCAN_MAX {
-        let page = transact!(ctx.store, |tx| repo::open_questions(
+/// Pages of the question-timeout index, after an entry.
+trait DueIndex {
+    fn page(
+        &self,
+        after: Option<repo::QuestionEntry>,
+    ) -> impl Future<Output = std::result::Result<Vec<repo::QuestionEntry>, String>> + Send;
+}
+
+/// The store's index, due by `.1`.
+struct StoreIndex<'a>(&'a crate::context::Context, job::Millis);
+
+impl DueIndex for StoreIndex<'_> {
+    async fn page(
+        &self,
+        after: Option<repo::QuestionEntry>,
+    ) -> std::result::Result<Vec<repo::QuestionEntry>, String> {
+        let (ctx, now) = (self.0, self.1);
+        transact!(ctx.store, |tx| repo::open_questions(
             tx,
             after,
             now,
             QUESTION_TIMEOUTS_READ
         )
-        .await);
-        let page = match page {
+        .await)
+        .map_err(|e: gigafactory_storage::Error| e.to_string())
+    }
+}
+
+/// The jobs of this node's shards whose question is due at `now`, soonest first.
+async fn owned_due_questions(ctx: &crate::context::Context, now: job::Millis) -> Vec<JobId> {
+    owned_entries(&StoreIndex(ctx, now), |id| ctx.owns_shard(id)).await
+}
+
+/// The jobs `owns` keeps of `index`, read page by page past the others, so other nodes'
+/// entries never crowd out this node's: at most [`QUESTION_TIMEOUTS_MAX`] of them, reading at
+/// most [`QUESTION_TIMEOUTS_SCAN_MAX`] entries.
+async fn owned_entries(index: &impl DueIndex, owns: impl Fn(JobId) -> bool) -> Vec<JobId> {
+    let mut owned = Vec::new();
+    let mut after = None;
+    let mut scanned = 0;
+    while owned.len() < QUESTION_TIMEOUTS_MAX && scanned < QUESTION_TIMEOUTS_SCAN_MAX {
+        let page = match index.page(after).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the question-timeout index");
@@ -189,15 +216,74 @@ async fn owned_due_questions(ctx: &crate::context::Context, now: job::Millis) ->
         scanned += page.len();
         after = page.last().copied();
         let exhausted = page.len() < QUESTION_TIMEOUTS_READ;
-        owned.extend(
-            page.into_iter()
-                .map(|(_, id)| id)
-                .filter(|id| ctx.owns_shard(*id)),
-        );
+        owned.extend(page.into_iter().map(|(_, id)| id).filter(|id| owns(*id)));
         if exhausted {
             break;
         }
     }
     owned.truncate(QUESTION_TIMEOUTS_MAX);
     owned
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// An index of `n` due questions, in timeout order.
+    fn index(n: u128) -> Vec<repo::QuestionEntry> {
+        (0..n)
+            .map(|i| (i as u64, JobId(uuid::Uuid::from_u128(i))))
+            .collect()
+    }
+
+    /// The index, and how many entries it handed out.
+    struct Listed(Vec<repo::QuestionEntry>, AtomicUsize);
+
+    impl DueIndex for Listed {
+        async fn page(
+            &self,
+            after: Option<repo::QuestionEntry>,
+        ) -> std::result::Result<Vec<repo::QuestionEntry>, String> {
+            let from = after.map_or(0, |(at, _)| at as usize + 1);
+            let end = (from + QUESTION_TIMEOUTS_READ).min(self.0.len());
+            let page = self.0[from.min(end)..end].to_vec();
+            self.1.fetch_add(page.len(), Ordering::Relaxed);
+            Ok(page)
+        }
+    }
+
+    /// What a pass keeps of `index`, and how many entries it read.
+    async fn collect(
+        index: Vec<repo::QuestionEntry>,
+        owns: impl Fn(JobId) -> bool,
+    ) -> (Vec<JobId>, usize) {
+        let listed = Listed(index, AtomicUsize::new(0));
+        let owned = owned_entries(&listed, owns).await;
+        (owned, listed.1.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn other_nodes_due_questions_do_not_crowd_out_this_nodes() {
+        // 3,000 due questions of other nodes first, then ten of ours.
+        let all = index(3_010);
+        let ours = |id: JobId| id.0.as_u128() >= 3_000;
+        let (found, _) = collect(all, ours).await;
+        assert_eq!(found.len(), 10, "ours are found behind the others'");
+        assert!(found.iter().all(|id| ours(*id)));
+    }
+
+    #[tokio::test]
+    async fn a_pass_ends_at_most_its_bound_and_reads_at_most_its_scan() {
+        let all = index(5_000);
+        assert_eq!(collect(all, |_| true).await.0.len(), QUESTION_TIMEOUTS_MAX);
+        let never = index(QUESTION_TIMEOUTS_SCAN_MAX as u128 + 5_000);
+        let (found, read) = collect(never, |_| false).await;
+        assert!(found.is_empty());
+        assert_eq!(
+            read, QUESTION_TIMEOUTS_SCAN_MAX,
+            "it stops at its scan bound"
+        );
+    }
 }
