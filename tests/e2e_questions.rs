@@ -100,7 +100,10 @@ fn a_job_asks_an_operator_answers_from_the_cli_and_the_job_goes_on_with_the_answ
 
     // A second answer: the question is closed (answered, then its lease ended with the job).
     let (ok, _, err) = cli(&coord, &["jobs", "answer", &id, "no"]);
-    assert!(!ok && err.contains("no open question"), "{err}");
+    assert!(
+        !ok && err.contains("no open question") && err.contains("is answered"),
+        "{err}"
+    );
     let view = job(&coord, &id);
     assert_eq!(view["question"]["answer"], "yes", "{view}");
     assert!(view["question"]["answered_by"].is_string(), "{view}");

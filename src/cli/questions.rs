@@ -24,9 +24,14 @@ pub async fn answer(
         Some(q) => q,
         None => {
             let job: JobView = c.get(&format!("/v1/jobs/{id}")).await?;
-            match job.question.filter(|q| q.status == "open") {
-                Some(q) => q.id,
-                None => anyhow::bail!("job {id} has no open question"),
+            match job.question {
+                Some(q) if q.status == "open" => q.id,
+                Some(q) => anyhow::bail!(
+                    "job {id} has no open question: its last one ({:?}) is {}",
+                    q.text,
+                    q.status.replace('_', " ")
+                ),
+                None => anyhow::bail!("job {id} has no open question: it asked none"),
             }
         }
     };
