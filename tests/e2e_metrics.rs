@@ -188,7 +188,7 @@ fn a_scrape_after_a_small_workload_has_every_contract_series_and_says_what_happe
     // A fresh node: every series there, counters at 0 with their label values.
     let fresh = Page::scrape(&coord);
     fresh.check_contract(&NEED_AN_OBJECT);
-    for route in ["renew", "complete", "logs", "artifact", "other"] {
+    for route in ["renew", "complete", "logs", "artifact", "question", "other"] {
         let labels = [("route", route)];
         let fenced = fresh.value("gigafactory_fenced_writes_total", &labels);
         assert_eq!(fenced, Some(0.0), "{route}");

@@ -1,8 +1,8 @@
 //! Questions to an operator through real processes: a job's command runs `gigafactory job
 //! ask`, the job shows as waiting for input (API and `jobs ls`), an operator answers with the
 //! CLI, and the job goes on with the answer; a timeout takes the default, or ends `job ask`
-//! with exit code 3; a wrong choice, a second answer, a second question and a stale epoch's
-//! ask are refused and change nothing.
+//! with exit code 3; a wrong choice, a second answer, a second question, a stale epoch's ask,
+//! a misspelt key and an answer meant for an earlier question are refused and change nothing.
 
 mod common;
 
@@ -83,7 +83,10 @@ fn a_job_asks_an_operator_answers_from_the_cli_and_the_job_goes_on_with_the_answ
         &["jobs", "answer", &id, "yes", "--note", "backup done"],
     );
     assert!(ok, "{err}");
-    assert!(out.contains("answered \"yes\""), "{out}");
+    assert!(
+        out.contains("answered \"yes\" to \"Merge the migration now?\" (question "),
+        "the CLI says which question it answered: {out}"
+    );
     wait_for(
         Duration::from_secs(30),
         "the job to go on and succeed",
@@ -97,7 +100,10 @@ fn a_job_asks_an_operator_answers_from_the_cli_and_the_job_goes_on_with_the_answ
 
     // A second answer: the question is closed (answered, then its lease ended with the job).
     let (ok, _, err) = cli(&coord, &["jobs", "answer", &id, "no"]);
-    assert!(!ok && err.contains("no open question"), "{err}");
+    assert!(
+        !ok && err.contains("no open question") && err.contains("is answered"),
+        "{err}"
+    );
     let view = job(&coord, &id);
     assert_eq!(view["question"]["answer"], "yes", "{view}");
     assert!(view["question"]["answered_by"].is_string(), "{view}");
@@ -216,6 +222,15 @@ fn a_stale_epochs_ask_a_second_question_and_a_viewers_answer_are_refused() {
     let (status, body) = fake.write_as(&coord, &id, "question", epoch - 1, "q0", ask_body("?"));
     assert_eq!((status, &body["error"]), (409, &json!("fenced")), "{body}");
     assert_eq!(job(&coord, &id)["question"], Value::Null);
+    // A misspelt key is refused, named, rather than leaving the question the default hour.
+    let typo = json!({"text": "Go?", "timeout": 1_800_000});
+    let (status, body) = fake.write_as(&coord, &id, "question", epoch, "q0", typo);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("`timeout`"),
+        "{body}"
+    );
+    assert_eq!(job(&coord, &id)["question"], Value::Null);
 
     // A retry under the same request id asks once.
     for _ in 0..2 {
@@ -234,7 +249,7 @@ fn a_stale_epochs_ask_a_second_question_and_a_viewers_answer_are_refused() {
 
     let (viewer, _) = mint(&coord, "viewer", "watcher");
     let url = format!("{}/v1/jobs/{id}/answer", coord.url);
-    let yes = json!({"answer": "yes"}).to_string();
+    let yes = json!({"question_id": "q1", "answer": "yes"}).to_string();
     let (status, _) = call("POST", &url, Some(&viewer), Some(&yes));
     assert_eq!(status, 403, "viewers see, operators answer");
     let (status, body) = call("POST", &url, Some(&coord.admin), Some(&yes));
@@ -256,14 +271,40 @@ fn a_stale_epochs_ask_a_second_question_and_a_viewers_answer_are_refused() {
     );
     assert_eq!(poll(epoch - 1).0, 409);
 
-    // Once the lease ends, the next question of the job is closed with it.
-    let (status, body) = fake.write_as(&coord, &id, "question", epoch, "q3", ask_body("More?"));
+    // A new question: an answer meant for the old one (an operator reading a stale page) is
+    // refused, names the open one, and leaves it open.
+    let drop = ask_body("Drop the users table?");
+    let (status, body) = fake.write_as(&coord, &id, "question", epoch, "q3", drop);
     assert_eq!(status, 200, "{body}");
+    let before = job(&coord, &id);
+    let (status, body) = call("POST", &url, Some(&coord.admin), Some(&yes));
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("question_conflict")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("question changed") && message.contains("Drop the users table?"),
+        "{body}"
+    );
+    let after = job(&coord, &id);
+    assert_eq!(
+        (&after["updated_at"], &after["question"]),
+        (&before["updated_at"], &before["question"]),
+        "nothing changed"
+    );
+    // The CLI pinned to the old question is refused the same way.
+    let (ok, _, err) = cli(&coord, &["jobs", "answer", &id, "yes", "--question", "q1"]);
+    assert!(!ok && err.contains("question changed"), "{err}");
+    assert_eq!(job(&coord, &id)["question"]["status"], "open");
+
+    // Once the lease ends, the open question of the job is closed with it.
     let (status, body) = call(
         "POST",
         &url,
         Some(&coord.admin),
-        Some(&json!({"answer": "maybe"}).to_string()),
+        Some(&json!({"question_id": "q3", "answer": "maybe"}).to_string()),
     );
     assert_eq!(
         (status, &body["error"]),
@@ -275,6 +316,7 @@ fn a_stale_epochs_ask_a_second_question_and_a_viewers_answer_are_refused() {
     let view = job(&coord, &id);
     assert_eq!(view["question"]["status"], "closed", "{view}");
     assert_eq!(view["question"]["closed_by"], "release", "{view}");
+    let yes = json!({"question_id": "q3", "answer": "yes"}).to_string();
     let (status, body) = call("POST", &url, Some(&coord.admin), Some(&yes));
     assert_eq!(
         (status, &body["error"]),

@@ -151,7 +151,8 @@ impl From<JobError> for CoordError {
                 }
                 QuestionError::NoOpenQuestion(_)
                 | QuestionError::AlreadyOpen(_)
-                | QuestionError::NotDue(_) => CoordError::QuestionConflict(e.to_string()),
+                | QuestionError::NotDue(_)
+                | QuestionError::Changed { .. } => CoordError::QuestionConflict(e.to_string()),
             },
             JobError::NotReady { not_before } => CoordError::IllegalTransition {
                 subject: "job",

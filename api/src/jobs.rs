@@ -91,7 +91,8 @@ pub(crate) struct ListQuery {
     capability: Option<String>,
     factory: Option<String>,
     q: Option<String>,
-    /// `true`: only jobs waiting for an operator's answer; `false`: only the others.
+    /// `true`: only jobs waiting for an operator's answer (read from the open questions'
+    /// index); `false`: only the others.
     waiting_for_input: Option<bool>,
     cursor: Option<String>,
     limit: Option<usize>,

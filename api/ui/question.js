@@ -6,8 +6,19 @@
 import { h, api, rerender, flash, canAct } from "./lib.js";
 import { when } from "./when.js";
 
-// Jobs the overview counts at most (one page of the filtered listing).
+// Jobs the overview counts at most (one page of the listing, which the server reads from its
+// index of open questions: the cost of the waiting jobs, not of every job).
 const WAITING_COUNT_MAX = 100;
+// The server's bounds, in UTF-8 bytes (`core/src/job/question.rs`); `maxlength` would count
+// characters, so an answer in another script could pass it and still be refused.
+const ANSWER_MAX_BYTES = 2000;
+const NOTE_MAX_BYTES = 500;
+
+// Why `value` is too long for the server, or null.
+function overBytes(what, value, max) {
+  const bytes = new TextEncoder().encode(value).length;
+  return bytes > max ? `The ${what} is ${bytes} bytes; at most ${max}.` : null;
+}
 
 // The question card of job `id`; `onAnswered` reloads the page after an answer.
 export function questionPanel(id, onAnswered) {
@@ -15,26 +26,42 @@ export function questionPanel(id, onAnswered) {
   // The open question drawn (its id): redrawn only when it changes, so a focused button or a
   // half-typed answer stays as it is across refreshes.
   let drawn = null;
-  const send = async (answer, note) => {
+  // Answers question `q` (its id: the server refuses it if the job asks another by now).
+  // Everything in the card is disabled while the answer is on its way, so a second click
+  // does not send it twice; a refusal shows next to the answer.
+  const send = async (q, answer, note, error) => {
+    const tooLong = overBytes("answer", answer, ANSWER_MAX_BYTES) || overBytes("note", note, NOTE_MAX_BYTES);
+    if (tooLong) {
+      error.textContent = tooLong;
+      return;
+    }
+    const inputs = [...el.querySelectorAll("button, input, textarea")];
+    inputs.forEach((i) => (i.disabled = true));
+    error.textContent = "";
     try {
-      await api("POST", `/v1/jobs/${id}/answer`, note ? { answer, note } : { answer });
+      const body = { question_id: q.id, answer };
+      if (note) body.note = note;
+      await api("POST", `/v1/jobs/${id}/answer`, body);
       flash(`answered: ${answer}`, "ok");
       await onAnswered();
     } catch (e) {
-      flash(e.message);
+      error.textContent = e.message;
+    } finally {
+      inputs.forEach((i) => (i.disabled = false));
     }
   };
   const draw = (q) => {
-    const note = h("input", { name: "note", placeholder: "Note (optional)", "aria-label": "Note with the answer", maxlength: 500 });
+    const note = h("input", { name: "note", placeholder: "Note (optional)", "aria-label": "Note with the answer" });
+    const error = h("p", { class: "error", role: "alert", "data-testid": "question-error" });
     const waited = h("p", { class: "muted", "data-testid": "question-waited" }, `Asked `, when(q.asked_at), `; times out `, when(q.timeout_at), q.default ? `, then the answer is ${q.default}` : ", then the job is told nobody answered", ".");
     let controls;
     if (!canAct()) {
       controls = [h("p", { class: "muted" }, "Only an operator can answer.")];
     } else if (q.choices.length) {
-      controls = [h("div", { class: "choices", role: "group", "aria-label": "Answers" }, ...q.choices.map((c) => h("button", { type: "button", "data-choice": c, onclick: () => send(c, note.value.trim()) }, c))), note];
+      controls = [h("div", { class: "choices", role: "group", "aria-label": "Answers" }, ...q.choices.map((c) => h("button", { type: "button", "data-choice": c, onclick: () => send(q, c, note.value.trim(), error) }, c))), note, error];
     } else {
-      const text = h("textarea", { name: "answer", rows: 3, maxlength: 2000, "aria-label": "Answer" });
-      const form = h("form", { onsubmit: (e) => { e.preventDefault(); send(text.value, note.value.trim()); } }, text, note, h("button", { type: "submit" }, "Send answer"));
+      const text = h("textarea", { name: "answer", rows: 3, "aria-label": "Answer" });
+      const form = h("form", { onsubmit: (e) => { e.preventDefault(); send(q, text.value.trim(), note.value.trim(), error); } }, text, note, h("button", { type: "submit" }, "Send answer"), error);
       controls = [form];
     }
     el.replaceChildren(h("h2", { id: "question-title" }, "Waits for input"), h("p", { class: "question-text", "data-testid": "question-text" }, q.text), waited, ...controls);

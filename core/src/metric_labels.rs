@@ -16,12 +16,14 @@ pub enum FenceRoute {
     Logs,
     Usage,
     Artifact,
+    /// A job's question to an operator (`POST /v1/jobs/{id}/question`).
+    Question,
     /// A fenced command no route above sends; kept so the mapping is total.
     Other,
 }
 
 impl FenceRoute {
-    pub const ALL: [FenceRoute; 9] = [
+    pub const ALL: [FenceRoute; 10] = [
         FenceRoute::Renew,
         FenceRoute::Stage,
         FenceRoute::Complete,
@@ -30,6 +32,7 @@ impl FenceRoute {
         FenceRoute::Logs,
         FenceRoute::Usage,
         FenceRoute::Artifact,
+        FenceRoute::Question,
         FenceRoute::Other,
     ];
 
@@ -44,6 +47,7 @@ impl FenceRoute {
             Command::Release { .. } => FenceRoute::Release,
             Command::Usage { .. } => FenceRoute::Usage,
             Command::Artifact { .. } => FenceRoute::Artifact,
+            Command::Ask { .. } => FenceRoute::Question,
             _ => FenceRoute::Other,
         }
     }
@@ -58,6 +62,7 @@ impl FenceRoute {
             FenceRoute::Logs => "logs",
             FenceRoute::Usage => "usage",
             FenceRoute::Artifact => "artifact",
+            FenceRoute::Question => "question",
             FenceRoute::Other => "other",
         }
     }
@@ -152,6 +157,17 @@ mod tests {
                 epoch,
                 checkpoint: None,
                 throttled_until: None,
+            },
+            Command::Ask {
+                factory,
+                epoch,
+                ask: crate::job::question::Ask {
+                    id: "q".into(),
+                    text: "Merge?".into(),
+                    choices: Vec::new(),
+                    default: None,
+                    timeout_ms: None,
+                },
             },
         ]
     }

@@ -134,6 +134,10 @@ pub enum JobsCmd {
         /// A note kept with the answer in the job's timeline.
         #[arg(long)]
         note: Option<String>,
+        /// The id of the question answered (as `jobs show --output json` shows it); without
+        /// it, the question open now, read first. Refused if the job asks another by then.
+        #[arg(long = "question", value_name = "ID")]
+        question: Option<String>,
         #[command(flatten)]
         view: View,
     },
@@ -269,8 +273,9 @@ pub async fn jobs(remote: &Remote, cmd: JobsCmd) -> Result<()> {
             id,
             answer,
             note,
+            question,
             view,
-        } => super::questions::answer(&c, &view, &id, answer, note).await?,
+        } => super::questions::answer(&c, &view, &id, question, answer, note).await?,
         JobsCmd::Artifacts { id, view } => super::artifacts::list(&c, &view, &id).await?,
         JobsCmd::Download {
             id,

@@ -9,27 +9,50 @@ use serde_json::Value;
 use super::output::{Fmt, View};
 use crate::client::Client;
 
-/// Answers job `id`'s open question; the coordinator refuses an answer that is not one of its
-/// choices (listing them) and a job with no open question (409).
+/// Answers job `id`'s question `question_id`, or the one open now (read first) without it; the
+/// coordinator refuses an answer that is not one of its choices (listing them), a job with no
+/// open question, and a question that is no longer the open one (409).
 pub async fn answer(
     c: &Client,
     view: &View,
     id: &str,
+    question_id: Option<String>,
     answer: String,
     note: Option<String>,
 ) -> Result<()> {
-    let body = serde_json::to_value(AnswerBody { answer, note })?;
+    let question_id = match question_id {
+        Some(q) => q,
+        None => {
+            let job: JobView = c.get(&format!("/v1/jobs/{id}")).await?;
+            match job.question {
+                Some(q) if q.status == "open" => q.id,
+                Some(q) => anyhow::bail!(
+                    "job {id} has no open question: its last one ({:?}) is {}",
+                    q.text,
+                    q.status.replace('_', " ")
+                ),
+                None => anyhow::bail!("job {id} has no open question: it asked none"),
+            }
+        }
+    };
+    let body = serde_json::to_value(AnswerBody {
+        question_id,
+        answer,
+        note,
+    })?;
     let answer: Value = c
         .post(&format!("/v1/jobs/{id}/answer"), Some(&body))
         .await?;
     view.print(answer, |fmt, j: &JobView| {
-        let told = j
-            .question
-            .as_ref()
-            .and_then(|q| q.answer.clone())
-            .unwrap_or_default();
+        let (told, asked, qid) = j.question.as_ref().map_or_else(Default::default, |q| {
+            (
+                q.answer.clone().unwrap_or_default(),
+                q.text.clone(),
+                q.id.clone(),
+            )
+        });
         format!(
-            "{}answered {told:?}: the job gets it within seconds\n",
+            "{}answered {told:?} to {asked:?} (question {qid}): the job gets it within seconds\n",
             super::jobs::jobs_table(fmt, std::slice::from_ref(j))
         )
     })

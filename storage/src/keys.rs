@@ -68,13 +68,16 @@ pub fn question_due(timeout_ms: u64, id: Uuid) -> Vec<u8> {
 
 /// Open questions whose timeout is at or before `now_ms`.
 pub fn questions_due_by(now_ms: u64) -> KeyRange {
-    KeyRange::new(pack(&("ask_due",)), pack(&("ask_due", now_ms + 1)))
+    KeyRange::new(
+        pack(&("ask_due",)),
+        pack(&("ask_due", now_ms.saturating_add(1))),
+    )
 }
 
-/// The job id in a question-timeout key.
-pub fn question_due_job(key: &[u8]) -> Result<Uuid> {
-    let (_, _, id): (String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
-    Ok(id)
+/// The timeout and job id in a question-timeout key.
+pub fn question_due_parts(key: &[u8]) -> Result<(u64, Uuid)> {
+    let (_, at, id): (String, u64, Uuid) = unpack(key).map_err(tuple_error)?;
+    Ok((at, id))
 }
 
 /// `("event", job, seq, n)` → an event of the job's timeline: `seq` is the job's `rev` at the
@@ -580,7 +583,7 @@ mod tests {
             let (k1, k2) = (question_due(t1, id(n)), question_due(t2, id(n)));
             prop_assert_eq!(k1 < k2, t1 < t2);
             prop_assert_eq!(questions_due_by(t2).contains(&k1), t1 <= t2);
-            prop_assert_eq!(question_due_job(&k1).unwrap(), id(n));
+            prop_assert_eq!(question_due_parts(&k1).unwrap(), (t1, id(n)));
         }
 
         #[test]

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use gigafactory_core::backoff::Backoff;
 use gigafactory_core::event::{Author, EventKind};
 use gigafactory_core::job::{Command, FactoryId, Job, JobId, JobState, new_job};
 use gigafactory_core::manifest::{JobSpec, Payload};
@@ -14,6 +13,8 @@ use gigafactory_storage::repo::{self, RepoError};
 use gigafactory_storage::{EmbeddedStore, transact};
 use proptest::prelude::*;
 use uuid::Uuid;
+
+mod common;
 
 const FACTORY: FactoryId = FactoryId(Uuid::from_u128(0xF));
 
@@ -83,19 +84,7 @@ async fn apply(store: &EmbeddedStore, id: JobId, cmd: Command, now: u64) -> bool
         }
         _ => Author::Operator("prop".into()),
     };
-    let backoff = Backoff::default();
-    let book = repo::BudgetBook::default();
-    let outcome = transact!(store, |tx| repo::transition(
-        tx,
-        id,
-        cmd.clone(),
-        &author,
-        now,
-        &backoff,
-        &book
-    )
-    .await);
-    match outcome {
+    match common::transition(store, id, cmd, &author, now).await {
         Ok(_) => true,
         Err(RepoError::Job(_)) => false,
         Err(e) => panic!("the store failed: {e}"),

@@ -2,14 +2,15 @@
 //! and a lease's end gives the slot back; a counted rate admits a 61st of its rate each second;
 //! a claim the state machine refuses counts nothing.
 
-use gigafactory_core::backoff::Backoff;
 use gigafactory_core::event::Author;
 use gigafactory_core::job::{Command, FactoryId, JobId, new_job};
 use gigafactory_core::limits::{LimitHold, LimitSpec};
 use gigafactory_core::manifest::{JobSpec, Payload};
-use gigafactory_storage::repo::{self, BudgetBook, RepoError};
+use gigafactory_storage::repo::{self, RepoError};
 use gigafactory_storage::{EmbeddedStore, transact};
 use uuid::Uuid;
+
+mod common;
 
 const NOW: u64 = 1_800_000_000_000;
 
@@ -38,19 +39,7 @@ fn claim() -> Command {
 }
 
 async fn apply(store: &EmbeddedStore, id: JobId, cmd: Command, now: u64) -> Result<(), RepoError> {
-    let (book, backoff) = (BudgetBook::default(), Backoff::default());
-    let author = Author::Scheduler;
-    transact!(store, |tx| repo::transition(
-        tx,
-        id,
-        cmd.clone(),
-        &author,
-        now,
-        &backoff,
-        &book
-    )
-    .await)
-    .map(drop)
+    common::transition(store, id, cmd, &Author::Scheduler, now).await
 }
 
 async fn set_limit(

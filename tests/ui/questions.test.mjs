@@ -81,7 +81,7 @@ try {
     assert.equal(view.status, "answered");
     assert.equal(view.answer, "yes");
     assert.equal(view.answered_by, me);
-    const again = await apiCall("POST", `/v1/jobs/${jobId}/answer`, { answer: "no" });
+    const again = await apiCall("POST", `/v1/jobs/${jobId}/answer`, { question_id: "ui-q1", answer: "no" });
     assert.equal(again.status, 409, "a second answer is refused");
     assert.equal(again.body.error, "question_conflict");
   });
@@ -91,9 +91,20 @@ try {
     assert.equal(asked.status, 200, JSON.stringify(asked.body));
     const card = page.locator('[data-testid="question"]');
     await card.getByText("Name the branch?").waitFor();
-    await card.getByLabel("Answer", { exact: true }).fill("fix/cache");
+    // 700 characters of 3 bytes each: under 2,000 characters, over the server's 2,000 bytes.
+    await card.getByLabel("Answer", { exact: true }).fill("€".repeat(700));
     await card.getByRole("button", { name: "Send answer" }).click();
+    await card.locator('[data-testid="question-error"]', { hasText: "2100 bytes; at most 2000" }).waitFor();
+    assert.equal((await apiCall("GET", `/v1/jobs/${jobId}`)).body.question.status, "open", "nothing was sent");
+    await card.getByLabel("Answer", { exact: true }).fill("fix/cache");
+    // A double click sends one answer: the form is disabled while the first is on its way.
+    let posted = 0;
+    page.on("request", (r) => {
+      if (r.method() === "POST" && r.url().endsWith(`/v1/jobs/${jobId}/answer`)) posted += 1;
+    });
+    await card.getByRole("button", { name: "Send answer" }).dblclick();
     await page.locator('.timeline li[data-kind="answer"]', { hasText: "fix/cache" }).waitFor();
+    assert.equal(posted, 1, "one POST for a double click");
   });
 } finally {
   await browser.close();

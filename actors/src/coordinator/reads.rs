@@ -16,7 +16,7 @@ const LIST_SCAN_MAX_ROWS: usize = 10_000;
 /// Rows one store read of a listing takes.
 const LIST_READ_ROWS: usize = 500;
 /// Most jobs one listing page returns.
-const LIST_PAGE_MAX: usize = 500;
+pub(super) const LIST_PAGE_MAX: usize = 500;
 /// Most events one timeline page returns.
 const EVENTS_PAGE_MAX: usize = 1_000;
 /// Most jobs the whole run of a job holds (its ancestors and descendants, nearest first).
@@ -40,6 +40,10 @@ impl Coordinator {
         limit: usize,
     ) -> Result<(Vec<Job>, Option<JobId>)> {
         let limit = limit.clamp(1, LIST_PAGE_MAX);
+        if filter.waiting_for_input == Some(true) {
+            // The open questions' own index holds exactly these jobs: read it, not every job.
+            return self.list_waiting(filter, cursor, limit).await;
+        }
         let mut after = cursor;
         let mut out = Vec::new();
         let mut scanned = 0;

@@ -31,8 +31,9 @@ pub(super) fn describe(d: &mut Doc) {
     .answers::<Option<QuestionView>>(200, "the question, or null when the job asked none");
     d.post(
         "/v1/jobs/{id}/answer",
-        "Answer the job's open question (one of its choices, or free text when it has none); \
-         409 question_conflict when none is open",
+        "Answer the job's open question, named by question_id (one of its choices, or free \
+         text when it has none); 409 question_conflict when none is open, or when the open one \
+         is not question_id (the job asked another since: the message names it)",
         Operator,
     )
     .param("id", uuid)

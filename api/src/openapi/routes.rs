@@ -256,7 +256,9 @@ fn jobs(d: &mut Doc) {
     d.get(
         "/v1/jobs",
         "List jobs (filters: state, product, capability, factory, q, waiting_for_input; cursor \
-         paging)",
+         paging). A filtered page examines at most 10,000 jobs and returns what it found with a \
+         cursor; waiting_for_input=true reads the open questions' index instead, so it finds \
+         every waiting job (up to 10,000 at once) at the cost of those alone",
         Viewer,
     )
     .query::<ListQuery>()

@@ -373,8 +373,16 @@ pub fn apply(
         (Command::Ask { ask, .. }, JobState::Leased { .. } | JobState::Running { .. }) => {
             question::ask(&mut next, ask, now)?;
         }
-        (Command::Answer { by, answer, note }, _) => {
-            question::answer(&mut next, by, &answer, note.as_deref(), now)?;
+        (
+            Command::Answer {
+                question_id,
+                by,
+                answer,
+                note,
+            },
+            _,
+        ) => {
+            question::answer(&mut next, &question_id, by, &answer, note.as_deref(), now)?;
         }
         (Command::QuestionTimeout, _) => question::time_out(&mut next, now)?,
         (cmd, s) => return Err(illegal(&cmd, s)),

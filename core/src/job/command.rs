@@ -132,8 +132,10 @@ pub enum Command {
         epoch: u64,
         ask: question::Ask,
     },
-    /// An operator (a token's name) answers the job's open question, with an optional note.
+    /// An operator (a token's name) answers the job's open question, which must be
+    /// `question_id` (the one they read), with an optional note.
     Answer {
+        question_id: String,
         by: String,
         answer: String,
         note: Option<String>,

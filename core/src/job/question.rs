@@ -105,6 +105,17 @@ pub enum QuestionError {
     /// The question has not reached its timeout.
     #[error("the question waits until {0}")]
     NotDue(Millis),
+    /// The answer names a question that is no longer the open one: the operator read an old
+    /// page, so the answer would go to a question they did not see.
+    #[error(
+        "the question changed: the answer is to question {answered:?}, but the job now asks \
+         {text:?} (question {open:?}); read it and answer that one"
+    )]
+    Changed {
+        answered: String,
+        open: String,
+        text: String,
+    },
     /// The answer is not one of the question's choices.
     #[error("{answer:?} is not one of the choices: {}", choices.join(", "))]
     NotAChoice {
@@ -211,13 +222,19 @@ pub fn check_answer(choices: &[String], answer: &str) -> Result<String, Question
     }
 }
 
-/// Q1: opens the question `ask` on `next` (the job as the command leaves it) at `now`.
+/// Q1: opens the question `ask` on `next` (the job as the command leaves it) at `now`. Its
+/// timeout is cut to the job's remaining wall-clock budget: the job is stopped then anyway,
+/// so a longer wait would promise the asker an answer it cannot get.
 pub(super) fn ask(next: &mut Job, ask: Ask, now: Millis) -> Result<(), JobError> {
     if let Some(q) = open(next) {
         return Err(QuestionError::AlreadyOpen(q.id.clone()).into());
     }
     let ask = check(ask)?;
-    let timeout_ms = ask.timeout_ms.unwrap_or(QUESTION_TIMEOUT_DEFAULT_MS);
+    let asked_ms = ask.timeout_ms.unwrap_or(QUESTION_TIMEOUT_DEFAULT_MS);
+    let timeout_ms = match next.spec.wall_clock_ms {
+        Some(budget) => asked_ms.min(budget.saturating_sub(super::wall_clock_used(next, now))),
+        None => asked_ms,
+    };
     next.question = Some(Question {
         id: ask.id,
         text: ask.text,
@@ -244,9 +261,11 @@ fn none_open(job: &Job) -> QuestionError {
     QuestionError::NoOpenQuestion(last)
 }
 
-/// Q2: an operator `by` answers the open question.
+/// Q2: an operator `by` answers the open question, which must be `question_id`, the one
+/// they read (a job may have asked a new one since).
 pub(super) fn answer(
     next: &mut Job,
+    question_id: &str,
     by: String,
     answer: &str,
     note: Option<&str>,
@@ -255,6 +274,14 @@ pub(super) fn answer(
     let Some(q) = open(next) else {
         return Err(none_open(next).into());
     };
+    if q.id != question_id {
+        return Err(QuestionError::Changed {
+            answered: question_id.to_owned(),
+            open: q.id.clone(),
+            text: q.text.clone(),
+        }
+        .into());
+    }
     let answer = check_answer(&q.choices, answer)?;
     let note = note
         .filter(|n| !n.trim().is_empty())

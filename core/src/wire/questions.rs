@@ -26,11 +26,13 @@ pub struct AskBody {
     pub timeout_ms: Option<u64>,
 }
 
-/// An operator's answer: one of the question's choices (or free text when it has none), with
-/// an optional note of up to 500 bytes.
+/// An operator's answer to question `question_id` (the one they read: refused with `409`
+/// `question_conflict` when the job asks another by now): one of the question's choices (or
+/// free text when it has none), with an optional note of up to 500 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerBody {
+    pub question_id: String,
     pub answer: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -84,5 +86,31 @@ impl From<&Question> for QuestionView {
             ended_at: q.outcome.as_ref().map(Outcome::at),
             closed_by,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::FencedWrite;
+
+    /// The ask is read flattened into the fenced write: its unknown keys are refused by the
+    /// fenced write's `deny_unknown_fields` (a misspelled `timeout` must not leave the
+    /// question the default hour).
+    #[test]
+    fn an_ask_with_an_unknown_key_is_refused_naming_it() {
+        let read = |json: &str| serde_json::from_str::<FencedWrite<AskBody>>(json);
+        let e = read(r#"{"epoch":1,"request_id":"r","text":"Merge?","timeout":1800000}"#)
+            .expect_err("an unknown key");
+        assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
+        let ok = read(r#"{"epoch":1,"request_id":"r","text":"Merge?","timeout_ms":1800000}"#)
+            .expect("the known keys");
+        assert_eq!(ok.body.timeout_ms, Some(1_800_000));
+    }
+
+    #[test]
+    fn an_answer_names_the_question_it_answers() {
+        let e = serde_json::from_str::<AnswerBody>(r#"{"answer":"yes"}"#).expect_err("no id");
+        assert!(e.to_string().contains("question_id"), "{e}");
     }
 }

@@ -72,8 +72,22 @@ pub fn write_question(ask: AskBody) -> Result<(std::path::PathBuf, String)> {
     Ok((dir, id))
 }
 
+/// The lock two `job ask` calls of one job take in turn: the check that no question is open
+/// and the write of the new one are one step, so two concurrent asks cannot both pass it.
+const QUESTION_LOCK_FILE: &str = ".question.lock";
+
 /// [`write_question`] into an explicit control directory.
 pub fn write_question_in(dir: &Path, ask: AskBody) -> Result<String> {
+    let lock_path = dir.join(QUESTION_LOCK_FILE);
+    let io = |e| AgentError::io(format!("locking {}", lock_path.display()), e);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    // Released when `lock` is dropped, or by the system when the process dies mid-ask.
+    lock.lock().map_err(io)?;
     if let Some(open) = read_question(dir)
         && read_answer(dir).is_none_or(|a| a.id != open.id)
     {
@@ -163,6 +177,28 @@ mod tests {
         let next = write_question_in(dir.path(), ask("Deploy?")).unwrap();
         assert_ne!(next, id);
         assert!(read_answer(dir.path()).is_none(), "the old answer is gone");
+    }
+
+    #[test]
+    fn of_concurrent_asks_one_opens_its_question_and_the_other_is_refused() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let start = std::sync::Barrier::new(4);
+            let opened = std::thread::scope(|s| {
+                let asks: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            write_question_in(dir.path(), ask("Merge?")).is_ok()
+                        })
+                    })
+                    .collect();
+                asks.into_iter()
+                    .filter_map(|a| a.join().unwrap().then_some(()))
+                    .count()
+            });
+            assert_eq!(opened, 1, "exactly one question opens");
+        }
     }
 
     #[test]

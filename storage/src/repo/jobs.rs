@@ -87,20 +87,26 @@ fn move_entry<T: Transaction>(
     Ok(())
 }
 
-/// Jobs whose open question reached its timeout at `now`, soonest first, at most `limit`.
-pub async fn questions_due<T: Transaction>(
+/// Where a question sits in the question-timeout index: its timeout and its job.
+pub type QuestionEntry = (Millis, JobId);
+
+/// The open questions (exactly the jobs waiting for input) with a timeout at or before
+/// `until` (`Millis::MAX`: all of them), soonest first, after `after`, at most `limit`.
+pub async fn open_questions<T: Transaction>(
     tx: &mut T,
-    now: Millis,
+    after: Option<QuestionEntry>,
+    until: Millis,
     limit: usize,
-) -> Result<Vec<JobId>, Error> {
+) -> Result<Vec<QuestionEntry>, Error> {
+    let mut range = keys::questions_due_by(until);
+    if let Some((at, id)) = after {
+        range.begin = KeyRange::single(&keys::question_due(at, id.0)).end;
+    }
     let rows = tx
-        .get_range(
-            &keys::questions_due_by(now),
-            RangeOptions::limit(limit).snapshot(),
-        )
+        .get_range(&range, RangeOptions::limit(limit).snapshot())
         .await?;
     rows.iter()
-        .map(|(k, _)| keys::question_due_job(k).map(JobId))
+        .map(|(k, _)| keys::question_due_parts(k).map(|(at, id)| (at, JobId(id))))
         .collect()
 }
 

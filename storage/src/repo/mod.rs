@@ -41,9 +41,9 @@ pub use fleet::{
     save_shard_lease, save_share, save_token, save_weights, shard_leases, tokens,
 };
 pub use jobs::{
-    CHILDREN_MAX, Submitted, Writer, append_event, children, events, expired_leases, jobs_page,
-    leased_jobs, load_job, note, questions_due, ready_page, remember_answer, remembered_answer,
-    save_job, submit, transition, transitions,
+    CHILDREN_MAX, QuestionEntry, Submitted, Writer, append_event, children, events, expired_leases,
+    jobs_page, leased_jobs, load_job, note, open_questions, ready_page, remember_answer,
+    remembered_answer, save_job, submit, transition, transitions,
 };
 pub use limits::{
     LIMITS_MAX, LimitState, delete_limit, limit_hold, limits, load_limit, save_limit,

@@ -182,6 +182,11 @@ impl Op {
                 },
             },
             Op::Answer(choice) => Command::Answer {
+                // The open question's id, as an operator who read it sends it.
+                question_id: job
+                    .question
+                    .as_ref()
+                    .map_or_else(String::new, |q| q.id.clone()),
                 by: "ana".into(),
                 answer: if *choice { "yes" } else { "maybe" }.into(),
                 note: None,

@@ -19,8 +19,14 @@ fn ask_cmd(f: usize, epoch: u64, id: &str, default: Option<&str>) -> Command {
     }
 }
 
+/// `by`'s answer to question `q1`, the one [`asking`] opens.
 fn answer(by: &str, answer: &str) -> Command {
+    answer_to("q1", by, answer)
+}
+
+fn answer_to(question_id: &str, by: &str, answer: &str) -> Command {
     Command::Answer {
+        question_id: question_id.into(),
         by: by.into(),
         answer: answer.into(),
         note: Some("after the backup".into()),
@@ -68,6 +74,52 @@ fn a_second_question_while_one_is_open_is_refused() {
     let (answered, _) = ok(&job, answer("ana", "no"), T0 + 30);
     let (again, _) = ok(&answered, ask_cmd(A, 1, "q2", None), T0 + 40);
     assert_eq!(qn::open(&again).unwrap().id, "q2");
+}
+
+#[test]
+fn an_answer_to_a_question_the_job_no_longer_asks_is_refused_and_changes_nothing() {
+    let (answered, _) = ok(&asking(None), answer("ana", "no"), T0 + 20);
+    let mut next_ask = ask_cmd(A, 1, "q2", None);
+    if let Command::Ask { ask, .. } = &mut next_ask {
+        ask.text = "Drop the users table?".into();
+    }
+    let (asks_again, _) = ok(&answered, next_ask, T0 + 30);
+    // An operator still reading q1 says yes: it must not become q2's answer.
+    let e = refused(&asks_again, answer("bo", "yes"), T0 + 40);
+    assert_eq!(
+        e,
+        JobError::Question(QuestionError::Changed {
+            answered: "q1".into(),
+            open: "q2".into(),
+            text: "Drop the users table?".into(),
+        })
+    );
+    assert!(e.to_string().contains("question changed"), "{e}");
+    let (ok_now, _) = ok(&asks_again, answer_to("q2", "bo", "no"), T0 + 50);
+    assert_eq!(outcome(&ok_now).and_then(Outcome::answer), Some("no"));
+}
+
+#[test]
+fn a_questions_timeout_is_cut_to_the_jobs_remaining_wall_clock() {
+    let spec = JobSpec {
+        wall_clock_ms: Some(30_000),
+        ..spec()
+    };
+    // Leased at T0; asked 10 s in with a minute's timeout: 20 s of the budget are left.
+    let (job, _) = ok(
+        &leased(spec.clone(), A),
+        ask_cmd(A, 1, "q1", None),
+        T0 + 10_000,
+    );
+    let q = qn::open(&job).expect("open");
+    assert_eq!(q.timeout_at, T0 + 30_000);
+    // A shorter timeout than what is left stays as asked.
+    let roomy = JobSpec {
+        wall_clock_ms: Some(600_000),
+        ..spec
+    };
+    let (job, _) = ok(&leased(roomy, A), ask_cmd(A, 1, "q1", None), T0 + 10_000);
+    assert_eq!(qn::open(&job).unwrap().timeout_at, T0 + 10_000 + 60_000);
 }
 
 #[test]
