@@ -27,6 +27,7 @@ pub mod parents;
 pub mod placement;
 pub mod query;
 pub mod redact;
+pub mod checkout;
 pub mod sandbox;
 pub mod schedule;
 pub mod scope;

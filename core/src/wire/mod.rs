@@ -165,6 +165,9 @@ pub struct ClaimedJob {
     /// The sandbox the factory runs the job in.
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxSpec,
+    /// The repository the factory checks out as the job's working directory.
+    #[serde(default)]
+    pub repo: Option<crate::checkout::RepoSpec>,
 }
 
 impl ClaimedJob {
@@ -182,9 +185,10 @@ impl ClaimedJob {
             artifacts: job.spec.artifacts.clone(),
             wall_clock_ms: job.spec.wall_clock_ms,
             checkpoint: job.checkpoint.clone(),
-            affinity: job.spec.affinity.clone(),
+            affinity: job.spec.affinity_key().map(str::to_owned),
             review_feedback: job.review_feedback.clone(),
             sandbox: job.spec.sandbox.clone(),
+            repo: job.spec.repo.clone(),
         }
     }
 }
