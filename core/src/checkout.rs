@@ -122,8 +122,13 @@ mod tests {
         assert_eq!(fields(repo("", "main")), ["url"]);
         assert_eq!(fields(repo("-uhack", "main")), ["url"]);
         assert_eq!(fields(repo("https://a\n", "main")), ["url"]);
-        assert_eq!(fields(repo(&"a".repeat(REPO_URL_MAX_BYTES + 1), "x")), ["url"]);
-        for rev in ["", "-x", "a..b", "a b", "a\u{7}", "a~1", "x^", "@{u}", "a:b", "x/"] {
+        assert_eq!(
+            fields(repo(&"a".repeat(REPO_URL_MAX_BYTES + 1), "x")),
+            ["url"]
+        );
+        for rev in [
+            "", "-x", "a..b", "a b", "a\u{7}", "a~1", "x^", "@{u}", "a:b", "x/",
+        ] {
             assert_eq!(fields(repo("https://a", rev)), ["rev"], "{rev:?}");
         }
         assert!(serde_json::from_str::<RepoSpec>(r#"{"url": "x", "branch": "y"}"#).is_err());
@@ -132,7 +137,10 @@ mod tests {
     #[test]
     fn the_default_affinity_is_the_url_when_it_reads_as_a_key() {
         let r = repo("https://example.com/acme/api.git", "main");
-        assert_eq!(r.default_affinity(), Some("https://example.com/acme/api.git"));
+        assert_eq!(
+            r.default_affinity(),
+            Some("https://example.com/acme/api.git")
+        );
         // A plain path has no kind: no default, rather than an affinity no heartbeat carries.
         assert_eq!(repo("/srv/git/a", "main").default_affinity(), None);
         assert_eq!(r.to_string(), "https://example.com/acme/api.git @ main");

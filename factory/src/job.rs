@@ -40,9 +40,9 @@ use crate::context::Shared;
 use crate::control::{self, RunningMarker};
 use crate::journal::now_ms;
 use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
+use crate::mirror::CheckoutError;
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
 use crate::stop::{Stop, escalate};
-use crate::mirror::CheckoutError;
 use crate::workspace::{self, CHANGED_PATHS_MAX, GitDirs, Workspace};
 use artifacts::{artifact_loop, save_at_end};
 use report::{

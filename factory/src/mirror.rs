@@ -147,8 +147,8 @@ impl Drop for Checkout {
 /// The worktree's administrative directory, from the `gitdir:` line of its `.git` file.
 fn admin_dir(worktree: &Path) -> Result<PathBuf, String> {
     let file = worktree.join(".git");
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
     text.strip_prefix("gitdir:")
         .map(|rest| PathBuf::from(rest.trim()))
         .ok_or_else(|| format!("{} names no gitdir", file.display()))
@@ -165,7 +165,11 @@ async fn clone(dir: &Path, mirror: &Path, url: &str) -> Result<(), CheckoutError
         _ => {}
     }
     let partial_arg = partial.display().to_string();
-    git(dir, &["clone", "--mirror", "--quiet", "--", url, &partial_arg]).await?;
+    git(
+        dir,
+        &["clone", "--mirror", "--quiet", "--", url, &partial_arg],
+    )
+    .await?;
     tokio::fs::rename(&partial, mirror).await.map_err(io)?;
     Ok(())
 }

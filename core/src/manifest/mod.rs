@@ -23,8 +23,8 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::dag;
 use crate::checkout::RepoSpec;
+use crate::dag;
 use crate::sandbox::SandboxSpec;
 
 mod checks;

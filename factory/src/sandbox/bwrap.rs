@@ -42,7 +42,10 @@ pub fn wrap(bwrap: &Path, launch: Launch, workdir: &Path, ws: &Workspace, networ
     // A checkout's `.git` points into the factory's mirror: the mirror read-only (other jobs
     // share it), the worktree's own directory writable (its `HEAD`, index and locks).
     if let Some(git) = &ws.git {
-        let (mirror, admin) = (git.mirror.display().to_string(), git.admin.display().to_string());
+        let (mirror, admin) = (
+            git.mirror.display().to_string(),
+            git.admin.display().to_string(),
+        );
         push(&["--ro-bind", &mirror, &mirror, "--bind", &admin, &admin]);
     }
     push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts"]);

@@ -239,12 +239,12 @@ mod tests {
     //! `SCHEMA` and an `upgrade` for the old shape), regenerate with `GOLDEN_UPDATE=1`. And the
     //! fleet feed's bound and cursor on a real (embedded) store.
 
+    use gigafactory_core::checkout::RepoSpec;
     use gigafactory_core::event::{Author, EventKind};
     use gigafactory_core::fleet::{FactoryStatus, Role};
     use gigafactory_core::job::{FactoryId, JobState, Lease};
     use gigafactory_core::limits::LimitSpec;
     use gigafactory_core::manifest::{JobSpec, Payload};
-    use gigafactory_core::checkout::RepoSpec;
     use gigafactory_core::sandbox::SandboxSpec;
     use gigafactory_core::scoring::{Factor, ScoreBreakdown};
     use gigafactory_core::usage::{JobCost, ModelUsage};

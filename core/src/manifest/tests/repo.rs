@@ -76,9 +76,17 @@ fn a_job_with_a_repo_and_no_affinity_wants_the_repo_warm() {
         url: "https://example.com/acme/api.git".into(),
         rev: "main".into(),
     });
-    assert_eq!(spec.affinity_key(), Some("https://example.com/acme/api.git"));
+    assert_eq!(
+        spec.affinity_key(),
+        Some("https://example.com/acme/api.git")
+    );
     // What placement and the claim see.
-    let job = crate::job::new_job(crate::job::JobId(uuid::Uuid::nil()), spec.clone(), Vec::new(), 0);
+    let job = crate::job::new_job(
+        crate::job::JobId(uuid::Uuid::nil()),
+        spec.clone(),
+        Vec::new(),
+        0,
+    );
     assert_eq!(
         crate::scoring::JobView::of(&job).repo_hint.as_deref(),
         Some("https://example.com/acme/api.git")

@@ -9,8 +9,8 @@
 
 use gigafactory_core::job::question::Question;
 use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
-use gigafactory_core::sandbox::SandboxSpec;
 use gigafactory_core::manifest::{JobSpec, Payload, sorted_unique_strings};
+use gigafactory_core::sandbox::SandboxSpec;
 use gigafactory_core::scoring::ScoreBreakdown;
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
@@ -510,7 +510,9 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
         6 => Ok(decode_payload::<JobV6<()>>(payload)?.into()),
         7 => Ok(decode_payload::<JobV6<Option<String>>>(payload)?.into()),
         8 => Ok(decode_payload::<JobV6<Option<String>, JobSpecV9>>(payload)?.into()),
-        9 => Ok(decode_payload::<JobV6<Option<String>, JobSpecV9, Option<Question>>>(payload)?.into()),
+        9 => Ok(
+            decode_payload::<JobV6<Option<String>, JobSpecV9, Option<Question>>>(payload)?.into(),
+        ),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),
