@@ -413,6 +413,9 @@ pub struct JobView {
     /// What the job may reach and hold where it runs.
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxSpec,
+    /// The git repository the job works in, and at which revision.
+    #[serde(default)]
+    pub repo: Option<crate::checkout::RepoSpec>,
     /// Wall-clock time spent in finished leases.
     #[serde(default)]
     pub run_ms: u64,
@@ -480,6 +483,7 @@ impl From<&Job> for JobView {
             allowed_scope: j.spec.allowed_scope.clone(),
             wall_clock_ms: j.spec.wall_clock_ms,
             sandbox: j.spec.sandbox.clone(),
+            repo: j.spec.repo.clone(),
             run_ms: j.run_ms,
             allowed_actions: crate::job::allowed_actions(j),
             question: j.question.as_ref().map(QuestionView::from),

@@ -148,4 +148,34 @@ mod tests {
             .expect("the secrets directory is bound read-only");
         assert!(mask < bind, "bound after the agent's directory is masked");
     }
+
+    #[test]
+    fn a_checkouts_mirror_is_bound_read_only_and_its_worktree_directory_writable() {
+        let mut ws = Workspace::path(
+            Path::new("/w"),
+            gigafactory_core::job::JobId(uuid::Uuid::nil()),
+            1,
+        );
+        ws.git = Some(crate::workspace::GitDirs {
+            mirror: PathBuf::from("/w/mirrors/m.git"),
+            admin: PathBuf::from("/w/mirrors/m.git/worktrees/work"),
+        });
+        let wrapped = wrap(
+            Path::new("bwrap"),
+            launch(&ws.work),
+            Path::new("/w"),
+            &ws,
+            true,
+        );
+        let a = &wrapped.args;
+        let at = |w: [&str; 3]| a.windows(3).position(|x| x == w).expect("bound");
+        let mask = a.windows(2).position(|w| w == ["--tmpfs", "/w"]).unwrap();
+        let mirror = at(["--ro-bind", "/w/mirrors/m.git", "/w/mirrors/m.git"]);
+        let admin = at([
+            "--bind",
+            "/w/mirrors/m.git/worktrees/work",
+            "/w/mirrors/m.git/worktrees/work",
+        ]);
+        assert!(mask < mirror && mirror < admin, "{a:?}");
+    }
 }
