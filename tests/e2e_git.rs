@@ -77,6 +77,9 @@ fn job_toml(key: &str, command: &str, url: &str, rev: &str) -> String {
 /// What a job prints: the files of its checkout and the commit it was given.
 const SHOW: &str = "ls; echo \"url=$GF_REPO_URL rev=$GF_REPO_REV commit=$GF_REPO_COMMIT\"";
 
+/// A job without a sandbox may commit in its checkout.
+const COMMIT: &str = "git -c user.name=job -c user.email=job@example.com commit -q --allow-empty -m job && echo committed";
+
 /// The factory's mirrors, one directory each.
 fn mirrors(workdir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(workdir.join("mirrors"))
@@ -104,7 +107,7 @@ fn each_job_works_in_its_branch_from_one_mirror_that_follows_the_origin() {
 
     let manifest = format!(
         "product = \"git\"\n{}{}",
-        job_toml("on-main", SHOW, &url, "main"),
+        job_toml("on-main", &format!("{SHOW}; {COMMIT}"), &url, "main"),
         job_toml("on-feature", SHOW, &url, "feature"),
     );
     let ids = submit_manifest(&coord, &manifest);
@@ -119,6 +122,7 @@ fn each_job_works_in_its_branch_from_one_mirror_that_follows_the_origin() {
         on_main.contains(&format!("url={url} rev=main commit={main_head}")),
         "{on_main}"
     );
+    assert!(on_main.contains("committed"), "{on_main}");
     let on_feature = text_of(&coord, &ids[1].1);
     assert_eq!(state(&coord, &ids[1].1), "succeeded", "{on_feature}");
     assert!(on_feature.contains("feature.txt"), "{on_feature}");
@@ -147,10 +151,12 @@ fn each_job_works_in_its_branch_from_one_mirror_that_follows_the_origin() {
 
     // A commit pushed since is fetched; an unknown revision ends the job dead.
     let new_head = commit(&origin, "later.txt");
+    let nowhere = format!("file://{}", dir.path().join("nowhere").display());
     let manifest = format!(
-        "product = \"git\"\n{}{}",
+        "product = \"git\"\n{}{}{}",
         job_toml("after-push", SHOW, &url, "main"),
         job_toml("unknown-rev", SHOW, &url, "no-such-branch"),
+        job_toml("no-origin", SHOW, &nowhere, "main"),
     );
     let ids = submit_manifest(&coord, &manifest);
     ended(&coord, &ids);
@@ -165,7 +171,16 @@ fn each_job_works_in_its_branch_from_one_mirror_that_follows_the_origin() {
     assert_eq!(unknown["attempts"], 1, "an unknown revision is not retried");
     let error = unknown["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("no-such-branch"), "{error}");
-    assert_eq!(mirrors(&workdir).len(), 1);
+    // A clone that fails is this machine's or the network's: retried, with git's words.
+    let no_origin = job(&coord, &ids[2].1);
+    assert_eq!(no_origin["state"], "dead", "{no_origin}");
+    assert_eq!(no_origin["attempts"], 2, "a failed clone is retried");
+    let error = no_origin["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("git clone failed") && error.contains("nowhere"),
+        "{error}"
+    );
+    assert_eq!(mirrors(&workdir).len(), 1, "{:?}", mirrors(&workdir));
 }
 
 #[test]
