@@ -40,7 +40,7 @@ use crate::context::Shared;
 use crate::control::{self, RunningMarker};
 use crate::journal::now_ms;
 use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
-use crate::mirror::CheckoutError;
+use crate::mirror::{Checkout, CheckoutError};
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
 use crate::stop::{Stop, escalate};
 use crate::workspace::{self, CHANGED_PATHS_MAX, GitDirs, Workspace};
@@ -195,8 +195,10 @@ async fn run_job(
     // Held to the end of the attempt, however it ends: the worktree goes with it.
     let checkout = match &ctx.job.repo {
         None => None,
-        Some(repo) => match ctx.shared.mirrors.checkout(repo, &ws.work).await {
-            Ok(checkout) => {
+        Some(repo) => match check_out(&ctx, repo, &ws).await {
+            // Cancelled or fenced meanwhile: the coordinator wants no more from this epoch.
+            None => return,
+            Some(Ok(checkout)) => {
                 if let Some(key) = repo.default_affinity() {
                     ctx.shared.mark_warm(key);
                 }
@@ -206,10 +208,10 @@ async fn run_job(
                 });
                 Some(checkout)
             }
-            Err(e @ CheckoutError::UnknownRev { .. }) => {
+            Some(Err(e @ CheckoutError::UnknownRev { .. })) => {
                 return finish_early(&ctx, e.to_string(), false).await;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 let why = format!("cannot check out {}: {e}", repo);
                 return finish_early(&ctx, why, true).await;
             }
@@ -419,6 +421,21 @@ async fn run_job(
     RunningMarker::remove(&ws.control);
     let shared = ctx.shared.clone();
     let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;
+}
+
+/// Checks `repo` out as the job's working directory, renewing the lease meanwhile (a first
+/// clone can outlast it); `None` when the job was cancelled or fenced first (git is killed).
+async fn check_out(
+    ctx: &Arc<JobCtx>,
+    repo: &RepoSpec,
+    ws: &Workspace,
+) -> Option<Result<Checkout, CheckoutError>> {
+    let renewer = tokio::spawn(renew_loop(ctx.clone()).in_current_span());
+    let _renewer = Helpers(vec![renewer.abort_handle()]);
+    tokio::select! {
+        checked = ctx.shared.mirrors.checkout(repo, &ws.work) => Some(checked),
+        _ = ctx.silenced() => None,
+    }
 }
 
 /// Waits for the process to exit, carrying out stop requests meanwhile; returns how it exited
