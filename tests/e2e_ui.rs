@@ -13,7 +13,8 @@
 //! in review, shipped, succeeded), an action's reason on the timeline, what a job runs, the
 //! logs of its attempts apart with search, pause and download, a dead job's stderr tail, and
 //! a run's graph coloured by state. `secrets.test.mjs` sets, rotates and deletes a secret in
-//! the Secrets page and finds its value nowhere in the page. `schedules.test.mjs`: a schedule created from the form
+//! the Secrets page and finds its value nowhere in the page. `repo.test.mjs`: a job's git
+//! repository and revision on its page. `schedules.test.mjs`: a schedule created from the form
 //! with its next runs, a bad one's problems beside their fields, a run linking to its job,
 //! pause and resume, a viewer reading. A fourth, the shell (`shell.test.mjs`), kills and
 //! restarts the coordinator when the script asks (a line `kill` or `start` on its stdout,
@@ -200,6 +201,16 @@ fn a_secret_set_in_the_page_is_listed_never_shown_back_and_deleted() {
     );
     let viewer = mint_viewer(&coord);
     let out = run_script("secrets.test.mjs", &coord, &viewer, &[]);
+    assert!(out.contains("passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn a_jobs_repository_shows_on_its_page() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 5_000);
+    let viewer = mint_viewer(&coord);
+    let out = run_script("repo.test.mjs", &coord, &viewer, &[]);
     assert!(out.contains("passed, 0 failed"), "{out}");
 }
 

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod autoscale;
 pub mod backoff;
 pub mod budget;
+pub mod checkout;
 pub mod cluster;
 pub mod dag;
 pub mod event;

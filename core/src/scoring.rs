@@ -170,7 +170,7 @@ impl JobView {
             labels: job.spec.labels.clone(),
             engine_class: job.spec.engine_class.clone(),
             product: job.spec.product.clone(),
-            repo_hint: job.spec.affinity.clone(),
+            repo_hint: job.spec.affinity_key().map(str::to_owned),
             preemptible: job.spec.preemptible,
         }
     }

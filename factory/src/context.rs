@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gigafactory_core::fleet::WARM_KEYS_MAX;
+
+use crate::mirror::Mirrors;
 use gigafactory_core::job::JobId;
 use gigafactory_core::wire::HeldLease;
 use tokio::sync::{Notify, watch};
@@ -72,6 +74,8 @@ pub struct Shared {
     prune_lock: Mutex<()>,
     /// What the factory holds warm, most recently used first (at most `WARM_KEYS_MAX`).
     warm: Mutex<VecDeque<String>>,
+    /// The git mirrors jobs' checkouts come from.
+    pub mirrors: Mirrors,
 }
 
 /// What the agent knows about one held job.
@@ -109,7 +113,6 @@ impl Shared {
             }
         }
         Shared {
-            config,
             sandboxing,
             coordinator,
             identity,
@@ -123,6 +126,8 @@ impl Shared {
             fatal_raised: Notify::new(),
             prune_lock: Mutex::new(()),
             warm: Mutex::new(config_warm),
+            mirrors: Mirrors::new(&config.workdir),
+            config,
         }
     }
 

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use gigafactory_core::checkout::RepoSpec;
 use gigafactory_core::job::Millis;
 use gigafactory_core::manifest::Payload;
 use gigafactory_core::redact::Redactor;
@@ -39,9 +40,10 @@ use crate::context::Shared;
 use crate::control::{self, RunningMarker};
 use crate::journal::now_ms;
 use crate::logs::{self, LOG_QUEUE_MAX_BYTES, LogQueue};
+use crate::mirror::{Checkout, CheckoutError};
 use crate::process::{self, JOB_ID_ENV, Launch, Signal};
 use crate::stop::{Stop, escalate};
-use crate::workspace::{self, CHANGED_PATHS_MAX, Workspace};
+use crate::workspace::{self, CHANGED_PATHS_MAX, GitDirs, Workspace};
 use artifacts::{artifact_loop, save_at_end};
 use report::{
     final_report, finish_early, renew_loop, send_logs, send_report, stage_loop, usage_loop,
@@ -155,7 +157,9 @@ async fn run_job(
     stop: Arc<watch::Sender<Option<Stop>>>,
     pgid_slot: Arc<AtomicI32>,
 ) {
-    if let Some(key) = &job.affinity {
+    // A repository is warm once it is checked out (below), not before.
+    let repo_key = job.repo.as_ref().and_then(RepoSpec::default_affinity);
+    if let Some(key) = job.affinity.as_deref().filter(|k| Some(*k) != repo_key) {
         shared.mark_warm(key);
     }
     // Fresh at every lease: a secret rotated since the last one reaches this one.
@@ -188,6 +192,31 @@ async fn run_job(
             return finish_early(&ctx, why, true).await;
         }
     };
+    // Held to the end of the attempt, however it ends: the worktree goes with it.
+    let checkout = match &ctx.job.repo {
+        None => None,
+        Some(repo) => match check_out(&ctx, repo, &ws).await {
+            // Cancelled or fenced meanwhile: the coordinator wants no more from this epoch.
+            None => return,
+            Some(Ok(checkout)) => {
+                if let Some(key) = repo.default_affinity() {
+                    ctx.shared.mark_warm(key);
+                }
+                ws.git = Some(GitDirs {
+                    mirror: checkout.mirror.clone(),
+                    admin: checkout.admin.clone(),
+                });
+                Some(checkout)
+            }
+            Some(Err(e @ CheckoutError::UnknownRev { .. })) => {
+                return finish_early(&ctx, e.to_string(), false).await;
+            }
+            Some(Err(e)) => {
+                let why = format!("cannot check out {}: {e}", repo);
+                return finish_early(&ctx, why, true).await;
+            }
+        },
+    };
     // Held to the end of the attempt, however it ends: the files go with it.
     let secret_files =
         match secrets::SecretFiles::write(&config.workdir, job_id, attempt, &job_secrets) {
@@ -200,7 +229,8 @@ async fn run_job(
     ws.secrets = secret_files.dir().map(Path::to_path_buf);
     let secret_env = secrets::env(&job_secrets, &secret_files);
     drop(job_secrets);
-    let launch = match launch_for(&ctx, &ws, secret_env) {
+    let commit = checkout.as_ref().map(|c| c.commit.as_str());
+    let launch = match launch_for(&ctx, &ws, secret_env, commit) {
         Ok(launch) => launch,
         Err(why) => return finish_early(&ctx, why, false).await,
     };
@@ -393,6 +423,21 @@ async fn run_job(
     let _ = tokio::task::spawn_blocking(move || shared.prune_workspaces()).await;
 }
 
+/// Checks `repo` out as the job's working directory, renewing the lease meanwhile (a first
+/// clone can outlast it); `None` when the job was cancelled or fenced first (git is killed).
+async fn check_out(
+    ctx: &Arc<JobCtx>,
+    repo: &RepoSpec,
+    ws: &Workspace,
+) -> Option<Result<Checkout, CheckoutError>> {
+    let renewer = tokio::spawn(renew_loop(ctx.clone()).in_current_span());
+    let _renewer = Helpers(vec![renewer.abort_handle()]);
+    tokio::select! {
+        checked = ctx.shared.mirrors.checkout(repo, &ws.work) => Some(checked),
+        _ = ctx.silenced() => None,
+    }
+}
+
 /// Waits for the process to exit, carrying out stop requests meanwhile; returns how it exited
 /// and the stop that was asked for by then, if any.
 async fn supervise(
@@ -472,6 +517,7 @@ fn launch_for(
     ctx: &JobCtx,
     ws: &Workspace,
     secret_env: Vec<(String, String)>,
+    commit: Option<&str>,
 ) -> Result<Launch, String> {
     let job = &ctx.job;
     let (program, args, stdin) = match &job.payload {
@@ -513,6 +559,11 @@ fn launch_for(
     }
     if let Some(feedback) = &job.review_feedback {
         env.push(("GF_REVIEW_FEEDBACK".to_owned(), feedback.clone()));
+    }
+    if let (Some(repo), Some(commit)) = (&job.repo, commit) {
+        env.push(("GF_REPO_URL".to_owned(), repo.url.clone()));
+        env.push(("GF_REPO_REV".to_owned(), repo.rev.clone()));
+        env.push(("GF_REPO_COMMIT".to_owned(), commit.to_owned()));
     }
     env.extend(secret_env);
     Ok(Launch {

@@ -22,6 +22,7 @@ mod identity;
 mod job;
 mod journal;
 mod logs;
+mod mirror;
 mod orphans;
 mod process;
 mod sandbox;

@@ -36,6 +36,17 @@ pub struct Workspace {
     pub control: PathBuf,
     /// `$GF_SECRETS_DIR`, outside `root`, when the job has file secrets.
     pub secrets: Option<PathBuf>,
+    /// The git directories `work/` needs when it is a checkout of a mirror (`mirror.rs`).
+    pub git: Option<GitDirs>,
+}
+
+/// Where a checkout's git data lives, outside the workspace: the sandbox binds them.
+#[derive(Debug, Clone)]
+pub struct GitDirs {
+    /// The factory's mirror of the repository (shared by every job of it: read-only).
+    pub mirror: PathBuf,
+    /// The worktree's own directory in the mirror (its `HEAD` and index: writable).
+    pub admin: PathBuf,
 }
 
 impl Workspace {
@@ -50,6 +61,7 @@ impl Workspace {
             control: root.join("control"),
             root,
             secrets: None,
+            git: None,
         }
     }
 

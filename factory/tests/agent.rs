@@ -411,6 +411,7 @@ fn claimed(command: &str, epoch: u64, wall_clock_ms: Option<u64>) -> ClaimedJob 
         affinity: None,
         review_feedback: None,
         sandbox: Default::default(),
+        repo: None,
     }
 }
 

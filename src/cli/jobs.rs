@@ -356,6 +356,9 @@ fn describe(fmt: &Fmt, j: &JobView) -> String {
     if j.sandbox != gigafactory_core::sandbox::SandboxSpec::default() {
         lines.push(("sandbox", j.sandbox.to_string()));
     }
+    if let Some(repo) = &j.repo {
+        lines.push(("repo", repo.to_string()));
+    }
     if let Some(l) = &j.lease {
         lines.push((
             "lease",
@@ -502,6 +505,21 @@ mod tests {
             "{shown}"
         );
         assert!(!describe(&Fmt::plain(0), &job(serde_json::json!({}))).contains("sandbox"));
+    }
+
+    #[test]
+    fn shows_the_repository_and_revision_a_job_works_at() {
+        let shown = describe(
+            &Fmt::plain(0),
+            &job(serde_json::json!({
+                "repo": {"url": "https://example.com/acme/api.git", "rev": "main"}
+            })),
+        );
+        assert!(
+            shown.contains("repo       https://example.com/acme/api.git @ main\n"),
+            "{shown}"
+        );
+        assert!(!describe(&Fmt::plain(0), &job(serde_json::json!({}))).contains("repo"));
     }
 
     #[test]

@@ -217,6 +217,11 @@ pub(super) fn validate_spec_into(spec: &JobSpec, prefix: &str, sink: &mut Sink) 
     for (field, message) in spec.sandbox.problems() {
         check(at(&format!("sandbox.{field}")), Err(message));
     }
+    if let Some(repo) = &spec.repo {
+        for (field, message) in repo.problems() {
+            check(at(&format!("repo.{field}")), Err(message));
+        }
+    }
     check(
         at("max_attempts"),
         check_max_attempts(spec.max_attempts.into()).map(drop),

@@ -6,6 +6,8 @@ use super::*;
 pub(super) const ROOT_FIELDS: &[&str] = &["product", "profiles", "jobs"];
 /// The fields of a `sandbox` table.
 pub(super) const SANDBOX_FIELDS: &[&str] = &["network", "memory_mib", "cpu_millis"];
+/// The fields of a `repo` table.
+pub(super) const REPO_FIELDS: &[&str] = &["url", "rev"];
 
 pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "capabilities",
@@ -24,6 +26,7 @@ pub(super) const SETTINGS_FIELDS: &[&str] = &[
     "concurrency_key",
     "affinity",
     "sandbox",
+    "repo",
 ];
 pub(super) const JOB_ONLY_FIELDS: &[&str] = &[
     "key",

@@ -23,6 +23,7 @@ pub(super) struct Settings {
     pub(super) concurrency_key: Option<String>,
     pub(super) affinity: Option<String>,
     pub(super) sandbox: Option<SandboxSpec>,
+    pub(super) repo: Option<RepoSpec>,
 }
 
 pub(super) static NO_SETTINGS: Settings = Settings {
@@ -42,6 +43,7 @@ pub(super) static NO_SETTINGS: Settings = Settings {
     concurrency_key: None,
     affinity: None,
     sandbox: None,
+    repo: None,
 };
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
                 check_limit_key(&s).map(|()| s)
             }),
             sandbox: read_sandbox(fields, sink),
+            repo: read_repo(fields, sink),
         }
     }
 
@@ -119,6 +122,7 @@ impl Settings {
                 .or_else(|| profile.concurrency_key.clone()),
             affinity: self.affinity.or_else(|| profile.affinity.clone()),
             sandbox: self.sandbox.or_else(|| profile.sandbox.clone()),
+            repo: self.repo.or_else(|| profile.repo.clone()),
         }
     }
 }
@@ -139,6 +143,30 @@ fn read_sandbox(fields: &mut Fields, sink: &mut Sink) -> Option<SandboxSpec> {
         }),
     };
     table.finish(SANDBOX_FIELDS, sink);
+    for (field, message) in spec.problems() {
+        sink.push(join(&location, field), message);
+    }
+    (sink.count() == before).then_some(spec)
+}
+
+/// The `repo` table: `url` required, `rev` defaulting to `HEAD`; `None` when any is wrong.
+fn read_repo(fields: &mut Fields, sink: &mut Sink) -> Option<RepoSpec> {
+    let (node, location) = fields.take("repo")?;
+    let mut table = expect_table(node, &location, sink)?;
+    let before = sink.count();
+    let url = read(&mut table, "url", sink, expect_string, Ok);
+    let rev = read(&mut table, "rev", sink, expect_string, Ok);
+    table.finish(REPO_FIELDS, sink);
+    let Some(url) = url else {
+        if sink.count() == before {
+            sink.push(join(&location, "url"), "is required".to_owned());
+        }
+        return None;
+    };
+    let spec = RepoSpec {
+        url,
+        rev: rev.unwrap_or_else(|| "HEAD".to_owned()),
+    };
     for (field, message) in spec.problems() {
         sink.push(join(&location, field), message);
     }
@@ -241,6 +269,7 @@ impl Draft {
             concurrency_key: settings.concurrency_key,
             affinity: settings.affinity,
             sandbox: settings.sandbox.unwrap_or_default(),
+            repo: settings.repo,
         }
     }
 }

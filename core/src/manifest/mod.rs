@@ -23,6 +23,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::checkout::RepoSpec;
 use crate::dag;
 use crate::sandbox::SandboxSpec;
 
@@ -172,6 +173,9 @@ pub struct JobSpec {
     /// What the job may reach and hold where it runs: the network, memory and CPU.
     #[serde(default)]
     pub sandbox: SandboxSpec,
+    /// The git repository the job works in, checked out at `rev` as its working directory.
+    #[serde(default)]
+    pub repo: Option<RepoSpec>,
 }
 
 /// A parsed manifest: its jobs in topological order, dependencies before dependents.
@@ -437,7 +441,16 @@ impl JobSpec {
             concurrency_key: None,
             affinity: None,
             sandbox: SandboxSpec::default(),
+            repo: None,
         }
+    }
+
+    /// What the job wants warm: its `affinity`, or else its repository's URL (when the URL
+    /// reads as a key), so factories holding the repository's mirror score higher.
+    pub fn affinity_key(&self) -> Option<&str> {
+        self.affinity
+            .as_deref()
+            .or_else(|| self.repo.as_ref().and_then(RepoSpec::default_affinity))
     }
 
     /// A valid spec for tests (see `the_test_spec_is_a_valid_job_spec`): product acme, needs

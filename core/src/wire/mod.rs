@@ -165,6 +165,9 @@ pub struct ClaimedJob {
     /// The sandbox the factory runs the job in.
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxSpec,
+    /// The repository the factory checks out as the job's working directory.
+    #[serde(default)]
+    pub repo: Option<crate::checkout::RepoSpec>,
 }
 
 impl ClaimedJob {
@@ -182,9 +185,10 @@ impl ClaimedJob {
             artifacts: job.spec.artifacts.clone(),
             wall_clock_ms: job.spec.wall_clock_ms,
             checkpoint: job.checkpoint.clone(),
-            affinity: job.spec.affinity.clone(),
+            affinity: job.spec.affinity_key().map(str::to_owned),
             review_feedback: job.review_feedback.clone(),
             sandbox: job.spec.sandbox.clone(),
+            repo: job.spec.repo.clone(),
         }
     }
 }
@@ -409,6 +413,9 @@ pub struct JobView {
     /// What the job may reach and hold where it runs.
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxSpec,
+    /// The git repository the job works in, and at which revision.
+    #[serde(default)]
+    pub repo: Option<crate::checkout::RepoSpec>,
     /// Wall-clock time spent in finished leases.
     #[serde(default)]
     pub run_ms: u64,
@@ -476,6 +483,7 @@ impl From<&Job> for JobView {
             allowed_scope: j.spec.allowed_scope.clone(),
             wall_clock_ms: j.spec.wall_clock_ms,
             sandbox: j.spec.sandbox.clone(),
+            repo: j.spec.repo.clone(),
             run_ms: j.run_ms,
             allowed_actions: crate::job::allowed_actions(j),
             question: j.question.as_ref().map(QuestionView::from),

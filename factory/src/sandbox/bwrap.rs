@@ -39,6 +39,15 @@ pub fn wrap(bwrap: &Path, launch: Launch, workdir: &Path, ws: &Workspace, networ
         let dir = dir.display().to_string();
         push(&["--ro-bind", &dir, &dir]);
     }
+    // A checkout's `.git` points into the factory's mirror: the mirror read-only (other jobs
+    // share it), the worktree's own directory writable (its `HEAD`, index and locks).
+    if let Some(git) = &ws.git {
+        let (mirror, admin) = (
+            git.mirror.display().to_string(),
+            git.admin.display().to_string(),
+        );
+        push(&["--ro-bind", &mirror, &mirror, "--bind", &admin, &admin]);
+    }
     push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts"]);
     if !network {
         push(&["--unshare-net"]);
@@ -138,5 +147,35 @@ mod tests {
             .position(|w| w == ["--ro-bind", "/w/secrets/j-1", "/w/secrets/j-1"])
             .expect("the secrets directory is bound read-only");
         assert!(mask < bind, "bound after the agent's directory is masked");
+    }
+
+    #[test]
+    fn a_checkouts_mirror_is_bound_read_only_and_its_worktree_directory_writable() {
+        let mut ws = Workspace::path(
+            Path::new("/w"),
+            gigafactory_core::job::JobId(uuid::Uuid::nil()),
+            1,
+        );
+        ws.git = Some(crate::workspace::GitDirs {
+            mirror: PathBuf::from("/w/mirrors/m.git"),
+            admin: PathBuf::from("/w/mirrors/m.git/worktrees/work"),
+        });
+        let wrapped = wrap(
+            Path::new("bwrap"),
+            launch(&ws.work),
+            Path::new("/w"),
+            &ws,
+            true,
+        );
+        let a = &wrapped.args;
+        let at = |w: [&str; 3]| a.windows(3).position(|x| x == w).expect("bound");
+        let mask = a.windows(2).position(|w| w == ["--tmpfs", "/w"]).unwrap();
+        let mirror = at(["--ro-bind", "/w/mirrors/m.git", "/w/mirrors/m.git"]);
+        let admin = at([
+            "--bind",
+            "/w/mirrors/m.git/worktrees/work",
+            "/w/mirrors/m.git/worktrees/work",
+        ]);
+        assert!(mask < mirror && mirror < admin, "{a:?}");
     }
 }

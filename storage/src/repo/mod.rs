@@ -70,7 +70,8 @@ impl Record for Job {
     /// 4: the tracker item it came from. 5: artifact globs in the spec. 6: approvals,
     /// reviewers, concurrency key and affinity in the spec; limit slots and approvals. 7: the
     /// review's feedback. 8: the sandbox in the spec. 9: the question the job asked last.
-    const SCHEMA: u16 = 9;
+    /// 10: the repository in the spec.
+    const SCHEMA: u16 = 10;
 
     fn upgrade(schema: u16, payload: &[u8]) -> crate::Result<Self> {
         upgrade::job(schema, payload)
@@ -175,7 +176,7 @@ impl ReadyEntry {
             engine_class: job.spec.engine_class.clone(),
             preemptible: job.spec.preemptible,
             concurrency_key: job.spec.concurrency_key.clone(),
-            affinity: job.spec.affinity.clone(),
+            affinity: job.spec.affinity_key().map(str::to_owned),
         })
     }
 
@@ -238,6 +239,7 @@ mod tests {
     //! `SCHEMA` and an `upgrade` for the old shape), regenerate with `GOLDEN_UPDATE=1`. And the
     //! fleet feed's bound and cursor on a real (embedded) store.
 
+    use gigafactory_core::checkout::RepoSpec;
     use gigafactory_core::event::{Author, EventKind};
     use gigafactory_core::fleet::{FactoryStatus, Role};
     use gigafactory_core::job::{FactoryId, JobState, Lease};
@@ -281,6 +283,10 @@ mod tests {
                 memory_mib: Some(512),
                 cpu_millis: Some(1_500),
             },
+            repo: Some(RepoSpec {
+                url: "https://example.com/acme/payments.git".into(),
+                rev: "main".into(),
+            }),
         }
     }
 
@@ -294,6 +300,7 @@ mod tests {
             concurrency_key: None,
             affinity: None,
             sandbox: SandboxSpec::default(),
+            repo: None,
             ..spec
         }
     }
@@ -370,11 +377,22 @@ mod tests {
         }
     }
 
-    /// The golden job as schema 8 stored it: no question.
+    /// The golden job as schema 9 stored it: no repository in its spec.
+    fn job_v9() -> Job {
+        Job {
+            spec: JobSpec {
+                repo: None,
+                ..spec()
+            },
+            ..job()
+        }
+    }
+
+    /// The golden job as schema 8 stored it: no question either.
     fn job_v8() -> Job {
         Job {
             question: None,
-            ..job()
+            ..job_v9()
         }
     }
 
@@ -383,6 +401,7 @@ mod tests {
         Job {
             spec: JobSpec {
                 sandbox: SandboxSpec::default(),
+                repo: None,
                 ..spec()
             },
             ..job_v8()
@@ -538,6 +557,10 @@ mod tests {
                 before_cost
             );
         }
+        assert_eq!(
+            codec::decode::<Job>(&golden_bytes("job_v9")).unwrap(),
+            job_v9()
+        );
         assert_eq!(
             codec::decode::<Job>(&golden_bytes("job_v8")).unwrap(),
             job_v8()

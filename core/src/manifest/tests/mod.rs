@@ -102,6 +102,7 @@ fn resolves_a_full_manifest_with_profile_defaults_applied() {
             concurrency_key: None,
             affinity: None,
             sandbox: crate::sandbox::SandboxSpec::default(),
+            repo: None,
         }
     );
     assert_eq!(schema.key, "schema");
@@ -579,6 +580,7 @@ proptest! {
     }
 }
 
+mod repo;
 mod single;
 
 #[test]

@@ -3,6 +3,7 @@
 //! manifest sets (approvals, reviewers, concurrency key, affinity).
 
 use super::*;
+use crate::checkout::RepoSpec;
 use crate::sandbox::SandboxSpec;
 
 #[test]
@@ -64,6 +65,10 @@ fn validate_job_spec_reports_every_problem_by_field() {
             memory_mib: Some(1),
             cpu_millis: Some(1_000),
         },
+        repo: Some(RepoSpec {
+            url: "-u".into(),
+            rev: "a..b".into(),
+        }),
     };
     let errors = validate_job_spec(&spec).expect_err("many problems").0;
     for (location, part) in [
@@ -85,10 +90,12 @@ fn validate_job_spec_reports_every_problem_by_field() {
         ("concurrency_key", "product:NAME"),
         ("affinity", "product:NAME"),
         ("sandbox.memory_mib", "MiB"),
+        ("repo.url", "'-'"),
+        ("repo.rev", "branch, tag or commit"),
     ] {
         assert_error(&errors, location, part);
     }
-    assert_eq!(errors.len(), 18, "{}", ManifestErrors(errors.clone()));
+    assert_eq!(errors.len(), 20, "{}", ManifestErrors(errors.clone()));
 }
 
 #[test]

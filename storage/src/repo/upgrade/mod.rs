@@ -4,10 +4,13 @@
 //! labels and no cost; schema 3 no origin; schemas up to 4 no artifact globs in the spec;
 //! schemas up to 5 no approvals, reviewers, concurrency key or affinity in the spec, and no
 //! limit slots or approvals on the job; schema 6 no review feedback; schemas up to 7 no
-//! sandbox in the spec. Other records' older shapes are in `records.rs`.
+//! sandbox in the spec; schemas up to 8 no question; schemas up to 9 no repository in the
+//! spec. Other records' older shapes are in `records.rs`.
 
+use gigafactory_core::job::question::Question;
 use gigafactory_core::job::{Approval, Job, JobId, JobState, Lease, Millis};
 use gigafactory_core::manifest::{JobSpec, Payload, sorted_unique_strings};
+use gigafactory_core::sandbox::SandboxSpec;
 use gigafactory_core::scoring::ScoreBreakdown;
 use gigafactory_core::tracker::ItemRef;
 use gigafactory_core::usage::JobCost;
@@ -189,6 +192,23 @@ impl From<JobSpecV7> for JobSpec {
             reviewers: s.reviewers,
             concurrency_key: s.concurrency_key,
             affinity: s.affinity,
+            ..s.base.into()
+        }
+    }
+}
+
+/// A job spec before repositories (job schemas 8 and 9): schema 7's, then the sandbox.
+#[derive(Deserialize)]
+struct JobSpecV9 {
+    base: JobSpecV7,
+    sandbox: SandboxSpec,
+}
+
+impl From<JobSpecV9> for JobSpec {
+    fn from(s: JobSpecV9) -> Self {
+        // Before repositories a job ran in an empty directory: no repository.
+        JobSpec {
+            sandbox: s.sandbox,
             ..s.base.into()
         }
     }
@@ -385,10 +405,11 @@ impl<S: Into<JobSpec>> From<JobV3<Option<ItemRef>, S>> for Job {
     }
 }
 
-/// A job as schemas 6 to 8 stored it: no question; up to 7 no sandbox in its spec (`S`); in
-/// schema 6 no review feedback (`F` is `()` then, which takes no bytes).
+/// A job as schemas 6 to 9 stored it: no repository in its spec; up to 8 no question (`Q` is
+/// `()` then, which takes no bytes); up to 7 no sandbox in its spec (`S`); in schema 6 no
+/// review feedback (`F` is `()` then).
 #[derive(Deserialize)]
-struct JobV6<F, S = JobSpecV7> {
+struct JobV6<F, S = JobSpecV7, Q = ()> {
     id: JobId,
     spec: S,
     parents: Vec<JobId>,
@@ -410,6 +431,7 @@ struct JobV6<F, S = JobSpecV7> {
     limit_slots: Vec<String>,
     approvals: Vec<Approval>,
     review_feedback: F,
+    question: Q,
 }
 
 /// A review feedback as an older job stored it: none in schema 6.
@@ -429,8 +451,25 @@ impl StoredFeedback for Option<String> {
     }
 }
 
-impl<F: StoredFeedback, S: Into<JobSpec>> From<JobV6<F, S>> for Job {
-    fn from(v: JobV6<F, S>) -> Self {
+/// A question as an older job stored it: none before schema 9.
+trait StoredQuestion {
+    fn question(self) -> Option<Question>;
+}
+
+impl StoredQuestion for () {
+    fn question(self) -> Option<Question> {
+        None
+    }
+}
+
+impl StoredQuestion for Option<Question> {
+    fn question(self) -> Option<Question> {
+        self
+    }
+}
+
+impl<F: StoredFeedback, S: Into<JobSpec>, Q: StoredQuestion> From<JobV6<F, S, Q>> for Job {
+    fn from(v: JobV6<F, S, Q>) -> Self {
         Job {
             id: v.id,
             spec: v.spec.into(),
@@ -453,7 +492,7 @@ impl<F: StoredFeedback, S: Into<JobSpec>> From<JobV6<F, S>> for Job {
             limit_slots: v.limit_slots,
             approvals: v.approvals,
             review_feedback: v.review_feedback.feedback(),
-            question: None,
+            question: v.question.question(),
         }
     }
 }
@@ -470,7 +509,10 @@ pub(super) fn job(schema: u16, payload: &[u8]) -> Result<Job> {
         5 => Ok(decode_payload::<JobV3<Option<ItemRef>, JobSpecV3>>(payload)?.into()),
         6 => Ok(decode_payload::<JobV6<()>>(payload)?.into()),
         7 => Ok(decode_payload::<JobV6<Option<String>>>(payload)?.into()),
-        8 => Ok(decode_payload::<JobV6<Option<String>, JobSpec>>(payload)?.into()),
+        8 => Ok(decode_payload::<JobV6<Option<String>, JobSpecV9>>(payload)?.into()),
+        9 => Ok(
+            decode_payload::<JobV6<Option<String>, JobSpecV9, Option<Question>>>(payload)?.into(),
+        ),
         _ => Err(Error::Codec(format!(
             "job schema {schema} is not readable by this version"
         ))),
