@@ -626,6 +626,13 @@ fn under_bubblewrap_the_secret_files_are_the_jobs_alone_and_read_only() {
         &factory_dir,
         &["--sandbox", "bwrap"],
     );
+    // Once a first job ran (the agent cleared what an earlier one left before claiming it),
+    // another attempt's secrets directory sits beside the next job's: the job must not see it.
+    let first = submit(&coord, "warm-up", "true");
+    assert_eq!(wait_ended(&coord, &first), "succeeded");
+    let sibling = factory_dir.join("secrets").join("other-attempt");
+    std::fs::create_dir_all(&sibling).unwrap();
+    std::fs::write(sibling.join("FILE_KEY"), "another job's").unwrap();
     let command = format!(
         r#"set -u
 [ "$(printf %s "$API_KEY" | sha256sum | cut -c1-64)" = "{}" ] || {{ echo "API_KEY differs"; exit 3; }}
