@@ -603,6 +603,20 @@ fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_cle
         wrong_node.log().contains("a secret does not open"),
         "logged"
     );
+    // A real agent hears the refusal at once and fails the attempt saying why, instead of
+    // retrying the fetch until its lease runs out.
+    let _f = Factory::start(
+        &wrong_node,
+        "wrong",
+        1,
+        "linux",
+        &dir.path().join("factory"),
+    );
+    let unreadable = submit(&wrong_node, "unreadable", "echo never");
+    assert_eq!(wait_ended(&wrong_node, &unreadable), "dead");
+    let shown = get(&wrong_node, &format!("/v1/jobs/{unreadable}"));
+    let error = shown["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("secrets_unreadable"), "{shown}");
 }
 
 #[test]
