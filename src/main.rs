@@ -387,7 +387,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Before any thread starts: the key leaves the environment (see `take_secrets_key_env`).
+    if let Cmd::Serve(args) = &mut cli.command {
+        args.secrets_key_env = serve::take_secrets_key_env();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Without a key, secrets cannot be set or handed to jobs; the rest works.
     #[arg(long, env = "GIGAFACTORY_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// `GIGAFACTORY_SECRETS_KEY`, taken out of the environment by `main` before any thread
+    /// starts ([`take_secrets_key_env`]).
+    #[arg(skip)]
+    pub secrets_key_env: Option<String>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -267,6 +271,12 @@ impl ServeArgs {
             .unwrap_or_else(|| "127.0.0.1:7070".parse().expect("valid address"));
         let insecure_dev = self.insecure_dev || file.insecure_dev.unwrap_or(false);
         network::check_insecure_dev(insecure_dev, listen)?;
+        let network = self.network.resolve(file.tls, file.listener)?;
+        let secrets_key = secrets_key(self.secrets_key_file.as_deref(), self.secrets_key_env)?;
+        if secrets_key.is_some() && network.tls.is_none() && !listen.ip().is_loopback() {
+            // The values go to factories in the fetch's answer: in clear on the network here.
+            tracing::warn!(%listen, "secrets are handed to factories over plain HTTP on a non-loopback address: serve TLS (--tls-cert, --tls-key) or put a TLS proxy in front");
+        }
         Ok(Settings {
             store,
             artifacts,
@@ -274,16 +284,30 @@ impl ServeArgs {
             insecure_dev,
             fault_injection: self.enable_fault_injection,
             admin_token_file: self.admin_token_file.or(file.admin_token_file),
-            network: self.network.resolve(file.tls, file.listener)?,
+            network,
             config,
-            secrets_key: secrets_key(self.secrets_key_file.as_deref())?.map(Arc::new),
+            secrets_key: secrets_key.map(Arc::new),
         })
     }
 }
 
-/// The secrets key from `file`, else from `GIGAFACTORY_SECRETS_KEY`; neither: none. A bad key
-/// stops the start: a node that could not open its secrets would fail every job that has one.
-fn secrets_key(file: Option<&Path>) -> Result<Option<SecretsKey>> {
+/// Takes `GIGAFACTORY_SECRETS_KEY` out of the process's environment, so no child process (a
+/// job started on this machine, a hook) inherits the key and `/proc/<pid>/environ` no longer
+/// shows it. Called by `main` before the runtime (or anything else) starts a thread.
+pub fn take_secrets_key_env() -> Option<String> {
+    let key = std::env::var("GIGAFACTORY_SECRETS_KEY").ok();
+    if key.is_some() {
+        // SAFETY: `main` calls this before building the runtime, while the process has one
+        // thread: nothing reads or writes the environment concurrently.
+        unsafe { std::env::remove_var("GIGAFACTORY_SECRETS_KEY") };
+    }
+    key
+}
+
+/// The secrets key from `file`, else from `GIGAFACTORY_SECRETS_KEY` (`env`); neither: none. A
+/// bad key stops the start: a node that could not open its secrets would fail every job that
+/// has one. So does a key file others than its owner may read: the key would be theirs too.
+fn secrets_key(file: Option<&Path>, env: Option<String>) -> Result<Option<SecretsKey>> {
     let (text, from) = match file {
         Some(path) => {
             #[cfg(unix)]
@@ -293,17 +317,21 @@ fn secrets_key(file: Option<&Path>) -> Result<Option<SecretsKey>> {
                     .with_context(|| format!("reading the secrets key {}", path.display()))?
                     .permissions()
                     .mode();
-                if mode & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), "the secrets key file is readable by others than its owner: chmod 600 it");
-                }
+                anyhow::ensure!(
+                    mode & 0o077 == 0,
+                    "the secrets key file {} is open to others than its owner (mode {:o}): \
+                     chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                );
             }
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the secrets key {}", path.display()))?;
             (text, path.display().to_string())
         }
-        None => match std::env::var("GIGAFACTORY_SECRETS_KEY") {
-            Ok(text) => (text, "GIGAFACTORY_SECRETS_KEY".to_string()),
-            Err(_) => return Ok(None),
+        None => match env {
+            Some(text) => (text, "GIGAFACTORY_SECRETS_KEY".to_string()),
+            None => return Ok(None),
         },
     };
     let key = SecretsKey::from_base64(&text).with_context(|| format!("the secrets key {from}"))?;
@@ -570,6 +598,20 @@ mod tests {
             std::time::Duration::from_secs(5)
         );
         assert_eq!(network.limits.connections_max, 3);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secrets_key_file_others_may_read_stops_the_start() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.key");
+        std::fs::write(&path, SecretsKey::generate().unwrap()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = secrets_key(Some(&path), None).expect_err("refused");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(secrets_key(Some(&path), None).unwrap().is_some());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Secrets end to end, with real processes: a coordinator with a key file and a factory agent
 //! (`--sandbox off`). A job gets its product's secret as a variable and its profile's as a
-//! file, prints them and their encodings split across writes, and afterwards no value (nor an
-//! encoding) is in anything that can be read: stored logs, events, every API answer, both
-//! processes' logs and the store's bytes on disk. The audit log names each use; a stale epoch
-//! or another factory gets nothing; a rotation reaches the next lease, not the running one;
-//! bad input and a node without (or with the wrong) key get a JSON error and change nothing.
+//! file, prints them and their encodings split across writes, asks a question with one, and
+//! afterwards no value (nor an encoding) is in anything that can be read: stored logs, events,
+//! the question, every API answer, both processes' logs and the store's bytes on disk. The
+//! audit log names each use; a stale epoch or another factory gets nothing; a rotation reaches
+//! the next lease, not the running one; bad input and a node without (or with the wrong) key
+//! get a JSON error and change nothing.
 
 mod common;
 
@@ -165,6 +166,8 @@ printf 'file: %s' "${{f%"${{f#??????}}"}}" >&2; sleep 0.3; printf '%s\n' "${{f#?
 printf 'file b64: %s\n' "$(printf %s "$f" | base64 -w0)" >&2
 printf 'file url: %s\n' "$(enc "$f")" >&2
 printf 'stage %s' "$API_KEY" > "$GF_CONTROL_DIR/stage"
+a="$(gigafactory job ask "Is $API_KEY still valid?" --choice "$API_KEY" --choice no --timeout 2s --default "$API_KEY")"
+printf 'asked: %s\n' "$a"
 while [ ! -e '{signal}' ]; do sleep 0.1; done
 [ "$(printf %s "$API_KEY" | sha256sum | cut -c1-64)" = "{variable_sha}" ] || {{ echo "API_KEY changed" >&2; exit 7; }}
 echo done
@@ -276,6 +279,14 @@ fn a_secret_reaches_the_job_and_is_found_nowhere_else_and_a_rotation_waits_for_t
         assert!(first_output.contains(marker), "{marker}: {first_output}");
     }
     assert!(first_output.contains("b64 inside: "), "{first_output}");
+    // The job asked with the value in its question's text, choices and default: what was
+    // asked (the job's events here; its view, which shows the question, is read below) holds
+    // the marker.
+    let asked = get(&coord, &format!("/v1/jobs/{first}/events")).to_string();
+    assert!(
+        asked.contains("Is [secret API_KEY] still valid?"),
+        "the question was asked, redacted: {asked}"
+    );
 
     // Everything that can be read, read.
     let secrets = get(&coord, "/v1/secrets?product=e2e");
@@ -592,6 +603,20 @@ fn without_its_key_a_node_refuses_secrets_and_runs_jobs_and_a_wrong_key_is_a_cle
         wrong_node.log().contains("a secret does not open"),
         "logged"
     );
+    // A real agent hears the refusal at once and fails the attempt saying why, instead of
+    // retrying the fetch until its lease runs out.
+    let _f = Factory::start(
+        &wrong_node,
+        "wrong",
+        1,
+        "linux",
+        &dir.path().join("factory"),
+    );
+    let unreadable = submit(&wrong_node, "unreadable", "echo never");
+    assert_eq!(wait_ended(&wrong_node, &unreadable), "dead");
+    let shown = get(&wrong_node, &format!("/v1/jobs/{unreadable}"));
+    let error = shown["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("secrets_unreadable"), "{shown}");
 }
 
 #[test]
@@ -615,6 +640,13 @@ fn under_bubblewrap_the_secret_files_are_the_jobs_alone_and_read_only() {
         &factory_dir,
         &["--sandbox", "bwrap"],
     );
+    // Once a first job ran (the agent cleared what an earlier one left before claiming it),
+    // another attempt's secrets directory sits beside the next job's: the job must not see it.
+    let first = submit(&coord, "warm-up", "true");
+    assert_eq!(wait_ended(&coord, &first), "succeeded");
+    let sibling = factory_dir.join("secrets").join("other-attempt");
+    std::fs::create_dir_all(&sibling).unwrap();
+    std::fs::write(sibling.join("FILE_KEY"), "another job's").unwrap();
     let command = format!(
         r#"set -u
 [ "$(printf %s "$API_KEY" | sha256sum | cut -c1-64)" = "{}" ] || {{ echo "API_KEY differs"; exit 3; }}

@@ -194,6 +194,12 @@ fn a_secret_set_in_the_page_is_listed_never_shown_back_and_deleted() {
     assert!(key.status.success());
     let key_file = dir.path().join("secrets.key");
     std::fs::write(&key_file, &key.stdout).unwrap();
+    // The owner's alone, or the node refuses to start.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let coord = Coordinator::start_with(
         &dir.path().join("node"),
         5_000,

@@ -47,8 +47,9 @@ function secretForm(saved) {
   const product = input("s-product", { required: true });
   const profile = input("s-profile", { "aria-describedby": "s-profile-hint" });
   const name = input("s-name", { required: true, pattern: "[A-Z_][A-Z0-9_]*", "aria-describedby": "s-name-hint", placeholder: "ANTHROPIC_API_KEY" });
-  // A password field: the value is not shown while typed, and nothing fills it back.
-  const value = input("s-value", { type: "password", required: true, autocomplete: "new-password", "aria-describedby": "s-value-hint" });
+  // A text area, not a password field: a password field drops a pasted PEM key's line breaks.
+  // Masked by CSS while typed; no autocomplete or spellcheck, so no browser keeps or sends it.
+  const value = h("textarea", { id: "s-value", class: "secret-value", rows: "3", required: true, autocomplete: "off", spellcheck: "false", "aria-describedby": "s-value-hint" });
   const asFile = input("s-file", { type: "checkbox" });
   const problem = h("p", { class: "form-errors", role: "alert", hidden: true, "data-testid": "secret-errors" });
   const field = (el, text, hint) => h("div", { class: "field" }, h("label", { for: el.id }, text), el, hint ? h("span", { class: "hint", id: `${el.id}-hint` }, hint) : null);
@@ -77,7 +78,7 @@ function secretForm(saved) {
       field(product, "Product"),
       field(profile, "Profile (optional)", "Only that profile's jobs; it wins over the product's secret of the same name."),
       field(name, "Name", "The variable the job sees: A-Z, 0-9, _."),
-      field(value, "Value", "8 bytes to 64 KiB. Never shown again; setting it again rotates it."),
+      field(value, "Value", "8 bytes to 64 KiB, several lines allowed (a key file). Never shown again; setting it again rotates it."),
       h("div", { class: "field" }, h("label", { for: asFile.id }, asFile, " Give it as a file")),
     ),
     problem,

@@ -1,17 +1,23 @@
 //! Redaction of secrets from a job's output before it leaves the factory: every occurrence of
 //! a secret's value, of its base64 (standard and URL-safe alphabets, padded or not, alone or
-//! inside longer base64 text at any of the three byte alignments) and of its percent-encoded
-//! forms (upper- and lower-case hex, `+` for a space) becomes `[secret NAME]`.
+//! inside longer base64 text at any of the three byte alignments), of each 76-character line of
+//! its wrapped base64 (`base64`'s default), of each line of a multi-line value, of its
+//! JSON-escaped form and of its percent-encoded forms (upper- and lower-case hex, `+` for a
+//! space, `/` kept as Python's `quote()` does) becomes `[secret NAME]`. Overlapping matches
+//! (of one secret or several) are replaced as one, so no tail of either is left.
 //!
 //! Inside longer base64 text only the characters made of the value's bits alone are stable
 //! (the first and last may mix in the neighbours' bits): those are what is replaced, so the
 //! value can no longer be decoded from what is left. A value transformed any other way
-//! (reversed, hex, split by the job itself, compressed) is not recognised.
+//! (reversed, hex, split by the job itself, compressed) is not recognised; nor is a line, or a
+//! line of wrapped base64, shorter than [`MIN_PIECE`].
 //!
 //! Output arrives in pieces, and a value may straddle two: [`RedactStream`] holds back the
 //! shortest tail that could still become a match and gives out everything before it, so a
 //! stream cut anywhere redacts exactly as the whole text at once would (a property test holds
 //! it to that). Text that could not start a match is never held.
+
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -19,14 +25,14 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use crate::wire::urlencode;
 
 /// One text to replace, and what replaces it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Pattern {
     text: String,
     marker: String,
 }
 
-/// The forms of a set of secrets, ready to be found in text.
-#[derive(Debug, Clone, Default)]
+/// The forms of a set of secrets, ready to be found in text. Its `Debug` shows counts only.
+#[derive(Clone, Default)]
 pub struct Redactor {
     /// Longest first, each text once: at one position the longest match wins.
     patterns: Vec<Pattern>,
@@ -38,6 +44,13 @@ pub struct Redactor {
 pub fn marker(name: &str) -> String {
     format!("[secret {name}]")
 }
+
+/// How long a piece of a value (one of its lines, one line of its wrapped base64) must be to
+/// be a pattern of its own: shorter pieces would replace ordinary text.
+pub const MIN_PIECE: usize = 8;
+
+/// The width `base64` (coreutils) wraps its output at by default.
+const BASE64_WRAP: usize = 76;
 
 /// Every form of `value` this module recognises.
 pub fn forms(value: &str) -> Vec<String> {
@@ -58,14 +71,42 @@ pub fn forms(value: &str) -> Vec<String> {
             }
         }
     }
+    // `base64 key.json` wraps its output: each of its lines is a pattern of its own.
+    let wrapped = STANDARD_NO_PAD.encode(bytes);
+    out.extend(pieces(&wrapped, BASE64_WRAP));
+    // A PEM key or a JSON file is seldom printed whole (`head -3 key.pem`): each line counts.
+    out.extend(
+        value
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| l.len() >= MIN_PIECE)
+            .map(str::to_string),
+    );
+    // Inside a JSON string (`\n`, `\"`, `\\` escaped), as a file's value often ends up.
+    let json = serde_json::to_string(value).unwrap_or_default();
+    if let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
+        out.push(inner.to_string());
+    }
     let upper = urlencode(value);
     out.push(upper.to_ascii_lowercase_hex());
     out.push(upper.replace("%20", "+"));
+    // Python's `quote()` keeps `/`.
+    out.push(upper.replace("%2F", "/"));
     out.push(upper);
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();
     out
+}
+
+/// The `width`-character lines of `text` that are at least [`MIN_PIECE`] long.
+fn pieces(text: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(width)
+        .filter(|c| c.len() >= MIN_PIECE)
+        .map(|c| c.iter().collect())
+        .collect()
 }
 
 /// Lower-case hex digits in a percent-encoded text (what `%2f`-writing encoders give).
@@ -126,12 +167,17 @@ impl Redactor {
         self.scan(text, false).0
     }
 
-    /// Redacts `buf` from its start; with `hold`, stops where a match could still begin with
-    /// text not seen yet. Returns the redacted text and how many bytes of `buf` it covers.
+    /// Redacts `buf` from its start; with `hold`, stops where a match could still begin (or
+    /// grow) with text not seen yet. Overlapping matches are replaced as one: their union
+    /// becomes the first one's marker, so no secret's tail is left beside another's marker.
+    /// Returns the redacted text and how many bytes of `buf` it covers.
     fn scan(&self, buf: &str, hold: bool) -> (String, usize) {
         let bytes = buf.as_bytes();
         let mut out = String::with_capacity(buf.len());
-        let (mut i, mut plain_from) = (0, 0);
+        let mut plain_from = 0;
+        // The union of the overlapping matches seen so far: its start, end and marker.
+        let mut cover: Option<(usize, usize, usize)> = None;
+        let mut i = 0;
         while i < bytes.len() {
             let rest = &bytes[i..];
             let mut found = None;
@@ -145,18 +191,37 @@ impl Redactor {
                     may_grow = true;
                 }
             }
+            if let Some((start, end, k)) = cover
+                && i >= end
+            {
+                out.push_str(&buf[plain_from..start]);
+                out.push_str(&self.patterns[k].marker);
+                plain_from = end;
+                cover = None;
+            }
             if may_grow {
+                // An open union may still grow too: hold it from its start.
+                if let Some((start, _, _)) = cover {
+                    out.push_str(&buf[plain_from..start]);
+                    return (out, start);
+                }
                 break;
             }
-            match found {
-                Some(k) => {
-                    out.push_str(&buf[plain_from..i]);
-                    out.push_str(&self.patterns[k].marker);
-                    i += self.patterns[k].text.len();
-                    plain_from = i;
-                }
-                None => i += buf[i..].chars().next().map_or(1, char::len_utf8),
+            if let Some(k) = found {
+                let end = i + self.patterns[k].text.len();
+                cover = Some(match cover {
+                    Some((start, e, first)) => (start, e.max(end), first),
+                    None => (i, end, k),
+                });
             }
+            // Every pattern starts a character, so a continuation byte finds none.
+            i += 1;
+        }
+        if let Some((start, end, k)) = cover {
+            out.push_str(&buf[plain_from..start]);
+            out.push_str(&self.patterns[k].marker);
+            plain_from = end;
+            i = i.max(end);
         }
         out.push_str(&buf[plain_from..i]);
         (out, i)
@@ -165,9 +230,26 @@ impl Redactor {
 
 /// One output stream's redaction across its pieces: what is given out is final; what may
 /// still become a match is held until the next piece or [`RedactStream::finish`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RedactStream {
     held: String,
+}
+
+// By hand: a derived `Debug` would print every value (and a held tail may be part of one).
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("patterns", &self.patterns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RedactStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedactStream")
+            .field("held_bytes", &self.held.len())
+            .finish()
+    }
 }
 
 impl RedactStream {
@@ -207,9 +289,43 @@ mod tests {
     /// percent-decoded: the independent check that a value cannot be read back.
     fn readable_in(text: &str, value: &str) -> bool {
         let v = value.as_bytes();
-        if text.contains(value) {
+        let unescaped = json_unescaped(text);
+        if text.contains(value) || unescaped.contains(value) {
             return true;
         }
+        if value
+            .lines()
+            .any(|l| l.len() >= MIN_PIECE && text.contains(l))
+        {
+            return true;
+        }
+        // Wrapped base64 is read with its line breaks taken out.
+        let unwrapped = text.replace('\n', "");
+        base64_readable_in(text, v) || base64_readable_in(&unwrapped, v) || {
+            percent_decode(text).windows(v.len()).any(|w| w == v)
+        }
+    }
+
+    /// `text` with JSON string escapes undone.
+    fn json_unescaped(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            out.push(match (c, c == '\\') {
+                (_, true) => match chars.next() {
+                    Some('n') => '\n',
+                    Some('r') => '\r',
+                    Some('t') => '\t',
+                    Some(other) => other,
+                    None => c,
+                },
+                (c, false) => c,
+            });
+        }
+        out
+    }
+
+    fn base64_readable_in(text: &str, v: &[u8]) -> bool {
         let bytes = text.as_bytes();
         for start in 0..bytes.len() {
             for (engine, extra) in [(STANDARD_NO_PAD, b"+/"), (URL_SAFE_NO_PAD, b"-_")] {
@@ -226,7 +342,7 @@ mod tests {
                 }
             }
         }
-        percent_decode(text).windows(v.len()).any(|w| w == v)
+        false
     }
 
     fn percent_decode(text: &str) -> Vec<u8> {
@@ -279,14 +395,70 @@ mod tests {
         let mut wrapped = before.to_vec();
         wrapped.extend_from_slice(value.as_bytes());
         wrapped.extend_from_slice(after);
-        match how % 6 {
+        match how % 10 {
             0 => value.to_string(),
             1 => STANDARD.encode(value),
             2 => URL_SAFE.encode(&wrapped),
             3 => STANDARD_NO_PAD.encode(&wrapped),
             4 => urlencode(value),
-            _ => urlencode(value).to_ascii_lowercase_hex(),
+            5 => urlencode(value).to_ascii_lowercase_hex(),
+            6 => wrap(&STANDARD.encode(value)),
+            7 => json_escaped(value),
+            8 => urlencode(value).replace("%2F", "/"),
+            _ => value.lines().next().unwrap_or_default().to_string(),
         }
+    }
+
+    /// `text` in lines of 76 characters, as `base64` writes it.
+    fn wrap(text: &str) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let lines: Vec<String> = chars.chunks(76).map(|c| c.iter().collect()).collect();
+        lines.join("\n") + "\n"
+    }
+
+    fn json_escaped(value: &str) -> String {
+        let json = serde_json::to_string(value).unwrap();
+        json[1..json.len() - 1].to_string()
+    }
+
+    #[test]
+    fn a_file_secret_printed_in_part_wrapped_or_escaped_is_caught() {
+        let body: String = (0..40)
+            .map(|i| format!("MIIEvQIBADANBgkqhkiG9w0B{i:04}\n"))
+            .collect();
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n");
+        let r = Redactor::new([(NAME, pem.as_str())]);
+        let head: String = pem.lines().take(3).map(|l| format!("{l}\n")).collect();
+        for printed in [
+            head,
+            wrap(&STANDARD.encode(&pem)),
+            format!("{{\"private_key\": \"{}\"}}", json_escaped(&pem)),
+            urlencode(&pem).replace("%2F", "/"),
+        ] {
+            let out = r.redact(&printed);
+            assert!(out.contains("[secret API_KEY]"), "{printed} → {out}");
+            assert!(!readable_in(&out, &pem), "{printed} → {out}");
+        }
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_no_tail() {
+        let r = Redactor::new([("A", "password1234"), ("B", "1234abcdefgh")]);
+        assert_eq!(r.redact("x password1234abcdefgh y"), "x [secret A] y");
+        assert_eq!(
+            r.redact("1234abcdefgh password1234"),
+            "[secret B] [secret A]"
+        );
+    }
+
+    #[test]
+    fn debug_shows_counts_never_values() {
+        let r = Redactor::new([(NAME, "hunter2-very-secret")]);
+        let mut s = RedactStream::default();
+        s.push(&r, "hunter2-very");
+        let shown = format!("{r:?} {s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("held_bytes: 12"), "{shown}");
     }
 
     #[test]
@@ -334,10 +506,10 @@ mod tests {
     proptest! {
         #[test]
         fn no_text_carrying_a_secret_comes_out_with_it_however_it_is_cut(
-            value in "[A-Za-z0-9 /&?=+é]{8,40}",
+            value in "[A-Za-z0-9 /&?=+é\n\"\\\\]{8,120}",
             prefix in "[a-zA-Z0-9 .\n]{0,30}",
             suffix in "[a-zA-Z0-9 .\n]{0,30}",
-            how in 0u8..6,
+            how in 0u8..10,
             before in proptest::collection::vec(any::<u8>(), 0..5),
             after in proptest::collection::vec(any::<u8>(), 0..5),
             cuts in proptest::collection::vec(0usize..200, 0..6),
@@ -346,6 +518,24 @@ mod tests {
             let text = format!("{prefix}{}{suffix}", encode(how, &value, &before, &after));
             let whole = r.redact(&text);
             prop_assert!(!readable_in(&whole, &value), "{text:?} → {whole:?}");
+            prop_assert_eq!(chunked(&r, &text, &cuts), whole);
+        }
+
+        #[test]
+        fn overlapping_secrets_are_replaced_as_one_however_it_is_cut(
+            a in "[A-Z0-9]{8,30}",
+            extra in "[A-Z0-9]{4,20}",
+            overlap in 1usize..8,
+            prefix in "[a-z .\n]{0,30}",
+            suffix in "[a-z .\n]{0,30}",
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+        ) {
+            // B starts with A's last characters: written together, they overlap.
+            let b = format!("{}{extra}", &a[a.len() - overlap..]);
+            let r = Redactor::new([("A", a.as_str()), ("B", b.as_str())]);
+            let text = format!("{prefix}{a}{extra}{suffix}");
+            let whole = r.redact(&text);
+            prop_assert_eq!(&whole, &format!("{prefix}[secret A]{suffix}"));
             prop_assert_eq!(chunked(&r, &text, &cuts), whole);
         }
 

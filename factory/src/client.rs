@@ -1,7 +1,8 @@
 //! The agent's HTTP client for the coordinator's factory API. It owns the retry policy: transport
 //! errors, `5xx` and `429` are retried with capped exponential backoff and jitter (honouring
 //! `Retry-After`), transport errors move on to the next coordinator URL, and any other answer
-//! goes back to the caller to interpret. A fenced write is serialized once, so every retry of it
+//! (and the one `5xx` no retry mends, `secrets_unreadable`) goes back to the caller to
+//! interpret. A fenced write is serialized once, so every retry of it
 //! carries the same `request_id` and the coordinator answers the retry as it answered the first.
 //! With a [`Journal`], every send and its answer is recorded.
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 use gigafactory_core::job::JobId;
 use gigafactory_core::journal::{Exchange, Grant, Seen, WriteTag};
 use gigafactory_core::wire::{
-    ArtifactUpload, ClaimResponse, EndAnswer, ErrorBody, FencedWrite, LeaseAnswer, urlencode,
+    ArtifactUpload, ClaimResponse, EndAnswer, ErrorBody, ErrorCode, FencedWrite, LeaseAnswer,
+    urlencode,
 };
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -61,6 +63,23 @@ impl Retry {
             Retry::Forever => true,
         }
     }
+}
+
+/// Server errors no retry mends: a node whose key does not open a job's secrets answers the
+/// same to every retry, so the caller hears of it at once instead of retrying until the lease
+/// is gone.
+fn final_server_error(code: &str) -> bool {
+    code == ErrorCode::SecretsUnreadable.as_str()
+}
+
+/// The error body of a refusal, or what stands for it when the answer is not one.
+fn error_body(text: &[u8]) -> ErrorBody {
+    serde_json::from_slice::<ErrorBody>(text).unwrap_or_else(|_| ErrorBody {
+        error: "unknown".into(),
+        message: String::from_utf8_lossy(text).chars().take(200).collect(),
+        current_epoch: None,
+        details: Vec::new(),
+    })
 }
 
 /// Why a request did not get a successful answer.
@@ -355,6 +374,15 @@ impl Coordinator {
                             }
                         }
                     } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        let text = response.bytes().await.unwrap_or_default();
+                        let body = error_body(&text);
+                        if final_server_error(&body.error) {
+                            record(status.as_u16(), Some(body.error.clone()), None);
+                            return Err(CallError::Status {
+                                status: status.as_u16(),
+                                body,
+                            });
+                        }
                         record(status.as_u16(), None, None);
                         (
                             format!("{url} answered http {}", status.as_u16()),
@@ -362,18 +390,7 @@ impl Coordinator {
                         )
                     } else {
                         let text = response.bytes().await.unwrap_or_default();
-                        let body =
-                            serde_json::from_slice::<ErrorBody>(&text).unwrap_or_else(|_| {
-                                ErrorBody {
-                                    error: "unknown".into(),
-                                    message: String::from_utf8_lossy(&text)
-                                        .chars()
-                                        .take(200)
-                                        .collect(),
-                                    current_epoch: None,
-                                    details: Vec::new(),
-                                }
-                            });
+                        let body = error_body(&text);
                         record(status.as_u16(), Some(body.error.clone()), None);
                         return Err(CallError::Status {
                             status: status.as_u16(),

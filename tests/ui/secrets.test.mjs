@@ -9,7 +9,9 @@ import { TIMEOUT_MS, apiClient, audit, launch, signIn } from "./harness.mjs";
 
 const [url, admin, viewer, shots] = process.argv.slice(2);
 const apiCall = apiClient(url, admin);
-const VALUE = "sk-ui-test/Zq8+value&never?shown 9";
+// Several lines, as a pasted key file is: they must reach the API as typed.
+const SECRET_LINE = "sk-ui-test/Zq8+value&never?shown 9";
+const VALUE = `-----BEGIN TEST KEY-----\n${SECRET_LINE}\n-----END TEST KEY-----\n`;
 const ROTATED = "sk-ui-test/rotated+value&never 10";
 
 const { browser, step, finish } = await launch();
@@ -31,6 +33,11 @@ try {
     dialogs.push(d.message());
     d.accept();
   });
+  // What the page sends to set a secret: the value must arrive whole, line breaks too.
+  const puts = [];
+  page.on("request", (r) => {
+    if (r.method() === "PUT" && r.url().includes("/v1/secrets/")) puts.push(r.postDataJSON());
+  });
   await signIn(page, url, admin);
   const row = page.locator('[data-secret="ui//UI_API_KEY"]');
 
@@ -42,7 +49,11 @@ try {
 
   await step("a secret set in the form is listed, and its value is gone from the page", async () => {
     const value = page.getByLabel("Value");
-    assert.equal(await value.getAttribute("type"), "password");
+    // A text area (a password field would drop the line breaks) the browser neither fills
+    // nor remembers.
+    assert.equal(await value.evaluate((el) => el.tagName), "TEXTAREA");
+    assert.equal(await value.getAttribute("autocomplete"), "off");
+    assert.equal(await value.getAttribute("spellcheck"), "false");
     await page.getByLabel("Product").fill("ui");
     await page.getByLabel("Name").fill("UI_API_KEY");
     await value.fill(VALUE);
@@ -51,10 +62,12 @@ try {
     await row.locator("td", { hasText: "admin:admin" }).waitFor();
     assert.equal(await row.locator('[data-label="Version"]').textContent(), "1");
     assert.equal(await value.inputValue(), "", "the value field is cleared once saved");
-    assert.equal(await pageHolds(page, VALUE), false, "the value is not in the page");
+    assert.equal(puts.length, 1);
+    assert.equal(puts[0].value, VALUE, "the PUT carries the value with its line breaks");
+    assert.equal(await pageHolds(page, SECRET_LINE), false, "the value is not in the page");
     const listed = await apiCall("GET", "/v1/secrets?product=ui");
     assert.equal(listed.body.length, 1);
-    assert.ok(!JSON.stringify(listed.body).includes(VALUE));
+    assert.ok(!JSON.stringify(listed.body).includes(SECRET_LINE));
   });
 
   await step("setting it again rotates it, and still nothing shows the value", async () => {
@@ -65,7 +78,7 @@ try {
     await row.locator('[data-label="Version"]', { hasText: "2" }).waitFor();
     await page.reload();
     await row.waitFor();
-    for (const v of [VALUE, ROTATED]) assert.equal(await pageHolds(page, v), false, "not after a reload either");
+    for (const v of [SECRET_LINE, ROTATED]) assert.equal(await pageHolds(page, v), false, "not after a reload either");
     await audit(page, "the secrets page");
     await page.screenshot({ path: `${shots}/secrets.png`, fullPage: true });
   });

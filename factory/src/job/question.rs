@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gigafactory_core::wire::{ErrorCode, FencedWrite, QuestionView};
+use gigafactory_core::wire::{ErrorCode, QuestionView};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
@@ -75,11 +75,9 @@ enum Asked {
 /// of, not a lost lease.
 async fn ask(ctx: &JobCtx, question: &QuestionFile) -> Asked {
     let shared = &ctx.shared;
-    let write = FencedWrite {
-        epoch: ctx.job.epoch,
-        request_id: question.id.clone(),
-        body: &question.ask,
-    };
+    // Built by the job's one builder of writes, so the question's text, choices and default
+    // are redacted as every other report is.
+    let write = ctx.fenced(question.id.clone(), &question.ask);
     let sent = shared
         .coordinator
         .write_as(

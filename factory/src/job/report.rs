@@ -19,6 +19,7 @@ use gigafactory_core::wire::{
     UsageWrite,
 };
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{error, info, warn};
@@ -110,13 +111,7 @@ impl JobCtx {
         retry: Retry,
     ) -> Written {
         let shared = &self.shared;
-        // Whatever the job wrote that reaches the coordinator (its output, stage, checkpoint,
-        // its end's message) passes here, so the job's secrets are replaced in all of it.
-        let write = FencedWrite {
-            epoch: self.job.epoch,
-            request_id,
-            body: super::secrets::redacted(&self.redactor, &body),
-        };
+        let write = self.fenced(request_id, &body);
         let sent = shared
             .coordinator
             .write_carrying(
@@ -129,6 +124,18 @@ impl JobCtx {
             )
             .await;
         self.written(action, sent)
+    }
+
+    /// The fenced write of `body` under the job's lease: the one place the job's writes are
+    /// built. Whatever the job wrote that reaches the coordinator (its output, stage,
+    /// checkpoint, question, its end's message) passes here, so the job's secrets are
+    /// replaced in all of it.
+    pub(super) fn fenced<T: Serialize>(&self, request_id: String, body: &T) -> FencedWrite<Value> {
+        FencedWrite {
+            epoch: self.job.epoch,
+            request_id,
+            body: super::secrets::redacted(&self.redactor, body),
+        }
     }
 
     /// What the coordinator's answer to the fenced write `action` means for the job.

@@ -28,8 +28,8 @@ const FETCH_TIMEOUT_MS: u64 = 10_000;
 
 /// The secrets of the job, for the lease the factory holds. Retried through an outage like
 /// every report (an outage costs no attempt); a refusal (`409`: the lease is gone, or the
-/// coordinator has no key) ends it, and so does the lease's end, which a coordinator that
-/// keeps failing (`5xx`) leads to.
+/// coordinator has no key; `500 secrets_unreadable`: its key does not open them) ends it, and
+/// so does the lease's end, which a coordinator that keeps failing (`5xx`) leads to.
 pub(super) async fn fetch(shared: &Shared, job: &ClaimedJob) -> Result<Vec<JobSecret>, CallError> {
     let answer: Option<JobSecrets> = shared
         .coordinator
