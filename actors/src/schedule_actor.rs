@@ -108,7 +108,10 @@ async fn fire_due(ctx: &Arc<Context>) -> (Duration, Option<Watch>) {
     };
     let coord = Coordinator::of(ctx.clone());
     let owned = ctx.owned_shards();
-    let mut wake = ctx.now() + refresh;
+    // One time for the whole pass: a tick is judged late against when the pass woke, not
+    // against how long the schedules before it took to fire.
+    let now = ctx.now();
+    let mut wake = now + refresh;
     for s in all {
         if s.state != ScheduleState::Active
             || owned
@@ -120,7 +123,6 @@ async fn fire_due(ctx: &Arc<Context>) -> (Duration, Option<Watch>) {
         let Ok((cron, zone)) = s.clock() else {
             continue;
         };
-        let now = ctx.now();
         let window_ms = s.catchup_window_s.saturating_mul(1_000);
         let grace = ctx.config.schedule_grace_ms;
         let due = schedule::due(&cron, zone, s.cursor, now, s.missed, grace, window_ms);

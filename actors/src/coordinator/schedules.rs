@@ -77,6 +77,9 @@ impl Coordinator {
                 )));
             }
             let c = checked.clone();
+            let cursor = old
+                .as_ref()
+                .map_or(now, |o| o.cursor_after_edit(&c.cron, &c.time_zone, now));
             let s = Schedule {
                 name: name.to_owned(),
                 cron: c.cron,
@@ -88,7 +91,7 @@ impl Coordinator {
                 state: old
                     .as_ref()
                     .map_or(ScheduleState::Active, |o| o.state.clone()),
-                cursor: old.as_ref().map_or(now, |o| o.cursor),
+                cursor,
                 previous_jobs: old
                     .as_ref()
                     .map_or_else(Vec::new, |o| o.previous_jobs.clone()),

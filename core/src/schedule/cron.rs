@@ -123,8 +123,10 @@ impl Cron {
             months: parse_field(rest[3], &MONTH)? as u16,
             // Sunday as 7 is Sunday as 0.
             weekdays: ((weekdays & 0x7f) | (weekdays >> 7)) as u8,
-            days_any: rest[2] == "*" || rest[2] == "?",
-            weekdays_any: rest[4] == "*" || rest[4] == "?",
+            // As Vixie cron: a field starting with `*` (`*/2` too) is a star, so it narrows
+            // the other day field instead of adding days to it.
+            days_any: rest[2].starts_with('*') || rest[2] == "?",
+            weekdays_any: rest[4].starts_with('*') || rest[4] == "?",
         })
     }
 

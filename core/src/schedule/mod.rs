@@ -337,6 +337,17 @@ pub fn shard_of_schedule(name: &str) -> u32 {
 }
 
 impl Schedule {
+    /// The cursor this schedule keeps when it is replaced by one with `cron` in `time_zone`:
+    /// its own while its clock stays, else no earlier than `now`, so ticks the new clock has
+    /// before the edit neither fire (`run_once`) nor count as missed.
+    pub fn cursor_after_edit(&self, cron: &str, time_zone: &str, now: Millis) -> Millis {
+        if self.cron == cron && self.time_zone == time_zone {
+            self.cursor
+        } else {
+            self.cursor.max(now)
+        }
+    }
+
     /// The cron and zone, parsed (checked when set, so they parse).
     pub fn clock(&self) -> Result<(Cron, chrono_tz::Tz), String> {
         Ok((Cron::parse(&self.cron)?, parse_zone(&self.time_zone)?))

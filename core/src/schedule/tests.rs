@@ -77,6 +77,12 @@ fn next_tick_is_the_next_matching_second_in_utc() {
         next("0 0 29 2 *", "UTC", "2026-01-01T00:00:00Z"),
         "2028-02-29T00:00:00+00:00"
     );
+    // A stepped star is a star: odd days AND weekdays, not odd days OR weekdays (Saturday
+    // 3 January is odd, Monday 5 January is both).
+    assert_eq!(
+        next("0 9 */2 * 1-5", "UTC", "2026-01-02T10:00:00Z"),
+        "2026-01-05T09:00:00+00:00"
+    );
 }
 
 #[test]
@@ -363,6 +369,38 @@ fn a_good_draft_is_filled_with_defaults() {
     assert_eq!(c.overlap, Overlap::CancelPrevious);
     assert_eq!(c.missed, Missed::Skip);
     assert_eq!(c.target, Target::Job(JOB.into()));
+}
+
+#[test]
+fn an_edit_of_the_clock_moves_the_cursor_to_now_and_any_other_edit_keeps_it() {
+    let draft = Draft {
+        cron: "0 3 * * *".into(),
+        job: Some(JOB.into()),
+        ..Draft::default()
+    };
+    let c = check(&draft, 0).unwrap();
+    let fired_at_three = ms("2026-01-01T03:00:00Z");
+    let s = Schedule {
+        name: "nightly".into(),
+        cron: c.cron.clone(),
+        time_zone: c.time_zone.clone(),
+        overlap: c.overlap,
+        missed: c.missed,
+        catchup_window_s: c.catchup_window_s,
+        target: c.target,
+        state: ScheduleState::Active,
+        cursor: fired_at_three,
+        previous_jobs: Vec::new(),
+        runs: 1,
+        created_at: 0,
+        updated_at: 0,
+        updated_by: "ops".into(),
+    };
+    let ten = ms("2026-01-01T10:00:00Z");
+    // 09:00 is a tick of the new cron before the edit: it was never this schedule's.
+    assert_eq!(s.cursor_after_edit("0 9 * * *", "UTC", ten), ten);
+    assert_eq!(s.cursor_after_edit("0 3 * * *", "Europe/Paris", ten), ten);
+    assert_eq!(s.cursor_after_edit("0 3 * * *", "UTC", ten), fired_at_three);
 }
 
 #[test]
