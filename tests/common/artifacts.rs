@@ -50,9 +50,13 @@ pub fn upload(
 /// status and JSON body.
 pub fn put_bytes(target: &str, token: &str, bytes: &[u8], chunked: bool) -> (u16, Value) {
     let mut cmd = Command::new("curl");
+    // With `Expect: 100-continue` a body goes only once the server asks for it: a refusal
+    // sent before reading (a stale epoch, 413) then never races a body still being written
+    // into a connection the server closes, which curl would report as no answer at all.
     cmd.args(["-X", "PUT"])
         .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args(["-H", "content-type: application/octet-stream"]);
+        .args(["-H", "content-type: application/octet-stream"])
+        .args(["-H", "Expect: 100-continue"]);
     if chunked {
         cmd.args(["-H", "Transfer-Encoding: chunked", "-T", "-"]);
     } else {
