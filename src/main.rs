@@ -18,6 +18,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// Every process of the binary (coordinator, factory agent, CLI) allocates through mimalloc:
+/// its per-thread free lists cost the request path less than glibc's arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gigafactory",

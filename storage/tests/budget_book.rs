@@ -99,3 +99,36 @@ async fn a_claims_check_from_the_book_conflicts_with_a_pause_committed_after_it(
         "no claim leases past an acknowledged pause"
     );
 }
+
+/// What `job`'s report of `micros` charges: its cost grows by it, and so do the budgets.
+async fn report(store: &EmbeddedStore, book: &BudgetBook, job: &mut Job, micros: u64) {
+    job.cost.add("m", 0, 0, micros);
+    let charged = job.clone();
+    transact!(store, |tx| repo::charge(tx, book, &charged, micros, NOW)
+        .await)
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_jobs_share_of_a_budget_sums_its_first_charge_and_every_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let book = BudgetBook::default();
+    let record = budget("ops");
+    transact!(store, |tx| repo::save_budget(tx, None, &record)).unwrap();
+    let (mut first, mut second) = (job("ops"), job("ops"));
+    // The first charge of a job writes its share whole; the later ones add to it.
+    report(&store, &book, &mut first, 3_000_000).await;
+    report(&store, &book, &mut second, 1_000_000).await;
+    report(&store, &book, &mut first, 2_000_000).await;
+    report(&store, &book, &mut first, 500_000).await;
+    let start = Period::Day.start(NOW);
+    let (top, spent) = transact!(store, |tx| {
+        let top = repo::top_jobs(tx, "ops-daily", start, 10).await?;
+        let spent = repo::spent(tx, &record, NOW).await?;
+        Ok::<_, Error>((top, spent))
+    })
+    .unwrap();
+    assert_eq!(top, vec![(first.id, 5_500_000), (second.id, 1_000_000)]);
+    assert_eq!(spent, 6_500_000);
+}

@@ -222,6 +222,9 @@ pub async fn charge<T: Transaction>(
         return Ok(crossed);
     }
     let delta = i64::try_from(amount).unwrap_or(i64::MAX);
+    // A job's cost only grows, and every growth is charged here: a job whose whole cost is
+    // this charge has no share under any budget yet.
+    let first_spend = job.cost.total() == amount;
     for record in budgets_in_book(tx, book, &job.spec.product).await?.iter() {
         let spec = &record.spec;
         if !spec.covers(&job.spec.product, &job.spec.labels) {
@@ -231,7 +234,14 @@ pub async fn charge<T: Transaction>(
         let before = spent(tx, record, now).await?;
         tx.atomic_add(&keys::spend(&spec.name, start), delta)?;
         tx.atomic_add(&keys::spend_day(&spec.name, day_start(now)), delta)?;
-        tx.atomic_add(&keys::spend_job(&spec.name, start, job.id.0), delta)?;
+        let share = keys::spend_job(&spec.name, start, job.id.0);
+        if first_spend {
+            // No charge of this job wrote a share before: set, so the store's committer need
+            // not look up a key that is not there (the common case: one report at the end).
+            tx.set(&share, &delta.to_le_bytes())?;
+        } else {
+            tx.atomic_add(&share, delta)?;
+        }
         let after = before.saturating_add(amount);
         for level in budget::crossings(spec, before, after) {
             // Read with conflict: of two reports that both think they crossed, one retries

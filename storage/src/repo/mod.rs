@@ -31,8 +31,8 @@ pub use artifacts::{
 };
 pub use audit::{AUDIT_PAGE_SCAN_MAX, AuditCursor, audit_page, record_audit};
 pub use budgets::{
-    BOOK_PRODUCTS_MAX, BUDGETS_MAX, BudgetBook, budgets, budgets_of, budgets_signal, daily_spend,
-    delete_budget, hold_of, load_budget, save_budget, spent, top_jobs,
+    BOOK_PRODUCTS_MAX, BUDGETS_MAX, BudgetBook, budgets, budgets_of, budgets_signal, charge,
+    daily_spend, delete_budget, hold_of, load_budget, save_budget, spent, top_jobs,
 };
 pub use fleet::{
     admin_bootstrapped_at, all_shares, all_weights, append_fleet_feed, clear_shard_lease,
