@@ -180,13 +180,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn of_two_decisions_from_one_cursor_only_the_first_commits_s1() {
+    /// A store holding `s`, and the directory it lives in.
+    async fn store_with(s: &Schedule) -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let mut tx = store.begin().await.unwrap();
-        save_schedule(&mut tx, &schedule(10)).unwrap();
+        save_schedule(&mut tx, s).unwrap();
         tx.commit().await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn of_two_decisions_from_one_cursor_only_the_first_commits_s1() {
+        let (_dir, store) = store_with(&schedule(10)).await;
 
         // Two nodes decide the ticks after cursor 10 at once, from the same record.
         let decided = schedule(10);
@@ -220,11 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_decision_does_not_commit_over_an_edit_that_kept_the_cursor_s1() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let mut tx = store.begin().await.unwrap();
-        save_schedule(&mut tx, &schedule(10)).unwrap();
-        tx.commit().await.unwrap();
+        let (_dir, store) = store_with(&schedule(10)).await;
 
         // A firing decides from the record, and its transaction reads it back...
         let decided = schedule(10);
@@ -260,8 +262,7 @@ mod tests {
     #[tokio::test]
     async fn a_trigger_key_names_its_run_until_the_schedule_is_removed() {
         use gigafactory_core::schedule::{Outcome, Trigger};
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let (_dir, store) = store_with(&schedule(0)).await;
         let run = Run {
             seq: 7,
             tick: 1,
@@ -271,7 +272,6 @@ mod tests {
             outcome: Outcome::Skipped { reason: "r".into() },
         };
         let mut tx = store.begin().await.unwrap();
-        save_schedule(&mut tx, &schedule(0)).unwrap();
         save_trigger_run(&mut tx, "nightly", "k1", &run).unwrap();
         tx.commit().await.unwrap();
         let mut tx = store.begin().await.unwrap();
