@@ -15,6 +15,11 @@ use crate::Remote;
 /// write of any other (a cross-site form cannot send it).
 const JSON: &str = "application/json";
 
+/// How many times [`Client::post_idempotent`] sends a request whose answer was lost, and how
+/// long it waits between them.
+const IDEMPOTENT_TRIES_MAX: u32 = 3;
+const IDEMPOTENT_RETRY_MS: u64 = 1_000;
+
 /// The coordinator did not answer (refused, reset, timed out): it may be restarting, so a
 /// follower waits and tries again where a one-shot command gives up.
 #[derive(Debug)]
@@ -137,6 +142,26 @@ impl Client {
             None => r.header(reqwest::header::CONTENT_TYPE, JSON),
         };
         self.send(r).await
+    }
+
+    /// A `POST` without a body under idempotency key `key`: the server does it once per key,
+    /// so a request whose answer was lost (no answer, or a gateway's 502 to 504) is sent
+    /// again, up to `IDEMPOTENT_TRIES_MAX` times, `IDEMPOTENT_RETRY_MS` apart.
+    pub async fn post_idempotent<T: DeserializeOwned>(&self, path: &str, key: &str) -> Result<T> {
+        let mut tries = 1;
+        loop {
+            let r = self
+                .req(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, JSON)
+                .header("Idempotency-Key", key);
+            match self.send(r).await {
+                Err(e) if unreachable(&e) && tries < IDEMPOTENT_TRIES_MAX => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(IDEMPOTENT_RETRY_MS)).await;
+                }
+                answer => return answer,
+            }
+        }
     }
 
     pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {

@@ -1,7 +1,8 @@
 //! End to end with real processes: a schedule with a seconds field fires once per tick and
 //! its jobs run on a real factory, each findable by its idempotency key; pause stops firing
 //! and resume resumes; overlap `skip` records a skipped tick while the previous run still
-//! runs and `cancel_previous` cancels it; a manual trigger runs under its own key; a
+//! runs and `cancel_previous` cancels it; a manual trigger runs under its own key, once per
+//! `Idempotency-Key` (the same key again answers the same run; a bad key is refused); a
 //! manifest template submits all its jobs, dependencies kept, each under the run's key; bad
 //! schedules are refused with every problem and change nothing. (Across three nodes with one
 //! killed: `e2e_cluster_schedules.rs`.)
@@ -418,4 +419,91 @@ fn a_manifest_template_submits_all_its_jobs_with_their_dependencies_under_the_ru
     );
     assert_eq!(report["parents"], json!([ids[0]]), "{report}");
     assert_eq!(report["state"], "pending");
+}
+
+/// A trigger of `name` with `Idempotency-Key: key`, as the admin.
+fn trigger_with_key(coord: &Coordinator, name: &str, key: &str) -> (u16, Value) {
+    let auth = format!("Bearer {}", coord.admin);
+    call_with(
+        "POST",
+        &format!("{}/v1/schedules/{name}/trigger", coord.url),
+        &[("Authorization", &auth), ("Idempotency-Key", key)],
+        "",
+    )
+}
+
+fn jobs_of(coord: &Coordinator, product: &str) -> Vec<Value> {
+    get(coord, &format!("/v1/jobs?product={product}&limit=500"))["jobs"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_trigger_retried_with_its_idempotency_key_answers_the_same_run_and_submits_once() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 10_000);
+    // A daily cron: only the triggers here run it.
+    let body = json!({"cron": "0 3 * * *", "overlap": "queue", "job": job("keyed", "true")});
+    assert_eq!(put_schedule(&coord, "keyed", &body).0, 201);
+
+    let (status, first) = trigger_with_key(&coord, "keyed", "retry-1");
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["created"], true, "{first}");
+    let id = first["run"]["jobs"][0].as_str().unwrap().to_owned();
+    assert_eq!(
+        common::job(&coord, &id)["idempotency_key"],
+        "schedule:keyed:trigger-retry-1"
+    );
+    // The template changes before the retry: the retry still answers the first run, and
+    // neither submits the new template nor conflicts with the first run's job.
+    let edited = json!({"cron": "0 3 * * *", "overlap": "queue", "job": job("keyed", "false")});
+    assert_eq!(put_schedule(&coord, "keyed", &edited).0, 200);
+    let (status, again) = trigger_with_key(&coord, "keyed", "retry-1");
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["run"], first["run"], "the same run answers");
+    assert_eq!(runs(&coord, "keyed").len(), 1, "one run in the history");
+    assert_eq!(jobs_of(&coord, "keyed").len(), 1, "one set of jobs");
+
+    // Another key is another run.
+    let (status, other) = trigger_with_key(&coord, "keyed", "retry-2");
+    assert_eq!((status, &other["created"]), (200, &json!(true)), "{other}");
+    assert_ne!(other["run"]["seq"], first["run"]["seq"]);
+    assert_eq!(jobs_of(&coord, "keyed").len(), 2);
+
+    // The CLI: `--key` twice runs once; without it, each invocation is its own run.
+    let out = cli_ok(&coord, &["schedules", "trigger", "keyed", "--key", "cli-1"]);
+    assert!(out.contains("manual"), "{out}");
+    let out = cli_ok(&coord, &["schedules", "trigger", "keyed", "--key", "cli-1"]);
+    assert!(out.contains("nothing submitted now"), "{out}");
+    assert_eq!(jobs_of(&coord, "keyed").len(), 3);
+    cli_ok(&coord, &["schedules", "trigger", "keyed"]);
+    cli_ok(&coord, &["schedules", "trigger", "keyed"]);
+    assert_eq!(jobs_of(&coord, "keyed").len(), 5);
+    assert_eq!(runs(&coord, "keyed").len(), 5);
+}
+
+#[test]
+fn a_bad_trigger_key_is_refused_with_a_json_error_and_runs_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let coord = Coordinator::start(dir.path(), 10_000);
+    let body = json!({"cron": "0 3 * * *", "job": job("badkey", "true")});
+    assert_eq!(put_schedule(&coord, "badkey", &body).0, 201);
+    let long = "k".repeat(65);
+    for key in ["a:b", "two words", "naïve", long.as_str()] {
+        let got = trigger_with_key(&coord, "badkey", key);
+        expect_error(&got, 400, "invalid_request");
+        let message = got.1["message"].as_str().unwrap();
+        assert!(message.contains("Idempotency-Key"), "{message}");
+    }
+    let (ok, _, err) = cli(&coord, &["schedules", "trigger", "badkey", "--key", "a:b"]);
+    assert!(!ok && err.contains("invalid_request"), "{err}");
+    assert!(runs(&coord, "badkey").is_empty(), "a refused trigger ran");
+    assert!(
+        jobs_of(&coord, "badkey").is_empty(),
+        "a refused trigger submitted"
+    );
 }

@@ -1,22 +1,23 @@
 //! `ScheduleActor`: fires the schedules of the shards this node owns (every schedule on a
 //! store of its own). Each pass reads every schedule, asks `core::schedule::due` what each
-//! active one owes at the node's clock, and hands a decision to the coordinator's
-//! `fire_schedule`, whose transaction admits it only while the schedule's cursor is where the
-//! decision started (S1): two nodes that both think they own a shard (one losing it) submit a
-//! tick once. It then sleeps until the soonest next tick, or `schedule_refresh_ms`, so a
-//! shard taken over is picked up within that. Each pass also arms a watch on the `schedules`
-//! signal in the transaction that reads the schedules, so an operator's change committed
-//! after that read, on any node, wakes it at once.
+//! active one owes at the node's clock, and hands the pass to the coordinator's
+//! `fire_schedule`, which decides again from the schedule it reads and whose transaction
+//! commits only while the schedule is exactly that record, its cursor where the pass found it
+//! (S1): two nodes that both think they own a shard (one losing it) submit a tick once, and an
+//! edit that races the firing is what fires. It then sleeps until the soonest next tick, or
+//! `schedule_refresh_ms`, so a shard taken over is picked up within that. Each pass also arms
+//! a watch on the `schedules` signal in the transaction that reads the schedules, so an
+//! operator's change committed after that read, on any node, wakes it at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gigafactory_core::schedule::{self, ScheduleState, shard_of_schedule};
+use gigafactory_core::schedule::{ScheduleState, shard_of_schedule};
 use gigafactory_storage::{Watch, repo, transact};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Context;
-use crate::coordinator::{Coordinator, Firing};
+use crate::coordinator::{Coordinator, Fired, Firing};
 use crate::signal_watch::AbortOnDrop;
 
 pub(crate) enum ScheduleMsg {
@@ -123,19 +124,23 @@ async fn fire_due(ctx: &Arc<Context>) -> (Duration, Option<Watch>) {
         let Ok((cron, zone)) = s.clock() else {
             continue;
         };
-        let window_ms = s.catchup_window_s.saturating_mul(1_000);
-        let grace = ctx.config.schedule_grace_ms;
-        let due = schedule::due(&cron, zone, s.cursor, now, s.missed, grace, window_ms);
+        let Ok(due) = s.due_at(now, ctx.config.schedule_grace_ms) else {
+            continue;
+        };
         let mut cursor = s.cursor;
         if due.fire.is_some() || due.missed.is_some() {
+            // The firing decides again from the schedule it reads, so an edit since this
+            // pass's read is what fires (S1).
             let firing = Firing::Ticks {
                 from: s.cursor,
-                due,
+                at: now,
             };
             match coord.fire_schedule(&s.name, firing).await {
-                Ok(runs) => {
-                    for r in &runs {
-                        tracing::info!(schedule = %s.name, tick = r.tick, outcome = r.outcome.name(), "schedule ran");
+                Ok(fired) => {
+                    if let Fired::Recorded(runs) = fired {
+                        for r in &runs {
+                            tracing::info!(schedule = %s.name, tick = r.tick, outcome = r.outcome.name(), "schedule ran");
+                        }
                     }
                     cursor = due.cursor;
                 }

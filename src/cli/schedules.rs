@@ -1,7 +1,8 @@
 //! The schedule commands: `gigafactory schedules ls | show | set | rm | pause | resume |
 //! trigger`. `set` reads its template from a file (`--job FILE.json`, the body `submit`
 //! sends, or `--manifest FILE.toml`); the server checks everything and a refusal lists every
-//! problem. Moments are relative to now (or in UTC with `--utc`).
+//! problem. `trigger` sends an idempotency key (fresh, or `--key`), so it runs once however
+//! often it is sent. Moments are relative to now (or in UTC with `--utc`).
 
 use anyhow::{Context as _, Result};
 use clap::builder::PossibleValuesParser;
@@ -53,8 +54,15 @@ pub enum SchedulesCmd {
     Pause { name: String },
     /// Resume a paused schedule.
     Resume { name: String },
-    /// Run a schedule now, under its own idempotency keys.
-    Trigger { name: String },
+    /// Run a schedule now, once: the request carries an idempotency key (a fresh one unless
+    /// `--key` gives it), so a retry, by this command or by running it again with the same
+    /// `--key`, answers the same run and submits nothing new.
+    Trigger {
+        name: String,
+        /// The idempotency key: 1 to 64 of [A-Za-z0-9._-] (default: a fresh UUID).
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 pub async fn schedules(remote: &Remote, view: &View, cmd: SchedulesCmd) -> Result<()> {
@@ -110,10 +118,19 @@ pub async fn schedules(remote: &Remote, view: &View, cmd: SchedulesCmd) -> Resul
             let answer: Value = c.post(&format!("{}/resume", path(&name)), None).await?;
             view.print(answer, describe)?;
         }
-        SchedulesCmd::Trigger { name } => {
-            let answer: Value = c.post(&format!("{}/trigger", path(&name)), None).await?;
+        SchedulesCmd::Trigger { name, key } => {
+            let key = key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let answer: Value = c
+                .post_idempotent(&format!("{}/trigger", path(&name)), &key)
+                .await?;
             view.print(answer, |fmt, t: &TriggerAnswer| {
-                runs(fmt, std::slice::from_ref(&t.run))
+                let mut out = runs(fmt, std::slice::from_ref(&t.run));
+                if !t.created {
+                    out.push_str(&format!(
+                        "an earlier trigger with key {key} made this run: nothing submitted now\n"
+                    ));
+                }
+                out
             })?;
         }
     }

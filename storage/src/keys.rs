@@ -314,6 +314,15 @@ pub fn schedule_runs(name: &str) -> KeyRange {
     subspace(&("schedrun", name))
 }
 
+/// `("schedtrig", name, key)` → the run a manual trigger with idempotency key `key` made.
+pub fn schedule_trigger(name: &str, key: &str) -> Vec<u8> {
+    pack(&("schedtrig", name, key))
+}
+
+pub fn schedule_triggers(name: &str) -> KeyRange {
+    subspace(&("schedtrig", name))
+}
+
 /// `("limit", key)` → a concurrency or rate limit.
 pub fn limit(key: &str) -> Vec<u8> {
     pack(&("limit", key))

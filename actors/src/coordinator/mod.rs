@@ -38,7 +38,7 @@ pub use intake::IntakeOutcome;
 pub use observe::{AutoscaleView, ClusterView, FaultTarget, Stats};
 pub use operate::OperatorAction;
 pub(crate) use questions::time_out_questions;
-pub(crate) use schedule_fire::Firing;
+pub(crate) use schedule_fire::{Fired, Firing};
 pub use tokens::{Minted, Principal, Session, TokenInfo};
 
 use crate::clock::Clock;

@@ -9,7 +9,7 @@ use gigafactory_core::wire::{RunView, ScheduleBody, ScheduleView};
 use gigafactory_storage::{repo, transact};
 
 use super::Coordinator;
-use super::schedule_fire::Firing;
+use super::schedule_fire::{Fired, Firing};
 use crate::error::{CoordError, Result};
 
 /// Ticks a schedule's own page shows, and runs the listing shows of each.
@@ -163,17 +163,32 @@ impl Coordinator {
         })
     }
 
-    /// Runs a schedule now, whatever its state, under its own idempotency keys
-    /// (`schedule:NAME:manual-AT`), with its overlap policy. Returns the run.
-    pub async fn trigger_schedule(&self, name: &str, by: &Author) -> Result<RunView> {
+    /// Runs a schedule now, whatever its state, with its overlap policy. With `key` (checked
+    /// by `schedule::check_trigger_key`; a bad one is refused and changes nothing) it runs
+    /// once per key: the same key again answers the same run and submits nothing, however
+    /// late. Without, its jobs' keys are `schedule:NAME:manual-AT`. Returns the run and
+    /// whether this call made it.
+    pub async fn trigger_schedule(
+        &self,
+        name: &str,
+        by: &Author,
+        key: Option<String>,
+    ) -> Result<(RunView, bool)> {
+        if let Some(k) = &key {
+            schedule::check_trigger_key(k).map_err(CoordError::Invalid)?;
+        }
         let firing = Firing::Manual {
             at: self.now(),
             by: by.clone(),
+            key,
         };
-        let runs = self.fire_schedule(name, firing).await?;
-        runs.iter()
-            .find(|r| matches!(r.trigger, Trigger::Manual(_)))
-            .map(RunView::from)
-            .ok_or_else(|| CoordError::NotFound(format!("schedule {name}")))
+        match self.fire_schedule(name, firing).await? {
+            Fired::Replayed(run) => Ok((RunView::from(&run), false)),
+            Fired::Recorded(runs) => runs
+                .iter()
+                .find(|r| matches!(r.trigger, Trigger::Manual(_)))
+                .map(|r| (RunView::from(r), true))
+                .ok_or_else(|| CoordError::NotFound(format!("schedule {name}"))),
+        }
     }
 }

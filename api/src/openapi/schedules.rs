@@ -50,8 +50,14 @@ pub(super) fn describe(d: &mut Doc) {
     .answers::<ScheduleView>(200, "the schedule now");
     d.post(
         "/v1/schedules/{name}/trigger",
-        "Run a schedule now, under its own idempotency keys and its overlap policy",
+        "Run a schedule now, with its overlap policy; with an `Idempotency-Key` header, once \
+         per key (its jobs' keys `schedule:NAME:trigger-KEY`), else under `manual-AT`",
         Operator,
     )
-    .answers::<TriggerAnswer>(200, "the run");
+    .header(
+        "Idempotency-Key",
+        "1 to 64 of `[A-Za-z0-9._-]`: the same key again answers the same run (`created: \
+         false`) and submits nothing; a bad key is `400 invalid_request`, nothing run",
+    )
+    .answers::<TriggerAnswer>(200, "the run (new, or the one the key made)");
 }

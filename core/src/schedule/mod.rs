@@ -5,8 +5,11 @@
 //! its DST rule, `policy.rs` the decisions at a moment.
 //!
 //! S1: a tick submits at most once: the transaction that submits it also moves the
-//! schedule's cursor past it and refuses a tick at or before the cursor (the store's
-//! `repo::schedules`), and its jobs' idempotency keys are `schedule:NAME:TICK[:KEY]`.
+//! schedule's cursor past it and commits only while the schedule is exactly the record it
+//! decided from (the store's `repo::schedules`: the cursor where the decision began, and no
+//! edit since), and its jobs' idempotency keys are `schedule:NAME:TICK[:KEY]`. A manual
+//! trigger with an idempotency key runs once per key: its jobs' keys are
+//! `schedule:NAME:trigger-KEY[:JOBKEY]`.
 
 pub mod cron;
 pub mod policy;
@@ -30,6 +33,9 @@ pub const SCHEDULES_MAX: usize = 1_000;
 /// The longest catch-up window (`missed = "run_once"`), and the default.
 pub const CATCHUP_WINDOW_MAX_S: u64 = 7 * 24 * 3600;
 pub const CATCHUP_WINDOW_DEFAULT_S: u64 = 24 * 3600;
+
+/// The longest idempotency key a manual trigger takes (a UUID is 36).
+pub const TRIGGER_KEY_MAX_BYTES: usize = 64;
 
 /// How many job ids a run keeps (a manifest of more keeps the first ones and the count).
 pub const RUN_JOBS_MAX: usize = 100;
@@ -299,7 +305,36 @@ fn check_manifest(text: &str, problems: &mut Vec<String>) {
     }
 }
 
-/// The idempotency key of a run's job: `run` is the tick (or `manual-AT` for a trigger),
+/// Checks a manual trigger's idempotency key: 1 to `TRIGGER_KEY_MAX_BYTES` of
+/// `[A-Za-z0-9._-]`, so it sits in its jobs' keys (`schedule:NAME:trigger-KEY:JOBKEY`)
+/// without a `:` that would make two of them read alike.
+pub fn check_trigger_key(key: &str) -> Result<(), String> {
+    let ok = (1..=TRIGGER_KEY_MAX_BYTES).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Idempotency-Key: must be 1 to {TRIGGER_KEY_MAX_BYTES} characters from [A-Za-z0-9._-], got {:?}",
+            key.chars()
+                .take(TRIGGER_KEY_MAX_BYTES + 1)
+                .collect::<String>()
+        ))
+    }
+}
+
+/// What a manual trigger's jobs' keys are made from: its idempotency key, else the moment it
+/// was asked (never alike: a key's part starts `trigger-`, a moment's `manual-`).
+pub fn manual_run(at: Millis, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("trigger-{k}"),
+        None => format!("manual-{at}"),
+    }
+}
+
+/// The idempotency key of a run's job: `run` is the tick (or [`manual_run`] for a trigger),
 /// `key` the job's key in a manifest.
 pub fn idempotency_key(name: &str, run: &str, key: Option<&str>) -> String {
     match key {
@@ -308,7 +343,7 @@ pub fn idempotency_key(name: &str, run: &str, key: Option<&str>) -> String {
     }
 }
 
-/// The specs a run of `target` submits (`run`: its tick, or `manual-AT`), each with its
+/// The specs a run of `target` submits (`run`: its tick, or [`manual_run`]), each with its
 /// idempotency key. Errors are the template's problems (checked when it was set, so only a
 /// rule changed since then).
 pub fn specs_for(name: &str, target: &Target, run: &str) -> Result<Vec<JobSpec>, String> {
@@ -346,6 +381,22 @@ impl Schedule {
         } else {
             self.cursor.max(now)
         }
+    }
+
+    /// What the policies owe at `now` (ticks up to the cursor are decided; `grace_ms` as in
+    /// [`due`]).
+    pub fn due_at(&self, now: Millis, grace_ms: u64) -> Result<Due, String> {
+        let (cron, zone) = self.clock()?;
+        let window_ms = self.catchup_window_s.saturating_mul(1_000);
+        Ok(due(
+            &cron,
+            zone,
+            self.cursor,
+            now,
+            self.missed,
+            grace_ms,
+            window_ms,
+        ))
     }
 
     /// The cron and zone, parsed (checked when set, so they parse).

@@ -493,3 +493,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_trigger_key_is_checked_and_never_reads_like_a_moment() {
+    assert_eq!(
+        check_trigger_key("0b6e7a4c-1f2d-4c1e-9a3b-2f6a1d9e8c7b"),
+        Ok(())
+    );
+    assert_eq!(check_trigger_key("retry.1_A"), Ok(()));
+    for bad in [
+        "",
+        "a:b",
+        "a b",
+        "é",
+        &"k".repeat(TRIGGER_KEY_MAX_BYTES + 1),
+    ] {
+        let why = check_trigger_key(bad).unwrap_err();
+        assert!(why.starts_with("Idempotency-Key: must be 1 to 64"), "{why}");
+    }
+    assert_eq!(manual_run(5, Some("5")), "trigger-5");
+    assert_eq!(manual_run(5, None), "manual-5");
+    assert_ne!(manual_run(5, Some("5")), manual_run(5, None));
+}

@@ -193,4 +193,7 @@ impl ScheduleView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TriggerAnswer {
     pub run: RunView,
+    /// `false` when an earlier trigger with the same `Idempotency-Key` made `run`: nothing
+    /// was submitted this time.
+    pub created: bool,
 }

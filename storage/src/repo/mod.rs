@@ -53,8 +53,9 @@ pub use logs::{
     watch_logs,
 };
 pub use schedules::{
-    append_run, delete_schedule, load_schedule, save_schedule, schedule_at_cursor, schedule_runs,
-    schedules, schedules_changed, schedules_signal,
+    append_run, delete_schedule, load_schedule, save_schedule, save_trigger_run,
+    schedule_as_decided, schedule_at_cursor, schedule_runs, schedules, schedules_changed,
+    schedules_signal, trigger_run,
 };
 pub use secrets::{
     SECRETS_LIST_MAX, SecretRecord, delete_secret, load_secret, save_secret, secrets,

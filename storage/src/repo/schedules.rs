@@ -1,8 +1,10 @@
-//! Schedules in the store: their records, by name, and each one's history of runs under
-//! `("schedrun", name, seq)`, the latest `HISTORY_MAX` kept. S1 (`core::schedule`) is kept
-//! here: [`schedule_at_cursor`] reads a schedule only while its cursor is where the caller's
-//! decision started, with conflict, so of two nodes deciding the same ticks one commits and
-//! the other finds the cursor moved.
+//! Schedules in the store: their records, by name, each one's history of runs under
+//! `("schedrun", name, seq)`, the latest `HISTORY_MAX` kept, and the run each manual trigger
+//! key made under `("schedtrig", name, key)`, kept while the schedule is. S1
+//! (`core::schedule`) is kept here: [`schedule_as_decided`] reads a schedule, with conflict,
+//! only while it is exactly the record the caller decided from, so of two nodes deciding the
+//! same ticks one commits and the other finds the cursor moved, and a decision made before an
+//! operator's edit (which may keep the cursor) is never written over it.
 
 use gigafactory_core::job::Millis;
 use gigafactory_core::schedule::{HISTORY_MAX, Run, SCHEDULES_MAX, Schedule};
@@ -44,6 +46,42 @@ pub async fn schedule_at_cursor<T: Transaction>(
         .filter(|s| s.cursor == cursor))
 }
 
+/// The schedule, if it is still exactly `decided` (S1): `None` when it is gone, or another
+/// decision moved its cursor, or an edit changed what it submits or how, so the caller's
+/// decision must not be written. Read with conflict: a change committed before the caller's
+/// commit makes it retry and find the change.
+pub async fn schedule_as_decided<T: Transaction>(
+    tx: &mut T,
+    decided: &Schedule,
+) -> Result<Option<Schedule>, Error> {
+    Ok(load_schedule(tx, &decided.name)
+        .await?
+        .filter(|s| s == decided))
+}
+
+/// The run a manual trigger of `name` with idempotency key `key` made, if one did (read with
+/// conflict: of two triggers with one key, one records its run and the other finds it).
+pub async fn trigger_run<T: Transaction>(
+    tx: &mut T,
+    name: &str,
+    key: &str,
+) -> Result<Option<Run>, Error> {
+    match tx.get(&keys::schedule_trigger(name, key)).await? {
+        Some(v) => Ok(Some(codec::decode(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Records `run` as the one a trigger with idempotency key `key` made.
+pub fn save_trigger_run<T: Transaction>(
+    tx: &mut T,
+    name: &str,
+    key: &str,
+    run: &Run,
+) -> Result<(), Error> {
+    tx.set(&keys::schedule_trigger(name, key), &codec::encode(run)?)
+}
+
 /// Writes a schedule. An operator's change also calls [`schedules_changed`]; a run does not,
 /// so firing wakes no actor.
 pub fn save_schedule<T: Transaction>(tx: &mut T, s: &Schedule) -> Result<(), Error> {
@@ -61,10 +99,11 @@ pub fn schedules_signal() -> WatchTarget {
     WatchTarget::Key(keys::signal("schedules"))
 }
 
-/// Removes a schedule and its history.
+/// Removes a schedule, its history and its triggers' keys.
 pub fn delete_schedule<T: Transaction>(tx: &mut T, name: &str) -> Result<(), Error> {
     tx.clear(&keys::schedule(name))?;
     tx.clear_range(&keys::schedule_runs(name))?;
+    tx.clear_range(&keys::schedule_triggers(name))?;
     schedules_changed(tx)
 }
 
@@ -79,11 +118,19 @@ pub async fn schedules<T: Transaction>(tx: &mut T) -> Result<Vec<Schedule>, Erro
     rows.iter().map(|(_, v)| codec::decode(v)).collect()
 }
 
-/// Appends `run` to `s`'s history under the next sequence number, forgetting the run that
-/// falls out of the latest `HISTORY_MAX`. The caller saves `s` (its `runs` moved on).
-pub fn append_run<T: Transaction>(tx: &mut T, s: &mut Schedule, mut run: Run) -> Result<(), Error> {
+/// Appends `run` to `s`'s history under the next sequence number (set in `run`), forgetting
+/// the run that falls out of the latest `HISTORY_MAX`. The caller saves `s` (its `runs` moved
+/// on).
+pub fn append_run<T: Transaction>(
+    tx: &mut T,
+    s: &mut Schedule,
+    run: &mut Run,
+) -> Result<(), Error> {
     run.seq = s.runs;
-    tx.set(&keys::schedule_run(&s.name, run.seq), &codec::encode(&run)?)?;
+    tx.set(
+        &keys::schedule_run(&s.name, run.seq),
+        &codec::encode(&*run)?,
+    )?;
     if let Some(old) = run.seq.checked_sub(HISTORY_MAX) {
         tx.clear(&keys::schedule_run(&s.name, old))?;
     }
@@ -133,22 +180,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn of_two_decisions_from_one_cursor_only_the_first_commits_s1() {
+    /// A store holding `s`, and the directory it lives in.
+    async fn store_with(s: &Schedule) -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let mut tx = store.begin().await.unwrap();
-        save_schedule(&mut tx, &schedule(10)).unwrap();
+        save_schedule(&mut tx, s).unwrap();
         tx.commit().await.unwrap();
+        (dir, store)
+    }
 
-        // Two nodes decide the ticks after cursor 10 at once.
+    #[tokio::test]
+    async fn of_two_decisions_from_one_cursor_only_the_first_commits_s1() {
+        let (_dir, store) = store_with(&schedule(10)).await;
+
+        // Two nodes decide the ticks after cursor 10 at once, from the same record.
+        let decided = schedule(10);
         let mut a = store.begin().await.unwrap();
         let mut b = store.begin().await.unwrap();
-        let mut sa = schedule_at_cursor(&mut a, "nightly", 10)
+        let mut sa = schedule_as_decided(&mut a, &decided)
             .await
             .unwrap()
             .unwrap();
-        let mut sb = schedule_at_cursor(&mut b, "nightly", 10)
+        let mut sb = schedule_as_decided(&mut b, &decided)
             .await
             .unwrap()
             .unwrap();
@@ -161,9 +215,73 @@ mod tests {
         // Retried, the second finds the cursor moved and writes nothing.
         let mut retry = store.begin().await.unwrap();
         assert_eq!(
+            schedule_as_decided(&mut retry, &decided).await.unwrap(),
+            None
+        );
+        assert_eq!(
             schedule_at_cursor(&mut retry, "nightly", 10).await.unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_decision_does_not_commit_over_an_edit_that_kept_the_cursor_s1() {
+        let (_dir, store) = store_with(&schedule(10)).await;
+
+        // A firing decides from the record, and its transaction reads it back...
+        let decided = schedule(10);
+        let mut firing = store.begin().await.unwrap();
+        let mut s = schedule_as_decided(&mut firing, &decided)
+            .await
+            .unwrap()
+            .unwrap();
+        // ...while an operator's edit of the template (same cron: same cursor) commits.
+        let mut edit = store.begin().await.unwrap();
+        let mut edited = load_schedule(&mut edit, "nightly").await.unwrap().unwrap();
+        edited.target = Target::Job(r#"{"title":"new"}"#.into());
+        edited.updated_at = 5;
+        save_schedule(&mut edit, &edited).unwrap();
+        edit.commit().await.unwrap();
+
+        s.cursor = 20;
+        save_schedule(&mut firing, &s).unwrap();
+        assert!(matches!(firing.commit().await, Err(Error::Conflict)));
+        // Retried, the firing finds the record is not the one it decided from, though the
+        // cursor is where the decision began: it writes nothing and decides again.
+        let mut retry = store.begin().await.unwrap();
+        assert_eq!(
+            schedule_as_decided(&mut retry, &decided).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            schedule_as_decided(&mut retry, &edited).await.unwrap(),
+            Some(edited.clone())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trigger_key_names_its_run_until_the_schedule_is_removed() {
+        use gigafactory_core::schedule::{Outcome, Trigger};
+        let (_dir, store) = store_with(&schedule(0)).await;
+        let run = Run {
+            seq: 7,
+            tick: 1,
+            at: 1,
+            node: uuid::Uuid::nil(),
+            trigger: Trigger::Manual("admin:a".into()),
+            outcome: Outcome::Skipped { reason: "r".into() },
+        };
+        let mut tx = store.begin().await.unwrap();
+        save_trigger_run(&mut tx, "nightly", "k1", &run).unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            trigger_run(&mut tx, "nightly", "k1").await.unwrap(),
+            Some(run)
+        );
+        assert_eq!(trigger_run(&mut tx, "nightly", "k2").await.unwrap(), None);
+        delete_schedule(&mut tx, "nightly").unwrap();
+        assert_eq!(trigger_run(&mut tx, "nightly", "k1").await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -174,7 +292,7 @@ mod tests {
         let mut s = schedule(0);
         for tick in 0..(HISTORY_MAX + 3) {
             let mut tx = store.begin().await.unwrap();
-            let run = Run {
+            let mut run = Run {
                 seq: 0,
                 tick,
                 at: tick,
@@ -182,7 +300,8 @@ mod tests {
                 trigger: Trigger::Tick,
                 outcome: Outcome::Skipped { reason: "r".into() },
             };
-            append_run(&mut tx, &mut s, run).unwrap();
+            append_run(&mut tx, &mut s, &mut run).unwrap();
+            assert_eq!(run.seq, tick);
             save_schedule(&mut tx, &s).unwrap();
             tx.commit().await.unwrap();
         }
