@@ -121,12 +121,10 @@ async fn fire_due(ctx: &Arc<Context>) -> (Duration, Option<Watch>) {
         {
             continue;
         }
-        let Ok((cron, zone)) = s.clock() else {
+        let Ok(clock) = s.clock() else {
             continue;
         };
-        let Ok(due) = s.due_at(now, ctx.config.schedule_grace_ms) else {
-            continue;
-        };
+        let due = s.due_at(&clock, now, ctx.config.schedule_grace_ms);
         let mut cursor = s.cursor;
         if due.fire.is_some() || due.missed.is_some() {
             // The firing decides again from the schedule it reads, so an edit since this
@@ -147,6 +145,7 @@ async fn fire_due(ctx: &Arc<Context>) -> (Duration, Option<Watch>) {
                 Err(e) => tracing::warn!(schedule = %s.name, error = %e, "schedule cannot fire"),
             }
         }
+        let (cron, zone) = clock;
         if let Some(next) = cron.next_tick(zone, cursor.max(now)) {
             wake = wake.min(next);
         }

@@ -97,7 +97,10 @@ impl Coordinator {
         let (due, tick) = match firing {
             Firing::Ticks { at, .. } => {
                 let grace = self.ctx.config.schedule_grace_ms;
-                match decided.due_at(*at, grace) {
+                match decided
+                    .clock()
+                    .map(|clock| decided.due_at(&clock, *at, grace))
+                {
                     Ok(due) if due.fire.is_some() || due.missed.is_some() => (Some(due), due.fire),
                     // Nothing owed (an edit since the pass moved it), or a clock that no
                     // longer parses: nothing to write.

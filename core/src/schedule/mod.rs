@@ -383,20 +383,19 @@ impl Schedule {
         }
     }
 
-    /// What the policies owe at `now` (ticks up to the cursor are decided; `grace_ms` as in
-    /// [`due`]).
-    pub fn due_at(&self, now: Millis, grace_ms: u64) -> Result<Due, String> {
-        let (cron, zone) = self.clock()?;
+    /// What the policies owe at `now` by the schedule's clock (`clock()`, parsed once by the
+    /// caller); ticks up to the cursor are decided, `grace_ms` as in [`due`].
+    pub fn due_at(&self, (cron, zone): &(Cron, chrono_tz::Tz), now: Millis, grace_ms: u64) -> Due {
         let window_ms = self.catchup_window_s.saturating_mul(1_000);
-        Ok(due(
-            &cron,
-            zone,
+        due(
+            cron,
+            *zone,
             self.cursor,
             now,
             self.missed,
             grace_ms,
             window_ms,
-        ))
+        )
     }
 
     /// The cron and zone, parsed (checked when set, so they parse).
