@@ -222,8 +222,9 @@ pub async fn charge<T: Transaction>(
         return Ok(crossed);
     }
     let delta = i64::try_from(amount).unwrap_or(i64::MAX);
-    // A job's cost only grows, and every growth is charged here: a job whose whole cost is
-    // this charge has no share under any budget yet.
+    // A job's cost never falls, and a share is written only in the transaction that saves
+    // the job with the cost that grew it: a job whose whole cost is this charge has no share
+    // under any budget yet.
     let first_spend = job.cost.total() == amount;
     for record in budgets_in_book(tx, book, &job.spec.product).await?.iter() {
         let spec = &record.spec;
